@@ -1,0 +1,60 @@
+// Package oauthtest is a real OAuth 2.0 authorization server for tests and
+// demos. It issues opaque bearer tokens and keeps them in memory, and it can
+// be made to misbehave in the ways real providers do.
+//
+// It serves, under one issuer URL:
+//
+//   - POST /token: the client_credentials, refresh_token and
+//     authorization_code (with PKCE S256) grants, answered per RFC 6749 §5.1
+//     and §5.2 with Cache-Control: no-store;
+//   - GET /authorize: auto-approves and redirects to redirect_uri with code,
+//     state and iss (RFC 9207);
+//   - POST /revoke: token revocation (RFC 7009);
+//   - GET /.well-known/oauth-authorization-server: metadata (RFC 8414);
+//   - /resource: a protected resource that accepts a Bearer access token and
+//     answers 200 JSON, or 401 with WWW-Authenticate: Bearer
+//     error="invalid_token" for a missing, unknown, expired or revoked token.
+//
+// Options set the access token lifetime, refresh token rotation, reuse
+// detection with an optional grace period, the accepted client
+// authentication styles, latency and the clock. Script queues faults
+// (5xx, 429 with Retry-After, malformed JSON, form-encoded bodies, HTML
+// pages, errors inside a 200, a missing or string expires_in) that the next
+// token requests answer with, one fault per request.
+//
+// # Refresh token families
+//
+// Every refresh token belongs to a family, started by IssueRefreshToken or by
+// an authorization_code grant. With rotation (WithRotation) each refresh
+// issues a new refresh token and retires the one presented. With reuse
+// detection (WithReuseDetection), presenting a retired refresh token revokes
+// the whole family, every refresh and access token in it, and answers
+// invalid_grant (RFC 9700 §4.14.2), unless the token was retired less than
+// the grace period ago: then the request is accepted as if the token were
+// current, the family's current refresh token is retired in its turn, and a
+// new one is issued. Without reuse detection a retired token only gets
+// invalid_grant. Without rotation a refresh token keeps working, and a
+// refresh response carries no refresh_token (the client keeps the one it
+// has).
+//
+// # Times
+//
+// All expiry decisions use the clock given with WithNow, at the token
+// endpoint and at the resource endpoint alike. expires_in is a whole number
+// of seconds rounded up (a 1.5 s lifetime reports 2, a 500 ms lifetime
+// reports 1), while the server keeps and enforces the precise expiry; a
+// client therefore sees a token expire up to one second before it thinks it
+// should, and must rely on its 401 handling, as it must with real providers.
+//
+// # Secrets
+//
+// The server stores only SHA-256 digests of tokens, codes and client
+// secrets, compares secrets in constant time, and never writes a token, code
+// or secret to its log or to an error description.
+//
+// # Concurrency
+//
+// All methods of Server are safe for concurrent use, including while it
+// serves requests. Memory stays bounded by the tokens issued: access tokens
+// and authorization codes are pruned lazily a while after they expire.
+package oauthtest
