@@ -1,0 +1,178 @@
+package oauth
+
+import (
+	"html"
+	"regexp"
+	"slices"
+	"strings"
+	"unicode"
+	"unicode/utf8"
+)
+
+const (
+	// redactedMark replaces a redacted value.
+	redactedMark = "[redacted]"
+	// excerptLimit is the most runes of a body excerpt.
+	excerptLimit = 200
+	// descriptionLimit is the most runes of an error description or URI.
+	descriptionLimit = 300
+	// sanitizeInputLimit is how much of a body is looked at for an excerpt.
+	sanitizeInputLimit = 64 << 10
+	// minTokenRun is the shortest run of token characters that is redacted
+	// as a likely token even without a key naming it.
+	minTokenRun = 20
+)
+
+var (
+	// secretKeyRE matches member and parameter names whose values are
+	// secrets: access_token, refresh_token, id_token, client_secret, ...
+	secretKeyRE = regexp.MustCompile(`(?i)(token|secret|password|passwd|assertion|verifier|api[_-]?key|credential)`)
+
+	// keyValueRE matches a secret-like key followed by ':' or '=' and a value,
+	// as in JSON, forms, query strings and "key: value" text.
+	keyValueRE = regexp.MustCompile(`(?i)([a-z0-9_.-]*(?:token|secret|password|passwd|assertion|verifier|api[_-]?key|apikey|credential)s?\\?["']?\s*[:=]\s*\\?["']?)([^\s"'\\&,;<>]+)`)
+	// codeParamRE matches an authorization code in a query string.
+	codeParamRE = regexp.MustCompile(`(?i)(\bcode=)([^\s"'&<>]+)`)
+	// authSchemeRE matches HTTP credentials: "Bearer <token>", "Basic <b64>".
+	authSchemeRE = regexp.MustCompile(`(?i)(\b(?:bearer|basic|dpop|mac)\s+)([A-Za-z0-9._~+/-]+=*)`)
+	// tokenRunRE matches runs of characters tokens are made of.
+	tokenRunRE = regexp.MustCompile(`[A-Za-z0-9._~+/=-]{20,}`)
+
+	// scriptStyleRE, commentRE and tagRE strip HTML markup.
+	scriptStyleRE = regexp.MustCompile(`(?is)<(?:script|style)\b.*?</(?:script|style)\s*>`)
+	commentRE     = regexp.MustCompile(`(?s)<!--.*?-->`)
+	tagRE         = regexp.MustCompile(`<[!/?]?[A-Za-z][^>]*>?`)
+)
+
+// sanitizeText turns untrusted text from a provider into something safe to
+// put in an error: at most sanitizeInputLimit bytes looked at, valid UTF-8,
+// HTML markup stripped (when markup is true), whitespace and control
+// characters collapsed to single spaces, the given secrets and every
+// token-like value redacted, and at most limit runes kept.
+func sanitizeText(s string, limit int, markup bool, secrets []string) string {
+	if len(s) > sanitizeInputLimit {
+		s = s[:sanitizeInputLimit]
+	}
+	s = strings.ToValidUTF8(s, "\uFFFD")
+	if markup && strings.Contains(s, "<") {
+		s = scriptStyleRE.ReplaceAllString(s, " ")
+		s = commentRE.ReplaceAllString(s, " ")
+		s = tagRE.ReplaceAllString(s, " ")
+	}
+	if markup && strings.Contains(s, "&") {
+		s = html.UnescapeString(s)
+	}
+	s = strings.Map(func(r rune) rune {
+		if unicode.IsControl(r) || unicode.Is(unicode.Cf, r) {
+			return ' '
+		}
+		return r
+	}, s)
+	s = strings.Join(strings.Fields(s), " ")
+	s = redact(s, secrets)
+	return truncateRunes(s, limit)
+}
+
+// redact replaces the given secrets and every token-like value in s.
+func redact(s string, secrets []string) string {
+	if len(secrets) > 0 {
+		// Longest first, so that a secret containing another is replaced whole.
+		sorted := slices.Clone(secrets)
+		slices.SortFunc(sorted, func(a, b string) int { return len(b) - len(a) })
+		for _, sec := range sorted {
+			if sec != "" {
+				s = strings.ReplaceAll(s, sec, redactedMark)
+			}
+			// Whitespace in the text was collapsed: match the secret so too.
+			if c := strings.Join(strings.Fields(sec), " "); c != sec && c != "" {
+				s = strings.ReplaceAll(s, c, redactedMark)
+			}
+		}
+	}
+	s = keyValueRE.ReplaceAllString(s, "${1}"+redactedMark)
+	s = codeParamRE.ReplaceAllString(s, "${1}"+redactedMark)
+	s = authSchemeRE.ReplaceAllString(s, "${1}"+redactedMark)
+	s = tokenRunRE.ReplaceAllStringFunc(s, redactTokenRun)
+	return s
+}
+
+// redactTokenRun redacts a run of token characters if it looks like a
+// token. A run containing "//" is a URL: its path segments are judged one by
+// one, so that documentation links survive.
+func redactTokenRun(run string) string {
+	if !strings.Contains(run, "//") {
+		if tokenLike(run) {
+			return redactedMark
+		}
+		return run
+	}
+	parts := strings.Split(run, "/")
+	for i, p := range parts {
+		if tokenLike(p) {
+			parts[i] = redactedMark
+		}
+	}
+	return strings.Join(parts, "/")
+}
+
+// tokenLike reports whether s looks like a token or secret: at least
+// minTokenRun characters with both letters and digits.
+func tokenLike(s string) bool {
+	if len(s) < minTokenRun {
+		return false
+	}
+	var letter, digit bool
+	for i := 0; i < len(s); i++ {
+		switch b := s[i]; {
+		case 'a' <= b && b <= 'z', 'A' <= b && b <= 'Z':
+			letter = true
+		case '0' <= b && b <= '9':
+			digit = true
+		}
+	}
+	return letter && digit
+}
+
+// sanitizeCode returns an OAuth error code lower-cased, or "" if it is not a
+// plausible code: 1 to 64 characters of a-z, 0-9, '_', '.', ':' and '-',
+// not token-like and not containing a secret.
+func sanitizeCode(code string, secrets []string) string {
+	code = strings.ToLower(strings.TrimSpace(code))
+	if code == "" || len(code) > 64 || tokenLike(code) {
+		return ""
+	}
+	for i := 0; i < len(code); i++ {
+		switch b := code[i]; {
+		case 'a' <= b && b <= 'z', '0' <= b && b <= '9', b == '_', b == '.', b == ':', b == '-':
+		default:
+			return ""
+		}
+	}
+	for _, s := range secrets {
+		// A short secret (a test's "rt") would match inside real codes.
+		if s = strings.ToLower(s); s == code || (len(s) >= 8 && strings.Contains(code, s)) {
+			return ""
+		}
+	}
+	return code
+}
+
+// truncateRunes shortens s to at most limit runes, marking a cut with "…".
+func truncateRunes(s string, limit int) string {
+	if utf8.RuneCountInString(s) <= limit {
+		return s
+	}
+	i, n := 0, 0
+	for i = range s {
+		if n == limit {
+			break
+		}
+		n++
+	}
+	return strings.TrimRight(s[:i], " ") + "…"
+}
+
+// clip shortens an untrusted string quoted in a configuration error.
+func clip(s string, limit int) string {
+	return truncateRunes(strings.ToValidUTF8(s, "\uFFFD"), limit)
+}
