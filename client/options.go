@@ -53,7 +53,7 @@ type Option func(*settings) error
 // settings is the configuration of a TokenSource, fixed at construction.
 type settings struct {
 	store          TokenStore
-	storeSet       bool // WithStore was given
+	storeSet       bool          // WithStore was given
 	lead           time.Duration // duration bound of the lead; < 0: not in force
 	leadFraction   float64       // fraction bound of the lead; 0: not in force
 	leadSet        bool          // WithLead was given

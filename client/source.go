@@ -514,7 +514,7 @@ func (s *TokenSource) scheduleLocked(now time.Time) (time.Time, bool) {
 		case s.cur != nil && s.cur.AccessToken != "":
 			if s.cur.AccessToken == s.rejected {
 				earliest(now)
-			} else {
+			} else if s.set.leadFor(s.lifetime) > 0 {
 				earliest(s.refreshAtLocked())
 			}
 		}
@@ -546,8 +546,8 @@ func (s *TokenSource) runDue() {
 		case s.cur != nil && s.cur.AccessToken != "":
 			if s.cur.AccessToken == s.rejected {
 				s.startFetchLocked(nil, "token rejected", 0)
-			} else if !now.Before(s.refreshAtLocked()) {
-				s.startFetchLocked(nil, "refresh ahead", s.set.leadFor(s.lifetime))
+			} else if lead := s.set.leadFor(s.lifetime); lead > 0 && !now.Before(s.refreshAtLocked()) {
+				s.startFetchLocked(nil, "refresh ahead", lead)
 			}
 		}
 	}
