@@ -82,15 +82,15 @@ func (e *Error) Error() string {
 	if e.URI != "" {
 		fmt.Fprintf(&b, " (see %s)", e.URI)
 	}
-	if e.RetryAfter > 0 {
-		fmt.Fprintf(&b, "; retry after %s", e.RetryAfter)
+	if e.Err != nil {
+		b.WriteString(": ")
+		b.WriteString(strings.TrimPrefix(e.Err.Error(), "oauth: "))
 	}
 	if e.Excerpt != "" {
 		fmt.Fprintf(&b, "; body: %q", e.Excerpt)
 	}
-	if e.Err != nil {
-		b.WriteString(": ")
-		b.WriteString(strings.TrimPrefix(e.Err.Error(), "oauth: "))
+	if e.RetryAfter > 0 {
+		fmt.Fprintf(&b, "; retry after %s", e.RetryAfter)
 	}
 	return b.String()
 }
