@@ -216,8 +216,11 @@ func TestAuthorizeErrors(t *testing.T) {
 		mutate func(url.Values)
 		code   string
 	}{
-		"response_type token":  {func(v url.Values) { v.Set("response_type", "token") }, "unsupported_response_type"},
-		"plain PKCE":           {func(v url.Values) { v.Set("code_challenge", s256(testVerifier)); v.Set("code_challenge_method", "plain") }, "invalid_request"},
+		"response_type token": {func(v url.Values) { v.Set("response_type", "token") }, "unsupported_response_type"},
+		"plain PKCE": {func(v url.Values) {
+			v.Set("code_challenge", s256(testVerifier))
+			v.Set("code_challenge_method", "plain")
+		}, "invalid_request"},
 		"PKCE without method":  {func(v url.Values) { v.Set("code_challenge", s256(testVerifier)) }, "invalid_request"},
 		"short challenge":      {func(v url.Values) { v.Set("code_challenge", "abc"); v.Set("code_challenge_method", "S256") }, "invalid_request"},
 		"method without value": {func(v url.Values) { v.Set("code_challenge_method", "S256") }, "invalid_request"},
