@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"runtime"
 	"strings"
@@ -227,7 +228,7 @@ func newTestSource(t *testing.T, kind string, fetch fetchFunc, seed *oauth2.Toke
 	s := newSource(kind, fetch, seed, set)
 	t.Cleanup(func() {
 		s.Close()
-		checkNoSourceGoroutines(t)
+		checkSourceStopped(t, s)
 	})
 	return s
 }
@@ -238,11 +239,46 @@ func newTestSource(t *testing.T, kind string, fetch fetchFunc, seed *oauth2.Toke
 // WaitGroup.Done, which is what Close waits for.
 func checkNoSourceGoroutines(t *testing.T) {
 	t.Helper()
-	var leaked string
-	eventually(t, func() bool {
-		leaked = sourceGoroutines()
-		return leaked == ""
-	}, "source goroutines to end:\n%s", leaked)
+	waitNoGoroutines(t, func(g string) bool {
+		// A goroutine that has not started yet shows only where it was
+		// created.
+		return strings.Contains(g, "client.(*TokenSource).") || strings.Contains(g, "client.(*brokerClient).") ||
+			strings.Contains(g, "client.newSource")
+	})
+}
+
+// checkSourceStopped fails the test if a goroutine of s is still running.
+func checkSourceStopped(t *testing.T, s *TokenSource) {
+	t.Helper()
+	ptr := fmt.Sprintf("(%p", s)
+	waitNoGoroutines(t, func(g string) bool {
+		for _, line := range strings.Split(g, "\n") {
+			if strings.Contains(line, "client.(*TokenSource).") && strings.Contains(line, ptr) {
+				return true
+			}
+		}
+		return false
+	})
+}
+
+func waitNoGoroutines(t *testing.T, match func(stack string) bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		var found []string
+		for i, g := range strings.Split(allStacks(), "\n\n") {
+			if i > 0 && match(g) { // 0 is the calling goroutine
+				found = append(found, g)
+			}
+		}
+		if len(found) == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("goroutines still running:\n%s", strings.Join(found, "\n\n"))
+		}
+		time.Sleep(time.Millisecond)
+	}
 }
 
 // goroutinesIn counts the goroutines whose stack contains fn.
@@ -266,13 +302,7 @@ func allStacks() string {
 func sourceGoroutines() string {
 	var out []string
 	for i, g := range strings.Split(allStacks(), "\n\n") {
-		if i == 0 {
-			continue // the calling goroutine
-		}
-		// A goroutine that has not started yet shows only where it was
-		// created.
-		if strings.Contains(g, "client.(*TokenSource).") || strings.Contains(g, "client.(*brokerClient).") ||
-			strings.Contains(g, "client.newSource") {
+		if i > 0 && (strings.Contains(g, "client.(*TokenSource).") || strings.Contains(g, "client.newSource")) {
 			out = append(out, g)
 		}
 	}
