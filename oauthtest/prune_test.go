@@ -58,7 +58,7 @@ func TestMemoryStaysBounded(t *testing.T) {
 	if peak > bound || st.AccessTokensIssued < 5*bound {
 		t.Errorf("peak %d stored access tokens (bound %d) after %d issued", peak, bound, st.AccessTokensIssued)
 	}
-	if st.ReuseDetections != 0 || s.MaxPresentations() != 1 {
+	if st.ReuseDetections != 0 || st.LostRefreshTokens != 0 || s.MaxPresentations() != 1 {
 		t.Errorf("stats = %+v", st)
 	}
 }

@@ -112,7 +112,7 @@ func TestReuseDetectionStrict(t *testing.T) {
 	// reuse, but the family is revoked once.
 	wantOAuthError(t, refresh(t, s, "c", "s", rt2), 400, "invalid_grant")
 	st := s.Stats()
-	if st.ReuseDetections != 2 || st.FamiliesRevoked != 1 || st.GraceReuses != 0 {
+	if st.ReuseDetections != 2 || st.FamiliesRevoked != 1 || st.GraceReuses != 0 || st.LostRefreshTokens != 1 {
 		t.Errorf("stats = %+v", st)
 	}
 
@@ -156,7 +156,9 @@ func TestReuseDetectionGrace(t *testing.T) {
 	wantOAuthError(t, refresh(t, s, "c", "s", rt1), 400, "invalid_grant")
 	wantOAuthError(t, refresh(t, s, "c", "s", rt3), 400, "invalid_grant")
 	st := s.Stats()
-	if st.GraceReuses != 2 || st.ReuseDetections != 1 || st.FamiliesRevoked != 1 {
+	// Never presented: rt2 before rt1's grace reuse superseded it, rt2b
+	// before rt2's, and rt3 before the family was revoked.
+	if st.GraceReuses != 2 || st.ReuseDetections != 1 || st.FamiliesRevoked != 1 || st.LostRefreshTokens != 3 {
 		t.Errorf("stats = %+v", st)
 	}
 	if s.Presentations(rt1) != 3 {
@@ -271,7 +273,7 @@ func TestConcurrentFamilies(t *testing.T) {
 		t.Error(err)
 	}
 	st := s.Stats()
-	if st.ReuseDetections != 0 || st.FamiliesRevoked != 0 || s.MaxPresentations() != 1 {
+	if st.ReuseDetections != 0 || st.FamiliesRevoked != 0 || st.LostRefreshTokens != 0 || s.MaxPresentations() != 1 {
 		t.Errorf("stats %+v, max presentations %d", st, s.MaxPresentations())
 	}
 	if st.TokenRequests["refresh_token"] != families*rounds || st.RefreshTokensIssued != families*(rounds+1) {

@@ -291,6 +291,9 @@ func (s *Server) newFamilyLocked(c *client, scope string) *family {
 func (s *Server) addRefreshLocked(f *family, h digest, now time.Time) {
 	if prev := f.current; prev != nil && !prev.retired {
 		prev.retired, prev.retiredAt = true, now
+		if prev.presentations == 0 {
+			s.stats.LostRefreshTokens++
+		}
 	}
 	f.generation++
 	r := &refreshRecord{family: f, generation: f.generation}

@@ -335,6 +335,9 @@ func (s *Server) refreshTokenGrant(c *client, form url.Values) grantResult {
 		// Checked before revocation, so that a rotated token presented to
 		// an already revoked family still counts as a reuse.
 		s.stats.ReuseDetections++
+		if !f.revoked && f.current.presentations == 0 {
+			s.stats.LostRefreshTokens++
+		}
 		s.revokeFamilyLocked(f)
 		res.event = "reuse_detected"
 		res.err = errInvalidGrant("the refresh token was already used; its family is revoked")
