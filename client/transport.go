@@ -16,7 +16,10 @@ import (
 // insufficient_user_authentication, which a new token cannot fix either), it
 // calls Source.Invalidate with the token it used, which requests a new token
 // only if that one is still current, so any number of concurrent 401s cause
-// one refresh; it then replays the request with the new token. A request
+// one refresh; it then replays the request with the new token, up to
+// MaxRetries times. If no new token can be had, RoundTrip returns the
+// source's error (errors.Is(err, ErrInvalidGrant) works through
+// http.Client); if the source returns the same token, the 401 is returned. A request
 // body is replayed through Request.GetBody (set by http.NewRequest for
 // in-memory bodies); a request with a body but without GetBody is not
 // replayed and its 401 is returned. A 403 is never retried.
@@ -77,13 +80,15 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		if err != nil {
 			return nil, err
 		}
-		if resp.StatusCode != http.StatusUnauthorized || attempt >= retries || !replayable || !retryable401(resp.Header) {
+		if resp.StatusCode != http.StatusUnauthorized || !retryable401(resp.Header) {
 			return resp, nil
 		}
-		if ctx.Err() != nil {
-			return resp, nil
-		}
+		// Even when this request is not replayed, the next ones get a
+		// new token.
 		t.Source.Invalidate(tok)
+		if attempt >= retries || !replayable || ctx.Err() != nil {
+			return resp, nil
+		}
 		next, err := t.Source.TokenContext(ctx)
 		if err != nil {
 			drainClose(resp.Body)
