@@ -1,0 +1,440 @@
+package storetest
+
+import (
+	"fmt"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/tokenkeeper/tokenkeeper"
+)
+
+func testClaimDue(e *env) {
+	t := e.t
+	now := start
+	mk := func(name string, next time.Time, status tokenkeeper.Status) *tokenkeeper.Credential {
+		c := newCred(name)
+		c.NextRefreshAt, c.Status = next, status
+		return e.create(c)
+	}
+	a := mk("a", now.Add(-time.Minute), tokenkeeper.StatusActive)
+	b := mk("b", now.Add(-time.Hour), tokenkeeper.StatusError)
+	c := mk("c", now, tokenkeeper.StatusActive)
+	mk("future", now.Add(time.Microsecond), tokenkeeper.StatusActive)
+	mk("reauth", now.Add(-time.Hour), tokenkeeper.StatusNeedsReauth)
+	mk("off", now.Add(-time.Hour), tokenkeeper.StatusDisabled)
+
+	got, err := e.s.ClaimDue(e.ctx, "w1", now, 30*time.Second, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 2 || got[0].ID != b.ID || got[1].ID != a.ID {
+		t.Fatalf("first claim = %v, want [b a] (earliest first, limit 2)", names(got))
+	}
+	for _, g := range got {
+		if g.LeaseOwner != "w1" || !g.LeaseExpiresAt.Equal(now.Add(30*time.Second)) || g.Version != 2 {
+			t.Errorf("claimed %s: owner %q, lease %v, version %d", g.Name, g.LeaseOwner, g.LeaseExpiresAt, g.Version)
+		}
+		if g.RefreshToken == "" || g.ClientSecret == "" {
+			t.Errorf("claimed %s without its secrets", g.Name)
+		}
+	}
+	got, err = e.s.ClaimDue(e.ctx, "w2", now, 30*time.Second, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 1 || got[0].ID != c.ID {
+		t.Fatalf("second claim = %v, want [c]", names(got))
+	}
+	got, err = e.s.ClaimDue(e.ctx, "w2", now, 30*time.Second, 10)
+	if err != nil || len(got) != 0 {
+		t.Fatalf("third claim = %v, %v; want nothing", names(got), err)
+	}
+	// The stored lease matches what the claim returned.
+	stored := e.get("a")
+	if stored.LeaseOwner != "w1" || stored.Version != 2 {
+		t.Fatalf("stored after claim: owner %q version %d", stored.LeaseOwner, stored.Version)
+	}
+
+	for _, bad := range []struct {
+		owner string
+		lease time.Duration
+		limit int
+	}{{"", time.Minute, 1}, {"w", 0, 1}, {"w", time.Minute, 0}} {
+		_, err := e.s.ClaimDue(e.ctx, bad.owner, now, bad.lease, bad.limit)
+		wantCode(t, err, tokenkeeper.EINVALID)
+	}
+}
+
+func names(cs []*tokenkeeper.Credential) []string {
+	var out []string
+	for _, c := range cs {
+		out = append(out, c.Name)
+	}
+	return out
+}
+
+// claimAll has workers claim from stores until nothing is due, and checks
+// that every due credential was claimed exactly once.
+func claimAll(e *env, stores []tokenkeeper.Store, workers, due int) {
+	t := e.t
+	var (
+		mu     sync.Mutex
+		claims = map[string][]string{} // credential id -> owners
+	)
+	var wg sync.WaitGroup
+	for w := range workers {
+		s := stores[w%len(stores)]
+		owner := fmt.Sprintf("worker-%d", w)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				got, err := s.ClaimDue(e.ctx, owner, start, time.Hour, 3)
+				if err != nil {
+					t.Errorf("%s: ClaimDue: %v", owner, err)
+					return
+				}
+				if len(got) == 0 {
+					return
+				}
+				mu.Lock()
+				for _, c := range got {
+					claims[c.ID] = append(claims[c.ID], owner)
+					if c.LeaseOwner != owner {
+						t.Errorf("%s got %s leased to %q", owner, c.Name, c.LeaseOwner)
+					}
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	if len(claims) != due {
+		t.Errorf("%d credentials claimed, want %d", len(claims), due)
+	}
+	for id, owners := range claims {
+		if len(owners) != 1 {
+			t.Errorf("credential %s claimed %d times: %v", id, len(owners), owners)
+		}
+	}
+	all, err := e.s.Credentials(e.ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range all {
+		if c.Version != 2 || c.LeaseOwner == "" || claims[c.ID] == nil || claims[c.ID][0] != c.LeaseOwner {
+			t.Errorf("%s: version %d, lease %q, claims %v", c.Name, c.Version, c.LeaseOwner, claims[c.ID])
+		}
+	}
+}
+
+func createDue(e *env, n int) {
+	for i := range n {
+		c := newCred(fmt.Sprintf("due-%03d", i))
+		c.NextRefreshAt = start.Add(-time.Duration(i) * time.Second)
+		e.create(c)
+	}
+}
+
+func testClaimDueConcurrent(e *env) {
+	createDue(e, 60)
+	claimAll(e, []tokenkeeper.Store{e.s}, 12, 60)
+}
+
+func testClaimDueTwoStores(e *env) {
+	peer := e.OpenPeer(e.t)
+	createDue(e, 60)
+	claimAll(e, []tokenkeeper.Store{e.s, peer}, 12, 60)
+}
+
+func testLeaseExpiry(e *env) {
+	t := e.t
+	c := newCred("lease")
+	c.NextRefreshAt = start
+	e.create(c)
+	first, err := e.s.ClaimDue(e.ctx, "w1", start, 30*time.Second, 1)
+	if err != nil || len(first) != 1 {
+		t.Fatalf("claim: %v, %v", names(first), err)
+	}
+	got, err := e.s.ClaimDue(e.ctx, "w2", start.Add(29*time.Second), 30*time.Second, 1)
+	if err != nil || len(got) != 0 {
+		t.Fatalf("claim within the lease: %v, %v", names(got), err)
+	}
+	got, err = e.s.ClaimDue(e.ctx, "w2", start.Add(30*time.Second), 30*time.Second, 1)
+	if err != nil || len(got) != 1 {
+		t.Fatalf("claim after the lease: %v, %v", names(got), err)
+	}
+	if got[0].LeaseOwner != "w2" || got[0].Version != first[0].Version+1 {
+		t.Fatalf("re-claim: owner %q version %d", got[0].LeaseOwner, got[0].Version)
+	}
+	// The first worker, which lost its lease, is fenced out.
+	_, err = e.s.CompleteRefresh(e.ctx, c.ID, "w1", first[0].Version, &tokenkeeper.RefreshResult{
+		Token: &tokenkeeper.Token{AccessToken: secret("late")}, Status: tokenkeeper.StatusActive})
+	wantCode(t, err, tokenkeeper.ECONFLICT)
+	if _, err := e.s.CompleteRefresh(e.ctx, c.ID, "w2", got[0].Version, &tokenkeeper.RefreshResult{
+		Token: &tokenkeeper.Token{AccessToken: secret("ok")}, Status: tokenkeeper.StatusActive,
+		NextRefreshAt: start.Add(time.Hour)}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func testClaimCredential(e *env) {
+	t := e.t
+	c := newCred("forced")
+	c.Status = tokenkeeper.StatusNeedsReauth
+	c.NextRefreshAt = start.Add(24 * time.Hour)
+	e.create(c)
+
+	got, err := e.s.ClaimCredential(e.ctx, c.ID, "w1", start, time.Minute)
+	if err != nil {
+		t.Fatalf("forced claim of a needs_reauth credential not due: %v", err)
+	}
+	if got.LeaseOwner != "w1" || got.Version != 2 || !got.LeaseExpiresAt.Equal(start.Add(time.Minute)) {
+		t.Fatalf("claim: %s", asJSON(got))
+	}
+	_, err = e.s.ClaimCredential(e.ctx, c.ID, "w2", start.Add(59*time.Second), time.Minute)
+	wantCode(t, err, tokenkeeper.ECONFLICT)
+	again, err := e.s.ClaimCredential(e.ctx, c.ID, "w1", start.Add(10*time.Second), time.Minute)
+	if err != nil || again.Version != 3 {
+		t.Fatalf("the holder claiming again: %v", err)
+	}
+	other, err := e.s.ClaimCredential(e.ctx, c.ID, "w2", start.Add(70*time.Second), time.Minute)
+	if err != nil || other.LeaseOwner != "w2" || other.Version != 4 {
+		t.Fatalf("claim after expiry: %v", err)
+	}
+	_, err = e.s.ClaimCredential(e.ctx, "0123456789abcdef0123456789abcdef", "w1", start, time.Minute)
+	wantCode(t, err, tokenkeeper.ENOTFOUND)
+	_, err = e.s.ClaimCredential(e.ctx, c.ID, "", start, time.Minute)
+	wantCode(t, err, tokenkeeper.EINVALID)
+}
+
+func testCompleteRefresh(e *env) {
+	t := e.t
+	c := e.create(newCred("done"))
+	claimed := e.claim(c.ID, "w")
+	now := e.clock.Add(2 * time.Second)
+	at, rt := secret("access"), secret("rotated")
+	res := &tokenkeeper.RefreshResult{
+		Token:         &tokenkeeper.Token{AccessToken: at, TokenType: "Bearer", ExpiresAt: now.Add(time.Hour)},
+		RefreshToken:  rt,
+		Status:        tokenkeeper.StatusActive,
+		LastRefreshAt: now,
+		NextRefreshAt: now.Add(50 * time.Minute),
+		Event: &tokenkeeper.Event{Kind: tokenkeeper.EventRefresh, Outcome: tokenkeeper.OutcomeOK,
+			Latency: 1234567 * time.Microsecond, Actor: "refresher:w"},
+	}
+	got, err := e.s.CompleteRefresh(e.ctx, c.ID, "w", claimed.Version, res)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := *claimed
+	want.Token = res.Token
+	want.RefreshToken = rt
+	want.LastRefreshAt = now
+	want.NextRefreshAt = now.Add(50 * time.Minute)
+	want.Version = claimed.Version + 1
+	want.LeaseOwner, want.LeaseExpiresAt = "", time.Time{}
+	want.UpdatedAt = now
+	sameCredential(t, got, &want)
+	sameCredential(t, e.get("done"), &want)
+
+	evs := e.events("done")
+	if len(evs) != 1 || evs[0].CredentialID != c.ID || evs[0].CredentialName != "done" || evs[0].Latency != res.Event.Latency ||
+		evs[0].Outcome != tokenkeeper.OutcomeOK || !evs[0].Time.Equal(now) {
+		t.Fatalf("events = %s", asJSON(evs))
+	}
+
+	// The lease is released: committing again is fenced out.
+	_, err = e.s.CompleteRefresh(e.ctx, c.ID, "w", claimed.Version, res)
+	wantCode(t, err, tokenkeeper.ECONFLICT)
+
+	// A response without a refresh token keeps the current one.
+	claimed = e.claim(c.ID, "w")
+	got, err = e.s.CompleteRefresh(e.ctx, c.ID, "w", claimed.Version, &tokenkeeper.RefreshResult{
+		Token: &tokenkeeper.Token{AccessToken: secret("access2"), TokenType: "Bearer"}, Status: tokenkeeper.StatusActive,
+		NextRefreshAt: now.Add(time.Hour),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.RefreshToken != rt {
+		t.Fatal("a result without a refresh token dropped the current one")
+	}
+	if !got.Token.ExpiresAt.IsZero() || !got.LastRefreshAt.Equal(now) {
+		t.Fatalf("token without expiry or zero LastRefreshAt: %s", asJSON(got))
+	}
+	_, err = e.s.CompleteRefresh(e.ctx, "0123456789abcdef0123456789abcdef", "w", 1, res)
+	wantCode(t, err, tokenkeeper.ENOTFOUND)
+}
+
+func testCompleteRefreshFailure(e *env) {
+	t := e.t
+	c := newCred("fail")
+	c.Token = &tokenkeeper.Token{AccessToken: secret("current"), TokenType: "Bearer", ExpiresAt: start.Add(time.Minute)}
+	e.create(c)
+	claimed := e.claim(c.ID, "w")
+	got, err := e.s.CompleteRefresh(e.ctx, c.ID, "w", claimed.Version, &tokenkeeper.RefreshResult{
+		Status: tokenkeeper.StatusError, FailureCount: 3, LastError: "provider answered 503",
+		LastErrorCode: "http_503", NextRefreshAt: start.Add(8 * time.Second),
+		Event: &tokenkeeper.Event{Kind: tokenkeeper.EventRefresh, Outcome: tokenkeeper.OutcomeError, ErrorCode: "http_503"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Token == nil || got.Token.AccessToken != c.Token.AccessToken || !got.Token.ExpiresAt.Equal(c.Token.ExpiresAt) ||
+		got.RefreshToken != c.RefreshToken {
+		t.Fatalf("a failed refresh changed the tokens: %s", asJSON(got))
+	}
+	if got.Status != tokenkeeper.StatusError || got.FailureCount != 3 || got.LastErrorCode != "http_503" ||
+		got.LastError != "provider answered 503" || !got.NextRefreshAt.Equal(start.Add(8*time.Second)) {
+		t.Fatalf("failure state: %s", asJSON(got))
+	}
+	evs := e.events("fail")
+	if len(evs) != 1 || evs[0].ErrorCode != "http_503" {
+		t.Fatalf("events = %s", asJSON(evs))
+	}
+}
+
+func testCompleteRefreshFenced(e *env) {
+	t := e.t
+	c := e.create(newCred("fenced"))
+	claimed := e.claim(c.ID, "w")
+	updated, err := e.s.UpdateCredential(e.ctx, "fenced", tokenkeeper.CredentialUpdate{ClientSecret: ptr(secret("new"))}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res := &tokenkeeper.RefreshResult{
+		Token:        &tokenkeeper.Token{AccessToken: secret("stale-access")},
+		RefreshToken: secret("stale-rotated"), Status: tokenkeeper.StatusActive,
+		Event: &tokenkeeper.Event{Kind: tokenkeeper.EventRefresh, Outcome: tokenkeeper.OutcomeOK},
+	}
+	_, err = e.s.CompleteRefresh(e.ctx, c.ID, "w", claimed.Version, res)
+	wantCode(t, err, tokenkeeper.ECONFLICT)
+	checkErrNoSecret(t, err, []string{res.Token.AccessToken, res.RefreshToken})
+
+	// Wrong owner, right version.
+	_, err = e.s.CompleteRefresh(e.ctx, c.ID, "intruder", updated.Version, res)
+	wantCode(t, err, tokenkeeper.ECONFLICT)
+	claimed = e.claim(c.ID, "w")
+	_, err = e.s.CompleteRefresh(e.ctx, c.ID, "intruder", claimed.Version, res)
+	wantCode(t, err, tokenkeeper.ECONFLICT)
+
+	sameCredential(t, e.get("fenced"), claimed)
+	if evs := e.events("fenced"); len(evs) != 0 {
+		t.Fatalf("a fenced commit recorded %d events", len(evs))
+	}
+	checkNoSecret(t, "raw dump after fenced commits", e.RawDump(t), []string{res.Token.AccessToken, res.RefreshToken})
+}
+
+func testCompleteRefreshInvalid(e *env) {
+	t := e.t
+	c := e.create(newCred("badres"))
+	claimed := e.claim(c.ID, "w")
+	for name, r := range map[string]*tokenkeeper.RefreshResult{
+		"nil":               nil,
+		"bad status":        {Status: "weird"},
+		"empty status":      {},
+		"empty token":       {Token: &tokenkeeper.Token{}, Status: tokenkeeper.StatusActive},
+		"negative failures": {Status: tokenkeeper.StatusError, FailureCount: -1},
+	} {
+		_, err := e.s.CompleteRefresh(e.ctx, c.ID, "w", claimed.Version, r)
+		if tokenkeeper.ErrorCode(err) != tokenkeeper.EINVALID {
+			t.Errorf("%s: %v, want EINVALID", name, err)
+		}
+	}
+	sameCredential(t, e.get("badres"), claimed)
+}
+
+func testNextRefreshAt(e *env) {
+	t := e.t
+	if _, ok, err := e.s.NextRefreshAt(e.ctx); err != nil || ok {
+		t.Fatalf("empty store: ok=%v err=%v", ok, err)
+	}
+	mk := func(name string, next time.Time, status tokenkeeper.Status) *tokenkeeper.Credential {
+		c := newCred(name)
+		c.NextRefreshAt, c.Status = next, status
+		return e.create(c)
+	}
+	mk("off", start.Add(time.Minute), tokenkeeper.StatusDisabled)
+	mk("reauth", start.Add(time.Minute), tokenkeeper.StatusNeedsReauth)
+	if _, ok, err := e.s.NextRefreshAt(e.ctx); err != nil || ok {
+		t.Fatalf("nothing refreshable: ok=%v err=%v", ok, err)
+	}
+	a := mk("a", start.Add(10*time.Minute), tokenkeeper.StatusActive)
+	b := mk("b", start.Add(5*time.Minute), tokenkeeper.StatusError)
+	want := func(w time.Time) {
+		t.Helper()
+		got, ok, err := e.s.NextRefreshAt(e.ctx)
+		if err != nil || !ok || !got.Equal(w) {
+			t.Fatalf("NextRefreshAt = %v, %v, %v; want %v", got, ok, err, w)
+		}
+	}
+	want(b.NextRefreshAt)
+
+	// b leased for an hour: a is next.
+	got, err := e.s.ClaimDue(e.ctx, "w", b.NextRefreshAt, time.Hour, 1)
+	if err != nil || len(got) != 1 {
+		t.Fatal(err)
+	}
+	want(a.NextRefreshAt)
+	// a leased until 11m: its lease end is next.
+	if _, err := e.s.ClaimDue(e.ctx, "w", a.NextRefreshAt, time.Minute, 1); err != nil {
+		t.Fatal(err)
+	}
+	want(start.Add(11 * time.Minute))
+	// A leased credential rescheduled past its lease counts by its schedule.
+	later := start.Add(2 * time.Hour)
+	if _, err := e.s.UpdateCredential(e.ctx, "a", tokenkeeper.CredentialUpdate{NextRefreshAt: &later}, nil); err != nil {
+		t.Fatal(err)
+	}
+	want(b.NextRefreshAt.Add(time.Hour))
+}
+
+func testConcurrentWriters(e *env) {
+	t := e.t
+	peer := e.OpenPeer(t)
+	stores := []tokenkeeper.Store{e.s, peer}
+	var wg sync.WaitGroup
+	for w := range 8 {
+		s := stores[w%2]
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 10 {
+				name := fmt.Sprintf("w%d-%d", w, i)
+				if err := s.CreateCredential(e.ctx, newCred(name)); err != nil {
+					t.Errorf("create %s: %v", name, err)
+					return
+				}
+				if _, err := s.UpdateCredential(e.ctx, name, tokenkeeper.CredentialUpdate{RefreshLead: ptr(time.Minute)},
+					&tokenkeeper.Event{Kind: tokenkeeper.EventUpdated}); err != nil {
+					t.Errorf("update %s: %v", name, err)
+					return
+				}
+				if err := s.AddEvent(e.ctx, &tokenkeeper.Event{CredentialName: name, Kind: "note"}); err != nil {
+					t.Errorf("event %s: %v", name, err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	all, err := peer.Credentials(e.ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(all) != 80 {
+		t.Fatalf("%d credentials, want 80", len(all))
+	}
+	sorted := sort.SliceIsSorted(all, func(i, j int) bool { return all[i].Name < all[j].Name })
+	if !sorted {
+		t.Fatal("Credentials not sorted by name")
+	}
+}
+
+func testPing(e *env) {
+	if err := e.s.Ping(e.ctx); err != nil {
+		e.t.Fatal(err)
+	}
+}
