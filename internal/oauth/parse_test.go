@@ -625,9 +625,16 @@ func TestSanitizeTextKeepsUsefulText(t *testing.T) {
 	if got := sanitizeText("the secret is s3cr3t  value", 100, false, []string{"s3cr3t  value"}); got != "the secret is [redacted]" {
 		t.Errorf("collapsed secret: got %q", got)
 	}
-	long := strings.Repeat("é", 500)
-	if got := sanitizeText(long, 10, false, nil); got != strings.Repeat("é", 10)+"…" {
+	long := strings.Repeat("é", 100)
+	if got := sanitizeText(long, 60, false, nil); got != strings.Repeat("é", 60)+"…" {
 		t.Errorf("truncation: got %q", got)
+	}
+	if got := sanitizeText(strings.Repeat("word ", 10000)+"tail", 12, false, nil); got != "word word wo…" {
+		t.Errorf("truncation of a long text: got %q", got)
+	}
+	giant := strings.Repeat("x", 10000) + "1"
+	if got := sanitizeText("a "+giant, 50, false, nil); strings.Contains(got, "xxx") {
+		t.Errorf("a giant word was shown in part: %q", got)
 	}
 }
 

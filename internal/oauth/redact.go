@@ -17,7 +17,10 @@ const (
 	// descriptionLimit is the most runes of an error description or URI.
 	descriptionLimit = 300
 	// sanitizeInputLimit is how much of a body is looked at for an excerpt.
-	sanitizeInputLimit = 64 << 10
+	sanitizeInputLimit = 32 << 10
+	// redactWindowFactor times the rune limit is how many bytes of the
+	// cleaned text are redacted; the rest cannot reach the result.
+	redactWindowFactor = 16
 	// minTokenRun is the shortest run of token characters that is redacted
 	// as a likely token even without a key naming it.
 	minTokenRun = 20
@@ -69,8 +72,24 @@ func sanitizeText(s string, limit int, markup bool, secrets []string) string {
 		return r
 	}, s)
 	s = strings.Join(strings.Fields(s), " ")
+	s = cutAtSpace(s, limit*redactWindowFactor)
 	s = redact(s, secrets)
 	return truncateRunes(s, limit)
+}
+
+// cutAtSpace shortens s to at most n bytes, cutting at a space so that no
+// word (and so no token) is split: the words kept are redacted exactly as
+// they would be in the whole text.
+func cutAtSpace(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	if i := strings.LastIndexByte(s[:n+1], ' '); i > 0 {
+		return s[:i]
+	}
+	// One giant word: its prefix might be part of a token that only the
+	// whole word would have been recognized as.
+	return redactedMark
 }
 
 // redact replaces the given secrets and every token-like value in s.
