@@ -1,0 +1,435 @@
+// Package refresh keeps every credential's access token valid: a background
+// loop claims credentials whose refresh time has come, asks the provider for
+// a new token through internal/oauth and commits the result under a lease and
+// a fencing version; a cache serves the current tokens from memory.
+//
+// One Refresher runs per broker process. Several processes may share one
+// database: the store's claims make sure a refresh token is presented by one
+// worker at a time (invariant 1), and a result is committed — a rotated
+// refresh token included — before the new access token is served.
+//
+// All methods of Refresher are safe for concurrent use.
+package refresh
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	mrand "math/rand/v2"
+	"net/http"
+	"net/url"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sync/singleflight"
+
+	"github.com/tokenkeeper/tokenkeeper"
+	"github.com/tokenkeeper/tokenkeeper/internal/oauth"
+)
+
+// Defaults of Config.
+const (
+	DefaultConcurrency     = 16
+	DefaultProviderTimeout = 30 * time.Second
+	DefaultMaxLead         = 5 * time.Minute
+	DefaultLeadFraction    = 1.0 / 3
+	DefaultBackoffMin      = time.Second
+	DefaultBackoffMax      = 5 * time.Minute
+	DefaultRetryAfterMax   = time.Hour
+	DefaultLifetime        = time.Hour
+	DefaultPollInterval    = 30 * time.Second
+)
+
+// Config configures a Refresher. Only Store is required.
+type Config struct {
+	Store  tokenkeeper.Store
+	Logger *slog.Logger
+	// Owner names this process in leases; default host-pid-random.
+	Owner string
+	// Concurrency bounds the refreshes in flight in this process.
+	Concurrency int
+	// ProviderTimeout bounds one provider round trip.
+	ProviderTimeout time.Duration
+	// Lease is how long a claim is held; it must outlive ProviderTimeout so
+	// that a live worker never loses its claim mid-call. Default
+	// ProviderTimeout + 30s.
+	Lease time.Duration
+	// HTTPClient calls the providers; default a client with ProviderTimeout.
+	HTTPClient *http.Client
+	// DefaultLifetime is assumed for tokens whose response has no expires_in.
+	DefaultLifetime time.Duration
+	// LeadFraction and MaxLead set the default refresh lead for credentials
+	// without their own: min(lifetime × LeadFraction, MaxLead).
+	LeadFraction float64
+	MaxLead      time.Duration
+	// BackoffMin and BackoffMax bound the exponential backoff after temporary
+	// failures; a provider's Retry-After is honoured up to RetryAfterMax.
+	BackoffMin, BackoffMax, RetryAfterMax time.Duration
+	// PollInterval is the longest the loop sleeps without a known due time;
+	// it only catches changes made by other processes (one indexed query).
+	PollInterval time.Duration
+	// Now is the clock; default time.Now.
+	Now func() time.Time
+	// OnAttempt, if set, is called after every committed attempt (and every
+	// fenced one) with the event recorded. It must not block.
+	OnAttempt func(c *tokenkeeper.Credential, ev *tokenkeeper.Event)
+}
+
+// Refresher refreshes credentials in the background and serves their tokens.
+type Refresher struct {
+	cfg    Config
+	store  tokenkeeper.Store
+	logger *slog.Logger
+	now    func() time.Time
+
+	wake  chan struct{} // capacity 1: a pending wake-up for the loop
+	slots chan struct{} // one token per refresh in flight
+	wg    sync.WaitGroup
+	group singleflight.Group // per credential name: forced refreshes and cache loads
+
+	cache *cache
+
+	claims atomic.Int64 // numbers each claim's owner string
+}
+
+// claimOwner returns a lease owner unique to one claim: this process's name
+// and a sequence number. Two claims in one process (a background refresh and
+// a forced one) thus exclude each other like claims of two processes.
+func (r *Refresher) claimOwner() string {
+	return fmt.Sprintf("%s#%d", r.cfg.Owner, r.claims.Add(1))
+}
+
+// New returns a Refresher; it starts nothing until Run is called.
+func New(cfg Config) (*Refresher, error) {
+	if cfg.Store == nil {
+		return nil, errors.New("refresh: a store is required")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Owner == "" {
+		host, _ := os.Hostname()
+		cfg.Owner = fmt.Sprintf("%s-%d-%s", host, os.Getpid(), randomHex(4))
+	}
+	if cfg.Concurrency <= 0 {
+		cfg.Concurrency = DefaultConcurrency
+	}
+	if cfg.ProviderTimeout <= 0 {
+		cfg.ProviderTimeout = DefaultProviderTimeout
+	}
+	if cfg.Lease <= 0 {
+		cfg.Lease = cfg.ProviderTimeout + 30*time.Second
+	}
+	if cfg.Lease <= cfg.ProviderTimeout {
+		return nil, fmt.Errorf("refresh: lease %s must be longer than the provider timeout %s", cfg.Lease, cfg.ProviderTimeout)
+	}
+	if cfg.HTTPClient == nil {
+		cfg.HTTPClient = &http.Client{Timeout: cfg.ProviderTimeout}
+	}
+	if cfg.DefaultLifetime <= 0 {
+		cfg.DefaultLifetime = DefaultLifetime
+	}
+	if cfg.LeadFraction <= 0 || cfg.LeadFraction >= 1 {
+		cfg.LeadFraction = DefaultLeadFraction
+	}
+	if cfg.MaxLead <= 0 {
+		cfg.MaxLead = DefaultMaxLead
+	}
+	if cfg.BackoffMin <= 0 {
+		cfg.BackoffMin = DefaultBackoffMin
+	}
+	if cfg.BackoffMax < cfg.BackoffMin {
+		cfg.BackoffMax = max(DefaultBackoffMax, cfg.BackoffMin)
+	}
+	if cfg.RetryAfterMax <= 0 {
+		cfg.RetryAfterMax = DefaultRetryAfterMax
+	}
+	if cfg.PollInterval <= 0 {
+		cfg.PollInterval = DefaultPollInterval
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	r := &Refresher{
+		cfg:    cfg,
+		store:  cfg.Store,
+		logger: cfg.Logger.With("component", "refresher", "owner", cfg.Owner),
+		now:    cfg.Now,
+		wake:   make(chan struct{}, 1),
+		slots:  make(chan struct{}, cfg.Concurrency),
+	}
+	r.cache = newCache()
+	return r, nil
+}
+
+// Owner returns the name this refresher uses in leases.
+func (r *Refresher) Owner() string { return r.cfg.Owner }
+
+// Wake makes the loop look for due credentials now; call it after a
+// credential was created or changed.
+func (r *Refresher) Wake() {
+	select {
+	case r.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Run claims and refreshes due credentials until ctx is done, then waits for
+// the refreshes in flight to commit (each is bounded by ProviderTimeout) and
+// returns nil.
+func (r *Refresher) Run(ctx context.Context) error {
+	r.logger.Info("refresher started", "concurrency", r.cfg.Concurrency, "lease", r.cfg.Lease.String())
+	defer r.logger.Info("refresher stopped")
+	// Work outlives ctx: a provider answer already received is committed.
+	workCtx := context.WithoutCancel(ctx)
+	defer r.wg.Wait()
+
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-timer.C:
+		case <-r.wake:
+		}
+		sleep := r.pass(ctx, workCtx)
+		if !timer.Stop() {
+			select {
+			case <-timer.C:
+			default:
+			}
+		}
+		timer.Reset(sleep)
+	}
+}
+
+// pass claims what is due and returns how long to sleep before the next one.
+func (r *Refresher) pass(ctx, workCtx context.Context) time.Duration {
+	free := cap(r.slots) - len(r.slots)
+	if free > 0 {
+		now := r.now()
+		claimed, err := r.store.ClaimDue(ctx, r.claimOwner(), now, r.cfg.Lease, free)
+		if err != nil {
+			if ctx.Err() == nil {
+				r.logger.Warn("claim due credentials", "err", err)
+			}
+			return r.cfg.BackoffMin
+		}
+		for _, c := range claimed {
+			r.slots <- struct{}{}
+			r.wg.Add(1)
+			go func() {
+				defer r.wg.Done()
+				defer func() { <-r.slots; r.Wake() }()
+				r.refresh(workCtx, c)
+			}()
+		}
+		if len(claimed) == free {
+			return 0 // there may be more due; loop once a slot frees (Wake) or now
+		}
+	}
+	if len(r.slots) == cap(r.slots) {
+		return r.cfg.PollInterval // a finishing worker wakes the loop
+	}
+	next, ok, err := r.store.NextRefreshAt(ctx)
+	if err != nil {
+		if ctx.Err() == nil {
+			r.logger.Warn("find next refresh time", "err", err)
+		}
+		return r.cfg.BackoffMin
+	}
+	if !ok {
+		return r.cfg.PollInterval
+	}
+	return min(max(next.Sub(r.now()), 0), r.cfg.PollInterval)
+}
+
+// refresh performs one attempt for a claimed credential and commits it.
+func (r *Refresher) refresh(ctx context.Context, c *tokenkeeper.Credential) *tokenkeeper.Credential {
+	res := r.attempt(ctx, c)
+	return r.commit(ctx, c, res)
+}
+
+// attempt asks the provider for a new token and builds the result to commit.
+func (r *Refresher) attempt(ctx context.Context, c *tokenkeeper.Credential) *tokenkeeper.RefreshResult {
+	cfg := r.oauthConfig(c)
+	pctx, cancel := context.WithTimeout(ctx, r.cfg.ProviderTimeout)
+	defer cancel()
+	start := r.now()
+	var tok *oauth.Token
+	var err error
+	if c.GrantType == tokenkeeper.GrantRefreshToken {
+		tok, err = cfg.Refresh(pctx, c.RefreshToken)
+	} else {
+		tok, err = cfg.ClientCredentials(pctx)
+	}
+	now := r.now()
+	latency := now.Sub(start)
+	ev := &tokenkeeper.Event{
+		CredentialID: c.ID, CredentialName: c.Name, Time: now, Kind: tokenkeeper.EventRefresh,
+		Latency: latency, Actor: "refresher:" + r.cfg.Owner,
+	}
+	res := &tokenkeeper.RefreshResult{LastRefreshAt: now, Event: ev}
+	if err == nil {
+		t := &tokenkeeper.Token{AccessToken: tok.AccessToken, TokenType: tok.TokenType, ExpiresAt: tok.Expiry}
+		res.Token = t
+		res.RefreshToken = tok.RefreshToken
+		res.Status = tokenkeeper.StatusActive
+		res.NextRefreshAt = r.schedule(c, t, now)
+		ev.Outcome = tokenkeeper.OutcomeOK
+		ev.Message = fmt.Sprintf("new token valid for %s", t.ExpiresAt.Sub(now).Round(time.Second))
+		if tok.RefreshToken != "" && c.GrantType == tokenkeeper.GrantRefreshToken {
+			ev.Message += ", refresh token rotated"
+		}
+		return res
+	}
+	res.LastErrorCode = oauth.Class(err)
+	res.LastError = err.Error()
+	ev.ErrorCode = res.LastErrorCode
+	ev.Message = res.LastError
+	res.FailureCount = c.FailureCount + 1
+	if oauth.IsPermanent(err) {
+		res.Status = tokenkeeper.StatusNeedsReauth
+		res.NextRefreshAt = now // not claimed while needs_reauth
+		ev.Outcome = tokenkeeper.OutcomeNeedsReauth
+		return res
+	}
+	res.Status = tokenkeeper.StatusError
+	res.NextRefreshAt = now.Add(r.backoff(res.FailureCount, oauth.RetryAfter(err)))
+	ev.Outcome = tokenkeeper.OutcomeError
+	return res
+}
+
+// commit writes res, retrying while the store is unreachable: the result may
+// hold the only copy of a rotated refresh token. It gives up only when fenced
+// out or when ctx ends.
+func (r *Refresher) commit(ctx context.Context, c *tokenkeeper.Credential, res *tokenkeeper.RefreshResult) *tokenkeeper.Credential {
+	log := r.logger.With("credential", c.Name)
+	wait := 50 * time.Millisecond
+	for {
+		updated, err := r.store.CompleteRefresh(ctx, c.ID, c.LeaseOwner, c.Version, res)
+		if err == nil {
+			r.cache.put(updated, r.now())
+			r.logAttempt(log, updated, res)
+			if r.cfg.OnAttempt != nil {
+				r.cfg.OnAttempt(updated, res.Event)
+			}
+			return updated
+		}
+		switch tokenkeeper.ErrorCode(err) {
+		case tokenkeeper.ECONFLICT, tokenkeeper.ENOTFOUND:
+			// Someone else owns the credential now (our lease expired and it
+			// was claimed again, an operator replaced its secrets, or it was
+			// deleted): their state wins.
+			log.Warn("refresh result discarded: credential changed or was claimed by another worker", "outcome", res.Event.Outcome)
+			ev := *res.Event
+			ev.Outcome = tokenkeeper.OutcomeFenced
+			ev.Message = "result discarded: fenced out by a newer version"
+			if tokenkeeper.ErrorCode(err) == tokenkeeper.ECONFLICT {
+				if aerr := r.store.AddEvent(ctx, &ev); aerr != nil {
+					log.Warn("record fenced event", "err", aerr)
+				}
+			}
+			if r.cfg.OnAttempt != nil {
+				r.cfg.OnAttempt(c, &ev)
+			}
+			r.cache.invalidate(c.Name)
+			return nil
+		}
+		if ctx.Err() != nil {
+			log.Error("refresh result not committed before shutdown", "err", err)
+			return nil
+		}
+		log.Warn("commit refresh result, retrying", "err", err, "retry_in", wait.String())
+		select {
+		case <-ctx.Done():
+		case <-time.After(wait):
+		}
+		wait = min(wait*2, 2*time.Second)
+	}
+}
+
+func (r *Refresher) logAttempt(log *slog.Logger, c *tokenkeeper.Credential, res *tokenkeeper.RefreshResult) {
+	ev := res.Event
+	attrs := []any{"outcome", ev.Outcome, "latency_ms", ev.Latency.Milliseconds()}
+	switch ev.Outcome {
+	case tokenkeeper.OutcomeOK:
+		attrs = append(attrs, "expires_at", res.Token.ExpiresAt.UTC().Format(time.RFC3339), "next_refresh_at", res.NextRefreshAt.UTC().Format(time.RFC3339Nano))
+		log.Debug("token refreshed", attrs...)
+	case tokenkeeper.OutcomeNeedsReauth:
+		log.Warn("credential needs re-authorization", append(attrs, "error_code", ev.ErrorCode, "err", ev.Message)...)
+	default:
+		log.Warn("refresh failed, will retry", append(attrs, "error_code", ev.ErrorCode, "err", ev.Message, "failures", res.FailureCount, "next_attempt_at", res.NextRefreshAt.UTC().Format(time.RFC3339Nano))...)
+	}
+}
+
+// oauthConfig builds the provider request configuration of c.
+func (r *Refresher) oauthConfig(c *tokenkeeper.Credential) *oauth.Config {
+	style := oauth.AuthStyleHeader
+	if c.AuthStyle == tokenkeeper.AuthStyleBody {
+		style = oauth.AuthStyleBody
+	}
+	var params url.Values
+	if len(c.Params) > 0 {
+		params = url.Values{}
+		for k, v := range c.Params {
+			params.Set(k, v)
+		}
+	}
+	return &oauth.Config{
+		TokenURL: c.TokenURL, ClientID: c.ClientID, ClientSecret: c.ClientSecret, AuthStyle: style,
+		Scopes: c.Scopes, Params: params, HTTPClient: r.cfg.HTTPClient,
+		DefaultLifetime: r.cfg.DefaultLifetime, Now: r.now,
+	}
+}
+
+// Lead returns how long before expiry a token of the given lifetime is
+// refreshed for c: its own RefreshLead, or min(lifetime × LeadFraction,
+// MaxLead). A lead at least as long as the lifetime is cut to half of it so
+// that a credential is never refreshed in a loop.
+func (r *Refresher) Lead(c *tokenkeeper.Credential, lifetime time.Duration) time.Duration {
+	lead := c.RefreshLead
+	if lead <= 0 {
+		lead = min(time.Duration(float64(lifetime)*r.cfg.LeadFraction), r.cfg.MaxLead)
+	}
+	if lead >= lifetime {
+		lead = lifetime / 2
+	}
+	return lead
+}
+
+// schedule returns when the token t, obtained at now, should be refreshed:
+// its expiry less the lead, less up to 10% of the lead as jitter so that
+// credentials created together spread out.
+func (r *Refresher) schedule(c *tokenkeeper.Credential, t *tokenkeeper.Token, now time.Time) time.Time {
+	lifetime := t.ExpiresAt.Sub(now)
+	if lifetime <= 0 {
+		return now.Add(r.cfg.BackoffMin) // an already expired token: try again shortly
+	}
+	lead := r.Lead(c, lifetime)
+	jitter := time.Duration(mrand.Int64N(int64(lead/10) + 1))
+	return t.ExpiresAt.Add(-lead - jitter)
+}
+
+// backoff returns the wait before attempt n+1 after n consecutive temporary
+// failures: exponential from BackoffMin, capped at BackoffMax, with "equal
+// jitter" (half fixed, half random), and never less than retryAfter (itself
+// capped at RetryAfterMax).
+func (r *Refresher) backoff(failures int, retryAfter time.Duration) time.Duration {
+	exp := math.Min(float64(r.cfg.BackoffMin)*math.Pow(2, float64(max(failures-1, 0))), float64(r.cfg.BackoffMax))
+	d := time.Duration(exp/2) + time.Duration(mrand.Int64N(int64(exp/2)+1))
+	return max(d, min(retryAfter, r.cfg.RetryAfterMax))
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
