@@ -23,8 +23,9 @@ import (
 //
 // It asks GET {brokerURL}/v1/credentials/{credential}/token and refreshes
 // ahead of the token's expires_at like any other source; when refreshing
-// ahead it passes min_ttl, so the broker refreshes the credential first if
-// its token has less life left than the lead. Invalidate (and so the
+// ahead it passes min_ttl (the lead plus the leeway), so that the broker
+// refreshes the credential first if its token has no more life left than
+// the one the source holds. Invalidate (and so the
 // Transport's 401 path) sends POST {brokerURL}/v1/credentials/{credential}/refresh
 // with the rejected token: the broker refreshes only if that token is still
 // its current one, so many consumers reporting it cause one refresh.

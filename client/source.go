@@ -547,7 +547,9 @@ func (s *TokenSource) runDue() {
 			if s.cur.AccessToken == s.rejected {
 				s.startFetchLocked(nil, "token rejected", 0)
 			} else if lead := s.set.leadFor(s.lifetime); lead > 0 && !now.Before(s.refreshAtLocked()) {
-				s.startFetchLocked(nil, "refresh ahead", lead)
+				// A broker asked for min_ttl refreshes first if its token
+				// has no more life than this one: ask for a bit more.
+				s.startFetchLocked(nil, "refresh ahead", lead+s.set.leewayFor(s.lifetime))
 			}
 		}
 	}
