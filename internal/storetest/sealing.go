@@ -119,7 +119,7 @@ func testRotateKey(e *env) {
 	t := e.t
 	cc := newCred("cc")
 	cc.GrantType, cc.RefreshToken = tokenkeeper.GrantClientCredentials, ""
-	e.create(cc) // 1 sealed value
+	e.create(cc)                  // 1 sealed value
 	rt := e.create(newCred("rt")) // 2
 	tok := newCred("tok")
 	tok.Token = &tokenkeeper.Token{AccessToken: secret("at"), TokenType: "Bearer"}
