@@ -104,7 +104,9 @@ type Config struct {
 	TokenURL string
 	// ClientID is the client identifier; it is required.
 	ClientID string
-	// ClientSecret is the client secret; it may be empty for a public client.
+	// ClientSecret is the client secret. Empty means a public client: it
+	// sends client_id in the body and no Authorization header, whatever the
+	// AuthStyle.
 	ClientSecret string
 	// AuthStyle is how the client authenticates; it must be set.
 	AuthStyle AuthStyle
@@ -325,11 +327,15 @@ func (c *Config) post(ctx context.Context, params url.Values) (*Token, error) {
 	for k, vs := range params {
 		form[k] = slices.Clone(vs)
 	}
-	if c.AuthStyle == AuthStyleBody {
+	// A public client (no secret) identifies itself with client_id in the
+	// body whatever the style (RFC 6749 §3.2.1, §4.1.3): an empty Basic
+	// password is not client authentication.
+	public := c.ClientSecret == ""
+	if c.AuthStyle == AuthStyleBody || public {
 		form.Set("client_id", c.ClientID)
-		if c.ClientSecret != "" {
-			form.Set("client_secret", c.ClientSecret)
-		}
+	}
+	if c.AuthStyle == AuthStyleBody && !public {
+		form.Set("client_secret", c.ClientSecret)
 	}
 	secrets := requestSecrets(form, c.ClientSecret)
 
@@ -342,7 +348,7 @@ func (c *Config) post(ctx context.Context, params url.Values) (*Token, error) {
 	}
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	req.Header.Set("Accept", "application/json")
-	if c.AuthStyle == AuthStyleHeader {
+	if c.AuthStyle == AuthStyleHeader && !public {
 		req.Header.Set("Authorization", "Basic "+basicCredentials(c.ClientID, c.ClientSecret))
 	}
 

@@ -344,15 +344,20 @@ func TestBasicAuthFormEncodesCredentials(t *testing.T) {
 	}
 }
 
-func TestPublicClientBodyOmitsEmptySecret(t *testing.T) {
-	f := newEndpoint(t, jsonHandler(200, okBody))
-	c := &Config{TokenURL: f.URL, ClientID: "public", AuthStyle: AuthStyleBody}
-	if _, err := c.Exchange(t.Context(), "code", "", ""); err != nil {
-		t.Fatalf("Exchange: %v", err)
-	}
-	form := f.requests()[0].Form
-	if form.Get("client_id") != "public" || form.Has("client_secret") {
-		t.Errorf("form = %v, want client_id and no client_secret", form)
+func TestPublicClientSendsOnlyClientID(t *testing.T) {
+	for _, style := range []AuthStyle{AuthStyleHeader, AuthStyleBody} {
+		f := newEndpoint(t, jsonHandler(200, okBody))
+		c := &Config{TokenURL: f.URL, ClientID: "public", AuthStyle: style}
+		if _, err := c.Exchange(t.Context(), "code", "", strings.Repeat("v", 43)); err != nil {
+			t.Fatalf("%s: Exchange: %v", style, err)
+		}
+		r := f.requests()[0]
+		if r.Form.Get("client_id") != "public" || r.Form.Has("client_secret") {
+			t.Errorf("%s: form = %v, want client_id and no client_secret", style, r.Form)
+		}
+		if h := r.Header.Get("Authorization"); h != "" {
+			t.Errorf("%s: Authorization = %q, want none for a public client", style, h)
+		}
 	}
 }
 

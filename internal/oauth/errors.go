@@ -48,13 +48,23 @@ var ErrMalformedResponse = errors.New("malformed token response")
 //
 //	if errors.Is(err, oauth.ErrInvalidGrant) { ... }
 var (
-	ErrInvalidGrant         = &Error{Code: "invalid_grant"}
-	ErrInvalidClient        = &Error{Code: "invalid_client"}
-	ErrUnauthorizedClient   = &Error{Code: "unauthorized_client"}
+	// ErrInvalidGrant: the grant (refresh token, code) is invalid, expired
+	// or revoked. Permanent.
+	ErrInvalidGrant = &Error{Code: "invalid_grant"}
+	// ErrInvalidClient: client authentication failed. Permanent.
+	ErrInvalidClient = &Error{Code: "invalid_client"}
+	// ErrUnauthorizedClient: the client may not use this grant. Permanent.
+	ErrUnauthorizedClient = &Error{Code: "unauthorized_client"}
+	// ErrUnsupportedGrantType: the server does not support the grant.
+	// Permanent.
 	ErrUnsupportedGrantType = &Error{Code: "unsupported_grant_type"}
-	ErrInvalidRequest       = &Error{Code: "invalid_request"}
-	ErrInvalidScope         = &Error{Code: "invalid_scope"}
-	ErrAccessDenied         = &Error{Code: "access_denied"}
+	// ErrInvalidRequest: the request is malformed. Temporary.
+	ErrInvalidRequest = &Error{Code: "invalid_request"}
+	// ErrInvalidScope: the requested scope is invalid. Temporary.
+	ErrInvalidScope = &Error{Code: "invalid_scope"}
+	// ErrAccessDenied: the resource owner or server denied the request.
+	// Temporary.
+	ErrAccessDenied = &Error{Code: "access_denied"}
 )
 
 // Error describes the failure. It never contains a secret.
@@ -140,7 +150,7 @@ func RetryAfter(err error) time.Duration {
 	return 0
 }
 
-// Class returns a short, low-cardinality class of err for events and
+// Class returns a short class of err for events and
 // metrics, never containing a secret:
 //
 //   - "" for nil;
