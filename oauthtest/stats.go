@@ -28,8 +28,8 @@ type Stats struct {
 	// family. A client presenting an older token evidently lacks the newer
 	// one, so each count is a token some client received and lost,
 	// typically by dying between the server's answer and its own commit.
-	LostRefreshTokens int
-	StoredAccessTokens  int // access token records held now (live, and expired less than a minute ago)
+	LostRefreshTokens  int
+	StoredAccessTokens int // access token records held now (live, and expired less than a minute ago)
 }
 
 // Stats returns a snapshot of the counters.
