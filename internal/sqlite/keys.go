@@ -191,6 +191,17 @@ func (db *DB) RotateKey(ctx context.Context) (int, error) {
 				}
 				ad := seal.AD("credentials", r.id, sealedFields[i])
 				pt, err := ring.Open(ct, ad)
+				if errors.Is(err, seal.ErrUnknownKey) {
+					// A key another process added after the reload above.
+					if rerr := db.reloadKeys(ctx); rerr != nil {
+						return rerr
+					}
+					ring = db.ring.Clone()
+					if err := ring.Add(id, key); err != nil {
+						return err
+					}
+					pt, err = ring.Open(ct, ad)
+				}
 				if err != nil {
 					return fmt.Errorf("open credentials.%s of %s: %w", sealedFields[i], r.id, err)
 				}
@@ -215,9 +226,8 @@ func (db *DB) RotateKey(ctx context.Context) (int, error) {
 	return count, nil
 }
 
-// addDataKey adds a new active data key without re-sealing anything, as a
-// process that crashed midway through a rotation would leave it. Tests use
-// it to check that older keys keep opening their rows.
+// addDataKey adds a new active data key without re-sealing anything. Tests
+// use it to check that older keys keep opening their rows.
 func (db *DB) addDataKey(ctx context.Context) (uint32, error) {
 	var id uint32
 	var key []byte

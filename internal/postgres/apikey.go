@@ -1,0 +1,143 @@
+package postgres
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/tokenkeeper/tokenkeeper"
+)
+
+const apiKeyColumns = `id, name, prefix, hash, role, credentials, created_at, revoked_at`
+
+func scanAPIKey(s pgx.Row) (*tokenkeeper.APIKey, error) {
+	var k tokenkeeper.APIKey
+	var role, creds string
+	var revoked *time.Time
+	if err := s.Scan(&k.ID, &k.Name, &k.Prefix, &k.Hash, &role, &creds, &k.CreatedAt, &revoked); err != nil {
+		return nil, err
+	}
+	k.Role = tokenkeeper.Role(role)
+	if err := json.Unmarshal([]byte(creds), &k.Credentials); err != nil {
+		return nil, fmt.Errorf("decode credentials of API key %s: %w", k.ID, err)
+	}
+	if len(k.Credentials) == 0 {
+		k.Credentials = nil
+	}
+	k.CreatedAt = k.CreatedAt.UTC()
+	k.RevokedAt = fromNull(revoked)
+	return &k, nil
+}
+
+func checkAPIKey(k *tokenkeeper.APIKey) error {
+	if k == nil {
+		return tokenkeeper.Errorf(tokenkeeper.EINVALID, "API key is required")
+	}
+	if err := tokenkeeper.ValidateName(k.Name); err != nil {
+		return err
+	}
+	if k.Role != tokenkeeper.RoleAdmin && k.Role != tokenkeeper.RoleConsumer {
+		return tokenkeeper.Errorf(tokenkeeper.EINVALID, "role must be admin or consumer")
+	}
+	if len(k.Hash) != sha256.Size {
+		return tokenkeeper.Errorf(tokenkeeper.EINVALID, "API key hash must be a SHA-256 (%d bytes)", sha256.Size)
+	}
+	if len(k.Prefix) > 16 {
+		return tokenkeeper.Errorf(tokenkeeper.EINVALID, "API key prefix is too long")
+	}
+	for _, n := range k.Credentials {
+		if err := tokenkeeper.ValidateName(n); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// CreateAPIKey stores k, assigning ID and CreatedAt (RevokedAt is ignored).
+// Hash must be the SHA-256 of the key. Returns EINVALID, or ECONFLICT when
+// the name or the hash is taken.
+func (db *DB) CreateAPIKey(ctx context.Context, k *tokenkeeper.APIKey) error {
+	if err := checkAPIKey(k); err != nil {
+		return err
+	}
+	n := *k
+	n.ID = newID()
+	n.CreatedAt = db.now()
+	n.RevokedAt = time.Time{}
+	n.Credentials = append([]string(nil), k.Credentials...)
+	if len(n.Credentials) == 0 {
+		n.Credentials = nil
+	}
+	creds := "[]"
+	if n.Credentials != nil {
+		b, _ := json.Marshal(n.Credentials) // a []string always marshals
+		creds = string(b)
+	}
+	err := db.write(ctx, "create API key", func(tx pgx.Tx) error {
+		_, err := tx.Exec(ctx, `INSERT INTO api_keys (`+apiKeyColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, NULL)`,
+			n.ID, n.Name, n.Prefix, n.Hash, string(n.Role), creds, n.CreatedAt)
+		if isUniqueViolation(err) {
+			return tokenkeeper.Errorf(tokenkeeper.ECONFLICT, "API key %q already exists", n.Name)
+		}
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	*k = n
+	return nil
+}
+
+// APIKeyByHash returns the unrevoked key with the given hash. Returns
+// ENOTFOUND.
+func (db *DB) APIKeyByHash(ctx context.Context, hash []byte) (*tokenkeeper.APIKey, error) {
+	k, err := scanAPIKey(db.pool.QueryRow(ctx, `SELECT `+apiKeyColumns+` FROM api_keys
+		WHERE hash = $1 AND revoked_at IS NULL`, hash))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, tokenkeeper.Errorf(tokenkeeper.ENOTFOUND, "API key not found")
+	} else if err != nil {
+		return nil, storeErr("get API key", err)
+	}
+	return k, nil
+}
+
+// APIKeys lists all keys, revoked ones included, oldest first.
+func (db *DB) APIKeys(ctx context.Context) ([]*tokenkeeper.APIKey, error) {
+	rows, err := db.pool.Query(ctx, `SELECT `+apiKeyColumns+` FROM api_keys ORDER BY created_at, name COLLATE "C"`)
+	if err != nil {
+		return nil, storeErr("list API keys", err)
+	}
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (*tokenkeeper.APIKey, error) { return scanAPIKey(r) })
+	if err != nil {
+		return nil, storeErr("list API keys", err)
+	}
+	return out, nil
+}
+
+// RevokeAPIKey revokes a key by id or, if no id matches, by name. Revoking
+// a revoked key keeps its first revocation time. Returns ENOTFOUND.
+func (db *DB) RevokeAPIKey(ctx context.Context, idOrName string) error {
+	now := db.now()
+	return db.write(ctx, "revoke API key", func(tx pgx.Tx) error {
+		for _, col := range []string{"id", "name"} {
+			var id string
+			var revoked *time.Time
+			err := tx.QueryRow(ctx, `SELECT id, revoked_at FROM api_keys WHERE `+col+` = $1 FOR UPDATE`, idOrName).Scan(&id, &revoked)
+			if errors.Is(err, pgx.ErrNoRows) {
+				continue
+			} else if err != nil {
+				return err
+			}
+			if revoked != nil {
+				return nil
+			}
+			_, err = tx.Exec(ctx, `UPDATE api_keys SET revoked_at = $1 WHERE id = $2`, now, id)
+			return err
+		}
+		return tokenkeeper.Errorf(tokenkeeper.ENOTFOUND, "API key %q not found", idOrName)
+	})
+}

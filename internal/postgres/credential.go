@@ -1,0 +1,682 @@
+package postgres
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/tokenkeeper/tokenkeeper"
+)
+
+// credentialColumns is the column list every credential query selects, in
+// the order scanCredential reads.
+const credentialColumns = `id, name, token_url, grant_type, client_id, client_secret, refresh_token,
+	scopes, auth_style, params, refresh_lead, access_token, token_type, expires_at, status,
+	failure_count, last_error, last_error_code, last_refresh_at, next_refresh_at, version,
+	lease_owner, lease_expires_at, created_at, updated_at`
+
+// rawCredential is a credentials row as stored: secrets still sealed.
+type rawCredential struct {
+	id, name, tokenURL, grantType, clientID string
+	clientSecret, refreshToken, accessToken []byte
+	scopes, authStyle, params               string
+	refreshLead                             int64
+	tokenType                               string
+	expiresAt                               *time.Time
+	status                                  string
+	failureCount                            int
+	lastError, lastErrorCode                string
+	lastRefreshAt                           *time.Time
+	nextRefreshAt                           time.Time
+	version                                 int64
+	leaseOwner                              string
+	leaseExpiresAt                          *time.Time
+	createdAt, updatedAt                    time.Time
+}
+
+func scanCredential(s pgx.Row) (*rawCredential, error) {
+	var r rawCredential
+	err := s.Scan(&r.id, &r.name, &r.tokenURL, &r.grantType, &r.clientID, &r.clientSecret, &r.refreshToken,
+		&r.scopes, &r.authStyle, &r.params, &r.refreshLead, &r.accessToken, &r.tokenType, &r.expiresAt, &r.status,
+		&r.failureCount, &r.lastError, &r.lastErrorCode, &r.lastRefreshAt, &r.nextRefreshAt, &r.version,
+		&r.leaseOwner, &r.leaseExpiresAt, &r.createdAt, &r.updatedAt)
+	if err != nil {
+		return nil, err
+	}
+	return &r, nil
+}
+
+func scanCredentials(rows pgx.Rows) ([]*rawCredential, error) {
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (*rawCredential, error) { return scanCredential(r) })
+}
+
+// decode opens the secrets of a stored row and returns the credential.
+func (db *DB) decode(ctx context.Context, r *rawCredential) (*tokenkeeper.Credential, error) {
+	c := &tokenkeeper.Credential{
+		ID:             r.id,
+		Name:           r.name,
+		TokenURL:       r.tokenURL,
+		GrantType:      tokenkeeper.GrantType(r.grantType),
+		ClientID:       r.clientID,
+		AuthStyle:      tokenkeeper.AuthStyle(r.authStyle),
+		RefreshLead:    time.Duration(r.refreshLead),
+		Status:         tokenkeeper.Status(r.status),
+		FailureCount:   r.failureCount,
+		LastError:      r.lastError,
+		LastErrorCode:  r.lastErrorCode,
+		LastRefreshAt:  fromNull(r.lastRefreshAt),
+		NextRefreshAt:  r.nextRefreshAt.UTC(),
+		Version:        r.version,
+		LeaseOwner:     r.leaseOwner,
+		LeaseExpiresAt: fromNull(r.leaseExpiresAt),
+		CreatedAt:      r.createdAt.UTC(),
+		UpdatedAt:      r.updatedAt.UTC(),
+	}
+	var err error
+	if c.ClientSecret, err = db.openSealed(ctx, r.clientSecret, "credentials", r.id, "client_secret"); err != nil {
+		return nil, err
+	}
+	if c.RefreshToken, err = db.openSealed(ctx, r.refreshToken, "credentials", r.id, "refresh_token"); err != nil {
+		return nil, err
+	}
+	if r.accessToken != nil {
+		at, err := db.openSealed(ctx, r.accessToken, "credentials", r.id, "access_token")
+		if err != nil {
+			return nil, err
+		}
+		c.Token = &tokenkeeper.Token{AccessToken: at, TokenType: r.tokenType, ExpiresAt: fromNull(r.expiresAt)}
+	}
+	if err := json.Unmarshal([]byte(r.scopes), &c.Scopes); err != nil {
+		return nil, fmt.Errorf("decode scopes of credential %s: %w", r.id, err)
+	}
+	if len(c.Scopes) == 0 {
+		c.Scopes = nil
+	}
+	if err := json.Unmarshal([]byte(r.params), &c.Params); err != nil {
+		return nil, fmt.Errorf("decode params of credential %s: %w", r.id, err)
+	}
+	if len(c.Params) == 0 {
+		c.Params = nil
+	}
+	return c, nil
+}
+
+func (db *DB) decodeAll(ctx context.Context, raws []*rawCredential) ([]*tokenkeeper.Credential, error) {
+	out := make([]*tokenkeeper.Credential, 0, len(raws))
+	for _, r := range raws {
+		c, err := db.decode(ctx, r)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, c)
+	}
+	return out, nil
+}
+
+func encodeScopes(s []string) string {
+	if len(s) == 0 {
+		return "[]"
+	}
+	b, _ := json.Marshal(s) // a []string always marshals
+	return string(b)
+}
+
+func encodeParams(p map[string]string) string {
+	if len(p) == 0 {
+		return "{}"
+	}
+	b, _ := json.Marshal(p) // a map[string]string always marshals
+	return string(b)
+}
+
+func notFound(name string) error {
+	return tokenkeeper.Errorf(tokenkeeper.ENOTFOUND, "credential %q not found", name)
+}
+
+// sealedCredential holds the sealed forms of a credential's secrets.
+type sealedCredential struct {
+	clientSecret, refreshToken, accessToken []byte
+}
+
+func (db *DB) sealCredential(c *tokenkeeper.Credential) (sealedCredential, error) {
+	var s sealedCredential
+	var err error
+	if s.clientSecret, err = sealValue(db.ring, c.ClientSecret, "credentials", c.ID, "client_secret"); err != nil {
+		return s, err
+	}
+	if s.refreshToken, err = sealValue(db.ring, c.RefreshToken, "credentials", c.ID, "refresh_token"); err != nil {
+		return s, err
+	}
+	if c.Token != nil {
+		if s.accessToken, err = sealValue(db.ring, c.Token.AccessToken, "credentials", c.ID, "access_token"); err != nil {
+			return s, err
+		}
+	}
+	return s, nil
+}
+
+// checkState validates the token state fields Validate does not cover.
+func checkState(c *tokenkeeper.Credential) error {
+	if c.Token != nil && c.Token.AccessToken == "" {
+		return tokenkeeper.Errorf(tokenkeeper.EINVALID, "token has no access token")
+	}
+	if c.FailureCount < 0 {
+		return tokenkeeper.Errorf(tokenkeeper.EINVALID, "failure count must not be negative")
+	}
+	for _, f := range []struct {
+		name string
+		t    time.Time
+	}{{"next_refresh_at", c.NextRefreshAt}, {"last_refresh_at", c.LastRefreshAt}} {
+		if err := checkTime(f.name, f.t); err != nil {
+			return err
+		}
+	}
+	if c.Token != nil {
+		return checkTime("expires_at", c.Token.ExpiresAt)
+	}
+	return nil
+}
+
+// CreateCredential validates c and inserts it, assigning ID, Version,
+// CreatedAt and UpdatedAt. An empty Status becomes active and a zero
+// NextRefreshAt becomes now, so that a new credential is refreshed at once.
+// Lease fields are ignored. Returns EINVALID or ECONFLICT (name taken).
+func (db *DB) CreateCredential(ctx context.Context, c *tokenkeeper.Credential) error {
+	if c == nil {
+		return tokenkeeper.Errorf(tokenkeeper.EINVALID, "credential is required")
+	}
+	now := db.now()
+	n := *c
+	n.ID = newID()
+	if n.Status == "" {
+		n.Status = tokenkeeper.StatusActive
+	}
+	if n.NextRefreshAt.IsZero() {
+		n.NextRefreshAt = now
+	}
+	if err := n.Validate(); err != nil {
+		return err
+	}
+	if err := checkState(&n); err != nil {
+		return err
+	}
+	n.NextRefreshAt = utc(n.NextRefreshAt)
+	if !n.LastRefreshAt.IsZero() {
+		n.LastRefreshAt = utc(n.LastRefreshAt)
+	}
+	if n.Token != nil {
+		t := *n.Token
+		if !t.ExpiresAt.IsZero() {
+			t.ExpiresAt = utc(t.ExpiresAt)
+		}
+		n.Token = &t
+	}
+	n.Version = 1
+	n.LeaseOwner, n.LeaseExpiresAt = "", time.Time{}
+	n.CreatedAt, n.UpdatedAt = now, now
+	n.Scopes = append([]string(nil), n.Scopes...)
+	if len(n.Scopes) == 0 {
+		n.Scopes = nil
+	}
+	sealed, err := db.sealCredential(&n)
+	if err != nil {
+		return err
+	}
+	var tokenType string
+	var expiresAt any
+	if n.Token != nil {
+		tokenType, expiresAt = n.Token.TokenType, nullTime(n.Token.ExpiresAt)
+	}
+	err = db.write(ctx, "create credential", func(tx pgx.Tx) error {
+		_, err := tx.Exec(ctx, `INSERT INTO credentials (`+credentialColumns+`)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, '', NULL, $22, $22)`,
+			n.ID, n.Name, n.TokenURL, string(n.GrantType), n.ClientID, sealed.clientSecret, sealed.refreshToken,
+			encodeScopes(n.Scopes), string(n.AuthStyle), encodeParams(n.Params), int64(n.RefreshLead),
+			sealed.accessToken, tokenType, expiresAt, string(n.Status),
+			n.FailureCount, n.LastError, n.LastErrorCode, nullTime(n.LastRefreshAt), n.NextRefreshAt, n.Version,
+			now)
+		if isUniqueViolation(err) {
+			return tokenkeeper.Errorf(tokenkeeper.ECONFLICT, "credential %q already exists", n.Name)
+		}
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	if len(n.Params) > 0 {
+		p := make(map[string]string, len(n.Params))
+		for k, v := range n.Params {
+			p[k] = v
+		}
+		n.Params = p
+	} else {
+		n.Params = nil
+	}
+	*c = n
+	return nil
+}
+
+func (db *DB) getCredential(ctx context.Context, where string, arg any) (*tokenkeeper.Credential, error) {
+	r, err := scanCredential(db.pool.QueryRow(ctx, `SELECT `+credentialColumns+` FROM credentials WHERE `+where, arg))
+	if err != nil {
+		return nil, err
+	}
+	return db.decode(ctx, r)
+}
+
+// Credential returns the named credential with its secrets opened.
+// Returns ENOTFOUND.
+func (db *DB) Credential(ctx context.Context, name string) (*tokenkeeper.Credential, error) {
+	c, err := db.getCredential(ctx, "name = $1", name)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, notFound(name)
+	}
+	return c, storeErr("get credential", err)
+}
+
+// CredentialByID returns a credential by id. Returns ENOTFOUND.
+func (db *DB) CredentialByID(ctx context.Context, id string) (*tokenkeeper.Credential, error) {
+	c, err := db.getCredential(ctx, "id = $1", id)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, tokenkeeper.Errorf(tokenkeeper.ENOTFOUND, "credential with id %q not found", id)
+	}
+	return c, storeErr("get credential", err)
+}
+
+// Credentials returns all credentials ordered by name, secrets opened.
+func (db *DB) Credentials(ctx context.Context) ([]*tokenkeeper.Credential, error) {
+	rows, err := db.pool.Query(ctx, `SELECT `+credentialColumns+` FROM credentials ORDER BY name COLLATE "C"`)
+	if err != nil {
+		return nil, storeErr("list credentials", err)
+	}
+	raws, err := scanCredentials(rows)
+	if err != nil {
+		return nil, storeErr("list credentials", err)
+	}
+	return db.decodeAll(ctx, raws)
+}
+
+// applyUpdate returns cur with upd applied. The fencing version moves when
+// anything a refresh depends on changes.
+func applyUpdate(cur *tokenkeeper.Credential, upd tokenkeeper.CredentialUpdate, now time.Time) *tokenkeeper.Credential {
+	n := *cur
+	bump := false
+	if upd.TokenURL != nil {
+		bump = bump || *upd.TokenURL != cur.TokenURL
+		n.TokenURL = *upd.TokenURL
+	}
+	if upd.ClientID != nil {
+		bump = bump || *upd.ClientID != cur.ClientID
+		n.ClientID = *upd.ClientID
+	}
+	reauthorized := false
+	if upd.ClientSecret != nil {
+		bump = bump || *upd.ClientSecret != cur.ClientSecret
+		n.ClientSecret = *upd.ClientSecret
+		reauthorized = true
+	}
+	if upd.RefreshToken != nil {
+		bump = bump || *upd.RefreshToken != cur.RefreshToken
+		n.RefreshToken = *upd.RefreshToken
+		reauthorized = true
+	}
+	if upd.Scopes != nil {
+		n.Scopes = append([]string(nil), (*upd.Scopes)...)
+		if len(n.Scopes) == 0 {
+			n.Scopes = nil
+		}
+	}
+	if upd.AuthStyle != nil {
+		n.AuthStyle = *upd.AuthStyle
+	}
+	if upd.Params != nil {
+		n.Params = nil
+		if len(*upd.Params) > 0 {
+			n.Params = make(map[string]string, len(*upd.Params))
+			for k, v := range *upd.Params {
+				n.Params[k] = v
+			}
+		}
+	}
+	if upd.RefreshLead != nil {
+		n.RefreshLead = *upd.RefreshLead
+	}
+	if reauthorized {
+		if n.Status == tokenkeeper.StatusNeedsReauth || n.Status == tokenkeeper.StatusError {
+			n.Status = tokenkeeper.StatusActive
+			n.LastError, n.LastErrorCode = "", ""
+		}
+		n.FailureCount = 0
+		n.NextRefreshAt = now
+	}
+	if upd.Status != nil {
+		n.Status = *upd.Status
+	}
+	if upd.NextRefreshAt != nil {
+		n.NextRefreshAt = utc(*upd.NextRefreshAt)
+	}
+	if bump {
+		n.Version++
+	}
+	n.UpdatedAt = now
+	return &n
+}
+
+// UpdateCredential applies upd and records ev (if not nil) in the same
+// transaction. The fencing version moves only when the token URL, client
+// id, client secret or refresh token change, so that an in-flight refresh
+// of a re-authorized credential cannot commit, while an edit of scopes or
+// lead does not throw away a token rotated meanwhile. Setting ClientSecret
+// or RefreshToken resets a needs_reauth or error status to active, zeroes
+// the failure count and schedules a refresh now. Returns ENOTFOUND or
+// EINVALID; nothing is written on error.
+func (db *DB) UpdateCredential(ctx context.Context, name string, upd tokenkeeper.CredentialUpdate, ev *tokenkeeper.Event) (*tokenkeeper.Credential, error) {
+	now := db.now()
+	if upd.Status != nil && !upd.Status.Valid() {
+		return nil, tokenkeeper.Errorf(tokenkeeper.EINVALID, "invalid status %q", string(*upd.Status))
+	}
+	if upd.NextRefreshAt != nil {
+		if upd.NextRefreshAt.IsZero() {
+			return nil, tokenkeeper.Errorf(tokenkeeper.EINVALID, "next_refresh_at must not be zero")
+		}
+		if err := checkTime("next_refresh_at", *upd.NextRefreshAt); err != nil {
+			return nil, err
+		}
+	}
+	var out *rawCredential
+	err := db.write(ctx, "update credential", func(tx pgx.Tx) error {
+		r, err := scanCredential(tx.QueryRow(ctx, `SELECT `+credentialColumns+` FROM credentials WHERE name = $1 FOR UPDATE`, name))
+		if errors.Is(err, pgx.ErrNoRows) {
+			return notFound(name)
+		} else if err != nil {
+			return err
+		}
+		cur, err := db.decode(ctx, r)
+		if err != nil {
+			return err
+		}
+		n := applyUpdate(cur, upd, now)
+		if err := n.Validate(); err != nil {
+			return err
+		}
+		clientSecret, refreshToken := r.clientSecret, r.refreshToken
+		if upd.ClientSecret != nil {
+			if clientSecret, err = sealValue(db.ring, n.ClientSecret, "credentials", n.ID, "client_secret"); err != nil {
+				return err
+			}
+		}
+		if upd.RefreshToken != nil {
+			if refreshToken, err = sealValue(db.ring, n.RefreshToken, "credentials", n.ID, "refresh_token"); err != nil {
+				return err
+			}
+		}
+		out, err = scanCredential(tx.QueryRow(ctx, `UPDATE credentials SET
+				token_url = $1, client_id = $2, client_secret = $3, refresh_token = $4, scopes = $5,
+				auth_style = $6, params = $7, refresh_lead = $8, status = $9, failure_count = $10,
+				last_error = $11, last_error_code = $12, next_refresh_at = $13, version = $14, updated_at = $15
+			WHERE id = $16 RETURNING `+credentialColumns,
+			n.TokenURL, n.ClientID, clientSecret, refreshToken, encodeScopes(n.Scopes),
+			string(n.AuthStyle), encodeParams(n.Params), int64(n.RefreshLead), string(n.Status), n.FailureCount,
+			n.LastError, n.LastErrorCode, n.NextRefreshAt, n.Version, now,
+			n.ID))
+		if err != nil {
+			return err
+		}
+		if ev != nil {
+			e := *ev
+			e.CredentialID, e.CredentialName = n.ID, n.Name
+			if err := db.insertEvent(ctx, tx, &e, now); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return db.decode(ctx, out)
+}
+
+// DeleteCredential removes the credential and its events. Returns ENOTFOUND.
+func (db *DB) DeleteCredential(ctx context.Context, name string) error {
+	return db.write(ctx, "delete credential", func(tx pgx.Tx) error {
+		var id string
+		err := tx.QueryRow(ctx, `DELETE FROM credentials WHERE name = $1 RETURNING id`, name).Scan(&id)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return notFound(name)
+		} else if err != nil {
+			return err
+		}
+		_, err = tx.Exec(ctx, `DELETE FROM events WHERE credential_id = $1`, id)
+		return err
+	})
+}
+
+func checkLease(owner string, lease time.Duration) error {
+	if owner == "" {
+		return tokenkeeper.Errorf(tokenkeeper.EINVALID, "lease owner is required")
+	}
+	if lease <= 0 {
+		return tokenkeeper.Errorf(tokenkeeper.EINVALID, "lease must be positive")
+	}
+	return nil
+}
+
+// ClaimDue atomically leases up to limit credentials whose NextRefreshAt is
+// at or before now, whose status is active or error and whose lease is free
+// or expired, earliest first. Rows another transaction holds are skipped,
+// so concurrent replicas claim disjoint sets. Each claim increments the
+// version; the returned credentials carry the version to commit with. A
+// claimed row whose secrets cannot be opened is logged and left out (its
+// lease expires).
+func (db *DB) ClaimDue(ctx context.Context, owner string, now time.Time, lease time.Duration, limit int) ([]*tokenkeeper.Credential, error) {
+	if err := checkLease(owner, lease); err != nil {
+		return nil, err
+	}
+	if limit <= 0 {
+		return nil, tokenkeeper.Errorf(tokenkeeper.EINVALID, "limit must be positive")
+	}
+	now = utc(now)
+	var raws []*rawCredential
+	err := db.write(ctx, "claim due credentials", func(tx pgx.Tx) error {
+		rows, err := tx.Query(ctx, `WITH due AS (
+				SELECT id FROM credentials
+				WHERE status IN ('active', 'error') AND next_refresh_at <= $3
+					AND (lease_owner = '' OR lease_expires_at <= $3)
+				ORDER BY next_refresh_at, id
+				LIMIT $4
+				FOR UPDATE SKIP LOCKED)
+			UPDATE credentials c
+			SET lease_owner = $1, lease_expires_at = $2, version = c.version + 1
+			FROM due WHERE c.id = due.id
+			RETURNING `+prefixed("c.", credentialColumns),
+			owner, now.Add(lease), now, limit)
+		if err != nil {
+			return err
+		}
+		raws, err = scanCredentials(rows)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	out := make([]*tokenkeeper.Credential, 0, len(raws))
+	for _, r := range raws {
+		c, err := db.decode(ctx, r)
+		if err != nil {
+			db.log.Error("claimed a credential whose secrets do not open; skipping it until its lease expires",
+				"credential", r.name, "id", r.id, "err", err)
+			continue
+		}
+		out = append(out, c)
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if !out[i].NextRefreshAt.Equal(out[j].NextRefreshAt) {
+			return out[i].NextRefreshAt.Before(out[j].NextRefreshAt)
+		}
+		return out[i].ID < out[j].ID
+	})
+	return out, nil
+}
+
+// ClaimCredential leases one credential regardless of its schedule and
+// status (a forced refresh). The owner that already holds the lease may
+// claim again. Returns ENOTFOUND, or ECONFLICT when another owner holds an
+// unexpired lease.
+func (db *DB) ClaimCredential(ctx context.Context, id, owner string, now time.Time, lease time.Duration) (*tokenkeeper.Credential, error) {
+	if err := checkLease(owner, lease); err != nil {
+		return nil, err
+	}
+	now = utc(now)
+	var raw *rawCredential
+	err := db.write(ctx, "claim credential", func(tx pgx.Tx) error {
+		var err error
+		raw, err = scanCredential(tx.QueryRow(ctx, `UPDATE credentials
+			SET lease_owner = $1, lease_expires_at = $2, version = version + 1
+			WHERE id = $3 AND (lease_owner = '' OR lease_owner = $1 OR lease_expires_at <= $4)
+			RETURNING `+credentialColumns,
+			owner, now.Add(lease), id, now))
+		if errors.Is(err, pgx.ErrNoRows) {
+			return leaseConflict(ctx, tx, id)
+		}
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return db.decode(ctx, raw)
+}
+
+// leaseConflict explains why a conditional update by id matched nothing.
+func leaseConflict(ctx context.Context, tx pgx.Tx, id string) error {
+	var n int
+	if err := tx.QueryRow(ctx, `SELECT COUNT(*) FROM credentials WHERE id = $1`, id).Scan(&n); err != nil {
+		return err
+	}
+	if n == 0 {
+		return tokenkeeper.Errorf(tokenkeeper.ENOTFOUND, "credential with id %q not found", id)
+	}
+	return tokenkeeper.Errorf(tokenkeeper.ECONFLICT, "credential %s is leased by another worker or has changed since it was claimed", id)
+}
+
+// CompleteRefresh commits r and releases the lease if the credential's
+// version still equals version and owner still holds the lease; r.Event is
+// recorded in the same transaction. A nil r.Token keeps the current access
+// token; an empty r.RefreshToken keeps the current refresh token; zero
+// LastRefreshAt or NextRefreshAt keep the stored values. Returns ECONFLICT
+// when fenced out (nothing is written), ENOTFOUND or EINVALID.
+func (db *DB) CompleteRefresh(ctx context.Context, id, owner string, version int64, r *tokenkeeper.RefreshResult) (*tokenkeeper.Credential, error) {
+	if r == nil {
+		return nil, tokenkeeper.Errorf(tokenkeeper.EINVALID, "refresh result is required")
+	}
+	if owner == "" {
+		return nil, tokenkeeper.Errorf(tokenkeeper.EINVALID, "lease owner is required")
+	}
+	if !r.Status.Valid() {
+		return nil, tokenkeeper.Errorf(tokenkeeper.EINVALID, "invalid status %q", string(r.Status))
+	}
+	if err := checkState(&tokenkeeper.Credential{Token: r.Token, FailureCount: r.FailureCount,
+		NextRefreshAt: r.NextRefreshAt, LastRefreshAt: r.LastRefreshAt}); err != nil {
+		return nil, err
+	}
+	now := db.now()
+	var (
+		setToken    bool
+		accessToken []byte
+		tokenType   string
+		expiresAt   any
+		err         error
+	)
+	if r.Token != nil {
+		setToken = true
+		if accessToken, err = sealValue(db.ring, r.Token.AccessToken, "credentials", id, "access_token"); err != nil {
+			return nil, err
+		}
+		tokenType, expiresAt = r.Token.TokenType, nullTime(r.Token.ExpiresAt)
+	}
+	refreshToken, err := sealValue(db.ring, r.RefreshToken, "credentials", id, "refresh_token")
+	if err != nil {
+		return nil, err
+	}
+	var raw *rawCredential
+	err = db.write(ctx, "complete refresh", func(tx pgx.Tx) error {
+		var err error
+		raw, err = scanCredential(tx.QueryRow(ctx, `UPDATE credentials SET
+				access_token = CASE WHEN $1::boolean THEN $2::bytea ELSE access_token END,
+				token_type = CASE WHEN $1::boolean THEN $3::text ELSE token_type END,
+				expires_at = CASE WHEN $1::boolean THEN $4::timestamptz ELSE expires_at END,
+				refresh_token = COALESCE($5::bytea, refresh_token),
+				status = $6, failure_count = $7, last_error = $8, last_error_code = $9,
+				last_refresh_at = COALESCE($10::timestamptz, last_refresh_at),
+				next_refresh_at = COALESCE($11::timestamptz, next_refresh_at),
+				version = version + 1, lease_owner = '', lease_expires_at = NULL, updated_at = $12
+			WHERE id = $13 AND version = $14 AND lease_owner = $15
+			RETURNING `+credentialColumns,
+			setToken, accessToken, tokenType, expiresAt,
+			refreshToken,
+			string(r.Status), r.FailureCount, r.LastError, r.LastErrorCode,
+			nullTime(r.LastRefreshAt), nullTime(r.NextRefreshAt), now,
+			id, version, owner))
+		if errors.Is(err, pgx.ErrNoRows) {
+			return leaseConflict(ctx, tx, id)
+		} else if err != nil {
+			return err
+		}
+		if r.Event != nil {
+			e := *r.Event
+			e.CredentialID, e.CredentialName = raw.id, raw.name
+			if err := db.insertEvent(ctx, tx, &e, now); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return db.decode(ctx, raw)
+}
+
+// NextRefreshAt returns the earliest time at which a refreshable credential
+// becomes claimable: its NextRefreshAt, or the end of its lease if that is
+// later. ok is false when no credential is refreshable.
+func (db *DB) NextRefreshAt(ctx context.Context) (time.Time, bool, error) {
+	var t *time.Time
+	err := db.pool.QueryRow(ctx, `SELECT MIN(t) FROM (
+			(SELECT next_refresh_at AS t FROM credentials
+				WHERE status IN ('active', 'error') AND lease_owner = ''
+				ORDER BY next_refresh_at LIMIT 1)
+			UNION ALL
+			SELECT GREATEST(next_refresh_at, lease_expires_at) FROM credentials
+			WHERE lease_owner <> '' AND status IN ('active', 'error')
+		) AS candidates`).Scan(&t)
+	if err != nil {
+		return time.Time{}, false, storeErr("find next refresh", err)
+	}
+	if t == nil {
+		return time.Time{}, false, nil
+	}
+	return t.UTC(), true, nil
+}
+
+// prefixed qualifies each column of a comma-separated list.
+func prefixed(prefix, columns string) string {
+	var out []byte
+	start := true
+	for i := 0; i < len(columns); i++ {
+		ch := columns[i]
+		if start && ch != ' ' && ch != '\t' && ch != '\n' {
+			out = append(out, prefix...)
+			start = false
+		}
+		out = append(out, ch)
+		if ch == ',' {
+			start = true
+		}
+	}
+	return string(out)
+}
