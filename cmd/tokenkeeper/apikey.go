@@ -1,0 +1,152 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/url"
+	"strings"
+	"text/tabwriter"
+	"time"
+)
+
+func (e *env) cmdAPIKeyCreate(args []string) error {
+	c := newCommand(e.stderr, "tokenkeeper apikey create --name NAME --role admin|consumer [--credentials a,b] [--json]",
+		`Creates an API key and prints it once. A consumer key may only read the
+token of, and refresh, the credentials it lists; an admin key may do everything.`)
+	var ao apiOptions
+	ao.register(c)
+	name := c.fs.String("name", "", "key name")
+	role := c.fs.String("role", "consumer", "admin or consumer")
+	creds := c.fs.String("credentials", "", "credential names a consumer may read, comma separated")
+	asJSON := c.fs.Bool("json", false, "print JSON")
+	c.noEnv = map[string]bool{"name": true, "role": true, "credentials": true}
+	if err := c.parse(args, e.getenv); err != nil {
+		return err
+	}
+	if _, err := c.args(0, "no positional arguments"); err != nil {
+		return err
+	}
+	cl, err := ao.client()
+	if err != nil {
+		return err
+	}
+	body := map[string]any{"name": *name, "role": *role}
+	if list := splitList(*creds); len(list) > 0 {
+		body["credentials"] = list
+	}
+	var out struct {
+		ID          string   `json:"id"`
+		Name        string   `json:"name"`
+		Role        string   `json:"role"`
+		Credentials []string `json:"credentials"`
+		Key         string   `json:"key"`
+	}
+	if err := cl.do(e.ctx, "POST", "/v1/apikeys", body, &out); err != nil {
+		return fmt.Errorf("create API key: %w", err)
+	}
+	if *asJSON {
+		return printJSON(e.stdout, out)
+	}
+	fmt.Fprintf(e.stdout, "Created %s key %q (id %s). It is shown only this once:\n\n    %s\n\n", out.Role, out.Name, out.ID, out.Key)
+	return nil
+}
+
+func (e *env) cmdAPIKeyList(args []string) error {
+	c := newCommand(e.stderr, "tokenkeeper apikey list [--json]", "Lists API keys (their prefixes, never the keys).")
+	var ao apiOptions
+	ao.register(c)
+	asJSON := c.fs.Bool("json", false, "print JSON")
+	if err := c.parse(args, e.getenv); err != nil {
+		return err
+	}
+	if _, err := c.args(0, "no arguments"); err != nil {
+		return err
+	}
+	cl, err := ao.client()
+	if err != nil {
+		return err
+	}
+	var out json.RawMessage
+	if err := cl.do(e.ctx, "GET", "/v1/apikeys", nil, &out); err != nil {
+		return fmt.Errorf("list API keys: %w", err)
+	}
+	if *asJSON {
+		return printRaw(e.stdout, out)
+	}
+	var list struct {
+		Keys []struct {
+			ID          string     `json:"id"`
+			Name        string     `json:"name"`
+			Prefix      string     `json:"prefix"`
+			Role        string     `json:"role"`
+			Credentials []string   `json:"credentials"`
+			CreatedAt   time.Time  `json:"created_at"`
+			RevokedAt   *time.Time `json:"revoked_at"`
+		} `json:"api_keys"`
+	}
+	if err := json.Unmarshal(out, &list); err != nil {
+		return err
+	}
+	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tNAME\tPREFIX\tROLE\tCREDENTIALS\tCREATED\tREVOKED")
+	for _, k := range list.Keys {
+		rev := "-"
+		if k.RevokedAt != nil {
+			rev = k.RevokedAt.Local().Format(time.DateTime)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s…\t%s\t%s\t%s\t%s\n", k.ID, k.Name, k.Prefix, k.Role, dash(strings.Join(k.Credentials, ",")), k.CreatedAt.Local().Format(time.DateTime), rev)
+	}
+	return tw.Flush()
+}
+
+func (e *env) cmdAPIKeyRevoke(args []string) error {
+	c := newCommand(e.stderr, "tokenkeeper apikey revoke ID_OR_NAME", "Revokes an API key; it stops working at once on this broker, within seconds on other replicas.")
+	var ao apiOptions
+	ao.register(c)
+	if err := c.parse(args, e.getenv); err != nil {
+		return err
+	}
+	pos, err := c.args(1, "the key's id or name")
+	if err != nil {
+		return err
+	}
+	cl, err := ao.client()
+	if err != nil {
+		return err
+	}
+	if err := cl.do(e.ctx, "DELETE", "/v1/apikeys/"+url.PathEscape(pos[0]), nil, nil); err != nil {
+		return fmt.Errorf("revoke API key: %w", err)
+	}
+	fmt.Fprintf(e.stdout, "Revoked API key %q.\n", pos[0])
+	return nil
+}
+
+func (e *env) cmdKeysRotate(args []string) error {
+	c := newCommand(e.stderr, "tokenkeeper keys rotate [--json]",
+		`Adds a new data key, makes it the active one and re-seals every secret with
+it. Rows not yet re-sealed keep opening with the older keys.`)
+	var ao apiOptions
+	ao.register(c)
+	asJSON := c.fs.Bool("json", false, "print JSON")
+	if err := c.parse(args, e.getenv); err != nil {
+		return err
+	}
+	if _, err := c.args(0, "no arguments"); err != nil {
+		return err
+	}
+	cl, err := ao.client()
+	if err != nil {
+		return err
+	}
+	var out struct {
+		Resealed int `json:"resealed"`
+	}
+	if err := cl.do(e.ctx, "POST", "/v1/keys/rotate", map[string]string{}, &out); err != nil {
+		return fmt.Errorf("rotate keys: %w", err)
+	}
+	if *asJSON {
+		return printJSON(e.stdout, out)
+	}
+	fmt.Fprintf(e.stdout, "Rotated the data key; re-sealed %d secrets.\n", out.Resealed)
+	return nil
+}

@@ -1,0 +1,487 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/url"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+)
+
+// credentialView is the part of the API's credential JSON the CLI prints.
+type credentialView struct {
+	Name          string     `json:"name"`
+	TokenURL      string     `json:"token_url"`
+	GrantType     string     `json:"grant_type"`
+	ClientID      string     `json:"client_id"`
+	Scopes        []string   `json:"scopes"`
+	AuthStyle     string     `json:"auth_style"`
+	RefreshLead   string     `json:"refresh_lead"`
+	Status        string     `json:"status"`
+	FailureCount  int        `json:"failure_count"`
+	LastError     string     `json:"last_error"`
+	LastErrorCode string     `json:"last_error_code"`
+	ExpiresAt     *time.Time `json:"expires_at"`
+	LastRefreshAt *time.Time `json:"last_refresh_at"`
+	NextRefreshAt *time.Time `json:"next_refresh_at"`
+	CreatedAt     time.Time  `json:"created_at"`
+}
+
+// secretValue reads a secret given inline, from a file, or from stdin ("-").
+func (e *env) secretValue(inline, file, what string) (string, error) {
+	if inline != "" && file != "" {
+		return "", usagef("give the %s either inline or as a file, not both", what)
+	}
+	if file == "" {
+		return inline, nil
+	}
+	var b []byte
+	var err error
+	if file == "-" {
+		b, err = io.ReadAll(io.LimitReader(e.stdin, 1<<20))
+	} else {
+		b, err = os.ReadFile(file)
+	}
+	if err != nil {
+		return "", fmt.Errorf("read %s: %w", what, err)
+	}
+	return strings.TrimSpace(string(b)), nil
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, f := range strings.FieldsFunc(s, func(r rune) bool { return r == ',' || r == ' ' }) {
+		out = append(out, f)
+	}
+	return out
+}
+
+// paramsFlag collects repeated --param key=value flags.
+type paramsFlag map[string]string
+
+func (p paramsFlag) String() string { return "" }
+func (p paramsFlag) Set(v string) error {
+	k, val, ok := strings.Cut(v, "=")
+	if !ok || k == "" {
+		return fmt.Errorf("expected key=value, got %q", v)
+	}
+	p[k] = val
+	return nil
+}
+
+func (e *env) cmdCredentialAdd(args []string) error {
+	c := newCommand(e.stderr, "tokenkeeper credential add --name NAME --token-url URL --grant-type TYPE --client-id ID [flags]",
+		`Adds a credential to the broker, which fetches its first token at once.
+Secrets may be given inline, or better from a file or standard input ('-'),
+so that they do not show in the shell history or the process list.`)
+	var ao apiOptions
+	ao.register(c)
+	name := c.fs.String("name", "", "credential name (letters, digits, . _ -)")
+	tokenURL := c.fs.String("token-url", "", "the provider's token endpoint (https, or http to loopback)")
+	grant := c.fs.String("grant-type", "client_credentials", "client_credentials or refresh_token")
+	clientID := c.fs.String("client-id", "", "OAuth client id")
+	secret := c.fs.String("client-secret", "", "OAuth client secret")
+	secretFile := c.fs.String("client-secret-file", "", "read the client secret from this file ('-': standard input)")
+	rt := c.fs.String("refresh-token", "", "refresh token (grant refresh_token)")
+	rtFile := c.fs.String("refresh-token-file", "", "read the refresh token from this file ('-': standard input)")
+	scopes := c.fs.String("scopes", "", "scopes, comma or space separated")
+	authStyle := c.fs.String("auth-style", "header", "client authentication: header (client_secret_basic) or body (client_secret_post)")
+	lead := c.fs.String("refresh-lead", "", "refresh this long before expiry (default: a third of the lifetime, at most 5m)")
+	params := paramsFlag{}
+	c.fs.Var(params, "param", "extra token request parameter key=value (repeatable), e.g. audience=...")
+	asJSON := c.fs.Bool("json", false, "print JSON")
+	c.noEnv = map[string]bool{"name": true, "token-url": true, "grant-type": true, "client-id": true, "scopes": true,
+		"auth-style": true, "refresh-lead": true, "param": true, "refresh-token": true, "refresh-token-file": true,
+		"client-secret-file": true}
+	if err := c.parse(args, e.getenv); err != nil {
+		return err
+	}
+	if _, err := c.args(0, "no positional arguments"); err != nil {
+		return err
+	}
+	if *secretFile == "-" && *rtFile == "-" {
+		return usagef("only one secret can be read from standard input")
+	}
+	sec, err := e.secretValue(*secret, *secretFile, "client secret")
+	if err != nil {
+		return err
+	}
+	rtok, err := e.secretValue(*rt, *rtFile, "refresh token")
+	if err != nil {
+		return err
+	}
+	cl, err := ao.client()
+	if err != nil {
+		return err
+	}
+	body := map[string]any{
+		"name": *name, "token_url": *tokenURL, "grant_type": *grant, "client_id": *clientID,
+		"client_secret": sec, "refresh_token": rtok, "scopes": splitList(*scopes), "auth_style": *authStyle,
+		"refresh_lead": *lead,
+	}
+	if len(params) > 0 {
+		body["params"] = map[string]string(params)
+	}
+	var out json.RawMessage
+	if err := cl.do(e.ctx, "POST", "/v1/credentials", body, &out); err != nil {
+		return fmt.Errorf("add credential: %w", err)
+	}
+	if *asJSON {
+		return printRaw(e.stdout, out)
+	}
+	fmt.Fprintf(e.stdout, "Added credential %q; the broker is fetching its first token.\n", *name)
+	return nil
+}
+
+func printRaw(w io.Writer, raw json.RawMessage) error {
+	var v any
+	if err := json.Unmarshal(raw, &v); err != nil {
+		return err
+	}
+	return printJSON(w, v)
+}
+
+func (e *env) cmdCredentialList(args []string) error {
+	c := newCommand(e.stderr, "tokenkeeper credential list [--json]", "Lists the credentials with their status (no secrets).")
+	var ao apiOptions
+	ao.register(c)
+	asJSON := c.fs.Bool("json", false, "print JSON")
+	if err := c.parse(args, e.getenv); err != nil {
+		return err
+	}
+	if _, err := c.args(0, "no arguments"); err != nil {
+		return err
+	}
+	cl, err := ao.client()
+	if err != nil {
+		return err
+	}
+	var out json.RawMessage
+	if err := cl.do(e.ctx, "GET", "/v1/credentials", nil, &out); err != nil {
+		return fmt.Errorf("list credentials: %w", err)
+	}
+	if *asJSON {
+		return printRaw(e.stdout, out)
+	}
+	var list struct {
+		Credentials []credentialView `json:"credentials"`
+	}
+	if err := json.Unmarshal(out, &list); err != nil {
+		return err
+	}
+	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "NAME\tGRANT\tSTATUS\tEXPIRES IN\tNEXT REFRESH\tLAST ERROR")
+	now := time.Now()
+	for _, v := range list.Credentials {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", v.Name, v.GrantType, v.Status, untilString(v.ExpiresAt, now), untilString(v.NextRefreshAt, now), dash(v.LastErrorCode))
+	}
+	return tw.Flush()
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+// untilString renders the time left until t, "-" for none, "expired" when past.
+func untilString(t *time.Time, now time.Time) string {
+	if t == nil {
+		return "-"
+	}
+	d := t.Sub(now)
+	if d <= 0 {
+		if t.Before(now.Add(-time.Second)) {
+			return "expired"
+		}
+		return "now"
+	}
+	if d < 10*time.Second {
+		return d.Round(100 * time.Millisecond).String()
+	}
+	return d.Round(time.Second).String()
+}
+
+func (e *env) cmdCredentialShow(args []string) error {
+	c := newCommand(e.stderr, "tokenkeeper credential show NAME [--json]", "Shows one credential (no secrets).")
+	var ao apiOptions
+	ao.register(c)
+	asJSON := c.fs.Bool("json", false, "print JSON")
+	if err := c.parse(args, e.getenv); err != nil {
+		return err
+	}
+	pos, err := c.args(1, "the credential name")
+	if err != nil {
+		return err
+	}
+	cl, err := ao.client()
+	if err != nil {
+		return err
+	}
+	var out json.RawMessage
+	if err := cl.do(e.ctx, "GET", "/v1/credentials/"+url.PathEscape(pos[0]), nil, &out); err != nil {
+		return fmt.Errorf("show credential: %w", err)
+	}
+	if *asJSON {
+		return printRaw(e.stdout, out)
+	}
+	var v credentialView
+	if err := json.Unmarshal(out, &v); err != nil {
+		return err
+	}
+	now := time.Now()
+	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+	rows := [][2]string{
+		{"name", v.Name}, {"status", v.Status}, {"grant type", v.GrantType}, {"token url", v.TokenURL},
+		{"client id", v.ClientID}, {"auth style", v.AuthStyle}, {"scopes", dash(strings.Join(v.Scopes, " "))},
+		{"refresh lead", dash(v.RefreshLead)}, {"expires in", untilString(v.ExpiresAt, now)},
+		{"next refresh", untilString(v.NextRefreshAt, now)}, {"failures", fmt.Sprint(v.FailureCount)},
+		{"last error", dash(v.LastError)},
+	}
+	for _, r := range rows {
+		fmt.Fprintf(tw, "%s:\t%s\n", r[0], r[1])
+	}
+	return tw.Flush()
+}
+
+func (e *env) cmdCredentialUpdate(args []string) error {
+	c := newCommand(e.stderr, "tokenkeeper credential update NAME [flags]",
+		`Changes a credential. Replacing its client secret or refresh token (after a
+re-authorization) makes a needs_reauth credential active again and refreshes it
+at once. --status disabled stops its refreshes; --status active resumes them.`)
+	var ao apiOptions
+	ao.register(c)
+	tokenURL := c.fs.String("token-url", "", "new token endpoint")
+	clientID := c.fs.String("client-id", "", "new client id")
+	secret := c.fs.String("client-secret", "", "new client secret")
+	secretFile := c.fs.String("client-secret-file", "", "read the new client secret from this file ('-': standard input)")
+	rt := c.fs.String("refresh-token", "", "new refresh token")
+	rtFile := c.fs.String("refresh-token-file", "", "read the new refresh token from this file ('-': standard input)")
+	scopes := c.fs.String("scopes", "", "new scopes, comma or space separated")
+	authStyle := c.fs.String("auth-style", "", "header or body")
+	lead := c.fs.String("refresh-lead", "", "new refresh lead (0 for the default)")
+	status := c.fs.String("status", "", "active or disabled")
+	asJSON := c.fs.Bool("json", false, "print JSON")
+	c.noEnv = map[string]bool{"token-url": true, "client-id": true, "scopes": true, "auth-style": true,
+		"refresh-lead": true, "status": true, "refresh-token": true, "refresh-token-file": true, "client-secret-file": true,
+		"client-secret": true}
+	if err := c.parse(args, e.getenv); err != nil {
+		return err
+	}
+	pos, err := c.args(1, "the credential name")
+	if err != nil {
+		return err
+	}
+	if *secretFile == "-" && *rtFile == "-" {
+		return usagef("only one secret can be read from standard input")
+	}
+	body := map[string]any{}
+	set := map[string]bool{}
+	c.fs.Visit(func(f *flagT) { set[f.Name] = true })
+	if set["token-url"] {
+		body["token_url"] = *tokenURL
+	}
+	if set["client-id"] {
+		body["client_id"] = *clientID
+	}
+	if set["client-secret"] || set["client-secret-file"] {
+		v, err := e.secretValue(*secret, *secretFile, "client secret")
+		if err != nil {
+			return err
+		}
+		body["client_secret"] = v
+	}
+	if set["refresh-token"] || set["refresh-token-file"] {
+		v, err := e.secretValue(*rt, *rtFile, "refresh token")
+		if err != nil {
+			return err
+		}
+		body["refresh_token"] = v
+	}
+	if set["scopes"] {
+		body["scopes"] = splitList(*scopes)
+	}
+	if set["auth-style"] {
+		body["auth_style"] = *authStyle
+	}
+	if set["refresh-lead"] {
+		body["refresh_lead"] = *lead
+	}
+	if set["status"] {
+		body["status"] = *status
+	}
+	if len(body) == 0 {
+		return usagef("nothing to update: give at least one flag (see tokenkeeper credential update --help)")
+	}
+	cl, err := ao.client()
+	if err != nil {
+		return err
+	}
+	var out json.RawMessage
+	if err := cl.do(e.ctx, "PATCH", "/v1/credentials/"+url.PathEscape(pos[0]), body, &out); err != nil {
+		return fmt.Errorf("update credential: %w", err)
+	}
+	if *asJSON {
+		return printRaw(e.stdout, out)
+	}
+	fmt.Fprintf(e.stdout, "Updated credential %q.\n", pos[0])
+	return nil
+}
+
+func (e *env) cmdCredentialRemove(args []string) error {
+	c := newCommand(e.stderr, "tokenkeeper credential rm NAME", "Deletes a credential, its secrets and its events.")
+	var ao apiOptions
+	ao.register(c)
+	if err := c.parse(args, e.getenv); err != nil {
+		return err
+	}
+	pos, err := c.args(1, "the credential name")
+	if err != nil {
+		return err
+	}
+	cl, err := ao.client()
+	if err != nil {
+		return err
+	}
+	if err := cl.do(e.ctx, "DELETE", "/v1/credentials/"+url.PathEscape(pos[0]), nil, nil); err != nil {
+		return fmt.Errorf("remove credential: %w", err)
+	}
+	fmt.Fprintf(e.stdout, "Removed credential %q.\n", pos[0])
+	return nil
+}
+
+type tokenView struct {
+	AccessToken string     `json:"access_token"`
+	TokenType   string     `json:"token_type"`
+	ExpiresAt   *time.Time `json:"expires_at"`
+	ExpiresIn   *int64     `json:"expires_in"`
+}
+
+func (e *env) cmdCredentialRefresh(args []string) error {
+	c := newCommand(e.stderr, "tokenkeeper credential refresh NAME [--json]",
+		`Forces a refresh now, whatever the schedule and status (a needs_reauth
+credential is tried again). Prints when the new token expires.`)
+	var ao apiOptions
+	ao.register(c)
+	asJSON := c.fs.Bool("json", false, "print JSON (including the new access token)")
+	if err := c.parse(args, e.getenv); err != nil {
+		return err
+	}
+	pos, err := c.args(1, "the credential name")
+	if err != nil {
+		return err
+	}
+	cl, err := ao.client()
+	if err != nil {
+		return err
+	}
+	var tv tokenView
+	if err := cl.do(e.ctx, "POST", "/v1/credentials/"+url.PathEscape(pos[0])+"/refresh", map[string]string{}, &tv); err != nil {
+		return fmt.Errorf("refresh credential: %w", err)
+	}
+	if *asJSON {
+		return printJSON(e.stdout, tv)
+	}
+	fmt.Fprintf(e.stdout, "Refreshed %q; the token expires in %s.\n", pos[0], untilString(tv.ExpiresAt, time.Now()))
+	return nil
+}
+
+func (e *env) cmdCredentialEvents(args []string) error {
+	c := newCommand(e.stderr, "tokenkeeper credential events NAME [--limit N] [--json]",
+		"Lists a credential's events, newest first: refresh attempts with outcome, error code and latency, and operator actions.")
+	var ao apiOptions
+	ao.register(c)
+	limit := c.fs.Int("limit", 20, "how many events (1 to 1000)")
+	asJSON := c.fs.Bool("json", false, "print JSON")
+	c.noEnv = map[string]bool{"limit": true}
+	if err := c.parse(args, e.getenv); err != nil {
+		return err
+	}
+	pos, err := c.args(1, "the credential name")
+	if err != nil {
+		return err
+	}
+	cl, err := ao.client()
+	if err != nil {
+		return err
+	}
+	var out json.RawMessage
+	if err := cl.do(e.ctx, "GET", fmt.Sprintf("/v1/credentials/%s/events?limit=%d", url.PathEscape(pos[0]), *limit), nil, &out); err != nil {
+		return fmt.Errorf("list events: %w", err)
+	}
+	if *asJSON {
+		return printRaw(e.stdout, out)
+	}
+	var list struct {
+		Events []struct {
+			Time      time.Time `json:"time"`
+			Kind      string    `json:"kind"`
+			Outcome   string    `json:"outcome"`
+			ErrorCode string    `json:"error_code"`
+			Message   string    `json:"message"`
+			LatencyMS *float64  `json:"latency_ms"`
+		} `json:"events"`
+	}
+	if err := json.Unmarshal(out, &list); err != nil {
+		return err
+	}
+	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "TIME\tKIND\tOUTCOME\tERROR\tLATENCY\tMESSAGE")
+	for _, ev := range list.Events {
+		lat := "-"
+		if ev.LatencyMS != nil {
+			lat = fmt.Sprintf("%.0fms", *ev.LatencyMS)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", ev.Time.Local().Format("15:04:05.000"), ev.Kind, ev.Outcome, dash(ev.ErrorCode), lat, truncateString(ev.Message, 100))
+	}
+	return tw.Flush()
+}
+
+func truncateString(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "…"
+}
+
+func (e *env) cmdToken(args []string) error {
+	c := newCommand(e.stderr, "tokenkeeper token NAME [--min-ttl 30s] [--json]",
+		`Prints only the current access token of a credential, for scripts:
+  curl -H "Authorization: Bearer $(tokenkeeper token github)" ...`)
+	var ao apiOptions
+	ao.register(c)
+	minTTL := c.fs.Duration("min-ttl", 0, "refresh first if the token has less than this left")
+	asJSON := c.fs.Bool("json", false, "print the whole token response as JSON")
+	c.noEnv = map[string]bool{"min-ttl": true}
+	if err := c.parse(args, e.getenv); err != nil {
+		return err
+	}
+	pos, err := c.args(1, "the credential name")
+	if err != nil {
+		return err
+	}
+	if *minTTL < 0 {
+		return usagef("--min-ttl must not be negative")
+	}
+	cl, err := ao.client()
+	if err != nil {
+		return err
+	}
+	path := "/v1/credentials/" + url.PathEscape(pos[0]) + "/token"
+	if *minTTL > 0 {
+		path += "?min_ttl=" + url.QueryEscape(minTTL.String())
+	}
+	var tv tokenView
+	if err := cl.do(e.ctx, "GET", path, nil, &tv); err != nil {
+		return fmt.Errorf("get token: %w", err)
+	}
+	if *asJSON {
+		return printJSON(e.stdout, tv)
+	}
+	fmt.Fprintln(e.stdout, tv.AccessToken)
+	return nil
+}

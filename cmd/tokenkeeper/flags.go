@@ -1,0 +1,130 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"strings"
+)
+
+// errUsageShown reports that the usage text was already printed.
+var errUsageShown = errors.New("usage shown")
+
+// exitCode maps an error to the process exit status: 2 for usage errors.
+func exitCode(err error) int {
+	var ue *usageError
+	if errors.Is(err, errUsageShown) || errors.As(err, &ue) {
+		return 2
+	}
+	return 1
+}
+
+// usageError is a mistake in the command line.
+type usageError struct{ msg string }
+
+func (e *usageError) Error() string { return e.msg }
+
+func usagef(format string, args ...any) error { return &usageError{fmt.Sprintf(format, args...)} }
+
+// envName returns the environment variable of a flag: TOKENKEEPER_ and the
+// flag name in upper case with '-' as '_'.
+func envName(flagName string) string {
+	return "TOKENKEEPER_" + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
+}
+
+// command is one CLI command's flag set, usage and environment.
+type command struct {
+	fs     *flag.FlagSet
+	usage  string // first line: "tokenkeeper serve [flags]"
+	about  string // a paragraph describing the command
+	stderr io.Writer
+	noEnv  map[string]bool // flags without an environment variable
+
+	positional []string // arguments that are not flags, in order
+}
+
+func newCommand(stderr io.Writer, usage, about string) *command {
+	name := strings.Fields(usage)
+	c := &command{fs: flag.NewFlagSet(strings.Join(name[:min(len(name), 3)], " "), flag.ContinueOnError), usage: usage, about: about, stderr: stderr}
+	c.fs.SetOutput(io.Discard)
+	return c
+}
+
+func (c *command) printUsage(w io.Writer) {
+	fmt.Fprintf(w, "Usage: %s\n\n%s\n", c.usage, c.about)
+	n := 0
+	c.fs.VisitAll(func(*flag.Flag) { n++ })
+	if n == 0 {
+		return
+	}
+	fmt.Fprintf(w, "\nFlags (each also read from the environment variable shown; a flag on the command line wins):\n")
+	c.fs.VisitAll(func(f *flag.Flag) {
+		typ, u := flag.UnquoteUsage(f)
+		line := "  --" + f.Name
+		if typ != "" {
+			line += " " + typ
+		}
+		fmt.Fprintf(w, "%s\n      %s", line, u)
+		if f.DefValue != "" && f.DefValue != "false" && f.DefValue != "0" && f.DefValue != "0s" {
+			fmt.Fprintf(w, " (default %s)", f.DefValue)
+		}
+		if !c.noEnv[f.Name] {
+			fmt.Fprintf(w, " [$%s]", envName(f.Name))
+		}
+		fmt.Fprintln(w)
+	})
+}
+
+// parse parses args, then fills every flag not given on the command line
+// from its environment variable. It prints usage for -h/--help.
+// Flags and positional arguments may be interleaved ("show NAME --json");
+// "--" ends the flags.
+func (c *command) parse(args []string, getenv func(string) string) error {
+	var positional []string
+	for {
+		if err := c.fs.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				c.printUsage(c.stderr)
+				return errUsageShown
+			}
+			return usagef("%v (see %s --help)", err, c.fs.Name())
+		}
+		rest := c.fs.Args()
+		if len(rest) == 0 {
+			break
+		}
+		if len(args) > len(rest) && args[len(args)-len(rest)-1] == "--" {
+			positional = append(positional, rest...)
+			break
+		}
+		positional = append(positional, rest[0])
+		args = rest[1:]
+	}
+	c.positional = positional
+	set := map[string]bool{}
+	c.fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	var err error
+	c.fs.VisitAll(func(f *flag.Flag) {
+		if set[f.Name] || c.noEnv[f.Name] || err != nil {
+			return
+		}
+		if v := getenv(envName(f.Name)); v != "" {
+			if e := c.fs.Set(f.Name, v); e != nil {
+				err = usagef("invalid value in $%s: %v", envName(f.Name), e)
+			}
+		}
+	})
+	return err
+}
+
+// args returns the positional arguments, requiring exactly n of them.
+func (c *command) args(n int, what string) ([]string, error) {
+	if len(c.positional) != n {
+		return nil, usagef("%s: expected %s (see %s --help)", c.fs.Name(), what, c.fs.Name())
+	}
+	return c.positional, nil
+}
+
+// flagT is flag.Flag, for Visit callbacks.
+type flagT = flag.Flag

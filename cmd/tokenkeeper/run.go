@@ -1,0 +1,133 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"runtime/debug"
+	"strings"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = ""
+
+func versionString() string {
+	if version != "" {
+		return version
+	}
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+		return bi.Main.Version
+	}
+	return "dev"
+}
+
+const mainUsage = `tokenkeeper keeps OAuth2 access tokens valid for services.
+
+Usage: tokenkeeper COMMAND [flags]
+
+Broker:
+  serve        run the broker: refresh credentials, serve tokens over HTTP
+  init         create the database and print the first admin API key
+  migrate      apply database migrations
+  demo         run the whole thing offline against a built-in test provider
+
+Client (talk to a running broker; --server, --api-key):
+  credential   add | list | show | update | rm | refresh | events
+  token        print a credential's current access token
+  apikey       create | list | revoke
+  keys         rotate: add a data key and re-seal every secret
+
+Tools:
+  testidp      run the OAuth2 test authorization server
+  bench        refresh | read: measure the broker
+  version      print the version
+
+Run 'tokenkeeper COMMAND --help' for a command's flags.
+`
+
+// run is the whole program: main only calls it.
+func run(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) error {
+	e := &env{ctx: ctx, getenv: getenv, stdin: stdin, stdout: stdout, stderr: stderr}
+	if len(args) < 2 {
+		fmt.Fprint(stderr, mainUsage)
+		return errUsageShown
+	}
+	cmd, rest := args[1], args[2:]
+	switch cmd {
+	case "-h", "--help", "-help", "help":
+		fmt.Fprint(stdout, mainUsage)
+		return nil
+	case "version", "--version":
+		return e.cmdVersion(rest)
+	case "serve":
+		return e.cmdServe(rest)
+	case "init":
+		return e.cmdInit(rest)
+	case "migrate":
+		return e.cmdMigrate(rest)
+	case "demo":
+		return e.cmdDemo(rest)
+	case "testidp":
+		return e.cmdTestIDP(rest)
+	case "credential", "credentials", "cred":
+		return e.subcommand("credential", rest, map[string]func([]string) error{
+			"add": e.cmdCredentialAdd, "list": e.cmdCredentialList, "show": e.cmdCredentialShow,
+			"update": e.cmdCredentialUpdate, "rm": e.cmdCredentialRemove, "refresh": e.cmdCredentialRefresh,
+			"events": e.cmdCredentialEvents,
+		})
+	case "token":
+		return e.cmdToken(rest)
+	case "apikey", "apikeys":
+		return e.subcommand("apikey", rest, map[string]func([]string) error{
+			"create": e.cmdAPIKeyCreate, "list": e.cmdAPIKeyList, "revoke": e.cmdAPIKeyRevoke,
+		})
+	case "keys":
+		return e.subcommand("keys", rest, map[string]func([]string) error{"rotate": e.cmdKeysRotate})
+	case "bench":
+		return e.subcommand("bench", rest, map[string]func([]string) error{
+			"refresh": e.cmdBenchRefresh, "read": e.cmdBenchRead,
+		})
+	}
+	return usagef("unknown command %q; run 'tokenkeeper --help' for the list", cmd)
+}
+
+// env is what every command may use.
+type env struct {
+	ctx            context.Context
+	getenv         func(string) string
+	stdin          io.Reader
+	stdout, stderr io.Writer
+}
+
+func (e *env) subcommand(group string, args []string, cmds map[string]func([]string) error) error {
+	names := make([]string, 0, len(cmds))
+	for n := range cmds {
+		names = append(names, n)
+	}
+	sortStrings(names)
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" {
+		fmt.Fprintf(e.stderr, "Usage: tokenkeeper %s %s [flags]\n\nRun 'tokenkeeper %s SUBCOMMAND --help' for its flags.\n", group, strings.Join(names, "|"), group)
+		if len(args) == 0 {
+			return errUsageShown
+		}
+		return nil
+	}
+	f, ok := cmds[args[0]]
+	if !ok {
+		return usagef("unknown subcommand %q of %s; expected one of %s", args[0], group, strings.Join(names, ", "))
+	}
+	return f(args[1:])
+}
+
+func (e *env) cmdVersion(args []string) error {
+	c := newCommand(e.stderr, "tokenkeeper version [--json]", "Prints the version of this binary.")
+	asJSON := c.fs.Bool("json", false, "print JSON")
+	if err := c.parse(args, e.getenv); err != nil {
+		return err
+	}
+	if *asJSON {
+		return printJSON(e.stdout, map[string]string{"version": versionString()})
+	}
+	fmt.Fprintln(e.stdout, "tokenkeeper", versionString())
+	return nil
+}

@@ -1,0 +1,252 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/tokenkeeper/tokenkeeper"
+	tkhttp "github.com/tokenkeeper/tokenkeeper/internal/http"
+	"github.com/tokenkeeper/tokenkeeper/internal/refresh"
+)
+
+// logOptions are the flags that configure logging.
+type logOptions struct {
+	level  string
+	format string
+}
+
+func (o *logOptions) register(c *command) {
+	c.fs.StringVar(&o.level, "log-level", "info", "log level: debug, info, warn or error")
+	c.fs.StringVar(&o.format, "log-format", "text", "log format: text or json")
+}
+
+// logger builds the one logger of the process, writing to w.
+func (o *logOptions) logger(w io.Writer) (*slog.Logger, error) {
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(o.level)); err != nil {
+		return nil, usagef("invalid --log-level %q: use debug, info, warn or error", o.level)
+	}
+	hopts := &slog.HandlerOptions{Level: lvl}
+	switch strings.ToLower(o.format) {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, hopts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, hopts)), nil
+	}
+	return nil, usagef("invalid --log-format %q: use text or json", o.format)
+}
+
+// brokerOptions configure a broker process.
+type brokerOptions struct {
+	addr            string
+	concurrency     int
+	providerTimeout time.Duration
+	defaultLifetime time.Duration
+	shutdownTimeout time.Duration
+}
+
+func (o *brokerOptions) register(c *command) {
+	c.fs.StringVar(&o.addr, "addr", "127.0.0.1:8080", "address to listen on")
+	c.fs.IntVar(&o.concurrency, "concurrency", refresh.DefaultConcurrency, "refreshes in flight at most, in this process")
+	c.fs.DurationVar(&o.providerTimeout, "provider-timeout", refresh.DefaultProviderTimeout, "timeout of one request to a provider's token endpoint")
+	c.fs.DurationVar(&o.defaultLifetime, "default-lifetime", refresh.DefaultLifetime, "token lifetime assumed when a provider sends no expires_in")
+	c.fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 15*time.Second, "on SIGTERM, how long to wait for requests and refreshes in flight")
+}
+
+func (o *brokerOptions) validate() error {
+	if o.concurrency < 1 || o.concurrency > 10000 {
+		return usagef("--concurrency must be from 1 to 10000")
+	}
+	if o.providerTimeout <= 0 || o.defaultLifetime <= 0 || o.shutdownTimeout <= 0 {
+		return usagef("--provider-timeout, --default-lifetime and --shutdown-timeout must be positive durations")
+	}
+	return nil
+}
+
+// broker is a running broker: store, refresher and HTTP server.
+type broker struct {
+	URL       string
+	Store     tokenkeeper.Store
+	Refresher *refresh.Refresher
+	srv       *http.Server
+	done      chan struct{}
+	err       error
+	stopOnce  sync.Once
+	cancel    context.CancelFunc
+	opts      brokerOptions
+	logger    *slog.Logger
+}
+
+// startBroker starts the refresher and the HTTP server on opts.addr. The
+// broker owns store from here on and closes it when stopped.
+func startBroker(ctx context.Context, store tokenkeeper.Store, opts brokerOptions, logger *slog.Logger, onAttempt func(*tokenkeeper.Credential, *tokenkeeper.Event)) (*broker, error) {
+	ref, err := refresh.New(refresh.Config{
+		Store: store, Logger: logger, Concurrency: opts.concurrency, ProviderTimeout: opts.providerTimeout,
+		DefaultLifetime: opts.defaultLifetime, OnAttempt: onAttempt,
+	})
+	if err != nil {
+		return nil, err
+	}
+	ln, err := net.Listen("tcp", opts.addr)
+	if err != nil {
+		return nil, fmt.Errorf("listen on %s: %w", opts.addr, err)
+	}
+	handler := tkhttp.NewServer(tkhttp.Config{Store: store, Refresher: ref, Logger: logger, Version: versionString()})
+	b := &broker{
+		URL: "http://" + ln.Addr().String(), Store: store, Refresher: ref, done: make(chan struct{}),
+		opts: opts, logger: logger,
+		srv: &http.Server{
+			Handler: handler, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
+			WriteTimeout: opts.providerTimeout + 30*time.Second, IdleTimeout: 2 * time.Minute,
+			ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+		},
+	}
+	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	b.cancel = cancel
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		_ = ref.Run(runCtx)
+	}()
+	var serveErr error
+	go func() {
+		defer wg.Done()
+		if err := b.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			serveErr = err
+			cancel()
+		}
+	}()
+	go func() {
+		wg.Wait()
+		b.err = serveErr
+		if err := store.Close(); err != nil && b.err == nil {
+			b.err = fmt.Errorf("close store: %w", err)
+		}
+		close(b.done)
+	}()
+	go func() {
+		select {
+		case <-ctx.Done():
+			b.Stop()
+		case <-b.done:
+		}
+	}()
+	logger.Info("broker listening", "url", b.URL)
+	return b, nil
+}
+
+// Stop shuts the broker down gracefully: no new connections or claims,
+// requests and refreshes in flight are finished (refresh results the
+// provider already sent are committed), within opts.shutdownTimeout.
+func (b *broker) Stop() {
+	b.stopOnce.Do(func() {
+		b.logger.Info("shutting down", "timeout", b.opts.shutdownTimeout.String())
+		sctx, cancel := context.WithTimeout(context.Background(), b.opts.shutdownTimeout)
+		defer cancel()
+		b.cancel() // stop claiming; workers finish their commits
+		_ = b.srv.Shutdown(sctx)
+	})
+}
+
+// Wait blocks until the broker has stopped and returns why it failed, if it did.
+func (b *broker) Wait() error {
+	<-b.done
+	return b.err
+}
+
+// ensureAdminKey creates the first admin API key if the store has no key at
+// all, and returns it ("" if keys exist).
+func ensureAdminKey(ctx context.Context, store tokenkeeper.Store, name string) (string, error) {
+	keys, err := store.APIKeys(ctx)
+	if err != nil {
+		return "", fmt.Errorf("list API keys: %w", err)
+	}
+	if len(keys) > 0 {
+		return "", nil
+	}
+	key, rec := tkhttp.NewAPIKey(name, tokenkeeper.RoleAdmin, nil)
+	if err := store.CreateAPIKey(ctx, rec); err != nil {
+		return "", fmt.Errorf("create admin API key: %w", err)
+	}
+	return key, nil
+}
+
+func printAdminKey(w io.Writer, key string) {
+	fmt.Fprintf(w, "\nCreated the first admin API key. It is shown only this once; keep it safe:\n\n    %s\n\n", key)
+	fmt.Fprintf(w, "Use it with: export TOKENKEEPER_API_KEY=%s\n\n", key)
+}
+
+func (e *env) cmdServe(args []string) error {
+	c := newCommand(e.stderr, "tokenkeeper serve [flags]",
+		`Runs the broker: refreshes every credential ahead of expiry and serves the
+current tokens over HTTP. On the embedded default (SQLite) the first start
+creates the database, its master key file and an admin API key, printed once.
+Several replicas may share one PostgreSQL database (--database postgres://...).`)
+	var so storeOptions
+	var bo brokerOptions
+	var lo logOptions
+	so.register(c)
+	bo.register(c)
+	lo.register(c)
+	if err := c.parse(args, e.getenv); err != nil {
+		return err
+	}
+	if _, err := c.args(0, "no arguments"); err != nil {
+		return err
+	}
+	if err := bo.validate(); err != nil {
+		return err
+	}
+	logger, err := lo.logger(e.stderr)
+	if err != nil {
+		return err
+	}
+	store, err := e.openStore(&so, logger, true)
+	if err != nil {
+		return err
+	}
+	if !isPostgres(so.database) {
+		key, err := ensureAdminKey(e.ctx, store, "admin")
+		if err != nil {
+			store.Close()
+			return err
+		}
+		if key != "" {
+			printAdminKey(e.stdout, key)
+		}
+	} else if keys, err := store.APIKeys(e.ctx); err == nil && len(keys) == 0 {
+		logger.Warn("the database has no API key yet: run 'tokenkeeper init --database ...' once to create the first admin key")
+	}
+	b, err := startBroker(e.ctx, store, bo, logger, nil)
+	if err != nil {
+		store.Close()
+		return err
+	}
+	fmt.Fprintf(e.stdout, "tokenkeeper %s serving on %s (database: %s)\n", versionString(), b.URL, redactURL(so.database))
+	return b.Wait()
+}
+
+// redactURL hides a password in a database URL.
+func redactURL(s string) string {
+	if !isPostgres(s) {
+		return s
+	}
+	if i := strings.Index(s, "://"); i >= 0 {
+		rest := s[i+3:]
+		if at := strings.LastIndex(rest, "@"); at >= 0 {
+			if colon := strings.Index(rest[:at], ":"); colon >= 0 {
+				return s[:i+3] + rest[:colon] + ":****" + rest[at:]
+			}
+		}
+	}
+	return s
+}

@@ -1,0 +1,140 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"strings"
+
+	"github.com/tokenkeeper/tokenkeeper"
+	"github.com/tokenkeeper/tokenkeeper/internal/postgres"
+	"github.com/tokenkeeper/tokenkeeper/internal/seal"
+	"github.com/tokenkeeper/tokenkeeper/internal/sqlite"
+)
+
+// defaultDatabase is the embedded default: a SQLite file in the working
+// directory.
+const defaultDatabase = "tokenkeeper.db"
+
+func isPostgres(database string) bool {
+	return strings.HasPrefix(database, "postgres://") || strings.HasPrefix(database, "postgresql://")
+}
+
+// keyFileFor is where the embedded default keeps its generated master key.
+func keyFileFor(database string) string { return database + ".key" }
+
+// storeOptions are the flags that select and open a database.
+type storeOptions struct {
+	database      string
+	masterKeyFile string
+}
+
+func (o *storeOptions) register(c *command) {
+	c.fs.StringVar(&o.database, "database", defaultDatabase, "SQLite file path, or a postgres:// URL")
+	c.fs.StringVar(&o.masterKeyFile, "master-key-file", "", "file holding the base64 master key (default for SQLite: the database path + .key, created on first start); $TOKENKEEPER_MASTER_KEY holds the key itself")
+}
+
+// masterKey finds the master key: $TOKENKEEPER_MASTER_KEY, --master-key-file,
+// or for a new embedded SQLite database a generated key file beside it.
+// created reports that a key file was generated.
+func (e *env) masterKey(o *storeOptions, mayCreate bool) (key []byte, created string, err error) {
+	if v := e.getenv("TOKENKEEPER_MASTER_KEY"); v != "" {
+		if o.masterKeyFile != "" {
+			return nil, "", usagef("both $TOKENKEEPER_MASTER_KEY and --master-key-file are set: use one")
+		}
+		key, err := seal.ParseMasterKey(strings.TrimSpace(v))
+		if err != nil {
+			return nil, "", fmt.Errorf("read $TOKENKEEPER_MASTER_KEY: %w", err)
+		}
+		return key, "", nil
+	}
+	if o.masterKeyFile != "" {
+		key, err := seal.ReadKeyFile(o.masterKeyFile)
+		return key, "", err
+	}
+	if isPostgres(o.database) {
+		return nil, "", usagef("a PostgreSQL database needs a master key shared by every replica: set $TOKENKEEPER_MASTER_KEY (base64 of 32 random bytes, e.g. from 'openssl rand -base64 32') or --master-key-file")
+	}
+	path := keyFileFor(o.database)
+	key, err = seal.ReadKeyFile(path)
+	if err == nil {
+		return key, "", nil
+	}
+	if !errors.Is(err, fs.ErrNotExist) {
+		return nil, "", err
+	}
+	if _, serr := os.Stat(o.database); serr == nil {
+		return nil, "", fmt.Errorf("database %s exists but its master key file %s is missing: restore the key file or pass --master-key-file", o.database, path)
+	}
+	if !mayCreate {
+		return nil, "", fmt.Errorf("database %s does not exist (run 'tokenkeeper init' or 'tokenkeeper serve' first)", o.database)
+	}
+	if err := sqlite.EnsureDir(o.database); err != nil {
+		return nil, "", err
+	}
+	key, err = seal.CreateKeyFile(path)
+	if err != nil {
+		return nil, "", err
+	}
+	return key, path, nil
+}
+
+// openStore opens the selected database, creating the embedded default and
+// its master key if mayCreate.
+func (e *env) openStore(o *storeOptions, logger *slog.Logger, mayCreate bool) (tokenkeeper.Store, error) {
+	key, created, err := e.masterKey(o, mayCreate)
+	if err != nil {
+		return nil, err
+	}
+	if created != "" {
+		fmt.Fprintf(e.stderr, "Generated a master key in %s (mode 0600). Back it up: without it the secrets in %s cannot be opened.\n", created, o.database)
+	}
+	if isPostgres(o.database) {
+		db, err := postgres.Open(e.ctx, o.database, key, postgres.WithLogger(logger))
+		if err != nil {
+			return nil, fmt.Errorf("open PostgreSQL database: %w", err)
+		}
+		return db, nil
+	}
+	db, err := sqlite.Open(e.ctx, o.database, key, sqlite.WithLogger(logger))
+	if err != nil {
+		return nil, fmt.Errorf("open SQLite database %s: %w", o.database, err)
+	}
+	return db, nil
+}
+
+func (e *env) cmdMigrate(args []string) error {
+	c := newCommand(e.stderr, "tokenkeeper migrate [--database PATH_OR_URL] [--json]",
+		"Applies the pending schema migrations (serve also applies them at start).")
+	var o storeOptions
+	c.fs.StringVar(&o.database, "database", defaultDatabase, "SQLite file path, or a postgres:// URL")
+	asJSON := c.fs.Bool("json", false, "print JSON")
+	if err := c.parse(args, e.getenv); err != nil {
+		return err
+	}
+	var applied []string
+	var err error
+	if isPostgres(o.database) {
+		applied, err = postgres.Migrate(e.ctx, o.database)
+	} else {
+		applied, err = sqlite.Migrate(e.ctx, o.database)
+	}
+	if err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	if *asJSON {
+		if applied == nil {
+			applied = []string{}
+		}
+		return printJSON(e.stdout, map[string]any{"applied": applied})
+	}
+	if len(applied) == 0 {
+		fmt.Fprintln(e.stdout, "The schema is up to date.")
+	}
+	for _, m := range applied {
+		fmt.Fprintln(e.stdout, "applied", m)
+	}
+	return nil
+}

@@ -1,0 +1,88 @@
+package main
+
+import (
+	"fmt"
+	"log/slog"
+	"net"
+	"strings"
+	"time"
+
+	"github.com/tokenkeeper/tokenkeeper/oauthtest"
+)
+
+// clientsFlag collects repeated --client ID:SECRET flags.
+type clientsFlag [][2]string
+
+func (c *clientsFlag) String() string { return "" }
+func (c *clientsFlag) Set(v string) error {
+	id, secret, ok := strings.Cut(v, ":")
+	if !ok || id == "" || secret == "" {
+		return fmt.Errorf("expected ID:SECRET")
+	}
+	*c = append(*c, [2]string{id, secret})
+	return nil
+}
+
+func (e *env) cmdTestIDP(args []string) error {
+	c := newCommand(e.stderr, "tokenkeeper testidp [--addr 127.0.0.1:9090] [--lifetime 60s] [--rotate] [--reuse-detection] --client ID:SECRET",
+		`Runs the OAuth2 test authorization server (package oauthtest): a token
+endpoint (client_credentials, refresh_token, authorization_code with PKCE),
+an auto-approving authorize endpoint, revocation, RFC 8414 metadata and a
+protected resource at /resource. For tests and demos only: it keeps
+everything in memory. Each grant is logged, never a secret.`)
+	addr := c.fs.String("addr", "127.0.0.1:9090", "address to listen on")
+	lifetime := c.fs.Duration("lifetime", time.Minute, "access token lifetime")
+	rotate := c.fs.Bool("rotate", false, "rotate the refresh token on every refresh")
+	reuse := c.fs.Bool("reuse-detection", false, "revoke the whole token family when a rotated refresh token is presented again")
+	grace := c.fs.Duration("grace", 0, "with --reuse-detection: accept a rotated refresh token again for this long")
+	latency := c.fs.Duration("latency", 0, "delay added to every token request")
+	var clients clientsFlag
+	c.fs.Var(&clients, "client", "register a client ID:SECRET (repeatable)")
+	var lo logOptions
+	lo.register(c)
+	c.noEnv = map[string]bool{"client": true}
+	if err := c.parse(args, e.getenv); err != nil {
+		return err
+	}
+	if _, err := c.args(0, "no positional arguments"); err != nil {
+		return err
+	}
+	if len(clients) == 0 {
+		return usagef("register at least one client with --client ID:SECRET")
+	}
+	if *lifetime <= 0 || *latency < 0 || *grace < 0 {
+		return usagef("--lifetime must be positive, --latency and --grace not negative")
+	}
+	if *grace > 0 && !*reuse {
+		return usagef("--grace needs --reuse-detection")
+	}
+	logger, err := lo.logger(e.stderr)
+	if err != nil {
+		return err
+	}
+	opts := []oauthtest.Option{
+		oauthtest.WithLifetime(*lifetime), oauthtest.WithRotation(*rotate), oauthtest.WithLatency(*latency),
+		oauthtest.WithLogger(logger.With("component", "testidp")),
+	}
+	if *reuse {
+		opts = append(opts, oauthtest.WithReuseDetection(*grace))
+	}
+	for _, cl := range clients {
+		opts = append(opts, oauthtest.WithClient(cl[0], cl[1]))
+	}
+	ln, err := net.Listen("tcp", *addr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", *addr, err)
+	}
+	srv := oauthtest.NewServerOn(ln, opts...)
+	defer srv.Close()
+	fmt.Fprintf(e.stdout, "oauthtest authorization server (in memory, for tests)\n")
+	fmt.Fprintf(e.stdout, "  issuer:    %s\n  token URL: %s\n  authorize: %s\n  resource:  %s\n", srv.URL(), srv.TokenURL(), srv.AuthorizeURL(), srv.ResourceURL())
+	fmt.Fprintf(e.stdout, "Try: curl -u %s:SECRET -d grant_type=client_credentials %s\n", clients[0][0], srv.TokenURL())
+	logger.Info("testidp started", "issuer", srv.URL(), "clients", len(clients), "lifetime", lifetime.String(), "rotate", *rotate, "reuse_detection", *reuse)
+	<-e.ctx.Done()
+	logger.Info("testidp stopped")
+	return nil
+}
+
+func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
