@@ -19,8 +19,9 @@ const (
 	// sanitizeInputLimit is how much of a body is looked at for an excerpt.
 	sanitizeInputLimit = 32 << 10
 	// redactWindowFactor times the rune limit is how many bytes of the
-	// cleaned text are redacted; the rest cannot reach the result.
-	redactWindowFactor = 16
+	// cleaned text are redacted (a rune takes up to 4 bytes); the rest
+	// cannot reach the result.
+	redactWindowFactor = 6
 	// minTokenRun is the shortest run of token characters that is redacted
 	// as a likely token even without a key naming it.
 	minTokenRun = 20
@@ -31,15 +32,13 @@ var (
 	// secrets: access_token, refresh_token, id_token, client_secret, ...
 	secretKeyRE = regexp.MustCompile(`(?i)(token|secret|password|passwd|assertion|verifier|api[_-]?key|credential)`)
 
-	// keyValueRE matches a secret-like key followed by ':' or '=' and a value,
-	// as in JSON, forms, query strings and "key: value" text.
-	keyValueRE = regexp.MustCompile(`(?i)([a-z0-9_.-]*(?:token|secret|password|passwd|assertion|verifier|api[_-]?key|apikey|credential)s?\\?["']?\s*[:=]\s*\\?["']?)([^\s"'\\&,;<>]+)`)
 	// codeParamRE matches an authorization code in a query string.
 	codeParamRE = regexp.MustCompile(`(?i)(\bcode=)([^\s"'&<>]+)`)
 	// authSchemeRE matches HTTP credentials: "Bearer <token>", "Basic <b64>".
 	authSchemeRE = regexp.MustCompile(`(?i)(\b(?:bearer|basic|dpop|mac)\s+)([A-Za-z0-9._~+/-]+=*)`)
-	// tokenRunRE matches runs of characters tokens are made of.
-	tokenRunRE = regexp.MustCompile(`[A-Za-z0-9._~+/=-]{20,}`)
+	// tokenRunRE matches runs of characters tokens are made of; tokenLike
+	// judges their length.
+	tokenRunRE = regexp.MustCompile(`[A-Za-z0-9._~+/=-]+`)
 
 	// scriptStyleRE, commentRE and tagRE strip HTML markup.
 	scriptStyleRE = regexp.MustCompile(`(?is)<(?:script|style)\b.*?</(?:script|style)\s*>`)
@@ -108,9 +107,17 @@ func redact(s string, secrets []string) string {
 			}
 		}
 	}
-	s = keyValueRE.ReplaceAllString(s, "${1}"+redactedMark)
-	s = codeParamRE.ReplaceAllString(s, "${1}"+redactedMark)
-	s = authSchemeRE.ReplaceAllString(s, "${1}"+redactedMark)
+	s = redactKeyValues(s)
+	// The case-insensitive expressions are slow: run them only when their
+	// keywords occur.
+	lower := asciiLower(s)
+	if strings.Contains(lower, "code=") {
+		s = codeParamRE.ReplaceAllString(s, "${1}"+redactedMark)
+	}
+	if strings.Contains(lower, "bearer") || strings.Contains(lower, "basic") ||
+		strings.Contains(lower, "dpop") || strings.Contains(lower, "mac") {
+		s = authSchemeRE.ReplaceAllString(s, "${1}"+redactedMark)
+	}
 	s = tokenRunRE.ReplaceAllStringFunc(s, redactTokenRun)
 	return s
 }
@@ -194,4 +201,91 @@ func truncateRunes(s string, limit int) string {
 // clip shortens an untrusted string quoted in a configuration error.
 func clip(s string, limit int) string {
 	return truncateRunes(strings.ToValidUTF8(s, "\uFFFD"), limit)
+}
+
+// secretKeywords end the names of keys whose values redactKeyValues
+// redacts: access_token, refresh_token, client_secret, password, ...
+var secretKeywords = []string{
+	"token", "secret", "password", "passwd", "assertion", "verifier",
+	"api_key", "api-key", "apikey", "credential",
+}
+
+// redactKeyValues redacts the value after a secret-like key followed by ':'
+// or '=', as in JSON ("access_token": "v"), forms and query strings
+// (refresh_token=v), escaped JSON (\"token\":\"v\") and "key: value" text.
+// The value runs up to a space, quote, backslash, '&', ',', ';', '<' or '>'.
+// It scans by hand: a case-insensitive regular expression is far slower.
+func redactKeyValues(s string) string {
+	lower := asciiLower(s)
+	var b strings.Builder
+	last := 0
+	for p := 0; p < len(s); p++ {
+		switch lower[p] {
+		case 't', 's', 'p', 'a', 'v', 'c':
+		default:
+			continue
+		}
+		end := -1
+		for _, kw := range secretKeywords {
+			if strings.HasPrefix(lower[p:], kw) {
+				end = p + len(kw)
+				break
+			}
+		}
+		if end < 0 {
+			continue
+		}
+		start, stop, ok := valueAfterKey(s, end)
+		if !ok {
+			continue
+		}
+		b.WriteString(s[last:start])
+		b.WriteString(redactedMark)
+		last, p = stop, stop-1
+	}
+	if last == 0 {
+		return s
+	}
+	b.WriteString(s[last:])
+	return b.String()
+}
+
+// valueAfterKey parses, from i just after a key, an optional plural 's', an
+// optional backslash and quote, spaces, ':' or '=', spaces, an optional
+// backslash and quote, and returns the bounds of the value that follows.
+func valueAfterKey(s string, i int) (start, stop int, ok bool) {
+	skip := func(set string) {
+		for i < len(s) && strings.IndexByte(set, s[i]) >= 0 {
+			i++
+		}
+	}
+	if i < len(s) && (s[i] == 's' || s[i] == 'S') {
+		i++
+	}
+	skip(`\`)
+	skip(`"'`)
+	skip(" \t\n\r\f")
+	if i >= len(s) || (s[i] != ':' && s[i] != '=') {
+		return 0, 0, false
+	}
+	i++
+	skip(" \t\n\r\f")
+	skip(`\`)
+	skip(`"'`)
+	start = i
+	for i < len(s) && strings.IndexByte(" \t\n\r\f\"'\\&,;<>", s[i]) < 0 {
+		i++
+	}
+	return start, i, i > start
+}
+
+// asciiLower lower-cases the ASCII letters of s, keeping every byte offset.
+func asciiLower(s string) string {
+	b := []byte(s)
+	for i, c := range b {
+		if 'A' <= c && c <= 'Z' {
+			b[i] = c + ('a' - 'A')
+		}
+	}
+	return string(b)
 }
