@@ -151,6 +151,10 @@ func (s *TokenSource) TokenContext(ctx context.Context) (*oauth2.Token, error) {
 		s.mu.Unlock()
 		return nil, fmt.Errorf("client: get token: %w", err)
 	}
+	if err := ctx.Err(); err != nil {
+		s.mu.Unlock()
+		return nil, fmt.Errorf("client: wait for token: %w", err)
+	}
 	c := s.inflight
 	if c == nil {
 		if s.lastErr != nil && now.Before(s.retryAt) {
