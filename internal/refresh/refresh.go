@@ -36,7 +36,7 @@ import (
 // Defaults of Config.
 const (
 	DefaultConcurrency     = 16
-	DefaultProviderTimeout = 30 * time.Second
+	DefaultProviderTimeout = 10 * time.Second
 	DefaultMaxLead         = 5 * time.Minute
 	DefaultLeadFraction    = 1.0 / 3
 	DefaultBackoffMin      = time.Second
@@ -58,7 +58,7 @@ type Config struct {
 	ProviderTimeout time.Duration
 	// Lease is how long a claim is held; it must outlive ProviderTimeout so
 	// that a live worker never loses its claim mid-call. Default
-	// ProviderTimeout + 30s.
+	// ProviderTimeout + 5s.
 	Lease time.Duration
 	// HTTPClient calls the providers; default a client with ProviderTimeout.
 	HTTPClient *http.Client
@@ -74,6 +74,12 @@ type Config struct {
 	// PollInterval is the longest the loop sleeps without a known due time;
 	// it only catches changes made by other processes (one indexed query).
 	PollInterval time.Duration
+	// StoreTimeout bounds a store query on the read path (default 2s), so
+	// that a read never blocks for long while the database is down.
+	StoreTimeout time.Duration
+	// ShutdownTimeout bounds how long Run waits, after its context ends, for
+	// refreshes in flight to commit (default ProviderTimeout + 5s).
+	ShutdownTimeout time.Duration
 	// Now is the clock; default time.Now.
 	Now func() time.Time
 	// OnAttempt, if set, is called after every committed attempt (and every
@@ -124,7 +130,7 @@ func New(cfg Config) (*Refresher, error) {
 		cfg.ProviderTimeout = DefaultProviderTimeout
 	}
 	if cfg.Lease <= 0 {
-		cfg.Lease = cfg.ProviderTimeout + 30*time.Second
+		cfg.Lease = cfg.ProviderTimeout + 5*time.Second
 	}
 	if cfg.Lease <= cfg.ProviderTimeout {
 		return nil, fmt.Errorf("refresh: lease %s must be longer than the provider timeout %s", cfg.Lease, cfg.ProviderTimeout)
@@ -153,6 +159,12 @@ func New(cfg Config) (*Refresher, error) {
 	if cfg.PollInterval <= 0 {
 		cfg.PollInterval = DefaultPollInterval
 	}
+	if cfg.StoreTimeout <= 0 {
+		cfg.StoreTimeout = 2 * time.Second
+	}
+	if cfg.ShutdownTimeout <= 0 {
+		cfg.ShutdownTimeout = cfg.ProviderTimeout + 5*time.Second
+	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
@@ -180,15 +192,29 @@ func (r *Refresher) Wake() {
 	}
 }
 
-// Run claims and refreshes due credentials until ctx is done, then waits for
-// the refreshes in flight to commit (each is bounded by ProviderTimeout) and
-// returns nil.
+// Run claims and refreshes due credentials until ctx is done. It then stops
+// claiming and waits for the refreshes in flight: a provider answer already
+// received is committed. After ShutdownTimeout the remaining work is
+// abandoned (a provider call not yet answered is cancelled; its lease
+// expires and another worker takes the credential). Run returns nil.
 func (r *Refresher) Run(ctx context.Context) error {
 	r.logger.Info("refresher started", "concurrency", r.cfg.Concurrency, "lease", r.cfg.Lease.String())
 	defer r.logger.Info("refresher stopped")
-	// Work outlives ctx: a provider answer already received is committed.
-	workCtx := context.WithoutCancel(ctx)
-	defer r.wg.Wait()
+	// Work outlives ctx, up to ShutdownTimeout.
+	workCtx, abandon := context.WithCancel(context.WithoutCancel(ctx))
+	defer abandon()
+	defer func() {
+		done := make(chan struct{})
+		go func() { r.wg.Wait(); close(done) }()
+		select {
+		case <-done:
+			return
+		case <-time.After(r.cfg.ShutdownTimeout):
+			r.logger.Warn("abandoning refreshes still in flight at shutdown", "in_flight", len(r.slots))
+			abandon()
+			<-done
+		}
+	}()
 
 	timer := time.NewTimer(0)
 	defer timer.Stop()

@@ -78,6 +78,17 @@ func (c *cache) put(cred *tokenkeeper.Credential, now time.Time) *entry {
 	return e
 }
 
+// retryLater postpones the next reload of e, unless it was replaced.
+func (c *cache) retryLater(e *entry, at time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.entries[e.name] == e {
+		cp := *e
+		cp.checkAfter = at
+		c.entries[e.name] = &cp
+	}
+}
+
 func (c *cache) invalidate(name string) {
 	c.mu.Lock()
 	delete(c.entries, name)
@@ -108,8 +119,15 @@ func (r *Refresher) Token(ctx context.Context, name string, minTTL time.Duration
 	now := r.now()
 	e := r.cache.get(name)
 	if e == nil || now.After(e.checkAfter) {
-		var err error
-		if e, err = r.load(ctx, name); err != nil {
+		fresh, err := r.load(ctx, name)
+		switch {
+		case err == nil:
+			e = fresh
+		case e != nil && tokenkeeper.ErrorCode(err) != tokenkeeper.ENOTFOUND && e.token.Valid(now, leeway(e.lifetime)):
+			// The store is unreachable: keep serving the cached token
+			// while it is valid, and look again in a second.
+			r.cache.retryLater(e, now.Add(time.Second))
+		default:
 			return nil, err
 		}
 	}
@@ -157,6 +175,9 @@ func (e *entry) served() *Served {
 // one name share a query.
 func (r *Refresher) load(ctx context.Context, name string) (*entry, error) {
 	v, err, _ := r.group.Do("load\x00"+name, func() (any, error) {
+		// Bounded: a read never waits long for a database that is down.
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.cfg.StoreTimeout)
+		defer cancel()
 		c, err := r.store.Credential(ctx, name)
 		if err != nil {
 			return nil, err
