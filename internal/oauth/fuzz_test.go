@@ -80,7 +80,7 @@ func FuzzParseTokenResponse(f *testing.F) {
 
 	f.Fuzz(func(t *testing.T, status int, contentType, retryAfter string, body []byte, oversize bool) {
 		if oversize {
-			body = append(body, bytes.Repeat([]byte(" "), MaxResponseSize)...)
+			body = append(body, bytes.Repeat([]byte(" "), MaxResponseSize+1)...)
 		}
 		h := http.Header{}
 		h.Set("Content-Type", contentType)
