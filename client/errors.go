@@ -32,9 +32,10 @@ var (
 
 // IsPermanent reports whether err is a failure that retrying cannot fix: an
 // Error with code invalid_grant, invalid_client, unauthorized_client or
-// unsupported_grant_type, or a BrokerError that says the request itself is
-// refused (401, 403, 404 or another 4xx except 409 and 429). A TokenSource
-// stops its background attempts after such a failure.
+// unsupported_grant_type (or for a request that could not be sent because
+// of an invalid configuration), or a BrokerError that says the request itself
+// is refused (401, 403, 404 or another 4xx except 408, 409, 425 and 429). A
+// TokenSource stops its background attempts after such a failure.
 func IsPermanent(err error) bool {
 	var p interface{ Permanent() bool }
 	return errors.As(err, &p) && p.Permanent()
