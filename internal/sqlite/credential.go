@@ -320,9 +320,9 @@ func (db *DB) Credentials(ctx context.Context) ([]*tokenkeeper.Credential, error
 	return db.decodeAll(ctx, raws)
 }
 
-// applyUpdate returns cur with upd applied, and whether anything a refresh
-// depends on changed (so that the fencing version must move).
-func applyUpdate(cur *tokenkeeper.Credential, upd tokenkeeper.CredentialUpdate, now time.Time) (*tokenkeeper.Credential, bool) {
+// applyUpdate returns cur with upd applied. The fencing version moves when
+// anything a refresh depends on changes.
+func applyUpdate(cur *tokenkeeper.Credential, upd tokenkeeper.CredentialUpdate, now time.Time) *tokenkeeper.Credential {
 	n := *cur
 	bump := false
 	if upd.TokenURL != nil {
@@ -383,7 +383,7 @@ func applyUpdate(cur *tokenkeeper.Credential, upd tokenkeeper.CredentialUpdate, 
 		n.Version++
 	}
 	n.UpdatedAt = now
-	return &n, bump
+	return &n
 }
 
 // UpdateCredential applies upd and records ev (if not nil) in the same
@@ -419,7 +419,7 @@ func (db *DB) UpdateCredential(ctx context.Context, name string, upd tokenkeeper
 		if err != nil {
 			return err
 		}
-		n, _ := applyUpdate(cur, upd, now)
+		n := applyUpdate(cur, upd, now)
 		if err := n.Validate(); err != nil {
 			return err
 		}
