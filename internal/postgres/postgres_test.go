@@ -86,7 +86,7 @@ func openTest(t testing.TB, master []byte, now func() time.Time, opts ...Option)
 	return db
 }
 
-func newHarness(t *testing.T, now func() time.Time) *storetest.Harness {
+func newHarness(t testing.TB, now func() time.Time) *storetest.Harness {
 	schema, inSchema := freshSchema(t)
 	master := testKey(t)
 	db := openTest(t, master, now, inSchema)
@@ -302,4 +302,8 @@ func TestPrefixed(t *testing.T) {
 	if got := prefixed("c.", "a, b,\n\tc"); got != "c.a, c.b,\n\tc.c" {
 		t.Fatalf("prefixed = %q", got)
 	}
+}
+
+func BenchmarkStore(b *testing.B) {
+	storetest.Bench(b, newHarness)
 }

@@ -43,7 +43,7 @@ func openTest(t testing.TB, path string, master []byte, now func() time.Time, op
 	return db
 }
 
-func newHarness(t *testing.T, now func() time.Time) *storetest.Harness {
+func newHarness(t testing.TB, now func() time.Time) *storetest.Harness {
 	path := filepath.Join(t.TempDir(), "data", "tokenkeeper.db")
 	master := testKey(t)
 	db := openTest(t, path, master, now)
@@ -370,4 +370,8 @@ func TestClaimAcrossProcesses(t *testing.T) {
 			t.Errorf("%s: version %d, lease %q, claimed by %v", c.Name, c.Version, c.LeaseOwner, claims[c.ID])
 		}
 	}
+}
+
+func BenchmarkStore(b *testing.B) {
+	storetest.Bench(b, newHarness)
 }

@@ -52,7 +52,7 @@ type Harness struct {
 }
 
 // NewHarness opens a fresh, empty store whose clock is now.
-type NewHarness func(t *testing.T, now func() time.Time) *Harness
+type NewHarness func(t testing.TB, now func() time.Time) *Harness
 
 // Clock is a settable clock for stores under test. It is safe for
 // concurrent use.
