@@ -379,6 +379,11 @@ func (db *DB) UpdateCredential(ctx context.Context, name string, upd tokenkeeper
 	if upd.Status != nil && !upd.Status.Valid() {
 		return nil, tokenkeeper.Errorf(tokenkeeper.EINVALID, "invalid status %q", string(*upd.Status))
 	}
+	if ev != nil {
+		if err := checkEvent(ev); err != nil {
+			return nil, err
+		}
+	}
 	if upd.NextRefreshAt != nil {
 		if upd.NextRefreshAt.IsZero() {
 			return nil, tokenkeeper.Errorf(tokenkeeper.EINVALID, "next_refresh_at must not be zero")
@@ -567,8 +572,11 @@ func leaseConflict(ctx context.Context, tx pgx.Tx, id string) error {
 // version still equals version and owner still holds the lease; r.Event is
 // recorded in the same transaction. A nil r.Token keeps the current access
 // token; an empty r.RefreshToken keeps the current refresh token; zero
-// LastRefreshAt or NextRefreshAt keep the stored values. Returns ECONFLICT
-// when fenced out (nothing is written), ENOTFOUND or EINVALID.
+// LastRefreshAt or NextRefreshAt keep the stored values. A disabled
+// credential stays disabled: an operator's switch-off is never undone by a
+// refresh that was in flight (its token is still kept, since a rotated
+// refresh token may be the only valid one). Returns ECONFLICT when fenced
+// out (nothing is written), ENOTFOUND or EINVALID.
 func (db *DB) CompleteRefresh(ctx context.Context, id, owner string, version int64, r *tokenkeeper.RefreshResult) (*tokenkeeper.Credential, error) {
 	if r == nil {
 		return nil, tokenkeeper.Errorf(tokenkeeper.EINVALID, "refresh result is required")
@@ -578,6 +586,11 @@ func (db *DB) CompleteRefresh(ctx context.Context, id, owner string, version int
 	}
 	if !r.Status.Valid() {
 		return nil, tokenkeeper.Errorf(tokenkeeper.EINVALID, "invalid status %q", string(r.Status))
+	}
+	if r.Event != nil {
+		if err := checkEvent(r.Event); err != nil {
+			return nil, err
+		}
 	}
 	if err := checkState(&tokenkeeper.Credential{Token: r.Token, FailureCount: r.FailureCount,
 		NextRefreshAt: r.NextRefreshAt, LastRefreshAt: r.LastRefreshAt}); err != nil {
@@ -610,7 +623,7 @@ func (db *DB) CompleteRefresh(ctx context.Context, id, owner string, version int
 				token_type = CASE WHEN $1::boolean THEN $3::text ELSE token_type END,
 				expires_at = CASE WHEN $1::boolean THEN $4::timestamptz ELSE expires_at END,
 				refresh_token = COALESCE($5::bytea, refresh_token),
-				status = $6, failure_count = $7, last_error = $8, last_error_code = $9,
+				status = CASE WHEN status = 'disabled' THEN status ELSE $6 END, failure_count = $7, last_error = $8, last_error_code = $9,
 				last_refresh_at = COALESCE($10::timestamptz, last_refresh_at),
 				next_refresh_at = COALESCE($11::timestamptz, next_refresh_at),
 				version = version + 1, lease_owner = '', lease_expires_at = NULL, updated_at = $12

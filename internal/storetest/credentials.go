@@ -342,6 +342,9 @@ func testUpdateInvalid(e *env) {
 		}
 		checkErrNoSecret(t, err, append(secretsOf(c), secretsOf(cc)...))
 	}
+	// A valid update with an invalid event changes nothing either.
+	_, err := e.s.UpdateCredential(e.ctx, "inv", tokenkeeper.CredentialUpdate{ClientSecret: ptr(secret("x"))}, &tokenkeeper.Event{})
+	wantCode(t, err, tokenkeeper.EINVALID)
 	sameCredential(t, e.get("inv"), c)
 	sameCredential(t, e.get("cc"), cc)
 	if n := len(e.events("inv")) + len(e.events("cc")); n != 0 {

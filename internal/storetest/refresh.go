@@ -334,11 +334,12 @@ func testCompleteRefreshInvalid(e *env) {
 	c := e.create(newCred("badres"))
 	claimed := e.claim(c.ID, "w")
 	for name, r := range map[string]*tokenkeeper.RefreshResult{
-		"nil":               nil,
-		"bad status":        {Status: "weird"},
-		"empty status":      {},
-		"empty token":       {Token: &tokenkeeper.Token{}, Status: tokenkeeper.StatusActive},
-		"negative failures": {Status: tokenkeeper.StatusError, FailureCount: -1},
+		"nil":                nil,
+		"bad status":         {Status: "weird"},
+		"empty status":       {},
+		"empty token":        {Token: &tokenkeeper.Token{}, Status: tokenkeeper.StatusActive},
+		"negative failures":  {Status: tokenkeeper.StatusError, FailureCount: -1},
+		"event without kind": {Status: tokenkeeper.StatusActive, Event: &tokenkeeper.Event{Outcome: "ok"}},
 	} {
 		_, err := e.s.CompleteRefresh(e.ctx, c.ID, "w", claimed.Version, r)
 		if tokenkeeper.ErrorCode(err) != tokenkeeper.EINVALID {
@@ -346,6 +347,29 @@ func testCompleteRefreshInvalid(e *env) {
 		}
 	}
 	sameCredential(t, e.get("badres"), claimed)
+}
+
+// testCompleteRefreshKeepsDisabled: an operator disables a credential while
+// a refresh is in flight; the refresh commits its token (a rotated refresh
+// token may be the only valid one) but does not switch the credential back on.
+func testCompleteRefreshKeepsDisabled(e *env) {
+	t := e.t
+	c := e.create(newCred("off"))
+	claimed := e.claim(c.ID, "w")
+	if _, err := e.s.UpdateCredential(e.ctx, "off", tokenkeeper.CredentialUpdate{Status: ptr(tokenkeeper.StatusDisabled)}, nil); err != nil {
+		t.Fatal(err)
+	}
+	rt := secret("rotated")
+	got, err := e.s.CompleteRefresh(e.ctx, c.ID, "w", claimed.Version, &tokenkeeper.RefreshResult{
+		Token: &tokenkeeper.Token{AccessToken: secret("at")}, RefreshToken: rt, Status: tokenkeeper.StatusActive,
+		NextRefreshAt: start.Add(time.Hour),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Status != tokenkeeper.StatusDisabled || got.RefreshToken != rt {
+		t.Fatalf("status %s, rotated token kept %v; want disabled and kept", got.Status, got.RefreshToken == rt)
+	}
 }
 
 func testNextRefreshAt(e *env) {

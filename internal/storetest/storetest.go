@@ -123,6 +123,7 @@ func Run(t *testing.T, newHarness NewHarness) {
 		{"CompleteRefreshFailureKeepsToken", testCompleteRefreshFailure},
 		{"CompleteRefreshFenced", testCompleteRefreshFenced},
 		{"CompleteRefreshInvalid", testCompleteRefreshInvalid},
+		{"CompleteRefreshKeepsDisabled", testCompleteRefreshKeepsDisabled},
 		{"NextRefreshAt", testNextRefreshAt},
 		{"Events", testEvents},
 		{"APIKeys", testAPIKeys},
