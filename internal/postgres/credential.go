@@ -54,8 +54,9 @@ func scanCredentials(rows pgx.Rows) ([]*rawCredential, error) {
 	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (*rawCredential, error) { return scanCredential(r) })
 }
 
-// decode opens the secrets of a stored row and returns the credential.
-func (db *DB) decode(ctx context.Context, r *rawCredential) (*tokenkeeper.Credential, error) {
+// decode opens the secrets of a stored row and returns the credential. q
+// reads data keys if the row names one not loaded yet.
+func (db *DB) decode(ctx context.Context, q querier, r *rawCredential) (*tokenkeeper.Credential, error) {
 	c := &tokenkeeper.Credential{
 		ID:             r.id,
 		Name:           r.name,
@@ -77,14 +78,14 @@ func (db *DB) decode(ctx context.Context, r *rawCredential) (*tokenkeeper.Creden
 		UpdatedAt:      r.updatedAt.UTC(),
 	}
 	var err error
-	if c.ClientSecret, err = db.openSealed(ctx, r.clientSecret, "credentials", r.id, "client_secret"); err != nil {
+	if c.ClientSecret, err = db.openSealed(ctx, q, r.clientSecret, "credentials", r.id, "client_secret"); err != nil {
 		return nil, err
 	}
-	if c.RefreshToken, err = db.openSealed(ctx, r.refreshToken, "credentials", r.id, "refresh_token"); err != nil {
+	if c.RefreshToken, err = db.openSealed(ctx, q, r.refreshToken, "credentials", r.id, "refresh_token"); err != nil {
 		return nil, err
 	}
 	if r.accessToken != nil {
-		at, err := db.openSealed(ctx, r.accessToken, "credentials", r.id, "access_token")
+		at, err := db.openSealed(ctx, q, r.accessToken, "credentials", r.id, "access_token")
 		if err != nil {
 			return nil, err
 		}
@@ -108,7 +109,7 @@ func (db *DB) decode(ctx context.Context, r *rawCredential) (*tokenkeeper.Creden
 func (db *DB) decodeAll(ctx context.Context, raws []*rawCredential) ([]*tokenkeeper.Credential, error) {
 	out := make([]*tokenkeeper.Credential, 0, len(raws))
 	for _, r := range raws {
-		c, err := db.decode(ctx, r)
+		c, err := db.decode(ctx, db.pool, r)
 		if err != nil {
 			return nil, err
 		}
@@ -265,7 +266,7 @@ func (db *DB) getCredential(ctx context.Context, where string, arg any) (*tokenk
 	if err != nil {
 		return nil, err
 	}
-	return db.decode(ctx, r)
+	return db.decode(ctx, db.pool, r)
 }
 
 // Credential returns the named credential with its secrets opened.
@@ -400,7 +401,7 @@ func (db *DB) UpdateCredential(ctx context.Context, name string, upd tokenkeeper
 		} else if err != nil {
 			return err
 		}
-		cur, err := db.decode(ctx, r)
+		cur, err := db.decode(ctx, tx, r)
 		if err != nil {
 			return err
 		}
@@ -443,7 +444,7 @@ func (db *DB) UpdateCredential(ctx context.Context, name string, upd tokenkeeper
 	if err != nil {
 		return nil, err
 	}
-	return db.decode(ctx, out)
+	return db.decode(ctx, db.pool, out)
 }
 
 // DeleteCredential removes the credential and its events. Returns ENOTFOUND.
@@ -511,7 +512,7 @@ func (db *DB) ClaimDue(ctx context.Context, owner string, now time.Time, lease t
 	}
 	out := make([]*tokenkeeper.Credential, 0, len(raws))
 	for _, r := range raws {
-		c, err := db.decode(ctx, r)
+		c, err := db.decode(ctx, db.pool, r)
 		if err != nil {
 			db.log.Error("claimed a credential whose secrets do not open; skipping it until its lease expires",
 				"credential", r.name, "id", r.id, "err", err)
@@ -553,7 +554,7 @@ func (db *DB) ClaimCredential(ctx context.Context, id, owner string, now time.Ti
 	if err != nil {
 		return nil, err
 	}
-	return db.decode(ctx, raw)
+	return db.decode(ctx, db.pool, raw)
 }
 
 // leaseConflict explains why a conditional update by id matched nothing.
@@ -651,7 +652,7 @@ func (db *DB) CompleteRefresh(ctx context.Context, id, owner string, version int
 	if err != nil {
 		return nil, err
 	}
-	return db.decode(ctx, raw)
+	return db.decode(ctx, db.pool, raw)
 }
 
 // NextRefreshAt returns the earliest time at which a refreshable credential

@@ -36,7 +36,7 @@ func (db *DB) initKeys(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	return db.reloadKeys(ctx)
+	return db.reloadKeys(ctx, db.pool)
 }
 
 // insertDataKey generates the next data key, stores it wrapped by the master
@@ -65,12 +65,18 @@ func (db *DB) insertDataKey(ctx context.Context, tx pgx.Tx) (uint32, []byte, err
 	return id, key, nil
 }
 
+// querier runs a query on the pool or inside a transaction. Code holding a
+// transaction passes it, so that it never waits for a second connection.
+type querier interface {
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+}
+
 // reloadKeys adds to the ring every stored data key it does not hold yet:
 // keys another replica added by rotation.
-func (db *DB) reloadKeys(ctx context.Context) error {
+func (db *DB) reloadKeys(ctx context.Context, q querier) error {
 	db.reloadMu.Lock()
 	defer db.reloadMu.Unlock()
-	rows, err := db.pool.Query(ctx, `SELECT id, wrapped FROM data_keys ORDER BY id`)
+	rows, err := q.Query(ctx, `SELECT id, wrapped FROM data_keys ORDER BY id`)
 	if err != nil {
 		return storeErr("load data keys", err)
 	}
@@ -110,14 +116,14 @@ func (db *DB) reloadKeys(ctx context.Context) error {
 // openSealed opens a sealed column value; nil means empty. A value sealed
 // under a data key this replica has not loaded (another replica rotated)
 // triggers one reload of the keys.
-func (db *DB) openSealed(ctx context.Context, ct []byte, table, id, field string) (string, error) {
+func (db *DB) openSealed(ctx context.Context, q querier, ct []byte, table, id, field string) (string, error) {
 	if ct == nil {
 		return "", nil
 	}
 	ad := seal.AD(table, id, field)
 	pt, err := db.ring.Open(ct, ad)
 	if errors.Is(err, seal.ErrUnknownKey) {
-		if rerr := db.reloadKeys(ctx); rerr != nil {
+		if rerr := db.reloadKeys(ctx, q); rerr != nil {
 			return "", rerr
 		}
 		pt, err = db.ring.Open(ct, ad)
@@ -150,7 +156,7 @@ var sealedFields = []string{"client_secret", "refresh_token", "access_token"}
 // opening: old keys are never removed.
 func (db *DB) RotateKey(ctx context.Context) (int, error) {
 	// Pick up keys other replicas added, so every stored value opens.
-	if err := db.reloadKeys(ctx); err != nil {
+	if err := db.reloadKeys(ctx, db.pool); err != nil {
 		return 0, err
 	}
 	var (
@@ -201,7 +207,7 @@ func (db *DB) RotateKey(ctx context.Context) (int, error) {
 				if errors.Is(err, seal.ErrUnknownKey) {
 					// A key added after the reload above: another rotation
 					// committed meanwhile.
-					if rerr := db.reloadKeys(ctx); rerr != nil {
+					if rerr := db.reloadKeys(ctx, tx); rerr != nil {
 						return rerr
 					}
 					ring = db.ring.Clone()

@@ -307,3 +307,35 @@ func TestPrefixed(t *testing.T) {
 func BenchmarkStore(b *testing.B) {
 	storetest.Bench(b, newHarness)
 }
+
+// TestOneConnectionPool checks that no method needs a second connection
+// while it holds one: a replica whose pool has a single connection updates
+// a row sealed with a data key it has not loaded yet (it must read the key
+// inside its own transaction).
+func TestOneConnectionPool(t *testing.T) {
+	_, inSchema := freshSchema(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	master := testKey(t)
+	a := openTest(t, master, time.Now, inSchema)
+	b := openTest(t, master, time.Now, inSchema, WithPoolConfig(func(c *pgxpool.Config) { c.MaxConns = 1 }))
+	c := &tokenkeeper.Credential{Name: "c", TokenURL: "https://p.example/t", GrantType: tokenkeeper.GrantRefreshToken,
+		ClientID: "id", ClientSecret: "s", RefreshToken: "r", AuthStyle: tokenkeeper.AuthStyleHeader}
+	if err := a.CreateCredential(ctx, c); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.RotateKey(ctx); err != nil {
+		t.Fatal(err)
+	}
+	lead := time.Minute
+	got, err := b.UpdateCredential(ctx, "c", tokenkeeper.CredentialUpdate{RefreshLead: &lead}, &tokenkeeper.Event{Kind: "updated"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.RefreshToken != "r" || got.RefreshLead != lead {
+		t.Fatalf("update: %+v", got)
+	}
+	if n, err := b.RotateKey(ctx); err != nil || n != 2 {
+		t.Fatalf("RotateKey on a one-connection pool: %d, %v", n, err)
+	}
+}
