@@ -371,3 +371,32 @@ func FuzzOpen(f *testing.F) {
 		}
 	})
 }
+
+func FuzzParseMasterKey(f *testing.F) {
+	f.Add(base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{7}, KeySize)))
+	f.Add(base64.RawURLEncoding.EncodeToString(bytes.Repeat([]byte{0xfb}, KeySize)))
+	f.Add("")
+	f.Add("  \n")
+	f.Add("not base64 at all")
+	f.Add(base64.StdEncoding.EncodeToString([]byte("short")))
+	f.Fuzz(func(t *testing.T, s string) {
+		key, err := ParseMasterKey(s)
+		if err != nil {
+			if key != nil {
+				t.Fatal("key returned with an error")
+			}
+			if !strings.HasPrefix(err.Error(), "master key ") {
+				t.Fatalf("unexpected error form: %v", err)
+			}
+			return
+		}
+		if len(key) != KeySize {
+			t.Fatalf("accepted a %d-byte key", len(key))
+		}
+		// What parses, re-encodes to a form that parses to the same key.
+		again, err := ParseMasterKey(EncodeMasterKey(key))
+		if err != nil || !bytes.Equal(again, key) {
+			t.Fatalf("round trip: %v", err)
+		}
+	})
+}
