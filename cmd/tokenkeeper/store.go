@@ -18,12 +18,7 @@ import (
 // directory.
 const defaultDatabase = "tokenkeeper.db"
 
-func isPostgres(database string) bool {
-	return strings.HasPrefix(database, "postgres://") || strings.HasPrefix(database, "postgresql://")
-}
-
-// keyFileFor is where the embedded default keeps its generated master key.
-func keyFileFor(database string) string { return database + ".key" }
+func isPostgres(database string) bool { return postgres.IsURL(database) }
 
 // storeOptions are the flags that select and open a database.
 type storeOptions struct {
@@ -57,7 +52,7 @@ func (e *env) masterKey(o *storeOptions, mayCreate bool) (key []byte, created st
 	if isPostgres(o.database) {
 		return nil, "", usagef("a PostgreSQL database needs a master key shared by every replica: set $TOKENKEEPER_MASTER_KEY (base64 of 32 random bytes, e.g. from 'openssl rand -base64 32') or --master-key-file")
 	}
-	path := keyFileFor(o.database)
+	path := sqlite.KeyFilePath(o.database)
 	key, err = seal.ReadKeyFile(path)
 	if err == nil {
 		return key, "", nil

@@ -23,6 +23,9 @@ func testURL(t testing.TB) string {
 	t.Helper()
 	u := os.Getenv("TOKENKEEPER_TEST_DATABASE_URL")
 	if u == "" {
+		if os.Getenv("TOKENKEEPER_REQUIRE_POSTGRES") != "" {
+			t.Fatal("TOKENKEEPER_REQUIRE_POSTGRES is set but TOKENKEEPER_TEST_DATABASE_URL is not")
+		}
 		t.Skip("TOKENKEEPER_TEST_DATABASE_URL is not set")
 	}
 	return u
