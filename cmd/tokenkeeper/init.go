@@ -1,6 +1,10 @@
 package main
 
-import "fmt"
+import (
+	"fmt"
+
+	"github.com/tokenkeeper/tokenkeeper/internal/sqlite"
+)
 
 func (e *env) cmdInit(args []string) error {
 	c := newCommand(e.stderr, "tokenkeeper init [--database PATH_OR_URL] [--master-key-file PATH] [--json]",
@@ -16,6 +20,13 @@ database that already has API keys.`)
 	}
 	if _, err := c.args(0, "no arguments"); err != nil {
 		return err
+	}
+	if !isPostgres(so.database) {
+		unlock, err := sqlite.Lock(so.database)
+		if err != nil {
+			return err
+		}
+		defer unlock()
 	}
 	store, err := e.openStore(&so, discardLogger(), true)
 	if err != nil {

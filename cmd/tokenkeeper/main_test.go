@@ -329,3 +329,13 @@ func TestHelpAndFlagsFromEnvironment(t *testing.T) {
 	}
 	_ = fmt.Sprint()
 }
+
+func TestSecondServeOnOneSQLiteFileIsRefused(t *testing.T) {
+	db := filepath.Join(t.TempDir(), "tk.db")
+	startServe(t, nil, "--database", db)
+	var out, errb syncBuffer
+	err := run(context.Background(), []string{"tokenkeeper", "serve", "--addr", "127.0.0.1:0", "--database", db}, func(string) string { return "" }, strings.NewReader(""), &out, &errb)
+	if err == nil || !strings.Contains(err.Error(), "in use by another tokenkeeper process") || !strings.Contains(err.Error(), "PostgreSQL") {
+		t.Fatalf("second serve: %v", err)
+	}
+}

@@ -15,6 +15,7 @@ import (
 	"github.com/tokenkeeper/tokenkeeper"
 	tkhttp "github.com/tokenkeeper/tokenkeeper/internal/http"
 	"github.com/tokenkeeper/tokenkeeper/internal/refresh"
+	"github.com/tokenkeeper/tokenkeeper/internal/sqlite"
 )
 
 // logOptions are the flags that configure logging.
@@ -210,9 +211,28 @@ Several replicas may share one PostgreSQL database (--database postgres://...).`
 	if err != nil {
 		return err
 	}
+	if !isPostgres(so.database) {
+		// One broker process per SQLite file; leases left by a previous
+		// process (killed between claim and commit) are released at once.
+		unlock, err := sqlite.Lock(so.database)
+		if err != nil {
+			return err
+		}
+		defer unlock()
+	}
 	store, err := e.openStore(&so, logger, true)
 	if err != nil {
 		return err
+	}
+	if db, ok := store.(*sqlite.DB); ok {
+		n, err := db.ReleaseLeases(e.ctx)
+		if err != nil {
+			store.Close()
+			return fmt.Errorf("release stale leases: %w", err)
+		}
+		if n > 0 {
+			logger.Info("released refresh leases left by a previous process", "count", n)
+		}
 	}
 	if !isPostgres(so.database) {
 		key, err := ensureAdminKey(e.ctx, store, "admin")
