@@ -27,6 +27,7 @@ func (s *Server) handleAuthorize() http.HandlerFunc {
 		clientID := q.Get("client_id")
 		s.mu.Lock()
 		c := s.clients[clientID]
+		public := c != nil && c.public
 		s.mu.Unlock()
 		if c == nil {
 			s.authorizeFail(w, r, "", "invalid_request", "client_id is missing or unknown")
@@ -74,7 +75,7 @@ func (s *Server) handleAuthorize() http.HandlerFunc {
 		case challenge == "" && method != "":
 			fail("invalid_request", "code_challenge_method given without code_challenge")
 			return
-		case challenge == "" && c.public:
+		case challenge == "" && public:
 			fail("invalid_request", "a public client must use PKCE")
 			return
 		}

@@ -152,6 +152,18 @@ func (s *Server) handleResource() http.HandlerFunc {
 		}
 		valid := a != nil && a.valid(now)
 		var body resourceBody
+		desc := ""
+		switch {
+		case valid:
+		case a != nil && a.revokedNow():
+			desc = "the access token was revoked"
+		case a != nil:
+			desc = "the access token has expired"
+		case ok:
+			desc = "the access token is unknown"
+		default:
+			desc = "the access token is missing"
+		}
 		if valid {
 			body = resourceBody{
 				OK:        true,
@@ -168,15 +180,6 @@ func (s *Server) handleResource() http.HandlerFunc {
 
 		w.Header().Set("Cache-Control", "no-store")
 		if !valid {
-			desc := "the access token is missing"
-			switch {
-			case a != nil && a.revokedNow():
-				desc = "the access token was revoked"
-			case a != nil:
-				desc = "the access token has expired"
-			case ok:
-				desc = "the access token is unknown"
-			}
 			w.Header().Set("WWW-Authenticate", `Bearer realm="oauthtest", error="invalid_token", error_description="`+desc+`"`)
 			writeJSON(w, http.StatusUnauthorized, errorBody{Error: "invalid_token", Description: desc})
 			return

@@ -337,3 +337,52 @@ func TestConcurrentPresentationsOfOneToken(t *testing.T) {
 		})
 	}
 }
+
+// TestConcurrentAdminCalls runs every method while requests are served, for
+// the race detector.
+func TestConcurrentAdminCalls(t *testing.T) {
+	s := NewServer(WithClient("c", "s"), WithClient("pub", ""), WithRotation(true), WithReuseDetection(time.Second))
+	defer s.Close()
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			s.AddClient("pub", "")
+			s.AddClient(fmt.Sprintf("x%d", i%5), "y")
+			rt := s.IssueRefreshToken("c", "")
+			s.Presentations(rt)
+			s.RefreshTokenInfo(rt)
+			s.MaxPresentations()
+			s.Stats()
+			s.Script(Fault{Kind: FaultMissingExpiresIn})
+			if i%7 == 0 {
+				s.ClearScript()
+				s.RevokeClientTokens("x1")
+			}
+			if i%50 == 0 {
+				s.RevokeAll()
+			}
+		}
+	})
+	var workers sync.WaitGroup
+	for range 4 {
+		workers.Go(func() {
+			for range 20 {
+				at := clientCredentials(t, s, "c", "s")
+				s.ValidAccessToken(at)
+				s.AccessTokenInfo(at)
+				getResource(t, s, at)
+				authorizeCode(t, s, "pub", "", s256(testVerifier))
+				s.RevokeToken(at)
+			}
+		})
+	}
+	workers.Wait()
+	close(stop)
+	wg.Wait()
+}

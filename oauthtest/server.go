@@ -1,7 +1,6 @@
 package oauthtest
 
 import (
-	"context"
 	"errors"
 	"net"
 	"net/http"
@@ -86,7 +85,6 @@ func NewServerOn(ln net.Listener, opts ...Option) *Server {
 	s.hs = &http.Server{
 		Handler:           s.handler,
 		ReadHeaderTimeout: 10 * time.Second,
-		BaseContext:       func(net.Listener) context.Context { return context.Background() },
 	}
 	s.serveDone = make(chan struct{})
 	go func() {

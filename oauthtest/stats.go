@@ -21,6 +21,7 @@ type Stats struct {
 	CodeReuses          int // authorization codes presented again after a successful redemption
 	Revocations         int // requests to the revocation endpoint
 	Faults              int // scripted faults served
+	StoredAccessTokens  int // access token records held now (live, and expired less than a minute ago)
 
 	// LostRefreshTokens counts refresh tokens never presented before their
 	// family moved past them: superseded because an older token was reused
@@ -28,8 +29,7 @@ type Stats struct {
 	// family. A client presenting an older token evidently lacks the newer
 	// one, so each count is a token some client received and lost,
 	// typically by dying between the server's answer and its own commit.
-	LostRefreshTokens  int
-	StoredAccessTokens int // access token records held now (live, and expired less than a minute ago)
+	LostRefreshTokens int
 }
 
 // Stats returns a snapshot of the counters.

@@ -276,15 +276,15 @@ func (s *Server) authenticate(r *http.Request, form url.Values) (*client, *oauth
 
 // clientCredentialsGrant runs the client_credentials grant (RFC 6749 §4.4).
 func (s *Server) clientCredentialsGrant(c *client, form url.Values) grantResult {
-	if c.public {
-		return grantResult{err: errUnauthorizedClient("a public client may not use client_credentials")}
-	}
 	scope := normalizeScope(form.Get("scope"))
 	at := newToken(accessPrefix)
 	h := hashOf(at)
 	s.mu.Lock()
+	defer s.mu.Unlock()
+	if c.public {
+		return grantResult{err: errUnauthorizedClient("a public client may not use client_credentials")}
+	}
 	s.addAccessLocked(c, nil, scope, h, s.cfg.now())
-	s.mu.Unlock()
 	return grantResult{resp: s.response(at, "", scope)}
 }
 
