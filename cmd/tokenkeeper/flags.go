@@ -69,7 +69,7 @@ func (c *command) printUsage(w io.Writer) {
 		if f.DefValue != "" && f.DefValue != "false" && f.DefValue != "0" && f.DefValue != "0s" {
 			fmt.Fprintf(w, " (default %s)", f.DefValue)
 		}
-		if !c.noEnv[f.Name] {
+		if !c.noEnv[f.Name] && f.Name != "json" {
 			fmt.Fprintf(w, " [$%s]", envName(f.Name))
 		}
 		fmt.Fprintln(w)
@@ -106,7 +106,7 @@ func (c *command) parse(args []string, getenv func(string) string) error {
 	c.fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 	var err error
 	c.fs.VisitAll(func(f *flag.Flag) {
-		if set[f.Name] || c.noEnv[f.Name] || err != nil {
+		if set[f.Name] || c.noEnv[f.Name] || f.Name == "json" || err != nil {
 			return
 		}
 		if v := getenv(envName(f.Name)); v != "" {

@@ -251,7 +251,7 @@ Several replicas may share one PostgreSQL database (--database postgres://...).`
 		store.Close()
 		return err
 	}
-	fmt.Fprintf(e.stdout, "tokenkeeper %s serving on %s (database: %s)\n", versionString(), b.URL, redactURL(so.database))
+	fmt.Fprintf(e.stdout, "tokenkeeper serving on %s (version %s, database %s)\n", b.URL, versionString(), redactURL(so.database))
 	return b.Wait()
 }
 

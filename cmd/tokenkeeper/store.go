@@ -93,6 +93,14 @@ func (e *env) openStore(o *storeOptions, logger *slog.Logger, mayCreate bool) (t
 		}
 		return db, nil
 	}
+	// A new database file is created private to its owner, like its key:
+	// SQLite gives the -wal and -shm files the same mode.
+	if err := sqlite.EnsureDir(o.database); err != nil {
+		return nil, err
+	}
+	if f, err := os.OpenFile(o.database, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600); err == nil {
+		f.Close()
+	}
 	db, err := sqlite.Open(e.ctx, o.database, key, sqlite.WithLogger(logger))
 	if err != nil {
 		return nil, fmt.Errorf("open SQLite database %s: %w", o.database, err)
