@@ -343,16 +343,10 @@ func TestNoSecretInLogsOrErrors(t *testing.T) {
 	srv := newIdP(t, clk, oauthtest.WithLifetime(time.Minute), oauthtest.WithRotation(true), oauthtest.WithReuseDetection(0))
 	issued := srv.IssueRefreshToken(testClientID, "")
 	lb, logger := newLogBuffer()
-	var secrets []string
 	var mu sync.Mutex
-	keep := func(t *oauth2.Token) {
-		mu.Lock()
-		defer mu.Unlock()
-		secrets = append(secrets, t.AccessToken, t.RefreshToken)
-	}
 	var errs []error
 	st := &recordStore{failN: 1}
-	s, err := RefreshToken(idpConfig(srv), issued, WithClock(clk), WithLogger(logger), WithStore(st), WithOnToken(keep), withRandom(0),
+	s, err := RefreshToken(idpConfig(srv), issued, WithClock(clk), WithLogger(logger), WithStore(st), withRandom(0),
 		WithOnSaveError(func(err error) { mu.Lock(); errs = append(errs, err); mu.Unlock() }))
 	if err != nil {
 		t.Fatal(err)
@@ -377,17 +371,26 @@ func TestNoSecretInLogsOrErrors(t *testing.T) {
 	s.Invalidate(mustToken(t, s))
 	eventually(t, func() bool { _, err := s.Token(); return errors.Is(err, ErrInvalidGrant) }, "invalid_grant")
 	_, err = s.Token()
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
 	mu.Lock()
 	defer mu.Unlock()
 	errs = append(errs, err)
-	secrets = append(secrets, issued, testClientSecret)
+	// Every token obtained went through the store.
+	secrets := []string{issued, testClientSecret}
+	st.mu.Lock()
+	for _, t := range st.saves {
+		secrets = append(secrets, t.AccessToken, t.RefreshToken)
+	}
+	st.mu.Unlock()
 	logs := lb.String()
 	for _, want := range []string{"token request failed; will retry", "failed permanently", "saving the token failed", "rejected"} {
 		if !strings.Contains(logs, want) {
 			t.Errorf("log lacks %q:\n%s", want, logs)
 		}
 	}
-	if len(secrets) < 8 {
+	if len(secrets) < 10 {
 		t.Fatalf("only %d secrets collected", len(secrets))
 	}
 	for _, sec := range secrets {

@@ -198,9 +198,12 @@ func WithOnSaveError(f func(error)) Option {
 }
 
 // WithOnToken sets a function called with each new token after it has been
-// offered to the store. It receives a copy. Calls are never concurrent with
-// each other or with the WithOnSaveError function. It must not block for
-// long, and must not log the token.
+// offered to the store, for instance to persist it elsewhere. It receives a
+// copy. Calls are never concurrent with each other or with the
+// WithOnSaveError function, and come in the order the tokens were obtained;
+// a token already superseded when its turn comes is skipped, so the last
+// call is always with the newest token. It must not block for long, and
+// must not log the token.
 func WithOnToken(f func(*oauth2.Token)) Option {
 	return func(s *settings) error {
 		s.onToken = f

@@ -63,7 +63,8 @@ type TokenSource struct {
 	saveMu   sync.Mutex // serializes Save calls; guards savedGen
 	savedGen uint64     // generation of the newest token saved successfully
 
-	hookMu sync.Mutex // serializes calls of the onToken and onSaveError hooks
+	hookMu  sync.Mutex // serializes calls of the onToken and onSaveError hooks; guards hookGen
+	hookGen uint64     // generation of the newest token passed to onToken
 
 	mu sync.Mutex // guards the fields below
 	// loaded reports whether the store has been consulted.
@@ -408,7 +409,11 @@ func (s *TokenSource) finish(c *call, t *oauth2.Token, err error, req fetchReque
 			if saveErr != nil && s.set.onSaveError != nil {
 				s.set.onSaveError(saveErr)
 			}
-			if s.set.onToken != nil {
+			// Hooks run after the waiters are released, so a newer
+			// token may have been reported already: never report an
+			// older one after it.
+			if s.set.onToken != nil && gen > s.hookGen {
+				s.hookGen = gen
 				s.set.onToken(copyToken(t))
 			}
 		})

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -398,7 +399,10 @@ func TestNewTokenSavedBeforeAnyCallerGetsIt(t *testing.T) {
 			hookMu.Lock()
 			defer hookMu.Unlock()
 			// Called after the save.
-			if st.stored() == nil || st.stored().AccessToken != tok.AccessToken {
+			st.mu.Lock()
+			saved := slices.ContainsFunc(st.saves, func(s *oauth2.Token) bool { return s.AccessToken == tok.AccessToken })
+			st.mu.Unlock()
+			if !saved {
 				t.Errorf("OnToken(%s) before the token was saved", tok.AccessToken)
 			}
 			onToken = append(onToken, tok.AccessToken)
@@ -429,7 +433,16 @@ func TestNewTokenSavedBeforeAnyCallerGetsIt(t *testing.T) {
 		t.Fatalf("second refresh presented %q, want rt-1", rt)
 	}
 	eventually(t, func() bool { return st.stored().RefreshToken == "rt-2" }, "rt-2 saved")
-	eventually(t, func() bool { hookMu.Lock(); defer hookMu.Unlock(); return len(onToken) == 2 }, "two OnToken calls")
+	eventually(t, func() bool {
+		hookMu.Lock()
+		defer hookMu.Unlock()
+		return len(onToken) > 0 && onToken[len(onToken)-1] == "at-2"
+	}, "OnToken(at-2)")
+	hookMu.Lock()
+	defer hookMu.Unlock()
+	if len(onToken) == 2 && onToken[0] != "at-1" {
+		t.Fatalf("OnToken calls out of order: %q", onToken)
+	}
 }
 
 func TestResponseWithoutRefreshTokenKeepsTheOldOne(t *testing.T) {
