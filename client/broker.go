@@ -71,9 +71,8 @@ func Broker(brokerURL, apiKey, credential string, opts ...Option) (*TokenSource,
 		hc:         hc,
 		now:        set.clock.Now,
 	}
-	s := newSource("broker", b.fetch, nil, set)
-	s.log = s.log.With("credential", credential)
-	return s, nil
+	set.logger = set.logger.With("credential", credential)
+	return newSource("broker", b.fetch, nil, set), nil
 }
 
 // brokerClient speaks the broker's token API for one credential.

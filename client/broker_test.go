@@ -178,6 +178,9 @@ func TestBrokerReadsAndRefreshesAhead(t *testing.T) {
 	if gets, refreshes, _ := b.counts(); gets != 2 || refreshes != 0 {
 		t.Fatalf("gets %d refreshes %d", gets, refreshes)
 	}
+	if !strings.Contains(lb.String(), `"credential":"github"`) || !strings.Contains(lb.String(), `"token_source":"broker"`) {
+		t.Fatalf("log lacks the credential name:\n%s", lb)
+	}
 	if strings.Contains(lb.String(), testAPIKey) || strings.Contains(lb.String(), "broker-token") {
 		t.Fatalf("secret in log:\n%s", lb)
 	}
