@@ -1,0 +1,185 @@
+package auth
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/tokenkeeper/tokenkeeper"
+)
+
+// ClientSecretPrefix starts every service client secret, so that a secret
+// is recognisable in a secret scanner.
+const ClientSecretPrefix = "tkcs_"
+
+// maxClientSecretLen bounds the secret AuthenticateClient hashes.
+const maxClientSecretLen = 512
+
+// NewClientSecret returns a new random client secret (256 bits after
+// ClientSecretPrefix) and its SHA-256, which is what the store keeps. The
+// secret is shown once and never stored.
+func NewClientSecret() (secret string, hash []byte) {
+	secret = randomToken(ClientSecretPrefix, 32)
+	h := sha256.Sum256([]byte(secret))
+	return secret, h[:]
+}
+
+// dummyClientHash is compared against when the client id is unknown, so
+// that both failures do the same work.
+var dummyClientHash = func() []byte { _, h := NewClientSecret(); return h }()
+
+// AuthenticateClient checks a service client's id and secret. The secret's
+// SHA-256 is compared in constant time; a client, once looked up, is served
+// from memory for ClientCacheTTL, so the token endpoint costs no query per
+// call. An unknown id and a wrong secret get the same EUNAUTHORIZED. The
+// returned client is shared: treat it as read-only.
+func (s *Service) AuthenticateClient(ctx context.Context, clientID, secret string) (*tokenkeeper.ServiceClient, error) {
+	if clientID == "" || len(clientID) > 256 || secret == "" || len(secret) > maxClientSecretLen {
+		return nil, unauthorized(msgBadClient)
+	}
+	h := sha256.Sum256([]byte(secret))
+	now := s.now()
+	c := s.clients.get(clientID, now)
+	if c == nil {
+		var err error
+		c, err = s.store.ServiceClient(ctx, clientID)
+		if tokenkeeper.ErrorCode(err) == tokenkeeper.ENOTFOUND {
+			subtle.ConstantTimeCompare(h[:], dummyClientHash)
+			return nil, unauthorized(msgBadClient)
+		} else if err != nil {
+			return nil, fmt.Errorf("authenticate client: %w", err)
+		}
+		s.clients.put(c, now)
+	}
+	if subtle.ConstantTimeCompare(h[:], c.SecretHash) != 1 {
+		return nil, unauthorized(msgBadClient)
+	}
+	return c, nil
+}
+
+// CreateServiceClient registers a service client that may read the named
+// credentials, and returns it with its secret, which is shown once.
+// Returns EINVALID or ECONFLICT (client id taken).
+func (s *Service) CreateServiceClient(ctx context.Context, clientID string, credentials []string) (string, *tokenkeeper.ServiceClient, error) {
+	if err := tokenkeeper.ValidateName(clientID); err != nil {
+		return "", nil, fmt.Errorf("create service client: %w", err)
+	}
+	creds := slices.Clone(credentials)
+	slices.Sort(creds)
+	creds = slices.Compact(creds)
+	for _, n := range creds {
+		if err := tokenkeeper.ValidateName(n); err != nil {
+			return "", nil, fmt.Errorf("create service client: %w", err)
+		}
+	}
+	secret, hash := NewClientSecret()
+	c := &tokenkeeper.ServiceClient{ClientID: clientID, SecretHash: hash, Credentials: creds}
+	if err := s.store.CreateServiceClient(ctx, c); err != nil {
+		return "", nil, fmt.Errorf("create service client: %w", err)
+	}
+	s.clients.drop(clientID)
+	s.log.Info("created service client", "client_id", clientID, "credentials", creds)
+	return secret, withoutSecretHash(c), nil
+}
+
+// RotateClientSecret gives a client a new secret and returns it; the old
+// one stops working here at once and on other replicas within
+// ClientCacheTTL. Returns ENOTFOUND.
+func (s *Service) RotateClientSecret(ctx context.Context, clientID string) (string, error) {
+	secret, hash := NewClientSecret()
+	if err := s.store.SetServiceClientSecret(ctx, clientID, hash); err != nil {
+		return "", fmt.Errorf("rotate client secret: %w", err)
+	}
+	s.clients.drop(clientID)
+	s.log.Info("rotated service client secret", "client_id", clientID)
+	return secret, nil
+}
+
+// DeleteServiceClient removes a client; it stops working here at once and
+// on other replicas within ClientCacheTTL. Returns ENOTFOUND.
+func (s *Service) DeleteServiceClient(ctx context.Context, clientID string) error {
+	if err := s.store.DeleteServiceClient(ctx, clientID); err != nil {
+		return fmt.Errorf("delete service client: %w", err)
+	}
+	s.clients.drop(clientID)
+	s.log.Info("deleted service client", "client_id", clientID)
+	return nil
+}
+
+// ServiceClients lists the clients by client id, without secret hashes.
+func (s *Service) ServiceClients(ctx context.Context) ([]*tokenkeeper.ServiceClient, error) {
+	cs, err := s.store.ServiceClients(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("list service clients: %w", err)
+	}
+	for i, c := range cs {
+		cs[i] = withoutSecretHash(c)
+	}
+	return cs, nil
+}
+
+func withoutSecretHash(c *tokenkeeper.ServiceClient) *tokenkeeper.ServiceClient {
+	d := *c
+	d.SecretHash = nil
+	return &d
+}
+
+// clientCache remembers looked-up service clients by client id.
+type clientCache struct {
+	ttl     time.Duration
+	mu      sync.RWMutex
+	entries map[string]cachedClient // guarded by mu
+}
+
+type cachedClient struct {
+	client *tokenkeeper.ServiceClient
+	until  time.Time
+}
+
+const maxCachedClients = 10_000
+
+func newClientCache(ttl time.Duration) *clientCache {
+	return &clientCache{ttl: ttl, entries: make(map[string]cachedClient)}
+}
+
+func (c *clientCache) get(id string, now time.Time) *tokenkeeper.ServiceClient {
+	c.mu.RLock()
+	e, ok := c.entries[id]
+	c.mu.RUnlock()
+	if !ok || !now.Before(e.until) {
+		return nil
+	}
+	return e.client
+}
+
+func (c *clientCache) put(cl *tokenkeeper.ServiceClient, now time.Time) {
+	if c.ttl <= 0 {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.entries) >= maxCachedClients {
+		clear(c.entries)
+	}
+	c.entries[cl.ClientID] = cachedClient{client: cl, until: now.Add(c.ttl)}
+}
+
+func (c *clientCache) drop(id string) {
+	c.mu.Lock()
+	delete(c.entries, id)
+	c.mu.Unlock()
+}
+
+func (c *clientCache) sweep(now time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for id, e := range c.entries {
+		if !now.Before(e.until) {
+			delete(c.entries, id)
+		}
+	}
+}
