@@ -134,7 +134,8 @@ func sealValue(ring *seal.Ring, s, table, id, field string) ([]byte, error) {
 var sealedFields = []string{"client_secret", "refresh_token", "access_token"}
 
 // RotateKey adds a new data key, makes it the active one and re-seals every
-// secret with it, all in one transaction. Rows that another process writes
+// secret with it (credentials' secrets and JWT signing keys), all in one
+// transaction. Rows that another process writes
 // with an older key afterwards still open: old keys are never removed.
 func (db *DB) RotateKey(ctx context.Context) (int, error) {
 	// Pick up keys other processes added, so every stored value opens.
@@ -214,7 +215,9 @@ func (db *DB) RotateKey(ctx context.Context) (int, error) {
 				return err
 			}
 		}
-		return nil
+		n, err := db.resealSigningKeys(ctx, tx, ring, id, key)
+		count += n
+		return err
 	})
 	if err != nil {
 		return 0, err

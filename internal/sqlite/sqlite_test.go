@@ -88,7 +88,7 @@ func TestOpenCreatesDirAndMigratesOnce(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(applied) != 1 || applied[0] != "0001_init.sql" {
+	if len(applied) != 2 || applied[0] != "0001_init.sql" || applied[1] != "0002_auth.sql" {
 		t.Fatalf("applied = %v", applied)
 	}
 	fi, err := os.Stat(filepath.Dir(path))
