@@ -242,8 +242,10 @@ func (db *DB) CreateCredential(ctx context.Context, c *tokenkeeper.Credential) e
 			now)
 		if isUniqueViolation(err) {
 			return tokenkeeper.Errorf(tokenkeeper.ECONFLICT, "credential %q already exists", n.Name)
+		} else if err != nil {
+			return err
 		}
-		return err
+		return notifyChange(ctx, tx, tokenkeeper.Change{Kind: tokenkeeper.ChangeCreated, CredentialID: n.ID, CredentialName: n.Name, Version: n.Version, NextRefreshAt: n.NextRefreshAt})
 	})
 	if err != nil {
 		return err
@@ -439,7 +441,7 @@ func (db *DB) UpdateCredential(ctx context.Context, name string, upd tokenkeeper
 				return err
 			}
 		}
-		return nil
+		return notifyChange(ctx, tx, rawChange(tokenkeeper.ChangeUpdated, out))
 	})
 	if err != nil {
 		return nil, err
@@ -457,8 +459,10 @@ func (db *DB) DeleteCredential(ctx context.Context, name string) error {
 		} else if err != nil {
 			return err
 		}
-		_, err = tx.Exec(ctx, `DELETE FROM events WHERE credential_id = $1`, id)
-		return err
+		if _, err = tx.Exec(ctx, `DELETE FROM events WHERE credential_id = $1`, id); err != nil {
+			return err
+		}
+		return notifyChange(ctx, tx, tokenkeeper.Change{Kind: tokenkeeper.ChangeDeleted, CredentialID: id, CredentialName: name})
 	})
 }
 
@@ -647,7 +651,7 @@ func (db *DB) CompleteRefresh(ctx context.Context, id, owner string, version int
 				return err
 			}
 		}
-		return nil
+		return notifyChange(ctx, tx, rawChange(tokenkeeper.ChangeRefresh, raw))
 	})
 	if err != nil {
 		return nil, err

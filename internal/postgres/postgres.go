@@ -8,6 +8,10 @@
 // transaction per file under a transaction-scoped advisory lock (scoped to
 // the current schema), so replicas starting together migrate safely.
 //
+// DB implements tokenkeeper.ChangeNotifier: every committed change to a
+// credential is announced with NOTIFY, and Subscribe listens on a dedicated
+// connection that reconnects by itself (notify.go).
+//
 // Secrets are sealed with internal/seal before they reach the database.
 // Failures to reach the database are EUNAVAILABLE errors that keep their
 // cause.
@@ -63,6 +67,10 @@ type DB struct {
 	eventRetention int
 
 	reloadMu sync.Mutex // serializes reloads of ring from data_keys
+
+	closed    chan struct{} // closed by Close: ends subscriptions (notify.go)
+	closeOnce sync.Once
+	listen    listenConfig // change notification settings (notify.go)
 }
 
 type config struct {
@@ -160,6 +168,8 @@ func Open(ctx context.Context, url string, masterKey []byte, opts ...Option) (*D
 		ring:           seal.NewRing(),
 		log:            cfg.log,
 		eventRetention: cfg.eventRetention,
+		closed:         make(chan struct{}),
+		listen:         defaultListenConfig(),
 	}
 	if _, err := migrate(ctx, pool, cfg.log); err != nil {
 		pool.Close()
@@ -271,8 +281,9 @@ func migrate(ctx context.Context, pool *pgxpool.Pool, log *slog.Logger) ([]strin
 	return applied, nil
 }
 
-// Close closes the connection pool.
+// Close ends the subscriptions to changes and closes the connection pool.
 func (db *DB) Close() error {
+	db.closeOnce.Do(func() { close(db.closed) })
 	db.pool.Close()
 	return nil
 }
