@@ -276,22 +276,27 @@ func verifyToken(tok string, ks *keySet, revoked revokedSet, p *verifyParams, no
 	if !k.retireAt.IsZero() && !now.Before(k.retireAt) {
 		return nil, errRetiredKey
 	}
+	bp := tokenBufs.Get().(*[]byte)
+	defer tokenBufs.Put(bp)
+	buf := append((*bp)[:0], tok...)
 	var sig [32]byte
-	if n, err := b64.Decode(sig[:], []byte(tok[dot2+1:])); err != nil || n != len(sig) {
+	if n, err := b64.Decode(sig[:], buf[dot2+1:]); err != nil || n != len(sig) {
 		return nil, errMalformed
 	}
 	var sum [sha256.Size]byte
-	if !hmac.Equal(k.mac(sum[:0], []byte(tok[:dot2])), sig[:]) {
+	if !hmac.Equal(k.mac(sum[:0], buf[:dot2]), sig[:]) {
 		return nil, errSignature
 	}
 
 	// Authenticated: the payload was written by a holder of the key.
-	payload, err := b64.DecodeString(tok[dot1+1 : dot2])
+	enc := buf[dot1+1 : dot2]
+	payload := buf[len(buf) : len(buf)+b64.DecodedLen(len(enc))]
+	n, err := b64.Decode(payload, enc)
 	if err != nil {
 		return nil, errMalformed
 	}
 	var w wireClaims
-	if err := json.Unmarshal(payload, &w); err != nil {
+	if err := decodeClaims(payload[:n], &w, p); err != nil {
 		return nil, errBadClaims
 	}
 	return checkClaims(&w, revoked, p, now)
