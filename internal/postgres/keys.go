@@ -150,7 +150,8 @@ func sealValue(ring *seal.Ring, s, table, id, field string) ([]byte, error) {
 var sealedFields = []string{"client_secret", "refresh_token", "access_token"}
 
 // RotateKey adds a new data key, makes it the active one and re-seals every
-// secret with it, all in one transaction that locks every credential row.
+// secret with it (credentials' secrets and JWT signing keys), all in one
+// transaction that locks every credential and signing key row.
 // Other replicas learn the new key when they first meet a value sealed with
 // it; until then they keep sealing with the previous key, whose values keep
 // opening: old keys are never removed.
@@ -227,7 +228,12 @@ func (db *DB) RotateKey(ctx context.Context) (int, error) {
 			batch.Queue(`UPDATE credentials SET client_secret = $1, refresh_token = $2, access_token = $3 WHERE id = $4`,
 				out[0], out[1], out[2], r.id)
 		}
-		return tx.SendBatch(ctx, batch).Close()
+		if err := tx.SendBatch(ctx, batch).Close(); err != nil {
+			return err
+		}
+		n, err := db.resealSigningKeys(ctx, tx, ring, id, key)
+		count += n
+		return err
 	})
 	if err != nil {
 		return 0, err

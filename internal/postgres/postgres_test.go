@@ -187,7 +187,7 @@ func TestMigrateOnceAndConcurrently(t *testing.T) {
 
 	_, other := freshSchema(t)
 	applied, err = Migrate(ctx, url, other)
-	if err != nil || len(applied) != 1 || applied[0] != "0001_init.sql" {
+	if err != nil || len(applied) != 2 || applied[0] != "0001_init.sql" || applied[1] != "0002_auth.sql" {
 		t.Fatalf("Migrate on an empty schema = %v, %v", applied, err)
 	}
 }

@@ -1,0 +1,746 @@
+package postgres
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/tokenkeeper/tokenkeeper"
+	"github.com/tokenkeeper/tokenkeeper/internal/seal"
+)
+
+// Ensure DB implements the auth store interface.
+var _ tokenkeeper.AuthStore = (*DB)(nil)
+
+// pruneBatch bounds how many expired refresh tokens and revocations one
+// CreateRefreshToken deletes, so that a login never waits for a big purge.
+const pruneBatch = 500
+
+// lockFamily takes the transaction-scoped advisory lock of one refresh-token
+// family ($1). Every write to a family's tokens holds it: a revocation then
+// sees the token a concurrent rotation inserts, which a row lock alone would
+// not give under READ COMMITTED. Collisions of the hash only serialize
+// unrelated families.
+const lockFamily = `SELECT pg_advisory_xact_lock(1953197413, hashtext(current_schema() || '.family.' || $1))`
+
+// lockUserFamilies takes the locks of every family of the user $1, in one
+// order.
+const lockUserFamilies = `SELECT pg_advisory_xact_lock(1953197413, hashtext(current_schema() || '.family.' || f.family_id))
+	FROM (SELECT family_id FROM refresh_tokens WHERE user_id = $1 GROUP BY family_id ORDER BY family_id COLLATE "C") f`
+
+// Users
+
+const userColumns = `id, username, password_hash, role, created_at, updated_at`
+
+func scanUser(s pgx.Row) (*tokenkeeper.User, error) {
+	var u tokenkeeper.User
+	var role string
+	if err := s.Scan(&u.ID, &u.Username, &u.PasswordHash, &role, &u.CreatedAt, &u.UpdatedAt); err != nil {
+		return nil, err
+	}
+	u.Role = tokenkeeper.Role(role)
+	u.CreatedAt, u.UpdatedAt = u.CreatedAt.UTC(), u.UpdatedAt.UTC()
+	return &u, nil
+}
+
+// errNoUser does not quote the name: a user who typed a password into the
+// username field must not find it in an error message or a log.
+var errNoUser = tokenkeeper.Errorf(tokenkeeper.ENOTFOUND, "user not found")
+
+// CreateUser stores u, assigning ID, CreatedAt and UpdatedAt. Username must
+// be a valid name, Role admin or viewer and PasswordHash a non-empty hash.
+// Returns EINVALID or ECONFLICT (username taken).
+func (db *DB) CreateUser(ctx context.Context, u *tokenkeeper.User) error {
+	if err := checkUser(u); err != nil {
+		return err
+	}
+	now := db.now()
+	n := *u
+	n.ID = newID()
+	n.CreatedAt, n.UpdatedAt = now, now
+	err := db.write(ctx, "create user", func(tx pgx.Tx) error {
+		_, err := tx.Exec(ctx, `INSERT INTO users (`+userColumns+`) VALUES ($1, $2, $3, $4, $5, $5)`,
+			n.ID, n.Username, n.PasswordHash, string(n.Role), now)
+		if isUniqueViolation(err) {
+			return tokenkeeper.Errorf(tokenkeeper.ECONFLICT, "user %q already exists", n.Username)
+		}
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	*u = n
+	return nil
+}
+
+// User returns a user by name. Returns ENOTFOUND.
+func (db *DB) User(ctx context.Context, username string) (*tokenkeeper.User, error) {
+	if tokenkeeper.ValidateName(username) != nil {
+		return nil, errNoUser
+	}
+	u, err := scanUser(db.pool.QueryRow(ctx, `SELECT `+userColumns+` FROM users WHERE username = $1`, username))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, errNoUser
+	} else if err != nil {
+		return nil, storeErr("get user", err)
+	}
+	return u, nil
+}
+
+// UserByID returns a user by id. Returns ENOTFOUND.
+func (db *DB) UserByID(ctx context.Context, id string) (*tokenkeeper.User, error) {
+	if !validID(id) {
+		return nil, errNoUser
+	}
+	u, err := scanUser(db.pool.QueryRow(ctx, `SELECT `+userColumns+` FROM users WHERE id = $1`, id))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, errNoUser
+	} else if err != nil {
+		return nil, storeErr("get user", err)
+	}
+	return u, nil
+}
+
+// Users lists the users ordered by username (byte order).
+func (db *DB) Users(ctx context.Context) ([]*tokenkeeper.User, error) {
+	rows, err := db.pool.Query(ctx, `SELECT `+userColumns+` FROM users ORDER BY username COLLATE "C"`)
+	if err != nil {
+		return nil, storeErr("list users", err)
+	}
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (*tokenkeeper.User, error) { return scanUser(r) })
+	if err != nil {
+		return nil, storeErr("list users", err)
+	}
+	return out, nil
+}
+
+// SetUserPassword replaces a user's password hash and moves UpdatedAt. It
+// does not end the user's sessions. Returns EINVALID or ENOTFOUND.
+func (db *DB) SetUserPassword(ctx context.Context, username, hash string) error {
+	if err := checkPasswordHash(hash); err != nil {
+		return err
+	}
+	if tokenkeeper.ValidateName(username) != nil {
+		return errNoUser
+	}
+	now := db.now()
+	return db.write(ctx, "set user password", func(tx pgx.Tx) error {
+		tag, err := tx.Exec(ctx, `UPDATE users SET password_hash = $1, updated_at = $2 WHERE username = $3`, hash, now, username)
+		if err != nil {
+			return err
+		}
+		if tag.RowsAffected() == 0 {
+			return errNoUser
+		}
+		return nil
+	})
+}
+
+// DeleteUser removes a user and, in the same transaction, revokes every
+// refresh-token family of the user, recording revocations of their access
+// tokens until accessExpiresAt. A login of the user in flight either
+// commits first, and its family is revoked too, or finds no user.
+// Returns EINVALID or ENOTFOUND.
+func (db *DB) DeleteUser(ctx context.Context, username string, now, accessExpiresAt time.Time) error {
+	if err := checkRevocationTimes(now, accessExpiresAt); err != nil {
+		return err
+	}
+	if tokenkeeper.ValidateName(username) != nil {
+		return errNoUser
+	}
+	now, accessExpiresAt = utc(now), utc(accessExpiresAt)
+	return db.write(ctx, "delete user", func(tx pgx.Tx) error {
+		var id string
+		err := tx.QueryRow(ctx, `DELETE FROM users WHERE username = $1 RETURNING id`, username).Scan(&id)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return errNoUser
+		} else if err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, lockUserFamilies, id); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, `UPDATE refresh_tokens SET revoked_at = $2 WHERE user_id = $1 AND revoked_at IS NULL`, id, now); err != nil {
+			return err
+		}
+		_, err = tx.Exec(ctx, `INSERT INTO revocations (family_id, revoked_at, expires_at)
+			SELECT DISTINCT family_id, $2::timestamptz, $3::timestamptz FROM refresh_tokens WHERE user_id = $1
+			ON CONFLICT (family_id) DO UPDATE SET expires_at = GREATEST(revocations.expires_at, excluded.expires_at)`,
+			id, now, accessExpiresAt)
+		return err
+	})
+}
+
+// Refresh tokens
+
+const refreshTokenColumns = `id, family_id, user_id, hash, auth_time, created_at, expires_at,
+	family_expires_at, rotated_at, revoked_at`
+
+func scanRefreshToken(s pgx.Row) (*tokenkeeper.RefreshToken, error) {
+	var t tokenkeeper.RefreshToken
+	var rotated, revoked *time.Time
+	if err := s.Scan(&t.ID, &t.FamilyID, &t.UserID, &t.Hash, &t.AuthTime, &t.CreatedAt, &t.ExpiresAt,
+		&t.FamilyExpiresAt, &rotated, &revoked); err != nil {
+		return nil, err
+	}
+	t.AuthTime, t.CreatedAt = t.AuthTime.UTC(), t.CreatedAt.UTC()
+	t.ExpiresAt, t.FamilyExpiresAt = t.ExpiresAt.UTC(), t.FamilyExpiresAt.UTC()
+	t.RotatedAt, t.RevokedAt = fromNull(rotated), fromNull(revoked)
+	return &t, nil
+}
+
+func insertRefreshToken(ctx context.Context, tx pgx.Tx, t *tokenkeeper.RefreshToken) error {
+	_, err := tx.Exec(ctx, `INSERT INTO refresh_tokens (`+refreshTokenColumns+`)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, NULL, NULL)`,
+		t.ID, t.FamilyID, t.UserID, t.Hash, t.AuthTime, t.CreatedAt, t.ExpiresAt, t.FamilyExpiresAt)
+	if isUniqueViolation(err) {
+		return tokenkeeper.Errorf(tokenkeeper.ECONFLICT, "refresh token already exists")
+	}
+	return err
+}
+
+// normalizeTimes truncates t's times to what the database keeps.
+func normalizeTimes(t *tokenkeeper.RefreshToken) {
+	for _, p := range []*time.Time{&t.AuthTime, &t.CreatedAt, &t.ExpiresAt, &t.FamilyExpiresAt} {
+		*p = utc(*p)
+	}
+	t.RotatedAt, t.RevokedAt = time.Time{}, time.Time{}
+}
+
+// CreateRefreshToken stores the first token of a new family. ID and
+// FamilyID are assigned when empty, CreatedAt defaults to the store's
+// clock; RotatedAt and RevokedAt are ignored. UserID must name an existing
+// user (its row is share-locked, so that a concurrent DeleteUser sees the
+// new family). In the same transaction, refresh tokens whose family expired
+// before CreatedAt and revocations that ended before it are deleted, a
+// bounded batch at a time. Returns EINVALID, ENOTFOUND (no such user) or
+// ECONFLICT (the hash, id or family is taken).
+func (db *DB) CreateRefreshToken(ctx context.Context, t *tokenkeeper.RefreshToken) error {
+	if err := checkNewRefreshToken(t); err != nil {
+		return err
+	}
+	n := *t
+	if n.ID == "" {
+		n.ID = newID()
+	}
+	if n.FamilyID == "" {
+		n.FamilyID = newID()
+	}
+	if n.CreatedAt.IsZero() {
+		n.CreatedAt = db.now()
+	}
+	normalizeTimes(&n)
+	n.Hash = append([]byte(nil), t.Hash...)
+	err := db.write(ctx, "create refresh token", func(tx pgx.Tx) error {
+		var one int
+		err := tx.QueryRow(ctx, `SELECT 1 FROM users WHERE id = $1 FOR SHARE`, n.UserID).Scan(&one)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return errNoUser
+		} else if err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, lockFamily, n.FamilyID); err != nil {
+			return err
+		}
+		err = tx.QueryRow(ctx, `SELECT 1 FROM refresh_tokens WHERE family_id = $1
+			UNION ALL SELECT 1 FROM revocations WHERE family_id = $1 LIMIT 1`, n.FamilyID).Scan(&one)
+		if err == nil {
+			return tokenkeeper.Errorf(tokenkeeper.ECONFLICT, "refresh token family already exists")
+		} else if !errors.Is(err, pgx.ErrNoRows) {
+			return err
+		}
+		// SKIP LOCKED: concurrent logins share the purge instead of waiting
+		// for each other.
+		if _, err := tx.Exec(ctx, `DELETE FROM refresh_tokens WHERE id IN (
+				SELECT id FROM refresh_tokens WHERE family_expires_at <= $1 LIMIT $2 FOR UPDATE SKIP LOCKED)`,
+			n.CreatedAt, pruneBatch); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, `DELETE FROM revocations WHERE family_id IN (
+				SELECT family_id FROM revocations WHERE expires_at <= $1 LIMIT $2 FOR UPDATE SKIP LOCKED)`,
+			n.CreatedAt, pruneBatch); err != nil {
+			return err
+		}
+		return insertRefreshToken(ctx, tx, &n)
+	})
+	if err != nil {
+		return err
+	}
+	*t = n
+	return nil
+}
+
+// RefreshTokenByHash returns a refresh token by hash, whatever its state.
+// Returns ENOTFOUND.
+func (db *DB) RefreshTokenByHash(ctx context.Context, hash []byte) (*tokenkeeper.RefreshToken, error) {
+	if len(hash) == 0 {
+		return nil, tokenkeeper.Errorf(tokenkeeper.ENOTFOUND, "refresh token not found")
+	}
+	t, err := scanRefreshToken(db.pool.QueryRow(ctx, `SELECT `+refreshTokenColumns+` FROM refresh_tokens WHERE hash = $1`, hash))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, tokenkeeper.Errorf(tokenkeeper.ENOTFOUND, "refresh token not found")
+	} else if err != nil {
+		return nil, storeErr("get refresh token", err)
+	}
+	return t, nil
+}
+
+// RotateRefreshToken marks the token oldID rotated at now and stores next
+// in its family, in one transaction, but only if oldID is still current:
+// not rotated, not revoked, neither it nor its family expired at now, and
+// no revocation recorded for the family. The check and the mark are one
+// conditional UPDATE under the family's lock, so of any number of
+// concurrent rotations of one token, on any number of replicas, exactly
+// one succeeds, and a concurrent RevokeFamily revokes the token it
+// inserts. next's ID is assigned when empty and its CreatedAt defaults to
+// now; FamilyID, UserID, AuthTime and FamilyExpiresAt are copied from the
+// rotated token (EINVALID if next sets them to other values). Returns
+// EINVALID, or ECONFLICT when oldID is not current (nothing is written;
+// the caller treats it as reuse).
+func (db *DB) RotateRefreshToken(ctx context.Context, oldID string, now time.Time, next *tokenkeeper.RefreshToken) error {
+	if err := checkRequiredTime("now", now); err != nil {
+		return err
+	}
+	if err := checkNextRefreshToken(next); err != nil {
+		return err
+	}
+	notCurrent := tokenkeeper.Errorf(tokenkeeper.ECONFLICT, "refresh token is not current")
+	if !validID(oldID) {
+		return notCurrent
+	}
+	now = utc(now)
+	base := *next
+	if base.ID == "" {
+		base.ID = newID()
+	}
+	if base.CreatedAt.IsZero() {
+		base.CreatedAt = now
+	}
+	if !base.AuthTime.IsZero() {
+		base.AuthTime = utc(base.AuthTime)
+	}
+	if !base.FamilyExpiresAt.IsZero() {
+		base.FamilyExpiresAt = utc(base.FamilyExpiresAt)
+	}
+	base.Hash = append([]byte(nil), next.Hash...)
+	var n tokenkeeper.RefreshToken
+	err := db.write(ctx, "rotate refresh token", func(tx pgx.Tx) error {
+		n = base
+		var familyID string
+		err := tx.QueryRow(ctx, `SELECT family_id FROM refresh_tokens WHERE id = $1`, oldID).Scan(&familyID)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return notCurrent
+		} else if err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, lockFamily, familyID); err != nil {
+			return err
+		}
+		var userID string
+		var authTime, familyExpires time.Time
+		err = tx.QueryRow(ctx, `UPDATE refresh_tokens SET rotated_at = $1
+			WHERE id = $2 AND rotated_at IS NULL AND revoked_at IS NULL
+				AND expires_at > $1 AND family_expires_at > $1
+				AND NOT EXISTS (SELECT 1 FROM revocations r WHERE r.family_id = refresh_tokens.family_id)
+			RETURNING user_id, auth_time, family_expires_at`,
+			now, oldID).Scan(&userID, &authTime, &familyExpires)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return notCurrent
+		} else if err != nil {
+			return err
+		}
+		if err := inheritFamily(&n, familyID, userID, authTime.UTC(), familyExpires.UTC()); err != nil {
+			return err
+		}
+		normalizeTimes(&n)
+		return insertRefreshToken(ctx, tx, &n)
+	})
+	if err != nil {
+		return err
+	}
+	*next = n
+	return nil
+}
+
+// RevokeFamily revokes every refresh token of the family and records a
+// revocation of its access tokens until accessExpiresAt, under the
+// family's lock. It is idempotent: a second call keeps the first revocation
+// times and only ever extends the revocation's expiry. A family with no
+// stored token is still recorded. Returns EINVALID.
+func (db *DB) RevokeFamily(ctx context.Context, familyID string, now, accessExpiresAt time.Time) error {
+	if err := checkID("family id", familyID); err != nil {
+		return err
+	}
+	if err := checkRevocationTimes(now, accessExpiresAt); err != nil {
+		return err
+	}
+	now, accessExpiresAt = utc(now), utc(accessExpiresAt)
+	return db.write(ctx, "revoke refresh token family", func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, lockFamily, familyID); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, `UPDATE refresh_tokens SET revoked_at = $1 WHERE family_id = $2 AND revoked_at IS NULL`,
+			now, familyID); err != nil {
+			return err
+		}
+		_, err := tx.Exec(ctx, `INSERT INTO revocations (family_id, revoked_at, expires_at) VALUES ($1, $2, $3)
+			ON CONFLICT (family_id) DO UPDATE SET expires_at = GREATEST(revocations.expires_at, excluded.expires_at)`,
+			familyID, now, accessExpiresAt)
+		return err
+	})
+}
+
+// Revocations returns the revocations that have not expired at now,
+// ordered by family id.
+func (db *DB) Revocations(ctx context.Context, now time.Time) ([]*tokenkeeper.Revocation, error) {
+	if err := checkTime("now", now); err != nil {
+		return nil, err
+	}
+	rows, err := db.pool.Query(ctx, `SELECT family_id, revoked_at, expires_at FROM revocations
+		WHERE expires_at > $1 ORDER BY family_id COLLATE "C"`, utc(now))
+	if err != nil {
+		return nil, storeErr("list revocations", err)
+	}
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (*tokenkeeper.Revocation, error) {
+		var v tokenkeeper.Revocation
+		if err := r.Scan(&v.FamilyID, &v.RevokedAt, &v.ExpiresAt); err != nil {
+			return nil, err
+		}
+		v.RevokedAt, v.ExpiresAt = v.RevokedAt.UTC(), v.ExpiresAt.UTC()
+		return &v, nil
+	})
+	if err != nil {
+		return nil, storeErr("list revocations", err)
+	}
+	return out, nil
+}
+
+// Service clients
+
+const serviceClientColumns = `id, client_id, secret_hash, credentials, created_at, updated_at`
+
+func scanServiceClient(s pgx.Row) (*tokenkeeper.ServiceClient, error) {
+	var c tokenkeeper.ServiceClient
+	var creds string
+	if err := s.Scan(&c.ID, &c.ClientID, &c.SecretHash, &creds, &c.CreatedAt, &c.UpdatedAt); err != nil {
+		return nil, err
+	}
+	if err := json.Unmarshal([]byte(creds), &c.Credentials); err != nil {
+		return nil, fmt.Errorf("decode credentials of service client %s: %w", c.ID, err)
+	}
+	if len(c.Credentials) == 0 {
+		c.Credentials = nil
+	}
+	c.CreatedAt, c.UpdatedAt = c.CreatedAt.UTC(), c.UpdatedAt.UTC()
+	return &c, nil
+}
+
+// errNoClient does not quote the client_id, which comes from an
+// unauthenticated request.
+var errNoClient = tokenkeeper.Errorf(tokenkeeper.ENOTFOUND, "service client not found")
+
+// CreateServiceClient stores c, assigning ID, CreatedAt and UpdatedAt.
+// ClientID must be a valid name, SecretHash a SHA-256 and every granted
+// credential a valid name. Returns EINVALID or ECONFLICT (client_id taken).
+func (db *DB) CreateServiceClient(ctx context.Context, c *tokenkeeper.ServiceClient) error {
+	if err := checkServiceClient(c); err != nil {
+		return err
+	}
+	now := db.now()
+	n := *c
+	n.ID = newID()
+	n.CreatedAt, n.UpdatedAt = now, now
+	n.SecretHash = append([]byte(nil), c.SecretHash...)
+	n.Credentials = append([]string(nil), c.Credentials...)
+	if len(n.Credentials) == 0 {
+		n.Credentials = nil
+	}
+	creds := "[]"
+	if n.Credentials != nil {
+		b, _ := json.Marshal(n.Credentials) // a []string always marshals
+		creds = string(b)
+	}
+	err := db.write(ctx, "create service client", func(tx pgx.Tx) error {
+		_, err := tx.Exec(ctx, `INSERT INTO service_clients (`+serviceClientColumns+`) VALUES ($1, $2, $3, $4, $5, $5)`,
+			n.ID, n.ClientID, n.SecretHash, creds, now)
+		if isUniqueViolation(err) {
+			return tokenkeeper.Errorf(tokenkeeper.ECONFLICT, "service client %q already exists", n.ClientID)
+		}
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	*c = n
+	return nil
+}
+
+// ServiceClient returns a client by client_id. Returns ENOTFOUND.
+func (db *DB) ServiceClient(ctx context.Context, clientID string) (*tokenkeeper.ServiceClient, error) {
+	if tokenkeeper.ValidateName(clientID) != nil {
+		return nil, errNoClient
+	}
+	c, err := scanServiceClient(db.pool.QueryRow(ctx, `SELECT `+serviceClientColumns+` FROM service_clients WHERE client_id = $1`, clientID))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, errNoClient
+	} else if err != nil {
+		return nil, storeErr("get service client", err)
+	}
+	return c, nil
+}
+
+// ServiceClients lists the clients ordered by client_id (byte order).
+func (db *DB) ServiceClients(ctx context.Context) ([]*tokenkeeper.ServiceClient, error) {
+	rows, err := db.pool.Query(ctx, `SELECT `+serviceClientColumns+` FROM service_clients ORDER BY client_id COLLATE "C"`)
+	if err != nil {
+		return nil, storeErr("list service clients", err)
+	}
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (*tokenkeeper.ServiceClient, error) { return scanServiceClient(r) })
+	if err != nil {
+		return nil, storeErr("list service clients", err)
+	}
+	return out, nil
+}
+
+// SetServiceClientSecret replaces a client's secret hash and moves
+// UpdatedAt. Returns EINVALID or ENOTFOUND.
+func (db *DB) SetServiceClientSecret(ctx context.Context, clientID string, hash []byte) error {
+	if err := checkSHA256("client secret hash", hash); err != nil {
+		return err
+	}
+	if tokenkeeper.ValidateName(clientID) != nil {
+		return errNoClient
+	}
+	now := db.now()
+	return db.write(ctx, "set service client secret", func(tx pgx.Tx) error {
+		tag, err := tx.Exec(ctx, `UPDATE service_clients SET secret_hash = $1, updated_at = $2 WHERE client_id = $3`, hash, now, clientID)
+		if err != nil {
+			return err
+		}
+		if tag.RowsAffected() == 0 {
+			return errNoClient
+		}
+		return nil
+	})
+}
+
+// DeleteServiceClient removes a client. Returns ENOTFOUND.
+func (db *DB) DeleteServiceClient(ctx context.Context, clientID string) error {
+	if tokenkeeper.ValidateName(clientID) != nil {
+		return errNoClient
+	}
+	return db.write(ctx, "delete service client", func(tx pgx.Tx) error {
+		tag, err := tx.Exec(ctx, `DELETE FROM service_clients WHERE client_id = $1`, clientID)
+		if err != nil {
+			return err
+		}
+		if tag.RowsAffected() == 0 {
+			return errNoClient
+		}
+		return nil
+	})
+}
+
+// Signing keys
+
+// AddSigningKey stores k with its secret sealed (bound to the key's id and
+// the column), assigning CreatedAt. ID must be a valid name, Algorithm 1 to
+// 32 letters and digits, Secret 32 to 16384 bytes. Returns EINVALID or
+// ECONFLICT (id taken).
+func (db *DB) AddSigningKey(ctx context.Context, k *tokenkeeper.SigningKey) error {
+	if err := checkSigningKey(k); err != nil {
+		return err
+	}
+	n := *k
+	n.CreatedAt = db.now()
+	n.Secret = append([]byte(nil), k.Secret...)
+	sealed, err := db.ring.Seal(n.Secret, seal.AD("signing_keys", n.ID, "secret"))
+	if err != nil {
+		return fmt.Errorf("add signing key: seal signing_keys.secret: %w", err)
+	}
+	err = db.write(ctx, "add signing key", func(tx pgx.Tx) error {
+		_, err := tx.Exec(ctx, `INSERT INTO signing_keys (id, algorithm, secret, created_at) VALUES ($1, $2, $3, $4)`,
+			n.ID, n.Algorithm, sealed, n.CreatedAt)
+		if isUniqueViolation(err) {
+			return tokenkeeper.Errorf(tokenkeeper.ECONFLICT, "signing key %q already exists", n.ID)
+		}
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	*k = n
+	return nil
+}
+
+// SigningKeys returns all signing keys, newest first (by CreatedAt, then by
+// id descending in byte order, so that every replica picks the same newest
+// key), with their secrets opened.
+func (db *DB) SigningKeys(ctx context.Context) ([]*tokenkeeper.SigningKey, error) {
+	rows, err := db.pool.Query(ctx, `SELECT id, algorithm, secret, created_at FROM signing_keys
+		ORDER BY created_at DESC, id COLLATE "C" DESC`)
+	if err != nil {
+		return nil, storeErr("list signing keys", err)
+	}
+	type raw struct {
+		k      tokenkeeper.SigningKey
+		sealed []byte
+	}
+	raws, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (raw, error) {
+		var x raw
+		err := r.Scan(&x.k.ID, &x.k.Algorithm, &x.sealed, &x.k.CreatedAt)
+		return x, err
+	})
+	if err != nil {
+		return nil, storeErr("list signing keys", err)
+	}
+	out := make([]*tokenkeeper.SigningKey, 0, len(raws))
+	for _, r := range raws {
+		k := r.k
+		if r.sealed == nil {
+			return nil, fmt.Errorf("list signing keys: signing key %s has no secret", k.ID)
+		}
+		secret, err := db.openSealed(ctx, db.pool, r.sealed, "signing_keys", k.ID, "secret")
+		if err != nil {
+			return nil, err
+		}
+		k.Secret = []byte(secret)
+		k.CreatedAt = k.CreatedAt.UTC()
+		out = append(out, &k)
+	}
+	return out, nil
+}
+
+// resealSigningKeys re-seals every signing key secret inside RotateKey's
+// transaction, which holds lockKeys, with ring, whose active key is the new
+// data key (id, key). It locks the rows and returns how many secrets it
+// re-sealed.
+func (db *DB) resealSigningKeys(ctx context.Context, tx pgx.Tx, ring *seal.Ring, id uint32, key []byte) (int, error) {
+	type row struct {
+		id     string
+		sealed []byte
+	}
+	rows, err := tx.Query(ctx, `SELECT id, secret FROM signing_keys ORDER BY id FOR UPDATE`)
+	if err != nil {
+		return 0, err
+	}
+	all, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (row, error) {
+		var x row
+		err := r.Scan(&x.id, &x.sealed)
+		return x, err
+	})
+	if err != nil {
+		return 0, err
+	}
+	batch := &pgx.Batch{}
+	for _, r := range all {
+		ad := seal.AD("signing_keys", r.id, "secret")
+		pt, err := ring.Open(r.sealed, ad)
+		if errors.Is(err, seal.ErrUnknownKey) {
+			// A key added after RotateKey loaded the keys.
+			if rerr := db.reloadKeys(ctx, tx); rerr != nil {
+				return 0, rerr
+			}
+			ring = db.ring.Clone()
+			if err := ring.Add(id, key); err != nil {
+				return 0, err
+			}
+			pt, err = ring.Open(r.sealed, ad)
+		}
+		if err != nil {
+			return 0, fmt.Errorf("open signing_keys.secret of %s: %w", r.id, err)
+		}
+		ct, err := ring.Seal(pt, ad)
+		if err != nil {
+			return 0, err
+		}
+		batch.Queue(`UPDATE signing_keys SET secret = $1 WHERE id = $2`, ct, r.id)
+	}
+	if err := tx.SendBatch(ctx, batch).Close(); err != nil {
+		return 0, err
+	}
+	return len(all), nil
+}
+
+// Audit log
+
+// AddAudit appends r to the audit log, assigning ID and, if zero, Time.
+// Text fields are made valid UTF-8 without NUL bytes and cut to their caps
+// (actor and target 200 bytes, action 100, outcome 32, remote address 100,
+// detail 2000); r receives the stored values. The log is never pruned.
+// Returns EINVALID (no action, time out of range).
+func (db *DB) AddAudit(ctx context.Context, r *tokenkeeper.AuditRecord) error {
+	n, err := cleanAudit(r)
+	if err != nil {
+		return err
+	}
+	if n.Time.IsZero() {
+		n.Time = db.now()
+	}
+	n.Time = utc(n.Time)
+	var id int64
+	err = db.write(ctx, "add audit record", func(tx pgx.Tx) error {
+		return tx.QueryRow(ctx, `INSERT INTO audit (time, actor, action, target, outcome, remote_addr, detail)
+			VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id`,
+			n.Time, n.Actor, n.Action, n.Target, n.Outcome, n.RemoteAddr, n.Detail).Scan(&id)
+	})
+	if err != nil {
+		return err
+	}
+	n.ID = id
+	*r = n
+	return nil
+}
+
+// Audit returns the records matching f, newest (highest id) first: at most
+// f.Limit (1 to 1000, 0 meaning 100), only ids below f.BeforeID when it is
+// set, and only the exact Actor and Action when they are set. Returns
+// EINVALID for a bad filter.
+func (db *DB) Audit(ctx context.Context, f tokenkeeper.AuditFilter) ([]*tokenkeeper.AuditRecord, error) {
+	limit, err := auditLimit(f)
+	if err != nil {
+		return nil, err
+	}
+	var where []string
+	var args []any
+	add := func(cond string, v any) {
+		args = append(args, v)
+		where = append(where, cond+" $"+strconv.Itoa(len(args)))
+	}
+	if f.BeforeID > 0 {
+		add("id <", f.BeforeID)
+	}
+	if f.Actor != "" {
+		add("actor =", f.Actor)
+	}
+	if f.Action != "" {
+		add("action =", f.Action)
+	}
+	q := `SELECT id, time, actor, action, target, outcome, remote_addr, detail FROM audit`
+	if len(where) > 0 {
+		q += ` WHERE ` + strings.Join(where, " AND ")
+	}
+	args = append(args, limit)
+	q += ` ORDER BY id DESC LIMIT $` + strconv.Itoa(len(args))
+	rows, err := db.pool.Query(ctx, q, args...)
+	if err != nil {
+		return nil, storeErr("list audit records", err)
+	}
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (*tokenkeeper.AuditRecord, error) {
+		var a tokenkeeper.AuditRecord
+		if err := r.Scan(&a.ID, &a.Time, &a.Actor, &a.Action, &a.Target, &a.Outcome, &a.RemoteAddr, &a.Detail); err != nil {
+			return nil, err
+		}
+		a.Time = a.Time.UTC()
+		return &a, nil
+	})
+	if err != nil {
+		return nil, storeErr("list audit records", err)
+	}
+	return out, nil
+}

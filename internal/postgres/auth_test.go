@@ -1,0 +1,11 @@
+package postgres
+
+import (
+	"testing"
+
+	"github.com/tokenkeeper/tokenkeeper/internal/storetest"
+)
+
+func TestAuthStore(t *testing.T) {
+	storetest.RunAuth(t, newHarness)
+}
