@@ -85,7 +85,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		return e.subcommand("keys", rest, map[string]func([]string) error{"rotate": e.cmdKeysRotate})
 	case "bench":
 		return e.subcommand("bench", rest, map[string]func([]string) error{
-			"refresh": e.cmdBenchRefresh, "read": e.cmdBenchRead,
+			"refresh": e.cmdBenchRefresh, "read": e.cmdBenchRead, "chaos": e.cmdBenchChaos,
 		})
 	}
 	return usagef("unknown command %q; run 'tokenkeeper --help' for the list", cmd)
