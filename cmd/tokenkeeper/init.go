@@ -3,6 +3,8 @@ package main
 import (
 	"fmt"
 
+	"github.com/tokenkeeper/tokenkeeper"
+	"github.com/tokenkeeper/tokenkeeper/internal/auth"
 	"github.com/tokenkeeper/tokenkeeper/internal/sqlite"
 )
 
@@ -15,6 +17,9 @@ database that already has API keys.`)
 	so.register(c)
 	asJSON := c.fs.Bool("json", false, "print JSON")
 	keyName := c.fs.String("key-name", "admin", "name of the first admin API key")
+	adminUser := c.fs.String("admin-user", "", "also create this admin user (asks for the password, or see --password-stdin)")
+	pwStdin := c.fs.Bool("password-stdin", false, "read the admin user's password from standard input")
+	c.noEnv = map[string]bool{"password-stdin": true}
 	if err := c.parse(args, e.getenv); err != nil {
 		return err
 	}
@@ -28,6 +33,22 @@ database that already has API keys.`)
 		}
 		defer unlock()
 	}
+	var password string
+	if *adminUser != "" {
+		if err := auth.ValidateUsername(*adminUser); err != nil {
+			return usagef("--admin-user: %s", tokenkeeper.ErrorMessage(err))
+		}
+		pw, err := e.readPassword(*pwStdin, "Password for "+*adminUser)
+		if err != nil {
+			return err
+		}
+		if err := auth.CheckPasswordPolicy(pw); err != nil {
+			return usagef("%s", tokenkeeper.ErrorMessage(err))
+		}
+		password = pw
+	} else if *pwStdin {
+		return usagef("--password-stdin needs --admin-user")
+	}
 	store, err := e.openStore(&so, discardLogger(), true)
 	if err != nil {
 		return err
@@ -40,8 +61,28 @@ database that already has API keys.`)
 	if key == "" {
 		return fmt.Errorf("database %s is already initialized (it has API keys): create more with 'tokenkeeper apikey create'", redactURL(so.database))
 	}
+	if *adminUser != "" {
+		as, ok := store.(tokenkeeper.AuthStore)
+		if !ok {
+			return fmt.Errorf("this database cannot hold users")
+		}
+		hash, err := auth.HashPassword(password)
+		if err != nil {
+			return err
+		}
+		if err := as.CreateUser(e.ctx, &tokenkeeper.User{Username: *adminUser, PasswordHash: hash, Role: tokenkeeper.RoleAdmin}); err != nil {
+			return fmt.Errorf("create admin user: %w", err)
+		}
+	}
 	if *asJSON {
-		return printJSON(e.stdout, map[string]string{"database": redactURL(so.database), "admin_api_key": key})
+		out := map[string]string{"database": redactURL(so.database), "admin_api_key": key}
+		if *adminUser != "" {
+			out["admin_user"] = *adminUser
+		}
+		return printJSON(e.stdout, out)
+	}
+	if *adminUser != "" {
+		fmt.Fprintf(e.stdout, "Created admin user %q.\n", *adminUser)
 	}
 	fmt.Fprintf(e.stdout, "Initialized %s.\n", redactURL(so.database))
 	printAdminKey(e.stdout, key)

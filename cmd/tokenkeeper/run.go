@@ -35,7 +35,10 @@ Client (talk to a running broker; --server, --api-key):
   credential   add | list | show | update | rm | refresh | events
   token        print a credential's current access token
   apikey       create | list | revoke
-  keys         rotate: add a data key and re-seal every secret
+  keys         rotate: add a data key, re-seal every secret, rotate the JWT signing key
+  user         add | list | rm | passwd: people who log in (admin or viewer)
+  client       add | list | rm | rotate-secret: services using /oauth2/token
+  audit        the audit log
 
 Tools:
   testidp      run the OAuth2 test authorization server
@@ -81,6 +84,16 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		return e.subcommand("apikey", rest, map[string]func([]string) error{
 			"create": e.cmdAPIKeyCreate, "list": e.cmdAPIKeyList, "revoke": e.cmdAPIKeyRevoke,
 		})
+	case "user", "users":
+		return e.subcommand("user", rest, map[string]func([]string) error{
+			"add": e.cmdUserAdd, "list": e.cmdUserList, "rm": e.cmdUserRemove, "passwd": e.cmdUserPasswd,
+		})
+	case "client", "clients":
+		return e.subcommand("client", rest, map[string]func([]string) error{
+			"add": e.cmdClientAdd, "list": e.cmdClientList, "rm": e.cmdClientRemove, "rotate-secret": e.cmdClientRotate,
+		})
+	case "audit":
+		return e.cmdAudit(rest)
 	case "keys":
 		return e.subcommand("keys", rest, map[string]func([]string) error{"rotate": e.cmdKeysRotate})
 	case "bench":

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/tokenkeeper/tokenkeeper"
+	"github.com/tokenkeeper/tokenkeeper/internal/auth"
 	tkhttp "github.com/tokenkeeper/tokenkeeper/internal/http"
 	"github.com/tokenkeeper/tokenkeeper/internal/refresh"
 	"github.com/tokenkeeper/tokenkeeper/internal/sqlite"
@@ -74,16 +75,17 @@ func (o *brokerOptions) validate() error {
 
 // broker is a running broker: store, refresher and HTTP server.
 type broker struct {
-	URL       string
-	Store     tokenkeeper.Store
-	Refresher *refresh.Refresher
-	srv       *http.Server
-	done      chan struct{}
-	err       error
-	stopOnce  sync.Once
-	cancel    context.CancelFunc
-	opts      brokerOptions
-	logger    *slog.Logger
+	URL         string
+	Store       tokenkeeper.Store
+	Refresher   *refresh.Refresher
+	srv         *http.Server
+	done        chan struct{}
+	err         error
+	stopOnce    sync.Once
+	cancel      context.CancelFunc // stops the refresher and the accounts' reloads
+	auditCancel context.CancelFunc // stops the audit writer, after the HTTP server
+	opts        brokerOptions
+	logger      *slog.Logger
 }
 
 // startBroker starts the refresher and the HTTP server on opts.addr. The
@@ -100,7 +102,17 @@ func startBroker(ctx context.Context, store tokenkeeper.Store, opts brokerOption
 	if err != nil {
 		return nil, fmt.Errorf("listen on %s: %w", opts.addr, err)
 	}
-	handler := tkhttp.NewServer(tkhttp.Config{Store: store, Refresher: ref, Logger: logger, Version: versionString()})
+	// The broker's own accounts live in the same database.
+	var authSvc *auth.Service
+	authStore, _ := store.(tokenkeeper.AuthStore)
+	if authStore != nil {
+		if authSvc, err = auth.New(ctx, auth.Config{Store: authStore, Logger: logger}); err != nil {
+			ln.Close()
+			return nil, fmt.Errorf("start accounts: %w", err)
+		}
+	}
+	handler := tkhttp.NewServer(tkhttp.Config{Store: store, Refresher: ref, Logger: logger, Version: versionString(),
+		Auth: authSvc, AuthStore: authStore})
 	b := &broker{
 		URL: "http://" + ln.Addr().String(), Store: store, Refresher: ref, done: make(chan struct{}),
 		opts: opts, logger: logger,
@@ -113,10 +125,22 @@ func startBroker(ctx context.Context, store tokenkeeper.Store, opts brokerOption
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	b.cancel = cancel
 	var wg sync.WaitGroup
-	wg.Add(2)
+	wg.Add(4)
 	go func() {
 		defer wg.Done()
 		_ = ref.Run(runCtx)
+	}()
+	auditCtx, auditCancel := context.WithCancel(context.WithoutCancel(ctx))
+	b.auditCancel = auditCancel
+	go func() {
+		defer wg.Done()
+		handler.Run(auditCtx) // the audit log writer: flushes after the last request
+	}()
+	go func() {
+		defer wg.Done()
+		if authSvc != nil {
+			_ = authSvc.Run(runCtx)
+		}
 	}()
 	var serveErr error
 	go func() {
@@ -124,6 +148,7 @@ func startBroker(ctx context.Context, store tokenkeeper.Store, opts brokerOption
 		if err := b.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			serveErr = err
 			cancel()
+			auditCancel()
 		}
 	}()
 	go func() {
@@ -155,6 +180,7 @@ func (b *broker) Stop() {
 		defer cancel()
 		b.cancel() // stop claiming; workers finish their commits
 		_ = b.srv.Shutdown(sctx)
+		b.auditCancel()
 	})
 }
 

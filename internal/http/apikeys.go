@@ -77,6 +77,7 @@ func (s *server) handleAPIKeyCreate() http.Handler {
 			return
 		}
 		s.logger.Info("api key created", "name", rec.Name, "role", rec.Role, "prefix", rec.Prefix, "actor", actor(r))
+		s.audit(r, actor(r), "apikey.create", rec.Name, "ok", "role "+string(rec.Role))
 		j := toAPIKeyJSON(rec)
 		j.Key = key
 		writeJSON(w, http.StatusCreated, j)
@@ -106,6 +107,7 @@ func (s *server) handleAPIKeyRevoke() http.Handler {
 			return
 		}
 		s.keys.purge()
+		s.audit(r, actor(r), "apikey.revoke", id, "ok", "")
 		s.logger.Info("api key revoked", "key", id, "actor", actor(r))
 		w.WriteHeader(http.StatusNoContent)
 	})

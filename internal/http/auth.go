@@ -5,12 +5,15 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
+	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/tokenkeeper/tokenkeeper"
+	"github.com/tokenkeeper/tokenkeeper/internal/auth"
 )
 
 // APIKeyPrefix starts every API key, so that a key is recognisable in a
@@ -33,10 +36,42 @@ type ctxKey int
 
 const callerKey ctxKey = iota
 
-// callerFrom returns the authenticated API key of the request.
-func callerFrom(ctx context.Context) *tokenkeeper.APIKey {
-	k, _ := ctx.Value(callerKey).(*tokenkeeper.APIKey)
-	return k
+// caller is who makes a request: an API key or a user with an access token.
+type caller struct {
+	kind   string // "apikey" or "user"
+	name   string
+	role   tokenkeeper.Role
+	fresh  bool     // API keys count as fresh: they are not obtained by refresh
+	grants []string // the credentials a consumer key may read
+	claims *auth.Claims
+}
+
+// actor names the caller in events and audit records.
+func (c *caller) actor() string {
+	if c == nil {
+		return "anonymous"
+	}
+	return c.kind + ":" + c.name
+}
+
+// canReadToken reports whether the caller may read the token of, and
+// refresh, the named credential.
+func (c *caller) canReadToken(name string) bool {
+	switch {
+	case c == nil:
+		return false
+	case c.role == tokenkeeper.RoleAdmin:
+		return true
+	case c.role == tokenkeeper.RoleConsumer:
+		return slices.Contains(c.grants, name)
+	}
+	return false
+}
+
+// callerFrom returns the authenticated caller of the request.
+func callerFrom(ctx context.Context) *caller {
+	c, _ := ctx.Value(callerKey).(*caller)
+	return c
 }
 
 // keyCache remembers recently authenticated API keys so that the token read
@@ -81,56 +116,130 @@ func (c *keyCache) purge() {
 	c.mu.Unlock()
 }
 
-// authenticate resolves the bearer API key of the request; a missing or bad
-// key gets 401.
+// authenticate resolves the caller: a bearer API key (tk_...) or a user's
+// access token (a JWT, verified from memory). A missing or bad credential
+// gets 401 and an audit record.
 func (s *server) authenticate(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		auth := r.Header.Get("Authorization")
-		scheme, key, ok := strings.Cut(auth, " ")
+		scheme, token, ok := strings.Cut(auth, " ")
 		if auth == "" {
-			s.Error(w, r, tokenkeeper.Errorf(tokenkeeper.EUNAUTHORIZED, "an API key is required: send Authorization: Bearer tk_..."))
+			s.Error(w, r, tokenkeeper.Errorf(tokenkeeper.EUNAUTHORIZED, "authentication required: send Authorization: Bearer with an API key or an access token"))
 			return
 		}
-		if !ok || !strings.EqualFold(scheme, "Bearer") || !strings.HasPrefix(key, APIKeyPrefix) {
-			s.Error(w, r, tokenkeeper.Errorf(tokenkeeper.EUNAUTHORIZED, "malformed Authorization header: expected Bearer followed by an API key starting with %s", APIKeyPrefix))
+		if !ok || !strings.EqualFold(scheme, "Bearer") || token == "" {
+			s.authFailed(w, r, "malformed Authorization header", tokenkeeper.Errorf(tokenkeeper.EUNAUTHORIZED, "malformed Authorization header: expected Bearer and a token"))
 			return
 		}
-		h := sha256.Sum256([]byte(key))
-		now := s.now()
-		k := s.keys.get(h, now)
-		if k == nil {
-			var err error
-			k, err = s.store.APIKeyByHash(r.Context(), h[:])
-			if tokenkeeper.ErrorCode(err) == tokenkeeper.ENOTFOUND {
-				s.Error(w, r, tokenkeeper.Errorf(tokenkeeper.EUNAUTHORIZED, "invalid or revoked API key"))
-				return
-			} else if err != nil {
-				s.Error(w, r, err)
+		var c *caller
+		if strings.HasPrefix(token, APIKeyPrefix) {
+			k, err := s.apiKey(r.Context(), token)
+			if err != nil {
+				if tokenkeeper.ErrorCode(err) == tokenkeeper.EUNAUTHORIZED {
+					s.authFailed(w, r, "invalid API key", err)
+				} else {
+					s.Error(w, r, err)
+				}
 				return
 			}
-			s.keys.put(h, k, now)
+			c = &caller{kind: "apikey", name: k.Name, role: k.Role, fresh: true, grants: k.Credentials}
+		} else {
+			if s.auth == nil {
+				s.authFailed(w, r, "access token without accounts", tokenkeeper.Errorf(tokenkeeper.EUNAUTHORIZED, "invalid API key"))
+				return
+			}
+			cl, err := s.auth.Verify(r.Context(), token)
+			if err != nil {
+				w.Header().Set("WWW-Authenticate", `Bearer realm="tokenkeeper", error="invalid_token"`)
+				s.authFailed(w, r, "invalid access token", err)
+				return
+			}
+			c = &caller{kind: "user", name: cl.Username, role: cl.Role, fresh: cl.IsFresh(s.now()), claims: cl}
 		}
-		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), callerKey, k)))
+		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), callerKey, c)))
 	})
 }
 
-// requireAdmin lets only admin keys through.
-func (s *server) requireAdmin(next http.Handler) http.Handler {
+// apiKey resolves an API key, from memory when it was seen recently.
+func (s *server) apiKey(ctx context.Context, key string) (*tokenkeeper.APIKey, error) {
+	h := sha256.Sum256([]byte(key))
+	now := s.now()
+	if k := s.keys.get(h, now); k != nil {
+		return k, nil
+	}
+	k, err := s.store.APIKeyByHash(ctx, h[:])
+	if tokenkeeper.ErrorCode(err) == tokenkeeper.ENOTFOUND {
+		return nil, tokenkeeper.Errorf(tokenkeeper.EUNAUTHORIZED, "invalid or revoked API key")
+	} else if err != nil {
+		return nil, err
+	}
+	s.keys.put(h, k, now)
+	return k, nil
+}
+
+// authFailed answers 401 and records the failure (never the credential).
+func (s *server) authFailed(w http.ResponseWriter, r *http.Request, why string, err error) {
+	s.audit(r, "anonymous", "auth.failed", r.URL.Path, "denied", why)
+	s.Error(w, r, err)
+}
+
+// requireRole lets only callers with one of the roles through.
+func (s *server) requireRole(roles ...tokenkeeper.Role) func(http.Handler) http.Handler {
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			c := callerFrom(r.Context())
+			if c == nil || !slices.Contains(roles, c.role) {
+				s.audit(r, c.actor(), "auth.forbidden", r.Method+" "+r.URL.Path, "denied", "")
+				s.Error(w, r, tokenkeeper.Errorf(tokenkeeper.EFORBIDDEN, "this operation requires the role %s", joinRoles(roles)))
+				return
+			}
+			next.ServeHTTP(w, r)
+		})
+	}
+}
+
+func joinRoles(roles []tokenkeeper.Role) string {
+	parts := make([]string, len(roles))
+	for i, r := range roles {
+		parts[i] = string(r)
+	}
+	return strings.Join(parts, " or ")
+}
+
+// requireFresh lets only fresh callers through: API keys, and users whose
+// access token came from a login (or within the freshness window).
+func (s *server) requireFresh(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if k := callerFrom(r.Context()); k == nil || k.Role != tokenkeeper.RoleAdmin {
-			s.Error(w, r, tokenkeeper.Errorf(tokenkeeper.EFORBIDDEN, "this operation requires an admin API key"))
+		if c := callerFrom(r.Context()); c == nil || !c.fresh {
+			s.freshRequired(w, r)
 			return
 		}
 		next.ServeHTTP(w, r)
 	})
 }
 
-// requireGrant lets a key through only to credentials it was granted; any
-// other name gets the same 404 as a credential that does not exist.
+// freshRequired answers 401 fresh_token_required (RFC 9470).
+func (s *server) freshRequired(w http.ResponseWriter, r *http.Request) {
+	s.audit(r, callerFrom(r.Context()).actor(), "auth.fresh_required", r.Method+" "+r.URL.Path, "denied", "")
+	w.Header().Set("WWW-Authenticate", `Bearer realm="tokenkeeper", error="insufficient_user_authentication", error_description="A fresh access token is required: log in again"`)
+	writeProblem(w, &Problem{
+		Type: ProblemTypePrefix + "fresh_token_required", Title: "Unauthorized", Status: http.StatusUnauthorized,
+		Code: "fresh_token_required", Detail: "this operation requires a fresh access token (one obtained by logging in, not by a refresh): log in again",
+	})
+}
+
+// requireGrant lets a caller through only to credentials it may read; any
+// other name gets the same 404 as a credential that does not exist. A
+// viewer gets 403: viewers never read tokens.
 func (s *server) requireGrant(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		name := r.PathValue("name")
-		if k := callerFrom(r.Context()); k == nil || !k.CanRead(name) {
+		c := callerFrom(r.Context())
+		if c != nil && c.role == tokenkeeper.RoleViewer {
+			s.Error(w, r, tokenkeeper.Errorf(tokenkeeper.EFORBIDDEN, "viewers may not read tokens"))
+			return
+		}
+		if !c.canReadToken(name) {
 			s.Error(w, r, errNotFound(name))
 			return
 		}
@@ -140,4 +249,18 @@ func (s *server) requireGrant(next http.Handler) http.Handler {
 
 func errNotFound(name string) error {
 	return tokenkeeper.Errorf(tokenkeeper.ENOTFOUND, "credential %q not found", name)
+}
+
+// remoteHost is the client address of r, without the port.
+func remoteHost(r *http.Request) string {
+	if h, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
+		return h
+	}
+	return r.RemoteAddr
+}
+
+// audit records an action in the audit log (in the background).
+func (s *server) audit(r *http.Request, actor, action, target, outcome, detail string) {
+	s.auditw.record(&tokenkeeper.AuditRecord{Time: s.now(), Actor: actor, Action: action, Target: target,
+		Outcome: outcome, RemoteAddr: remoteHost(r), Detail: detail})
 }

@@ -125,6 +125,7 @@ func (s *server) handleCredentialCreate() http.Handler {
 			return
 		}
 		s.recordEvent(r, c, tokenkeeper.EventCreated, "credential created")
+		s.audit(r, actor(r), "credential.create", c.Name, "ok", string(c.GrantType))
 		s.refresher.Forget(c.Name)
 		s.refresher.Wake()
 		w.Header().Set("Location", "/v1/credentials/"+c.Name)
@@ -144,12 +145,7 @@ func (s *server) recordEvent(r *http.Request, c *tokenkeeper.Credential, kind, m
 	}
 }
 
-func actor(r *http.Request) string {
-	if k := callerFrom(r.Context()); k != nil {
-		return "apikey:" + k.Name
-	}
-	return "anonymous"
-}
+func actor(r *http.Request) string { return callerFrom(r.Context()).actor() }
 
 func (s *server) handleCredentialList() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -229,6 +225,10 @@ func (s *server) handleCredentialUpdate() http.Handler {
 		}
 		msg := "credential updated"
 		if req.ClientSecret != nil || req.RefreshToken != nil {
+			if c := callerFrom(r.Context()); c == nil || !c.fresh {
+				s.freshRequired(w, r)
+				return
+			}
 			msg = "credential secrets replaced"
 		}
 		ev := &tokenkeeper.Event{Time: s.now(), Kind: tokenkeeper.EventUpdated, Outcome: tokenkeeper.OutcomeOK, Message: msg, Actor: actor(r)}
@@ -239,6 +239,7 @@ func (s *server) handleCredentialUpdate() http.Handler {
 		}
 		s.refresher.Forget(name)
 		s.refresher.Wake()
+		s.audit(r, actor(r), "credential.update", name, "ok", msg)
 		writeJSON(w, http.StatusOK, toCredentialJSON(c))
 	})
 }
@@ -252,6 +253,7 @@ func (s *server) handleCredentialDelete() http.Handler {
 		}
 		s.refresher.Forget(name)
 		s.logger.Info("credential deleted", "credential", name, "actor", actor(r))
+		s.audit(r, actor(r), "credential.delete", name, "ok", "")
 		w.WriteHeader(http.StatusNoContent)
 	})
 }

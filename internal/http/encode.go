@@ -7,9 +7,11 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
 
 	"github.com/tokenkeeper/tokenkeeper"
+	"github.com/tokenkeeper/tokenkeeper/internal/auth"
 )
 
 // statuses maps each domain error code to its HTTP status: the one table.
@@ -23,6 +25,7 @@ var statuses = map[string]int{
 	tokenkeeper.ENOTREADY:     http.StatusConflict,
 	tokenkeeper.EUNAVAILABLE:  http.StatusServiceUnavailable,
 	tokenkeeper.EINTERNAL:     http.StatusInternalServerError,
+	auth.ETOOMANYREQUESTS:     http.StatusTooManyRequests,
 }
 
 // ProblemTypePrefix prefixes the error code in a problem's type member.
@@ -85,6 +88,10 @@ func writeProblem(w http.ResponseWriter, p *Problem) {
 // Error writes err as a problem response, logging internal errors.
 func (s *server) Error(w http.ResponseWriter, r *http.Request, err error) {
 	p := problemFor(err)
+	var rl *auth.RateLimitError
+	if errors.As(err, &rl) {
+		w.Header().Set("Retry-After", strconv.FormatInt(rl.RetryAfterSeconds(), 10))
+	}
 	if p.Status >= 500 {
 		s.logger.Error("request failed", "method", r.Method, "path", r.URL.Path, "status", p.Status, "err", err)
 	}

@@ -2,8 +2,11 @@ package http
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"fmt"
 	"net/http"
+	"runtime/debug"
 	"time"
 
 	"github.com/tokenkeeper/tokenkeeper"
@@ -47,8 +50,12 @@ func (s *server) recoverPanics(next http.Handler) http.Handler {
 				if v == http.ErrAbortHandler {
 					panic(v)
 				}
-				s.logger.Error("panic in handler", "method", r.Method, "path", r.URL.Path, "panic", fmt.Sprint(v))
-				s.Error(w, r, tokenkeeper.Errorf(tokenkeeper.EINTERNAL, "internal error"))
+				id := requestID()
+				s.logger.Error("panic in handler", "request_id", id, "method", r.Method, "path", r.URL.Path, "panic", fmt.Sprint(v), "stack", string(debug.Stack()))
+				w.Header().Set("X-Request-Id", id)
+				writeProblem(w, &Problem{Type: ProblemTypePrefix + tokenkeeper.EINTERNAL, Title: "Internal Server Error",
+					Status: http.StatusInternalServerError, Code: tokenkeeper.EINTERNAL,
+					Detail: "internal error; quote request id " + id + " to the operator"})
 			}
 		}()
 		next.ServeHTTP(w, r)
@@ -62,7 +69,24 @@ func (s *server) handleKeysRotate() http.Handler {
 			s.Error(w, r, err)
 			return
 		}
-		s.logger.Info("data key rotated", "resealed", n, "actor", actor(r))
-		writeJSON(w, http.StatusOK, map[string]int{"resealed": n})
+		out := map[string]any{"resealed": n}
+		if s.auth != nil {
+			kid, err := s.auth.RotateSigningKey(r.Context())
+			if err != nil {
+				s.Error(w, r, err)
+				return
+			}
+			out["signing_key"] = kid
+		}
+		s.logger.Info("keys rotated", "resealed", n, "actor", actor(r))
+		s.audit(r, actor(r), "keys.rotate", "", "ok", fmt.Sprintf("%d secrets re-sealed", n))
+		writeJSON(w, http.StatusOK, out)
 	})
+}
+
+// requestID returns a random id that ties a 500 answer to its log line.
+func requestID() string {
+	b := make([]byte, 8)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
 }

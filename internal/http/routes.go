@@ -1,27 +1,71 @@
 package http
 
-import "net/http"
+import (
+	"net/http"
 
-// routes registers every route of the API.
+	"github.com/tokenkeeper/tokenkeeper"
+)
+
+// routes registers every route of the API with who may call it.
+//
+//	anyone           healthz, readyz, login, refresh, OAuth2 token endpoint, metadata
+//	any caller       whoami, logout (users)
+//	admin, viewer    list and show credentials, events
+//	admin, consumer  read a granted credential's token, force its refresh
+//	admin            everything else; fresh callers only for creating or
+//	                 deleting credentials or changing their secrets, and for
+//	                 managing users, API keys, service clients and keys
 func (s *server) routes(mux *http.ServeMux) {
+	admin := tokenkeeper.RoleAdmin
+	viewer := tokenkeeper.RoleViewer
+	consumer := tokenkeeper.RoleConsumer
+	// as chains authentication, a role check and optionally freshness.
+	as := func(h http.Handler, fresh bool, roles ...tokenkeeper.Role) http.Handler {
+		if fresh {
+			h = s.requireFresh(h)
+		}
+		return s.authenticate(s.requireRole(roles...)(h))
+	}
+
 	mux.Handle("GET /healthz", s.handleHealthz())
 	mux.Handle("GET /readyz", s.handleReadyz())
 
-	admin := func(h http.Handler) http.Handler { return s.authenticate(s.requireAdmin(h)) }
-	mux.Handle("POST /v1/credentials", admin(s.handleCredentialCreate()))
-	mux.Handle("GET /v1/credentials", admin(s.handleCredentialList()))
-	mux.Handle("GET /v1/credentials/{name}", admin(s.handleCredentialGet()))
-	mux.Handle("PATCH /v1/credentials/{name}", admin(s.handleCredentialUpdate()))
-	mux.Handle("DELETE /v1/credentials/{name}", admin(s.handleCredentialDelete()))
-	mux.Handle("GET /v1/credentials/{name}/events", admin(s.handleCredentialEvents()))
-	mux.Handle("GET /v1/credentials/{name}/token", s.authenticate(s.requireGrant(s.handleToken())))
-	mux.Handle("POST /v1/credentials/{name}/refresh", s.authenticate(s.requireGrant(s.handleRefresh())))
+	mux.Handle("POST /v1/credentials", as(s.handleCredentialCreate(), true, admin))
+	mux.Handle("GET /v1/credentials", as(s.handleCredentialList(), false, admin, viewer))
+	mux.Handle("GET /v1/credentials/{name}", as(s.handleCredentialGet(), false, admin, viewer))
+	mux.Handle("PATCH /v1/credentials/{name}", as(s.handleCredentialUpdate(), false, admin)) // fresh when secrets change
+	mux.Handle("DELETE /v1/credentials/{name}", as(s.handleCredentialDelete(), true, admin))
+	mux.Handle("GET /v1/credentials/{name}/events", as(s.handleCredentialEvents(), false, admin, viewer))
+	mux.Handle("GET /v1/credentials/{name}/token", as(s.requireGrant(s.handleToken()), false, admin, consumer, viewer))
+	mux.Handle("POST /v1/credentials/{name}/refresh", as(s.requireGrant(s.handleRefresh()), false, admin, consumer, viewer))
 
-	mux.Handle("POST /v1/apikeys", admin(s.handleAPIKeyCreate()))
-	mux.Handle("GET /v1/apikeys", admin(s.handleAPIKeyList()))
-	mux.Handle("DELETE /v1/apikeys/{id}", admin(s.handleAPIKeyRevoke()))
+	mux.Handle("POST /v1/apikeys", as(s.handleAPIKeyCreate(), true, admin))
+	mux.Handle("GET /v1/apikeys", as(s.handleAPIKeyList(), false, admin))
+	mux.Handle("DELETE /v1/apikeys/{id}", as(s.handleAPIKeyRevoke(), true, admin))
 
-	mux.Handle("POST /v1/keys/rotate", admin(s.handleKeysRotate()))
+	mux.Handle("POST /v1/keys/rotate", as(s.handleKeysRotate(), true, admin))
+
+	if s.auth != nil {
+		mux.Handle("POST /v1/auth/login", s.handleLogin())
+		mux.Handle("POST /v1/auth/refresh", s.handleAuthRefresh())
+		mux.Handle("POST /v1/auth/logout", as(s.handleLogout(), false, admin, viewer, consumer))
+		mux.Handle("GET /v1/auth/whoami", as(s.handleWhoami(), false, admin, viewer, consumer))
+
+		mux.Handle("POST /v1/users", as(s.handleUserCreate(), true, admin))
+		mux.Handle("GET /v1/users", as(s.handleUserList(), false, admin))
+		mux.Handle("DELETE /v1/users/{name}", as(s.handleUserDelete(), true, admin))
+		mux.Handle("PUT /v1/users/{name}/password", as(s.handleUserPassword(), true, admin))
+
+		mux.Handle("POST /v1/clients", as(s.handleClientCreate(), true, admin))
+		mux.Handle("GET /v1/clients", as(s.handleClientList(), false, admin))
+		mux.Handle("DELETE /v1/clients/{id}", as(s.handleClientDelete(), true, admin))
+		mux.Handle("POST /v1/clients/{id}/rotate-secret", as(s.handleClientRotate(), true, admin))
+
+		mux.Handle("GET /v1/audit", as(s.handleAudit(), false, admin))
+
+		mux.Handle("POST /oauth2/token", s.handleOAuth2Token())
+		mux.Handle("GET /.well-known/oauth-authorization-server", s.handleMetadata())
+	}
 
 	mux.Handle("/v1/", s.handleNotFound())
 	mux.Handle("/", s.handleNotFound())

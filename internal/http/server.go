@@ -5,11 +5,13 @@
 package http
 
 import (
+	"context"
 	"log/slog"
 	"net/http"
 	"time"
 
 	"github.com/tokenkeeper/tokenkeeper"
+	"github.com/tokenkeeper/tokenkeeper/internal/auth"
 	"github.com/tokenkeeper/tokenkeeper/internal/refresh"
 )
 
@@ -24,6 +26,14 @@ type Config struct {
 	Version string
 	// MaxBodyBytes limits request bodies; default 64 KiB.
 	MaxBodyBytes int64
+	// Auth serves the broker's own accounts (login, access tokens, service
+	// clients); AuthStore keeps them and the audit log. Both nil: only API
+	// keys authenticate and nothing is audited.
+	Auth      *auth.Service
+	AuthStore tokenkeeper.AuthStore
+	// Issuer is the broker's public base URL for RFC 8414 metadata; empty:
+	// derived from each request's Host.
+	Issuer string
 	// KeyCacheTTL is how long an authenticated API key is trusted without
 	// asking the store again; default 5s. A revocation made on another
 	// replica takes at most this long to apply here.
@@ -39,10 +49,29 @@ type server struct {
 	version   string
 	maxBody   int64
 	keys      *keyCache
+	auth      *auth.Service
+	authStore tokenkeeper.AuthStore
+	auditw    *auditWriter // nil without an AuthStore
+	issuer    string
+}
+
+// Server is the broker's HTTP handler. Run its background work (the audit
+// log writer) with Run.
+type Server struct {
+	http.Handler
+	s *server
+}
+
+// Run writes audit records in the background until ctx ends, then flushes
+// what is queued. Without an AuthStore it returns at once.
+func (h *Server) Run(ctx context.Context) {
+	if h.s.auditw != nil {
+		h.s.auditw.run(ctx)
+	}
 }
 
 // NewServer returns the broker's HTTP handler.
-func NewServer(cfg Config) http.Handler {
+func NewServer(cfg Config) *Server {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -59,8 +88,12 @@ func NewServer(cfg Config) http.Handler {
 		store: cfg.Store, refresher: cfg.Refresher, logger: cfg.Logger.With("component", "http"),
 		now: cfg.Now, version: cfg.Version, maxBody: cfg.MaxBodyBytes,
 		keys: newKeyCache(cfg.KeyCacheTTL),
+		auth: cfg.Auth, authStore: cfg.AuthStore, issuer: cfg.Issuer,
+	}
+	if cfg.AuthStore != nil {
+		s.auditw = newAuditWriter(cfg.AuthStore, s.logger, cfg.Now, 4096)
 	}
 	mux := http.NewServeMux()
 	s.routes(mux)
-	return s.recoverPanics(mux)
+	return &Server{Handler: s.recoverPanics(mux), s: s}
 }

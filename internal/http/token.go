@@ -64,6 +64,7 @@ func (s *server) handleToken() http.Handler {
 			s.writeServedError(w, r, name, sv, err)
 			return
 		}
+		s.auditw.tokenRead(actor(r), name, remoteHost(r))
 		s.writeToken(w, sv.Token)
 	})
 }
@@ -81,6 +82,11 @@ func (s *server) handleRefresh() http.Handler {
 			return
 		}
 		c, err := s.refresher.Refresh(r.Context(), name, req.RejectedToken)
+		detail := "forced"
+		if req.RejectedToken != "" {
+			detail = "rejected token reported"
+		}
+		s.audit(r, actor(r), "credential.refresh", name, outcomeOf(err), detail)
 		if err != nil {
 			s.writeServedError(w, r, name, nil, err)
 			return
@@ -99,4 +105,11 @@ func (s *server) handleRefresh() http.Handler {
 		}
 		s.writeServedError(w, r, name, sv, tokenkeeper.Errorf(tokenkeeper.ENOTREADY, msg, c.Name, c.Status))
 	})
+}
+
+func outcomeOf(err error) string {
+	if err != nil {
+		return "error"
+	}
+	return "ok"
 }
