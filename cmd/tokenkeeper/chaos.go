@@ -589,6 +589,7 @@ func (r *chaosRun) startProc(ctx context.Context, rep *replica) (*replicaProc, e
 		"--log-format", "text", "--log-level", "info")
 	cmd.Env = r.childEnv()
 	cmd.Stderr = rep.log
+	dieWithParent(cmd)
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		return nil, err
