@@ -3,6 +3,7 @@ package auth
 import (
 	"crypto/rand"
 	"encoding/base64"
+	"encoding/hex"
 	"fmt"
 	"time"
 
@@ -68,5 +69,10 @@ func randomToken(prefix string, n int) string {
 	return prefix + base64.RawURLEncoding.EncodeToString(b)
 }
 
-// newID returns a random identifier with 128 bits of entropy, in base64url.
-func newID() string { return randomToken("", 16) }
+// newID returns a random identifier with 128 bits of entropy, in hex, so
+// that it is a valid name everywhere (a kid, a family id).
+func newID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
