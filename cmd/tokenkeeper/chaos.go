@@ -382,7 +382,12 @@ func (e *env) runChaos(cfg *chaosConfig) (err error) {
 		}
 	}
 	ctx := e.ctx
-	defer r.cleanup()
+	defer func() {
+		if err != nil {
+			r.keepLogs = true // for the cause
+		}
+		r.cleanup()
+	}()
 
 	if err := r.setup(ctx); err != nil {
 		return err
@@ -396,9 +401,6 @@ func (e *env) runChaos(cfg *chaosConfig) (err error) {
 	rep, err := r.chaos(ctx)
 	if err != nil {
 		return err
-	}
-	if len(rep.Violations) > 0 {
-		r.keepLogs = true
 	}
 	if !cfg.asJSON {
 		r.printTable(rep)
