@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/tokenkeeper/tokenkeeper"
+	"github.com/tokenkeeper/tokenkeeper/internal/auth"
 	tkhttp "github.com/tokenkeeper/tokenkeeper/internal/http"
 	"github.com/tokenkeeper/tokenkeeper/internal/refresh"
 	"github.com/tokenkeeper/tokenkeeper/internal/sqlite"
@@ -44,6 +45,7 @@ func (b *syncBuffer) String() string {
 
 type harness struct {
 	t        *testing.T
+	auth     *auth.Service
 	url      string
 	admin    string
 	store    tokenkeeper.Store
@@ -86,14 +88,26 @@ func newHarness(t *testing.T, idpOpts ...oauthtest.Option) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
+	fast := auth.Argon2Params{Memory: 1024, Time: 1, Threads: 1, SaltLen: 16, KeyLen: 32}
+	many := auth.Rate{Limit: 1000, Per: time.Minute, Burst: 1000}
+	h.auth, err = auth.New(context.Background(), auth.Config{Store: store, Logger: logger, PasswordParams: fast,
+		LoginRateUser: many, LoginRateAddress: many})
+	if err != nil {
+		t.Fatal(err)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { _ = h.ref.Run(ctx); close(done) }()
-	srv := httptest.NewServer(tkhttp.NewServer(tkhttp.Config{Store: store, Refresher: h.ref, Logger: logger}))
+	done := make(chan struct{}, 3)
+	handler := tkhttp.NewServer(tkhttp.Config{Store: store, Refresher: h.ref, Logger: logger, Auth: h.auth, AuthStore: store})
+	go func() { _ = h.ref.Run(ctx); done <- struct{}{} }()
+	go func() { _ = h.auth.Run(ctx); done <- struct{}{} }()
+	go func() { handler.Run(ctx); done <- struct{}{} }()
+	srv := httptest.NewServer(handler)
 	h.url = srv.URL
 	t.Cleanup(func() {
 		srv.Close()
 		cancel()
+		<-done
+		<-done
 		<-done
 		store.Close()
 		// No secret may ever reach a log.
@@ -145,6 +159,11 @@ func (h *harness) do(method, path, key string, body any) *response {
 	if rd != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
+	return h.send(req)
+}
+
+func (h *harness) send(req *http.Request) *response {
+	h.t.Helper()
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		h.t.Fatal(err)
@@ -152,6 +171,18 @@ func (h *harness) do(method, path, key string, body any) *response {
 	defer resp.Body.Close()
 	data, _ := io.ReadAll(resp.Body)
 	return &response{status: resp.StatusCode, header: resp.Header, body: data}
+}
+
+func jsonString(body any) string {
+	switch b := body.(type) {
+	case nil:
+		return ""
+	case string:
+		return b
+	default:
+		data, _ := json.Marshal(b)
+		return string(data)
+	}
 }
 
 func (h *harness) ccCredential(name string) map[string]any {
