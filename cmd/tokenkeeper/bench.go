@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"crypto/rand"
+	"encoding/base64"
 	"encoding/hex"
 	"fmt"
 	"io"
@@ -284,6 +285,7 @@ schema of that database, dropped afterwards; the default is a temporary SQLite f
 	fmt.Fprintf(w, "  refreshes                       %d (%.1f/s), %d failed attempts, %d fenced\n", ok, float64(ok)/window.Seconds(), failed, fenced)
 	fmt.Fprintf(w, "  refreshed before expiry         %.2f%% (%d late, %d expired unrefreshed)\n", onTime, late, expiredUnrefreshed)
 	fmt.Fprintf(w, "  provider calls per token        %.3f (%d calls for %d tokens replaced)\n", perToken, calls, ok)
+	fmt.Fprintf(w, "  calls per credential per %-7s %.2f of wall time (each token is replaced a third of its lifetime early)\n", lifetime.String(), float64(calls)/float64(*n)/(window.Seconds()/lifetime.Seconds()))
 	fmt.Fprintf(w, "  refresh latency                 p50 %s, p99 %s\n", ms(percentile(lat, 0.5)), ms(percentile(lat, 0.99)))
 	fmt.Fprintf(w, "  peak RSS                        %.0f MiB\n", float64(peakRSS())/(1<<20))
 	return nil
@@ -296,8 +298,9 @@ type loadResult struct {
 	p50, p99         time.Duration
 }
 
-// drive sends GET requests to url from conns keep-alive connections for d.
-func drive(ctx context.Context, target, auth string, conns int, d time.Duration) loadResult {
+// drive sends requests (GET, or POST of form when form is not empty) to
+// target from conns keep-alive connections for d.
+func drive(ctx context.Context, target, auth, form string, conns int, d time.Duration) loadResult {
 	ctx, cancel := context.WithTimeout(ctx, d)
 	defer cancel()
 	var total, errs atomic.Int64
@@ -312,12 +315,20 @@ func drive(ctx context.Context, target, auth string, conns int, d time.Duration)
 			defer tr.CloseIdleConnections()
 			hc := &http.Client{Transport: tr}
 			req, _ := http.NewRequest("GET", target, nil)
+			if form != "" {
+				req.Method = "POST"
+				req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+			}
 			if auth != "" {
 				req.Header.Set("Authorization", auth)
 			}
 			local := make([]time.Duration, 0, 1<<16)
 			for ctx.Err() == nil {
 				t0 := time.Now()
+				if form != "" {
+					req.Body = io.NopCloser(strings.NewReader(form))
+					req.ContentLength = int64(len(form))
+				}
 				resp, err := hc.Do(req)
 				if err != nil {
 					if ctx.Err() == nil {
@@ -414,22 +425,61 @@ rates, their ratio and the p99 latencies.`)
 	go func() { _ = bare.Serve(ln) }()
 	defer bare.Close()
 
+	// The other callers: a user's access token (JWT) and a service client
+	// at the OAuth2 token endpoint.
+	password := randomString()
+	if err := api.do(e.ctx, "POST", "/v1/users", map[string]string{"username": "bench", "password": password, "role": "admin"}, nil); err != nil {
+		return err
+	}
+	var login struct {
+		AccessToken string `json:"access_token"`
+	}
+	if err := api.do(e.ctx, "POST", "/v1/auth/login", map[string]string{"username": "bench", "password": password}, &login); err != nil {
+		return err
+	}
+	var cl struct {
+		ClientSecret string `json:"client_secret"`
+	}
+	if err := api.do(e.ctx, "POST", "/v1/clients", map[string]any{"client_id": "bench", "credentials": []string{"bench"}}, &cl); err != nil {
+		return err
+	}
+	basic := "Basic " + base64.StdEncoding.EncodeToString([]byte("bench:"+cl.ClientSecret))
+	form := "grant_type=client_credentials&scope=credential%3Abench"
+
 	fmt.Fprintf(e.stderr, "bench read: %d connections, %s per run, %s\n", *conns, *d, dbName)
-	bareRes := drive(e.ctx, "http://"+ln.Addr().String()+"/", "", *conns, *d)
-	brokerRes := drive(e.ctx, b.URL+"/v1/credentials/bench/token", "Bearer "+key, *conns, *d)
-	ratio := brokerRes.rate / bareRes.rate
+	type run struct {
+		name, target, auth, form string
+		res                      loadResult
+	}
+	runs := []*run{
+		{name: "bare net/http handler", target: "http://" + ln.Addr().String() + "/"},
+		{name: "GET .../token, API key", target: b.URL + "/v1/credentials/bench/token", auth: "Bearer " + key},
+		{name: "GET .../token, user JWT", target: b.URL + "/v1/credentials/bench/token", auth: "Bearer " + login.AccessToken},
+		{name: "POST /oauth2/token, client", target: b.URL + "/oauth2/token", auth: basic, form: form},
+	}
+	for _, r := range runs {
+		r.res = drive(e.ctx, r.target, r.auth, r.form, *conns, *d)
+	}
+	bareRate := runs[0].res.rate
 	if *asJSON {
-		return printJSON(e.stdout, map[string]any{
-			"connections": *conns, "duration": d.String(), "body_bytes": len(body),
-			"bare_rps": bareRes.rate, "bare_p99_ms": float64(bareRes.p99.Microseconds()) / 1000, "bare_errors": bareRes.errors,
-			"token_rps": brokerRes.rate, "token_p99_ms": float64(brokerRes.p99.Microseconds()) / 1000, "token_errors": brokerRes.errors,
-			"ratio": ratio,
-		})
+		out := map[string]any{"connections": *conns, "duration": d.String(), "body_bytes": len(body)}
+		for i, r := range runs {
+			k := []string{"bare", "apikey", "jwt", "client"}[i]
+			out[k+"_rps"], out[k+"_p99_ms"], out[k+"_errors"] = r.res.rate, float64(r.res.p99.Microseconds())/1000, r.res.errors
+			if i > 0 {
+				out[k+"_ratio"] = r.res.rate / bareRate
+			}
+		}
+		return printJSON(e.stdout, out)
 	}
 	w := e.stdout
 	fmt.Fprintf(w, "bench read: %d connections, %s each, body %d bytes\n", *conns, *d, len(body))
-	fmt.Fprintf(w, "  bare net/http handler   %9.0f req/s  p50 %s  p99 %s  errors %d\n", bareRes.rate, ms(bareRes.p50), ms(bareRes.p99), bareRes.errors)
-	fmt.Fprintf(w, "  GET .../token (API key) %9.0f req/s  p50 %s  p99 %s  errors %d\n", brokerRes.rate, ms(brokerRes.p50), ms(brokerRes.p99), brokerRes.errors)
-	fmt.Fprintf(w, "  ratio                   %.2f\n", ratio)
+	for i, r := range runs {
+		ratio := ""
+		if i > 0 {
+			ratio = fmt.Sprintf("  ratio %.2f", r.res.rate/bareRate)
+		}
+		fmt.Fprintf(w, "  %-28s %9.0f req/s  p50 %s  p99 %s  errors %d%s\n", r.name, r.res.rate, ms(r.res.p50), ms(r.res.p99), r.res.errors, ratio)
+	}
 	return nil
 }
