@@ -33,29 +33,33 @@ func NewClientSecret() (secret string, hash []byte) {
 var dummyClientHash = func() []byte { _, h := NewClientSecret(); return h }()
 
 // AuthenticateClient checks a service client's id and secret. The secret's
-// SHA-256 is compared in constant time; a client, once looked up, is served
-// from memory for ClientCacheTTL, so the token endpoint costs no query per
-// call. An unknown id and a wrong secret get the same EUNAUTHORIZED. The
-// returned client is shared: treat it as read-only.
+// SHA-256 is compared in constant time. A client id, once looked up, is
+// answered from memory for ClientCacheTTL, whether it exists or not, so the
+// token endpoint costs no query per call and an unknown id takes the same
+// path as a known one. An unknown id and a wrong secret get the same
+// EUNAUTHORIZED. The returned client is shared: treat it as read-only.
 func (s *Service) AuthenticateClient(ctx context.Context, clientID, secret string) (*tokenkeeper.ServiceClient, error) {
 	if clientID == "" || len(clientID) > 256 || secret == "" || len(secret) > maxClientSecretLen {
 		return nil, unauthorized(msgBadClient)
 	}
 	h := sha256.Sum256([]byte(secret))
 	now := s.now()
-	c := s.clients.get(clientID, now)
-	if c == nil {
+	c, cached := s.clients.get(clientID, now)
+	if !cached {
 		var err error
 		c, err = s.store.ServiceClient(ctx, clientID)
 		if tokenkeeper.ErrorCode(err) == tokenkeeper.ENOTFOUND {
-			subtle.ConstantTimeCompare(h[:], dummyClientHash)
-			return nil, unauthorized(msgBadClient)
+			c = nil
 		} else if err != nil {
 			return nil, fmt.Errorf("authenticate client: %w", err)
 		}
-		s.clients.put(c, now)
+		s.clients.put(clientID, c, now)
 	}
-	if subtle.ConstantTimeCompare(h[:], c.SecretHash) != 1 {
+	want := dummyClientHash
+	if c != nil {
+		want = c.SecretHash
+	}
+	if subtle.ConstantTimeCompare(h[:], want) != 1 || c == nil {
 		return nil, unauthorized(msgBadClient)
 	}
 	return c, nil
@@ -128,7 +132,8 @@ func withoutSecretHash(c *tokenkeeper.ServiceClient) *tokenkeeper.ServiceClient 
 	return &d
 }
 
-// clientCache remembers looked-up service clients by client id.
+// clientCache remembers looked-up service clients by client id, and
+// client ids that do not exist (a nil client).
 type clientCache struct {
 	ttl     time.Duration
 	mu      sync.RWMutex
@@ -146,26 +151,35 @@ func newClientCache(ttl time.Duration) *clientCache {
 	return &clientCache{ttl: ttl, entries: make(map[string]cachedClient)}
 }
 
-func (c *clientCache) get(id string, now time.Time) *tokenkeeper.ServiceClient {
+// get returns the cached client for id (nil for a known-absent id) and
+// whether the cache had an unexpired answer.
+func (c *clientCache) get(id string, now time.Time) (*tokenkeeper.ServiceClient, bool) {
 	c.mu.RLock()
 	e, ok := c.entries[id]
 	c.mu.RUnlock()
 	if !ok || !now.Before(e.until) {
-		return nil
+		return nil, false
 	}
-	return e.client
+	return e.client, true
 }
 
-func (c *clientCache) put(cl *tokenkeeper.ServiceClient, now time.Time) {
+func (c *clientCache) put(id string, cl *tokenkeeper.ServiceClient, now time.Time) {
 	if c.ttl <= 0 {
 		return
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if len(c.entries) >= maxCachedClients {
-		clear(c.entries)
+		for k, e := range c.entries {
+			if !now.Before(e.until) {
+				delete(c.entries, k)
+			}
+		}
+		if len(c.entries) >= maxCachedClients {
+			clear(c.entries) // a flood of distinct ids: start over rather than grow
+		}
 	}
-	c.entries[cl.ClientID] = cachedClient{client: cl, until: now.Add(c.ttl)}
+	c.entries[id] = cachedClient{client: cl, until: now.Add(c.ttl)}
 }
 
 func (c *clientCache) drop(id string) {

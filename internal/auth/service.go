@@ -56,9 +56,10 @@ type Config struct {
 	// and per client address; default DefaultLoginRate each.
 	LoginRateUser, LoginRateAddress Rate
 
-	// ClientCacheTTL is how long a service client, once looked up, is
-	// authenticated from memory; default 5s. A secret rotated or a client
-	// deleted on another replica stops working here within this time.
+	// ClientCacheTTL is how long a service client id, once looked up, is
+	// answered from memory; default 5s. A secret rotated or a client
+	// created or deleted on another replica takes effect here within this
+	// time (at once for changes made through this Service).
 	ClientCacheTTL time.Duration
 
 	// PasswordParams is the argon2id cost of new password hashes; default

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -982,4 +983,50 @@ func BenchmarkVerify(b *testing.B) {
 func sha256Of(s string) []byte {
 	h := sha256.Sum256([]byte(s))
 	return h[:]
+}
+
+// TestAuthenticateClientFromMemory: once looked up, a client id (known or
+// not) is answered without the store.
+func TestAuthenticateClientFromMemory(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t, nil)
+	secret, _, err := e.s.CreateServiceClient(ctx, "billing", []string{"stripe"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.s.AuthenticateClient(ctx, "billing", secret); err != nil {
+		t.Fatal(err)
+	}
+	_, err = e.s.AuthenticateClient(ctx, "nobody", secret)
+	wantCode(t, err, tokenkeeper.EUNAUTHORIZED)
+	if err := e.db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.s.AuthenticateClient(ctx, "billing", secret); err != nil {
+		t.Fatalf("cached client with the store closed: %v", err)
+	}
+	_, err = e.s.AuthenticateClient(ctx, "billing", "tkcs_wrong")
+	wantCode(t, err, tokenkeeper.EUNAUTHORIZED)
+	_, err = e.s.AuthenticateClient(ctx, "nobody", secret)
+	wantCode(t, err, tokenkeeper.EUNAUTHORIZED)
+	// Past the TTL the store is asked again, and its failure is reported
+	// as such, not as bad credentials.
+	e.clock.Add(5 * time.Second)
+	if _, err := e.s.AuthenticateClient(ctx, "billing", secret); err == nil || tokenkeeper.ErrorCode(err) == tokenkeeper.EUNAUTHORIZED {
+		t.Fatalf("store closed, cache expired: %v", err)
+	}
+}
+
+func TestClientCacheBounded(t *testing.T) {
+	c := newClientCache(time.Second)
+	for i := range maxCachedClients + 5 {
+		c.put(strconv.Itoa(i), nil, testNow)
+	}
+	if n := len(c.entries); n > maxCachedClients {
+		t.Fatalf("%d entries", n)
+	}
+	c.sweep(testNow.Add(time.Second))
+	if n := len(c.entries); n != 0 {
+		t.Fatalf("%d entries after expiry", n)
+	}
 }
