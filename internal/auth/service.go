@@ -377,9 +377,11 @@ func (s *Service) Verify(ctx context.Context, accessToken string) (*Claims, erro
 // Login checks a username and password and starts a refresh-token family.
 // The access token is fresh. An unknown user and a wrong password get the
 // same EUNAUTHORIZED error after the same work (one argon2id
-// verification). Attempts are limited per username and per remoteAddr (the
-// client's "ip:port" or IP); past the limit, Login returns a
-// *RateLimitError without checking anything.
+// verification). Every attempt, successful or not, counts against the
+// limits of the username (case folded) and of remoteAddr (the client's
+// "ip:port" or IP; an IPv6 address counts for its /64); past a limit, Login
+// returns a *RateLimitError without checking anything. A store failure is
+// returned as such (EUNAVAILABLE, ...), never as EUNAUTHORIZED.
 func (s *Service) Login(ctx context.Context, username, password, remoteAddr string) (*Tokens, error) {
 	now := s.now()
 	if wait := s.limiter.allow(username, remoteAddr, now); wait > 0 {
