@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/tokenkeeper/tokenkeeper"
 	"github.com/tokenkeeper/tokenkeeper/internal/seal"
+	"github.com/tokenkeeper/tokenkeeper/internal/storecheck"
 )
 
 // Ensure DB implements the auth store interface.
@@ -56,7 +57,7 @@ var errNoUser = tokenkeeper.Errorf(tokenkeeper.ENOTFOUND, "user not found")
 // be a valid name, Role admin or viewer and PasswordHash a non-empty hash.
 // Returns EINVALID or ECONFLICT (username taken).
 func (db *DB) CreateUser(ctx context.Context, u *tokenkeeper.User) error {
-	if err := checkUser(u); err != nil {
+	if err := storecheck.CheckUser(u); err != nil {
 		return err
 	}
 	now := db.now()
@@ -94,7 +95,7 @@ func (db *DB) User(ctx context.Context, username string) (*tokenkeeper.User, err
 
 // UserByID returns a user by id. Returns ENOTFOUND.
 func (db *DB) UserByID(ctx context.Context, id string) (*tokenkeeper.User, error) {
-	if !validID(id) {
+	if !storecheck.ValidID(id) {
 		return nil, errNoUser
 	}
 	u, err := scanUser(db.pool.QueryRow(ctx, `SELECT `+userColumns+` FROM users WHERE id = $1`, id))
@@ -122,7 +123,7 @@ func (db *DB) Users(ctx context.Context) ([]*tokenkeeper.User, error) {
 // SetUserPassword replaces a user's password hash and moves UpdatedAt. It
 // does not end the user's sessions. Returns EINVALID or ENOTFOUND.
 func (db *DB) SetUserPassword(ctx context.Context, username, hash string) error {
-	if err := checkPasswordHash(hash); err != nil {
+	if err := storecheck.CheckPasswordHash(hash); err != nil {
 		return err
 	}
 	if tokenkeeper.ValidateName(username) != nil {
@@ -147,7 +148,7 @@ func (db *DB) SetUserPassword(ctx context.Context, username, hash string) error 
 // commits first, and its family is revoked too, or finds no user.
 // Returns EINVALID or ENOTFOUND.
 func (db *DB) DeleteUser(ctx context.Context, username string, now, accessExpiresAt time.Time) error {
-	if err := checkRevocationTimes(now, accessExpiresAt); err != nil {
+	if err := storecheck.CheckRevocationTimes(now, accessExpiresAt); err != nil {
 		return err
 	}
 	if tokenkeeper.ValidateName(username) != nil {
@@ -221,7 +222,7 @@ func normalizeTimes(t *tokenkeeper.RefreshToken) {
 // bounded batch at a time. Returns EINVALID, ENOTFOUND (no such user) or
 // ECONFLICT (the hash, id or family is taken).
 func (db *DB) CreateRefreshToken(ctx context.Context, t *tokenkeeper.RefreshToken) error {
-	if err := checkNewRefreshToken(t); err != nil {
+	if err := storecheck.CheckNewRefreshToken(t); err != nil {
 		return err
 	}
 	n := *t
@@ -303,14 +304,14 @@ func (db *DB) RefreshTokenByHash(ctx context.Context, hash []byte) (*tokenkeeper
 // EINVALID, or ECONFLICT when oldID is not current (nothing is written;
 // the caller treats it as reuse).
 func (db *DB) RotateRefreshToken(ctx context.Context, oldID string, now time.Time, next *tokenkeeper.RefreshToken) error {
-	if err := checkRequiredTime("now", now); err != nil {
+	if err := storecheck.CheckRequiredTime("now", now); err != nil {
 		return err
 	}
-	if err := checkNextRefreshToken(next); err != nil {
+	if err := storecheck.CheckNextRefreshToken(next); err != nil {
 		return err
 	}
 	notCurrent := tokenkeeper.Errorf(tokenkeeper.ECONFLICT, "refresh token is not current")
-	if !validID(oldID) {
+	if !storecheck.ValidID(oldID) {
 		return notCurrent
 	}
 	now = utc(now)
@@ -354,7 +355,7 @@ func (db *DB) RotateRefreshToken(ctx context.Context, oldID string, now time.Tim
 		} else if err != nil {
 			return err
 		}
-		if err := inheritFamily(&n, familyID, userID, authTime.UTC(), familyExpires.UTC()); err != nil {
+		if err := storecheck.InheritFamily(&n, familyID, userID, authTime.UTC(), familyExpires.UTC()); err != nil {
 			return err
 		}
 		normalizeTimes(&n)
@@ -373,10 +374,10 @@ func (db *DB) RotateRefreshToken(ctx context.Context, oldID string, now time.Tim
 // times and only ever extends the revocation's expiry. A family with no
 // stored token is still recorded. Returns EINVALID.
 func (db *DB) RevokeFamily(ctx context.Context, familyID string, now, accessExpiresAt time.Time) error {
-	if err := checkID("family id", familyID); err != nil {
+	if err := storecheck.CheckID("family id", familyID); err != nil {
 		return err
 	}
-	if err := checkRevocationTimes(now, accessExpiresAt); err != nil {
+	if err := storecheck.CheckRevocationTimes(now, accessExpiresAt); err != nil {
 		return err
 	}
 	now, accessExpiresAt = utc(now), utc(accessExpiresAt)
@@ -398,7 +399,7 @@ func (db *DB) RevokeFamily(ctx context.Context, familyID string, now, accessExpi
 // Revocations returns the revocations that have not expired at now,
 // ordered by family id.
 func (db *DB) Revocations(ctx context.Context, now time.Time) ([]*tokenkeeper.Revocation, error) {
-	if err := checkTime("now", now); err != nil {
+	if err := storecheck.Time("now", now); err != nil {
 		return nil, err
 	}
 	rows, err := db.pool.Query(ctx, `SELECT family_id, revoked_at, expires_at FROM revocations
@@ -448,7 +449,7 @@ var errNoClient = tokenkeeper.Errorf(tokenkeeper.ENOTFOUND, "service client not 
 // ClientID must be a valid name, SecretHash a SHA-256 and every granted
 // credential a valid name. Returns EINVALID or ECONFLICT (client_id taken).
 func (db *DB) CreateServiceClient(ctx context.Context, c *tokenkeeper.ServiceClient) error {
-	if err := checkServiceClient(c); err != nil {
+	if err := storecheck.CheckServiceClient(c); err != nil {
 		return err
 	}
 	now := db.now()
@@ -510,7 +511,7 @@ func (db *DB) ServiceClients(ctx context.Context) ([]*tokenkeeper.ServiceClient,
 // SetServiceClientSecret replaces a client's secret hash and moves
 // UpdatedAt. Returns EINVALID or ENOTFOUND.
 func (db *DB) SetServiceClientSecret(ctx context.Context, clientID string, hash []byte) error {
-	if err := checkSHA256("client secret hash", hash); err != nil {
+	if err := storecheck.CheckSHA256("client secret hash", hash); err != nil {
 		return err
 	}
 	if tokenkeeper.ValidateName(clientID) != nil {
@@ -553,7 +554,7 @@ func (db *DB) DeleteServiceClient(ctx context.Context, clientID string) error {
 // 32 letters and digits, Secret 32 to 16384 bytes. Returns EINVALID or
 // ECONFLICT (id taken).
 func (db *DB) AddSigningKey(ctx context.Context, k *tokenkeeper.SigningKey) error {
-	if err := checkSigningKey(k); err != nil {
+	if err := storecheck.CheckSigningKey(k); err != nil {
 		return err
 	}
 	n := *k
@@ -675,7 +676,7 @@ func (db *DB) resealSigningKeys(ctx context.Context, tx pgx.Tx, ring *seal.Ring,
 // detail 2000); r receives the stored values. The log is never pruned.
 // Returns EINVALID (no action, time out of range).
 func (db *DB) AddAudit(ctx context.Context, r *tokenkeeper.AuditRecord) error {
-	n, err := cleanAudit(r)
+	n, err := storecheck.CleanAudit(r)
 	if err != nil {
 		return err
 	}
@@ -702,7 +703,7 @@ func (db *DB) AddAudit(ctx context.Context, r *tokenkeeper.AuditRecord) error {
 // set, and only the exact Actor and Action when they are set. Returns
 // EINVALID for a bad filter.
 func (db *DB) Audit(ctx context.Context, f tokenkeeper.AuditFilter) ([]*tokenkeeper.AuditRecord, error) {
-	limit, err := auditLimit(f)
+	limit, err := storecheck.AuditLimit(f)
 	if err != nil {
 		return nil, err
 	}

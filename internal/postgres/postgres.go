@@ -425,15 +425,3 @@ func fromNull(t *time.Time) time.Time {
 	}
 	return t.UTC()
 }
-
-// checkTime rejects times outside the years 1 to 9999, which both stores
-// keep exactly.
-func checkTime(field string, t time.Time) error {
-	if t.IsZero() {
-		return nil
-	}
-	if y := t.UTC().Year(); y < 1 || y > 9999 {
-		return tokenkeeper.Errorf(tokenkeeper.EINVALID, "%s is out of range", field)
-	}
-	return nil
-}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/tokenkeeper/tokenkeeper"
 	"github.com/tokenkeeper/tokenkeeper/internal/seal"
+	"github.com/tokenkeeper/tokenkeeper/internal/storecheck"
 )
 
 // Ensure DB implements the auth store interface.
@@ -53,7 +54,7 @@ var errNoUser = tokenkeeper.Errorf(tokenkeeper.ENOTFOUND, "user not found")
 // be a valid name, Role admin or viewer and PasswordHash a non-empty hash.
 // Returns EINVALID or ECONFLICT (username taken).
 func (db *DB) CreateUser(ctx context.Context, u *tokenkeeper.User) error {
-	if err := checkUser(u); err != nil {
+	if err := storecheck.CheckUser(u); err != nil {
 		return err
 	}
 	now := db.now()
@@ -91,7 +92,7 @@ func (db *DB) User(ctx context.Context, username string) (*tokenkeeper.User, err
 
 // UserByID returns a user by id. Returns ENOTFOUND.
 func (db *DB) UserByID(ctx context.Context, id string) (*tokenkeeper.User, error) {
-	if !validID(id) {
+	if !storecheck.ValidID(id) {
 		return nil, errNoUser
 	}
 	u, err := scanUser(db.reader.QueryRowContext(ctx, `SELECT `+userColumns+` FROM users WHERE id = ?`, id))
@@ -127,7 +128,7 @@ func (db *DB) Users(ctx context.Context) ([]*tokenkeeper.User, error) {
 // SetUserPassword replaces a user's password hash and moves UpdatedAt. It
 // does not end the user's sessions. Returns EINVALID or ENOTFOUND.
 func (db *DB) SetUserPassword(ctx context.Context, username, hash string) error {
-	if err := checkPasswordHash(hash); err != nil {
+	if err := storecheck.CheckPasswordHash(hash); err != nil {
 		return err
 	}
 	if tokenkeeper.ValidateName(username) != nil {
@@ -152,7 +153,7 @@ func (db *DB) SetUserPassword(ctx context.Context, username, hash string) error 
 // refresh-token family of the user, recording revocations of their access
 // tokens until accessExpiresAt. Returns EINVALID or ENOTFOUND.
 func (db *DB) DeleteUser(ctx context.Context, username string, now, accessExpiresAt time.Time) error {
-	if err := checkRevocationTimes(now, accessExpiresAt); err != nil {
+	if err := storecheck.CheckRevocationTimes(now, accessExpiresAt); err != nil {
 		return err
 	}
 	if tokenkeeper.ValidateName(username) != nil {
@@ -250,7 +251,7 @@ func normalizeTimes(t *tokenkeeper.RefreshToken) {
 // batch at a time. Returns EINVALID, ENOTFOUND (no such user) or ECONFLICT
 // (the hash, id or family is taken).
 func (db *DB) CreateRefreshToken(ctx context.Context, t *tokenkeeper.RefreshToken) error {
-	if err := checkNewRefreshToken(t); err != nil {
+	if err := storecheck.CheckNewRefreshToken(t); err != nil {
 		return err
 	}
 	n := *t
@@ -324,13 +325,13 @@ func (db *DB) RefreshTokenByHash(ctx context.Context, hash []byte) (*tokenkeeper
 // if next sets them to other values). Returns EINVALID, or ECONFLICT when
 // oldID is not current (nothing is written; the caller treats it as reuse).
 func (db *DB) RotateRefreshToken(ctx context.Context, oldID string, now time.Time, next *tokenkeeper.RefreshToken) error {
-	if err := checkRequiredTime("now", now); err != nil {
+	if err := storecheck.CheckRequiredTime("now", now); err != nil {
 		return err
 	}
-	if err := checkNextRefreshToken(next); err != nil {
+	if err := storecheck.CheckNextRefreshToken(next); err != nil {
 		return err
 	}
-	if !validID(oldID) {
+	if !storecheck.ValidID(oldID) {
 		return tokenkeeper.Errorf(tokenkeeper.ECONFLICT, "refresh token is not current")
 	}
 	now = now.UTC().Truncate(time.Microsecond)
@@ -371,7 +372,7 @@ func (db *DB) RotateRefreshToken(ctx context.Context, oldID string, now time.Tim
 		if !n.FamilyExpiresAt.IsZero() {
 			n.FamilyExpiresAt = n.FamilyExpiresAt.UTC().Truncate(time.Microsecond)
 		}
-		if err := inheritFamily(&n, familyID, userID, at, fe); err != nil {
+		if err := storecheck.InheritFamily(&n, familyID, userID, at, fe); err != nil {
 			return err
 		}
 		normalizeTimes(&n)
@@ -403,10 +404,10 @@ func revokeFamily(ctx context.Context, tx *sql.Tx, familyID string, now, accessE
 // revocation's expiry. A family with no stored token is still recorded.
 // Returns EINVALID.
 func (db *DB) RevokeFamily(ctx context.Context, familyID string, now, accessExpiresAt time.Time) error {
-	if err := checkID("family id", familyID); err != nil {
+	if err := storecheck.CheckID("family id", familyID); err != nil {
 		return err
 	}
-	if err := checkRevocationTimes(now, accessExpiresAt); err != nil {
+	if err := storecheck.CheckRevocationTimes(now, accessExpiresAt); err != nil {
 		return err
 	}
 	return db.write(ctx, "revoke refresh token family", func(tx *sql.Tx) error {
@@ -417,7 +418,7 @@ func (db *DB) RevokeFamily(ctx context.Context, familyID string, now, accessExpi
 // Revocations returns the revocations that have not expired at now,
 // ordered by family id.
 func (db *DB) Revocations(ctx context.Context, now time.Time) ([]*tokenkeeper.Revocation, error) {
-	if err := checkTime("now", now); err != nil {
+	if err := storecheck.Time("now", now); err != nil {
 		return nil, err
 	}
 	rows, err := db.reader.QueryContext(ctx, `SELECT family_id, revoked_at, expires_at FROM revocations
@@ -481,7 +482,7 @@ var errNoClient = tokenkeeper.Errorf(tokenkeeper.ENOTFOUND, "service client not 
 // ClientID must be a valid name, SecretHash a SHA-256 and every granted
 // credential a valid name. Returns EINVALID or ECONFLICT (client_id taken).
 func (db *DB) CreateServiceClient(ctx context.Context, c *tokenkeeper.ServiceClient) error {
-	if err := checkServiceClient(c); err != nil {
+	if err := storecheck.CheckServiceClient(c); err != nil {
 		return err
 	}
 	now := db.now()
@@ -547,7 +548,7 @@ func (db *DB) ServiceClients(ctx context.Context) ([]*tokenkeeper.ServiceClient,
 // SetServiceClientSecret replaces a client's secret hash and moves
 // UpdatedAt. Returns EINVALID or ENOTFOUND.
 func (db *DB) SetServiceClientSecret(ctx context.Context, clientID string, hash []byte) error {
-	if err := checkSHA256("client secret hash", hash); err != nil {
+	if err := storecheck.CheckSHA256("client secret hash", hash); err != nil {
 		return err
 	}
 	if tokenkeeper.ValidateName(clientID) != nil {
@@ -594,7 +595,7 @@ func (db *DB) DeleteServiceClient(ctx context.Context, clientID string) error {
 // 32 letters and digits, Secret 32 to 16384 bytes. Returns EINVALID or
 // ECONFLICT (id taken).
 func (db *DB) AddSigningKey(ctx context.Context, k *tokenkeeper.SigningKey) error {
-	if err := checkSigningKey(k); err != nil {
+	if err := storecheck.CheckSigningKey(k); err != nil {
 		return err
 	}
 	n := *k
@@ -729,7 +730,7 @@ func (db *DB) resealSigningKeys(ctx context.Context, tx *sql.Tx, ring *seal.Ring
 // r receives the stored values. The log is never pruned. Returns EINVALID
 // (no action, time out of range).
 func (db *DB) AddAudit(ctx context.Context, r *tokenkeeper.AuditRecord) error {
-	n, err := cleanAudit(r)
+	n, err := storecheck.CleanAudit(r)
 	if err != nil {
 		return err
 	}
@@ -756,7 +757,7 @@ func (db *DB) AddAudit(ctx context.Context, r *tokenkeeper.AuditRecord) error {
 // set, and only the exact Actor and Action when they are set. Returns
 // EINVALID for a bad filter.
 func (db *DB) Audit(ctx context.Context, f tokenkeeper.AuditFilter) ([]*tokenkeeper.AuditRecord, error) {
-	limit, err := auditLimit(f)
+	limit, err := storecheck.AuditLimit(f)
 	if err != nil {
 		return nil, err
 	}

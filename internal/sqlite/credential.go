@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/tokenkeeper/tokenkeeper"
+	"github.com/tokenkeeper/tokenkeeper/internal/storecheck"
 )
 
 // credentialColumns is the column list every credential query selects, in
@@ -195,12 +196,12 @@ func checkState(c *tokenkeeper.Credential) error {
 		name string
 		t    time.Time
 	}{{"next_refresh_at", c.NextRefreshAt}, {"last_refresh_at", c.LastRefreshAt}} {
-		if err := checkTime(f.name, f.t); err != nil {
+		if err := storecheck.Time(f.name, f.t); err != nil {
 			return err
 		}
 	}
 	if c.Token != nil {
-		return checkTime("expires_at", c.Token.ExpiresAt)
+		return storecheck.Time("expires_at", c.Token.ExpiresAt)
 	}
 	return nil
 }
@@ -408,7 +409,7 @@ func (db *DB) UpdateCredential(ctx context.Context, name string, upd tokenkeeper
 		if upd.NextRefreshAt.IsZero() {
 			return nil, tokenkeeper.Errorf(tokenkeeper.EINVALID, "next_refresh_at must not be zero")
 		}
-		if err := checkTime("next_refresh_at", *upd.NextRefreshAt); err != nil {
+		if err := storecheck.Time("next_refresh_at", *upd.NextRefreshAt); err != nil {
 			return nil, err
 		}
 	}

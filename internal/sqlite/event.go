@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/tokenkeeper/tokenkeeper"
+	"github.com/tokenkeeper/tokenkeeper/internal/storecheck"
 )
 
 // insertEvent inserts e (its Time defaulting to now), assigns e.ID and
@@ -49,7 +50,7 @@ func checkEvent(e *tokenkeeper.Event) error {
 	if e.Kind == "" {
 		return tokenkeeper.Errorf(tokenkeeper.EINVALID, "event kind is required")
 	}
-	return checkTime("event time", e.Time)
+	return storecheck.Time("event time", e.Time)
 }
 
 // AddEvent records an event, assigning its ID and, if zero, its Time. An

@@ -541,14 +541,3 @@ func parseTime(s sql.NullString) (time.Time, error) {
 	}
 	return t.UTC(), nil
 }
-
-// checkTime rejects times the text format cannot order correctly.
-func checkTime(field string, t time.Time) error {
-	if t.IsZero() {
-		return nil
-	}
-	if y := t.UTC().Year(); y < 1 || y > 9999 {
-		return tokenkeeper.Errorf(tokenkeeper.EINVALID, "%s is out of range", field)
-	}
-	return nil
-}
