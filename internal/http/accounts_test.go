@@ -362,6 +362,18 @@ func TestLoginErrorsAndRateLimit(t *testing.T) {
 	if n := len(h.do("GET", "/v1/clients", h.admin, nil).json(t)["clients"].([]any)); n != 0 {
 		t.Fatalf("bad input created clients: %d", n)
 	}
+	for _, body := range []any{`{}`, `{"password":"short"}`, `{"password":1}`, `{"password":"long enough","x":1}`} {
+		if r := h.do("PUT", "/v1/users/alice/password", h.admin, body); r.status != 400 {
+			t.Fatalf("bad password body %v: %d %s", body, r.status, r.body)
+		}
+	}
+	if r := h.do("PUT", "/v1/users/nobody/password", h.admin, map[string]string{"password": "long enough password"}); r.status != 404 {
+		t.Fatalf("password of an unknown user: %d", r.status)
+	}
+	h.login("alice", "correct horse battery") // the bad bodies changed nothing
+	if r := h.do("POST", "/v1/auth/logout", h.admin, nil); r.status != 400 {
+		t.Fatalf("logout with an API key: %d %s", r.status, r.body)
+	}
 	for _, q := range []string{"limit=0", "limit=x", "before=-1"} {
 		if r := h.do("GET", "/v1/audit?"+q, h.admin, nil); r.status != 400 {
 			t.Fatalf("audit ?%s: %d", q, r.status)
