@@ -102,6 +102,24 @@ type Refresher struct {
 	cache *cache
 
 	claims atomic.Int64 // numbers each claim's owner string
+	// nextPass is when the loop plans its next pass, in Unix nanoseconds of
+	// the refresher's clock; 0 while a pass runs or before Run. A change
+	// notification wakes the loop only if it may make work due sooner.
+	nextPass atomic.Int64
+
+	// calls and commits are the contexts of all refresh work: Run's
+	// shutdown cancels calls (provider requests not yet answered) after
+	// ShutdownTimeout, and commits a little later.
+	calls, commits               context.Context
+	abandonCalls, abandonCommits context.CancelFunc
+
+	mu       sync.Mutex
+	stopping bool // guarded by mu: Run is shutting down; no new work is tracked in wg
+
+	// Used only by the Run goroutine: consecutive failures to reach the
+	// store, since when, and when that was last logged.
+	loopFailures              int
+	loopDownSince, loopLogged time.Time
 }
 
 // claimOwner returns a lease owner unique to one claim: this process's name
@@ -176,7 +194,9 @@ func New(cfg Config) (*Refresher, error) {
 		wake:   make(chan struct{}, 1),
 		slots:  make(chan struct{}, cfg.Concurrency),
 	}
-	r.cache = newCache()
+	r.cache = newCache(cfg.PollInterval)
+	r.calls, r.abandonCalls = context.WithCancel(context.Background())
+	r.commits, r.abandonCommits = context.WithCancel(context.Background())
 	return r, nil
 }
 
@@ -192,29 +212,18 @@ func (r *Refresher) Wake() {
 	}
 }
 
-// Run claims and refreshes due credentials until ctx is done. It then stops
-// claiming and waits for the refreshes in flight: a provider answer already
-// received is committed. After ShutdownTimeout the remaining work is
-// abandoned (a provider call not yet answered is cancelled; its lease
-// expires and another worker takes the credential). Run returns nil.
+// Run claims and refreshes due credentials until ctx is done; call it once.
+// It then stops claiming and waits for the refreshes in flight, background
+// and forced ones alike: a provider answer already received is committed.
+// After ShutdownTimeout the provider calls not yet answered are cancelled
+// (their leases expire and another worker takes the credentials), and
+// commits still retrying get StoreTimeout more before they are given up
+// too. Run thus returns within ShutdownTimeout + StoreTimeout of ctx's end,
+// and returns nil. After Run has returned, Refresh fails with EUNAVAILABLE.
 func (r *Refresher) Run(ctx context.Context) error {
 	r.logger.Info("refresher started", "concurrency", r.cfg.Concurrency, "lease", r.cfg.Lease.String())
 	defer r.logger.Info("refresher stopped")
-	// Work outlives ctx, up to ShutdownTimeout.
-	workCtx, abandon := context.WithCancel(context.WithoutCancel(ctx))
-	defer abandon()
-	defer func() {
-		done := make(chan struct{})
-		go func() { r.wg.Wait(); close(done) }()
-		select {
-		case <-done:
-			return
-		case <-time.After(r.cfg.ShutdownTimeout):
-			r.logger.Warn("abandoning refreshes still in flight at shutdown", "in_flight", len(r.slots))
-			abandon()
-			<-done
-		}
-	}()
+	defer r.shutdown()
 
 	timer := time.NewTimer(0)
 	defer timer.Stop()
@@ -225,7 +234,9 @@ func (r *Refresher) Run(ctx context.Context) error {
 		case <-timer.C:
 		case <-r.wake:
 		}
-		sleep := r.pass(ctx, workCtx)
+		r.nextPass.Store(0)
+		sleep := r.pass(ctx)
+		r.nextPass.Store(r.now().Add(sleep).UnixNano())
 		if !timer.Stop() {
 			select {
 			case <-timer.C:
@@ -236,25 +247,69 @@ func (r *Refresher) Run(ctx context.Context) error {
 	}
 }
 
+// track counts one refresh in wg, unless Run is shutting down.
+func (r *Refresher) track() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.stopping {
+		return false
+	}
+	r.wg.Add(1)
+	return true
+}
+
+// shutdown waits for the tracked refreshes, abandoning provider calls after
+// ShutdownTimeout and commits StoreTimeout later.
+func (r *Refresher) shutdown() {
+	r.mu.Lock()
+	r.stopping = true
+	r.mu.Unlock()
+	r.nextPass.Store(0)
+	defer r.abandonCommits()
+	defer r.abandonCalls()
+	done := make(chan struct{})
+	go func() { r.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return
+	case <-time.After(r.cfg.ShutdownTimeout):
+	}
+	r.logger.Warn("abandoning refreshes still waiting for the provider at shutdown; their leases will expire", "in_flight", len(r.slots))
+	r.abandonCalls()
+	select {
+	case <-done:
+		return
+	case <-time.After(r.cfg.StoreTimeout):
+	}
+	r.logger.Error("abandoning refresh results still not committed at shutdown")
+	r.abandonCommits()
+	<-done
+}
+
 // pass claims what is due and returns how long to sleep before the next one.
-func (r *Refresher) pass(ctx, workCtx context.Context) time.Duration {
+func (r *Refresher) pass(ctx context.Context) time.Duration {
 	free := cap(r.slots) - len(r.slots)
 	if free > 0 {
 		now := r.now()
-		claimed, err := r.store.ClaimDue(ctx, r.claimOwner(), now, r.cfg.Lease, free)
+		// A claim that takes long eats into the lease the provider call
+		// needs (attempt cuts the call short rather than outlive the lease).
+		cctx, cancel := context.WithTimeout(ctx, max(r.cfg.Lease-r.cfg.ProviderTimeout, r.cfg.StoreTimeout))
+		claimed, err := r.store.ClaimDue(cctx, r.claimOwner(), now, r.cfg.Lease, free)
+		cancel()
 		if err != nil {
-			if ctx.Err() == nil {
-				r.logger.Warn("claim due credentials", "err", err)
-			}
-			return r.cfg.BackoffMin
+			return r.loopFailed(ctx, "claim due credentials", err)
 		}
+		r.loopRecovered()
 		for _, c := range claimed {
 			r.slots <- struct{}{}
-			r.wg.Add(1)
+			if !r.track() { // unreachable: only Run's shutdown sets stopping
+				<-r.slots
+				continue
+			}
 			go func() {
 				defer r.wg.Done()
 				defer func() { <-r.slots; r.Wake() }()
-				r.refresh(workCtx, c)
+				r.refresh(r.calls, r.commits, c)
 			}()
 		}
 		if len(claimed) == free {
@@ -264,29 +319,92 @@ func (r *Refresher) pass(ctx, workCtx context.Context) time.Duration {
 	if len(r.slots) == cap(r.slots) {
 		return r.cfg.PollInterval // a finishing worker wakes the loop
 	}
-	next, ok, err := r.store.NextRefreshAt(ctx)
+	nctx, cancel := context.WithTimeout(ctx, r.cfg.StoreTimeout)
+	next, ok, err := r.store.NextRefreshAt(nctx)
+	cancel()
 	if err != nil {
-		if ctx.Err() == nil {
-			r.logger.Warn("find next refresh time", "err", err)
-		}
-		return r.cfg.BackoffMin
+		return r.loopFailed(ctx, "find next refresh time", err)
 	}
+	r.loopRecovered()
 	if !ok {
 		return r.cfg.PollInterval
 	}
 	return min(max(next.Sub(r.now()), 0), r.cfg.PollInterval)
 }
 
-// refresh performs one attempt for a claimed credential and commits it.
-func (r *Refresher) refresh(ctx context.Context, c *tokenkeeper.Credential) *tokenkeeper.Credential {
-	res := r.attempt(ctx, c)
-	return r.commit(ctx, c, res)
+// loopBackoffMax caps the loop's wait between attempts while the store is
+// unreachable.
+const loopBackoffMax = 5 * time.Second
+
+// loopFailed notes a failure of the loop to reach the store and returns how
+// long to wait before the next pass: exponential from BackoffMin up to
+// loopBackoffMax (or PollInterval if shorter). It logs the first failure
+// and then at most once a minute, so that an outage does not flood the log.
+func (r *Refresher) loopFailed(ctx context.Context, op string, err error) time.Duration {
+	if ctx.Err() != nil {
+		return 0 // shutting down
+	}
+	r.loopFailures++
+	now := time.Now()
+	if r.loopFailures == 1 {
+		r.loopDownSince, r.loopLogged = now, now
+		r.logger.Warn("refreshes paused: the store is unreachable", "op", op, "err", err)
+	} else if now.Sub(r.loopLogged) >= time.Minute {
+		r.loopLogged = now
+		r.logger.Warn("refreshes still paused: the store is unreachable", "op", op, "err", err,
+			"down_for", now.Sub(r.loopDownSince).Round(time.Second).String(), "attempts", r.loopFailures)
+	}
+	wait := float64(r.cfg.BackoffMin) * math.Pow(2, float64(min(r.loopFailures-1, 30)))
+	d := time.Duration(math.Min(wait, float64(min(loopBackoffMax, r.cfg.PollInterval))))
+	return d/2 + time.Duration(mrand.Int64N(int64(d/2)+1))
+}
+
+// loopRecovered notes that the loop reached the store.
+func (r *Refresher) loopRecovered() {
+	if r.loopFailures > 0 {
+		r.logger.Info("refreshes resumed: the store is reachable again",
+			"down_for", time.Since(r.loopDownSince).Round(time.Millisecond).String(), "attempts", r.loopFailures)
+		r.loopFailures = 0
+	}
+}
+
+// refresh performs one attempt for a claimed credential and commits it. The
+// provider call ends with callCtx, the commit retries until commitCtx ends.
+// It returns nil when nothing was committed.
+func (r *Refresher) refresh(callCtx, commitCtx context.Context, c *tokenkeeper.Credential) *tokenkeeper.Credential {
+	res := r.attempt(callCtx, c)
+	if res == nil {
+		return nil
+	}
+	if res.Token == nil && callCtx.Err() != nil {
+		// Abandoned (shutdown): the provider may still be processing the
+		// request, so the claim is kept until its lease expires rather than
+		// released for another worker to present the same refresh token.
+		r.logger.Warn("refresh abandoned before the provider answered; the credential is retried once its lease expires",
+			"credential", c.Name, "lease_expires_at", c.LeaseExpiresAt.UTC().Format(time.RFC3339Nano))
+		return nil
+	}
+	return r.commit(commitCtx, c, res)
 }
 
 // attempt asks the provider for a new token and builds the result to commit.
+// The call never outlives the claim's lease, less a margin, since another
+// worker may claim the credential once it has expired; attempt returns nil
+// without calling when too little of the lease is left.
 func (r *Refresher) attempt(ctx context.Context, c *tokenkeeper.Credential) *tokenkeeper.RefreshResult {
 	cfg := r.oauthConfig(c)
-	pctx, cancel := context.WithTimeout(ctx, r.cfg.ProviderTimeout)
+	timeout := r.cfg.ProviderTimeout
+	if !c.LeaseExpiresAt.IsZero() {
+		margin := min(time.Second, (r.cfg.Lease-r.cfg.ProviderTimeout)/2)
+		left := c.LeaseExpiresAt.Sub(r.now()) - margin
+		if left < r.cfg.ProviderTimeout/10 {
+			r.logger.Warn("claim obtained too late to call the provider within its lease; leaving the credential to the lease's expiry",
+				"credential", c.Name, "lease_left", c.LeaseExpiresAt.Sub(r.now()).String())
+			return nil
+		}
+		timeout = min(timeout, left)
+	}
+	pctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	start := r.now()
 	var tok *oauth.Token

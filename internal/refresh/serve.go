@@ -36,11 +36,17 @@ type entry struct {
 
 // cache holds one entry per credential name.
 type cache struct {
+	// maxAge bounds how long an entry is trusted without a reload, so that
+	// without change notifications another process's edits and deletions
+	// still show within it.
+	maxAge  time.Duration
 	mu      sync.RWMutex
 	entries map[string]*entry // guarded by mu; entries are never mutated
 }
 
-func newCache() *cache { return &cache{entries: make(map[string]*entry)} }
+func newCache(maxAge time.Duration) *cache {
+	return &cache{maxAge: maxAge, entries: make(map[string]*entry)}
+}
 
 func (c *cache) get(name string) *entry {
 	c.mu.RLock()
@@ -66,6 +72,7 @@ func (c *cache) put(cred *tokenkeeper.Credential, now time.Time) *entry {
 	if cred.Status != tokenkeeper.StatusActive || cred.Token == nil || e.checkAfter.Before(now) {
 		e.checkAfter = now.Add(time.Second)
 	}
+	e.checkAfter = minTime(e.checkAfter, now.Add(c.maxAge))
 	if cred.Token != nil && !cred.Token.ExpiresAt.IsZero() && cred.Token.ExpiresAt.Before(e.checkAfter) {
 		e.checkAfter = cred.Token.ExpiresAt
 	}
@@ -87,6 +94,13 @@ func (c *cache) retryLater(e *entry, at time.Time) {
 		cp.checkAfter = at
 		c.entries[e.name] = &cp
 	}
+}
+
+func minTime(a, b time.Time) time.Time {
+	if b.Before(a) {
+		return b
+	}
+	return a
 }
 
 func (c *cache) invalidate(name string) {
@@ -119,7 +133,12 @@ func (r *Refresher) Token(ctx context.Context, name string, minTTL time.Duration
 	now := r.now()
 	e := r.cache.get(name)
 	if e == nil || now.After(e.checkAfter) {
-		fresh, err := r.load(ctx, name)
+		// With a valid token in hand, wait only briefly for the store.
+		wait := r.cfg.StoreTimeout
+		if e != nil && e.token.Valid(now, leeway(e.lifetime)) {
+			wait = min(wait, staleWait)
+		}
+		fresh, err := r.load(ctx, name, wait)
 		switch {
 		case err == nil:
 			e = fresh
@@ -140,8 +159,14 @@ func (r *Refresher) Token(ctx context.Context, name string, minTTL time.Duration
 	}
 	if e.status == tokenkeeper.StatusActive || (minTTL > 0 && e.token.Valid(now, leeway(e.lifetime))) {
 		// A token is due and the credential is healthy (or the caller asked
-		// for more life than is left): refresh now, sharing the attempt.
-		c, err := r.Refresh(ctx, name, "")
+		// for more life than is left): refresh now, sharing the attempt,
+		// unless the store already holds a newer token (another replica
+		// refreshed it).
+		var seen string
+		if e.token != nil {
+			seen = e.token.AccessToken
+		}
+		c, err := r.Refresh(ctx, name, seen)
 		if err != nil {
 			return nil, err
 		}
@@ -155,6 +180,25 @@ func (r *Refresher) Token(ctx context.Context, name string, minTTL time.Duration
 	}
 	return e.served(), notReady(e)
 }
+
+// storeTimeout turns the error of a store call whose context ctx (bounded by
+// StoreTimeout) ran out into EUNAVAILABLE: a database that does not answer
+// is unavailable, not broken.
+func (r *Refresher) storeTimeout(ctx context.Context, err error) error {
+	if err != nil && ctx.Err() != nil && tokenkeeper.ErrorCode(err) == tokenkeeper.EINTERNAL {
+		return &timeoutError{err: err, unavailable: tokenkeeper.Errorf(tokenkeeper.EUNAVAILABLE, "the store did not answer in time")}
+	}
+	return err
+}
+
+// timeoutError is an EUNAVAILABLE error that keeps its cause.
+type timeoutError struct {
+	err         error
+	unavailable *tokenkeeper.Error
+}
+
+func (e *timeoutError) Error() string   { return "store unavailable: " + e.err.Error() }
+func (e *timeoutError) Unwrap() []error { return []error{e.unavailable, e.err} }
 
 func notReady(e *entry) error {
 	msg := fmt.Sprintf("credential %q has no valid token: its status is %s", e.name, e.status)
@@ -171,23 +215,38 @@ func (e *entry) served() *Served {
 	return &Served{Name: e.name, Token: e.token, Status: e.status, LastErrorCode: e.lastErrorCode}
 }
 
+// staleWait is the longest a read that holds a valid cached token waits for
+// the store to confirm it is current; the reload goes on in the background
+// and the cached token is served meanwhile.
+const staleWait = 200 * time.Millisecond
+
 // load reads a credential from the store into the cache; concurrent loads of
-// one name share a query.
-func (r *Refresher) load(ctx context.Context, name string) (*entry, error) {
-	v, err, _ := r.group.Do("load\x00"+name, func() (any, error) {
+// one name share a query, which takes at most StoreTimeout. The caller waits
+// at most wait (and no longer than ctx) and then gets EUNAVAILABLE.
+func (r *Refresher) load(ctx context.Context, name string, wait time.Duration) (*entry, error) {
+	ch := r.group.DoChan("load\x00"+name, func() (any, error) {
 		// Bounded: a read never waits long for a database that is down.
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.cfg.StoreTimeout)
 		defer cancel()
 		c, err := r.store.Credential(ctx, name)
 		if err != nil {
-			return nil, err
+			return nil, r.storeTimeout(ctx, err)
 		}
 		return r.cache.put(c, r.now()), nil
 	})
-	if err != nil {
-		return nil, err
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	select {
+	case res := <-ch:
+		if res.Err != nil {
+			return nil, res.Err
+		}
+		return res.Val.(*entry), nil
+	case <-t.C:
+		return nil, tokenkeeper.Errorf(tokenkeeper.EUNAVAILABLE, "the store did not answer within %s", wait)
+	case <-ctx.Done():
+		return nil, tokenkeeper.Errorf(tokenkeeper.EUNAVAILABLE, "reading credential %q: %v", name, ctx.Err())
 	}
-	return v.(*entry), nil
 }
 
 // Refresh forces a refresh of the named credential, whatever its schedule and
@@ -199,9 +258,16 @@ func (r *Refresher) load(ctx context.Context, name string) (*entry, error) {
 // already running elsewhere is waited for rather than repeated.
 //
 // The provider call is not cancelled with ctx: an answer already on its way
-// holds a rotated refresh token that must be committed.
+// holds a rotated refresh token that must be committed. Store reads before
+// the provider call take at most StoreTimeout each. Returns ENOTFOUND,
+// ECONFLICT (disabled) or EUNAVAILABLE (the store is unreachable, ctx ended
+// first, or Run has shut down).
 func (r *Refresher) Refresh(ctx context.Context, name, rejected string) (*tokenkeeper.Credential, error) {
 	ch := r.group.DoChan("refresh\x00"+name, func() (any, error) {
+		if !r.track() {
+			return nil, tokenkeeper.Errorf(tokenkeeper.EUNAVAILABLE, "the refresher is shutting down")
+		}
+		defer r.wg.Done()
 		return r.forced(context.WithoutCancel(ctx), name, rejected)
 	})
 	select {
@@ -218,11 +284,23 @@ func (r *Refresher) Refresh(ctx context.Context, name, rejected string) (*tokenk
 func (r *Refresher) forced(ctx context.Context, name, rejected string) (*tokenkeeper.Credential, error) {
 	ctx, cancel := context.WithTimeout(ctx, r.cfg.Lease)
 	defer cancel()
-	c, err := r.store.Credential(ctx, name)
+	// The provider call ends when Run abandons calls at shutdown, the commit
+	// when it abandons commits.
+	callCtx, stopCall := context.WithCancel(ctx)
+	defer stopCall()
+	defer context.AfterFunc(r.calls, stopCall)()
+	commitCtx, stopCommit := context.WithCancel(ctx)
+	defer stopCommit()
+	defer context.AfterFunc(r.commits, stopCommit)()
+
+	rctx, rcancel := context.WithTimeout(ctx, r.cfg.StoreTimeout)
+	c, err := r.store.Credential(rctx, name)
+	err = r.storeTimeout(rctx, err)
+	rcancel()
 	if err != nil {
 		return nil, err
 	}
-	if rejected != "" && (c.Token == nil || subtle.ConstantTimeCompare([]byte(c.Token.AccessToken), []byte(rejected)) != 1) {
+	if rejected != "" && !isToken(c.Token, rejected) {
 		// Already replaced: the caller only needs the current token.
 		r.cache.put(c, r.now())
 		return c, nil
@@ -231,9 +309,16 @@ func (r *Refresher) forced(ctx context.Context, name, rejected string) (*tokenke
 		return nil, tokenkeeper.Errorf(tokenkeeper.ECONFLICT, "credential %q is disabled", name)
 	}
 	for {
-		claimed, err := r.store.ClaimCredential(ctx, c.ID, r.claimOwner(), r.now(), r.cfg.Lease)
+		rctx, rcancel := context.WithTimeout(ctx, r.cfg.StoreTimeout)
+		claimed, err := r.store.ClaimCredential(rctx, c.ID, r.claimOwner(), r.now(), r.cfg.Lease)
+		err = r.storeTimeout(rctx, err)
+		rcancel()
 		if err == nil {
-			if updated := r.refresh(ctx, claimed); updated != nil {
+			if rejected != "" && !isToken(claimed.Token, rejected) {
+				// Replaced between our read and our claim.
+				return r.release(ctx, claimed)
+			}
+			if updated := r.refresh(callCtx, commitCtx, claimed); updated != nil {
 				return updated, nil
 			}
 			// Fenced out: whoever won has the newer state.
@@ -252,6 +337,27 @@ func (r *Refresher) forced(ctx context.Context, name, rejected string) (*tokenke
 		}
 		// Its lease expired without a commit (the worker died): claim it.
 	}
+}
+
+// isToken reports whether t is the access token s.
+func isToken(t *tokenkeeper.Token, s string) bool {
+	return t != nil && subtle.ConstantTimeCompare([]byte(t.AccessToken), []byte(s)) == 1
+}
+
+// release gives up a claim without calling the provider, leaving the
+// credential's state as claimed, and returns the credential.
+func (r *Refresher) release(ctx context.Context, c *tokenkeeper.Credential) (*tokenkeeper.Credential, error) {
+	updated, err := r.store.CompleteRefresh(ctx, c.ID, c.LeaseOwner, c.Version, &tokenkeeper.RefreshResult{
+		Status: c.Status, FailureCount: c.FailureCount, LastError: c.LastError, LastErrorCode: c.LastErrorCode,
+	})
+	if err != nil {
+		if tokenkeeper.ErrorCode(err) != tokenkeeper.ECONFLICT {
+			r.logger.Warn("release an unneeded claim; it will expire", "credential", c.Name, "err", err)
+		}
+		return r.store.Credential(ctx, c.Name)
+	}
+	r.cache.put(updated, r.now())
+	return updated, nil
 }
 
 // awaitRelease polls the store until the credential's lease is released (the
