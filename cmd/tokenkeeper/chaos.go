@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	mrand "math/rand/v2"
@@ -314,6 +315,7 @@ type replica struct {
 type failedRead struct {
 	replica    int
 	name       string
+	cause      string // "connection refused", "timeout", "http 503", ...
 	start, end time.Time
 }
 
@@ -902,26 +904,26 @@ func (r *chaosRun) dbOutagesSnapshot() []time.Duration {
 func (r *chaosRun) read(ctx context.Context, hc *http.Client, rep *replica, name string, withResource bool) {
 	start := time.Now()
 	r.reads.Add(1)
-	fail := func() {
+	fail := func(cause string) {
 		if ctx.Err() != nil {
 			r.reads.Add(-1) // cut by the end of the run: not a read
 			return
 		}
 		r.mu.Lock()
 		if len(r.failed) < 1_000_000 {
-			r.failed = append(r.failed, failedRead{replica: rep.index, name: name, start: start, end: time.Now()})
+			r.failed = append(r.failed, failedRead{replica: rep.index, name: name, cause: cause, start: start, end: time.Now()})
 		}
 		r.mu.Unlock()
 	}
 	req, err := http.NewRequestWithContext(ctx, "GET", rep.url+"/v1/credentials/"+name+"/token", nil)
 	if err != nil {
-		fail()
+		fail("bad request")
 		return
 	}
 	req.Header.Set("Authorization", "Bearer "+r.adminKey)
 	resp, err := hc.Do(req)
 	if err != nil {
-		fail()
+		fail(connCause(err))
 		return
 	}
 	var tok struct {
@@ -929,8 +931,15 @@ func (r *chaosRun) read(ctx context.Context, hc *http.Client, rep *replica, name
 	}
 	body, err := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
 	resp.Body.Close()
-	if err != nil || resp.StatusCode != http.StatusOK || json.Unmarshal(body, &tok) != nil || tok.AccessToken == "" {
-		fail()
+	switch {
+	case err != nil:
+		fail(connCause(err))
+		return
+	case resp.StatusCode != http.StatusOK:
+		fail(fmt.Sprintf("http %d", resp.StatusCode))
+		return
+	case json.Unmarshal(body, &tok) != nil || tok.AccessToken == "":
+		fail("no token in the answer")
 		return
 	}
 	lat := time.Since(start)
@@ -961,6 +970,20 @@ func (r *chaosRun) read(ctx context.Context, hc *http.Client, rep *replica, name
 		r.bad = append(r.bad, badRead{name: name, kind: kind})
 	}
 	r.mu.Unlock()
+}
+
+// connCause names the kind of a transport error, without its details.
+func connCause(err error) string {
+	var ne net.Error
+	switch {
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return "connection refused"
+	case errors.Is(err, syscall.ECONNRESET), errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+		return "connection reset"
+	case errors.As(err, &ne) && ne.Timeout():
+		return "timeout"
+	}
+	return "connection error"
 }
 
 // callResource calls the provider's protected endpoint with token and
@@ -1156,20 +1179,21 @@ type chaosReport struct {
 	DBResumeMaxSeconds float64 `json:"db_refresh_resume_max_seconds"`
 	DBNotResumed       int64   `json:"db_restarts_not_resumed"`
 
-	Reads                     int64   `json:"reads"`
-	ReadsOK                   int64   `json:"reads_ok"`
-	ReadP50MS                 float64 `json:"read_p50_ms"`
-	ReadP99MS                 float64 `json:"read_p99_ms"`
-	FailedReadsKilledReplica  int     `json:"failed_reads_killed_replica"`
-	FailedReadsDBRestart      int     `json:"failed_reads_db_restart"`
-	FailedReadsLostCredential int     `json:"failed_reads_lost_credential"`
-	FailedReadsOther          int     `json:"failed_reads_other"`
-	ExpiredServed             int     `json:"expired_served"`
-	RevokedServed             int     `json:"revoked_served"`
-	UnknownServed             int     `json:"unknown_served"`
-	RejectedByResource        int64   `json:"resource_rejected"`
-	ResourceCalls             int64   `json:"resource_calls"`
-	BadServedLostCredentials  int     `json:"bad_served_for_lost_credentials"`
+	Reads                     int64          `json:"reads"`
+	ReadsOK                   int64          `json:"reads_ok"`
+	ReadP50MS                 float64        `json:"read_p50_ms"`
+	ReadP99MS                 float64        `json:"read_p99_ms"`
+	FailedReadsKilledReplica  int            `json:"failed_reads_killed_replica"`
+	FailedReadsDBRestart      int            `json:"failed_reads_db_restart"`
+	FailedReadsLostCredential int            `json:"failed_reads_lost_credential"`
+	FailedReadsOther          int            `json:"failed_reads_other"`
+	FailedReadsOtherCauses    map[string]int `json:"failed_reads_other_causes"`
+	ExpiredServed             int            `json:"expired_served"`
+	RevokedServed             int            `json:"revoked_served"`
+	UnknownServed             int            `json:"unknown_served"`
+	RejectedByResource        int64          `json:"resource_rejected"`
+	ResourceCalls             int64          `json:"resource_calls"`
+	BadServedLostCredentials  int            `json:"bad_served_for_lost_credentials"`
 
 	ReuseDetections  int `json:"reuse_detections"`
 	GraceReuses      int `json:"grace_reuses"`
@@ -1206,7 +1230,7 @@ func (r *chaosRun) evaluate(ctx context.Context, before, after oauthtest.Stats, 
 		Replicas: cfg.replicas, Credentials: cfg.credentials, Lifetime: cfg.lifetime.String(), Duration: cfg.duration.String(),
 		KillEvery: cfg.killEvery.String(), Signal: cfg.signalName, Grace: cfg.grace.String(), DBRestartEvery: cfg.dbRestartEvery.String(),
 		RefreshLead: cfg.refreshLead.String(), ProviderTimeout: cfg.providerTimeout.String(), Lease: cfg.lease.String(),
-		LeadCoversLease: cfg.leadCovers, Statuses: map[string]int{},
+		LeadCoversLease: cfg.leadCovers, Statuses: map[string]int{}, FailedReadsOtherCauses: map[string]int{},
 		Kills: r.kills.Load(), KillsEscalated: r.escalated.Load(), UnexpectedExits: r.unexpectedExits.Load(),
 		DBRestartFailures: r.dbRestartFailures.Load(), DBNotResumed: r.dbRestartsNotResumed.Load(),
 		Reads: r.reads.Load(), ReadsOK: r.readsOK.Load(),
@@ -1348,6 +1372,7 @@ func (r *chaosRun) evaluate(ctx context.Context, before, after oauthtest.Stats, 
 			rep.FailedReadsLostCredential++
 		default:
 			rep.FailedReadsOther++
+			rep.FailedReadsOtherCauses[f.cause]++
 		}
 	}
 	r.out.mu.Unlock()
@@ -1479,6 +1504,9 @@ func (r *chaosRun) printTable(rep *chaosReport) {
 	fmt.Fprintf(w, "  reads\t%d, %d with a token (p50 %.1fms, p99 %.1fms)\n", rep.Reads, rep.ReadsOK, rep.ReadP50MS, rep.ReadP99MS)
 	fmt.Fprintf(w, "  failed reads\t%d to a killed or restarting replica, %d during a database restart, %d of lost credentials, %d others\n",
 		rep.FailedReadsKilledReplica, rep.FailedReadsDBRestart, rep.FailedReadsLostCredential, rep.FailedReadsOther)
+	if rep.FailedReadsOther > 0 {
+		fmt.Fprintf(w, "  other failed reads by cause\t%s\n", formatCounts(rep.FailedReadsOtherCauses))
+	}
 	fmt.Fprintf(w, "  tokens served expired / revoked / unknown\t%d / %d / %d (%d of them for lost credentials)\n",
 		rep.ExpiredServed, rep.RevokedServed, rep.UnknownServed, rep.BadServedLostCredentials)
 	fmt.Fprintf(w, "  provider /resource calls\t%d, %d rejected\n", rep.ResourceCalls, rep.RejectedByResource)
