@@ -91,7 +91,7 @@ func startProc(t *testing.T, bin string, args ...string) *proc {
 // nothing; the test reports how often that happened (grace reuses).
 func TestKillAndRestart(t *testing.T) {
 	if testing.Short() {
-		t.Skip("builds the binary and runs for about 30 s")
+		t.Skip("skipped with -short: builds the binary and runs for about 15 s")
 	}
 	dir := t.TempDir()
 	bin := buildBinary(t, dir)

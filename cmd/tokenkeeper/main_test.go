@@ -141,7 +141,7 @@ func apiDo(t *testing.T, method, url, key string, body any, out any) int {
 // any log line.
 func TestEndToEndRotationThroughRun(t *testing.T) {
 	if testing.Short() {
-		t.Skip("20 s end-to-end run")
+		t.Skip("skipped with -short: a 20 s end-to-end run")
 	}
 	secret := "e2e-client-secret-" + randomString()
 	logs := &syncBuffer{}
