@@ -6,7 +6,15 @@
 // One Refresher runs per broker process. Several processes may share one
 // database: the store's claims make sure a refresh token is presented by one
 // worker at a time (invariant 1), and a result is committed — a rotated
-// refresh token included — before the new access token is served.
+// refresh token included — before the new access token is served. With a
+// store that implements tokenkeeper.ChangeNotifier, Follow keeps each
+// process's cache and schedule in step with the others' changes; without
+// it, they catch up within PollInterval.
+//
+// While the store is unreachable, cached tokens are served as long as they
+// are valid (a read waits at most 200 ms for the store when it holds one,
+// StoreTimeout otherwise), refreshes pause, and the loop retries with
+// backoff, logging the outage once and its end once.
 //
 // All methods of Refresher are safe for concurrent use.
 package refresh
@@ -73,6 +81,9 @@ type Config struct {
 	BackoffMin, BackoffMax, RetryAfterMax time.Duration
 	// PollInterval is the longest the loop sleeps without a known due time;
 	// it only catches changes made by other processes (one indexed query).
+	// It also bounds how long a cached credential is served without asking
+	// the store, so that without change notifications (Follow) other
+	// processes' edits and deletions show within it.
 	PollInterval time.Duration
 	// StoreTimeout bounds a store query on the read path (default 2s), so
 	// that a read never blocks for long while the database is down.

@@ -229,6 +229,11 @@ func (r *Refresher) load(ctx context.Context, name string, wait time.Duration) (
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.cfg.StoreTimeout)
 		defer cancel()
 		c, err := r.store.Credential(ctx, name)
+		if tokenkeeper.ErrorCode(err) == tokenkeeper.EUNAVAILABLE && ctx.Err() == nil {
+			// Once more, on a new connection: after a database restart
+			// the pooled connections fail once each.
+			c, err = r.store.Credential(ctx, name)
+		}
 		if err != nil {
 			return nil, r.storeTimeout(ctx, err)
 		}
@@ -371,7 +376,10 @@ func (r *Refresher) awaitRelease(ctx context.Context, name string) (*tokenkeeper
 			return nil, tokenkeeper.Errorf(tokenkeeper.EUNAVAILABLE, "timed out waiting for another worker's refresh of %q", name)
 		case <-tick.C:
 		}
-		c, err := r.store.Credential(ctx, name)
+		rctx, cancel := context.WithTimeout(ctx, r.cfg.StoreTimeout)
+		c, err := r.store.Credential(rctx, name)
+		err = r.storeTimeout(rctx, err)
+		cancel()
 		if err != nil {
 			return nil, err
 		}
