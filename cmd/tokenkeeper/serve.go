@@ -93,7 +93,7 @@ type broker struct {
 func startBroker(ctx context.Context, store tokenkeeper.Store, opts brokerOptions, logger *slog.Logger, onAttempt func(*tokenkeeper.Credential, *tokenkeeper.Event)) (*broker, error) {
 	ref, err := refresh.New(refresh.Config{
 		Store: store, Logger: logger, Concurrency: opts.concurrency, ProviderTimeout: opts.providerTimeout,
-		DefaultLifetime: opts.defaultLifetime, OnAttempt: onAttempt,
+		DefaultLifetime: opts.defaultLifetime, ShutdownTimeout: opts.shutdownTimeout, OnAttempt: onAttempt,
 	})
 	if err != nil {
 		return nil, err
@@ -130,6 +130,16 @@ func startBroker(ctx context.Context, store tokenkeeper.Store, opts brokerOption
 		defer wg.Done()
 		_ = ref.Run(runCtx)
 	}()
+	if n, ok := store.(tokenkeeper.ChangeNotifier); ok {
+		// Follow the other replicas sharing the database (PostgreSQL).
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := ref.Follow(runCtx, n); err != nil {
+				logger.Error("change notifications unavailable; relying on polling", "err", err)
+			}
+		}()
+	}
 	auditCtx, auditCancel := context.WithCancel(context.WithoutCancel(ctx))
 	b.auditCancel = auditCancel
 	go func() {
