@@ -91,14 +91,17 @@ func newKeyCache(ttl time.Duration) *keyCache {
 	return &keyCache{ttl: ttl, entries: make(map[[sha256.Size]byte]cachedKey)}
 }
 
-func (c *keyCache) get(h [sha256.Size]byte, now time.Time) *tokenkeeper.APIKey {
+// get returns the cached key and whether its entry is still fresh. A stale
+// entry is kept (until purged) so that a key seen before keeps working
+// while the store cannot be reached.
+func (c *keyCache) get(h [sha256.Size]byte, now time.Time) (k *tokenkeeper.APIKey, fresh bool) {
 	c.mu.RLock()
 	e, ok := c.entries[h]
 	c.mu.RUnlock()
-	if !ok || now.After(e.until) {
-		return nil
+	if !ok {
+		return nil, false
 	}
-	return e.key
+	return e.key, !now.After(e.until)
 }
 
 func (c *keyCache) put(h [sha256.Size]byte, k *tokenkeeper.APIKey, now time.Time) {
@@ -108,6 +111,12 @@ func (c *keyCache) put(h [sha256.Size]byte, k *tokenkeeper.APIKey, now time.Time
 		clear(c.entries)
 	}
 	c.entries[h] = cachedKey{key: k, until: now.Add(c.ttl)}
+}
+
+func (c *keyCache) drop(h [sha256.Size]byte) {
+	c.mu.Lock()
+	delete(c.entries, h)
+	c.mu.Unlock()
 }
 
 func (c *keyCache) purge() {
@@ -164,13 +173,28 @@ func (s *server) authenticate(next http.Handler) http.Handler {
 func (s *server) apiKey(ctx context.Context, key string) (*tokenkeeper.APIKey, error) {
 	h := sha256.Sum256([]byte(key))
 	now := s.now()
-	if k := s.keys.get(h, now); k != nil {
-		return k, nil
+	cached, fresh := s.keys.get(h, now)
+	if fresh {
+		return cached, nil
 	}
-	k, err := s.store.APIKeyByHash(ctx, h[:])
-	if tokenkeeper.ErrorCode(err) == tokenkeeper.ENOTFOUND {
+	// Bounded: while the database is down, a key seen before keeps working
+	// (revocations made meanwhile apply when it is back).
+	wait := 2 * time.Second
+	if cached != nil {
+		wait = 250 * time.Millisecond // a known key: don't make the caller wait long
+	}
+	qctx, cancel := context.WithTimeout(ctx, wait)
+	defer cancel()
+	k, err := s.store.APIKeyByHash(qctx, h[:])
+	switch {
+	case tokenkeeper.ErrorCode(err) == tokenkeeper.ENOTFOUND:
+		s.keys.drop(h)
 		return nil, tokenkeeper.Errorf(tokenkeeper.EUNAUTHORIZED, "invalid or revoked API key")
-	} else if err != nil {
+	case err != nil && cached != nil:
+		return cached, nil
+	case err != nil && qctx.Err() != nil:
+		return nil, tokenkeeper.Errorf(tokenkeeper.EUNAVAILABLE, "the database did not answer in time")
+	case err != nil:
 		return nil, err
 	}
 	s.keys.put(h, k, now)

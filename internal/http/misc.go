@@ -24,13 +24,18 @@ func (s *server) handleReadyz() http.Handler {
 		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 		defer cancel()
 		if err := s.store.Ping(ctx); err != nil {
-			s.logger.Warn("readiness check failed", "err", err)
+			if s.unready.CompareAndSwap(false, true) {
+				s.logger.Warn("not ready: the database is unreachable", "err", err)
+			}
 			writeProblem(w, &Problem{
 				Type: ProblemTypePrefix + tokenkeeper.EUNAVAILABLE, Title: "Service Unavailable",
 				Status: http.StatusServiceUnavailable, Code: tokenkeeper.EUNAVAILABLE,
 				Detail: "the database is unreachable: refreshes are paused; cached tokens are still served",
 			})
 			return
+		}
+		if s.unready.CompareAndSwap(true, false) {
+			s.logger.Info("ready again: the database answers")
 		}
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
 	})

@@ -8,6 +8,7 @@ import (
 	"context"
 	"log/slog"
 	"net/http"
+	"sync/atomic"
 	"time"
 
 	"github.com/tokenkeeper/tokenkeeper"
@@ -53,6 +54,7 @@ type server struct {
 	authStore tokenkeeper.AuthStore
 	auditw    *auditWriter // nil without an AuthStore
 	issuer    string
+	unready   atomic.Bool // the last readiness check failed (logged once per outage)
 }
 
 // Server is the broker's HTTP handler. Run its background work (the audit
