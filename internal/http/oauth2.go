@@ -125,11 +125,19 @@ func (s *server) handleOAuth2Token() http.Handler {
 			}
 			return
 		}
-		s.auditw.tokenRead("client:"+client.ClientID, name, remoteHost(r))
 		t := sv.Token
+		if !t.ExpiresAt.IsZero() && t.ExpiresAt.Sub(s.now()) < 2*time.Second {
+			// expires_in is whole seconds rounded down, and 0 means "no
+			// expiry" to many clients: replace a token this close to its
+			// end first (concurrent clients share the refresh).
+			if c, err := s.refresher.Refresh(r.Context(), name, t.AccessToken); err == nil && c.Token.Valid(s.now(), time.Second) {
+				t = c.Token
+			}
+		}
+		s.auditw.tokenRead("client:"+client.ClientID, name, remoteHost(r))
 		out := map[string]any{"access_token": t.AccessToken, "token_type": "Bearer", "scope": scopes[0]}
 		if !t.ExpiresAt.IsZero() {
-			out["expires_in"] = int64(t.ExpiresAt.Sub(s.now()) / time.Second)
+			out["expires_in"] = max(int64(t.ExpiresAt.Sub(s.now())/time.Second), 1)
 		}
 		h := w.Header()
 		h.Set("Pragma", "no-cache")
