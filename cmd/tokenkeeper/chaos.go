@@ -1498,7 +1498,7 @@ func (r *chaosRun) printTable(rep *chaosReport) {
 	fmt.Fprintf(w, "  kills\t%d (restart p50 %.2fs, max %.2fs; %d escalated to SIGKILL; %d replicas exited by themselves)\n",
 		rep.Kills, rep.RestartP50Seconds, rep.RestartMaxSeconds, rep.KillsEscalated, rep.UnexpectedExits)
 	if cfg.dbRestartEvery > 0 {
-		fmt.Fprintf(w, "  database restarts\t%d (every %s; %d failed; down at most %.1fs; refreshes resumed at most %.1fs later; %d did not resume)\n",
+		fmt.Fprintf(w, "  database restarts\t%d (every %s; %d failed; down at most %.2fs; refreshes resumed at most %.2fs after it answered; %d did not resume)\n",
 			rep.DBRestarts, cfg.dbRestartEvery, rep.DBRestartFailures, rep.DBOutageMaxSeconds, rep.DBResumeMaxSeconds, rep.DBNotResumed)
 	}
 	fmt.Fprintf(w, "  reads\t%d, %d with a token (p50 %.1fms, p99 %.1fms)\n", rep.Reads, rep.ReadsOK, rep.ReadP50MS, rep.ReadP99MS)
