@@ -205,7 +205,9 @@ func wrapSourceError(err error) error {
 	if !errors.As(err, &re) {
 		return fmt.Errorf("wrapped token source: %w", err)
 	}
-	e := &oauth.Error{Code: re.ErrorCode, Description: re.ErrorDescription}
+	// x/oauth2 copies the provider's words unfiltered: sanitize them like
+	// the descriptions internal/oauth parses, so no secret reaches an error.
+	e := &oauth.Error{Code: oauth.SanitizeDescription(re.ErrorCode), Description: oauth.SanitizeDescription(re.ErrorDescription)}
 	if re.Response != nil {
 		e.StatusCode = re.Response.StatusCode
 	}

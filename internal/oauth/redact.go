@@ -289,3 +289,11 @@ func asciiLower(s string) string {
 	}
 	return string(b)
 }
+
+// SanitizeDescription makes a provider's error description safe to show:
+// control characters removed, values after token- or secret-like keys and
+// long token-like runs redacted, at most a couple of hundred characters. The
+// token source adapters use it for descriptions this package did not parse.
+func SanitizeDescription(s string) string {
+	return sanitizeText(s, descriptionLimit, false, nil)
+}
