@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"runtime/debug"
+	"slices"
 	"strings"
 )
 
@@ -117,7 +118,7 @@ func (e *env) subcommand(group string, args []string, cmds map[string]func([]str
 	for n := range cmds {
 		names = append(names, n)
 	}
-	sortStrings(names)
+	slices.Sort(names)
 	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" {
 		fmt.Fprintf(e.stderr, "Usage: tokenkeeper %s %s [flags]\n\nRun 'tokenkeeper %s SUBCOMMAND --help' for its flags.\n", group, strings.Join(names, "|"), group)
 		if len(args) == 0 {
