@@ -45,8 +45,15 @@ type command struct {
 }
 
 func newCommand(stderr io.Writer, usage, about string) *command {
-	name := strings.Fields(usage)
-	c := &command{fs: flag.NewFlagSet(strings.Join(name[:min(len(name), 3)], " "), flag.ContinueOnError), usage: usage, about: about, stderr: stderr}
+	// The command's name: the leading lower-case words of its usage line.
+	var name []string
+	for _, w := range strings.Fields(usage) {
+		if w == "" || w[0] < 'a' || w[0] > 'z' {
+			break
+		}
+		name = append(name, w)
+	}
+	c := &command{fs: flag.NewFlagSet(strings.Join(name, " "), flag.ContinueOnError), usage: usage, about: about, stderr: stderr}
 	c.fs.SetOutput(io.Discard)
 	return c
 }
