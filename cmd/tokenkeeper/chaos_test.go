@@ -21,7 +21,7 @@ import (
 // provider's answer and the commit.
 func TestBenchChaosShort(t *testing.T) {
 	if testing.Short() {
-		t.Skip("builds the binary and runs replicas for about 70 s")
+		t.Skip("skipped with -short: builds the binary and runs replicas for about 70 s")
 	}
 	db := os.Getenv("TOKENKEEPER_TEST_DATABASE_URL")
 	if db == "" {
