@@ -63,14 +63,7 @@ The password is asked on the terminal, or read from standard input.`)
 	stdin := c.fs.Bool("password-stdin", false, "read the password from standard input")
 	asJSON := c.fs.Bool("json", false, "print JSON")
 	c.noEnv = map[string]bool{"role": true, "password-stdin": true}
-	if err := c.parse(args, e.getenv); err != nil {
-		return err
-	}
-	pos, err := c.args(1, "the user name")
-	if err != nil {
-		return err
-	}
-	cl, err := ao.client()
+	pos, cl, err := e.clientCommand(c, &ao, args, 1, "the user name")
 	if err != nil {
 		return err
 	}
@@ -94,13 +87,7 @@ func (e *env) cmdUserList(args []string) error {
 	var ao apiOptions
 	ao.register(c)
 	asJSON := c.fs.Bool("json", false, "print JSON")
-	if err := c.parse(args, e.getenv); err != nil {
-		return err
-	}
-	if _, err := c.args(0, "no arguments"); err != nil {
-		return err
-	}
-	cl, err := ao.client()
+	_, cl, err := e.clientCommand(c, &ao, args, 0, "no arguments")
 	if err != nil {
 		return err
 	}
@@ -133,14 +120,7 @@ func (e *env) cmdUserRemove(args []string) error {
 	c := newCommand(e.stderr, "tokenkeeper user rm NAME", "Deletes a user and ends all its sessions.")
 	var ao apiOptions
 	ao.register(c)
-	if err := c.parse(args, e.getenv); err != nil {
-		return err
-	}
-	pos, err := c.args(1, "the user name")
-	if err != nil {
-		return err
-	}
-	cl, err := ao.client()
+	pos, cl, err := e.clientCommand(c, &ao, args, 1, "the user name")
 	if err != nil {
 		return err
 	}
@@ -157,14 +137,7 @@ func (e *env) cmdUserPasswd(args []string) error {
 	ao.register(c)
 	stdin := c.fs.Bool("password-stdin", false, "read the password from standard input")
 	c.noEnv = map[string]bool{"password-stdin": true}
-	if err := c.parse(args, e.getenv); err != nil {
-		return err
-	}
-	pos, err := c.args(1, "the user name")
-	if err != nil {
-		return err
-	}
-	cl, err := ao.client()
+	pos, cl, err := e.clientCommand(c, &ao, args, 1, "the user name")
 	if err != nil {
 		return err
 	}
@@ -188,14 +161,7 @@ grant_type=client_credentials, scope=credential:NAME) and prints its secret once
 	creds := c.fs.String("credentials", "", "credential names the client may read, comma separated")
 	asJSON := c.fs.Bool("json", false, "print JSON")
 	c.noEnv = map[string]bool{"credentials": true}
-	if err := c.parse(args, e.getenv); err != nil {
-		return err
-	}
-	pos, err := c.args(1, "the client id")
-	if err != nil {
-		return err
-	}
-	cl, err := ao.client()
+	pos, cl, err := e.clientCommand(c, &ao, args, 1, "the client id")
 	if err != nil {
 		return err
 	}
@@ -220,13 +186,7 @@ func (e *env) cmdClientList(args []string) error {
 	var ao apiOptions
 	ao.register(c)
 	asJSON := c.fs.Bool("json", false, "print JSON")
-	if err := c.parse(args, e.getenv); err != nil {
-		return err
-	}
-	if _, err := c.args(0, "no arguments"); err != nil {
-		return err
-	}
-	cl, err := ao.client()
+	_, cl, err := e.clientCommand(c, &ao, args, 0, "no arguments")
 	if err != nil {
 		return err
 	}
@@ -259,14 +219,7 @@ func (e *env) cmdClientRemove(args []string) error {
 	c := newCommand(e.stderr, "tokenkeeper client rm CLIENT_ID", "Deletes a service client.")
 	var ao apiOptions
 	ao.register(c)
-	if err := c.parse(args, e.getenv); err != nil {
-		return err
-	}
-	pos, err := c.args(1, "the client id")
-	if err != nil {
-		return err
-	}
-	cl, err := ao.client()
+	pos, cl, err := e.clientCommand(c, &ao, args, 1, "the client id")
 	if err != nil {
 		return err
 	}
@@ -282,14 +235,7 @@ func (e *env) cmdClientRotate(args []string) error {
 	var ao apiOptions
 	ao.register(c)
 	asJSON := c.fs.Bool("json", false, "print JSON")
-	if err := c.parse(args, e.getenv); err != nil {
-		return err
-	}
-	pos, err := c.args(1, "the client id")
-	if err != nil {
-		return err
-	}
-	cl, err := ao.client()
+	pos, cl, err := e.clientCommand(c, &ao, args, 1, "the client id")
 	if err != nil {
 		return err
 	}
@@ -318,13 +264,7 @@ func (e *env) cmdAudit(args []string) error {
 	before := c.fs.Int64("before", 0, "only records older than this id (paging)")
 	asJSON := c.fs.Bool("json", false, "print JSON")
 	c.noEnv = map[string]bool{"limit": true, "actor": true, "action": true, "before": true}
-	if err := c.parse(args, e.getenv); err != nil {
-		return err
-	}
-	if _, err := c.args(0, "no arguments"); err != nil {
-		return err
-	}
-	cl, err := ao.client()
+	_, cl, err := e.clientCommand(c, &ao, args, 0, "no arguments")
 	if err != nil {
 		return err
 	}

@@ -20,13 +20,7 @@ token of, and refresh, the credentials it lists; an admin key may do everything.
 	creds := c.fs.String("credentials", "", "credential names a consumer may read, comma separated")
 	asJSON := c.fs.Bool("json", false, "print JSON")
 	c.noEnv = map[string]bool{"name": true, "role": true, "credentials": true}
-	if err := c.parse(args, e.getenv); err != nil {
-		return err
-	}
-	if _, err := c.args(0, "no positional arguments"); err != nil {
-		return err
-	}
-	cl, err := ao.client()
+	_, cl, err := e.clientCommand(c, &ao, args, 0, "no positional arguments")
 	if err != nil {
 		return err
 	}
@@ -56,13 +50,7 @@ func (e *env) cmdAPIKeyList(args []string) error {
 	var ao apiOptions
 	ao.register(c)
 	asJSON := c.fs.Bool("json", false, "print JSON")
-	if err := c.parse(args, e.getenv); err != nil {
-		return err
-	}
-	if _, err := c.args(0, "no arguments"); err != nil {
-		return err
-	}
-	cl, err := ao.client()
+	_, cl, err := e.clientCommand(c, &ao, args, 0, "no arguments")
 	if err != nil {
 		return err
 	}
@@ -103,14 +91,7 @@ func (e *env) cmdAPIKeyRevoke(args []string) error {
 	c := newCommand(e.stderr, "tokenkeeper apikey revoke ID_OR_NAME", "Revokes an API key; it stops working at once on this broker, within seconds on other replicas.")
 	var ao apiOptions
 	ao.register(c)
-	if err := c.parse(args, e.getenv); err != nil {
-		return err
-	}
-	pos, err := c.args(1, "the key's id or name")
-	if err != nil {
-		return err
-	}
-	cl, err := ao.client()
+	pos, cl, err := e.clientCommand(c, &ao, args, 1, "the key's id or name")
 	if err != nil {
 		return err
 	}
@@ -128,13 +109,7 @@ it. Rows not yet re-sealed keep opening with the older keys.`)
 	var ao apiOptions
 	ao.register(c)
 	asJSON := c.fs.Bool("json", false, "print JSON")
-	if err := c.parse(args, e.getenv); err != nil {
-		return err
-	}
-	if _, err := c.args(0, "no arguments"); err != nil {
-		return err
-	}
-	cl, err := ao.client()
+	_, cl, err := e.clientCommand(c, &ao, args, 0, "no arguments")
 	if err != nil {
 		return err
 	}

@@ -149,13 +149,7 @@ func (e *env) cmdCredentialList(args []string) error {
 	var ao apiOptions
 	ao.register(c)
 	asJSON := c.fs.Bool("json", false, "print JSON")
-	if err := c.parse(args, e.getenv); err != nil {
-		return err
-	}
-	if _, err := c.args(0, "no arguments"); err != nil {
-		return err
-	}
-	cl, err := ao.client()
+	_, cl, err := e.clientCommand(c, &ao, args, 0, "no arguments")
 	if err != nil {
 		return err
 	}
@@ -211,14 +205,7 @@ func (e *env) cmdCredentialShow(args []string) error {
 	var ao apiOptions
 	ao.register(c)
 	asJSON := c.fs.Bool("json", false, "print JSON")
-	if err := c.parse(args, e.getenv); err != nil {
-		return err
-	}
-	pos, err := c.args(1, "the credential name")
-	if err != nil {
-		return err
-	}
-	cl, err := ao.client()
+	pos, cl, err := e.clientCommand(c, &ao, args, 1, "the credential name")
 	if err != nil {
 		return err
 	}
@@ -336,14 +323,7 @@ func (e *env) cmdCredentialRemove(args []string) error {
 	c := newCommand(e.stderr, "tokenkeeper credential rm NAME", "Deletes a credential, its secrets and its events.")
 	var ao apiOptions
 	ao.register(c)
-	if err := c.parse(args, e.getenv); err != nil {
-		return err
-	}
-	pos, err := c.args(1, "the credential name")
-	if err != nil {
-		return err
-	}
-	cl, err := ao.client()
+	pos, cl, err := e.clientCommand(c, &ao, args, 1, "the credential name")
 	if err != nil {
 		return err
 	}
@@ -368,14 +348,7 @@ credential is tried again). Prints when the new token expires.`)
 	var ao apiOptions
 	ao.register(c)
 	asJSON := c.fs.Bool("json", false, "print JSON (including the new access token)")
-	if err := c.parse(args, e.getenv); err != nil {
-		return err
-	}
-	pos, err := c.args(1, "the credential name")
-	if err != nil {
-		return err
-	}
-	cl, err := ao.client()
+	pos, cl, err := e.clientCommand(c, &ao, args, 1, "the credential name")
 	if err != nil {
 		return err
 	}
@@ -398,14 +371,7 @@ func (e *env) cmdCredentialEvents(args []string) error {
 	limit := c.fs.Int("limit", 20, "how many events (1 to 1000)")
 	asJSON := c.fs.Bool("json", false, "print JSON")
 	c.noEnv = map[string]bool{"limit": true}
-	if err := c.parse(args, e.getenv); err != nil {
-		return err
-	}
-	pos, err := c.args(1, "the credential name")
-	if err != nil {
-		return err
-	}
-	cl, err := ao.client()
+	pos, cl, err := e.clientCommand(c, &ao, args, 1, "the credential name")
 	if err != nil {
 		return err
 	}
