@@ -1,0 +1,124 @@
+package bench
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/tokenkeeper/tokenkeeper"
+	"github.com/tokenkeeper/tokenkeeper/internal/seal"
+)
+
+// isPostgresURL reports whether database names a PostgreSQL database rather
+// than a SQLite file.
+func isPostgresURL(database string) bool {
+	return strings.HasPrefix(database, "postgres://") || strings.HasPrefix(database, "postgresql://")
+}
+
+// redactURL hides the password of a database URL.
+func redactURL(database string) string {
+	u, err := url.Parse(database)
+	if err != nil || !isPostgresURL(database) {
+		return database
+	}
+	if _, has := u.User.Password(); has {
+		u.User = url.UserPassword(u.User.Username(), "****")
+	}
+	return u.String()
+}
+
+// newSchemaName returns a fresh schema name: prefix and 8 random hex digits.
+func newSchemaName(prefix string) string {
+	var b [4]byte
+	_, _ = rand.Read(b[:])
+	return prefix + hex.EncodeToString(b[:])
+}
+
+// withSearchPath returns database (a postgres:// URL) with its search_path
+// set to schema.
+func withSearchPath(database, schema string) (string, error) {
+	u, err := url.Parse(database)
+	if err != nil {
+		return "", configErrorf("--database is not a valid URL")
+	}
+	q := u.Query()
+	q.Set("search_path", schema)
+	u.RawQuery = q.Encode()
+	return u.String(), nil
+}
+
+// execPG runs one statement on a new connection to database, within timeout.
+func execPG(ctx context.Context, database string, timeout time.Duration, sql string) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, database)
+	if err != nil {
+		return fmt.Errorf("connect to PostgreSQL: %w", err)
+	}
+	defer conn.Close(context.Background())
+	_, err = conn.Exec(ctx, sql)
+	return err
+}
+
+// benchStore is the store a Refresh or Read run works on.
+type benchStore struct {
+	store tokenkeeper.Store
+	desc  string // "SQLite (PATH)" or "PostgreSQL (schema NAME)"
+	// cleanup closes the store and removes the database: the temporary
+	// directory, or the schema.
+	cleanup func()
+}
+
+// openBenchStore opens the store a benchmark runs on, with a random master
+// key: a SQLite file in a new temporary directory when database is empty,
+// or a fresh schema of the PostgreSQL database it names (dropped by
+// cleanup).
+func openBenchStore(ctx context.Context, w Wiring, database string) (*benchStore, error) {
+	key := make([]byte, seal.KeySize)
+	_, _ = rand.Read(key)
+	if !isPostgresURL(database) {
+		dir, err := os.MkdirTemp("", "tokenkeeper-bench-")
+		if err != nil {
+			return nil, err
+		}
+		path := filepath.Join(dir, "bench.db")
+		store, err := w.OpenStore(ctx, path, key)
+		if err != nil {
+			os.RemoveAll(dir)
+			return nil, err
+		}
+		return &benchStore{store: store, desc: "SQLite (" + path + ")", cleanup: func() { store.Close(); os.RemoveAll(dir) }}, nil
+	}
+	schema := newSchemaName("tokenkeeper_bench_")
+	conn, err := pgx.Connect(ctx, database)
+	if err != nil {
+		return nil, fmt.Errorf("connect to PostgreSQL: %w", err)
+	}
+	if _, err := conn.Exec(ctx, "CREATE SCHEMA "+schema); err != nil {
+		conn.Close(ctx)
+		return nil, fmt.Errorf("create schema: %w", err)
+	}
+	drop := func() {
+		_, _ = conn.Exec(context.Background(), "DROP SCHEMA "+schema+" CASCADE")
+		conn.Close(context.Background())
+	}
+	dbURL, err := withSearchPath(database, schema)
+	if err != nil {
+		drop()
+		return nil, err
+	}
+	store, err := w.OpenStore(ctx, dbURL, key)
+	if err != nil {
+		drop()
+		return nil, err
+	}
+	return &benchStore{store: store, desc: "PostgreSQL (schema " + schema + ")", cleanup: func() { store.Close(); drop() }}, nil
+}

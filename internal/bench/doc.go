@@ -1,0 +1,26 @@
+// Package bench is the load and chaos harness behind 'tokenkeeper bench':
+//
+//   - Refresh measures the refresher: N credentials on one broker in this
+//     process, the share of refreshes made before the token they replace
+//     expired, provider calls per token, latency and memory (refresh.go).
+//   - Read measures the token read path over loopback keep-alive
+//     connections against a bare net/http handler (read.go).
+//   - Chaos runs several 'tokenkeeper serve' replicas as subprocesses on one
+//     PostgreSQL database, kills and restarts them (and optionally the
+//     database) while reading tokens, then checks the store against the test
+//     provider's own records: reuse detections, lost credentials, expired or
+//     revoked tokens served, refreshes cut between answer and commit
+//     (chaos.go, chaos_load.go, records.go, report.go).
+//
+// Shared helpers live beside them: the databases a run uses (database.go),
+// process control of the replicas (proc.go), statistics (stats.go) and a
+// small client of the broker's API (api.go).
+//
+// The package does not know how the program around it opens a store or
+// starts a broker: the caller passes a Wiring. The chaos run starts the
+// tokenkeeper binary named in ChaosConfig.Binary; it never assumes that the
+// running program is that binary. Every function here runs one benchmark at
+// a time and is not meant to be called concurrently with itself; progress
+// goes to a caller-supplied logf, one line per call, and results come back
+// as report structs that print themselves as text (WriteText) and JSON.
+package bench

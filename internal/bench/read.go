@@ -1,0 +1,251 @@
+package bench
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/tokenkeeper/tokenkeeper/oauthtest"
+)
+
+// ReadConfig configures a Read run.
+type ReadConfig struct {
+	Connections int           // concurrent keep-alive connections, 1 to 4096
+	Duration    time.Duration // of each run, positive
+	Database    string        // postgres:// URL; "": a temporary SQLite file
+}
+
+func (c *ReadConfig) validate() error {
+	if c.Connections < 1 || c.Connections > 4096 || c.Duration <= 0 {
+		return configErrorf("--connections must be from 1 to 4096 and --duration positive")
+	}
+	return nil
+}
+
+// ReadRun is what one caller's run measured.
+type ReadRun struct {
+	Key               string // "bare", "apikey", "jwt" or "client": the prefix of its JSON keys
+	Name              string // as the text report names it
+	Requests, Errors  int64
+	RequestsPerSecond float64
+	P50, P99          time.Duration
+}
+
+// ReadReport is what a Read run measured: the bare handler's run first,
+// then the broker's, one per kind of caller.
+type ReadReport struct {
+	Connections int
+	Duration    time.Duration
+	BodyBytes   int // of the token answer, which the bare handler also sends
+	Runs        []ReadRun
+}
+
+// MarshalJSON writes the report as one flat object, as the command has
+// always printed it: connections, duration, body_bytes and, per run,
+// KEY_rps, KEY_p99_ms, KEY_errors and (but for the bare handler) KEY_ratio,
+// the run's request rate over the bare handler's.
+func (r *ReadReport) MarshalJSON() ([]byte, error) {
+	out := map[string]any{"connections": r.Connections, "duration": r.Duration.String(), "body_bytes": r.BodyBytes}
+	for i, run := range r.Runs {
+		k := run.Key
+		out[k+"_rps"], out[k+"_p99_ms"], out[k+"_errors"] = run.RequestsPerSecond, millis(run.P99), run.Errors
+		if i > 0 {
+			out[k+"_ratio"] = r.ratio(i)
+		}
+	}
+	return json.Marshal(out)
+}
+
+// ratio is run i's request rate over the bare handler's.
+func (r *ReadReport) ratio(i int) float64 {
+	return r.Runs[i].RequestsPerSecond / r.Runs[0].RequestsPerSecond
+}
+
+// WriteText prints the report as the command does without --json.
+func (r *ReadReport) WriteText(w io.Writer) error {
+	var tw textWriter
+	tw.printf("bench read: %d connections, %s each, body %d bytes\n", r.Connections, r.Duration, r.BodyBytes)
+	for i, run := range r.Runs {
+		ratio := ""
+		if i > 0 {
+			ratio = fmt.Sprintf("  ratio %.2f", r.ratio(i))
+		}
+		tw.printf("  %-28s %9.0f req/s  p50 %s  p99 %s  errors %d%s\n", run.Name, run.RequestsPerSecond, ms(run.P50), ms(run.P99), run.Errors, ratio)
+	}
+	return tw.flush(w)
+}
+
+// Read measures the token read path: it drives GET
+// /v1/credentials/NAME/token over loopback keep-alive connections against a
+// broker in this process, as an API key, as a user's access token (JWT),
+// and as a service client at /oauth2/token; and in the same run a bare
+// net/http handler answering a body of the same size. The database it
+// creates is removed before it returns.
+func Read(ctx context.Context, cfg ReadConfig, w Wiring, logf Logf) (*ReadReport, error) {
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	db, err := openBenchStore(ctx, w, cfg.Database)
+	if err != nil {
+		return nil, err
+	}
+	secret := randomSecret()
+	idp := oauthtest.NewServer(oauthtest.WithLifetime(time.Hour), oauthtest.WithClient("bench", secret))
+	defer idp.Close()
+	key, err := w.CreateAdminKey(ctx, db.store, "bench")
+	if err != nil {
+		db.cleanup()
+		return nil, err
+	}
+	b, err := w.StartBroker(ctx, db.store, BrokerConfig{Concurrency: 4, ProviderTimeout: 10 * time.Second,
+		DefaultLifetime: time.Hour, ShutdownTimeout: 5 * time.Second})
+	if err != nil {
+		db.cleanup()
+		return nil, err
+	}
+	defer func() { _ = b.Stop(); db.cleanup() }()
+	runs, body, err := readRuns(ctx, b.URL, key, idp, secret)
+	if err != nil {
+		return nil, err
+	}
+	// The bare handler: same body size, no work.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	bare := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Cache-Control", "no-store")
+		_, _ = w.Write(body)
+	})}
+	go func() { _ = bare.Serve(ln) }()
+	defer bare.Close()
+	runs = append([]loadTarget{{key: "bare", name: "bare net/http handler", target: "http://" + ln.Addr().String() + "/"}}, runs...)
+
+	logf("bench read: %d connections, %s per run, %s", cfg.Connections, cfg.Duration, db.desc)
+	rep := &ReadReport{Connections: cfg.Connections, Duration: cfg.Duration, BodyBytes: len(body)}
+	for _, t := range runs {
+		res := drive(ctx, t, cfg.Connections, cfg.Duration)
+		res.Key, res.Name = t.key, t.name
+		rep.Runs = append(rep.Runs, res)
+	}
+	return rep, nil
+}
+
+// loadTarget is one kind of request a Read run sends.
+type loadTarget struct {
+	key, name    string
+	target, auth string
+	form         string // POST this form; "": GET
+}
+
+// readRuns sets up the broker's callers: a credential, a user and a
+// service client. It returns their targets and the token answer's body.
+func readRuns(ctx context.Context, base, key string, idp *oauthtest.Server, secret string) ([]loadTarget, []byte, error) {
+	hc := &http.Client{Timeout: 30 * time.Second}
+	if err := postJSON(ctx, hc, base, key, "/v1/credentials", map[string]any{"name": "bench", "token_url": idp.TokenURL(),
+		"grant_type": "client_credentials", "client_id": "bench", "client_secret": secret}, nil); err != nil {
+		return nil, nil, err
+	}
+	req, _ := http.NewRequestWithContext(ctx, "GET", base+"/v1/credentials/bench/token", nil)
+	req.Header.Set("Authorization", "Bearer "+key)
+	resp, err := hc.Do(req)
+	if err != nil {
+		return nil, nil, err
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		return nil, nil, fmt.Errorf("token read failed: %s %s", resp.Status, body)
+	}
+	// The other callers: a user's access token (JWT) and a service client
+	// at the OAuth2 token endpoint.
+	password := randomSecret()
+	if err := postJSON(ctx, hc, base, key, "/v1/users", map[string]string{"username": "bench", "password": password, "role": "admin"}, nil); err != nil {
+		return nil, nil, err
+	}
+	var login struct {
+		AccessToken string `json:"access_token"`
+	}
+	if err := postJSON(ctx, hc, base, key, "/v1/auth/login", map[string]string{"username": "bench", "password": password}, &login); err != nil {
+		return nil, nil, err
+	}
+	var cl struct {
+		ClientSecret string `json:"client_secret"`
+	}
+	if err := postJSON(ctx, hc, base, key, "/v1/clients", map[string]any{"client_id": "bench", "credentials": []string{"bench"}}, &cl); err != nil {
+		return nil, nil, err
+	}
+	tokenURL := base + "/v1/credentials/bench/token"
+	return []loadTarget{
+		{key: "apikey", name: "GET .../token, API key", target: tokenURL, auth: "Bearer " + key},
+		{key: "jwt", name: "GET .../token, user JWT", target: tokenURL, auth: "Bearer " + login.AccessToken},
+		{key: "client", name: "POST /oauth2/token, client", target: base + "/oauth2/token",
+			auth: "Basic " + base64.StdEncoding.EncodeToString([]byte("bench:"+cl.ClientSecret)),
+			form: "grant_type=client_credentials&scope=credential%3Abench"},
+	}, body, nil
+}
+
+// drive sends t's request from conns keep-alive connections for d and
+// measures the rate and latencies of the answers.
+func drive(ctx context.Context, t loadTarget, conns int, d time.Duration) ReadRun {
+	ctx, cancel := context.WithTimeout(ctx, d)
+	defer cancel()
+	var total, errs atomic.Int64
+	lats := make([][]time.Duration, conns)
+	var wg sync.WaitGroup
+	start := time.Now()
+	for i := range conns {
+		wg.Go(func() {
+			tr := &http.Transport{MaxIdleConnsPerHost: 1, MaxConnsPerHost: 1, DisableCompression: true}
+			defer tr.CloseIdleConnections()
+			hc := &http.Client{Transport: tr}
+			req, _ := http.NewRequest("GET", t.target, nil)
+			if t.form != "" {
+				req.Method = "POST"
+				req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+			}
+			if t.auth != "" {
+				req.Header.Set("Authorization", t.auth)
+			}
+			local := make([]time.Duration, 0, 1<<16)
+			for ctx.Err() == nil {
+				t0 := time.Now()
+				if t.form != "" {
+					req.Body = io.NopCloser(strings.NewReader(t.form))
+					req.ContentLength = int64(len(t.form))
+				}
+				resp, err := hc.Do(req)
+				if err != nil {
+					if ctx.Err() == nil {
+						errs.Add(1)
+					}
+					continue
+				}
+				_, _ = io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != 200 {
+					errs.Add(1)
+				}
+				total.Add(1)
+				local = append(local, time.Since(t0))
+			}
+			lats[i] = local
+		})
+	}
+	wg.Wait()
+	el := time.Since(start)
+	all := slices.Concat(lats...)
+	slices.Sort(all)
+	return ReadRun{Requests: total.Load(), Errors: errs.Load(), RequestsPerSecond: float64(total.Load()) / el.Seconds(),
+		P50: percentile(all, 0.5), P99: percentile(all, 0.99)}
+}

@@ -1,0 +1,93 @@
+package bench
+
+import (
+	"bufio"
+	"crypto/rand"
+	"encoding/base64"
+	"fmt"
+	"io"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// percentile returns the p-quantile (0 ≤ p ≤ 1) of sorted, by the
+// nearest-rank-below method; 0 for no samples.
+func percentile(sorted []time.Duration, p float64) time.Duration {
+	if len(sorted) == 0 {
+		return 0
+	}
+	i := int(float64(len(sorted)-1) * p)
+	return sorted[i]
+}
+
+// millis is d in milliseconds, to the microsecond, as the reports hold it.
+func millis(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+// ms formats d in milliseconds with one decimal: "12.3ms".
+func ms(d time.Duration) string { return fmt.Sprintf("%.1fms", millis(d)) }
+
+// peakRSS reads this process's peak resident set size in bytes (Linux; 0
+// elsewhere).
+func peakRSS() int64 {
+	f, err := os.Open("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	defer f.Close()
+	return parsePeakRSS(bufio.NewScanner(f))
+}
+
+// parsePeakRSS finds the VmHWM line of /proc/self/status.
+func parsePeakRSS(sc *bufio.Scanner) int64 {
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), "VmHWM:"); ok {
+			kb, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+			return kb << 10
+		}
+	}
+	return 0
+}
+
+// formatCounts prints counts by key, sorted by key: "active 3, failed 1".
+func formatCounts(m map[string]int) string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	parts := make([]string, 0, len(keys))
+	for _, k := range keys {
+		parts = append(parts, fmt.Sprintf("%s %d", k, m[k]))
+	}
+	return strings.Join(parts, ", ")
+}
+
+// sum adds the values of m.
+func sum(m map[string]int) int {
+	n := 0
+	for _, v := range m {
+		n += v
+	}
+	return n
+}
+
+// randomSecret returns 24 random bytes as URL-safe base64: a per-run secret.
+func randomSecret() string {
+	b := make([]byte, 24)
+	_, _ = rand.Read(b)
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+// textWriter collects a report's lines and writes them at once, so that
+// WriteText returns the one error that matters.
+type textWriter struct{ b strings.Builder }
+
+func (t *textWriter) printf(format string, args ...any) { fmt.Fprintf(&t.b, format, args...) }
+
+func (t *textWriter) flush(w io.Writer) error {
+	_, err := io.WriteString(w, t.b.String())
+	return err
+}
