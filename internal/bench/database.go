@@ -25,14 +25,23 @@ func isPostgresURL(database string) bool {
 
 // redactURL hides the password of a database URL.
 func redactURL(database string) string {
-	u, err := url.Parse(database)
-	if err != nil || !isPostgresURL(database) {
+	scheme, rest, ok := strings.Cut(database, "://")
+	if !ok || !isPostgresURL(database) {
 		return database
 	}
-	if _, has := u.User.Password(); has {
-		u.User = url.UserPassword(u.User.Username(), "****")
+	authority := rest
+	if i := strings.IndexAny(rest, "/?"); i >= 0 {
+		authority = rest[:i]
 	}
-	return u.String()
+	at := strings.LastIndex(authority, "@")
+	if at < 0 {
+		return database
+	}
+	user, _, hasPassword := strings.Cut(authority[:at], ":")
+	if !hasPassword {
+		return database
+	}
+	return scheme + "://" + user + ":****" + rest[at:]
 }
 
 // newSchemaName returns a fresh schema name: prefix and 8 random hex digits.

@@ -1,0 +1,73 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestBenchRefreshAndRead runs both benchmarks at a tiny size through the
+// command line, on a temporary SQLite file, and checks what they print.
+func TestBenchRefreshAndRead(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	noEnv := func(string) string { return "" }
+
+	var out, errb syncBuffer
+	err := run(ctx, []string{"tokenkeeper", "bench", "refresh", "--credentials", "20", "--lifetime", "2s", "--window", "2s", "--latency", "1ms", "--json"},
+		noEnv, strings.NewReader(""), &out, &errb)
+	if err != nil {
+		t.Fatalf("bench refresh: %v\n%s", err, errb.String())
+	}
+	var ref map[string]any
+	if err := json.Unmarshal([]byte(out.String()), &ref); err != nil {
+		t.Fatalf("bench refresh --json: %v\n%s", err, out.String())
+	}
+	if ref["credentials"] != 20.0 || ref["lifetime"] != "2s" || ref["window"] != "2s" || ref["refreshes"].(float64) < 20 ||
+		!strings.HasPrefix(ref["database"].(string), "SQLite (") {
+		t.Errorf("bench refresh --json: %s", out.String())
+	}
+	if !strings.Contains(errb.String(), "bench refresh: 20 credentials, lifetime 2s, provider latency 1ms, SQLite (") {
+		t.Errorf("progress: %s", errb.String())
+	}
+
+	out = syncBuffer{}
+	err = run(ctx, []string{"tokenkeeper", "bench", "read", "--connections", "2", "--duration", "200ms"}, noEnv, strings.NewReader(""), &out, &errb)
+	if err != nil {
+		t.Fatalf("bench read: %v\n%s", err, errb.String())
+	}
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	if len(lines) != 5 || !regexp.MustCompile(`^bench read: 2 connections, 200ms each, body \d+ bytes$`).MatchString(lines[0]) {
+		t.Fatalf("bench read printed:\n%s", out.String())
+	}
+	for i, name := range []string{"bare net/http handler", "GET .../token, API key", "GET .../token, user JWT", "POST /oauth2/token, client"} {
+		l := lines[i+1]
+		if !strings.HasPrefix(l, "  "+name) || !strings.Contains(l, "errors 0") || (i > 0) != strings.Contains(l, "ratio ") {
+			t.Errorf("line %q", l)
+		}
+	}
+}
+
+func TestBenchFlags(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"refresh", "--credentials", "0"}, "--credentials must be positive"},
+		{[]string{"refresh", "--lifetime", "1s"}, "--lifetime at least 2s"},
+		{[]string{"refresh", "--window", "-1s"}, "--window must not be negative"},
+		{[]string{"read", "--connections", "0"}, "--connections must be from 1 to 4096"},
+		{[]string{"read", "--duration", "0s"}, "--duration positive"},
+		{[]string{"read", "--connections", "x"}, "invalid value"},
+	} {
+		var out, errb syncBuffer
+		err := run(context.Background(), append([]string{"tokenkeeper", "bench"}, tc.args...),
+			func(string) string { return "" }, strings.NewReader(""), &out, &errb)
+		if err == nil || !strings.Contains(err.Error(), tc.want) || exitCode(err) != 2 {
+			t.Errorf("%v: err %v; want a usage error containing %q", tc.args, err, tc.want)
+		}
+	}
+}

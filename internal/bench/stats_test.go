@@ -1,0 +1,150 @@
+package bench
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestPercentile(t *testing.T) {
+	ms := func(v ...int) []time.Duration {
+		out := make([]time.Duration, len(v))
+		for i, x := range v {
+			out[i] = time.Duration(x) * time.Millisecond
+		}
+		return out
+	}
+	hundred := make([]int, 100)
+	for i := range hundred {
+		hundred[i] = i + 1
+	}
+	for _, tc := range []struct {
+		name   string
+		sorted []time.Duration
+		p      float64
+		want   time.Duration
+	}{
+		{"no samples", nil, 0.5, 0},
+		{"one sample, p50", ms(7), 0.5, 7 * time.Millisecond},
+		{"one sample, p99", ms(7), 0.99, 7 * time.Millisecond},
+		{"p0 is the minimum", ms(1, 2, 3), 0, time.Millisecond},
+		{"p100 is the maximum", ms(1, 2, 3), 1, 3 * time.Millisecond},
+		{"p50 of an odd count is the median", ms(1, 2, 3), 0.5, 2 * time.Millisecond},
+		{"p50 of an even count rounds down", ms(1, 2, 3, 4), 0.5, 2 * time.Millisecond},
+		{"p99 of 1..100", ms(hundred...), 0.99, 99 * time.Millisecond},
+		{"p50 of 1..100", ms(hundred...), 0.5, 50 * time.Millisecond},
+	} {
+		if got := percentile(tc.sorted, tc.p); got != tc.want {
+			t.Errorf("%s: percentile(%v) = %s, want %s", tc.name, tc.p, got, tc.want)
+		}
+	}
+}
+
+func TestMillis(t *testing.T) {
+	for _, tc := range []struct {
+		d    time.Duration
+		want string
+	}{
+		{0, "0.0ms"},
+		{1500 * time.Microsecond, "1.5ms"},
+		{1549 * time.Microsecond, "1.5ms"},
+		{1551 * time.Microsecond, "1.6ms"},
+		{1999 * time.Nanosecond, "0.0ms"}, // below a microsecond's precision
+		{2 * time.Second, "2000.0ms"},
+	} {
+		if got := ms(tc.d); got != tc.want {
+			t.Errorf("ms(%s) = %q, want %q", tc.d, got, tc.want)
+		}
+	}
+}
+
+func TestParsePeakRSS(t *testing.T) {
+	for _, tc := range []struct {
+		name, status string
+		want         int64
+	}{
+		{"present", "Name:\ttokenkeeper\nVmPeak:\t  900 kB\nVmHWM:\t   55320 kB\nVmRSS:\t 40000 kB\n", 55320 << 10},
+		{"absent", "Name:\ttokenkeeper\nVmRSS:\t 40000 kB\n", 0},
+		{"unparsable", "VmHWM:\tlots\n", 0},
+		{"empty", "", 0},
+	} {
+		if got := parsePeakRSS(bufio.NewScanner(strings.NewReader(tc.status))); got != tc.want {
+			t.Errorf("%s: %d, want %d", tc.name, got, tc.want)
+		}
+	}
+	if rss := peakRSS(); rss < 0 {
+		t.Errorf("peakRSS() = %d", rss)
+	}
+}
+
+func TestFormatCounts(t *testing.T) {
+	for _, tc := range []struct {
+		m    map[string]int
+		want string
+	}{
+		{nil, ""},
+		{map[string]int{"active": 200}, "active 200"},
+		{map[string]int{"timeout": 1, "connection refused": 3, "http 503": 2}, "connection refused 3, http 503 2, timeout 1"},
+	} {
+		if got := formatCounts(tc.m); got != tc.want {
+			t.Errorf("formatCounts(%v) = %q, want %q", tc.m, got, tc.want)
+		}
+	}
+}
+
+func TestDurationJSON(t *testing.T) {
+	for _, d := range []time.Duration{0, 2500 * time.Millisecond, 20 * time.Second, 10 * time.Minute} {
+		b, err := json.Marshal(Duration(d))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := `"` + d.String() + `"`; string(b) != want {
+			t.Errorf("marshal %s: %s, want %s", d, b, want)
+		}
+		var back Duration
+		if err := json.Unmarshal(b, &back); err != nil || time.Duration(back) != d {
+			t.Errorf("round trip of %s: %s, %v", d, back, err)
+		}
+	}
+	for _, bad := range []string{`"10 parsecs"`, `12`, `null x`} {
+		var d Duration
+		if err := json.Unmarshal([]byte(bad), &d); err == nil {
+			t.Errorf("unmarshal %s: no error", bad)
+		}
+	}
+}
+
+func TestRandomSecret(t *testing.T) {
+	a, b := randomSecret(), randomSecret()
+	if len(a) != 32 || a == b || strings.ContainsAny(a, "+/=") {
+		t.Errorf("randomSecret() = %q, %q", a, b)
+	}
+}
+
+// sortedJSON re-encodes v's JSON through a map, whose keys encoding/json
+// sorts: the same bytes mean v's keys were already in that order.
+func sortedJSON(t *testing.T, b []byte) []byte {
+	t.Helper()
+	var m map[string]any
+	if err := json.Unmarshal(b, &m); err != nil {
+		t.Fatal(err)
+	}
+	out, err := json.Marshal(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func TestTextWriter(t *testing.T) {
+	var tw textWriter
+	tw.printf("a %d\n", 1)
+	tw.printf("b %s\n", "two")
+	var buf bytes.Buffer
+	if err := tw.flush(&buf); err != nil || buf.String() != "a 1\nb two\n" {
+		t.Errorf("%q, %v", buf.String(), err)
+	}
+}
