@@ -222,6 +222,9 @@ func Chaos(ctx context.Context, cfg ChaosConfig, w Wiring, logf Logf) (rep *Chao
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
+	if err := w.need("OpenStore", "EventRetention"); err != nil {
+		return nil, err
+	}
 	r := &chaosRun{cfg: &cfg, w: w, logf: logf, out: outages{replica: make([][]window, cfg.Replicas)}}
 	defer func() {
 		if err != nil || !rep.Pass {

@@ -174,3 +174,18 @@ func TestWithSearchPath(t *testing.T) {
 		t.Errorf("schema name %q", name)
 	}
 }
+
+func TestWiringNeed(t *testing.T) {
+	w := Wiring{EventRetention: 1000}
+	if err := w.need("EventRetention"); err != nil {
+		t.Errorf("EventRetention set: %v", err)
+	}
+	for _, f := range []string{"OpenStore", "StartBroker", "CreateAdminKey"} {
+		if err := w.need("EventRetention", f); err == nil || !strings.Contains(err.Error(), "Wiring."+f+" is not set") {
+			t.Errorf("%s missing: %v", f, err)
+		}
+	}
+	if err := (Wiring{}).need("EventRetention"); err == nil {
+		t.Error("no event retention: no error")
+	}
+}

@@ -19,8 +19,10 @@
 // The package does not know how the program around it opens a store or
 // starts a broker: the caller passes a Wiring. The chaos run starts the
 // tokenkeeper binary named in ChaosConfig.Binary; it never assumes that the
-// running program is that binary. Every function here runs one benchmark at
-// a time and is not meant to be called concurrently with itself; progress
-// goes to a caller-supplied logf, one line per call, and results come back
-// as report structs that print themselves as text (WriteText) and JSON.
+// running program is that binary. Runs are independent (each has its own
+// database or schema, ports and provider) and may be started from any
+// goroutine, but a benchmark measures best alone: peak RSS is the whole
+// process's. Progress goes to a caller-supplied Logf, one line per call, and
+// results come back as report structs that print themselves as text
+// (WriteText) and JSON.
 package bench

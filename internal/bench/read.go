@@ -94,6 +94,9 @@ func Read(ctx context.Context, cfg ReadConfig, w Wiring, logf Logf) (*ReadReport
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
+	if err := w.need("OpenStore", "StartBroker", "CreateAdminKey"); err != nil {
+		return nil, err
+	}
 	db, err := openBenchStore(ctx, w, cfg.Database)
 	if err != nil {
 		return nil, err

@@ -123,6 +123,9 @@ func Refresh(ctx context.Context, cfg RefreshConfig, w Wiring, logf Logf) (*Refr
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
+	if err := w.need("OpenStore", "StartBroker"); err != nil {
+		return nil, err
+	}
 	db, err := openBenchStore(ctx, w, cfg.Database)
 	if err != nil {
 		return nil, err

@@ -28,6 +28,27 @@ type Wiring struct {
 	EventRetention int
 }
 
+// need reports the first of the named fields that w lacks, as an error.
+func (w Wiring) need(fields ...string) error {
+	for _, f := range fields {
+		missing := false
+		switch f {
+		case "OpenStore":
+			missing = w.OpenStore == nil
+		case "StartBroker":
+			missing = w.StartBroker == nil
+		case "CreateAdminKey":
+			missing = w.CreateAdminKey == nil
+		case "EventRetention":
+			missing = w.EventRetention < 1
+		}
+		if missing {
+			return fmt.Errorf("bench: Wiring.%s is not set", f)
+		}
+	}
+	return nil
+}
+
 // BrokerConfig is what a benchmark asks of the broker it starts.
 type BrokerConfig struct {
 	Concurrency     int           // refreshes in flight at most
