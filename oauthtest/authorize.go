@@ -7,7 +7,8 @@ import (
 )
 
 // handleAuthorize serves GET /authorize: it approves every valid request at
-// once and redirects to redirect_uri with a code, the state and iss.
+// once and redirects to redirect_uri with a code, the state and iss, or,
+// with WithConsent, shows the consent page (consent.go).
 //
 // client_id must name a registered client and redirect_uri must be an
 // absolute URL without a fragment; otherwise the answer is 400 and no
@@ -41,18 +42,9 @@ func (s *Server) handleAuthorize() http.HandlerFunc {
 		}
 		state := q.Get("state")
 		redirect := func(params url.Values) {
-			if state != "" {
-				params.Set("state", state)
-			}
-			params.Set("iss", s.issuerFor(r))
-			u := *target
-			tq := u.Query()
-			for k, v := range params {
-				tq[k] = v
-			}
-			u.RawQuery = tq.Encode()
+			base := codeRequest{redirect: target, state: state, iss: s.issuerFor(r)}
 			w.Header().Set("Cache-Control", "no-store")
-			http.Redirect(w, r, u.String(), http.StatusFound)
+			http.Redirect(w, r, base.redirectTo(params), http.StatusFound)
 		}
 		fail := func(code, desc string) {
 			s.cfg.logger.LogAttrs(r.Context(), slog.LevelInfo, "oauthtest: authorization request",
@@ -80,29 +72,78 @@ func (s *Server) handleAuthorize() http.HandlerFunc {
 			return
 		}
 
-		code := newToken(codePrefix)
-		h := hashOf(code)
-		s.mu.Lock()
-		now := s.cfg.now()
-		s.codeQueue.popDue(now, func(k digest) { delete(s.codes, k) })
-		exp := now.Add(s.cfg.codeLifetime)
-		s.codes[h] = &codeRecord{
-			client:      c,
-			epoch:       c.epoch,
+		req := &codeRequest{
+			redirect:    target,
 			redirectURI: redirectURI,
+			state:       state,
+			iss:         s.issuerFor(r),
 			challenge:   challenge,
-			scope:       normalizeScope(q.Get("scope")),
-			expiresAt:   exp,
+			nonce:       q.Get("nonce"),
 		}
-		s.codeQueue.push(h, exp.Add(s.cfg.codeLifetime))
-		s.stats.CodesIssued++
-		s.mu.Unlock()
-
+		scope := normalizeScope(q.Get("scope"))
+		if s.cfg.flows.consent {
+			s.showConsent(w, r, &consentRequest{client: c, scope: scope, code: req})
+			return
+		}
+		code := s.issueCode(c, req, scope, s.cfg.flows.endUser())
 		s.cfg.logger.LogAttrs(r.Context(), slog.LevelInfo, "oauthtest: authorization request",
 			slog.String("client_id", c.id), slog.String("outcome", "approved"),
 			slog.Bool("pkce", challenge != ""))
 		redirect(url.Values{"code": {code}})
 	}
+}
+
+// codeRequest is a validated authorization code request.
+type codeRequest struct {
+	redirect    *url.URL // redirect_uri, parsed
+	redirectURI string
+	state       string // "" when the client sent none
+	iss         string // the issuer announced in the redirect
+	challenge   string // S256 code challenge; "" without PKCE
+	nonce       string // OpenID Connect nonce; "" when none
+}
+
+// redirectTo returns the redirect URI with params, state and iss added to
+// its query.
+func (q *codeRequest) redirectTo(params url.Values) string {
+	if q.state != "" {
+		params.Set("state", q.state)
+	}
+	params.Set("iss", q.iss)
+	u := *q.redirect
+	tq := u.Query()
+	for k, v := range params {
+		tq[k] = v
+	}
+	u.RawQuery = tq.Encode()
+	return u.String()
+}
+
+// issueCode stores a new authorization code for an approved request and
+// returns it.
+func (s *Server) issueCode(c *client, req *codeRequest, scope string, user EndUser) string {
+	code := newToken(codePrefix)
+	h := hashOf(code)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := s.cfg.now()
+	s.codeQueue.popDue(now, func(k digest) { delete(s.codes, k) })
+	exp := now.Add(s.cfg.codeLifetime)
+	s.codes[h] = &codeRecord{
+		client:      c,
+		epoch:       c.epoch,
+		redirectURI: req.redirectURI,
+		challenge:   req.challenge,
+		scope:       scope,
+		expiresAt:   exp,
+		iss:         req.iss,
+		nonce:       req.nonce,
+		user:        user,
+		authTime:    now,
+	}
+	s.codeQueue.push(h, exp.Add(s.cfg.codeLifetime))
+	s.stats.CodesIssued++
+	return code
 }
 
 // authorizeFail answers an authorization request that cannot be redirected.

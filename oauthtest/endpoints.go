@@ -69,52 +69,74 @@ func (s *Server) handleRevoke() http.HandlerFunc {
 	}
 }
 
-// metadata is the RFC 8414 authorization server metadata.
+// metadata is the RFC 8414 authorization server metadata; with WithOIDC
+// it is also the OpenID Connect discovery document (OpenID Connect
+// Discovery §3), and the OpenID fields are set.
 type metadata struct {
 	Issuer                         string   `json:"issuer"`
 	AuthorizationEndpoint          string   `json:"authorization_endpoint"`
 	TokenEndpoint                  string   `json:"token_endpoint"`
 	RevocationEndpoint             string   `json:"revocation_endpoint"`
+	DeviceAuthorizationEndpoint    string   `json:"device_authorization_endpoint"`
 	ResponseTypesSupported         []string `json:"response_types_supported"`
 	GrantTypesSupported            []string `json:"grant_types_supported"`
 	TokenEndpointAuthMethods       []string `json:"token_endpoint_auth_methods_supported"`
 	RevocationEndpointAuthMethods  []string `json:"revocation_endpoint_auth_methods_supported"`
 	CodeChallengeMethodsSupported  []string `json:"code_challenge_methods_supported"`
 	AuthorizationResponseIssParams bool     `json:"authorization_response_iss_parameter_supported"`
+
+	JWKSURI                     string   `json:"jwks_uri,omitempty"`
+	ScopesSupported             []string `json:"scopes_supported,omitempty"`
+	SubjectTypesSupported       []string `json:"subject_types_supported,omitempty"`
+	IDTokenSigningAlgsSupported []string `json:"id_token_signing_alg_values_supported,omitempty"`
+	ClaimsSupported             []string `json:"claims_supported,omitempty"`
 }
 
 // handleMetadata serves GET /.well-known/oauth-authorization-server.
 func (s *Server) handleMetadata() http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		iss := s.issuerFor(r)
-		methods := []string{}
-		if s.cfg.basic {
-			methods = append(methods, "client_secret_basic")
-		}
-		if s.cfg.post {
-			methods = append(methods, "client_secret_post")
-		}
-		s.mu.Lock()
-		for _, c := range s.clients {
-			if c.public {
-				methods = append(methods, "none")
-				break
-			}
-		}
-		s.mu.Unlock()
-		writeJSON(w, http.StatusOK, metadata{
-			Issuer:                         iss,
-			AuthorizationEndpoint:          iss + "/authorize",
-			TokenEndpoint:                  iss + "/token",
-			RevocationEndpoint:             iss + "/revoke",
-			ResponseTypesSupported:         []string{"code"},
-			GrantTypesSupported:            []string{"authorization_code", "client_credentials", "refresh_token"},
-			TokenEndpointAuthMethods:       methods,
-			RevocationEndpointAuthMethods:  methods,
-			CodeChallengeMethodsSupported:  []string{"S256"},
-			AuthorizationResponseIssParams: true,
-		})
+		writeJSON(w, http.StatusOK, s.metadataFor(s.issuerFor(r)))
 	}
+}
+
+// metadataFor returns the metadata for issuer iss.
+func (s *Server) metadataFor(iss string) metadata {
+	methods := []string{}
+	if s.cfg.basic {
+		methods = append(methods, "client_secret_basic")
+	}
+	if s.cfg.post {
+		methods = append(methods, "client_secret_post")
+	}
+	s.mu.Lock()
+	for _, c := range s.clients {
+		if c.public {
+			methods = append(methods, "none")
+			break
+		}
+	}
+	s.mu.Unlock()
+	m := metadata{
+		Issuer:                         iss,
+		AuthorizationEndpoint:          iss + "/authorize",
+		TokenEndpoint:                  iss + "/token",
+		RevocationEndpoint:             iss + "/revoke",
+		DeviceAuthorizationEndpoint:    iss + deviceAuthorizationPath,
+		ResponseTypesSupported:         []string{"code"},
+		GrantTypesSupported:            []string{"authorization_code", "client_credentials", "refresh_token", deviceCodeGrantType},
+		TokenEndpointAuthMethods:       methods,
+		RevocationEndpointAuthMethods:  methods,
+		CodeChallengeMethodsSupported:  []string{"S256"},
+		AuthorizationResponseIssParams: true,
+	}
+	if s.flows.signer != nil {
+		m.JWKSURI = iss + jwksPath
+		m.ScopesSupported = []string{"openid", "email", "offline_access"}
+		m.SubjectTypesSupported = []string{"public"}
+		m.IDTokenSigningAlgsSupported = []string{"RS256"}
+		m.ClaimsSupported = []string{"iss", "sub", "aud", "exp", "iat", "auth_time", "nonce", "at_hash", "email", "email_verified"}
+	}
+	return m
 }
 
 // resourceBody is the JSON body of a successful resource request.

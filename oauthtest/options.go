@@ -24,6 +24,7 @@ type config struct {
 	latency         time.Duration
 	now             func() time.Time
 	logger          *slog.Logger
+	flows           flowConfig // consent, device grant, OIDC: flowoptions.go
 }
 
 type clientSpec struct{ id, secret string }
@@ -42,6 +43,9 @@ func defaultConfig() config {
 // validate reports the first invalid setting. The message names the option,
 // never a secret.
 func (c *config) validate() error {
+	if err := c.flows.validate(); err != nil {
+		return err
+	}
 	switch {
 	case c.lifetime <= 0:
 		return fmt.Errorf("WithLifetime: lifetime must be positive, got %v", c.lifetime)

@@ -9,6 +9,13 @@ func (s *Server) routes() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("POST /token", s.handleToken())
 	mux.Handle("GET /authorize", s.handleAuthorize())
+	mux.Handle("POST /authorize", s.handleConsent(false))
+	mux.Handle("POST "+deviceAuthorizationPath, s.handleDeviceAuthorization())
+	mux.Handle("GET "+devicePath, s.handleDevicePage())
+	mux.Handle("POST "+devicePath, s.handleConsent(true))
+	mux.HandleFunc("GET "+cssPath, handleCSS)
+	mux.Handle("GET "+oidcPath, s.handleOIDCDiscovery())
+	mux.Handle("GET "+jwksPath, s.handleJWKS())
 	mux.Handle("POST /revoke", s.handleRevoke())
 	mux.Handle("GET "+metadataPath, s.handleMetadata())
 	mux.Handle("/resource", s.handleResource()) // any method, so that clients can replay bodies

@@ -36,6 +36,7 @@ type Server struct {
 	nextFamily  int
 	stats       Stats // TokenRequests is never nil; Stats() returns a copy
 	maxPresent  int
+	flows       flowState // consent pages, device codes, ID token key: consent.go
 }
 
 // newServer builds a Server from options, without a listener. It panics if
@@ -56,6 +57,7 @@ func newServer(opts []Option) *Server {
 		refresh: make(map[digest]*refreshRecord),
 		codes:   make(map[digest]*codeRecord),
 		stats:   Stats{TokenRequests: make(map[string]int)},
+		flows:   newFlowState(cfg.flows),
 	}
 	for _, c := range cfg.clients {
 		s.addClientLocked(c.id, c.secret)
@@ -171,6 +173,18 @@ func (s *Server) RevokeURL() string { return s.URL() + "/revoke" }
 // "body_bytes":N}, and any other request with 401 and
 // WWW-Authenticate: Bearer error="invalid_token".
 func (s *Server) ResourceURL() string { return s.URL() + "/resource" }
+
+// DeviceAuthorizationURL returns the device authorization endpoint (RFC
+// 8628), URL()+"/device_authorization".
+func (s *Server) DeviceAuthorizationURL() string { return s.URL() + deviceAuthorizationPath }
+
+// VerificationURL returns the device verification page, URL()+"/device".
+func (s *Server) VerificationURL() string { return s.URL() + devicePath }
+
+// OpenIDConfigurationURL returns the OpenID Connect discovery document,
+// URL()+"/.well-known/openid-configuration"; it answers 404 without
+// WithOIDC.
+func (s *Server) OpenIDConfigurationURL() string { return s.URL() + oidcPath }
 
 // MetadataURL returns the RFC 8414 metadata document,
 // URL()+"/.well-known/oauth-authorization-server".

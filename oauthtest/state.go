@@ -96,6 +96,10 @@ type codeRecord struct {
 	expiresAt   time.Time
 	used        bool
 	family      *family // the family its redemption started
+	iss         string  // the issuer the authorization response named
+	nonce       string  // OpenID Connect nonce; "" when none
+	user        EndUser // who approved the request
+	authTime    time.Time
 }
 
 // expiryQueue holds digests in the order they were added, which is the order

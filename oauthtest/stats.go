@@ -23,6 +23,12 @@ type Stats struct {
 	Faults              int // scripted faults served
 	StoredAccessTokens  int // access token records held now (live, and expired less than a minute ago)
 
+	ConsentApprovals  int // consent pages answered Approve
+	ConsentDenials    int // consent pages answered Deny
+	DeviceCodesIssued int // by the device authorization endpoint
+	SlowDowns         int // device code polls answered slow_down
+	IDTokensIssued    int
+
 	// LostRefreshTokens counts refresh tokens never presented before their
 	// family moved past them: superseded because an older token was reused
 	// within the grace period, or current when reuse detection revoked the

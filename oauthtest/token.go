@@ -20,6 +20,7 @@ type tokenResponse struct {
 	ExpiresIn    any    `json:"expires_in,omitempty"`
 	RefreshToken string `json:"refresh_token,omitempty"`
 	Scope        string `json:"scope,omitempty"`
+	IDToken      string `json:"id_token,omitempty"` // OpenID Connect: grants.go
 }
 
 // grantResult is the outcome of one token request, for the response and the
@@ -157,6 +158,9 @@ func writeTokenResponse(w http.ResponseWriter, resp *tokenResponse, kind FaultKi
 		if resp.Scope != "" {
 			v.Set("scope", resp.Scope)
 		}
+		if resp.IDToken != "" {
+			v.Set("id_token", resp.IDToken)
+		}
 		w.Header().Set("Content-Type", "application/x-www-form-urlencoded")
 		w.WriteHeader(http.StatusOK)
 		_, _ = w.Write([]byte(v.Encode()))
@@ -179,6 +183,8 @@ func (s *Server) grant(r *http.Request, grant string, form url.Values) grantResu
 		res = s.refreshTokenGrant(c, form)
 	case "authorization_code":
 		res = s.authorizationCodeGrant(c, form)
+	case deviceCodeGrantType:
+		res = s.deviceCodeGrant(c, form)
 	case "":
 		res.err = errInvalidRequest("grant_type is missing")
 	default:
@@ -392,8 +398,6 @@ func (s *Server) authorizationCodeGrant(c *client, form url.Values) grantResult 
 	sum := sha256.Sum256([]byte(verifier))
 	computed := base64.RawURLEncoding.EncodeToString(sum[:])
 	h := hashOf(code)
-	at, rt := newToken(accessPrefix), newToken(refreshPrefix)
-	ah, rh := hashOf(at), hashOf(rt)
 
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -431,12 +435,10 @@ func (s *Server) authorizationCodeGrant(c *client, form url.Values) grantResult 
 		return res
 	}
 	rec.used = true
-	f := s.newFamilyLocked(c, rec.scope)
+	f, resp := s.startGrantLocked(c, approval{scope: rec.scope, iss: rec.iss, nonce: rec.nonce, user: rec.user, authTime: rec.authTime}, now)
 	rec.family = f
-	s.addRefreshLocked(f, rh, now)
-	s.addAccessLocked(c, f, rec.scope, ah, now)
 	res.family, res.event = f.id, "family_started"
-	res.resp = s.response(at, rt, rec.scope)
+	res.resp = resp
 	return res
 }
 

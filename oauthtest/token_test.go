@@ -282,10 +282,11 @@ func TestMetadata(t *testing.T) {
 		}
 		iss := s.URL()
 		for k, want := range map[string]string{
-			"issuer":                 iss,
-			"token_endpoint":         s.TokenURL(),
-			"authorization_endpoint": s.AuthorizeURL(),
-			"revocation_endpoint":    s.RevokeURL(),
+			"issuer":                        iss,
+			"token_endpoint":                s.TokenURL(),
+			"authorization_endpoint":        s.AuthorizeURL(),
+			"revocation_endpoint":           s.RevokeURL(),
+			"device_authorization_endpoint": s.DeviceAuthorizationURL(),
 		} {
 			if r.str(k) != want {
 				t.Errorf("%s = %q, want %q", k, r.str(k), want)
@@ -294,7 +295,7 @@ func TestMetadata(t *testing.T) {
 		if got := strings.Join(toStrings(r.json["token_endpoint_auth_methods_supported"]), ","); got != strings.Join(tc.want, ",") {
 			t.Errorf("auth methods = %s, want %v", got, tc.want)
 		}
-		if got := strings.Join(toStrings(r.json["grant_types_supported"]), ","); got != "authorization_code,client_credentials,refresh_token" {
+		if got := strings.Join(toStrings(r.json["grant_types_supported"]), ","); got != "authorization_code,client_credentials,refresh_token,urn:ietf:params:oauth:grant-type:device_code" {
 			t.Errorf("grant types = %s", got)
 		}
 		if got := strings.Join(toStrings(r.json["code_challenge_methods_supported"]), ","); got != "S256" {
