@@ -24,12 +24,15 @@ func (c *clientsFlag) Set(v string) error {
 }
 
 func (e *env) cmdTestIDP(args []string) error {
-	c := newCommand(e.stderr, "tokenkeeper testidp [--addr 127.0.0.1:9090] [--lifetime 60s] [--rotate] [--reuse-detection] --client ID:SECRET",
+	c := newCommand(e.stderr, "tokenkeeper testidp [--addr 127.0.0.1:9090] [--lifetime 60s] [--rotate] [--reuse-detection] [--consent] [--oidc] --client ID:SECRET",
 		`Runs the OAuth2 test authorization server (package oauthtest): a token
-endpoint (client_credentials, refresh_token, authorization_code with PKCE),
-an auto-approving authorize endpoint, revocation, RFC 8414 metadata and a
-protected resource at /resource. For tests and demos only: it keeps
-everything in memory. Each grant is logged, never a secret.`)
+endpoint (client_credentials, refresh_token, authorization_code with PKCE,
+device_code), an authorize endpoint that approves at once or, with
+--consent, shows a consent page, the device flow (RFC 8628) with its
+verification page at /device, revocation, RFC 8414 metadata, optional
+OpenID Connect ID tokens (--oidc), and a protected resource at /resource.
+For tests and demos only: it keeps everything in memory. Each grant is
+logged, never a secret.`)
 	addr := c.fs.String("addr", "127.0.0.1:9090", "address to listen on")
 	lifetime := c.fs.Duration("lifetime", time.Minute, "access token lifetime")
 	rotate := c.fs.Bool("rotate", false, "rotate the refresh token on every refresh")
@@ -38,17 +41,22 @@ everything in memory. Each grant is logged, never a secret.`)
 	latency := c.fs.Duration("latency", 0, "delay added to every token request")
 	var clients clientsFlag
 	c.fs.Var(&clients, "client", "register a client ID:SECRET (repeatable)")
+	fl := registerFlowFlags(c)
 	var lo logOptions
 	lo.register(c)
-	c.noEnv = map[string]bool{"client": true}
+	c.noEnv = map[string]bool{"client": true, "public-client": true}
 	if err := c.parse(args, e.getenv); err != nil {
 		return err
 	}
 	if _, err := c.args(0, "no positional arguments"); err != nil {
 		return err
 	}
-	if len(clients) == 0 {
-		return usagef("register at least one client with --client ID:SECRET")
+	if len(clients) == 0 && len(fl.public) == 0 {
+		return usagef("register at least one client with --client ID:SECRET or --public-client ID")
+	}
+	flowOpts, err := fl.options()
+	if err != nil {
+		return err
 	}
 	if *lifetime <= 0 || *latency < 0 || *grace < 0 {
 		return usagef("--lifetime must be positive, --latency and --grace not negative")
@@ -70,6 +78,7 @@ everything in memory. Each grant is logged, never a secret.`)
 	for _, cl := range clients {
 		opts = append(opts, oauthtest.WithClient(cl[0], cl[1]))
 	}
+	opts = append(opts, flowOpts...)
 	ln, err := net.Listen("tcp", *addr)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", *addr, err)
@@ -78,8 +87,12 @@ everything in memory. Each grant is logged, never a secret.`)
 	defer srv.Close()
 	fmt.Fprintf(e.stdout, "oauthtest authorization server (in memory, for tests)\n")
 	fmt.Fprintf(e.stdout, "  issuer:    %s\n  token URL: %s\n  authorize: %s\n  resource:  %s\n", srv.URL(), srv.TokenURL(), srv.AuthorizeURL(), srv.ResourceURL())
-	fmt.Fprintf(e.stdout, "Try: curl -u %s:SECRET -d grant_type=client_credentials %s\n", clients[0][0], srv.TokenURL())
-	logger.Info("testidp started", "issuer", srv.URL(), "clients", len(clients), "lifetime", lifetime.String(), "rotate", *rotate, "reuse_detection", *reuse)
+	fl.printURLs(e.stdout, srv)
+	if len(clients) > 0 {
+		fmt.Fprintf(e.stdout, "Try: curl -u %s:SECRET -d grant_type=client_credentials %s\n", clients[0][0], srv.TokenURL())
+	}
+	logger.Info("testidp started", "issuer", srv.URL(), "clients", len(clients)+len(fl.public), "lifetime", lifetime.String(), "rotate", *rotate, "reuse_detection", *reuse,
+		"consent", *fl.consent, "oidc", *fl.oidc)
 	<-e.ctx.Done()
 	logger.Info("testidp stopped")
 	return nil
