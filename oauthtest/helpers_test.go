@@ -164,3 +164,14 @@ func parseJSON(t testing.TB, s string) map[string]any {
 	}
 	return m
 }
+
+// decodeBody reads and closes a response body and decodes it as a JSON
+// object (nil if it is not one).
+func decodeBody(resp *http.Response) map[string]any {
+	defer resp.Body.Close()
+	var m map[string]any
+	if json.NewDecoder(resp.Body).Decode(&m) != nil {
+		return nil
+	}
+	return m
+}
