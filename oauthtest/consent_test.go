@@ -4,6 +4,7 @@ import (
 	"context"
 	"html"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/cookiejar"
 	"net/url"
@@ -266,5 +267,55 @@ func TestAuthorizeIssOnEveryRedirect(t *testing.T) {
 			t.Errorf("consent=%v: status %d, want %d", consent, r.status, want)
 		}
 		s.Close()
+	}
+}
+
+// The logs of full consent and device flows, at debug level, hold no
+// token, code, user code, form token, cookie or secret.
+func TestFlowLogsHoldNoSecrets(t *testing.T) {
+	var buf syncBuffer
+	logger := slog.New(slog.NewJSONHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	const secret = "client-secret-VALUE-3"
+	s := NewServer(WithConsent(true), WithOIDC(true), WithClient("web", secret), WithDeviceInterval(time.Hour), WithLogger(logger))
+	defer s.Close()
+	secrets := []string{secret, testVerifier}
+	b := browser(t)
+
+	params := authorizeParams("web", "openid offline_access")
+	params.Set("nonce", "nonce-VALUE")
+	fields := formFields(t, fetchPage(t, b, http.MethodGet, s.AuthorizeURL()+"?"+params.Encode(), nil))
+	secrets = append(secrets, fields.Get("request"), fields.Get("csrf_token"), "nonce-VALUE")
+	fetchPage(t, b, http.MethodPost, s.AuthorizeURL(), with(fields, "decision", "approve", "csrf_token", "forged-VALUE"))
+	q := redirectQuery(t, fetchPage(t, b, http.MethodPost, s.AuthorizeURL(), with(fields, "decision", "approve")))
+	res := exchange(t, s, "web", secret, q.Get("code"), testRedirect, testVerifier)
+	secrets = append(secrets, q.Get("code"), res.str("access_token"), res.str("refresh_token"), res.str("id_token"), "forged-VALUE")
+	u, _ := url.Parse(s.URL())
+	for _, ck := range b.Jar.Cookies(u) {
+		secrets = append(secrets, ck.Value)
+	}
+
+	d := deviceAuthorize(t, s, "web", secret, "openid")
+	pollDevice(t, s, "web", secret, d.str("device_code"))
+	pollDevice(t, s, "web", secret, d.str("device_code")) // slow_down
+	fields = formFields(t, fetchPage(t, b, http.MethodGet, d.str("verification_uri_complete"), nil))
+	fetchPage(t, b, http.MethodPost, s.VerificationURL(), with(fields, "decision", "deny"))
+	pollDevice(t, s, "web", secret, d.str("device_code"))
+	fetchPage(t, b, http.MethodGet, s.VerificationURL()+"?user_code=WRONG-CODE", nil)
+	user, _ := normalizeUserCode(d.str("user_code"))
+	secrets = append(secrets, d.str("device_code"), d.str("user_code"), user, fields.Get("request"), fields.Get("csrf_token"))
+
+	logs := buf.String()
+	for _, sec := range secrets {
+		if sec == "" {
+			t.Fatalf("a secret to look for is empty")
+		}
+		if strings.Contains(logs, sec) {
+			t.Errorf("log contains a secret %.12s…", sec)
+		}
+	}
+	for _, want := range []string{`"outcome":"approved"`, `"outcome":"denied"`, `"reason":"csrf"`, `"error":"slow_down"`, `"error":"access_denied"`} {
+		if !strings.Contains(logs, want) {
+			t.Errorf("log lacks %s:\n%s", want, logs)
+		}
 	}
 }

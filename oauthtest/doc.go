@@ -4,13 +4,18 @@
 //
 // It serves, under one issuer URL:
 //
-//   - POST /token: the client_credentials, refresh_token and
-//     authorization_code (with PKCE S256) grants, answered per RFC 6749 §5.1
-//     and §5.2 with Cache-Control: no-store;
+//   - POST /token: the client_credentials, refresh_token,
+//     authorization_code (with PKCE S256) and device_code (RFC 8628) grants,
+//     answered per RFC 6749 §5.1 and §5.2 with Cache-Control: no-store;
 //   - GET /authorize: auto-approves and redirects to redirect_uri with code,
-//     state and iss (RFC 9207);
+//     state and iss (RFC 9207), or, with WithConsent, shows a consent page
+//     answered by POST /authorize;
+//   - POST /device_authorization: the device authorization endpoint (RFC
+//     8628), and GET /device, its verification page;
 //   - POST /revoke: token revocation (RFC 7009);
 //   - GET /.well-known/oauth-authorization-server: metadata (RFC 8414);
+//   - with WithOIDC, GET /.well-known/openid-configuration and GET /jwks:
+//     OpenID Connect discovery and the ID token key;
 //   - /resource: a protected resource that accepts a Bearer access token and
 //     answers 200 JSON, or 401 with WWW-Authenticate: Bearer
 //     error="invalid_token" for a missing, unknown, expired or revoked token.
@@ -21,6 +26,35 @@
 // (5xx, 429 with Retry-After, malformed JSON, form-encoded bodies, HTML
 // pages, errors inside a 200, a missing or string expires_in) that the next
 // token requests answer with, one fault per request.
+//
+// # End users: consent, devices and ID tokens
+//
+// An authorization request names a registered client and a redirect_uri,
+// which may be any absolute URL. PKCE with S256 is enforced when a
+// code_challenge is given and always for a public client; plain is
+// refused. Every redirect, error or not, carries state (when sent) and iss.
+//
+// Without WithConsent, requests are approved at once by the end user of
+// WithEndUser. With it, the consent page shows the client, the requested
+// scopes and where the browser returns, and asks for Approve or Deny; the
+// end user may type another email address, whose subject is
+// SubjectFor(email). The page is plain HTML without scripts, escapes
+// everything it shows, and carries no token or code; its form is bound to
+// the browser by a cookie and answered once.
+//
+// The device flow: the device posts to /device_authorization and polls
+// /token with its device code; the end user opens /device, enters the user
+// code and answers the same consent page (or, without WithConsent, approves
+// by entering it). The token endpoint answers authorization_pending,
+// slow_down (polling faster than the interval), expired_token or
+// access_denied until the tokens are issued, once. Tests without a browser
+// can call ApproveDevice and DenyDevice.
+//
+// With WithOIDC and the openid scope, both grants add an RS256-signed
+// id_token. With WithOfflineAccessRequired they issue a refresh token only
+// for the offline_access scope. Both grants build their token response in
+// one place (startGrantLocked), which is where configurable response shapes
+// belong.
 //
 // # Refresh token families
 //
@@ -48,9 +82,11 @@
 //
 // # Secrets
 //
-// The server stores only SHA-256 digests of tokens, codes and client
-// secrets, compares secrets in constant time, and never writes a token, code
-// or secret to its log or to an error description.
+// The server stores only SHA-256 digests of tokens, authorization and
+// device codes, consent form tokens and client secrets (user codes, typed
+// by a person, are kept as they are to be looked up), compares secrets in
+// constant time, and never writes a token, code, user code or secret to its
+// log or to an error description.
 //
 // # Concurrency
 //
