@@ -189,7 +189,10 @@ func (s *Server) showConsent(w http.ResponseWriter, r *http.Request, req *consen
 	}
 	if req.code != nil {
 		page.Action = "authorize"
-		page.ReturnTo = req.code.redirect.Scheme + "://" + req.code.redirect.Host
+		page.ReturnTo = req.code.redirect.Scheme + ":"
+		if h := req.code.redirect.Host; h != "" {
+			page.ReturnTo += "//" + h
+		}
 	} else {
 		page.Action = "device"
 		page.UserCode = formatUserCode(req.device.userCode)

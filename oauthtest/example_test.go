@@ -128,3 +128,42 @@ func ExampleServer_Script() {
 	// 429 1
 	// 200
 }
+
+// The device authorization grant (RFC 8628) without a browser: the device
+// asks for a code, polls, the end user's approval is simulated with
+// ApproveDevice, and the next poll gets the tokens.
+func ExampleServer_ApproveDevice() {
+	srv := oauthtest.NewServer(
+		oauthtest.WithClient("tv", ""), // a public client
+		oauthtest.WithDeviceInterval(0),
+	)
+	defer srv.Close()
+	post := func(u string, form url.Values) map[string]any {
+		resp, err := http.PostForm(u, form)
+		if err != nil {
+			return nil
+		}
+		defer resp.Body.Close()
+		var m map[string]any
+		_ = json.NewDecoder(resp.Body).Decode(&m)
+		return m
+	}
+	dev := post(srv.DeviceAuthorizationURL(), url.Values{"client_id": {"tv"}, "scope": {"watch"}})
+	fmt.Println("verify at:", dev["verification_uri"] == srv.VerificationURL())
+	poll := url.Values{
+		"grant_type":  {"urn:ietf:params:oauth:grant-type:device_code"},
+		"device_code": {dev["device_code"].(string)},
+		"client_id":   {"tv"},
+	}
+	fmt.Println("poll:", post(srv.TokenURL(), poll)["error"])
+	if err := srv.ApproveDevice(dev["user_code"].(string)); err != nil {
+		fmt.Println(err)
+		return
+	}
+	tok := post(srv.TokenURL(), poll)
+	fmt.Println("poll:", tok["token_type"], tok["scope"], tok["refresh_token"] != nil)
+	// Output:
+	// verify at: true
+	// poll: authorization_pending
+	// poll: Bearer watch true
+}
