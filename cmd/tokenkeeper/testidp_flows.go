@@ -39,7 +39,7 @@ func registerFlowFlags(c *command) *flowFlags {
 		offline:        c.fs.Bool("offline-access-required", false, "issue refresh tokens only when the scope contains offline_access"),
 		deviceLifetime: c.fs.Duration("device-code-lifetime", 10*time.Minute, "how long a device code and its user code stay valid"),
 		deviceInterval: c.fs.Duration("device-interval", 5*time.Second, "minimum time between device code polls; faster ones get slow_down (0: no limit)"),
-		user:           c.fs.String("user", "user-1:user@example.com", "the end user who approves, as SUB:EMAIL (the ID token's sub and email)"),
+		user:           c.fs.String("end-user", "user-1:user@example.com", "the end user who approves, as SUB:EMAIL (the ID token's sub and email)"),
 	}
 	c.fs.Var(&f.public, "public-client", "register a public client ID, which uses PKCE and no secret (repeatable)")
 	return f
@@ -52,7 +52,7 @@ func (f *flowFlags) options() ([]oauthtest.Option, error) {
 	}
 	sub, email, ok := strings.Cut(*f.user, ":")
 	if a, err := mail.ParseAddress(email); !ok || sub == "" || err != nil || a.Address != email {
-		return nil, usagef("--user must be SUB:EMAIL, such as user-1:user@example.com")
+		return nil, usagef("--end-user must be SUB:EMAIL, such as user-1:user@example.com")
 	}
 	opts := []oauthtest.Option{
 		oauthtest.WithConsent(*f.consent), oauthtest.WithOIDC(*f.oidc), oauthtest.WithOfflineAccessRequired(*f.offline),

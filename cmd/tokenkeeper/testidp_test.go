@@ -22,7 +22,7 @@ func TestTestIDPFlowFlags(t *testing.T) {
 	go func() {
 		done <- run(ctx, []string{"tokenkeeper", "testidp", "--addr", "127.0.0.1:0", "--client", "web:s",
 			"--public-client", "cli", "--consent", "--oidc", "--offline-access-required",
-			"--device-interval", "0", "--user", "u-7:dev@example.com"}, func(string) string { return "" }, nil, &out, &errb)
+			"--device-interval", "0", "--end-user", "u-7:dev@example.com"}, func(string) string { return "" }, nil, &out, &errb)
 	}()
 	defer func() {
 		cancel()
@@ -80,8 +80,8 @@ func TestTestIDPFlowFlags(t *testing.T) {
 
 func TestTestIDPRejectsBadFlowFlags(t *testing.T) {
 	for _, args := range [][]string{
-		{"--user", "no-email"},
-		{"--user", ":a@example.com"},
+		{"--end-user", "no-email"},
+		{"--end-user", ":a@example.com"},
 		{"--device-interval", "-1s"},
 		{"--device-code-lifetime", "0s"},
 		{"--public-client", "id:secret"},
