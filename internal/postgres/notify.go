@@ -11,6 +11,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/tokenkeeper/tokenkeeper"
+	"github.com/tokenkeeper/tokenkeeper/internal/sqlstore"
 )
 
 // Change notification between replicas.
@@ -67,8 +68,8 @@ type changePayload struct {
 }
 
 // notifyChange queues a notification of ch in tx; PostgreSQL delivers it when
-// tx commits. It is the one hook the write paths call.
-func notifyChange(ctx context.Context, tx pgx.Tx, ch tokenkeeper.Change) error {
+// tx commits. It is the dialect's Notify, which the store's write paths call.
+func notifyChange(ctx context.Context, tx sqlstore.Querier, ch tokenkeeper.Change) error {
 	p := changePayload{Kind: ch.Kind, ID: ch.CredentialID, Name: ch.CredentialName, Version: ch.Version}
 	if !ch.NextRefreshAt.IsZero() {
 		t := ch.NextRefreshAt.UTC()
@@ -82,11 +83,6 @@ func notifyChange(ctx context.Context, tx pgx.Tx, ch tokenkeeper.Change) error {
 		return fmt.Errorf("send change notification: %w", err)
 	}
 	return nil
-}
-
-// rawChange returns the change notification of a credential row.
-func rawChange(kind string, r *rawCredential) tokenkeeper.Change {
-	return tokenkeeper.Change{Kind: kind, CredentialID: r.id, CredentialName: r.name, Version: r.version, NextRefreshAt: r.nextRefreshAt}
 }
 
 // decodeChange parses a notification payload. A payload it cannot read
@@ -185,7 +181,7 @@ func (db *DB) listenOn(ctx context.Context, cfg *pgx.ConnConfig) (*pgx.Conn, err
 	defer cancel()
 	conn, err := pgx.ConnectConfig(ctx, cfg)
 	if err != nil {
-		return nil, storeErr("connect for change notifications", err)
+		return nil, sqlstore.Err(dialect, "connect for change notifications", err)
 	}
 	var channel string
 	err = conn.QueryRow(ctx, `SELECT `+channelExpr).Scan(&channel)
@@ -196,7 +192,7 @@ func (db *DB) listenOn(ctx context.Context, cfg *pgx.ConnConfig) (*pgx.Conn, err
 		cctx, ccancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
 		_ = conn.Close(cctx)
 		ccancel()
-		return nil, storeErr("listen for change notifications", err)
+		return nil, sqlstore.Err(dialect, "listen for change notifications", err)
 	}
 	if db.listen.listening != nil {
 		db.listen.listening(conn.PgConn().PID())
@@ -224,13 +220,13 @@ func (db *DB) receive(ctx context.Context, conn *pgx.Conn, f func(tokenkeeper.Ch
 			return ctx.Err()
 		}
 		if !errors.Is(err, context.DeadlineExceeded) {
-			return storeErr("wait for change notifications", err)
+			return sqlstore.Err(dialect, "wait for change notifications", err)
 		}
 		pctx, cancel := context.WithTimeout(ctx, db.listen.timeout)
 		err = conn.Ping(pctx)
 		cancel()
 		if err != nil {
-			return storeErr("check the listening connection", err)
+			return sqlstore.Err(dialect, "check the listening connection", err)
 		}
 	}
 }

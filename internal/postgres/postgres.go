@@ -1,18 +1,22 @@
-// Package postgres implements tokenkeeper.Store on PostgreSQL through a pgx
-// connection pool, for several broker replicas sharing one database.
+// Package postgres is the PostgreSQL dialect of the one SQL store
+// (internal/sqlstore), through a pgx connection pool, for several broker
+// replicas sharing one database. It holds only what PostgreSQL does its own
+// way: the connection, claims, locks, change notification, error codes and
+// the migrations (DDL, embedded).
 //
 // Claims are atomic across replicas: ClaimDue locks due rows with
 // FOR UPDATE SKIP LOCKED and leases them in the same statement, so two
 // replicas never lease the same credential, and a commit is fenced by the
-// version the claim returned. Schema migrations are embedded, applied one
-// transaction per file under a transaction-scoped advisory lock (scoped to
-// the current schema), so replicas starting together migrate safely.
+// version the claim returned. Writes that must see each other (a family of
+// refresh tokens, the data keys) hold transaction-scoped advisory locks
+// scoped to the current schema. Schema migrations are applied one
+// transaction per file under such a lock, so replicas starting together
+// migrate safely.
 //
 // DB implements tokenkeeper.ChangeNotifier: every committed change to a
 // credential is announced with NOTIFY, and Subscribe listens on a dedicated
 // connection that reconnects by itself (notify.go).
 //
-// Secrets are sealed with internal/seal before they reach the database.
 // Failures to reach the database are EUNAVAILABLE errors that keep their
 // cause.
 //
@@ -21,16 +25,12 @@ package postgres
 
 import (
 	"context"
-	"crypto/rand"
 	"embed"
-	"encoding/hex"
 	"errors"
-	"fmt"
 	"io"
 	"io/fs"
 	"log/slog"
 	"net"
-	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -39,35 +39,31 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/tokenkeeper/tokenkeeper"
-	"github.com/tokenkeeper/tokenkeeper/internal/seal"
+	"github.com/tokenkeeper/tokenkeeper/internal/sqlstore"
 )
 
 //go:embed migrations/*.sql
 var migrationFS embed.FS
 
-// Ensure DB implements the store interface.
-var _ tokenkeeper.Store = (*DB)(nil)
+// Ensure DB implements the store interfaces.
+var (
+	_ tokenkeeper.Store     = (*DB)(nil)
+	_ tokenkeeper.AuthStore = (*DB)(nil)
+)
 
 // Defaults for the options.
 const (
-	DefaultEventRetention = 1000
+	DefaultEventRetention = sqlstore.DefaultEventRetention
 	DefaultConnectTimeout = 5 * time.Second
 )
 
-// DB is a tokenkeeper.Store on a PostgreSQL database.
+// DB is a tokenkeeper.Store on a PostgreSQL database: the one SQL store on
+// a pgx pool.
 type DB struct {
-	// Now returns the current time. It defaults to time.Now; tests replace
-	// it before using the DB. Stored times are UTC with microsecond precision.
-	Now func() time.Time
+	*sqlstore.Store
 
-	pool           *pgxpool.Pool
-	master         []byte
-	ring           *seal.Ring // safe for concurrent use
-	log            *slog.Logger
-	eventRetention int
-
-	reloadMu sync.Mutex // serializes reloads of ring from data_keys
-
+	pool      *pgxpool.Pool
+	log       *slog.Logger
 	closed    chan struct{} // closed by Close: ends subscriptions (notify.go)
 	closeOnce sync.Once
 	listen    listenConfig // change notification settings (notify.go)
@@ -142,7 +138,7 @@ func newPool(ctx context.Context, url string, cfg config) (*pgxpool.Pool, error)
 	}
 	pool, err := pgxpool.NewWithConfig(ctx, pc)
 	if err != nil {
-		return nil, storeErr("create connection pool", err)
+		return nil, sqlstore.Err(dialect, "create connection pool", err)
 	}
 	return pool, nil
 }
@@ -154,32 +150,23 @@ func newPool(ctx context.Context, url string, cfg config) (*pgxpool.Pool, error)
 // not match this database"). An unreachable database gives EUNAVAILABLE.
 func Open(ctx context.Context, url string, masterKey []byte, opts ...Option) (*DB, error) {
 	cfg := newConfig(opts)
-	if len(masterKey) != seal.KeySize {
-		return nil, fmt.Errorf("open database: master key must be %d bytes, got %d", seal.KeySize, len(masterKey))
+	if err := sqlstore.CheckMasterKey(masterKey); err != nil {
+		return nil, err
 	}
 	pool, err := newPool(ctx, url, cfg)
 	if err != nil {
 		return nil, err
 	}
-	db := &DB{
-		Now:            time.Now,
-		pool:           pool,
-		master:         append([]byte(nil), masterKey...),
-		ring:           seal.NewRing(),
-		log:            cfg.log,
-		eventRetention: cfg.eventRetention,
-		closed:         make(chan struct{}),
-		listen:         defaultListenConfig(),
-	}
 	if _, err := migrate(ctx, pool, cfg.log); err != nil {
 		pool.Close()
 		return nil, err
 	}
-	if err := db.initKeys(ctx); err != nil {
+	st, err := sqlstore.New(ctx, conn{pool}, dialect, masterKey, cfg.log, cfg.eventRetention)
+	if err != nil {
 		pool.Close()
 		return nil, err
 	}
-	return db, nil
+	return &DB{Store: st, pool: pool, log: cfg.log, closed: make(chan struct{}), listen: defaultListenConfig()}, nil
 }
 
 // Migrate applies the pending embedded migrations to the database at url
@@ -194,91 +181,10 @@ func Migrate(ctx context.Context, url string, opts ...Option) ([]string, error) 
 	return migrate(ctx, pool, cfg.log)
 }
 
-// lockMigrate takes the transaction-scoped advisory lock that serializes
-// migrations of the current schema across processes.
-const lockMigrate = `SELECT pg_advisory_xact_lock(1953197413, hashtext(current_schema()))`
-
 func migrate(ctx context.Context, pool *pgxpool.Pool, log *slog.Logger) ([]string, error) {
-	names, err := fs.Glob(migrationFS, "migrations/*.sql")
-	if err != nil {
-		return nil, fmt.Errorf("list migrations: %w", err)
-	}
-	sort.Strings(names)
-	known := make(map[string]bool, len(names))
-	for i, n := range names {
-		names[i] = strings.TrimPrefix(n, "migrations/")
-		known[names[i]] = true
-	}
-
-	var unknown []string
-	err = inTx(ctx, pool, func(tx pgx.Tx) error {
-		unknown = nil
-		if _, err := tx.Exec(ctx, lockMigrate); err != nil {
-			return err
-		}
-		if _, err := tx.Exec(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (name text PRIMARY KEY, applied_at timestamptz NOT NULL)`); err != nil {
-			return err
-		}
-		rows, err := tx.Query(ctx, `SELECT name FROM schema_migrations`)
-		if err != nil {
-			return err
-		}
-		done, err := pgx.CollectRows(rows, pgx.RowTo[string])
-		if err != nil {
-			return err
-		}
-		for _, n := range done {
-			if !known[n] {
-				unknown = append(unknown, n)
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		return nil, storeErr("read schema_migrations", err)
-	}
-	if len(unknown) > 0 {
-		return nil, fmt.Errorf("migrate: the database has migrations this tokenkeeper does not know (%s): it was created by a newer version", strings.Join(unknown, ", "))
-	}
-
-	var applied []string
-	for _, name := range names {
-		body, err := fs.ReadFile(migrationFS, "migrations/"+name)
-		if err != nil {
-			return applied, fmt.Errorf("read migration %s: %w", name, err)
-		}
-		var did bool
-		err = inTx(ctx, pool, func(tx pgx.Tx) error {
-			did = false
-			if _, err := tx.Exec(ctx, lockMigrate); err != nil {
-				return err
-			}
-			var n int
-			if err := tx.QueryRow(ctx, `SELECT COUNT(*) FROM schema_migrations WHERE name = $1`, name).Scan(&n); err != nil {
-				return err
-			}
-			if n > 0 {
-				return nil
-			}
-			// No arguments: the simple protocol runs every statement of the file.
-			if _, err := tx.Exec(ctx, string(body)); err != nil {
-				return fmt.Errorf("migration %s: %w", name, err)
-			}
-			if _, err := tx.Exec(ctx, `INSERT INTO schema_migrations (name, applied_at) VALUES ($1, now())`, name); err != nil {
-				return err
-			}
-			did = true
-			return nil
-		})
-		if err != nil {
-			return applied, storeErr("apply migration "+name, err)
-		}
-		if did {
-			log.Info("applied database migration", "name", name)
-			applied = append(applied, name)
-		}
-	}
-	return applied, nil
+	dir, _ := fs.Sub(migrationFS, "migrations") // a constant, valid path
+	return sqlstore.Migrate(ctx, conn{pool}, dialect, dir,
+		`CREATE TABLE IF NOT EXISTS schema_migrations (name text PRIMARY KEY, applied_at timestamptz NOT NULL)`, log)
 }
 
 // Close ends the subscriptions to changes and closes the connection pool.
@@ -290,38 +196,101 @@ func (db *DB) Close() error {
 
 // Ping checks that the database is reachable.
 func (db *DB) Ping(ctx context.Context) error {
-	if err := db.pool.Ping(ctx); err != nil {
-		return storeErr("ping database", err)
+	return sqlstore.Err(dialect, "ping database", db.pool.Ping(ctx))
+}
+
+// dialect is what PostgreSQL does its own way.
+var dialect = &sqlstore.Dialect{
+	// Lock the due rows, skipping those another replica is claiming, and
+	// lease them in the same statement.
+	ClaimDue: `WITH due AS (
+			SELECT id FROM credentials
+			WHERE status IN ('active', 'error') AND next_refresh_at <= $3
+				AND (lease_owner = '' OR lease_expires_at <= $3)
+			ORDER BY next_refresh_at, id
+			LIMIT $4
+			FOR UPDATE SKIP LOCKED)
+		UPDATE credentials c
+		SET lease_owner = $1, lease_expires_at = $2, version = c.version + 1
+		FROM due WHERE c.id = due.id
+		RETURNING ` + prefixed("c.", sqlstore.CredentialColumns),
+	ForUpdate:  " FOR UPDATE",
+	ForShare:   " FOR SHARE",
+	SkipLocked: " FOR UPDATE SKIP LOCKED",
+	LimitAll:   "ALL",
+	// Advisory locks are transaction-scoped and scoped to the current
+	// schema; the key "" is the migrations' lock.
+	Lock: func(ctx context.Context, q sqlstore.Querier, key string) error {
+		_, err := q.Exec(ctx, `SELECT pg_advisory_xact_lock(1953197413, hashtext(current_schema() || $1::text))`, key)
+		return err
+	},
+	Notify:            notifyChange,
+	IsUniqueViolation: func(err error) bool { return pgCode(err) == "23505" },
+	IsUnavailable:     isUnavailable,
+}
+
+// prefixed qualifies each column of a comma-separated list.
+func prefixed(prefix, columns string) string {
+	var out []byte
+	start := true
+	for i := 0; i < len(columns); i++ {
+		ch := columns[i]
+		if start && ch != ' ' && ch != '\t' && ch != '\n' {
+			out = append(out, prefix...)
+			start = false
+		}
+		out = append(out, ch)
+		if ch == ',' {
+			start = true
+		}
 	}
-	return nil
+	return string(out)
 }
 
-// now returns the store's clock, truncated to what the database keeps.
-func (db *DB) now() time.Time {
-	return db.Now().UTC().Truncate(time.Microsecond)
+// conn runs the store's statements on the pool or in a transaction; pgx
+// serves both directly, with its own statement cache and binary encoding.
+type conn struct {
+	q interface {
+		Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
+		Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+		QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+	}
 }
 
-// write runs fn in a transaction and commits it, retrying the whole
-// transaction on a deadlock or serialization failure; fn must therefore only
-// touch the transaction and its own local results.
-func (db *DB) write(ctx context.Context, op string, fn func(tx pgx.Tx) error) error {
+func (c conn) Exec(ctx context.Context, query string, args ...any) (int64, error) {
+	tag, err := c.q.Exec(ctx, query, args...)
+	return tag.RowsAffected(), err
+}
+
+func (c conn) Query(ctx context.Context, query string, args ...any) (sqlstore.Rows, error) {
+	return c.q.Query(ctx, query, args...)
+}
+
+func (c conn) QueryRow(ctx context.Context, query string, args ...any) sqlstore.Row {
+	return c.q.QueryRow(ctx, query, args...)
+}
+
+// Tx runs fn in a transaction and commits it, retrying the whole
+// transaction on a deadlock or serialization failure.
+func (c conn) Tx(ctx context.Context, fn func(q sqlstore.Querier) error) error {
+	pool := c.q.(*pgxpool.Pool) // a transaction's conn has no Tx caller
 	var err error
 	for attempt := 0; attempt < 4; attempt++ {
-		err = inTx(ctx, db.pool, fn)
-		if !isRetryable(err) {
+		err = inTx(ctx, pool, fn)
+		if c := pgCode(err); c != "40001" && c != "40P01" { // serialization_failure, deadlock_detected
 			break
 		}
 	}
-	return storeErr(op, err)
+	return err
 }
 
-func inTx(ctx context.Context, pool *pgxpool.Pool, fn func(tx pgx.Tx) error) error {
+func inTx(ctx context.Context, pool *pgxpool.Pool, fn func(q sqlstore.Querier) error) error {
 	tx, err := pool.Begin(ctx)
 	if err != nil {
 		return err
 	}
 	defer tx.Rollback(context.WithoutCancel(ctx))
-	if err := fn(tx); err != nil {
+	if err := fn(conn{tx}); err != nil {
 		return err
 	}
 	return tx.Commit(ctx)
@@ -335,19 +304,15 @@ func pgCode(err error) string {
 	return ""
 }
 
-func isRetryable(err error) bool {
-	c := pgCode(err)
-	return c == "40001" || c == "40P01" // serialization_failure, deadlock_detected
-}
-
-func isUniqueViolation(err error) bool { return pgCode(err) == "23505" }
-
 // isUnavailable reports errors that mean the database cannot be reached or
 // is not accepting work right now.
 func isUnavailable(err error) bool {
 	var ce *pgconn.ConnectError
 	if errors.As(err, &ce) {
 		return true
+	}
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return false
 	}
 	switch c := pgCode(err); {
 	case strings.HasPrefix(c, "08"): // connection exception
@@ -360,68 +325,4 @@ func isUnavailable(err error) bool {
 	var ne net.Error
 	return errors.As(err, &ne) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
 		errors.Is(err, net.ErrClosed) || pgconn.SafeToRetry(err)
-}
-
-// unavailableError is an EUNAVAILABLE tokenkeeper error that keeps its cause.
-type unavailableError struct {
-	op  string
-	err error
-}
-
-func (e *unavailableError) Error() string {
-	return e.op + ": database unavailable: " + e.err.Error()
-}
-
-func (e *unavailableError) Unwrap() []error {
-	return []error{
-		tokenkeeper.Errorf(tokenkeeper.EUNAVAILABLE, "The database is unavailable."),
-		e.err,
-	}
-}
-
-// storeErr wraps err for the caller: domain errors pass through unchanged,
-// unavailability becomes EUNAVAILABLE, anything else is wrapped with op.
-func storeErr(op string, err error) error {
-	var te *tokenkeeper.Error
-	var ce *pgconn.ConnectError
-	switch {
-	case err == nil:
-		return nil
-	case errors.As(err, &te):
-		return err
-	case errors.As(err, &ce):
-		return &unavailableError{op: op, err: err}
-	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
-		return fmt.Errorf("%s: %w", op, err)
-	case isUnavailable(err):
-		return &unavailableError{op: op, err: err}
-	}
-	return fmt.Errorf("%s: %w", op, err)
-}
-
-// newID returns a random 128-bit id in hex.
-func newID() string {
-	b := make([]byte, 16)
-	rand.Read(b) // never fails (crypto/rand)
-	return hex.EncodeToString(b)
-}
-
-func utc(t time.Time) time.Time {
-	return t.UTC().Truncate(time.Microsecond)
-}
-
-// nullTime stores the zero time as NULL.
-func nullTime(t time.Time) any {
-	if t.IsZero() {
-		return nil
-	}
-	return utc(t)
-}
-
-// fromNull reads a nullable timestamptz.
-func fromNull(t *time.Time) time.Time {
-	if t == nil {
-		return time.Time{}
-	}
-	return t.UTC()
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/tokenkeeper/tokenkeeper"
 	"github.com/tokenkeeper/tokenkeeper/internal/seal"
+	"github.com/tokenkeeper/tokenkeeper/internal/sqlstore"
 	"github.com/tokenkeeper/tokenkeeper/internal/storetest"
 )
 
@@ -109,7 +110,7 @@ func newHarness(t testing.TB, now func() time.Time) *storetest.Harness {
 			return openTest(t, master, now, inSchema)
 		},
 		AddDataKey: func(ctx context.Context) error {
-			_, err := db.addDataKey(ctx)
+			_, err := db.AddDataKey(ctx)
 			return err
 		},
 	}
@@ -253,7 +254,7 @@ func TestConnectionLost(t *testing.T) {
 	if err == nil {
 		t.Fatal("query on a terminated connection succeeded")
 	}
-	if got := tokenkeeper.ErrorCode(storeErr("query", err)); got != tokenkeeper.EUNAVAILABLE {
+	if got := tokenkeeper.ErrorCode(sqlstore.Err(dialect, "query", err)); got != tokenkeeper.EUNAVAILABLE {
 		t.Fatalf("terminated connection: %v classified %q, want EUNAVAILABLE", err, got)
 	}
 	if err := db.Ping(ctx); err != nil {

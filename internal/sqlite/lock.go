@@ -2,13 +2,14 @@ package sqlite
 
 import (
 	"context"
-	"database/sql"
 	"errors"
 	"fmt"
 	"os"
 	"strconv"
 	"strings"
 	"syscall"
+
+	"github.com/tokenkeeper/tokenkeeper/internal/sqlstore"
 )
 
 // ErrLocked reports that another broker process serves the same SQLite file.
@@ -55,14 +56,10 @@ func Lock(path string) (release func() error, err error) {
 // Returns how many leases were released.
 func (db *DB) ReleaseLeases(ctx context.Context) (int, error) {
 	var n int64
-	err := db.write(ctx, "release leases", func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, `UPDATE credentials SET lease_owner = '', lease_expires_at = NULL,
+	err := db.conn().Tx(ctx, func(q sqlstore.Querier) (err error) {
+		n, err = q.Exec(ctx, `UPDATE credentials SET lease_owner = '', lease_expires_at = NULL,
 			version = version + 1 WHERE lease_owner <> ''`)
-		if err != nil {
-			return err
-		}
-		n, err = res.RowsAffected()
 		return err
 	})
-	return int(n), err
+	return int(n), sqlstore.Err(dialect, "release leases", err)
 }

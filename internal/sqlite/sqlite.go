@@ -1,5 +1,8 @@
-// Package sqlite implements tokenkeeper.Store on an embedded SQLite database
-// (modernc.org/sqlite, pure Go).
+// Package sqlite is the SQLite dialect of the one SQL store
+// (internal/sqlstore), on an embedded database file (modernc.org/sqlite,
+// pure Go, through database/sql). It holds only what SQLite does its own
+// way: the connection, claims, error codes, the one-process file lock
+// (lock.go) and the migrations (DDL, embedded).
 //
 // The database runs in WAL mode with synchronous=FULL, so that a committed
 // rotated refresh token survives a crash or a power loss. A DB keeps two
@@ -8,22 +11,21 @@
 // that WAL lets run alongside the writer. Writers in one process therefore
 // queue in Go instead of failing; writers in other processes on the same file
 // wait through SQLite's busy timeout, and a write that still finds the
-// database busy is retried with backoff. Claims are single conditional
-// UPDATE statements inside such a transaction, so they are atomic across
-// processes.
+// database busy is retried with backoff. Since a write transaction excludes
+// every other writer, SQLite needs no row or advisory locks, and claims are
+// single conditional UPDATE statements, atomic across processes.
 //
-// Secrets are sealed with internal/seal before they reach the database. Schema
-// migrations are embedded and applied by Open, or by Migrate alone.
+// Times are stored as fixed-width UTC text, so that text order is time
+// order. The store's queries, written in PostgreSQL's syntax, are
+// translated on their way in (see translate).
 //
 // A *DB is safe for concurrent use; several processes may open the same file.
 package sqlite
 
 import (
 	"context"
-	"crypto/rand"
 	"database/sql"
 	"embed"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -31,14 +33,12 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
-	"sort"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/tokenkeeper/tokenkeeper"
-	"github.com/tokenkeeper/tokenkeeper/internal/seal"
+	"github.com/tokenkeeper/tokenkeeper/internal/sqlstore"
 	msqlite "modernc.org/sqlite"
 	sqlite3 "modernc.org/sqlite/lib"
 )
@@ -46,34 +46,30 @@ import (
 //go:embed migrations/*.sql
 var migrationFS embed.FS
 
-// Ensure DB implements the store interface.
-var _ tokenkeeper.Store = (*DB)(nil)
+// Ensure DB implements the store interfaces.
+var (
+	_ tokenkeeper.Store     = (*DB)(nil)
+	_ tokenkeeper.AuthStore = (*DB)(nil)
+)
 
 // Defaults for the options.
 const (
 	DefaultBusyTimeout    = 5 * time.Second
-	DefaultEventRetention = 1000
+	DefaultEventRetention = sqlstore.DefaultEventRetention
 )
 
 // timeFormat stores times as fixed-width UTC text, so that text order is
 // time order and SQL comparisons work on the column directly.
 const timeFormat = "2006-01-02T15:04:05.000000Z"
 
-// DB is a tokenkeeper.Store on one SQLite file.
+// DB is a tokenkeeper.Store on one SQLite file: the one SQL store on a
+// writer connection and a pool of readers.
 type DB struct {
-	// Now returns the current time. It defaults to time.Now; tests replace
-	// it before using the DB. Stored times are UTC with microsecond precision.
-	Now func() time.Time
+	*sqlstore.Store
 
-	path           string
-	writer         *sql.DB // one connection; every write is a BEGIN IMMEDIATE transaction
-	reader         *sql.DB // read-only connections
-	master         []byte
-	ring           *seal.Ring // safe for concurrent use
-	log            *slog.Logger
-	eventRetention int
-
-	reloadMu sync.Mutex // serializes reloads of ring from data_keys
+	path   string
+	writer *sql.DB // one connection; every write is a BEGIN IMMEDIATE transaction
+	reader *sql.DB // read-only connections
 }
 
 type config struct {
@@ -218,8 +214,8 @@ func openWriter(path string, cfg config) (*sql.DB, error) {
 // 0700 if missing.
 func Open(ctx context.Context, path string, masterKey []byte, opts ...Option) (*DB, error) {
 	cfg := newConfig(opts)
-	if len(masterKey) != seal.KeySize {
-		return nil, fmt.Errorf("open database: master key must be %d bytes, got %d", seal.KeySize, len(masterKey))
+	if err := sqlstore.CheckMasterKey(masterKey); err != nil {
+		return nil, err
 	}
 	path, err := checkPath(path)
 	if err != nil {
@@ -228,14 +224,7 @@ func Open(ctx context.Context, path string, masterKey []byte, opts ...Option) (*
 	if err := EnsureDir(path); err != nil {
 		return nil, err
 	}
-	db := &DB{
-		Now:            time.Now,
-		path:           path,
-		master:         append([]byte(nil), masterKey...),
-		ring:           seal.NewRing(),
-		log:            cfg.log,
-		eventRetention: cfg.eventRetention,
-	}
+	db := &DB{path: path}
 	if db.writer, err = openWriter(path, cfg); err != nil {
 		return nil, err
 	}
@@ -250,7 +239,7 @@ func Open(ctx context.Context, path string, masterKey []byte, opts ...Option) (*
 	}
 	db.reader.SetMaxOpenConns(cfg.maxReaders)
 	db.reader.SetMaxIdleConns(cfg.maxReaders)
-	if err := db.initKeys(ctx); err != nil {
+	if db.Store, err = sqlstore.New(ctx, db.conn(), dialect, masterKey, cfg.log, cfg.eventRetention); err != nil {
 		db.Close()
 		return nil, err
 	}
@@ -276,96 +265,10 @@ func Migrate(ctx context.Context, path string, opts ...Option) ([]string, error)
 	return migrate(ctx, w, cfg.log)
 }
 
-// migrate applies each embedded migration not yet recorded in
-// schema_migrations, one transaction per file. BEGIN IMMEDIATE serializes
-// processes migrating the same file at once.
 func migrate(ctx context.Context, w *sql.DB, log *slog.Logger) ([]string, error) {
-	if _, err := w.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL) STRICT`); err != nil {
-		return nil, storeErr("create schema_migrations", err)
-	}
-	names, err := fs.Glob(migrationFS, "migrations/*.sql")
-	if err != nil {
-		return nil, fmt.Errorf("list migrations: %w", err)
-	}
-	sort.Strings(names)
-	known := make(map[string]bool, len(names))
-	for i, n := range names {
-		names[i] = strings.TrimPrefix(n, "migrations/")
-		known[names[i]] = true
-	}
-
-	rows, err := w.QueryContext(ctx, `SELECT name FROM schema_migrations`)
-	if err != nil {
-		return nil, storeErr("read schema_migrations", err)
-	}
-	var unknown []string
-	for rows.Next() {
-		var n string
-		if err := rows.Scan(&n); err != nil {
-			rows.Close()
-			return nil, storeErr("read schema_migrations", err)
-		}
-		if !known[n] {
-			unknown = append(unknown, n)
-		}
-	}
-	if err := rows.Close(); err != nil {
-		return nil, storeErr("read schema_migrations", err)
-	}
-	if len(unknown) > 0 {
-		return nil, fmt.Errorf("migrate: the database has migrations this tokenkeeper does not know (%s): it was created by a newer version", strings.Join(unknown, ", "))
-	}
-
-	var applied []string
-	for _, name := range names {
-		body, err := fs.ReadFile(migrationFS, "migrations/"+name)
-		if err != nil {
-			return applied, fmt.Errorf("read migration %s: %w", name, err)
-		}
-		did, err := applyMigration(ctx, w, name, string(body))
-		if err != nil {
-			return applied, err
-		}
-		if did {
-			log.Info("applied database migration", "name", name)
-			applied = append(applied, name)
-		}
-	}
-	return applied, nil
-}
-
-func applyMigration(ctx context.Context, w *sql.DB, name, body string) (bool, error) {
-	var did bool
-	err := withRetry(ctx, func() error {
-		did = false
-		tx, err := w.BeginTx(ctx, nil)
-		if err != nil {
-			return err
-		}
-		defer tx.Rollback()
-		var n int
-		if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM schema_migrations WHERE name = ?`, name).Scan(&n); err != nil {
-			return err
-		}
-		if n > 0 {
-			return nil
-		}
-		if _, err := tx.ExecContext(ctx, body); err != nil {
-			return fmt.Errorf("migration %s: %w", name, err)
-		}
-		if _, err := tx.ExecContext(ctx, `INSERT INTO schema_migrations (name, applied_at) VALUES (?, ?)`, name, fmtTime(time.Now())); err != nil {
-			return err
-		}
-		if err := tx.Commit(); err != nil {
-			return err
-		}
-		did = true
-		return nil
-	})
-	if err != nil {
-		return false, storeErr("apply migration "+name, err)
-	}
-	return did, nil
+	dir, _ := fs.Sub(migrationFS, "migrations") // a constant, valid path
+	return sqlstore.Migrate(ctx, conn{reader: w, writer: w}, dialect, dir,
+		`CREATE TABLE IF NOT EXISTS schema_migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL) STRICT`, log)
 }
 
 // Close closes the database.
@@ -389,35 +292,11 @@ func (db *DB) Path() string { return db.path }
 // Ping checks that the database file can be read.
 func (db *DB) Ping(ctx context.Context) error {
 	var n int
-	if err := db.reader.QueryRowContext(ctx, `SELECT COUNT(*) FROM data_keys`).Scan(&n); err != nil {
-		return storeErr("ping database", err)
-	}
-	return nil
+	err := db.reader.QueryRowContext(ctx, `SELECT COUNT(*) FROM data_keys`).Scan(&n)
+	return sqlstore.Err(dialect, "ping database", err)
 }
 
-// now returns the store's clock, truncated to what the database keeps.
-func (db *DB) now() time.Time {
-	return db.Now().UTC().Truncate(time.Microsecond)
-}
-
-// write runs fn in a BEGIN IMMEDIATE transaction on the writer connection
-// and commits it. If another process holds the write lock beyond the busy
-// timeout, the whole transaction is retried with backoff; fn must therefore
-// only touch the transaction and its own local results.
-func (db *DB) write(ctx context.Context, op string, fn func(tx *sql.Tx) error) error {
-	err := withRetry(ctx, func() error {
-		tx, err := db.writer.BeginTx(ctx, nil)
-		if err != nil {
-			return err
-		}
-		defer tx.Rollback()
-		if err := fn(tx); err != nil {
-			return err
-		}
-		return tx.Commit()
-	})
-	return storeErr(op, err)
-}
+func (db *DB) conn() conn { return conn{reader: db.reader, writer: db.writer} }
 
 // busyRetries bounds the retries of a write that finds the database locked
 // by another process even after the busy timeout.
@@ -478,57 +357,8 @@ func isUnavailable(err error) bool {
 	return false
 }
 
-// unavailableError is an EUNAVAILABLE tokenkeeper error that keeps its cause.
-type unavailableError struct {
-	op  string
-	err error
-}
-
-func (e *unavailableError) Error() string {
-	return e.op + ": database unavailable: " + e.err.Error()
-}
-
-func (e *unavailableError) Unwrap() []error {
-	return []error{
-		tokenkeeper.Errorf(tokenkeeper.EUNAVAILABLE, "The database is unavailable."),
-		e.err,
-	}
-}
-
-// storeErr wraps err for the caller: domain errors pass through unchanged,
-// unavailability becomes EUNAVAILABLE, anything else is wrapped with op.
-func storeErr(op string, err error) error {
-	var te *tokenkeeper.Error
-	switch {
-	case err == nil:
-		return nil
-	case errors.As(err, &te):
-		return err
-	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
-		return fmt.Errorf("%s: %w", op, err)
-	case isUnavailable(err):
-		return &unavailableError{op: op, err: err}
-	}
-	return fmt.Errorf("%s: %w", op, err)
-}
-
-// newID returns a random 128-bit id in hex.
-func newID() string {
-	b := make([]byte, 16)
-	rand.Read(b) // never fails (crypto/rand)
-	return hex.EncodeToString(b)
-}
-
 func fmtTime(t time.Time) string {
 	return t.UTC().Truncate(time.Microsecond).Format(timeFormat)
-}
-
-// nullTime stores the zero time as NULL.
-func nullTime(t time.Time) any {
-	if t.IsZero() {
-		return nil
-	}
-	return fmtTime(t)
 }
 
 func parseTime(s sql.NullString) (time.Time, error) {

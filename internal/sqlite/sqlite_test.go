@@ -71,7 +71,7 @@ func newHarness(t testing.TB, now func() time.Time) *storetest.Harness {
 			return openTest(t, path, master, now)
 		},
 		AddDataKey: func(ctx context.Context) error {
-			_, err := db.addDataKey(ctx)
+			_, err := db.AddDataKey(ctx)
 			return err
 		},
 	}

@@ -1,7 +1,6 @@
-// Package storecheck validates and normalizes what the stores' AuthStore
-// methods receive, so that the SQLite and PostgreSQL stores enforce exactly
-// the same rules and limits. Every failure is a tokenkeeper EINVALID error.
-package storecheck
+// Input checks of the store: every failure is a tokenkeeper EINVALID error.
+
+package sqlstore
 
 import (
 	"crypto/sha256"
@@ -12,7 +11,7 @@ import (
 	"github.com/tokenkeeper/tokenkeeper"
 )
 
-// Limits of the auth store's inputs. Both stores enforce the same ones.
+// Limits of the auth store's inputs. Every dialect enforces the same ones.
 const (
 	MaxIDLen           = 128   // refresh token, family and user ids
 	MaxPasswordHashLen = 1024  // a PHC string is well under 200 bytes

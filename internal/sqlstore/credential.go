@@ -1,4 +1,4 @@
-package sqlite
+package sqlstore
 
 import (
 	"context"
@@ -10,12 +10,11 @@ import (
 	"time"
 
 	"github.com/tokenkeeper/tokenkeeper"
-	"github.com/tokenkeeper/tokenkeeper/internal/storecheck"
 )
 
-// credentialColumns is the column list every credential query selects, in
+// CredentialColumns is the column list every credential query selects, in
 // the order scanCredential reads.
-const credentialColumns = `id, name, token_url, grant_type, client_id, client_secret, refresh_token,
+const CredentialColumns = `id, name, token_url, grant_type, client_id, client_secret, refresh_token,
 	scopes, auth_style, params, refresh_lead, access_token, token_type, expires_at, status,
 	failure_count, last_error, last_error_code, last_refresh_at, next_refresh_at, version,
 	lease_owner, lease_expires_at, created_at, updated_at`
@@ -27,23 +26,21 @@ type rawCredential struct {
 	scopes, authStyle, params               string
 	refreshLead                             int64
 	tokenType                               string
-	expiresAt                               sql.NullString
+	expiresAt                               *time.Time
 	status                                  string
 	failureCount                            int
 	lastError, lastErrorCode                string
-	lastRefreshAt                           sql.NullString
-	nextRefreshAt                           string
+	lastRefreshAt                           *time.Time
+	nextRefreshAt                           time.Time
 	version                                 int64
 	leaseOwner                              string
-	leaseExpiresAt                          sql.NullString
-	createdAt, updatedAt                    string
+	leaseExpiresAt                          *time.Time
+	createdAt, updatedAt                    time.Time
 }
 
-type scanner interface{ Scan(dest ...any) error }
-
-func scanCredential(s scanner) (*rawCredential, error) {
+func scanCredential(row Row) (*rawCredential, error) {
 	var r rawCredential
-	err := s.Scan(&r.id, &r.name, &r.tokenURL, &r.grantType, &r.clientID, &r.clientSecret, &r.refreshToken,
+	err := row.Scan(&r.id, &r.name, &r.tokenURL, &r.grantType, &r.clientID, &r.clientSecret, &r.refreshToken,
 		&r.scopes, &r.authStyle, &r.params, &r.refreshLead, &r.accessToken, &r.tokenType, &r.expiresAt, &r.status,
 		&r.failureCount, &r.lastError, &r.lastErrorCode, &r.lastRefreshAt, &r.nextRefreshAt, &r.version,
 		&r.leaseOwner, &r.leaseExpiresAt, &r.createdAt, &r.updatedAt)
@@ -53,53 +50,46 @@ func scanCredential(s scanner) (*rawCredential, error) {
 	return &r, nil
 }
 
-func scanCredentials(rows *sql.Rows) ([]*rawCredential, error) {
-	defer rows.Close()
-	var out []*rawCredential
-	for rows.Next() {
-		r, err := scanCredential(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, r)
-	}
-	return out, rows.Err()
+func scanCredentials(ctx context.Context, q Querier, query string, args ...any) ([]*rawCredential, error) {
+	return collect(ctx, q, query, args, func(r Rows) (*rawCredential, error) { return scanCredential(r) })
 }
 
-// decode opens the secrets of a stored row and returns the credential.
-func (db *DB) decode(ctx context.Context, r *rawCredential) (*tokenkeeper.Credential, error) {
+// decode opens the secrets of a stored row and returns the credential. q
+// reads data keys if the row names one not loaded yet.
+func (s *Store) decode(ctx context.Context, q Querier, r *rawCredential) (*tokenkeeper.Credential, error) {
 	c := &tokenkeeper.Credential{
-		ID:            r.id,
-		Name:          r.name,
-		TokenURL:      r.tokenURL,
-		GrantType:     tokenkeeper.GrantType(r.grantType),
-		ClientID:      r.clientID,
-		AuthStyle:     tokenkeeper.AuthStyle(r.authStyle),
-		RefreshLead:   time.Duration(r.refreshLead),
-		Status:        tokenkeeper.Status(r.status),
-		FailureCount:  r.failureCount,
-		LastError:     r.lastError,
-		LastErrorCode: r.lastErrorCode,
-		Version:       r.version,
-		LeaseOwner:    r.leaseOwner,
+		ID:             r.id,
+		Name:           r.name,
+		TokenURL:       r.tokenURL,
+		GrantType:      tokenkeeper.GrantType(r.grantType),
+		ClientID:       r.clientID,
+		AuthStyle:      tokenkeeper.AuthStyle(r.authStyle),
+		RefreshLead:    time.Duration(r.refreshLead),
+		Status:         tokenkeeper.Status(r.status),
+		FailureCount:   r.failureCount,
+		LastError:      r.lastError,
+		LastErrorCode:  r.lastErrorCode,
+		LastRefreshAt:  fromNull(r.lastRefreshAt),
+		NextRefreshAt:  r.nextRefreshAt.UTC(),
+		Version:        r.version,
+		LeaseOwner:     r.leaseOwner,
+		LeaseExpiresAt: fromNull(r.leaseExpiresAt),
+		CreatedAt:      r.createdAt.UTC(),
+		UpdatedAt:      r.updatedAt.UTC(),
 	}
 	var err error
-	if c.ClientSecret, err = db.openSealed(ctx, r.clientSecret, "credentials", r.id, "client_secret"); err != nil {
+	if c.ClientSecret, err = s.openSealed(ctx, q, r.clientSecret, "credentials", r.id, "client_secret"); err != nil {
 		return nil, err
 	}
-	if c.RefreshToken, err = db.openSealed(ctx, r.refreshToken, "credentials", r.id, "refresh_token"); err != nil {
+	if c.RefreshToken, err = s.openSealed(ctx, q, r.refreshToken, "credentials", r.id, "refresh_token"); err != nil {
 		return nil, err
 	}
 	if r.accessToken != nil {
-		at, err := db.openSealed(ctx, r.accessToken, "credentials", r.id, "access_token")
+		at, err := s.openSealed(ctx, q, r.accessToken, "credentials", r.id, "access_token")
 		if err != nil {
 			return nil, err
 		}
-		exp, err := parseTime(r.expiresAt)
-		if err != nil {
-			return nil, err
-		}
-		c.Token = &tokenkeeper.Token{AccessToken: at, TokenType: r.tokenType, ExpiresAt: exp}
+		c.Token = &tokenkeeper.Token{AccessToken: at, TokenType: r.tokenType, ExpiresAt: fromNull(r.expiresAt)}
 	}
 	if err := json.Unmarshal([]byte(r.scopes), &c.Scopes); err != nil {
 		return nil, fmt.Errorf("decode scopes of credential %s: %w", r.id, err)
@@ -113,27 +103,13 @@ func (db *DB) decode(ctx context.Context, r *rawCredential) (*tokenkeeper.Creden
 	if len(c.Params) == 0 {
 		c.Params = nil
 	}
-	for _, f := range []struct {
-		dst *time.Time
-		src sql.NullString
-	}{
-		{&c.LastRefreshAt, r.lastRefreshAt},
-		{&c.NextRefreshAt, sql.NullString{String: r.nextRefreshAt, Valid: true}},
-		{&c.LeaseExpiresAt, r.leaseExpiresAt},
-		{&c.CreatedAt, sql.NullString{String: r.createdAt, Valid: true}},
-		{&c.UpdatedAt, sql.NullString{String: r.updatedAt, Valid: true}},
-	} {
-		if *f.dst, err = parseTime(f.src); err != nil {
-			return nil, err
-		}
-	}
 	return c, nil
 }
 
-func (db *DB) decodeAll(ctx context.Context, raws []*rawCredential) ([]*tokenkeeper.Credential, error) {
+func (s *Store) decodeAll(ctx context.Context, raws []*rawCredential) ([]*tokenkeeper.Credential, error) {
 	out := make([]*tokenkeeper.Credential, 0, len(raws))
 	for _, r := range raws {
-		c, err := db.decode(ctx, r)
+		c, err := s.decode(ctx, s.conn, r)
 		if err != nil {
 			return nil, err
 		}
@@ -167,21 +143,21 @@ type sealedCredential struct {
 	clientSecret, refreshToken, accessToken []byte
 }
 
-func (db *DB) sealCredential(c *tokenkeeper.Credential) (sealedCredential, error) {
-	var s sealedCredential
+func (s *Store) sealCredential(c *tokenkeeper.Credential) (sealedCredential, error) {
+	var sc sealedCredential
 	var err error
-	if s.clientSecret, err = sealValue(db.ring, c.ClientSecret, "credentials", c.ID, "client_secret"); err != nil {
-		return s, err
+	if sc.clientSecret, err = sealValue(s.ring, c.ClientSecret, "credentials", c.ID, "client_secret"); err != nil {
+		return sc, err
 	}
-	if s.refreshToken, err = sealValue(db.ring, c.RefreshToken, "credentials", c.ID, "refresh_token"); err != nil {
-		return s, err
+	if sc.refreshToken, err = sealValue(s.ring, c.RefreshToken, "credentials", c.ID, "refresh_token"); err != nil {
+		return sc, err
 	}
 	if c.Token != nil {
-		if s.accessToken, err = sealValue(db.ring, c.Token.AccessToken, "credentials", c.ID, "access_token"); err != nil {
-			return s, err
+		if sc.accessToken, err = sealValue(s.ring, c.Token.AccessToken, "credentials", c.ID, "access_token"); err != nil {
+			return sc, err
 		}
 	}
-	return s, nil
+	return sc, nil
 }
 
 // checkState validates the token state fields Validate does not cover.
@@ -196,12 +172,12 @@ func checkState(c *tokenkeeper.Credential) error {
 		name string
 		t    time.Time
 	}{{"next_refresh_at", c.NextRefreshAt}, {"last_refresh_at", c.LastRefreshAt}} {
-		if err := storecheck.Time(f.name, f.t); err != nil {
+		if err := Time(f.name, f.t); err != nil {
 			return err
 		}
 	}
 	if c.Token != nil {
-		return storecheck.Time("expires_at", c.Token.ExpiresAt)
+		return Time("expires_at", c.Token.ExpiresAt)
 	}
 	return nil
 }
@@ -210,11 +186,11 @@ func checkState(c *tokenkeeper.Credential) error {
 // CreatedAt and UpdatedAt. An empty Status becomes active and a zero
 // NextRefreshAt becomes now, so that a new credential is refreshed at once.
 // Lease fields are ignored. Returns EINVALID or ECONFLICT (name taken).
-func (db *DB) CreateCredential(ctx context.Context, c *tokenkeeper.Credential) error {
+func (s *Store) CreateCredential(ctx context.Context, c *tokenkeeper.Credential) error {
 	if c == nil {
 		return tokenkeeper.Errorf(tokenkeeper.EINVALID, "credential is required")
 	}
-	now := db.now()
+	now := s.now()
 	n := *c
 	n.ID = newID()
 	if n.Status == "" {
@@ -229,14 +205,14 @@ func (db *DB) CreateCredential(ctx context.Context, c *tokenkeeper.Credential) e
 	if err := checkState(&n); err != nil {
 		return err
 	}
-	n.NextRefreshAt = n.NextRefreshAt.UTC().Truncate(time.Microsecond)
+	n.NextRefreshAt = utc(n.NextRefreshAt)
 	if !n.LastRefreshAt.IsZero() {
-		n.LastRefreshAt = n.LastRefreshAt.UTC().Truncate(time.Microsecond)
+		n.LastRefreshAt = utc(n.LastRefreshAt)
 	}
 	if n.Token != nil {
 		t := *n.Token
 		if !t.ExpiresAt.IsZero() {
-			t.ExpiresAt = t.ExpiresAt.UTC().Truncate(time.Microsecond)
+			t.ExpiresAt = utc(t.ExpiresAt)
 		}
 		n.Token = &t
 	}
@@ -247,7 +223,7 @@ func (db *DB) CreateCredential(ctx context.Context, c *tokenkeeper.Credential) e
 	if len(n.Scopes) == 0 {
 		n.Scopes = nil
 	}
-	sealed, err := db.sealCredential(&n)
+	sealed, err := s.sealCredential(&n)
 	if err != nil {
 		return err
 	}
@@ -256,18 +232,20 @@ func (db *DB) CreateCredential(ctx context.Context, c *tokenkeeper.Credential) e
 	if n.Token != nil {
 		tokenType, expiresAt = n.Token.TokenType, nullTime(n.Token.ExpiresAt)
 	}
-	err = db.write(ctx, "create credential", func(tx *sql.Tx) error {
-		_, err := tx.ExecContext(ctx, `INSERT INTO credentials (`+credentialColumns+`)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+	err = s.write(ctx, "create credential", func(tx Querier) error {
+		_, err := tx.Exec(ctx, `INSERT INTO credentials (`+CredentialColumns+`)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, '', NULL, $22, $22)`,
 			n.ID, n.Name, n.TokenURL, string(n.GrantType), n.ClientID, sealed.clientSecret, sealed.refreshToken,
 			encodeScopes(n.Scopes), string(n.AuthStyle), encodeParams(n.Params), int64(n.RefreshLead),
 			sealed.accessToken, tokenType, expiresAt, string(n.Status),
-			n.FailureCount, n.LastError, n.LastErrorCode, nullTime(n.LastRefreshAt), fmtTime(n.NextRefreshAt), n.Version,
-			"", nil, fmtTime(now), fmtTime(now))
-		if isUniqueViolation(err) {
+			n.FailureCount, n.LastError, n.LastErrorCode, nullTime(n.LastRefreshAt), n.NextRefreshAt, n.Version,
+			now)
+		if s.d.IsUniqueViolation(err) {
 			return tokenkeeper.Errorf(tokenkeeper.ECONFLICT, "credential %q already exists", n.Name)
+		} else if err != nil {
+			return err
 		}
-		return err
+		return s.notify(ctx, tx, tokenkeeper.Change{Kind: tokenkeeper.ChangeCreated, CredentialID: n.ID, CredentialName: n.Name, Version: n.Version, NextRefreshAt: n.NextRefreshAt})
 	})
 	if err != nil {
 		return err
@@ -285,40 +263,40 @@ func (db *DB) CreateCredential(ctx context.Context, c *tokenkeeper.Credential) e
 	return nil
 }
 
+func (s *Store) getCredential(ctx context.Context, where string, arg any) (*tokenkeeper.Credential, error) {
+	r, err := scanCredential(s.conn.QueryRow(ctx, `SELECT `+CredentialColumns+` FROM credentials WHERE `+where, arg))
+	if err != nil {
+		return nil, err
+	}
+	return s.decode(ctx, s.conn, r)
+}
+
 // Credential returns the named credential with its secrets opened.
 // Returns ENOTFOUND.
-func (db *DB) Credential(ctx context.Context, name string) (*tokenkeeper.Credential, error) {
-	r, err := scanCredential(db.reader.QueryRowContext(ctx, `SELECT `+credentialColumns+` FROM credentials WHERE name = ?`, name))
+func (s *Store) Credential(ctx context.Context, name string) (*tokenkeeper.Credential, error) {
+	c, err := s.getCredential(ctx, "name = $1", name)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, notFound(name)
-	} else if err != nil {
-		return nil, storeErr("get credential", err)
 	}
-	return db.decode(ctx, r)
+	return c, s.err("get credential", err)
 }
 
 // CredentialByID returns a credential by id. Returns ENOTFOUND.
-func (db *DB) CredentialByID(ctx context.Context, id string) (*tokenkeeper.Credential, error) {
-	r, err := scanCredential(db.reader.QueryRowContext(ctx, `SELECT `+credentialColumns+` FROM credentials WHERE id = ?`, id))
+func (s *Store) CredentialByID(ctx context.Context, id string) (*tokenkeeper.Credential, error) {
+	c, err := s.getCredential(ctx, "id = $1", id)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, tokenkeeper.Errorf(tokenkeeper.ENOTFOUND, "credential with id %q not found", id)
-	} else if err != nil {
-		return nil, storeErr("get credential", err)
 	}
-	return db.decode(ctx, r)
+	return c, s.err("get credential", err)
 }
 
 // Credentials returns all credentials ordered by name, secrets opened.
-func (db *DB) Credentials(ctx context.Context) ([]*tokenkeeper.Credential, error) {
-	rows, err := db.reader.QueryContext(ctx, `SELECT `+credentialColumns+` FROM credentials ORDER BY name`)
+func (s *Store) Credentials(ctx context.Context) ([]*tokenkeeper.Credential, error) {
+	raws, err := scanCredentials(ctx, s.conn, `SELECT `+CredentialColumns+` FROM credentials ORDER BY name COLLATE "C"`)
 	if err != nil {
-		return nil, storeErr("list credentials", err)
+		return nil, s.err("list credentials", err)
 	}
-	raws, err := scanCredentials(rows)
-	if err != nil {
-		return nil, storeErr("list credentials", err)
-	}
-	return db.decodeAll(ctx, raws)
+	return s.decodeAll(ctx, raws)
 }
 
 // applyUpdate returns cur with upd applied. The fencing version moves when
@@ -378,7 +356,7 @@ func applyUpdate(cur *tokenkeeper.Credential, upd tokenkeeper.CredentialUpdate, 
 		n.Status = *upd.Status
 	}
 	if upd.NextRefreshAt != nil {
-		n.NextRefreshAt = upd.NextRefreshAt.UTC().Truncate(time.Microsecond)
+		n.NextRefreshAt = utc(*upd.NextRefreshAt)
 	}
 	if bump {
 		n.Version++
@@ -395,8 +373,8 @@ func applyUpdate(cur *tokenkeeper.Credential, upd tokenkeeper.CredentialUpdate, 
 // or RefreshToken resets a needs_reauth or error status to active, zeroes
 // the failure count and schedules a refresh now. Returns ENOTFOUND or
 // EINVALID; nothing is written on error.
-func (db *DB) UpdateCredential(ctx context.Context, name string, upd tokenkeeper.CredentialUpdate, ev *tokenkeeper.Event) (*tokenkeeper.Credential, error) {
-	now := db.now()
+func (s *Store) UpdateCredential(ctx context.Context, name string, upd tokenkeeper.CredentialUpdate, ev *tokenkeeper.Event) (*tokenkeeper.Credential, error) {
+	now := s.now()
 	if upd.Status != nil && !upd.Status.Valid() {
 		return nil, tokenkeeper.Errorf(tokenkeeper.EINVALID, "invalid status %q", string(*upd.Status))
 	}
@@ -409,19 +387,19 @@ func (db *DB) UpdateCredential(ctx context.Context, name string, upd tokenkeeper
 		if upd.NextRefreshAt.IsZero() {
 			return nil, tokenkeeper.Errorf(tokenkeeper.EINVALID, "next_refresh_at must not be zero")
 		}
-		if err := storecheck.Time("next_refresh_at", *upd.NextRefreshAt); err != nil {
+		if err := Time("next_refresh_at", *upd.NextRefreshAt); err != nil {
 			return nil, err
 		}
 	}
 	var out *rawCredential
-	err := db.write(ctx, "update credential", func(tx *sql.Tx) error {
-		r, err := scanCredential(tx.QueryRowContext(ctx, `SELECT `+credentialColumns+` FROM credentials WHERE name = ?`, name))
+	err := s.write(ctx, "update credential", func(tx Querier) error {
+		r, err := scanCredential(tx.QueryRow(ctx, `SELECT `+CredentialColumns+` FROM credentials WHERE name = $1`+s.d.ForUpdate, name))
 		if errors.Is(err, sql.ErrNoRows) {
 			return notFound(name)
 		} else if err != nil {
 			return err
 		}
-		cur, err := db.decode(ctx, r)
+		cur, err := s.decode(ctx, tx, r)
 		if err != nil {
 			return err
 		}
@@ -431,23 +409,23 @@ func (db *DB) UpdateCredential(ctx context.Context, name string, upd tokenkeeper
 		}
 		clientSecret, refreshToken := r.clientSecret, r.refreshToken
 		if upd.ClientSecret != nil {
-			if clientSecret, err = sealValue(db.ring, n.ClientSecret, "credentials", n.ID, "client_secret"); err != nil {
+			if clientSecret, err = sealValue(s.ring, n.ClientSecret, "credentials", n.ID, "client_secret"); err != nil {
 				return err
 			}
 		}
 		if upd.RefreshToken != nil {
-			if refreshToken, err = sealValue(db.ring, n.RefreshToken, "credentials", n.ID, "refresh_token"); err != nil {
+			if refreshToken, err = sealValue(s.ring, n.RefreshToken, "credentials", n.ID, "refresh_token"); err != nil {
 				return err
 			}
 		}
-		out, err = scanCredential(tx.QueryRowContext(ctx, `UPDATE credentials SET
-				token_url = ?, client_id = ?, client_secret = ?, refresh_token = ?, scopes = ?,
-				auth_style = ?, params = ?, refresh_lead = ?, status = ?, failure_count = ?,
-				last_error = ?, last_error_code = ?, next_refresh_at = ?, version = ?, updated_at = ?
-			WHERE id = ? RETURNING `+credentialColumns,
+		out, err = scanCredential(tx.QueryRow(ctx, `UPDATE credentials SET
+				token_url = $1, client_id = $2, client_secret = $3, refresh_token = $4, scopes = $5,
+				auth_style = $6, params = $7, refresh_lead = $8, status = $9, failure_count = $10,
+				last_error = $11, last_error_code = $12, next_refresh_at = $13, version = $14, updated_at = $15
+			WHERE id = $16 RETURNING `+CredentialColumns,
 			n.TokenURL, n.ClientID, clientSecret, refreshToken, encodeScopes(n.Scopes),
 			string(n.AuthStyle), encodeParams(n.Params), int64(n.RefreshLead), string(n.Status), n.FailureCount,
-			n.LastError, n.LastErrorCode, fmtTime(n.NextRefreshAt), n.Version, fmtTime(now),
+			n.LastError, n.LastErrorCode, n.NextRefreshAt, n.Version, now,
 			n.ID))
 		if err != nil {
 			return err
@@ -455,30 +433,32 @@ func (db *DB) UpdateCredential(ctx context.Context, name string, upd tokenkeeper
 		if ev != nil {
 			e := *ev
 			e.CredentialID, e.CredentialName = n.ID, n.Name
-			if _, err := db.insertEvent(ctx, tx, &e, now); err != nil {
+			if err := s.insertEvent(ctx, tx, &e, now); err != nil {
 				return err
 			}
 		}
-		return nil
+		return s.notify(ctx, tx, rawChange(tokenkeeper.ChangeUpdated, out))
 	})
 	if err != nil {
 		return nil, err
 	}
-	return db.decode(ctx, out)
+	return s.decode(ctx, s.conn, out)
 }
 
 // DeleteCredential removes the credential and its events. Returns ENOTFOUND.
-func (db *DB) DeleteCredential(ctx context.Context, name string) error {
-	return db.write(ctx, "delete credential", func(tx *sql.Tx) error {
+func (s *Store) DeleteCredential(ctx context.Context, name string) error {
+	return s.write(ctx, "delete credential", func(tx Querier) error {
 		var id string
-		err := tx.QueryRowContext(ctx, `DELETE FROM credentials WHERE name = ? RETURNING id`, name).Scan(&id)
+		err := tx.QueryRow(ctx, `DELETE FROM credentials WHERE name = $1 RETURNING id`, name).Scan(&id)
 		if errors.Is(err, sql.ErrNoRows) {
 			return notFound(name)
 		} else if err != nil {
 			return err
 		}
-		_, err = tx.ExecContext(ctx, `DELETE FROM events WHERE credential_id = ?`, id)
-		return err
+		if _, err = tx.Exec(ctx, `DELETE FROM events WHERE credential_id = $1`, id); err != nil {
+			return err
+		}
+		return s.notify(ctx, tx, tokenkeeper.Change{Kind: tokenkeeper.ChangeDeleted, CredentialID: id, CredentialName: name})
 	})
 }
 
@@ -494,33 +474,23 @@ func checkLease(owner string, lease time.Duration) error {
 
 // ClaimDue atomically leases up to limit credentials whose NextRefreshAt is
 // at or before now, whose status is active or error and whose lease is free
-// or expired, earliest first. Each claim increments the version; the
-// returned credentials carry the version to commit with. A claimed row
-// whose secrets cannot be opened is logged and left out (its lease expires).
-func (db *DB) ClaimDue(ctx context.Context, owner string, now time.Time, lease time.Duration, limit int) ([]*tokenkeeper.Credential, error) {
+// or expired, earliest first. Concurrent claimers, in any process or
+// replica, claim disjoint sets (see Dialect.ClaimDue). Each claim increments the
+// version; the returned credentials carry the version to commit with. A
+// claimed row whose secrets cannot be opened is logged and left out (its
+// lease expires).
+func (s *Store) ClaimDue(ctx context.Context, owner string, now time.Time, lease time.Duration, limit int) ([]*tokenkeeper.Credential, error) {
 	if err := checkLease(owner, lease); err != nil {
 		return nil, err
 	}
 	if limit <= 0 {
 		return nil, tokenkeeper.Errorf(tokenkeeper.EINVALID, "limit must be positive")
 	}
-	nowS := fmtTime(now)
+	now = utc(now)
 	var raws []*rawCredential
-	err := db.write(ctx, "claim due credentials", func(tx *sql.Tx) error {
-		rows, err := tx.QueryContext(ctx, `UPDATE credentials
-			SET lease_owner = ?1, lease_expires_at = ?2, version = version + 1
-			WHERE id IN (
-				SELECT id FROM credentials
-				WHERE status IN ('active', 'error') AND next_refresh_at <= ?3
-					AND (lease_owner = '' OR lease_expires_at <= ?3)
-				ORDER BY next_refresh_at, id
-				LIMIT ?4)
-			RETURNING `+credentialColumns,
-			owner, fmtTime(now.Add(lease)), nowS, limit)
-		if err != nil {
-			return err
-		}
-		raws, err = scanCredentials(rows)
+	err := s.write(ctx, "claim due credentials", func(tx Querier) error {
+		var err error
+		raws, err = scanCredentials(ctx, tx, s.d.ClaimDue, owner, now.Add(lease), now, limit)
 		return err
 	})
 	if err != nil {
@@ -528,9 +498,9 @@ func (db *DB) ClaimDue(ctx context.Context, owner string, now time.Time, lease t
 	}
 	out := make([]*tokenkeeper.Credential, 0, len(raws))
 	for _, r := range raws {
-		c, err := db.decode(ctx, r)
+		c, err := s.decode(ctx, s.conn, r)
 		if err != nil {
-			db.log.Error("claimed a credential whose secrets do not open; skipping it until its lease expires",
+			s.log.Error("claimed a credential whose secrets do not open; skipping it until its lease expires",
 				"credential", r.name, "id", r.id, "err", err)
 			continue
 		}
@@ -549,33 +519,34 @@ func (db *DB) ClaimDue(ctx context.Context, owner string, now time.Time, lease t
 // status (a forced refresh). The owner that already holds the lease may
 // claim again. Returns ENOTFOUND, or ECONFLICT when another owner holds an
 // unexpired lease.
-func (db *DB) ClaimCredential(ctx context.Context, id, owner string, now time.Time, lease time.Duration) (*tokenkeeper.Credential, error) {
+func (s *Store) ClaimCredential(ctx context.Context, id, owner string, now time.Time, lease time.Duration) (*tokenkeeper.Credential, error) {
 	if err := checkLease(owner, lease); err != nil {
 		return nil, err
 	}
+	now = utc(now)
 	var raw *rawCredential
-	err := db.write(ctx, "claim credential", func(tx *sql.Tx) error {
+	err := s.write(ctx, "claim credential", func(tx Querier) error {
 		var err error
-		raw, err = scanCredential(tx.QueryRowContext(ctx, `UPDATE credentials
-			SET lease_owner = ?1, lease_expires_at = ?2, version = version + 1
-			WHERE id = ?3 AND (lease_owner = '' OR lease_owner = ?1 OR lease_expires_at <= ?4)
-			RETURNING `+credentialColumns,
-			owner, fmtTime(now.Add(lease)), id, fmtTime(now)))
+		raw, err = scanCredential(tx.QueryRow(ctx, `UPDATE credentials
+			SET lease_owner = $1, lease_expires_at = $2, version = version + 1
+			WHERE id = $3 AND (lease_owner = '' OR lease_owner = $1 OR lease_expires_at <= $4)
+			RETURNING `+CredentialColumns,
+			owner, now.Add(lease), id, now))
 		if errors.Is(err, sql.ErrNoRows) {
-			return db.leaseConflict(ctx, tx, id)
+			return leaseConflict(ctx, tx, id)
 		}
 		return err
 	})
 	if err != nil {
 		return nil, err
 	}
-	return db.decode(ctx, raw)
+	return s.decode(ctx, s.conn, raw)
 }
 
 // leaseConflict explains why a conditional update by id matched nothing.
-func (db *DB) leaseConflict(ctx context.Context, tx *sql.Tx, id string) error {
+func leaseConflict(ctx context.Context, tx Querier, id string) error {
 	var n int
-	if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM credentials WHERE id = ?`, id).Scan(&n); err != nil {
+	if err := tx.QueryRow(ctx, `SELECT COUNT(*) FROM credentials WHERE id = $1`, id).Scan(&n); err != nil {
 		return err
 	}
 	if n == 0 {
@@ -593,7 +564,7 @@ func (db *DB) leaseConflict(ctx context.Context, tx *sql.Tx, id string) error {
 // refresh that was in flight (its token is still kept, since a rotated
 // refresh token may be the only valid one). Returns ECONFLICT when fenced
 // out (nothing is written), ENOTFOUND or EINVALID.
-func (db *DB) CompleteRefresh(ctx context.Context, id, owner string, version int64, r *tokenkeeper.RefreshResult) (*tokenkeeper.Credential, error) {
+func (s *Store) CompleteRefresh(ctx context.Context, id, owner string, version int64, r *tokenkeeper.RefreshResult) (*tokenkeeper.Credential, error) {
 	if r == nil {
 		return nil, tokenkeeper.Errorf(tokenkeeper.EINVALID, "refresh result is required")
 	}
@@ -612,7 +583,7 @@ func (db *DB) CompleteRefresh(ctx context.Context, id, owner string, version int
 		NextRefreshAt: r.NextRefreshAt, LastRefreshAt: r.LastRefreshAt}); err != nil {
 		return nil, err
 	}
-	now := db.now()
+	now := s.now()
 	var (
 		setToken    bool
 		accessToken []byte
@@ -622,77 +593,77 @@ func (db *DB) CompleteRefresh(ctx context.Context, id, owner string, version int
 	)
 	if r.Token != nil {
 		setToken = true
-		if accessToken, err = sealValue(db.ring, r.Token.AccessToken, "credentials", id, "access_token"); err != nil {
+		if accessToken, err = sealValue(s.ring, r.Token.AccessToken, "credentials", id, "access_token"); err != nil {
 			return nil, err
 		}
 		tokenType, expiresAt = r.Token.TokenType, nullTime(r.Token.ExpiresAt)
 	}
-	refreshToken, err := sealValue(db.ring, r.RefreshToken, "credentials", id, "refresh_token")
+	refreshToken, err := sealValue(s.ring, r.RefreshToken, "credentials", id, "refresh_token")
 	if err != nil {
 		return nil, err
 	}
 	var raw *rawCredential
-	err = db.write(ctx, "complete refresh", func(tx *sql.Tx) error {
+	err = s.write(ctx, "complete refresh", func(tx Querier) error {
 		var err error
-		raw, err = scanCredential(tx.QueryRowContext(ctx, `UPDATE credentials SET
-				access_token = CASE WHEN ?1 THEN ?2 ELSE access_token END,
-				token_type = CASE WHEN ?1 THEN ?3 ELSE token_type END,
-				expires_at = CASE WHEN ?1 THEN ?4 ELSE expires_at END,
-				refresh_token = COALESCE(?5, refresh_token),
-				status = CASE WHEN status = 'disabled' THEN status ELSE ?6 END, failure_count = ?7, last_error = ?8, last_error_code = ?9,
-				last_refresh_at = COALESCE(?10, last_refresh_at),
-				next_refresh_at = COALESCE(?11, next_refresh_at),
-				version = version + 1, lease_owner = '', lease_expires_at = NULL, updated_at = ?12
-			WHERE id = ?13 AND version = ?14 AND lease_owner = ?15
-			RETURNING `+credentialColumns,
+		raw, err = scanCredential(tx.QueryRow(ctx, `UPDATE credentials SET
+				access_token = CASE WHEN $1::boolean THEN $2::bytea ELSE access_token END,
+				token_type = CASE WHEN $1::boolean THEN $3::text ELSE token_type END,
+				expires_at = CASE WHEN $1::boolean THEN $4::timestamptz ELSE expires_at END,
+				refresh_token = COALESCE($5::bytea, refresh_token),
+				status = CASE WHEN status = 'disabled' THEN status ELSE $6 END, failure_count = $7, last_error = $8, last_error_code = $9,
+				last_refresh_at = COALESCE($10::timestamptz, last_refresh_at),
+				next_refresh_at = COALESCE($11::timestamptz, next_refresh_at),
+				version = version + 1, lease_owner = '', lease_expires_at = NULL, updated_at = $12
+			WHERE id = $13 AND version = $14 AND lease_owner = $15
+			RETURNING `+CredentialColumns,
 			setToken, accessToken, tokenType, expiresAt,
 			refreshToken,
 			string(r.Status), r.FailureCount, r.LastError, r.LastErrorCode,
-			nullTime(r.LastRefreshAt), nullTime(r.NextRefreshAt), fmtTime(now),
+			nullTime(r.LastRefreshAt), nullTime(r.NextRefreshAt), now,
 			id, version, owner))
 		if errors.Is(err, sql.ErrNoRows) {
-			return db.leaseConflict(ctx, tx, id)
+			return leaseConflict(ctx, tx, id)
 		} else if err != nil {
 			return err
 		}
 		if r.Event != nil {
 			e := *r.Event
 			e.CredentialID, e.CredentialName = raw.id, raw.name
-			if _, err := db.insertEvent(ctx, tx, &e, now); err != nil {
+			if err := s.insertEvent(ctx, tx, &e, now); err != nil {
 				return err
 			}
 		}
-		return nil
+		return s.notify(ctx, tx, rawChange(tokenkeeper.ChangeRefresh, raw))
 	})
 	if err != nil {
 		return nil, err
 	}
-	return db.decode(ctx, raw)
+	return s.decode(ctx, s.conn, raw)
 }
 
 // NextRefreshAt returns the earliest time at which a refreshable credential
 // becomes claimable: its NextRefreshAt, or the end of its lease if that is
 // later. ok is false when no credential is refreshable.
-func (db *DB) NextRefreshAt(ctx context.Context) (time.Time, bool, error) {
-	var s sql.NullString
-	err := db.reader.QueryRowContext(ctx, `SELECT MIN(t) FROM (
-			SELECT next_refresh_at AS t FROM (
-				SELECT next_refresh_at FROM credentials
+func (s *Store) NextRefreshAt(ctx context.Context) (time.Time, bool, error) {
+	var t *time.Time
+	err := s.conn.QueryRow(ctx, `SELECT MIN(t) FROM (
+			SELECT next_refresh_at AS t FROM (SELECT next_refresh_at FROM credentials
 				WHERE status IN ('active', 'error') AND lease_owner = ''
-				ORDER BY next_refresh_at LIMIT 1)
+				ORDER BY next_refresh_at LIMIT 1) AS soonest
 			UNION ALL
-			SELECT MAX(next_refresh_at, COALESCE(lease_expires_at, next_refresh_at)) FROM credentials
+			SELECT CASE WHEN lease_expires_at > next_refresh_at THEN lease_expires_at ELSE next_refresh_at END FROM credentials
 			WHERE lease_owner <> '' AND status IN ('active', 'error')
-		)`).Scan(&s)
+		) AS candidates`).Scan(&t)
 	if err != nil {
-		return time.Time{}, false, storeErr("find next refresh", err)
+		return time.Time{}, false, s.err("find next refresh", err)
 	}
-	if !s.Valid {
+	if t == nil {
 		return time.Time{}, false, nil
 	}
-	t, err := parseTime(s)
-	if err != nil {
-		return time.Time{}, false, err
-	}
-	return t, true, nil
+	return t.UTC(), true, nil
+}
+
+// rawChange returns the change notification of a credential row.
+func rawChange(kind string, r *rawCredential) tokenkeeper.Change {
+	return tokenkeeper.Change{Kind: kind, CredentialID: r.id, CredentialName: r.name, Version: r.version, NextRefreshAt: r.nextRefreshAt}
 }

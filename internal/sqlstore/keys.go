@@ -1,23 +1,22 @@
-package postgres
+package sqlstore
 
 import (
 	"context"
 	"errors"
 	"fmt"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/tokenkeeper/tokenkeeper/internal/seal"
 )
 
-// lockKeys takes the transaction-scoped advisory lock that serializes the
-// creation of data keys across replicas.
-const lockKeys = `SELECT pg_advisory_xact_lock(1953197413, hashtext(current_schema() || '.data_keys'))`
+// lockKeys names the advisory lock that serializes the creation of data
+// keys across replicas.
+const lockKeys = ".data_keys"
 
 // initKeys creates the first data key if the database has none, then loads
 // every data key into the ring.
-func (db *DB) initKeys(ctx context.Context) error {
-	err := db.write(ctx, "create data key", func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, lockKeys); err != nil {
+func (s *Store) initKeys(ctx context.Context) error {
+	err := s.write(ctx, "create data key", func(tx Querier) error {
+		if err := s.lock(ctx, tx, lockKeys); err != nil {
 			return err
 		}
 		var n int
@@ -27,21 +26,21 @@ func (db *DB) initKeys(ctx context.Context) error {
 		if n > 0 {
 			return nil
 		}
-		_, _, err := db.insertDataKey(ctx, tx)
+		_, _, err := s.insertDataKey(ctx, tx)
 		if err == nil {
-			db.log.Info("created the first data key")
+			s.log.Info("created the first data key")
 		}
 		return err
 	})
 	if err != nil {
 		return err
 	}
-	return db.reloadKeys(ctx, db.pool)
+	return s.reloadKeys(ctx, s.conn)
 }
 
 // insertDataKey generates the next data key, stores it wrapped by the master
 // key and returns it; it does not touch the ring. The caller holds lockKeys.
-func (db *DB) insertDataKey(ctx context.Context, tx pgx.Tx) (uint32, []byte, error) {
+func (s *Store) insertDataKey(ctx context.Context, tx Querier) (uint32, []byte, error) {
 	var maxID int64
 	if err := tx.QueryRow(ctx, `SELECT COALESCE(MAX(id), 0) FROM data_keys`).Scan(&maxID); err != nil {
 		return 0, nil, err
@@ -54,60 +53,51 @@ func (db *DB) insertDataKey(ctx context.Context, tx pgx.Tx) (uint32, []byte, err
 	if err != nil {
 		return 0, nil, err
 	}
-	wrapped, err := seal.WrapKey(db.master, id, key)
+	wrapped, err := seal.WrapKey(s.master, id, key)
 	if err != nil {
 		return 0, nil, err
 	}
 	if _, err := tx.Exec(ctx, `INSERT INTO data_keys (id, wrapped, created_at) VALUES ($1, $2, $3)`,
-		int64(id), wrapped, db.now()); err != nil {
+		int64(id), wrapped, s.now()); err != nil {
 		return 0, nil, err
 	}
 	return id, key, nil
 }
 
-// querier runs a query on the pool or inside a transaction. Code holding a
-// transaction passes it, so that it never waits for a second connection.
-type querier interface {
-	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
-}
-
 // reloadKeys adds to the ring every stored data key it does not hold yet:
-// keys another replica added by rotation.
-func (db *DB) reloadKeys(ctx context.Context, q querier) error {
-	db.reloadMu.Lock()
-	defer db.reloadMu.Unlock()
-	rows, err := q.Query(ctx, `SELECT id, wrapped FROM data_keys ORDER BY id`)
-	if err != nil {
-		return storeErr("load data keys", err)
-	}
+// keys another replica added by rotation. Code holding a transaction passes
+// it as q, so that it never waits for a second connection.
+func (s *Store) reloadKeys(ctx context.Context, q Querier) error {
+	s.reloadMu.Lock()
+	defer s.reloadMu.Unlock()
 	type stored struct {
 		id      int64
 		wrapped []byte
 	}
-	keys, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (stored, error) {
-		var s stored
-		err := r.Scan(&s.id, &s.wrapped)
-		return s, err
+	keys, err := collect(ctx, q, `SELECT id, wrapped FROM data_keys ORDER BY id`, nil, func(r Rows) (stored, error) {
+		var k stored
+		err := r.Scan(&k.id, &k.wrapped)
+		return k, err
 	})
 	if err != nil {
-		return storeErr("load data keys", err)
+		return s.err("load data keys", err)
 	}
 	for _, k := range keys {
 		if k.id <= 0 || k.id > 1<<32-1 {
 			return fmt.Errorf("load data keys: invalid data key id %d", k.id)
 		}
-		if db.ring.Has(uint32(k.id)) {
+		if s.ring.Has(uint32(k.id)) {
 			continue
 		}
-		key, err := seal.UnwrapKey(db.master, uint32(k.id), k.wrapped)
+		key, err := seal.UnwrapKey(s.master, uint32(k.id), k.wrapped)
 		if err != nil {
 			return fmt.Errorf("load data key %d: %w", k.id, err)
 		}
-		if err := db.ring.Add(uint32(k.id), key); err != nil {
+		if err := s.ring.Add(uint32(k.id), key); err != nil {
 			return fmt.Errorf("load data keys: %w", err)
 		}
 	}
-	if db.ring.Len() == 0 {
+	if s.ring.Len() == 0 {
 		return errors.New("load data keys: the database has no data key")
 	}
 	return nil
@@ -116,17 +106,17 @@ func (db *DB) reloadKeys(ctx context.Context, q querier) error {
 // openSealed opens a sealed column value; nil means empty. A value sealed
 // under a data key this replica has not loaded (another replica rotated)
 // triggers one reload of the keys.
-func (db *DB) openSealed(ctx context.Context, q querier, ct []byte, table, id, field string) (string, error) {
+func (s *Store) openSealed(ctx context.Context, q Querier, ct []byte, table, id, field string) (string, error) {
 	if ct == nil {
 		return "", nil
 	}
 	ad := seal.AD(table, id, field)
-	pt, err := db.ring.Open(ct, ad)
+	pt, err := s.ring.Open(ct, ad)
 	if errors.Is(err, seal.ErrUnknownKey) {
-		if rerr := db.reloadKeys(ctx, q); rerr != nil {
+		if rerr := s.reloadKeys(ctx, q); rerr != nil {
 			return "", rerr
 		}
-		pt, err = db.ring.Open(ct, ad)
+		pt, err = s.ring.Open(ct, ad)
 	}
 	if err != nil {
 		return "", fmt.Errorf("open %s.%s of %s: %w", table, field, id, err)
@@ -155,9 +145,9 @@ var sealedFields = []string{"client_secret", "refresh_token", "access_token"}
 // Other replicas learn the new key when they first meet a value sealed with
 // it; until then they keep sealing with the previous key, whose values keep
 // opening: old keys are never removed.
-func (db *DB) RotateKey(ctx context.Context) (int, error) {
+func (s *Store) RotateKey(ctx context.Context) (int, error) {
 	// Pick up keys other replicas added, so every stored value opens.
-	if err := db.reloadKeys(ctx, db.pool); err != nil {
+	if err := s.reloadKeys(ctx, s.conn); err != nil {
 		return 0, err
 	}
 	var (
@@ -165,16 +155,16 @@ func (db *DB) RotateKey(ctx context.Context) (int, error) {
 		newKey []byte
 		count  int
 	)
-	err := db.write(ctx, "rotate data key", func(tx pgx.Tx) error {
+	err := s.write(ctx, "rotate data key", func(tx Querier) error {
 		count = 0
-		if _, err := tx.Exec(ctx, lockKeys); err != nil {
+		if err := s.lock(ctx, tx, lockKeys); err != nil {
 			return err
 		}
-		id, key, err := db.insertDataKey(ctx, tx)
+		id, key, err := s.insertDataKey(ctx, tx)
 		if err != nil {
 			return err
 		}
-		ring := db.ring.Clone()
+		ring := s.ring.Clone()
 		if err := ring.Add(id, key); err != nil {
 			return err
 		}
@@ -184,11 +174,7 @@ func (db *DB) RotateKey(ctx context.Context) (int, error) {
 			id     string
 			values [3][]byte
 		}
-		rows, err := tx.Query(ctx, `SELECT id, client_secret, refresh_token, access_token FROM credentials ORDER BY id FOR UPDATE`)
-		if err != nil {
-			return err
-		}
-		all, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (row, error) {
+		all, err := collect(ctx, tx, `SELECT id, client_secret, refresh_token, access_token FROM credentials ORDER BY id`+s.d.ForUpdate, nil, func(r Rows) (row, error) {
 			var x row
 			err := r.Scan(&x.id, &x.values[0], &x.values[1], &x.values[2])
 			return x, err
@@ -196,7 +182,6 @@ func (db *DB) RotateKey(ctx context.Context) (int, error) {
 		if err != nil {
 			return err
 		}
-		batch := &pgx.Batch{}
 		for _, r := range all {
 			var out [3][]byte
 			for i, ct := range r.values {
@@ -208,10 +193,10 @@ func (db *DB) RotateKey(ctx context.Context) (int, error) {
 				if errors.Is(err, seal.ErrUnknownKey) {
 					// A key added after the reload above: another rotation
 					// committed meanwhile.
-					if rerr := db.reloadKeys(ctx, tx); rerr != nil {
+					if rerr := s.reloadKeys(ctx, tx); rerr != nil {
 						return rerr
 					}
-					ring = db.ring.Clone()
+					ring = s.ring.Clone()
 					if err := ring.Add(id, key); err != nil {
 						return err
 					}
@@ -225,41 +210,40 @@ func (db *DB) RotateKey(ctx context.Context) (int, error) {
 				}
 				count++
 			}
-			batch.Queue(`UPDATE credentials SET client_secret = $1, refresh_token = $2, access_token = $3 WHERE id = $4`,
-				out[0], out[1], out[2], r.id)
+			if _, err := tx.Exec(ctx, `UPDATE credentials SET client_secret = $1, refresh_token = $2, access_token = $3 WHERE id = $4`,
+				out[0], out[1], out[2], r.id); err != nil {
+				return err
+			}
 		}
-		if err := tx.SendBatch(ctx, batch).Close(); err != nil {
-			return err
-		}
-		n, err := db.resealSigningKeys(ctx, tx, ring, id, key)
+		n, err := s.resealSigningKeys(ctx, tx, ring, id, key)
 		count += n
 		return err
 	})
 	if err != nil {
 		return 0, err
 	}
-	if err := db.ring.Add(newID, newKey); err != nil {
+	if err := s.ring.Add(newID, newKey); err != nil {
 		return 0, fmt.Errorf("rotate data key: %w", err)
 	}
-	db.log.Info("rotated the data key", "key_id", newID, "resealed", count)
+	s.log.Info("rotated the data key", "key_id", newID, "resealed", count)
 	return count, nil
 }
 
-// addDataKey adds a new active data key without re-sealing anything. Tests
+// AddDataKey adds a new active data key without re-sealing anything. Tests
 // use it to check that older keys keep opening their rows.
-func (db *DB) addDataKey(ctx context.Context) (uint32, error) {
+func (s *Store) AddDataKey(ctx context.Context) (uint32, error) {
 	var id uint32
 	var key []byte
-	err := db.write(ctx, "add data key", func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, lockKeys); err != nil {
+	err := s.write(ctx, "add data key", func(tx Querier) error {
+		if err := s.lock(ctx, tx, lockKeys); err != nil {
 			return err
 		}
 		var err error
-		id, key, err = db.insertDataKey(ctx, tx)
+		id, key, err = s.insertDataKey(ctx, tx)
 		return err
 	})
 	if err != nil {
 		return 0, err
 	}
-	return id, db.ring.Add(id, key)
+	return id, s.ring.Add(id, key)
 }

@@ -1,7 +1,8 @@
-package postgres
+package sqlstore
 
 import (
 	"context"
+	"database/sql"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -9,39 +10,28 @@ import (
 	"strings"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/tokenkeeper/tokenkeeper"
 	"github.com/tokenkeeper/tokenkeeper/internal/seal"
-	"github.com/tokenkeeper/tokenkeeper/internal/storecheck"
 )
-
-// Ensure DB implements the auth store interface.
-var _ tokenkeeper.AuthStore = (*DB)(nil)
 
 // pruneBatch bounds how many expired refresh tokens and revocations one
 // CreateRefreshToken deletes, so that a login never waits for a big purge.
 const pruneBatch = 500
 
-// lockFamily takes the transaction-scoped advisory lock of one refresh-token
-// family ($1). Every write to a family's tokens holds it: a revocation then
-// sees the token a concurrent rotation inserts, which a row lock alone would
-// not give under READ COMMITTED. Collisions of the hash only serialize
-// unrelated families.
-const lockFamily = `SELECT pg_advisory_xact_lock(1953197413, hashtext(current_schema() || '.family.' || $1))`
-
-// lockUserFamilies takes the locks of every family of the user $1, in one
-// order.
-const lockUserFamilies = `SELECT pg_advisory_xact_lock(1953197413, hashtext(current_schema() || '.family.' || f.family_id))
-	FROM (SELECT family_id FROM refresh_tokens WHERE user_id = $1 GROUP BY family_id ORDER BY family_id COLLATE "C") f`
+// lockFamily names the advisory lock of one refresh-token family. Every
+// write to a family's tokens holds it: a revocation then sees the token a
+// concurrent rotation inserts, which a row lock alone would not give under
+// PostgreSQL's READ COMMITTED.
+func lockFamily(familyID string) string { return ".family." + familyID }
 
 // Users
 
 const userColumns = `id, username, password_hash, role, created_at, updated_at`
 
-func scanUser(s pgx.Row) (*tokenkeeper.User, error) {
+func scanUser(row Row) (*tokenkeeper.User, error) {
 	var u tokenkeeper.User
 	var role string
-	if err := s.Scan(&u.ID, &u.Username, &u.PasswordHash, &role, &u.CreatedAt, &u.UpdatedAt); err != nil {
+	if err := row.Scan(&u.ID, &u.Username, &u.PasswordHash, &role, &u.CreatedAt, &u.UpdatedAt); err != nil {
 		return nil, err
 	}
 	u.Role = tokenkeeper.Role(role)
@@ -56,18 +46,18 @@ var errNoUser = tokenkeeper.Errorf(tokenkeeper.ENOTFOUND, "user not found")
 // CreateUser stores u, assigning ID, CreatedAt and UpdatedAt. Username must
 // be a valid name, Role admin or viewer and PasswordHash a non-empty hash.
 // Returns EINVALID or ECONFLICT (username taken).
-func (db *DB) CreateUser(ctx context.Context, u *tokenkeeper.User) error {
-	if err := storecheck.CheckUser(u); err != nil {
+func (s *Store) CreateUser(ctx context.Context, u *tokenkeeper.User) error {
+	if err := CheckUser(u); err != nil {
 		return err
 	}
-	now := db.now()
+	now := s.now()
 	n := *u
 	n.ID = newID()
 	n.CreatedAt, n.UpdatedAt = now, now
-	err := db.write(ctx, "create user", func(tx pgx.Tx) error {
+	err := s.write(ctx, "create user", func(tx Querier) error {
 		_, err := tx.Exec(ctx, `INSERT INTO users (`+userColumns+`) VALUES ($1, $2, $3, $4, $5, $5)`,
 			n.ID, n.Username, n.PasswordHash, string(n.Role), now)
-		if isUniqueViolation(err) {
+		if s.d.IsUniqueViolation(err) {
 			return tokenkeeper.Errorf(tokenkeeper.ECONFLICT, "user %q already exists", n.Username)
 		}
 		return err
@@ -80,62 +70,59 @@ func (db *DB) CreateUser(ctx context.Context, u *tokenkeeper.User) error {
 }
 
 // User returns a user by name. Returns ENOTFOUND.
-func (db *DB) User(ctx context.Context, username string) (*tokenkeeper.User, error) {
+func (s *Store) User(ctx context.Context, username string) (*tokenkeeper.User, error) {
 	if tokenkeeper.ValidateName(username) != nil {
 		return nil, errNoUser
 	}
-	u, err := scanUser(db.pool.QueryRow(ctx, `SELECT `+userColumns+` FROM users WHERE username = $1`, username))
-	if errors.Is(err, pgx.ErrNoRows) {
+	u, err := scanUser(s.conn.QueryRow(ctx, `SELECT `+userColumns+` FROM users WHERE username = $1`, username))
+	if errors.Is(err, sql.ErrNoRows) {
 		return nil, errNoUser
 	} else if err != nil {
-		return nil, storeErr("get user", err)
+		return nil, s.err("get user", err)
 	}
 	return u, nil
 }
 
 // UserByID returns a user by id. Returns ENOTFOUND.
-func (db *DB) UserByID(ctx context.Context, id string) (*tokenkeeper.User, error) {
-	if !storecheck.ValidID(id) {
+func (s *Store) UserByID(ctx context.Context, id string) (*tokenkeeper.User, error) {
+	if !ValidID(id) {
 		return nil, errNoUser
 	}
-	u, err := scanUser(db.pool.QueryRow(ctx, `SELECT `+userColumns+` FROM users WHERE id = $1`, id))
-	if errors.Is(err, pgx.ErrNoRows) {
+	u, err := scanUser(s.conn.QueryRow(ctx, `SELECT `+userColumns+` FROM users WHERE id = $1`, id))
+	if errors.Is(err, sql.ErrNoRows) {
 		return nil, errNoUser
 	} else if err != nil {
-		return nil, storeErr("get user", err)
+		return nil, s.err("get user", err)
 	}
 	return u, nil
 }
 
 // Users lists the users ordered by username (byte order).
-func (db *DB) Users(ctx context.Context) ([]*tokenkeeper.User, error) {
-	rows, err := db.pool.Query(ctx, `SELECT `+userColumns+` FROM users ORDER BY username COLLATE "C"`)
+func (s *Store) Users(ctx context.Context) ([]*tokenkeeper.User, error) {
+	out, err := collect(ctx, s.conn, `SELECT `+userColumns+` FROM users ORDER BY username COLLATE "C"`, nil,
+		func(r Rows) (*tokenkeeper.User, error) { return scanUser(r) })
 	if err != nil {
-		return nil, storeErr("list users", err)
-	}
-	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (*tokenkeeper.User, error) { return scanUser(r) })
-	if err != nil {
-		return nil, storeErr("list users", err)
+		return nil, s.err("list users", err)
 	}
 	return out, nil
 }
 
 // SetUserPassword replaces a user's password hash and moves UpdatedAt. It
 // does not end the user's sessions. Returns EINVALID or ENOTFOUND.
-func (db *DB) SetUserPassword(ctx context.Context, username, hash string) error {
-	if err := storecheck.CheckPasswordHash(hash); err != nil {
+func (s *Store) SetUserPassword(ctx context.Context, username, hash string) error {
+	if err := CheckPasswordHash(hash); err != nil {
 		return err
 	}
 	if tokenkeeper.ValidateName(username) != nil {
 		return errNoUser
 	}
-	now := db.now()
-	return db.write(ctx, "set user password", func(tx pgx.Tx) error {
-		tag, err := tx.Exec(ctx, `UPDATE users SET password_hash = $1, updated_at = $2 WHERE username = $3`, hash, now, username)
+	now := s.now()
+	return s.write(ctx, "set user password", func(tx Querier) error {
+		n, err := tx.Exec(ctx, `UPDATE users SET password_hash = $1, updated_at = $2 WHERE username = $3`, hash, now, username)
 		if err != nil {
 			return err
 		}
-		if tag.RowsAffected() == 0 {
+		if n == 0 {
 			return errNoUser
 		}
 		return nil
@@ -147,31 +134,41 @@ func (db *DB) SetUserPassword(ctx context.Context, username, hash string) error 
 // tokens until accessExpiresAt. A login of the user in flight either
 // commits first, and its family is revoked too, or finds no user.
 // Returns EINVALID or ENOTFOUND.
-func (db *DB) DeleteUser(ctx context.Context, username string, now, accessExpiresAt time.Time) error {
-	if err := storecheck.CheckRevocationTimes(now, accessExpiresAt); err != nil {
+func (s *Store) DeleteUser(ctx context.Context, username string, now, accessExpiresAt time.Time) error {
+	if err := CheckRevocationTimes(now, accessExpiresAt); err != nil {
 		return err
 	}
 	if tokenkeeper.ValidateName(username) != nil {
 		return errNoUser
 	}
 	now, accessExpiresAt = utc(now), utc(accessExpiresAt)
-	return db.write(ctx, "delete user", func(tx pgx.Tx) error {
+	return s.write(ctx, "delete user", func(tx Querier) error {
 		var id string
 		err := tx.QueryRow(ctx, `DELETE FROM users WHERE username = $1 RETURNING id`, username).Scan(&id)
-		if errors.Is(err, pgx.ErrNoRows) {
+		if errors.Is(err, sql.ErrNoRows) {
 			return errNoUser
 		} else if err != nil {
 			return err
 		}
-		if _, err := tx.Exec(ctx, lockUserFamilies, id); err != nil {
-			return err
+		if s.d.Lock != nil {
+			families, err := collect(ctx, tx, `SELECT family_id FROM refresh_tokens WHERE user_id = $1 GROUP BY family_id ORDER BY family_id COLLATE "C"`,
+				[]any{id}, func(r Rows) (f string, err error) { return f, r.Scan(&f) })
+			if err != nil {
+				return err
+			}
+			for _, f := range families { // in one order, against deadlocks
+				if err := s.lock(ctx, tx, lockFamily(f)); err != nil {
+					return err
+				}
+			}
 		}
 		if _, err := tx.Exec(ctx, `UPDATE refresh_tokens SET revoked_at = $2 WHERE user_id = $1 AND revoked_at IS NULL`, id, now); err != nil {
 			return err
 		}
 		_, err = tx.Exec(ctx, `INSERT INTO revocations (family_id, revoked_at, expires_at)
 			SELECT DISTINCT family_id, $2::timestamptz, $3::timestamptz FROM refresh_tokens WHERE user_id = $1
-			ON CONFLICT (family_id) DO UPDATE SET expires_at = GREATEST(revocations.expires_at, excluded.expires_at)`,
+			ON CONFLICT (family_id) DO UPDATE SET expires_at = CASE WHEN excluded.expires_at > revocations.expires_at
+				THEN excluded.expires_at ELSE revocations.expires_at END`,
 			id, now, accessExpiresAt)
 		return err
 	})
@@ -182,10 +179,10 @@ func (db *DB) DeleteUser(ctx context.Context, username string, now, accessExpire
 const refreshTokenColumns = `id, family_id, user_id, hash, auth_time, created_at, expires_at,
 	family_expires_at, rotated_at, revoked_at`
 
-func scanRefreshToken(s pgx.Row) (*tokenkeeper.RefreshToken, error) {
+func scanRefreshToken(row Row) (*tokenkeeper.RefreshToken, error) {
 	var t tokenkeeper.RefreshToken
 	var rotated, revoked *time.Time
-	if err := s.Scan(&t.ID, &t.FamilyID, &t.UserID, &t.Hash, &t.AuthTime, &t.CreatedAt, &t.ExpiresAt,
+	if err := row.Scan(&t.ID, &t.FamilyID, &t.UserID, &t.Hash, &t.AuthTime, &t.CreatedAt, &t.ExpiresAt,
 		&t.FamilyExpiresAt, &rotated, &revoked); err != nil {
 		return nil, err
 	}
@@ -195,11 +192,11 @@ func scanRefreshToken(s pgx.Row) (*tokenkeeper.RefreshToken, error) {
 	return &t, nil
 }
 
-func insertRefreshToken(ctx context.Context, tx pgx.Tx, t *tokenkeeper.RefreshToken) error {
+func (s *Store) insertRefreshToken(ctx context.Context, tx Querier, t *tokenkeeper.RefreshToken) error {
 	_, err := tx.Exec(ctx, `INSERT INTO refresh_tokens (`+refreshTokenColumns+`)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, NULL, NULL)`,
 		t.ID, t.FamilyID, t.UserID, t.Hash, t.AuthTime, t.CreatedAt, t.ExpiresAt, t.FamilyExpiresAt)
-	if isUniqueViolation(err) {
+	if s.d.IsUniqueViolation(err) {
 		return tokenkeeper.Errorf(tokenkeeper.ECONFLICT, "refresh token already exists")
 	}
 	return err
@@ -221,8 +218,8 @@ func normalizeTimes(t *tokenkeeper.RefreshToken) {
 // before CreatedAt and revocations that ended before it are deleted, a
 // bounded batch at a time. Returns EINVALID, ENOTFOUND (no such user) or
 // ECONFLICT (the hash, id or family is taken).
-func (db *DB) CreateRefreshToken(ctx context.Context, t *tokenkeeper.RefreshToken) error {
-	if err := storecheck.CheckNewRefreshToken(t); err != nil {
+func (s *Store) CreateRefreshToken(ctx context.Context, t *tokenkeeper.RefreshToken) error {
+	if err := CheckNewRefreshToken(t); err != nil {
 		return err
 	}
 	n := *t
@@ -233,41 +230,41 @@ func (db *DB) CreateRefreshToken(ctx context.Context, t *tokenkeeper.RefreshToke
 		n.FamilyID = newID()
 	}
 	if n.CreatedAt.IsZero() {
-		n.CreatedAt = db.now()
+		n.CreatedAt = s.now()
 	}
 	normalizeTimes(&n)
 	n.Hash = append([]byte(nil), t.Hash...)
-	err := db.write(ctx, "create refresh token", func(tx pgx.Tx) error {
+	err := s.write(ctx, "create refresh token", func(tx Querier) error {
 		var one int
-		err := tx.QueryRow(ctx, `SELECT 1 FROM users WHERE id = $1 FOR SHARE`, n.UserID).Scan(&one)
-		if errors.Is(err, pgx.ErrNoRows) {
+		err := tx.QueryRow(ctx, `SELECT 1 FROM users WHERE id = $1`+s.d.ForShare, n.UserID).Scan(&one)
+		if errors.Is(err, sql.ErrNoRows) {
 			return errNoUser
 		} else if err != nil {
 			return err
 		}
-		if _, err := tx.Exec(ctx, lockFamily, n.FamilyID); err != nil {
+		if err := s.lock(ctx, tx, lockFamily(n.FamilyID)); err != nil {
 			return err
 		}
 		err = tx.QueryRow(ctx, `SELECT 1 FROM refresh_tokens WHERE family_id = $1
 			UNION ALL SELECT 1 FROM revocations WHERE family_id = $1 LIMIT 1`, n.FamilyID).Scan(&one)
 		if err == nil {
 			return tokenkeeper.Errorf(tokenkeeper.ECONFLICT, "refresh token family already exists")
-		} else if !errors.Is(err, pgx.ErrNoRows) {
+		} else if !errors.Is(err, sql.ErrNoRows) {
 			return err
 		}
-		// SKIP LOCKED: concurrent logins share the purge instead of waiting
-		// for each other.
+		// Skipping locked rows, concurrent logins share the purge instead of
+		// waiting for each other.
 		if _, err := tx.Exec(ctx, `DELETE FROM refresh_tokens WHERE id IN (
-				SELECT id FROM refresh_tokens WHERE family_expires_at <= $1 LIMIT $2 FOR UPDATE SKIP LOCKED)`,
+				SELECT id FROM refresh_tokens WHERE family_expires_at <= $1 LIMIT $2`+s.d.SkipLocked+`)`,
 			n.CreatedAt, pruneBatch); err != nil {
 			return err
 		}
 		if _, err := tx.Exec(ctx, `DELETE FROM revocations WHERE family_id IN (
-				SELECT family_id FROM revocations WHERE expires_at <= $1 LIMIT $2 FOR UPDATE SKIP LOCKED)`,
+				SELECT family_id FROM revocations WHERE expires_at <= $1 LIMIT $2`+s.d.SkipLocked+`)`,
 			n.CreatedAt, pruneBatch); err != nil {
 			return err
 		}
-		return insertRefreshToken(ctx, tx, &n)
+		return s.insertRefreshToken(ctx, tx, &n)
 	})
 	if err != nil {
 		return err
@@ -278,15 +275,15 @@ func (db *DB) CreateRefreshToken(ctx context.Context, t *tokenkeeper.RefreshToke
 
 // RefreshTokenByHash returns a refresh token by hash, whatever its state.
 // Returns ENOTFOUND.
-func (db *DB) RefreshTokenByHash(ctx context.Context, hash []byte) (*tokenkeeper.RefreshToken, error) {
+func (s *Store) RefreshTokenByHash(ctx context.Context, hash []byte) (*tokenkeeper.RefreshToken, error) {
 	if len(hash) == 0 {
 		return nil, tokenkeeper.Errorf(tokenkeeper.ENOTFOUND, "refresh token not found")
 	}
-	t, err := scanRefreshToken(db.pool.QueryRow(ctx, `SELECT `+refreshTokenColumns+` FROM refresh_tokens WHERE hash = $1`, hash))
-	if errors.Is(err, pgx.ErrNoRows) {
+	t, err := scanRefreshToken(s.conn.QueryRow(ctx, `SELECT `+refreshTokenColumns+` FROM refresh_tokens WHERE hash = $1`, hash))
+	if errors.Is(err, sql.ErrNoRows) {
 		return nil, tokenkeeper.Errorf(tokenkeeper.ENOTFOUND, "refresh token not found")
 	} else if err != nil {
-		return nil, storeErr("get refresh token", err)
+		return nil, s.err("get refresh token", err)
 	}
 	return t, nil
 }
@@ -303,15 +300,15 @@ func (db *DB) RefreshTokenByHash(ctx context.Context, hash []byte) (*tokenkeeper
 // rotated token (EINVALID if next sets them to other values). Returns
 // EINVALID, or ECONFLICT when oldID is not current (nothing is written;
 // the caller treats it as reuse).
-func (db *DB) RotateRefreshToken(ctx context.Context, oldID string, now time.Time, next *tokenkeeper.RefreshToken) error {
-	if err := storecheck.CheckRequiredTime("now", now); err != nil {
+func (s *Store) RotateRefreshToken(ctx context.Context, oldID string, now time.Time, next *tokenkeeper.RefreshToken) error {
+	if err := CheckRequiredTime("now", now); err != nil {
 		return err
 	}
-	if err := storecheck.CheckNextRefreshToken(next); err != nil {
+	if err := CheckNextRefreshToken(next); err != nil {
 		return err
 	}
 	notCurrent := tokenkeeper.Errorf(tokenkeeper.ECONFLICT, "refresh token is not current")
-	if !storecheck.ValidID(oldID) {
+	if !ValidID(oldID) {
 		return notCurrent
 	}
 	now = utc(now)
@@ -330,16 +327,16 @@ func (db *DB) RotateRefreshToken(ctx context.Context, oldID string, now time.Tim
 	}
 	base.Hash = append([]byte(nil), next.Hash...)
 	var n tokenkeeper.RefreshToken
-	err := db.write(ctx, "rotate refresh token", func(tx pgx.Tx) error {
+	err := s.write(ctx, "rotate refresh token", func(tx Querier) error {
 		n = base
 		var familyID string
 		err := tx.QueryRow(ctx, `SELECT family_id FROM refresh_tokens WHERE id = $1`, oldID).Scan(&familyID)
-		if errors.Is(err, pgx.ErrNoRows) {
+		if errors.Is(err, sql.ErrNoRows) {
 			return notCurrent
 		} else if err != nil {
 			return err
 		}
-		if _, err := tx.Exec(ctx, lockFamily, familyID); err != nil {
+		if err := s.lock(ctx, tx, lockFamily(familyID)); err != nil {
 			return err
 		}
 		var userID string
@@ -350,16 +347,16 @@ func (db *DB) RotateRefreshToken(ctx context.Context, oldID string, now time.Tim
 				AND NOT EXISTS (SELECT 1 FROM revocations r WHERE r.family_id = refresh_tokens.family_id)
 			RETURNING user_id, auth_time, family_expires_at`,
 			now, oldID).Scan(&userID, &authTime, &familyExpires)
-		if errors.Is(err, pgx.ErrNoRows) {
+		if errors.Is(err, sql.ErrNoRows) {
 			return notCurrent
 		} else if err != nil {
 			return err
 		}
-		if err := storecheck.InheritFamily(&n, familyID, userID, authTime.UTC(), familyExpires.UTC()); err != nil {
+		if err := InheritFamily(&n, familyID, userID, authTime.UTC(), familyExpires.UTC()); err != nil {
 			return err
 		}
 		normalizeTimes(&n)
-		return insertRefreshToken(ctx, tx, &n)
+		return s.insertRefreshToken(ctx, tx, &n)
 	})
 	if err != nil {
 		return err
@@ -373,16 +370,16 @@ func (db *DB) RotateRefreshToken(ctx context.Context, oldID string, now time.Tim
 // family's lock. It is idempotent: a second call keeps the first revocation
 // times and only ever extends the revocation's expiry. A family with no
 // stored token is still recorded. Returns EINVALID.
-func (db *DB) RevokeFamily(ctx context.Context, familyID string, now, accessExpiresAt time.Time) error {
-	if err := storecheck.CheckID("family id", familyID); err != nil {
+func (s *Store) RevokeFamily(ctx context.Context, familyID string, now, accessExpiresAt time.Time) error {
+	if err := CheckID("family id", familyID); err != nil {
 		return err
 	}
-	if err := storecheck.CheckRevocationTimes(now, accessExpiresAt); err != nil {
+	if err := CheckRevocationTimes(now, accessExpiresAt); err != nil {
 		return err
 	}
 	now, accessExpiresAt = utc(now), utc(accessExpiresAt)
-	return db.write(ctx, "revoke refresh token family", func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, lockFamily, familyID); err != nil {
+	return s.write(ctx, "revoke refresh token family", func(tx Querier) error {
+		if err := s.lock(ctx, tx, lockFamily(familyID)); err != nil {
 			return err
 		}
 		if _, err := tx.Exec(ctx, `UPDATE refresh_tokens SET revoked_at = $1 WHERE family_id = $2 AND revoked_at IS NULL`,
@@ -390,7 +387,8 @@ func (db *DB) RevokeFamily(ctx context.Context, familyID string, now, accessExpi
 			return err
 		}
 		_, err := tx.Exec(ctx, `INSERT INTO revocations (family_id, revoked_at, expires_at) VALUES ($1, $2, $3)
-			ON CONFLICT (family_id) DO UPDATE SET expires_at = GREATEST(revocations.expires_at, excluded.expires_at)`,
+			ON CONFLICT (family_id) DO UPDATE SET expires_at = CASE WHEN excluded.expires_at > revocations.expires_at
+				THEN excluded.expires_at ELSE revocations.expires_at END`,
 			familyID, now, accessExpiresAt)
 		return err
 	})
@@ -398,16 +396,12 @@ func (db *DB) RevokeFamily(ctx context.Context, familyID string, now, accessExpi
 
 // Revocations returns the revocations that have not expired at now,
 // ordered by family id.
-func (db *DB) Revocations(ctx context.Context, now time.Time) ([]*tokenkeeper.Revocation, error) {
-	if err := storecheck.Time("now", now); err != nil {
+func (s *Store) Revocations(ctx context.Context, now time.Time) ([]*tokenkeeper.Revocation, error) {
+	if err := Time("now", now); err != nil {
 		return nil, err
 	}
-	rows, err := db.pool.Query(ctx, `SELECT family_id, revoked_at, expires_at FROM revocations
-		WHERE expires_at > $1 ORDER BY family_id COLLATE "C"`, utc(now))
-	if err != nil {
-		return nil, storeErr("list revocations", err)
-	}
-	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (*tokenkeeper.Revocation, error) {
+	out, err := collect(ctx, s.conn, `SELECT family_id, revoked_at, expires_at FROM revocations
+		WHERE expires_at > $1 ORDER BY family_id COLLATE "C"`, []any{utc(now)}, func(r Rows) (*tokenkeeper.Revocation, error) {
 		var v tokenkeeper.Revocation
 		if err := r.Scan(&v.FamilyID, &v.RevokedAt, &v.ExpiresAt); err != nil {
 			return nil, err
@@ -416,7 +410,7 @@ func (db *DB) Revocations(ctx context.Context, now time.Time) ([]*tokenkeeper.Re
 		return &v, nil
 	})
 	if err != nil {
-		return nil, storeErr("list revocations", err)
+		return nil, s.err("list revocations", err)
 	}
 	return out, nil
 }
@@ -425,10 +419,10 @@ func (db *DB) Revocations(ctx context.Context, now time.Time) ([]*tokenkeeper.Re
 
 const serviceClientColumns = `id, client_id, secret_hash, credentials, created_at, updated_at`
 
-func scanServiceClient(s pgx.Row) (*tokenkeeper.ServiceClient, error) {
+func scanServiceClient(row Row) (*tokenkeeper.ServiceClient, error) {
 	var c tokenkeeper.ServiceClient
 	var creds string
-	if err := s.Scan(&c.ID, &c.ClientID, &c.SecretHash, &creds, &c.CreatedAt, &c.UpdatedAt); err != nil {
+	if err := row.Scan(&c.ID, &c.ClientID, &c.SecretHash, &creds, &c.CreatedAt, &c.UpdatedAt); err != nil {
 		return nil, err
 	}
 	if err := json.Unmarshal([]byte(creds), &c.Credentials); err != nil {
@@ -448,11 +442,11 @@ var errNoClient = tokenkeeper.Errorf(tokenkeeper.ENOTFOUND, "service client not 
 // CreateServiceClient stores c, assigning ID, CreatedAt and UpdatedAt.
 // ClientID must be a valid name, SecretHash a SHA-256 and every granted
 // credential a valid name. Returns EINVALID or ECONFLICT (client_id taken).
-func (db *DB) CreateServiceClient(ctx context.Context, c *tokenkeeper.ServiceClient) error {
-	if err := storecheck.CheckServiceClient(c); err != nil {
+func (s *Store) CreateServiceClient(ctx context.Context, c *tokenkeeper.ServiceClient) error {
+	if err := CheckServiceClient(c); err != nil {
 		return err
 	}
-	now := db.now()
+	now := s.now()
 	n := *c
 	n.ID = newID()
 	n.CreatedAt, n.UpdatedAt = now, now
@@ -466,10 +460,10 @@ func (db *DB) CreateServiceClient(ctx context.Context, c *tokenkeeper.ServiceCli
 		b, _ := json.Marshal(n.Credentials) // a []string always marshals
 		creds = string(b)
 	}
-	err := db.write(ctx, "create service client", func(tx pgx.Tx) error {
+	err := s.write(ctx, "create service client", func(tx Querier) error {
 		_, err := tx.Exec(ctx, `INSERT INTO service_clients (`+serviceClientColumns+`) VALUES ($1, $2, $3, $4, $5, $5)`,
 			n.ID, n.ClientID, n.SecretHash, creds, now)
-		if isUniqueViolation(err) {
+		if s.d.IsUniqueViolation(err) {
 			return tokenkeeper.Errorf(tokenkeeper.ECONFLICT, "service client %q already exists", n.ClientID)
 		}
 		return err
@@ -482,48 +476,45 @@ func (db *DB) CreateServiceClient(ctx context.Context, c *tokenkeeper.ServiceCli
 }
 
 // ServiceClient returns a client by client_id. Returns ENOTFOUND.
-func (db *DB) ServiceClient(ctx context.Context, clientID string) (*tokenkeeper.ServiceClient, error) {
+func (s *Store) ServiceClient(ctx context.Context, clientID string) (*tokenkeeper.ServiceClient, error) {
 	if tokenkeeper.ValidateName(clientID) != nil {
 		return nil, errNoClient
 	}
-	c, err := scanServiceClient(db.pool.QueryRow(ctx, `SELECT `+serviceClientColumns+` FROM service_clients WHERE client_id = $1`, clientID))
-	if errors.Is(err, pgx.ErrNoRows) {
+	c, err := scanServiceClient(s.conn.QueryRow(ctx, `SELECT `+serviceClientColumns+` FROM service_clients WHERE client_id = $1`, clientID))
+	if errors.Is(err, sql.ErrNoRows) {
 		return nil, errNoClient
 	} else if err != nil {
-		return nil, storeErr("get service client", err)
+		return nil, s.err("get service client", err)
 	}
 	return c, nil
 }
 
 // ServiceClients lists the clients ordered by client_id (byte order).
-func (db *DB) ServiceClients(ctx context.Context) ([]*tokenkeeper.ServiceClient, error) {
-	rows, err := db.pool.Query(ctx, `SELECT `+serviceClientColumns+` FROM service_clients ORDER BY client_id COLLATE "C"`)
+func (s *Store) ServiceClients(ctx context.Context) ([]*tokenkeeper.ServiceClient, error) {
+	out, err := collect(ctx, s.conn, `SELECT `+serviceClientColumns+` FROM service_clients ORDER BY client_id COLLATE "C"`, nil,
+		func(r Rows) (*tokenkeeper.ServiceClient, error) { return scanServiceClient(r) })
 	if err != nil {
-		return nil, storeErr("list service clients", err)
-	}
-	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (*tokenkeeper.ServiceClient, error) { return scanServiceClient(r) })
-	if err != nil {
-		return nil, storeErr("list service clients", err)
+		return nil, s.err("list service clients", err)
 	}
 	return out, nil
 }
 
 // SetServiceClientSecret replaces a client's secret hash and moves
 // UpdatedAt. Returns EINVALID or ENOTFOUND.
-func (db *DB) SetServiceClientSecret(ctx context.Context, clientID string, hash []byte) error {
-	if err := storecheck.CheckSHA256("client secret hash", hash); err != nil {
+func (s *Store) SetServiceClientSecret(ctx context.Context, clientID string, hash []byte) error {
+	if err := CheckSHA256("client secret hash", hash); err != nil {
 		return err
 	}
 	if tokenkeeper.ValidateName(clientID) != nil {
 		return errNoClient
 	}
-	now := db.now()
-	return db.write(ctx, "set service client secret", func(tx pgx.Tx) error {
-		tag, err := tx.Exec(ctx, `UPDATE service_clients SET secret_hash = $1, updated_at = $2 WHERE client_id = $3`, hash, now, clientID)
+	now := s.now()
+	return s.write(ctx, "set service client secret", func(tx Querier) error {
+		n, err := tx.Exec(ctx, `UPDATE service_clients SET secret_hash = $1, updated_at = $2 WHERE client_id = $3`, hash, now, clientID)
 		if err != nil {
 			return err
 		}
-		if tag.RowsAffected() == 0 {
+		if n == 0 {
 			return errNoClient
 		}
 		return nil
@@ -531,16 +522,16 @@ func (db *DB) SetServiceClientSecret(ctx context.Context, clientID string, hash 
 }
 
 // DeleteServiceClient removes a client. Returns ENOTFOUND.
-func (db *DB) DeleteServiceClient(ctx context.Context, clientID string) error {
+func (s *Store) DeleteServiceClient(ctx context.Context, clientID string) error {
 	if tokenkeeper.ValidateName(clientID) != nil {
 		return errNoClient
 	}
-	return db.write(ctx, "delete service client", func(tx pgx.Tx) error {
-		tag, err := tx.Exec(ctx, `DELETE FROM service_clients WHERE client_id = $1`, clientID)
+	return s.write(ctx, "delete service client", func(tx Querier) error {
+		n, err := tx.Exec(ctx, `DELETE FROM service_clients WHERE client_id = $1`, clientID)
 		if err != nil {
 			return err
 		}
-		if tag.RowsAffected() == 0 {
+		if n == 0 {
 			return errNoClient
 		}
 		return nil
@@ -553,21 +544,21 @@ func (db *DB) DeleteServiceClient(ctx context.Context, clientID string) error {
 // the column), assigning CreatedAt. ID must be a valid name, Algorithm 1 to
 // 32 letters and digits, Secret 32 to 16384 bytes. Returns EINVALID or
 // ECONFLICT (id taken).
-func (db *DB) AddSigningKey(ctx context.Context, k *tokenkeeper.SigningKey) error {
-	if err := storecheck.CheckSigningKey(k); err != nil {
+func (s *Store) AddSigningKey(ctx context.Context, k *tokenkeeper.SigningKey) error {
+	if err := CheckSigningKey(k); err != nil {
 		return err
 	}
 	n := *k
-	n.CreatedAt = db.now()
+	n.CreatedAt = s.now()
 	n.Secret = append([]byte(nil), k.Secret...)
-	sealed, err := db.ring.Seal(n.Secret, seal.AD("signing_keys", n.ID, "secret"))
+	sealed, err := s.ring.Seal(n.Secret, seal.AD("signing_keys", n.ID, "secret"))
 	if err != nil {
 		return fmt.Errorf("add signing key: seal signing_keys.secret: %w", err)
 	}
-	err = db.write(ctx, "add signing key", func(tx pgx.Tx) error {
+	err = s.write(ctx, "add signing key", func(tx Querier) error {
 		_, err := tx.Exec(ctx, `INSERT INTO signing_keys (id, algorithm, secret, created_at) VALUES ($1, $2, $3, $4)`,
 			n.ID, n.Algorithm, sealed, n.CreatedAt)
-		if isUniqueViolation(err) {
+		if s.d.IsUniqueViolation(err) {
 			return tokenkeeper.Errorf(tokenkeeper.ECONFLICT, "signing key %q already exists", n.ID)
 		}
 		return err
@@ -582,23 +573,19 @@ func (db *DB) AddSigningKey(ctx context.Context, k *tokenkeeper.SigningKey) erro
 // SigningKeys returns all signing keys, newest first (by CreatedAt, then by
 // id descending in byte order, so that every replica picks the same newest
 // key), with their secrets opened.
-func (db *DB) SigningKeys(ctx context.Context) ([]*tokenkeeper.SigningKey, error) {
-	rows, err := db.pool.Query(ctx, `SELECT id, algorithm, secret, created_at FROM signing_keys
-		ORDER BY created_at DESC, id COLLATE "C" DESC`)
-	if err != nil {
-		return nil, storeErr("list signing keys", err)
-	}
+func (s *Store) SigningKeys(ctx context.Context) ([]*tokenkeeper.SigningKey, error) {
 	type raw struct {
 		k      tokenkeeper.SigningKey
 		sealed []byte
 	}
-	raws, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (raw, error) {
+	raws, err := collect(ctx, s.conn, `SELECT id, algorithm, secret, created_at FROM signing_keys
+		ORDER BY created_at DESC, id COLLATE "C" DESC`, nil, func(r Rows) (raw, error) {
 		var x raw
 		err := r.Scan(&x.k.ID, &x.k.Algorithm, &x.sealed, &x.k.CreatedAt)
 		return x, err
 	})
 	if err != nil {
-		return nil, storeErr("list signing keys", err)
+		return nil, s.err("list signing keys", err)
 	}
 	out := make([]*tokenkeeper.SigningKey, 0, len(raws))
 	for _, r := range raws {
@@ -606,7 +593,7 @@ func (db *DB) SigningKeys(ctx context.Context) ([]*tokenkeeper.SigningKey, error
 		if r.sealed == nil {
 			return nil, fmt.Errorf("list signing keys: signing key %s has no secret", k.ID)
 		}
-		secret, err := db.openSealed(ctx, db.pool, r.sealed, "signing_keys", k.ID, "secret")
+		secret, err := s.openSealed(ctx, s.conn, r.sealed, "signing_keys", k.ID, "secret")
 		if err != nil {
 			return nil, err
 		}
@@ -621,16 +608,12 @@ func (db *DB) SigningKeys(ctx context.Context) ([]*tokenkeeper.SigningKey, error
 // transaction, which holds lockKeys, with ring, whose active key is the new
 // data key (id, key). It locks the rows and returns how many secrets it
 // re-sealed.
-func (db *DB) resealSigningKeys(ctx context.Context, tx pgx.Tx, ring *seal.Ring, id uint32, key []byte) (int, error) {
+func (s *Store) resealSigningKeys(ctx context.Context, tx Querier, ring *seal.Ring, id uint32, key []byte) (int, error) {
 	type row struct {
 		id     string
 		sealed []byte
 	}
-	rows, err := tx.Query(ctx, `SELECT id, secret FROM signing_keys ORDER BY id FOR UPDATE`)
-	if err != nil {
-		return 0, err
-	}
-	all, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (row, error) {
+	all, err := collect(ctx, tx, `SELECT id, secret FROM signing_keys ORDER BY id`+s.d.ForUpdate, nil, func(r Rows) (row, error) {
 		var x row
 		err := r.Scan(&x.id, &x.sealed)
 		return x, err
@@ -638,16 +621,15 @@ func (db *DB) resealSigningKeys(ctx context.Context, tx pgx.Tx, ring *seal.Ring,
 	if err != nil {
 		return 0, err
 	}
-	batch := &pgx.Batch{}
 	for _, r := range all {
 		ad := seal.AD("signing_keys", r.id, "secret")
 		pt, err := ring.Open(r.sealed, ad)
 		if errors.Is(err, seal.ErrUnknownKey) {
 			// A key added after RotateKey loaded the keys.
-			if rerr := db.reloadKeys(ctx, tx); rerr != nil {
+			if rerr := s.reloadKeys(ctx, tx); rerr != nil {
 				return 0, rerr
 			}
-			ring = db.ring.Clone()
+			ring = s.ring.Clone()
 			if err := ring.Add(id, key); err != nil {
 				return 0, err
 			}
@@ -660,10 +642,9 @@ func (db *DB) resealSigningKeys(ctx context.Context, tx pgx.Tx, ring *seal.Ring,
 		if err != nil {
 			return 0, err
 		}
-		batch.Queue(`UPDATE signing_keys SET secret = $1 WHERE id = $2`, ct, r.id)
-	}
-	if err := tx.SendBatch(ctx, batch).Close(); err != nil {
-		return 0, err
+		if _, err := tx.Exec(ctx, `UPDATE signing_keys SET secret = $1 WHERE id = $2`, ct, r.id); err != nil {
+			return 0, err
+		}
 	}
 	return len(all), nil
 }
@@ -675,17 +656,17 @@ func (db *DB) resealSigningKeys(ctx context.Context, tx pgx.Tx, ring *seal.Ring,
 // (actor and target 200 bytes, action 100, outcome 32, remote address 100,
 // detail 2000); r receives the stored values. The log is never pruned.
 // Returns EINVALID (no action, time out of range).
-func (db *DB) AddAudit(ctx context.Context, r *tokenkeeper.AuditRecord) error {
-	n, err := storecheck.CleanAudit(r)
+func (s *Store) AddAudit(ctx context.Context, r *tokenkeeper.AuditRecord) error {
+	n, err := CleanAudit(r)
 	if err != nil {
 		return err
 	}
 	if n.Time.IsZero() {
-		n.Time = db.now()
+		n.Time = s.now()
 	}
 	n.Time = utc(n.Time)
 	var id int64
-	err = db.write(ctx, "add audit record", func(tx pgx.Tx) error {
+	err = s.write(ctx, "add audit record", func(tx Querier) error {
 		return tx.QueryRow(ctx, `INSERT INTO audit (time, actor, action, target, outcome, remote_addr, detail)
 			VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id`,
 			n.Time, n.Actor, n.Action, n.Target, n.Outcome, n.RemoteAddr, n.Detail).Scan(&id)
@@ -702,8 +683,8 @@ func (db *DB) AddAudit(ctx context.Context, r *tokenkeeper.AuditRecord) error {
 // f.Limit (1 to 1000, 0 meaning 100), only ids below f.BeforeID when it is
 // set, and only the exact Actor and Action when they are set. Returns
 // EINVALID for a bad filter.
-func (db *DB) Audit(ctx context.Context, f tokenkeeper.AuditFilter) ([]*tokenkeeper.AuditRecord, error) {
-	limit, err := storecheck.AuditLimit(f)
+func (s *Store) Audit(ctx context.Context, f tokenkeeper.AuditFilter) ([]*tokenkeeper.AuditRecord, error) {
+	limit, err := AuditLimit(f)
 	if err != nil {
 		return nil, err
 	}
@@ -728,11 +709,7 @@ func (db *DB) Audit(ctx context.Context, f tokenkeeper.AuditFilter) ([]*tokenkee
 	}
 	args = append(args, limit)
 	q += ` ORDER BY id DESC LIMIT $` + strconv.Itoa(len(args))
-	rows, err := db.pool.Query(ctx, q, args...)
-	if err != nil {
-		return nil, storeErr("list audit records", err)
-	}
-	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (*tokenkeeper.AuditRecord, error) {
+	out, err := collect(ctx, s.conn, q, args, func(r Rows) (*tokenkeeper.AuditRecord, error) {
 		var a tokenkeeper.AuditRecord
 		if err := r.Scan(&a.ID, &a.Time, &a.Actor, &a.Action, &a.Target, &a.Outcome, &a.RemoteAddr, &a.Detail); err != nil {
 			return nil, err
@@ -741,7 +718,7 @@ func (db *DB) Audit(ctx context.Context, f tokenkeeper.AuditFilter) ([]*tokenkee
 		return &a, nil
 	})
 	if err != nil {
-		return nil, storeErr("list audit records", err)
+		return nil, s.err("list audit records", err)
 	}
 	return out, nil
 }

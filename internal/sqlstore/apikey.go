@@ -1,24 +1,24 @@
-package postgres
+package sqlstore
 
 import (
 	"context"
 	"crypto/sha256"
+	"database/sql"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/tokenkeeper/tokenkeeper"
 )
 
 const apiKeyColumns = `id, name, prefix, hash, role, credentials, created_at, revoked_at`
 
-func scanAPIKey(s pgx.Row) (*tokenkeeper.APIKey, error) {
+func scanAPIKey(row Row) (*tokenkeeper.APIKey, error) {
 	var k tokenkeeper.APIKey
 	var role, creds string
 	var revoked *time.Time
-	if err := s.Scan(&k.ID, &k.Name, &k.Prefix, &k.Hash, &role, &creds, &k.CreatedAt, &revoked); err != nil {
+	if err := row.Scan(&k.ID, &k.Name, &k.Prefix, &k.Hash, &role, &creds, &k.CreatedAt, &revoked); err != nil {
 		return nil, err
 	}
 	k.Role = tokenkeeper.Role(role)
@@ -60,13 +60,13 @@ func checkAPIKey(k *tokenkeeper.APIKey) error {
 // CreateAPIKey stores k, assigning ID and CreatedAt (RevokedAt is ignored).
 // Hash must be the SHA-256 of the key. Returns EINVALID, or ECONFLICT when
 // the name or the hash is taken.
-func (db *DB) CreateAPIKey(ctx context.Context, k *tokenkeeper.APIKey) error {
+func (s *Store) CreateAPIKey(ctx context.Context, k *tokenkeeper.APIKey) error {
 	if err := checkAPIKey(k); err != nil {
 		return err
 	}
 	n := *k
 	n.ID = newID()
-	n.CreatedAt = db.now()
+	n.CreatedAt = s.now()
 	n.RevokedAt = time.Time{}
 	n.Credentials = append([]string(nil), k.Credentials...)
 	if len(n.Credentials) == 0 {
@@ -77,10 +77,10 @@ func (db *DB) CreateAPIKey(ctx context.Context, k *tokenkeeper.APIKey) error {
 		b, _ := json.Marshal(n.Credentials) // a []string always marshals
 		creds = string(b)
 	}
-	err := db.write(ctx, "create API key", func(tx pgx.Tx) error {
+	err := s.write(ctx, "create API key", func(tx Querier) error {
 		_, err := tx.Exec(ctx, `INSERT INTO api_keys (`+apiKeyColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, NULL)`,
 			n.ID, n.Name, n.Prefix, n.Hash, string(n.Role), creds, n.CreatedAt)
-		if isUniqueViolation(err) {
+		if s.d.IsUniqueViolation(err) {
 			return tokenkeeper.Errorf(tokenkeeper.ECONFLICT, "API key %q already exists", n.Name)
 		}
 		return err
@@ -94,40 +94,37 @@ func (db *DB) CreateAPIKey(ctx context.Context, k *tokenkeeper.APIKey) error {
 
 // APIKeyByHash returns the unrevoked key with the given hash. Returns
 // ENOTFOUND.
-func (db *DB) APIKeyByHash(ctx context.Context, hash []byte) (*tokenkeeper.APIKey, error) {
-	k, err := scanAPIKey(db.pool.QueryRow(ctx, `SELECT `+apiKeyColumns+` FROM api_keys
+func (s *Store) APIKeyByHash(ctx context.Context, hash []byte) (*tokenkeeper.APIKey, error) {
+	k, err := scanAPIKey(s.conn.QueryRow(ctx, `SELECT `+apiKeyColumns+` FROM api_keys
 		WHERE hash = $1 AND revoked_at IS NULL`, hash))
-	if errors.Is(err, pgx.ErrNoRows) {
+	if errors.Is(err, sql.ErrNoRows) {
 		return nil, tokenkeeper.Errorf(tokenkeeper.ENOTFOUND, "API key not found")
 	} else if err != nil {
-		return nil, storeErr("get API key", err)
+		return nil, s.err("get API key", err)
 	}
 	return k, nil
 }
 
 // APIKeys lists all keys, revoked ones included, oldest first.
-func (db *DB) APIKeys(ctx context.Context) ([]*tokenkeeper.APIKey, error) {
-	rows, err := db.pool.Query(ctx, `SELECT `+apiKeyColumns+` FROM api_keys ORDER BY created_at, name COLLATE "C"`)
+func (s *Store) APIKeys(ctx context.Context) ([]*tokenkeeper.APIKey, error) {
+	out, err := collect(ctx, s.conn, `SELECT `+apiKeyColumns+` FROM api_keys ORDER BY created_at, name COLLATE "C"`, nil,
+		func(r Rows) (*tokenkeeper.APIKey, error) { return scanAPIKey(r) })
 	if err != nil {
-		return nil, storeErr("list API keys", err)
-	}
-	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (*tokenkeeper.APIKey, error) { return scanAPIKey(r) })
-	if err != nil {
-		return nil, storeErr("list API keys", err)
+		return nil, s.err("list API keys", err)
 	}
 	return out, nil
 }
 
 // RevokeAPIKey revokes a key by id or, if no id matches, by name. Revoking
 // a revoked key keeps its first revocation time. Returns ENOTFOUND.
-func (db *DB) RevokeAPIKey(ctx context.Context, idOrName string) error {
-	now := db.now()
-	return db.write(ctx, "revoke API key", func(tx pgx.Tx) error {
+func (s *Store) RevokeAPIKey(ctx context.Context, idOrName string) error {
+	now := s.now()
+	return s.write(ctx, "revoke API key", func(tx Querier) error {
 		for _, col := range []string{"id", "name"} {
 			var id string
 			var revoked *time.Time
-			err := tx.QueryRow(ctx, `SELECT id, revoked_at FROM api_keys WHERE `+col+` = $1 FOR UPDATE`, idOrName).Scan(&id, &revoked)
-			if errors.Is(err, pgx.ErrNoRows) {
+			err := tx.QueryRow(ctx, `SELECT id, revoked_at FROM api_keys WHERE `+col+` = $1`+s.d.ForUpdate, idOrName).Scan(&id, &revoked)
+			if errors.Is(err, sql.ErrNoRows) {
 				continue
 			} else if err != nil {
 				return err

@@ -1,0 +1,188 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/tokenkeeper/tokenkeeper/internal/sqlstore"
+)
+
+// dialect is what SQLite does its own way. A write transaction (BEGIN
+// IMMEDIATE) excludes every other writer, in this process or another, so
+// there are no row or advisory locks, and a claim is one conditional UPDATE.
+// Nothing is notified: one process serves a file (see Lock).
+var dialect = &sqlstore.Dialect{
+	ClaimDue: `UPDATE credentials
+		SET lease_owner = $1, lease_expires_at = $2, version = version + 1
+		WHERE id IN (
+			SELECT id FROM credentials
+			WHERE status IN ('active', 'error') AND next_refresh_at <= $3
+				AND (lease_owner = '' OR lease_expires_at <= $3)
+			ORDER BY next_refresh_at, id
+			LIMIT $4)
+		RETURNING ` + sqlstore.CredentialColumns,
+	LimitAll:          "-1",
+	IsUniqueViolation: isUniqueViolation,
+	IsUnavailable:     isUnavailable,
+}
+
+// conn runs the store's statements: reads on the read-only pool, write
+// transactions on the writer connection.
+type conn struct {
+	reader, writer *sql.DB
+}
+
+func (c conn) Exec(ctx context.Context, query string, args ...any) (int64, error) {
+	return querier{c.reader}.Exec(ctx, query, args...)
+}
+
+func (c conn) Query(ctx context.Context, query string, args ...any) (sqlstore.Rows, error) {
+	return querier{c.reader}.Query(ctx, query, args...)
+}
+
+func (c conn) QueryRow(ctx context.Context, query string, args ...any) sqlstore.Row {
+	return querier{c.reader}.QueryRow(ctx, query, args...)
+}
+
+// Tx runs fn in a BEGIN IMMEDIATE transaction on the writer connection and
+// commits it. If another process holds the write lock beyond the busy
+// timeout, the whole transaction is retried with backoff.
+func (c conn) Tx(ctx context.Context, fn func(q sqlstore.Querier) error) error {
+	return withRetry(ctx, func() error {
+		tx, err := c.writer.BeginTx(ctx, nil)
+		if err != nil {
+			return err
+		}
+		defer tx.Rollback()
+		if err := fn(querier{tx}); err != nil {
+			return err
+		}
+		return tx.Commit()
+	})
+}
+
+// querier adapts a *sql.DB or *sql.Tx to the store: it translates the
+// query, stores time arguments as text and reads text columns into times.
+type querier struct {
+	q interface {
+		ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+		QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+		QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+	}
+}
+
+func (q querier) Exec(ctx context.Context, query string, args ...any) (int64, error) {
+	res, err := q.q.ExecContext(ctx, translate(query), timeArgs(args)...)
+	if err != nil {
+		return 0, err
+	}
+	return res.RowsAffected()
+}
+
+func (q querier) Query(ctx context.Context, query string, args ...any) (sqlstore.Rows, error) {
+	rs, err := q.q.QueryContext(ctx, translate(query), timeArgs(args)...)
+	if err != nil {
+		return nil, err
+	}
+	return rows{rs}, nil
+}
+
+func (q querier) QueryRow(ctx context.Context, query string, args ...any) sqlstore.Row {
+	return row{q.q.QueryRowContext(ctx, translate(query), timeArgs(args)...)}
+}
+
+type row struct{ r *sql.Row }
+
+func (r row) Scan(dest ...any) error { return scanTimes(r.r.Scan, dest) }
+
+type rows struct{ *sql.Rows }
+
+func (r rows) Scan(dest ...any) error { return scanTimes(r.Rows.Scan, dest) }
+func (r rows) Close()                 { r.Rows.Close() }
+
+// timeArgs returns args with every time.Time as stored text.
+func timeArgs(args []any) []any {
+	var out []any
+	for i, a := range args {
+		if t, ok := a.(time.Time); ok {
+			if out == nil {
+				out = append([]any(nil), args...)
+			}
+			out[i] = fmtTime(t)
+		}
+	}
+	if out == nil {
+		return args
+	}
+	return out
+}
+
+// scanTimes scans into dest, reading the stored text of *time.Time and
+// **time.Time (NULL as nil) destinations.
+func scanTimes(scan func(...any) error, dest []any) error {
+	var fix []func() error
+	for i, d := range dest {
+		switch p := d.(type) {
+		case *time.Time:
+			var s sql.NullString
+			dest[i] = &s
+			fix = append(fix, func() (err error) { *p, err = parseTime(s); return err })
+		case **time.Time:
+			var s sql.NullString
+			dest[i] = &s
+			fix = append(fix, func() error {
+				t, err := parseTime(s)
+				if *p = &t; !s.Valid {
+					*p = nil
+				}
+				return err
+			})
+		}
+	}
+	if err := scan(dest...); err != nil {
+		return err
+	}
+	for _, f := range fix {
+		if err := f(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// translated caches translate's results: the store's queries are a
+// bounded set of constants.
+var translated sync.Map // string -> string
+
+// translate turns a query in the store's PostgreSQL syntax into SQLite's:
+// $N placeholders become ?N, ::type casts are dropped, and so is
+// COLLATE "C" (SQLite's default BINARY collation is byte order already).
+// The store's queries hold no string literal with these characters.
+func translate(query string) string {
+	if v, ok := translated.Load(query); ok {
+		return v.(string)
+	}
+	var b strings.Builder
+	for i := 0; i < len(query); i++ {
+		switch c := query[i]; {
+		case c == '$':
+			b.WriteByte('?')
+		case c == ':' && i+1 < len(query) && query[i+1] == ':':
+			i += 2
+			for i < len(query) && (query[i] == '_' || 'a' <= query[i] && query[i] <= 'z' || 'A' <= query[i] && query[i] <= 'Z') {
+				i++
+			}
+			i--
+		case strings.HasPrefix(query[i:], ` COLLATE "C"`):
+			i += len(` COLLATE "C"`) - 1
+		default:
+			b.WriteByte(c)
+		}
+	}
+	out := b.String()
+	translated.Store(query, out)
+	return out
+}
