@@ -45,6 +45,10 @@ import (
 //go:embed migrations/*.sql
 var migrationFS embed.FS
 
+// Migrations holds the embedded schema migrations, one SQL file each,
+// applied in name order by Open and Migrate.
+var Migrations, _ = fs.Sub(migrationFS, "migrations") // a constant, valid path
+
 // Ensure DB implements the store interfaces.
 var (
 	_ tokenkeeper.Store     = (*DB)(nil)
@@ -182,8 +186,7 @@ func Migrate(ctx context.Context, url string, opts ...Option) ([]string, error) 
 }
 
 func migrate(ctx context.Context, pool *pgxpool.Pool, log *slog.Logger) ([]string, error) {
-	dir, _ := fs.Sub(migrationFS, "migrations") // a constant, valid path
-	return sqlstore.Migrate(ctx, conn{pool}, dialect, dir,
+	return sqlstore.Migrate(ctx, conn{pool}, dialect, Migrations,
 		`CREATE TABLE IF NOT EXISTS schema_migrations (name text PRIMARY KEY, applied_at timestamptz NOT NULL)`, log)
 }
 

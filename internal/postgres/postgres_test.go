@@ -94,26 +94,17 @@ func newHarness(t testing.TB, now func() time.Time) *storetest.Harness {
 	schema, inSchema := freshSchema(t)
 	master := testKey(t)
 	db := openTest(t, master, now, inSchema)
-	return &storetest.Harness{
-		Store: db,
-		Exec: func(ctx context.Context, query string, args ...any) error {
-			_, err := db.pool.Exec(ctx, query, args...)
-			return err
-		},
-		QueryRow: func(ctx context.Context, query string, args ...any) storetest.Row {
-			return db.pool.QueryRow(ctx, query, args...)
-		},
-		RawDump: func(t testing.TB) []byte {
-			return dumpSchema(t, db.pool, schema)
-		},
-		OpenPeer: func(t testing.TB) tokenkeeper.Store {
-			return openTest(t, master, now, inSchema)
-		},
-		AddDataKey: func(ctx context.Context) error {
-			_, err := db.AddDataKey(ctx)
-			return err
-		},
+	h := &storetest.Harness{Store: db, AddDataKey: db.AddDataKey}
+	h.Exec = func(ctx context.Context, query string, args ...any) error {
+		_, err := db.pool.Exec(ctx, query, args...)
+		return err
 	}
+	h.QueryRow = func(ctx context.Context, query string, args ...any) storetest.Row {
+		return db.pool.QueryRow(ctx, query, args...)
+	}
+	h.RawDump = func(t testing.TB) []byte { return dumpSchema(t, db.pool, schema) }
+	h.OpenPeer = func(t testing.TB) tokenkeeper.Store { return openTest(t, master, now, inSchema) }
+	return h
 }
 
 // dumpSchema returns every row of every table of the schema, as text in
@@ -259,29 +250,6 @@ func TestConnectionLost(t *testing.T) {
 	}
 	if err := db.Ping(ctx); err != nil {
 		t.Fatalf("the pool did not recover: %v", err)
-	}
-}
-
-func TestEventRetention(t *testing.T) {
-	_, inSchema := freshSchema(t)
-	ctx := context.Background()
-	db := openTest(t, testKey(t), time.Now, inSchema, WithEventRetention(3))
-	c := &tokenkeeper.Credential{Name: "c", TokenURL: "https://p.example/t", GrantType: tokenkeeper.GrantClientCredentials,
-		ClientID: "id", ClientSecret: "s", AuthStyle: tokenkeeper.AuthStyleHeader}
-	if err := db.CreateCredential(ctx, c); err != nil {
-		t.Fatal(err)
-	}
-	for i := range 10 {
-		if err := db.AddEvent(ctx, &tokenkeeper.Event{CredentialID: c.ID, Kind: "note", Time: time.Unix(int64(1000+i), 0)}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	evs, err := db.Events(ctx, "c", 100)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(evs) != 3 || evs[0].Time.Unix() != 1009 || evs[2].Time.Unix() != 1007 {
-		t.Fatalf("kept %d events: %v", len(evs), evs)
 	}
 }
 

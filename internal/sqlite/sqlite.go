@@ -46,6 +46,10 @@ import (
 //go:embed migrations/*.sql
 var migrationFS embed.FS
 
+// Migrations holds the embedded schema migrations, one SQL file each,
+// applied in name order by Open and Migrate.
+var Migrations, _ = fs.Sub(migrationFS, "migrations") // a constant, valid path
+
 // Ensure DB implements the store interfaces.
 var (
 	_ tokenkeeper.Store     = (*DB)(nil)
@@ -266,8 +270,7 @@ func Migrate(ctx context.Context, path string, opts ...Option) ([]string, error)
 }
 
 func migrate(ctx context.Context, w *sql.DB, log *slog.Logger) ([]string, error) {
-	dir, _ := fs.Sub(migrationFS, "migrations") // a constant, valid path
-	return sqlstore.Migrate(ctx, conn{reader: w, writer: w}, dialect, dir,
+	return sqlstore.Migrate(ctx, conn{reader: w, writer: w}, dialect, Migrations,
 		`CREATE TABLE IF NOT EXISTS schema_migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL) STRICT`, log)
 }
 

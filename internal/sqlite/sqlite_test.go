@@ -70,10 +70,7 @@ func newHarness(t testing.TB, now func() time.Time) *storetest.Harness {
 		OpenPeer: func(t testing.TB) tokenkeeper.Store {
 			return openTest(t, path, master, now)
 		},
-		AddDataKey: func(ctx context.Context) error {
-			_, err := db.AddDataKey(ctx)
-			return err
-		},
+		AddDataKey: db.AddDataKey,
 	}
 }
 
@@ -163,28 +160,6 @@ func TestOddPathCharacters(t *testing.T) {
 	}
 	if _, err := os.Stat(path); err != nil {
 		t.Fatalf("database not at the given path: %v", err)
-	}
-}
-
-func TestEventRetention(t *testing.T) {
-	ctx := context.Background()
-	db := openTest(t, filepath.Join(t.TempDir(), "tk.db"), testKey(t), time.Now, WithEventRetention(3))
-	c := &tokenkeeper.Credential{Name: "c", TokenURL: "https://p.example/t", GrantType: tokenkeeper.GrantClientCredentials,
-		ClientID: "id", ClientSecret: "s", AuthStyle: tokenkeeper.AuthStyleHeader}
-	if err := db.CreateCredential(ctx, c); err != nil {
-		t.Fatal(err)
-	}
-	for i := range 10 {
-		if err := db.AddEvent(ctx, &tokenkeeper.Event{CredentialID: c.ID, Kind: "note", Time: time.Unix(int64(1000+i), 0)}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	evs, err := db.Events(ctx, "c", 100)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(evs) != 3 || evs[0].Time.Unix() != 1009 || evs[2].Time.Unix() != 1007 {
-		t.Fatalf("kept %d events: %v", len(evs), evs)
 	}
 }
 

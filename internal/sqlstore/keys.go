@@ -231,19 +231,17 @@ func (s *Store) RotateKey(ctx context.Context) (int, error) {
 
 // AddDataKey adds a new active data key without re-sealing anything. Tests
 // use it to check that older keys keep opening their rows.
-func (s *Store) AddDataKey(ctx context.Context) (uint32, error) {
+func (s *Store) AddDataKey(ctx context.Context) error {
 	var id uint32
 	var key []byte
-	err := s.write(ctx, "add data key", func(tx Querier) error {
-		if err := s.lock(ctx, tx, lockKeys); err != nil {
-			return err
+	err := s.write(ctx, "add data key", func(tx Querier) (err error) {
+		if err = s.lock(ctx, tx, lockKeys); err == nil {
+			id, key, err = s.insertDataKey(ctx, tx)
 		}
-		var err error
-		id, key, err = s.insertDataKey(ctx, tx)
 		return err
 	})
 	if err != nil {
-		return 0, err
+		return err
 	}
-	return id, s.ring.Add(id, key)
+	return s.ring.Add(id, key)
 }
