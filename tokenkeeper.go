@@ -2,10 +2,14 @@
 // interfaces between its parts: credentials and their tokens, refresh events,
 // API keys, the store that keeps them, and the Error type every part returns.
 //
-// Subpackages speak only these types: internal/sqlite and internal/postgres
-// implement Store, internal/refresh drives refreshes through it and
-// internal/http serves it. The public Go library lives in package client and
-// does not depend on this package's store.
+// Subpackages speak only these types. internal/sqlstore implements Store
+// and AuthStore once, for every SQL database; internal/sqlite and
+// internal/postgres are its two dialects (the connection, claims, locks,
+// change notification, error codes and the embedded migrations of each)
+// and hold the constructors. internal/storetest is the conformance suite
+// both dialects pass. internal/refresh drives refreshes through the store
+// and internal/http serves it. The public Go library lives in package
+// client and does not depend on this package's store.
 package tokenkeeper
 
 import (

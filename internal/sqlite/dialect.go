@@ -3,11 +3,15 @@ package sqlite
 import (
 	"context"
 	"database/sql"
+	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/tokenkeeper/tokenkeeper/internal/sqlstore"
+	msqlite "modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
 )
 
 // dialect is what SQLite does its own way. A write transaction (BEGIN
@@ -29,22 +33,11 @@ var dialect = &sqlstore.Dialect{
 	IsUnavailable:     isUnavailable,
 }
 
-// conn runs the store's statements: reads on the read-only pool, write
-// transactions on the writer connection.
+// conn runs the store's statements: reads on the read-only pool (the
+// querier), write transactions on the writer connection.
 type conn struct {
-	reader, writer *sql.DB
-}
-
-func (c conn) Exec(ctx context.Context, query string, args ...any) (int64, error) {
-	return querier{c.reader}.Exec(ctx, query, args...)
-}
-
-func (c conn) Query(ctx context.Context, query string, args ...any) (sqlstore.Rows, error) {
-	return querier{c.reader}.Query(ctx, query, args...)
-}
-
-func (c conn) QueryRow(ctx context.Context, query string, args ...any) sqlstore.Row {
-	return querier{c.reader}.QueryRow(ctx, query, args...)
+	querier
+	writer *sql.DB
 }
 
 // Tx runs fn in a BEGIN IMMEDIATE transaction on the writer connection and
@@ -185,4 +178,82 @@ func translate(query string) string {
 	out := b.String()
 	translated.Store(query, out)
 	return out
+}
+
+// timeFormat stores times as fixed-width UTC text, so that text order is
+// time order and SQL comparisons work on the column directly.
+const timeFormat = "2006-01-02T15:04:05.000000Z"
+
+// busyRetries bounds the retries of a write that finds the database locked
+// by another process even after the busy timeout.
+const busyRetries = 8
+
+func withRetry(ctx context.Context, fn func() error) error {
+	delay := 10 * time.Millisecond
+	for attempt := 0; ; attempt++ {
+		err := fn()
+		if err == nil || !isBusy(err) || attempt == busyRetries {
+			return err
+		}
+		t := time.NewTimer(delay)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return err
+		case <-t.C:
+		}
+		delay = min(delay*2, 500*time.Millisecond)
+	}
+}
+
+func sqliteCode(err error) (int, bool) {
+	var se *msqlite.Error
+	if errors.As(err, &se) {
+		return se.Code(), true
+	}
+	return 0, false
+}
+
+func isBusy(err error) bool {
+	code, ok := sqliteCode(err)
+	return ok && (code&0xff == sqlite3.SQLITE_BUSY || code&0xff == sqlite3.SQLITE_LOCKED)
+}
+
+func isUniqueViolation(err error) bool {
+	code, ok := sqliteCode(err)
+	return ok && (code == sqlite3.SQLITE_CONSTRAINT_UNIQUE || code == sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY)
+}
+
+// isUnavailable reports errors that mean the database file cannot be used
+// right now, as opposed to a bad statement or bad data.
+func isUnavailable(err error) bool {
+	if errors.Is(err, sql.ErrConnDone) {
+		return true
+	}
+	code, ok := sqliteCode(err)
+	if !ok {
+		return false
+	}
+	switch code & 0xff {
+	case sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED, sqlite3.SQLITE_CANTOPEN,
+		sqlite3.SQLITE_IOERR, sqlite3.SQLITE_FULL, sqlite3.SQLITE_READONLY,
+		sqlite3.SQLITE_NOTADB, sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_PERM:
+		return true
+	}
+	return false
+}
+
+func fmtTime(t time.Time) string {
+	return t.UTC().Truncate(time.Microsecond).Format(timeFormat)
+}
+
+func parseTime(s sql.NullString) (time.Time, error) {
+	if !s.Valid || s.String == "" {
+		return time.Time{}, nil
+	}
+	t, err := time.Parse(timeFormat, s.String)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("parse stored time: %w", err)
+	}
+	return t.UTC(), nil
 }

@@ -39,8 +39,6 @@ import (
 
 	"github.com/tokenkeeper/tokenkeeper"
 	"github.com/tokenkeeper/tokenkeeper/internal/sqlstore"
-	msqlite "modernc.org/sqlite"
-	sqlite3 "modernc.org/sqlite/lib"
 )
 
 //go:embed migrations/*.sql
@@ -61,10 +59,6 @@ const (
 	DefaultBusyTimeout    = 5 * time.Second
 	DefaultEventRetention = sqlstore.DefaultEventRetention
 )
-
-// timeFormat stores times as fixed-width UTC text, so that text order is
-// time order and SQL comparisons work on the column directly.
-const timeFormat = "2006-01-02T15:04:05.000000Z"
 
 // DB is a tokenkeeper.Store on one SQLite file: the one SQL store on a
 // writer connection and a pool of readers.
@@ -270,7 +264,7 @@ func Migrate(ctx context.Context, path string, opts ...Option) ([]string, error)
 }
 
 func migrate(ctx context.Context, w *sql.DB, log *slog.Logger) ([]string, error) {
-	return sqlstore.Migrate(ctx, conn{reader: w, writer: w}, dialect, Migrations,
+	return sqlstore.Migrate(ctx, conn{querier{w}, w}, dialect, Migrations,
 		`CREATE TABLE IF NOT EXISTS schema_migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL) STRICT`, log)
 }
 
@@ -299,78 +293,4 @@ func (db *DB) Ping(ctx context.Context) error {
 	return sqlstore.Err(dialect, "ping database", err)
 }
 
-func (db *DB) conn() conn { return conn{reader: db.reader, writer: db.writer} }
-
-// busyRetries bounds the retries of a write that finds the database locked
-// by another process even after the busy timeout.
-const busyRetries = 8
-
-func withRetry(ctx context.Context, fn func() error) error {
-	delay := 10 * time.Millisecond
-	for attempt := 0; ; attempt++ {
-		err := fn()
-		if err == nil || !isBusy(err) || attempt == busyRetries {
-			return err
-		}
-		t := time.NewTimer(delay)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return err
-		case <-t.C:
-		}
-		delay = min(delay*2, 500*time.Millisecond)
-	}
-}
-
-func sqliteCode(err error) (int, bool) {
-	var se *msqlite.Error
-	if errors.As(err, &se) {
-		return se.Code(), true
-	}
-	return 0, false
-}
-
-func isBusy(err error) bool {
-	code, ok := sqliteCode(err)
-	return ok && (code&0xff == sqlite3.SQLITE_BUSY || code&0xff == sqlite3.SQLITE_LOCKED)
-}
-
-func isUniqueViolation(err error) bool {
-	code, ok := sqliteCode(err)
-	return ok && (code == sqlite3.SQLITE_CONSTRAINT_UNIQUE || code == sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY)
-}
-
-// isUnavailable reports errors that mean the database file cannot be used
-// right now, as opposed to a bad statement or bad data.
-func isUnavailable(err error) bool {
-	if errors.Is(err, sql.ErrConnDone) {
-		return true
-	}
-	code, ok := sqliteCode(err)
-	if !ok {
-		return false
-	}
-	switch code & 0xff {
-	case sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED, sqlite3.SQLITE_CANTOPEN,
-		sqlite3.SQLITE_IOERR, sqlite3.SQLITE_FULL, sqlite3.SQLITE_READONLY,
-		sqlite3.SQLITE_NOTADB, sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_PERM:
-		return true
-	}
-	return false
-}
-
-func fmtTime(t time.Time) string {
-	return t.UTC().Truncate(time.Microsecond).Format(timeFormat)
-}
-
-func parseTime(s sql.NullString) (time.Time, error) {
-	if !s.Valid || s.String == "" {
-		return time.Time{}, nil
-	}
-	t, err := time.Parse(timeFormat, s.String)
-	if err != nil {
-		return time.Time{}, fmt.Errorf("parse stored time: %w", err)
-	}
-	return t.UTC(), nil
-}
+func (db *DB) conn() conn { return conn{querier{db.reader}, db.writer} }

@@ -2,7 +2,6 @@ package sqlstore
 
 import (
 	"context"
-	"crypto/sha256"
 	"database/sql"
 	"encoding/json"
 	"errors"
@@ -43,8 +42,8 @@ func checkAPIKey(k *tokenkeeper.APIKey) error {
 	if k.Role != tokenkeeper.RoleAdmin && k.Role != tokenkeeper.RoleConsumer {
 		return tokenkeeper.Errorf(tokenkeeper.EINVALID, "role must be admin or consumer")
 	}
-	if len(k.Hash) != sha256.Size {
-		return tokenkeeper.Errorf(tokenkeeper.EINVALID, "API key hash must be a SHA-256 (%d bytes)", sha256.Size)
+	if err := CheckSHA256("API key hash", k.Hash); err != nil {
+		return err
 	}
 	if len(k.Prefix) > 16 {
 		return tokenkeeper.Errorf(tokenkeeper.EINVALID, "API key prefix is too long")
@@ -68,24 +67,11 @@ func (s *Store) CreateAPIKey(ctx context.Context, k *tokenkeeper.APIKey) error {
 	n.ID = newID()
 	n.CreatedAt = s.now()
 	n.RevokedAt = time.Time{}
-	n.Credentials = append([]string(nil), k.Credentials...)
-	if len(n.Credentials) == 0 {
-		n.Credentials = nil
-	}
-	creds := "[]"
-	if n.Credentials != nil {
-		b, _ := json.Marshal(n.Credentials) // a []string always marshals
-		creds = string(b)
-	}
-	err := s.write(ctx, "create API key", func(tx Querier) error {
-		_, err := tx.Exec(ctx, `INSERT INTO api_keys (`+apiKeyColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, NULL)`,
-			n.ID, n.Name, n.Prefix, n.Hash, string(n.Role), creds, n.CreatedAt)
-		if s.d.IsUniqueViolation(err) {
-			return tokenkeeper.Errorf(tokenkeeper.ECONFLICT, "API key %q already exists", n.Name)
-		}
-		return err
-	})
-	if err != nil {
+	n.Credentials = cloneList(k.Credentials)
+	creds := encodeList(n.Credentials)
+	conflict := tokenkeeper.Errorf(tokenkeeper.ECONFLICT, "API key %q already exists", n.Name)
+	if err := s.exec(ctx, "create API key", conflict, nil, `INSERT INTO api_keys (`+apiKeyColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, NULL)`,
+		n.ID, n.Name, n.Prefix, n.Hash, string(n.Role), creds, n.CreatedAt); err != nil {
 		return err
 	}
 	*k = n
@@ -97,22 +83,14 @@ func (s *Store) CreateAPIKey(ctx context.Context, k *tokenkeeper.APIKey) error {
 func (s *Store) APIKeyByHash(ctx context.Context, hash []byte) (*tokenkeeper.APIKey, error) {
 	k, err := scanAPIKey(s.conn.QueryRow(ctx, `SELECT `+apiKeyColumns+` FROM api_keys
 		WHERE hash = $1 AND revoked_at IS NULL`, hash))
-	if errors.Is(err, sql.ErrNoRows) {
-		return nil, tokenkeeper.Errorf(tokenkeeper.ENOTFOUND, "API key not found")
-	} else if err != nil {
-		return nil, s.err("get API key", err)
-	}
-	return k, nil
+	return k, s.err("get API key", orNotFound(err, tokenkeeper.Errorf(tokenkeeper.ENOTFOUND, "API key not found")))
 }
 
 // APIKeys lists all keys, revoked ones included, oldest first.
 func (s *Store) APIKeys(ctx context.Context) ([]*tokenkeeper.APIKey, error) {
 	out, err := collect(ctx, s.conn, `SELECT `+apiKeyColumns+` FROM api_keys ORDER BY created_at, name COLLATE "C"`, nil,
 		func(r Rows) (*tokenkeeper.APIKey, error) { return scanAPIKey(r) })
-	if err != nil {
-		return nil, s.err("list API keys", err)
-	}
-	return out, nil
+	return out, s.err("list API keys", err)
 }
 
 // RevokeAPIKey revokes a key by id or, if no id matches, by name. Revoking

@@ -54,15 +54,9 @@ func (s *Store) CreateUser(ctx context.Context, u *tokenkeeper.User) error {
 	n := *u
 	n.ID = newID()
 	n.CreatedAt, n.UpdatedAt = now, now
-	err := s.write(ctx, "create user", func(tx Querier) error {
-		_, err := tx.Exec(ctx, `INSERT INTO users (`+userColumns+`) VALUES ($1, $2, $3, $4, $5, $5)`,
-			n.ID, n.Username, n.PasswordHash, string(n.Role), now)
-		if s.d.IsUniqueViolation(err) {
-			return tokenkeeper.Errorf(tokenkeeper.ECONFLICT, "user %q already exists", n.Username)
-		}
-		return err
-	})
-	if err != nil {
+	conflict := tokenkeeper.Errorf(tokenkeeper.ECONFLICT, "user %q already exists", n.Username)
+	if err := s.exec(ctx, "create user", conflict, nil, `INSERT INTO users (`+userColumns+`) VALUES ($1, $2, $3, $4, $5, $5)`,
+		n.ID, n.Username, n.PasswordHash, string(n.Role), now); err != nil {
 		return err
 	}
 	*u = n
@@ -75,12 +69,7 @@ func (s *Store) User(ctx context.Context, username string) (*tokenkeeper.User, e
 		return nil, errNoUser
 	}
 	u, err := scanUser(s.conn.QueryRow(ctx, `SELECT `+userColumns+` FROM users WHERE username = $1`, username))
-	if errors.Is(err, sql.ErrNoRows) {
-		return nil, errNoUser
-	} else if err != nil {
-		return nil, s.err("get user", err)
-	}
-	return u, nil
+	return u, s.err("get user", orNotFound(err, errNoUser))
 }
 
 // UserByID returns a user by id. Returns ENOTFOUND.
@@ -89,22 +78,14 @@ func (s *Store) UserByID(ctx context.Context, id string) (*tokenkeeper.User, err
 		return nil, errNoUser
 	}
 	u, err := scanUser(s.conn.QueryRow(ctx, `SELECT `+userColumns+` FROM users WHERE id = $1`, id))
-	if errors.Is(err, sql.ErrNoRows) {
-		return nil, errNoUser
-	} else if err != nil {
-		return nil, s.err("get user", err)
-	}
-	return u, nil
+	return u, s.err("get user", orNotFound(err, errNoUser))
 }
 
 // Users lists the users ordered by username (byte order).
 func (s *Store) Users(ctx context.Context) ([]*tokenkeeper.User, error) {
 	out, err := collect(ctx, s.conn, `SELECT `+userColumns+` FROM users ORDER BY username COLLATE "C"`, nil,
 		func(r Rows) (*tokenkeeper.User, error) { return scanUser(r) })
-	if err != nil {
-		return nil, s.err("list users", err)
-	}
-	return out, nil
+	return out, s.err("list users", err)
 }
 
 // SetUserPassword replaces a user's password hash and moves UpdatedAt. It
@@ -117,16 +98,7 @@ func (s *Store) SetUserPassword(ctx context.Context, username, hash string) erro
 		return errNoUser
 	}
 	now := s.now()
-	return s.write(ctx, "set user password", func(tx Querier) error {
-		n, err := tx.Exec(ctx, `UPDATE users SET password_hash = $1, updated_at = $2 WHERE username = $3`, hash, now, username)
-		if err != nil {
-			return err
-		}
-		if n == 0 {
-			return errNoUser
-		}
-		return nil
-	})
+	return s.exec(ctx, "set user password", nil, errNoUser, `UPDATE users SET password_hash = $1, updated_at = $2 WHERE username = $3`, hash, now, username)
 }
 
 // DeleteUser removes a user and, in the same transaction, revokes every
@@ -145,14 +117,12 @@ func (s *Store) DeleteUser(ctx context.Context, username string, now, accessExpi
 	return s.write(ctx, "delete user", func(tx Querier) error {
 		var id string
 		err := tx.QueryRow(ctx, `DELETE FROM users WHERE username = $1 RETURNING id`, username).Scan(&id)
-		if errors.Is(err, sql.ErrNoRows) {
-			return errNoUser
-		} else if err != nil {
-			return err
+		if err != nil {
+			return orNotFound(err, errNoUser)
 		}
 		if s.d.Lock != nil {
 			families, err := collect(ctx, tx, `SELECT family_id FROM refresh_tokens WHERE user_id = $1 GROUP BY family_id ORDER BY family_id COLLATE "C"`,
-				[]any{id}, func(r Rows) (f string, err error) { return f, r.Scan(&f) })
+				[]any{id}, scanString)
 			if err != nil {
 				return err
 			}
@@ -237,10 +207,8 @@ func (s *Store) CreateRefreshToken(ctx context.Context, t *tokenkeeper.RefreshTo
 	err := s.write(ctx, "create refresh token", func(tx Querier) error {
 		var one int
 		err := tx.QueryRow(ctx, `SELECT 1 FROM users WHERE id = $1`+s.d.ForShare, n.UserID).Scan(&one)
-		if errors.Is(err, sql.ErrNoRows) {
-			return errNoUser
-		} else if err != nil {
-			return err
+		if err != nil {
+			return orNotFound(err, errNoUser)
 		}
 		if err := s.lock(ctx, tx, lockFamily(n.FamilyID)); err != nil {
 			return err
@@ -280,12 +248,7 @@ func (s *Store) RefreshTokenByHash(ctx context.Context, hash []byte) (*tokenkeep
 		return nil, tokenkeeper.Errorf(tokenkeeper.ENOTFOUND, "refresh token not found")
 	}
 	t, err := scanRefreshToken(s.conn.QueryRow(ctx, `SELECT `+refreshTokenColumns+` FROM refresh_tokens WHERE hash = $1`, hash))
-	if errors.Is(err, sql.ErrNoRows) {
-		return nil, tokenkeeper.Errorf(tokenkeeper.ENOTFOUND, "refresh token not found")
-	} else if err != nil {
-		return nil, s.err("get refresh token", err)
-	}
-	return t, nil
+	return t, s.err("get refresh token", orNotFound(err, tokenkeeper.Errorf(tokenkeeper.ENOTFOUND, "refresh token not found")))
 }
 
 // RotateRefreshToken marks the token oldID rotated at now and stores next
@@ -319,22 +282,16 @@ func (s *Store) RotateRefreshToken(ctx context.Context, oldID string, now time.T
 	if base.CreatedAt.IsZero() {
 		base.CreatedAt = now
 	}
-	if !base.AuthTime.IsZero() {
-		base.AuthTime = utc(base.AuthTime)
-	}
-	if !base.FamilyExpiresAt.IsZero() {
-		base.FamilyExpiresAt = utc(base.FamilyExpiresAt)
-	}
+	base.AuthTime = utc(base.AuthTime)
+	base.FamilyExpiresAt = utc(base.FamilyExpiresAt)
 	base.Hash = append([]byte(nil), next.Hash...)
 	var n tokenkeeper.RefreshToken
 	err := s.write(ctx, "rotate refresh token", func(tx Querier) error {
 		n = base
 		var familyID string
 		err := tx.QueryRow(ctx, `SELECT family_id FROM refresh_tokens WHERE id = $1`, oldID).Scan(&familyID)
-		if errors.Is(err, sql.ErrNoRows) {
-			return notCurrent
-		} else if err != nil {
-			return err
+		if err != nil {
+			return orNotFound(err, notCurrent)
 		}
 		if err := s.lock(ctx, tx, lockFamily(familyID)); err != nil {
 			return err
@@ -347,10 +304,8 @@ func (s *Store) RotateRefreshToken(ctx context.Context, oldID string, now time.T
 				AND NOT EXISTS (SELECT 1 FROM revocations r WHERE r.family_id = refresh_tokens.family_id)
 			RETURNING user_id, auth_time, family_expires_at`,
 			now, oldID).Scan(&userID, &authTime, &familyExpires)
-		if errors.Is(err, sql.ErrNoRows) {
-			return notCurrent
-		} else if err != nil {
-			return err
+		if err != nil {
+			return orNotFound(err, notCurrent)
 		}
 		if err := InheritFamily(&n, familyID, userID, authTime.UTC(), familyExpires.UTC()); err != nil {
 			return err
@@ -409,10 +364,7 @@ func (s *Store) Revocations(ctx context.Context, now time.Time) ([]*tokenkeeper.
 		v.RevokedAt, v.ExpiresAt = v.RevokedAt.UTC(), v.ExpiresAt.UTC()
 		return &v, nil
 	})
-	if err != nil {
-		return nil, s.err("list revocations", err)
-	}
-	return out, nil
+	return out, s.err("list revocations", err)
 }
 
 // Service clients
@@ -451,24 +403,11 @@ func (s *Store) CreateServiceClient(ctx context.Context, c *tokenkeeper.ServiceC
 	n.ID = newID()
 	n.CreatedAt, n.UpdatedAt = now, now
 	n.SecretHash = append([]byte(nil), c.SecretHash...)
-	n.Credentials = append([]string(nil), c.Credentials...)
-	if len(n.Credentials) == 0 {
-		n.Credentials = nil
-	}
-	creds := "[]"
-	if n.Credentials != nil {
-		b, _ := json.Marshal(n.Credentials) // a []string always marshals
-		creds = string(b)
-	}
-	err := s.write(ctx, "create service client", func(tx Querier) error {
-		_, err := tx.Exec(ctx, `INSERT INTO service_clients (`+serviceClientColumns+`) VALUES ($1, $2, $3, $4, $5, $5)`,
-			n.ID, n.ClientID, n.SecretHash, creds, now)
-		if s.d.IsUniqueViolation(err) {
-			return tokenkeeper.Errorf(tokenkeeper.ECONFLICT, "service client %q already exists", n.ClientID)
-		}
-		return err
-	})
-	if err != nil {
+	n.Credentials = cloneList(c.Credentials)
+	creds := encodeList(n.Credentials)
+	conflict := tokenkeeper.Errorf(tokenkeeper.ECONFLICT, "service client %q already exists", n.ClientID)
+	if err := s.exec(ctx, "create service client", conflict, nil, `INSERT INTO service_clients (`+serviceClientColumns+`) VALUES ($1, $2, $3, $4, $5, $5)`,
+		n.ID, n.ClientID, n.SecretHash, creds, now); err != nil {
 		return err
 	}
 	*c = n
@@ -481,22 +420,14 @@ func (s *Store) ServiceClient(ctx context.Context, clientID string) (*tokenkeepe
 		return nil, errNoClient
 	}
 	c, err := scanServiceClient(s.conn.QueryRow(ctx, `SELECT `+serviceClientColumns+` FROM service_clients WHERE client_id = $1`, clientID))
-	if errors.Is(err, sql.ErrNoRows) {
-		return nil, errNoClient
-	} else if err != nil {
-		return nil, s.err("get service client", err)
-	}
-	return c, nil
+	return c, s.err("get service client", orNotFound(err, errNoClient))
 }
 
 // ServiceClients lists the clients ordered by client_id (byte order).
 func (s *Store) ServiceClients(ctx context.Context) ([]*tokenkeeper.ServiceClient, error) {
 	out, err := collect(ctx, s.conn, `SELECT `+serviceClientColumns+` FROM service_clients ORDER BY client_id COLLATE "C"`, nil,
 		func(r Rows) (*tokenkeeper.ServiceClient, error) { return scanServiceClient(r) })
-	if err != nil {
-		return nil, s.err("list service clients", err)
-	}
-	return out, nil
+	return out, s.err("list service clients", err)
 }
 
 // SetServiceClientSecret replaces a client's secret hash and moves
@@ -509,16 +440,7 @@ func (s *Store) SetServiceClientSecret(ctx context.Context, clientID string, has
 		return errNoClient
 	}
 	now := s.now()
-	return s.write(ctx, "set service client secret", func(tx Querier) error {
-		n, err := tx.Exec(ctx, `UPDATE service_clients SET secret_hash = $1, updated_at = $2 WHERE client_id = $3`, hash, now, clientID)
-		if err != nil {
-			return err
-		}
-		if n == 0 {
-			return errNoClient
-		}
-		return nil
-	})
+	return s.exec(ctx, "set service client secret", nil, errNoClient, `UPDATE service_clients SET secret_hash = $1, updated_at = $2 WHERE client_id = $3`, hash, now, clientID)
 }
 
 // DeleteServiceClient removes a client. Returns ENOTFOUND.
@@ -526,16 +448,7 @@ func (s *Store) DeleteServiceClient(ctx context.Context, clientID string) error 
 	if tokenkeeper.ValidateName(clientID) != nil {
 		return errNoClient
 	}
-	return s.write(ctx, "delete service client", func(tx Querier) error {
-		n, err := tx.Exec(ctx, `DELETE FROM service_clients WHERE client_id = $1`, clientID)
-		if err != nil {
-			return err
-		}
-		if n == 0 {
-			return errNoClient
-		}
-		return nil
-	})
+	return s.exec(ctx, "delete service client", nil, errNoClient, `DELETE FROM service_clients WHERE client_id = $1`, clientID)
 }
 
 // Signing keys
@@ -555,15 +468,9 @@ func (s *Store) AddSigningKey(ctx context.Context, k *tokenkeeper.SigningKey) er
 	if err != nil {
 		return fmt.Errorf("add signing key: seal signing_keys.secret: %w", err)
 	}
-	err = s.write(ctx, "add signing key", func(tx Querier) error {
-		_, err := tx.Exec(ctx, `INSERT INTO signing_keys (id, algorithm, secret, created_at) VALUES ($1, $2, $3, $4)`,
-			n.ID, n.Algorithm, sealed, n.CreatedAt)
-		if s.d.IsUniqueViolation(err) {
-			return tokenkeeper.Errorf(tokenkeeper.ECONFLICT, "signing key %q already exists", n.ID)
-		}
-		return err
-	})
-	if err != nil {
+	conflict := tokenkeeper.Errorf(tokenkeeper.ECONFLICT, "signing key %q already exists", n.ID)
+	if err := s.exec(ctx, "add signing key", conflict, nil, `INSERT INTO signing_keys (id, algorithm, secret, created_at) VALUES ($1, $2, $3, $4)`,
+		n.ID, n.Algorithm, sealed, n.CreatedAt); err != nil {
 		return err
 	}
 	*k = n
@@ -602,51 +509,6 @@ func (s *Store) SigningKeys(ctx context.Context) ([]*tokenkeeper.SigningKey, err
 		out = append(out, &k)
 	}
 	return out, nil
-}
-
-// resealSigningKeys re-seals every signing key secret inside RotateKey's
-// transaction, which holds lockKeys, with ring, whose active key is the new
-// data key (id, key). It locks the rows and returns how many secrets it
-// re-sealed.
-func (s *Store) resealSigningKeys(ctx context.Context, tx Querier, ring *seal.Ring, id uint32, key []byte) (int, error) {
-	type row struct {
-		id     string
-		sealed []byte
-	}
-	all, err := collect(ctx, tx, `SELECT id, secret FROM signing_keys ORDER BY id`+s.d.ForUpdate, nil, func(r Rows) (row, error) {
-		var x row
-		err := r.Scan(&x.id, &x.sealed)
-		return x, err
-	})
-	if err != nil {
-		return 0, err
-	}
-	for _, r := range all {
-		ad := seal.AD("signing_keys", r.id, "secret")
-		pt, err := ring.Open(r.sealed, ad)
-		if errors.Is(err, seal.ErrUnknownKey) {
-			// A key added after RotateKey loaded the keys.
-			if rerr := s.reloadKeys(ctx, tx); rerr != nil {
-				return 0, rerr
-			}
-			ring = s.ring.Clone()
-			if err := ring.Add(id, key); err != nil {
-				return 0, err
-			}
-			pt, err = ring.Open(r.sealed, ad)
-		}
-		if err != nil {
-			return 0, fmt.Errorf("open signing_keys.secret of %s: %w", r.id, err)
-		}
-		ct, err := ring.Seal(pt, ad)
-		if err != nil {
-			return 0, err
-		}
-		if _, err := tx.Exec(ctx, `UPDATE signing_keys SET secret = $1 WHERE id = $2`, ct, r.id); err != nil {
-			return 0, err
-		}
-	}
-	return len(all), nil
 }
 
 // Audit log
@@ -717,8 +579,5 @@ func (s *Store) Audit(ctx context.Context, f tokenkeeper.AuditFilter) ([]*tokenk
 		a.Time = a.Time.UTC()
 		return &a, nil
 	})
-	if err != nil {
-		return nil, s.err("list audit records", err)
-	}
-	return out, nil
+	return out, s.err("list audit records", err)
 }

@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"sort"
 	"time"
 
@@ -118,7 +120,8 @@ func (s *Store) decodeAll(ctx context.Context, raws []*rawCredential) ([]*tokenk
 	return out, nil
 }
 
-func encodeScopes(s []string) string {
+// encodeList stores a list of strings as a JSON array.
+func encodeList(s []string) string {
 	if len(s) == 0 {
 		return "[]"
 	}
@@ -126,12 +129,29 @@ func encodeScopes(s []string) string {
 	return string(b)
 }
 
+// encodeParams stores parameters as a JSON object.
 func encodeParams(p map[string]string) string {
 	if len(p) == 0 {
 		return "{}"
 	}
 	b, _ := json.Marshal(p) // a map[string]string always marshals
 	return string(b)
+}
+
+// cloneList copies l; empty is nil.
+func cloneList(l []string) []string {
+	if len(l) == 0 {
+		return nil
+	}
+	return slices.Clone(l)
+}
+
+// cloneParams copies p; empty is nil.
+func cloneParams(p map[string]string) map[string]string {
+	if len(p) == 0 {
+		return nil
+	}
+	return maps.Clone(p)
 }
 
 func notFound(name string) error {
@@ -143,17 +163,14 @@ type sealedCredential struct {
 	clientSecret, refreshToken, accessToken []byte
 }
 
-func (s *Store) sealCredential(c *tokenkeeper.Credential) (sealedCredential, error) {
-	var sc sealedCredential
-	var err error
-	if sc.clientSecret, err = sealValue(s.ring, c.ClientSecret, "credentials", c.ID, "client_secret"); err != nil {
-		return sc, err
-	}
-	if sc.refreshToken, err = sealValue(s.ring, c.RefreshToken, "credentials", c.ID, "refresh_token"); err != nil {
-		return sc, err
-	}
+func (s *Store) sealCredential(c *tokenkeeper.Credential) (sc sealedCredential, err error) {
+	var accessToken string
 	if c.Token != nil {
-		if sc.accessToken, err = sealValue(s.ring, c.Token.AccessToken, "credentials", c.ID, "access_token"); err != nil {
+		accessToken = c.Token.AccessToken
+	}
+	for i, v := range []string{c.ClientSecret, c.RefreshToken, accessToken} {
+		dst := []*[]byte{&sc.clientSecret, &sc.refreshToken, &sc.accessToken}[i]
+		if *dst, err = sealValue(s.ring, v, "credentials", c.ID, sealedFields[i]); err != nil {
 			return sc, err
 		}
 	}
@@ -206,23 +223,16 @@ func (s *Store) CreateCredential(ctx context.Context, c *tokenkeeper.Credential)
 		return err
 	}
 	n.NextRefreshAt = utc(n.NextRefreshAt)
-	if !n.LastRefreshAt.IsZero() {
-		n.LastRefreshAt = utc(n.LastRefreshAt)
-	}
+	n.LastRefreshAt = utc(n.LastRefreshAt)
 	if n.Token != nil {
 		t := *n.Token
-		if !t.ExpiresAt.IsZero() {
-			t.ExpiresAt = utc(t.ExpiresAt)
-		}
+		t.ExpiresAt = utc(t.ExpiresAt)
 		n.Token = &t
 	}
 	n.Version = 1
 	n.LeaseOwner, n.LeaseExpiresAt = "", time.Time{}
 	n.CreatedAt, n.UpdatedAt = now, now
-	n.Scopes = append([]string(nil), n.Scopes...)
-	if len(n.Scopes) == 0 {
-		n.Scopes = nil
-	}
+	n.Scopes = cloneList(n.Scopes)
 	sealed, err := s.sealCredential(&n)
 	if err != nil {
 		return err
@@ -236,7 +246,7 @@ func (s *Store) CreateCredential(ctx context.Context, c *tokenkeeper.Credential)
 		_, err := tx.Exec(ctx, `INSERT INTO credentials (`+CredentialColumns+`)
 			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, '', NULL, $22, $22)`,
 			n.ID, n.Name, n.TokenURL, string(n.GrantType), n.ClientID, sealed.clientSecret, sealed.refreshToken,
-			encodeScopes(n.Scopes), string(n.AuthStyle), encodeParams(n.Params), int64(n.RefreshLead),
+			encodeList(n.Scopes), string(n.AuthStyle), encodeParams(n.Params), int64(n.RefreshLead),
 			sealed.accessToken, tokenType, expiresAt, string(n.Status),
 			n.FailureCount, n.LastError, n.LastErrorCode, nullTime(n.LastRefreshAt), n.NextRefreshAt, n.Version,
 			now)
@@ -250,15 +260,7 @@ func (s *Store) CreateCredential(ctx context.Context, c *tokenkeeper.Credential)
 	if err != nil {
 		return err
 	}
-	if len(n.Params) > 0 {
-		p := make(map[string]string, len(n.Params))
-		for k, v := range n.Params {
-			p[k] = v
-		}
-		n.Params = p
-	} else {
-		n.Params = nil
-	}
+	n.Params = cloneParams(n.Params)
 	*c = n
 	return nil
 }
@@ -275,19 +277,13 @@ func (s *Store) getCredential(ctx context.Context, where string, arg any) (*toke
 // Returns ENOTFOUND.
 func (s *Store) Credential(ctx context.Context, name string) (*tokenkeeper.Credential, error) {
 	c, err := s.getCredential(ctx, "name = $1", name)
-	if errors.Is(err, sql.ErrNoRows) {
-		return nil, notFound(name)
-	}
-	return c, s.err("get credential", err)
+	return c, s.err("get credential", orNotFound(err, notFound(name)))
 }
 
 // CredentialByID returns a credential by id. Returns ENOTFOUND.
 func (s *Store) CredentialByID(ctx context.Context, id string) (*tokenkeeper.Credential, error) {
 	c, err := s.getCredential(ctx, "id = $1", id)
-	if errors.Is(err, sql.ErrNoRows) {
-		return nil, tokenkeeper.Errorf(tokenkeeper.ENOTFOUND, "credential with id %q not found", id)
-	}
-	return c, s.err("get credential", err)
+	return c, s.err("get credential", orNotFound(err, tokenkeeper.Errorf(tokenkeeper.ENOTFOUND, "credential with id %q not found", id)))
 }
 
 // Credentials returns all credentials ordered by name, secrets opened.
@@ -324,22 +320,13 @@ func applyUpdate(cur *tokenkeeper.Credential, upd tokenkeeper.CredentialUpdate, 
 		reauthorized = true
 	}
 	if upd.Scopes != nil {
-		n.Scopes = append([]string(nil), (*upd.Scopes)...)
-		if len(n.Scopes) == 0 {
-			n.Scopes = nil
-		}
+		n.Scopes = cloneList(*upd.Scopes)
 	}
 	if upd.AuthStyle != nil {
 		n.AuthStyle = *upd.AuthStyle
 	}
 	if upd.Params != nil {
-		n.Params = nil
-		if len(*upd.Params) > 0 {
-			n.Params = make(map[string]string, len(*upd.Params))
-			for k, v := range *upd.Params {
-				n.Params[k] = v
-			}
-		}
+		n.Params = cloneParams(*upd.Params)
 	}
 	if upd.RefreshLead != nil {
 		n.RefreshLead = *upd.RefreshLead
@@ -394,10 +381,8 @@ func (s *Store) UpdateCredential(ctx context.Context, name string, upd tokenkeep
 	var out *rawCredential
 	err := s.write(ctx, "update credential", func(tx Querier) error {
 		r, err := scanCredential(tx.QueryRow(ctx, `SELECT `+CredentialColumns+` FROM credentials WHERE name = $1`+s.d.ForUpdate, name))
-		if errors.Is(err, sql.ErrNoRows) {
-			return notFound(name)
-		} else if err != nil {
-			return err
+		if err != nil {
+			return orNotFound(err, notFound(name))
 		}
 		cur, err := s.decode(ctx, tx, r)
 		if err != nil {
@@ -423,7 +408,7 @@ func (s *Store) UpdateCredential(ctx context.Context, name string, upd tokenkeep
 				auth_style = $6, params = $7, refresh_lead = $8, status = $9, failure_count = $10,
 				last_error = $11, last_error_code = $12, next_refresh_at = $13, version = $14, updated_at = $15
 			WHERE id = $16 RETURNING `+CredentialColumns,
-			n.TokenURL, n.ClientID, clientSecret, refreshToken, encodeScopes(n.Scopes),
+			n.TokenURL, n.ClientID, clientSecret, refreshToken, encodeList(n.Scopes),
 			string(n.AuthStyle), encodeParams(n.Params), int64(n.RefreshLead), string(n.Status), n.FailureCount,
 			n.LastError, n.LastErrorCode, n.NextRefreshAt, n.Version, now,
 			n.ID))
@@ -450,10 +435,8 @@ func (s *Store) DeleteCredential(ctx context.Context, name string) error {
 	return s.write(ctx, "delete credential", func(tx Querier) error {
 		var id string
 		err := tx.QueryRow(ctx, `DELETE FROM credentials WHERE name = $1 RETURNING id`, name).Scan(&id)
-		if errors.Is(err, sql.ErrNoRows) {
-			return notFound(name)
-		} else if err != nil {
-			return err
+		if err != nil {
+			return orNotFound(err, notFound(name))
 		}
 		if _, err = tx.Exec(ctx, `DELETE FROM events WHERE credential_id = $1`, id); err != nil {
 			return err
@@ -621,10 +604,8 @@ func (s *Store) CompleteRefresh(ctx context.Context, id, owner string, version i
 			string(r.Status), r.FailureCount, r.LastError, r.LastErrorCode,
 			nullTime(r.LastRefreshAt), nullTime(r.NextRefreshAt), now,
 			id, version, owner))
-		if errors.Is(err, sql.ErrNoRows) {
-			return leaseConflict(ctx, tx, id)
-		} else if err != nil {
-			return err
+		if err != nil {
+			return orNotFound(err, leaseConflict(ctx, tx, id))
 		}
 		if r.Event != nil {
 			e := *r.Event

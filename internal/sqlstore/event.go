@@ -78,10 +78,8 @@ func (s *Store) Events(ctx context.Context, credentialName string, limit int) ([
 	}
 	var id string
 	err := s.conn.QueryRow(ctx, `SELECT id FROM credentials WHERE name = $1`, credentialName).Scan(&id)
-	if errors.Is(err, sql.ErrNoRows) {
-		return nil, notFound(credentialName)
-	} else if err != nil {
-		return nil, s.err("list events", err)
+	if err != nil {
+		return nil, s.err("list events", orNotFound(err, notFound(credentialName)))
 	}
 	out, err := collect(ctx, s.conn, `SELECT id, credential_id, credential_name, time, kind, outcome,
 			error_code, message, latency, actor
@@ -96,8 +94,5 @@ func (s *Store) Events(ctx context.Context, credentialName string, limit int) ([
 		e.Latency = time.Duration(latency)
 		return &e, nil
 	})
-	if err != nil {
-		return nil, s.err("list events", err)
-	}
-	return out, nil
+	return out, s.err("list events", err)
 }

@@ -164,8 +164,8 @@ func (s *Store) RotateKey(ctx context.Context) (int, error) {
 		if err != nil {
 			return err
 		}
-		ring := s.ring.Clone()
-		if err := ring.Add(id, key); err != nil {
+		rs := &resealer{s: s, ctx: ctx, tx: tx, ring: s.ring.Clone(), id: id, key: key}
+		if err := rs.ring.Add(id, key); err != nil {
 			return err
 		}
 		newID, newKey = id, key
@@ -174,7 +174,7 @@ func (s *Store) RotateKey(ctx context.Context) (int, error) {
 			id     string
 			values [3][]byte
 		}
-		all, err := collect(ctx, tx, `SELECT id, client_secret, refresh_token, access_token FROM credentials ORDER BY id`+s.d.ForUpdate, nil, func(r Rows) (row, error) {
+		creds, err := collect(ctx, tx, `SELECT id, client_secret, refresh_token, access_token FROM credentials ORDER BY id`+s.d.ForUpdate, nil, func(r Rows) (row, error) {
 			var x row
 			err := r.Scan(&x.id, &x.values[0], &x.values[1], &x.values[2])
 			return x, err
@@ -182,42 +182,36 @@ func (s *Store) RotateKey(ctx context.Context) (int, error) {
 		if err != nil {
 			return err
 		}
-		for _, r := range all {
-			var out [3][]byte
+		for _, r := range creds {
 			for i, ct := range r.values {
-				if ct == nil {
-					continue
-				}
-				ad := seal.AD("credentials", r.id, sealedFields[i])
-				pt, err := ring.Open(ct, ad)
-				if errors.Is(err, seal.ErrUnknownKey) {
-					// A key added after the reload above: another rotation
-					// committed meanwhile.
-					if rerr := s.reloadKeys(ctx, tx); rerr != nil {
-						return rerr
-					}
-					ring = s.ring.Clone()
-					if err := ring.Add(id, key); err != nil {
-						return err
-					}
-					pt, err = ring.Open(ct, ad)
-				}
-				if err != nil {
-					return fmt.Errorf("open credentials.%s of %s: %w", sealedFields[i], r.id, err)
-				}
-				if out[i], err = ring.Seal(pt, ad); err != nil {
+				if r.values[i], err = rs.reseal(ct, "credentials", r.id, sealedFields[i]); err != nil {
 					return err
 				}
-				count++
 			}
 			if _, err := tx.Exec(ctx, `UPDATE credentials SET client_secret = $1, refresh_token = $2, access_token = $3 WHERE id = $4`,
-				out[0], out[1], out[2], r.id); err != nil {
+				r.values[0], r.values[1], r.values[2], r.id); err != nil {
 				return err
 			}
 		}
-		n, err := s.resealSigningKeys(ctx, tx, ring, id, key)
-		count += n
-		return err
+		keys, err := collect(ctx, tx, `SELECT id, secret FROM signing_keys ORDER BY id`+s.d.ForUpdate, nil, func(r Rows) (row, error) {
+			var x row
+			err := r.Scan(&x.id, &x.values[0])
+			return x, err
+		})
+		if err != nil {
+			return err
+		}
+		for _, k := range keys {
+			ct, err := rs.reseal(k.values[0], "signing_keys", k.id, "secret")
+			if err != nil {
+				return err
+			}
+			if _, err := tx.Exec(ctx, `UPDATE signing_keys SET secret = $1 WHERE id = $2`, ct, k.id); err != nil {
+				return err
+			}
+		}
+		count = rs.count
+		return nil
 	})
 	if err != nil {
 		return 0, err
@@ -244,4 +238,42 @@ func (s *Store) AddDataKey(ctx context.Context) error {
 		return err
 	}
 	return s.ring.Add(id, key)
+}
+
+// resealer re-seals values inside RotateKey's transaction, which holds
+// lockKeys, with ring, whose active key is the new data key (id, key).
+type resealer struct {
+	s     *Store
+	ctx   context.Context
+	tx    Querier
+	ring  *seal.Ring
+	id    uint32
+	key   []byte
+	count int // values re-sealed
+}
+
+// reseal opens ct and seals it again with the new key; nil stays nil. A
+// value sealed with a key added after RotateKey loaded the keys (another
+// rotation committed meanwhile) makes it reload the keys first.
+func (r *resealer) reseal(ct []byte, table, id, field string) ([]byte, error) {
+	if ct == nil {
+		return nil, nil
+	}
+	ad := seal.AD(table, id, field)
+	pt, err := r.ring.Open(ct, ad)
+	if errors.Is(err, seal.ErrUnknownKey) {
+		if err := r.s.reloadKeys(r.ctx, r.tx); err != nil {
+			return nil, err
+		}
+		r.ring = r.s.ring.Clone()
+		if err := r.ring.Add(r.id, r.key); err != nil {
+			return nil, err
+		}
+		pt, err = r.ring.Open(ct, ad)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("open %s.%s of %s: %w", table, field, id, err)
+	}
+	r.count++
+	return r.ring.Seal(pt, ad)
 }

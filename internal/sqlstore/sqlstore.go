@@ -22,6 +22,7 @@ package sqlstore
 import (
 	"context"
 	"crypto/rand"
+	"database/sql"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -175,10 +176,7 @@ func Migrate(ctx context.Context, conn Conn, d *Dialect, dir fs.FS, create strin
 		if _, err := q.Exec(ctx, create); err != nil {
 			return err
 		}
-		done, err := collect(ctx, q, `SELECT name FROM schema_migrations`, nil, func(r Rows) (string, error) {
-			var n string
-			return n, r.Scan(&n)
-		})
+		done, err := collect(ctx, q, `SELECT name FROM schema_migrations`, nil, scanString)
 		for _, n := range done {
 			if !known[n] {
 				unknown = append(unknown, n)
@@ -187,7 +185,7 @@ func Migrate(ctx context.Context, conn Conn, d *Dialect, dir fs.FS, create strin
 		return err
 	})
 	if err != nil {
-		return nil, storeErr(d, "read schema_migrations", err)
+		return nil, Err(d, "read schema_migrations", err)
 	}
 	if len(unknown) > 0 {
 		return nil, fmt.Errorf("migrate: the database has migrations this tokenkeeper does not know (%s): it was created by a newer version", strings.Join(unknown, ", "))
@@ -217,7 +215,7 @@ func Migrate(ctx context.Context, conn Conn, d *Dialect, dir fs.FS, create strin
 			return err
 		})
 		if err != nil {
-			return applied, storeErr(d, "apply migration "+name, err)
+			return applied, Err(d, "apply migration "+name, err)
 		}
 		if did {
 			log.Info("applied database migration", "name", name)
@@ -233,6 +231,22 @@ func (s *Store) now() time.Time { return utc(s.Now()) }
 // write runs fn in a write transaction and maps its error for op.
 func (s *Store) write(ctx context.Context, op string, fn func(q Querier) error) error {
 	return s.err(op, s.conn.Tx(ctx, fn))
+}
+
+// exec runs one statement in a write transaction. If they are not nil, a
+// unique violation is conflict and a statement that changes no row is
+// notFound.
+func (s *Store) exec(ctx context.Context, op string, conflict, notFound error, query string, args ...any) error {
+	return s.write(ctx, op, func(tx Querier) error {
+		n, err := tx.Exec(ctx, query, args...)
+		switch {
+		case err != nil && conflict != nil && s.d.IsUniqueViolation(err):
+			return conflict
+		case err == nil && n == 0 && notFound != nil:
+			return notFound
+		}
+		return err
+	})
 }
 
 // lock takes the advisory lock key in q where the dialect has one.
@@ -251,7 +265,7 @@ func (s *Store) notify(ctx context.Context, q Querier, ch tokenkeeper.Change) er
 	return s.d.Notify(ctx, q, ch)
 }
 
-func (s *Store) err(op string, err error) error { return storeErr(s.d, op, err) }
+func (s *Store) err(op string, err error) error { return Err(s.d, op, err) }
 
 // collect runs a query and reads every row with scan.
 func collect[T any](ctx context.Context, q Querier, query string, args []any, scan func(Rows) (T, error)) ([]T, error) {
@@ -268,7 +282,25 @@ func collect[T any](ctx context.Context, q Querier, query string, args []any, sc
 		}
 		out = append(out, v)
 	}
-	return out, rows.Err()
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// scanString reads a row of one text column.
+func scanString(r Rows) (string, error) {
+	var s string
+	err := r.Scan(&s)
+	return s, err
+}
+
+// orNotFound returns notFound for a missing row, err otherwise.
+func orNotFound(err, notFound error) error {
+	if errors.Is(err, sql.ErrNoRows) {
+		return notFound
+	}
+	return err
 }
 
 // unavailableError is an EUNAVAILABLE tokenkeeper error that keeps its cause.
@@ -288,12 +320,10 @@ func (e *unavailableError) Unwrap() []error {
 	}
 }
 
-// Err wraps err for the caller of a dialect's own operation; see storeErr.
-func Err(d *Dialect, op string, err error) error { return storeErr(d, op, err) }
-
-// storeErr wraps err for the caller: domain errors pass through unchanged,
-// unavailability becomes EUNAVAILABLE, anything else is wrapped with op.
-func storeErr(d *Dialect, op string, err error) error {
+// Err wraps err for the caller: domain errors pass through unchanged,
+// unavailability (as d tells) becomes EUNAVAILABLE, anything else is
+// wrapped with op. It returns nil for a nil err.
+func Err(d *Dialect, op string, err error) error {
 	var te *tokenkeeper.Error
 	switch {
 	case err == nil:
