@@ -43,8 +43,8 @@ const DefaultEventRetention = 1000
 
 // Row is one result row.
 type Row interface {
-	// Scan copies the columns into dest. time.Time, *time.Time (NULL as
-	// nil), []byte, string and integer destinations must be supported. A
+	// Scan copies the columns into dest: pointers to string, []byte,
+	// integers, time.Time, and *time.Time, which a NULL sets to nil. A
 	// missing row is an error matching sql.ErrNoRows.
 	Scan(dest ...any) error
 }
