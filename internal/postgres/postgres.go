@@ -42,18 +42,11 @@ import (
 	"github.com/tokenkeeper/tokenkeeper/internal/sqlstore"
 )
 
-//go:embed migrations/*.sql
-var migrationFS embed.FS
-
-// Migrations holds the embedded schema migrations, one SQL file each,
-// applied in name order by Open and Migrate.
-var Migrations, _ = fs.Sub(migrationFS, "migrations") // a constant, valid path
-
 // Ensure DB implements the store interfaces.
-var (
-	_ tokenkeeper.Store     = (*DB)(nil)
-	_ tokenkeeper.AuthStore = (*DB)(nil)
-)
+var _ interface {
+	tokenkeeper.Store
+	tokenkeeper.AuthStore
+} = (*DB)(nil)
 
 // Defaults for the options.
 const (
@@ -184,6 +177,13 @@ func Migrate(ctx context.Context, url string, opts ...Option) ([]string, error) 
 	defer pool.Close()
 	return migrate(ctx, pool, cfg.log)
 }
+
+//go:embed migrations/*.sql
+var migrationFS embed.FS
+
+// Migrations holds the embedded schema migrations, one SQL file each,
+// applied in name order by Open and Migrate.
+var Migrations, _ = fs.Sub(migrationFS, "migrations") // a constant, valid path
 
 func migrate(ctx context.Context, pool *pgxpool.Pool, log *slog.Logger) ([]string, error) {
 	return sqlstore.Migrate(ctx, conn{pool}, dialect, Migrations,

@@ -49,10 +49,10 @@ var migrationFS embed.FS
 var Migrations, _ = fs.Sub(migrationFS, "migrations") // a constant, valid path
 
 // Ensure DB implements the store interfaces.
-var (
-	_ tokenkeeper.Store     = (*DB)(nil)
-	_ tokenkeeper.AuthStore = (*DB)(nil)
-)
+var _ interface {
+	tokenkeeper.Store
+	tokenkeeper.AuthStore
+} = (*DB)(nil)
 
 // Defaults for the options.
 const (
