@@ -257,6 +257,7 @@ type conn struct {
 		Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
 		Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
 		QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+		SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults
 	}
 }
 
@@ -271,6 +272,15 @@ func (c conn) Query(ctx context.Context, query string, args ...any) (sqlstore.Ro
 
 func (c conn) QueryRow(ctx context.Context, query string, args ...any) sqlstore.Row {
 	return c.q.QueryRow(ctx, query, args...)
+}
+
+// ExecBatch runs query once with each argument list, in one round trip.
+func (c conn) ExecBatch(ctx context.Context, query string, args [][]any) error {
+	b := &pgx.Batch{}
+	for _, a := range args {
+		b.Queue(query, a...)
+	}
+	return c.q.SendBatch(ctx, b).Close()
 }
 
 // Tx runs fn in a transaction and commits it, retrying the whole

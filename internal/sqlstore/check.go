@@ -63,6 +63,24 @@ func CheckID(field, id string) error {
 	return nil
 }
 
+// checkOptionalID rejects an id that is neither empty nor valid.
+func checkOptionalID(field, id string) error {
+	if id == "" {
+		return nil
+	}
+	return CheckID(field, id)
+}
+
+// firstErr returns the first of errs that is not nil.
+func firstErr(errs ...error) error {
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // CheckRequiredTime rejects a zero time or one out of the stores' range.
 func CheckRequiredTime(field string, t time.Time) error {
 	if t.IsZero() {
@@ -109,13 +127,7 @@ func CheckUser(u *tokenkeeper.User) error {
 	if u == nil {
 		return Invalid("user is required")
 	}
-	if err := tokenkeeper.ValidateName(u.Username); err != nil {
-		return err
-	}
-	if err := CheckUserRole(u.Role); err != nil {
-		return err
-	}
-	return CheckPasswordHash(u.PasswordHash)
+	return firstErr(tokenkeeper.ValidateName(u.Username), CheckUserRole(u.Role), CheckPasswordHash(u.PasswordHash))
 }
 
 // CheckNewRefreshToken validates the first token of a family. ID and
@@ -124,34 +136,10 @@ func CheckNewRefreshToken(t *tokenkeeper.RefreshToken) error {
 	if t == nil {
 		return Invalid("refresh token is required")
 	}
-	if t.ID != "" {
-		if err := CheckID("refresh token id", t.ID); err != nil {
-			return err
-		}
-	}
-	if t.FamilyID != "" {
-		if err := CheckID("family id", t.FamilyID); err != nil {
-			return err
-		}
-	}
-	if err := CheckID("user id", t.UserID); err != nil {
-		return err
-	}
-	if err := CheckSHA256("refresh token hash", t.Hash); err != nil {
-		return err
-	}
-	if err := Time("created_at", t.CreatedAt); err != nil {
-		return err
-	}
-	for _, f := range []struct {
-		name string
-		t    time.Time
-	}{{"auth_time", t.AuthTime}, {"expires_at", t.ExpiresAt}, {"family_expires_at", t.FamilyExpiresAt}} {
-		if err := CheckRequiredTime(f.name, f.t); err != nil {
-			return err
-		}
-	}
-	return nil
+	return firstErr(checkOptionalID("refresh token id", t.ID), checkOptionalID("family id", t.FamilyID),
+		CheckID("user id", t.UserID), CheckSHA256("refresh token hash", t.Hash), Time("created_at", t.CreatedAt),
+		CheckRequiredTime("auth_time", t.AuthTime), CheckRequiredTime("expires_at", t.ExpiresAt),
+		CheckRequiredTime("family_expires_at", t.FamilyExpiresAt))
 }
 
 // CheckNextRefreshToken validates the successor of a rotation. The family
@@ -160,25 +148,10 @@ func CheckNextRefreshToken(t *tokenkeeper.RefreshToken) error {
 	if t == nil {
 		return Invalid("refresh token is required")
 	}
-	for _, f := range []struct{ name, v string }{{"refresh token id", t.ID}, {"family id", t.FamilyID}, {"user id", t.UserID}} {
-		if f.v != "" {
-			if err := CheckID(f.name, f.v); err != nil {
-				return err
-			}
-		}
-	}
-	if err := CheckSHA256("refresh token hash", t.Hash); err != nil {
-		return err
-	}
-	for _, f := range []struct {
-		name string
-		t    time.Time
-	}{{"created_at", t.CreatedAt}, {"auth_time", t.AuthTime}, {"family_expires_at", t.FamilyExpiresAt}} {
-		if err := Time(f.name, f.t); err != nil {
-			return err
-		}
-	}
-	return CheckRequiredTime("expires_at", t.ExpiresAt)
+	return firstErr(checkOptionalID("refresh token id", t.ID), checkOptionalID("family id", t.FamilyID),
+		checkOptionalID("user id", t.UserID), CheckSHA256("refresh token hash", t.Hash),
+		Time("created_at", t.CreatedAt), Time("auth_time", t.AuthTime), Time("family_expires_at", t.FamilyExpiresAt),
+		CheckRequiredTime("expires_at", t.ExpiresAt))
 }
 
 // InheritFamily fills next's family fields from the rotated token, and
@@ -204,10 +177,7 @@ func InheritFamily(next *tokenkeeper.RefreshToken, familyID, userID string, auth
 
 // CheckRevocationTimes validates the times of a family revocation.
 func CheckRevocationTimes(now, accessExpiresAt time.Time) error {
-	if err := CheckRequiredTime("now", now); err != nil {
-		return err
-	}
-	return CheckRequiredTime("access token expiry", accessExpiresAt)
+	return firstErr(CheckRequiredTime("now", now), CheckRequiredTime("access token expiry", accessExpiresAt))
 }
 
 // CheckGrants validates the credential names a service client may read.
@@ -228,13 +198,7 @@ func CheckServiceClient(c *tokenkeeper.ServiceClient) error {
 	if c == nil {
 		return Invalid("service client is required")
 	}
-	if err := tokenkeeper.ValidateName(c.ClientID); err != nil {
-		return err
-	}
-	if err := CheckSHA256("client secret hash", c.SecretHash); err != nil {
-		return err
-	}
-	return CheckGrants(c.Credentials)
+	return firstErr(tokenkeeper.ValidateName(c.ClientID), CheckSHA256("client secret hash", c.SecretHash), CheckGrants(c.Credentials))
 }
 
 // CheckSigningKey validates a JWT signing key before it is stored.

@@ -179,24 +179,17 @@ func (s *Store) sealCredential(c *tokenkeeper.Credential) (sc sealedCredential, 
 
 // checkState validates the token state fields Validate does not cover.
 func checkState(c *tokenkeeper.Credential) error {
-	if c.Token != nil && c.Token.AccessToken == "" {
-		return tokenkeeper.Errorf(tokenkeeper.EINVALID, "token has no access token")
+	var expiresAt time.Time
+	if c.Token != nil {
+		if c.Token.AccessToken == "" {
+			return Invalid("token has no access token")
+		}
+		expiresAt = c.Token.ExpiresAt
 	}
 	if c.FailureCount < 0 {
-		return tokenkeeper.Errorf(tokenkeeper.EINVALID, "failure count must not be negative")
+		return Invalid("failure count must not be negative")
 	}
-	for _, f := range []struct {
-		name string
-		t    time.Time
-	}{{"next_refresh_at", c.NextRefreshAt}, {"last_refresh_at", c.LastRefreshAt}} {
-		if err := Time(f.name, f.t); err != nil {
-			return err
-		}
-	}
-	if c.Token != nil {
-		return Time("expires_at", c.Token.ExpiresAt)
-	}
-	return nil
+	return firstErr(Time("next_refresh_at", c.NextRefreshAt), Time("last_refresh_at", c.LastRefreshAt), Time("expires_at", expiresAt))
 }
 
 // CreateCredential validates c and inserts it, assigning ID, Version,

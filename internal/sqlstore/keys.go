@@ -182,16 +182,18 @@ func (s *Store) RotateKey(ctx context.Context) (int, error) {
 		if err != nil {
 			return err
 		}
+		var updates [][]any
 		for _, r := range creds {
 			for i, ct := range r.values {
 				if r.values[i], err = rs.reseal(ct, "credentials", r.id, sealedFields[i]); err != nil {
 					return err
 				}
 			}
-			if _, err := tx.Exec(ctx, `UPDATE credentials SET client_secret = $1, refresh_token = $2, access_token = $3 WHERE id = $4`,
-				r.values[0], r.values[1], r.values[2], r.id); err != nil {
-				return err
-			}
+			updates = append(updates, []any{r.values[0], r.values[1], r.values[2], r.id})
+		}
+		err = execEach(ctx, tx, `UPDATE credentials SET client_secret = $1, refresh_token = $2, access_token = $3 WHERE id = $4`, updates)
+		if err != nil {
+			return err
 		}
 		keys, err := collect(ctx, tx, `SELECT id, secret FROM signing_keys ORDER BY id`+s.d.ForUpdate, nil, func(r Rows) (row, error) {
 			var x row
@@ -201,14 +203,16 @@ func (s *Store) RotateKey(ctx context.Context) (int, error) {
 		if err != nil {
 			return err
 		}
+		updates = nil
 		for _, k := range keys {
 			ct, err := rs.reseal(k.values[0], "signing_keys", k.id, "secret")
 			if err != nil {
 				return err
 			}
-			if _, err := tx.Exec(ctx, `UPDATE signing_keys SET secret = $1 WHERE id = $2`, ct, k.id); err != nil {
-				return err
-			}
+			updates = append(updates, []any{ct, k.id})
+		}
+		if err := execEach(ctx, tx, `UPDATE signing_keys SET secret = $1 WHERE id = $2`, updates); err != nil {
+			return err
 		}
 		count = rs.count
 		return nil

@@ -65,6 +65,22 @@ type Querier interface {
 	QueryRow(ctx context.Context, query string, args ...any) Row
 }
 
+// execEach runs query once with each argument list: in one round trip
+// where q has an ExecBatch method (pgx).
+func execEach(ctx context.Context, q Querier, query string, args [][]any) error {
+	if b, ok := q.(interface {
+		ExecBatch(ctx context.Context, query string, args [][]any) error
+	}); ok {
+		return b.ExecBatch(ctx, query, args)
+	}
+	for _, a := range args {
+		if _, err := q.Exec(ctx, query, a...); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // Conn is a dialect's connection to its database.
 type Conn interface {
 	// Querier runs the reads that need no transaction.
