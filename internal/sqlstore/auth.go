@@ -183,8 +183,8 @@ func normalizeTimes(t *tokenkeeper.RefreshToken) {
 // CreateRefreshToken stores the first token of a new family. ID and
 // FamilyID are assigned when empty, CreatedAt defaults to the store's
 // clock; RotatedAt and RevokedAt are ignored. UserID must name an existing
-// user (its row is share-locked, so that a concurrent DeleteUser sees the
-// new family). In the same transaction, refresh tokens whose family expired
+// user (its row is locked against a concurrent DeleteUser, which then sees
+// the new family). In the same transaction, refresh tokens whose family expired
 // before CreatedAt and revocations that ended before it are deleted, a
 // bounded batch at a time. Returns EINVALID, ENOTFOUND (no such user) or
 // ECONFLICT (the hash, id or family is taken).

@@ -451,10 +451,10 @@ func checkLease(owner string, lease time.Duration) error {
 // ClaimDue atomically leases up to limit credentials whose NextRefreshAt is
 // at or before now, whose status is active or error and whose lease is free
 // or expired, earliest first. Concurrent claimers, in any process or
-// replica, claim disjoint sets (see Dialect.ClaimDue). Each claim increments the
-// version; the returned credentials carry the version to commit with. A
-// claimed row whose secrets cannot be opened is logged and left out (its
-// lease expires).
+// replica, claim disjoint sets (see Dialect.ClaimDue). Each claim
+// increments the version; the returned credentials carry the version to
+// commit with. A claimed row whose secrets cannot be opened is logged and
+// left out (its lease expires).
 func (s *Store) ClaimDue(ctx context.Context, owner string, now time.Time, lease time.Duration, limit int) ([]*tokenkeeper.Credential, error) {
 	if err := checkLease(owner, lease); err != nil {
 		return nil, err
