@@ -124,7 +124,8 @@ func TestAuthorizationMatrix(t *testing.T) {
 		{"show credential", false, adminViewer, 200, func() (string, string) { return "GET", "/v1/credentials/cred" }, nil},
 		{"credential events", false, adminViewer, 200, func() (string, string) { return "GET", "/v1/credentials/cred/events" }, nil},
 		{"create credential", true, admin, 201, func() (string, string) { return "POST", "/v1/credentials" }, func() any { return h.ccCredential(uniq()) }},
-		{"update credential", false, admin, 200, func() (string, string) { return "PATCH", "/v1/credentials/cred" }, func() any { return map[string]any{"scopes": []string{"a"}} }},
+		{"update credential", false, admin, 200, func() (string, string) { return "PATCH", "/v1/credentials/cred" }, func() any { return map[string]any{"refresh_lead": "1m"} }},
+		{"change credential scopes", true, admin, 200, func() (string, string) { return "PATCH", "/v1/credentials/cred" }, func() any { return map[string]any{"scopes": []string{"a"}} }},
 		{"replace credential secret", true, admin, 200, func() (string, string) { return "PATCH", "/v1/credentials/cred" }, func() any { return map[string]any{"client_secret": h.secret} }},
 		{"delete credential", true, admin, 204, func() (string, string) {
 			name := uniq()

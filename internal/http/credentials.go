@@ -224,12 +224,36 @@ func (s *server) handleCredentialUpdate() http.Handler {
 			}
 		}
 		msg := "credential updated"
-		if req.ClientSecret != nil || req.RefreshToken != nil {
+		if req.ClientSecret != nil || req.RefreshToken != nil || req.redirectsSecrets() {
+			// Secrets, and where or how they are sent, change only for a
+			// fresh caller: otherwise a stolen session could point the
+			// token URL at itself and force a refresh.
 			if c := callerFrom(r.Context()); c == nil || !c.fresh {
 				s.freshRequired(w, r)
 				return
 			}
-			msg = "credential secrets replaced"
+			msg = "credential endpoint or client settings changed"
+			if req.ClientSecret != nil || req.RefreshToken != nil {
+				msg = "credential secrets replaced"
+			}
+		}
+		if req.TokenURL != nil {
+			if err := tokenkeeper.ValidateTokenURL(*req.TokenURL); err != nil {
+				s.Error(w, r, err)
+				return
+			}
+			cur, err := s.store.Credential(r.Context(), name)
+			if err != nil {
+				s.Error(w, r, err)
+				return
+			}
+			if err := clearSecretsOnHostChange(cur, *req.TokenURL, &upd); err != nil {
+				s.Error(w, r, err)
+				return
+			}
+			if upd.ClientSecret != req.ClientSecret || upd.RefreshToken != req.RefreshToken {
+				msg = "token endpoint host changed: stored secrets cleared"
+			}
 		}
 		ev := &tokenkeeper.Event{Time: s.now(), Kind: tokenkeeper.EventUpdated, Outcome: tokenkeeper.OutcomeOK, Message: msg, Actor: actor(r)}
 		c, err := s.store.UpdateCredential(r.Context(), name, upd, ev)

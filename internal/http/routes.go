@@ -13,8 +13,10 @@ import (
 //	admin, viewer    list and show credentials, events
 //	admin, consumer  read a granted credential's token, force its refresh
 //	admin            everything else; fresh callers only for creating or
-//	                 deleting credentials or changing their secrets, and for
-//	                 managing users, API keys, service clients and keys
+//	                 deleting credentials, changing their secrets or where
+//	                 and how the secrets are sent (token URL, client id,
+//	                 auth style, params, scopes), and for managing users,
+//	                 API keys, service clients and keys
 func (s *server) routes(mux *http.ServeMux) {
 	admin := tokenkeeper.RoleAdmin
 	viewer := tokenkeeper.RoleViewer
@@ -33,7 +35,7 @@ func (s *server) routes(mux *http.ServeMux) {
 	mux.Handle("POST /v1/credentials", as(s.handleCredentialCreate(), true, admin))
 	mux.Handle("GET /v1/credentials", as(s.handleCredentialList(), false, admin, viewer))
 	mux.Handle("GET /v1/credentials/{name}", as(s.handleCredentialGet(), false, admin, viewer))
-	mux.Handle("PATCH /v1/credentials/{name}", as(s.handleCredentialUpdate(), false, admin)) // fresh when secrets change
+	mux.Handle("PATCH /v1/credentials/{name}", as(s.handleCredentialUpdate(), false, admin)) // fresh when secrets or their destination change
 	mux.Handle("DELETE /v1/credentials/{name}", as(s.handleCredentialDelete(), true, admin))
 	mux.Handle("GET /v1/credentials/{name}/events", as(s.handleCredentialEvents(), false, admin, viewer))
 	mux.Handle("GET /v1/credentials/{name}/token", as(s.requireGrant(s.handleToken()), false, admin, consumer, viewer))

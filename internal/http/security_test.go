@@ -1,0 +1,147 @@
+package http_test
+
+import (
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/tokenkeeper/tokenkeeper"
+	"github.com/tokenkeeper/tokenkeeper/oauthtest"
+)
+
+// staleAdmin logs a new admin user in and returns an access token obtained
+// by refresh: authenticated, but not fresh.
+func (h *harness) staleAdmin() string {
+	h.t.Helper()
+	h.addUser("stale-admin", "correct horse battery", tokenkeeper.RoleAdmin)
+	la := h.login("stale-admin", "correct horse battery")
+	r, next := h.refreshLogin(la.RefreshToken)
+	if r.status != http.StatusOK {
+		h.t.Fatalf("refresh login: %d %s", r.status, r.body)
+	}
+	return next.AccessToken
+}
+
+// H1: a non-fresh admin session may not change where or how a credential's
+// secrets are sent, and a move of the token endpoint to another host
+// forgets the stored secrets.
+func TestNonFreshAdminCannotRedirectSecrets(t *testing.T) {
+	h := newHarness(t, oauthtest.WithLifetime(time.Hour))
+	h.create(h.ccCredential("payments"))
+	stale := h.staleAdmin()
+	// A listener that would receive the secrets.
+	thief := newRecorder(t)
+
+	for _, body := range []map[string]any{
+		{"token_url": thief.TokenURL()},
+		{"client_id": "other"},
+		{"auth_style": "body"},
+		{"params": map[string]string{"audience": "x"}},
+		{"scopes": []string{"admin"}},
+	} {
+		r := h.do("PATCH", "/v1/credentials/payments", stale, body)
+		if r.status != http.StatusUnauthorized || !strings.Contains(string(r.body), "fresh_token_required") {
+			t.Fatalf("stale PATCH %v: %d %s, want 401 fresh_token_required", body, r.status, r.body)
+		}
+	}
+	got := h.do("GET", "/v1/credentials/payments", h.admin, nil).json(t)
+	if got["token_url"] != h.idp.TokenURL() || got["client_id"] != "app" || got["auth_style"] != "header" {
+		t.Fatalf("a stale PATCH changed the credential: %v", got)
+	}
+	// A non-sensitive change still works for a stale session.
+	if r := h.do("PATCH", "/v1/credentials/payments", stale, map[string]any{"refresh_lead": "1m"}); r.status != http.StatusOK {
+		t.Fatalf("stale PATCH refresh_lead: %d %s", r.status, r.body)
+	}
+
+	// A fresh admin moving the endpoint to another host must give the
+	// secret again; the stored one is never sent there.
+	r := h.do("PATCH", "/v1/credentials/payments", h.admin, map[string]any{"token_url": thief.TokenURL()})
+	if r.status != http.StatusBadRequest || !strings.Contains(string(r.body), "client_secret") {
+		t.Fatalf("host change without secret: %d %s", r.status, r.body)
+	}
+	r = h.do("PATCH", "/v1/credentials/payments", h.admin, map[string]any{"token_url": thief.TokenURL(), "client_secret": "other"})
+	if r.status != http.StatusOK {
+		t.Fatalf("host change with secret: %d %s", r.status, r.body)
+	}
+	if r := h.do("POST", "/v1/credentials/payments/refresh", h.admin, nil); r.status != http.StatusOK {
+		t.Fatalf("refresh at the new host: %d %s", r.status, r.body)
+	}
+	if got := thief.seen(); !strings.Contains(got, "other") || strings.Contains(got, h.secret) {
+		t.Fatalf("the new host saw the old secret (%v) or not the new one", strings.Contains(got, h.secret))
+	}
+}
+
+// recorder is a token endpoint that records what it is sent.
+type recorder struct {
+	URL string
+	mu  sync.Mutex
+	got strings.Builder
+}
+
+func newRecorder(t *testing.T) *recorder {
+	rec := &recorder{}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		rec.mu.Lock()
+		rec.got.WriteString(r.Header.Get("Authorization") + "\n" + string(body) + "\n")
+		if u, p, ok := r.BasicAuth(); ok {
+			rec.got.WriteString(u + ":" + p + "\n")
+		}
+		rec.mu.Unlock()
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = io.WriteString(w, `{"access_token":"at-from-recorder","token_type":"Bearer","expires_in":3600}`)
+	}))
+	t.Cleanup(srv.Close)
+	rec.URL = srv.URL + "/token"
+	return rec
+}
+
+func (r *recorder) TokenURL() string { return r.URL }
+
+func (r *recorder) seen() string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.got.String()
+}
+
+// H1: moving a refresh-token credential to another host clears its
+// optional client secret unless a new one is given.
+func TestHostChangeClearsStoredSecrets(t *testing.T) {
+	h := newHarness(t, oauthtest.WithLifetime(time.Hour))
+	rt := h.idp.IssueRefreshToken("app", "read")
+	h.create(map[string]any{"name": "crm", "token_url": h.idp.TokenURL(), "grant_type": "refresh_token",
+		"client_id": "app", "client_secret": h.secret, "refresh_token": rt})
+	other := oauthtest.NewServer(oauthtest.WithClient("app", ""))
+	defer other.Close()
+	r := h.do("PATCH", "/v1/credentials/crm", h.admin, map[string]any{"token_url": other.TokenURL()})
+	if r.status != http.StatusBadRequest || !strings.Contains(string(r.body), "refresh_token") {
+		t.Fatalf("host change without refresh token: %d %s", r.status, r.body)
+	}
+	r = h.do("PATCH", "/v1/credentials/crm", h.admin, map[string]any{"token_url": other.TokenURL(), "refresh_token": "new-rt"})
+	if r.status != http.StatusOK {
+		t.Fatalf("host change: %d %s", r.status, r.body)
+	}
+	c, err := h.store.Credential(t.Context(), "crm")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.ClientSecret != "" || c.RefreshToken != "new-rt" {
+		t.Fatalf("after a host change: client secret kept=%v, refresh token replaced=%v", c.ClientSecret != "", c.RefreshToken == "new-rt")
+	}
+	// Same host, other path: nothing is cleared.
+	r = h.do("PATCH", "/v1/credentials/crm", h.admin, map[string]any{"client_secret": "s2"})
+	if r.status != http.StatusOK {
+		t.Fatal(r.status)
+	}
+	r = h.do("PATCH", "/v1/credentials/crm", h.admin, map[string]any{"token_url": other.TokenURL() + "?x=1"})
+	if r.status != http.StatusOK {
+		t.Fatalf("same-host change: %d %s", r.status, r.body)
+	}
+	if c, _ := h.store.Credential(t.Context(), "crm"); c.ClientSecret != "s2" {
+		t.Fatal("a same-host change cleared the client secret")
+	}
+}
