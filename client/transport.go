@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strings"
 )
@@ -34,6 +35,14 @@ type Transport struct {
 	// MaxRetries is how many times a request is replayed after a 401: 0
 	// means the default, 1; a negative value disables replays.
 	MaxRetries int
+	// AllowedHosts, when not empty, lists the hosts ("api.example.com" or
+	// "api.example.com:8443", compared case-insensitively) that may receive
+	// the token; a request to any other host is sent without it. Whatever
+	// this list holds, a request that an http.Client makes to follow a
+	// redirect gets the token only if it goes to the host of the original
+	// request or to a listed host, as net/http does for its own
+	// Authorization header: a redirect never carries the token elsewhere.
+	AllowedHosts []string
 }
 
 var _ http.RoundTripper = (*Transport)(nil)
@@ -55,6 +64,18 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if t.Source == nil {
 		return nil, errors.New("client: transport: nil Source")
 	}
+	base := t.Base
+	if base == nil {
+		base = http.DefaultTransport
+	}
+	if !t.mayAuthorize(req) {
+		// Not a host the token is for: send the request as it is, with
+		// no Authorization header of ours.
+		r := req.Clone(req.Context())
+		r.Header.Del("Authorization")
+		bodyClosed = true
+		return base.RoundTrip(r)
+	}
 	ctx := req.Context()
 	tok, err := t.Source.TokenContext(ctx)
 	if err != nil {
@@ -65,10 +86,6 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		retries = 1
 	}
 	replayable := req.Body == nil || req.Body == http.NoBody || req.GetBody != nil
-	base := t.Base
-	if base == nil {
-		base = http.DefaultTransport
-	}
 
 	body := req.Body
 	for attempt := 0; ; attempt++ {
@@ -281,4 +298,41 @@ func isTokenChar(c byte) bool {
 		return true
 	}
 	return strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0
+}
+
+// mayAuthorize reports whether req may carry the token: its host is listed
+// in AllowedHosts (when set), and a redirected request goes to the host of
+// the request that started the chain or to a listed host.
+func (t *Transport) mayAuthorize(req *http.Request) bool {
+	host := requestHost(req)
+	listed := t.listed(host)
+	if len(t.AllowedHosts) > 0 && !listed {
+		return false
+	}
+	orig := req
+	for orig.Response != nil && orig.Response.Request != nil {
+		orig = orig.Response.Request
+	}
+	return orig == req || listed || strings.EqualFold(requestHost(orig), host)
+}
+
+func (t *Transport) listed(host string) bool {
+	hostOnly := host
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		hostOnly = h
+	}
+	for _, a := range t.AllowedHosts {
+		if strings.EqualFold(a, host) || strings.EqualFold(a, hostOnly) {
+			return true
+		}
+	}
+	return false
+}
+
+// requestHost is the host (with port, if any) a request is sent to.
+func requestHost(req *http.Request) string {
+	if req.URL != nil && req.URL.Host != "" {
+		return req.URL.Host
+	}
+	return req.Host
 }
