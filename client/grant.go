@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"net/url"
+	"strings"
 	"time"
 
 	"golang.org/x/oauth2"
@@ -57,6 +59,29 @@ type Config struct {
 	// HTTPClient sends the requests; nil means a client with a 30 s
 	// timeout. WithHTTPClient overrides it.
 	HTTPClient *http.Client
+	// InsecureHTTP allows a plain-http TokenURL to a host that is not
+	// loopback, which sends the client secret and tokens unencrypted. Off,
+	// such a TokenURL is refused, as the broker refuses it; loopback
+	// (localhost, 127.0.0.0/8, ::1) is always allowed.
+	InsecureHTTP bool
+}
+
+// checkPlainHTTP refuses an http TokenURL off loopback unless insecure.
+func checkPlainHTTP(tokenURL string, insecure bool) error {
+	u, err := url.Parse(tokenURL)
+	if err != nil || !strings.EqualFold(u.Scheme, "http") || insecure || isLoopbackHost(u.Hostname()) {
+		return nil // other problems are reported by the validation that follows
+	}
+	return errors.New("TokenURL uses plain http to a host that is not loopback: use https, or set Config.InsecureHTTP for a test setup")
+}
+
+// isLoopbackHost reports whether host is "localhost" or a loopback IP.
+func isLoopbackHost(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 // oauthConfig validates c and converts it for internal/oauth.
@@ -69,6 +94,9 @@ func (c Config) oauthConfig(set *settings) (*oauth.Config, error) {
 		style = oauth.AuthStyleBody
 	default:
 		return nil, fmt.Errorf("invalid AuthStyle %d: set AuthStyleHeader or AuthStyleBody", int(c.AuthStyle))
+	}
+	if err := checkPlainHTTP(c.TokenURL, c.InsecureHTTP); err != nil {
+		return nil, err
 	}
 	hc := c.HTTPClient
 	if set.httpClientSet {
