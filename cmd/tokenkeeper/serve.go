@@ -53,6 +53,7 @@ type brokerOptions struct {
 	providerTimeout time.Duration
 	defaultLifetime time.Duration
 	shutdownTimeout time.Duration
+	keyMaxStale     time.Duration // 0: the server's default
 }
 
 func (o *brokerOptions) register(c *command) {
@@ -61,11 +62,15 @@ func (o *brokerOptions) register(c *command) {
 	c.fs.DurationVar(&o.providerTimeout, "provider-timeout", refresh.DefaultProviderTimeout, "timeout of one request to a provider's token endpoint")
 	c.fs.DurationVar(&o.defaultLifetime, "default-lifetime", refresh.DefaultLifetime, "token lifetime assumed when a provider sends no expires_in")
 	c.fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 15*time.Second, "on SIGTERM, how long to wait for requests and refreshes in flight")
+	c.fs.DurationVar(&o.keyMaxStale, "api-key-max-stale", time.Minute, "how long a cached API key keeps working while the database does not answer; then it fails closed")
 }
 
 func (o *brokerOptions) validate() error {
 	if o.concurrency < 1 || o.concurrency > 10000 {
 		return usagef("--concurrency must be from 1 to 10000")
+	}
+	if o.keyMaxStale < 0 {
+		return usagef("--api-key-max-stale must not be negative")
 	}
 	if o.providerTimeout <= 0 || o.defaultLifetime <= 0 || o.shutdownTimeout <= 0 {
 		return usagef("--provider-timeout, --default-lifetime and --shutdown-timeout must be positive durations")
@@ -112,7 +117,7 @@ func startBroker(ctx context.Context, store tokenkeeper.Store, opts brokerOption
 		}
 	}
 	handler := tkhttp.NewServer(tkhttp.Config{Store: store, Refresher: ref, Logger: logger, Version: versionString(),
-		Auth: authSvc, AuthStore: authStore})
+		Auth: authSvc, AuthStore: authStore, KeyCacheMaxStale: opts.keyMaxStale})
 	b := &broker{
 		URL: "http://" + ln.Addr().String(), Store: store, Refresher: ref, done: make(chan struct{}),
 		opts: opts, logger: logger,

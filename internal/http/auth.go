@@ -75,25 +75,31 @@ func callerFrom(ctx context.Context) *caller {
 }
 
 // keyCache remembers recently authenticated API keys so that the token read
-// path costs no database query per request.
+// path costs no database query per request. An entry is trusted without a
+// query for ttl; past that, each use asks the store, and while the store
+// does not answer the entry keeps working for at most maxStale after its
+// last successful check. Then it is evicted and the key fails closed until
+// the store confirms it again.
 type keyCache struct {
-	ttl     time.Duration
-	mu      sync.RWMutex
-	entries map[[sha256.Size]byte]cachedKey // guarded by mu
+	ttl      time.Duration
+	maxStale time.Duration
+	mu       sync.RWMutex
+	entries  map[[sha256.Size]byte]cachedKey // guarded by mu
 }
 
 type cachedKey struct {
-	key   *tokenkeeper.APIKey
-	until time.Time
+	key     *tokenkeeper.APIKey
+	checked time.Time // the last successful check against the store
 }
 
-func newKeyCache(ttl time.Duration) *keyCache {
-	return &keyCache{ttl: ttl, entries: make(map[[sha256.Size]byte]cachedKey)}
+func newKeyCache(ttl, maxStale time.Duration) *keyCache {
+	return &keyCache{ttl: ttl, maxStale: max(maxStale, ttl), entries: make(map[[sha256.Size]byte]cachedKey)}
 }
 
 // get returns the cached key and whether its entry is still fresh. A stale
-// entry is kept (until purged) so that a key seen before keeps working
-// while the store cannot be reached.
+// entry younger than maxStale is returned (not fresh), so that a key seen
+// before keeps working for a while when the store cannot be reached; an
+// older one is evicted and nil is returned.
 func (c *keyCache) get(h [sha256.Size]byte, now time.Time) (k *tokenkeeper.APIKey, fresh bool) {
 	c.mu.RLock()
 	e, ok := c.entries[h]
@@ -101,16 +107,40 @@ func (c *keyCache) get(h [sha256.Size]byte, now time.Time) (k *tokenkeeper.APIKe
 	if !ok {
 		return nil, false
 	}
-	return e.key, !now.After(e.until)
+	age := now.Sub(e.checked)
+	if age > c.maxStale {
+		c.drop(h)
+		return nil, false
+	}
+	return e.key, age <= c.ttl
 }
 
 func (c *keyCache) put(h [sha256.Size]byte, k *tokenkeeper.APIKey, now time.Time) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if len(c.entries) > 10000 { // bounded: drop everything rather than grow
-		clear(c.entries)
+	if len(c.entries) >= 10000 { // bounded: evict expired entries, then everything
+		for kh, e := range c.entries {
+			if now.Sub(e.checked) > c.maxStale {
+				delete(c.entries, kh)
+			}
+		}
+		if len(c.entries) >= 10000 {
+			clear(c.entries)
+		}
 	}
-	c.entries[h] = cachedKey{key: k, until: now.Add(c.ttl)}
+	c.entries[h] = cachedKey{key: k, checked: now}
+}
+
+// evictStale removes the entries past maxStale; the server calls it
+// periodically so that keys no longer used do not linger in memory.
+func (c *keyCache) evictStale(now time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for kh, e := range c.entries {
+		if now.Sub(e.checked) > c.maxStale {
+			delete(c.entries, kh)
+		}
+	}
 }
 
 func (c *keyCache) drop(h [sha256.Size]byte) {
@@ -178,7 +208,8 @@ func (s *server) apiKey(ctx context.Context, key string) (*tokenkeeper.APIKey, e
 		return cached, nil
 	}
 	// Bounded: while the database is down, a key seen before keeps working
-	// (revocations made meanwhile apply when it is back).
+	// for at most maxStale after its last successful check (revocations
+	// made meanwhile apply when it is back); then it fails closed.
 	wait := 2 * time.Second
 	if cached != nil {
 		wait = 250 * time.Millisecond // a known key: don't make the caller wait long

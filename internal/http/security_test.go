@@ -1,15 +1,22 @@
 package http_test
 
 import (
+	"context"
+	"crypto/rand"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/tokenkeeper/tokenkeeper"
+	tkhttp "github.com/tokenkeeper/tokenkeeper/internal/http"
+	"github.com/tokenkeeper/tokenkeeper/internal/refresh"
+	"github.com/tokenkeeper/tokenkeeper/internal/sqlite"
 	"github.com/tokenkeeper/tokenkeeper/oauthtest"
 )
 
@@ -143,5 +150,94 @@ func TestHostChangeClearsStoredSecrets(t *testing.T) {
 	}
 	if c, _ := h.store.Credential(t.Context(), "crm"); c.ClientSecret != "s2" {
 		t.Fatal("a same-host change cleared the client secret")
+	}
+}
+
+// flakyKeys is a real store whose API key lookups fail while fail is set,
+// as when the database does not answer.
+type flakyKeys struct {
+	tokenkeeper.Store
+	fail atomic.Bool
+}
+
+func (f *flakyKeys) APIKeyByHash(ctx context.Context, h []byte) (*tokenkeeper.APIKey, error) {
+	if f.fail.Load() {
+		return nil, tokenkeeper.Errorf(tokenkeeper.EUNAVAILABLE, "the database is unreachable")
+	}
+	return f.Store.APIKeyByHash(ctx, h)
+}
+
+// testClock is a settable clock.
+type testClock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func (c *testClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *testClock) Add(d time.Duration) {
+	c.mu.Lock()
+	c.now = c.now.Add(d)
+	c.mu.Unlock()
+}
+
+func openTestStore(t *testing.T) tokenkeeper.Store {
+	t.Helper()
+	key := make([]byte, 32)
+	_, _ = rand.Read(key)
+	store, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "tk.db"), key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	return store
+}
+
+// L3: a cached API key works without a successful check against the store
+// for at most KeyCacheMaxStale; then it fails closed until the store
+// confirms it again.
+func TestCachedAPIKeyFailsClosedAfterMaxStale(t *testing.T) {
+	store := &flakyKeys{Store: openTestStore(t)}
+	ref, err := refresh.New(refresh.Config{Store: store})
+	if err != nil {
+		t.Fatal(err)
+	}
+	clock := &testClock{now: time.Now()}
+	srv := httptest.NewServer(tkhttp.NewServer(tkhttp.Config{Store: store, Refresher: ref, Now: clock.Now,
+		KeyCacheTTL: 5 * time.Second, KeyCacheMaxStale: time.Minute}))
+	defer srv.Close()
+	key, rec := tkhttp.NewAPIKey("ops", tokenkeeper.RoleAdmin, nil)
+	if err := store.CreateAPIKey(t.Context(), rec); err != nil {
+		t.Fatal(err)
+	}
+	list := func() int {
+		req, _ := http.NewRequest("GET", srv.URL+"/v1/credentials", nil)
+		req.Header.Set("Authorization", "Bearer "+key)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if st := list(); st != 200 {
+		t.Fatalf("first use: %d", st)
+	}
+	store.fail.Store(true)
+	clock.Add(30 * time.Second)
+	if st := list(); st != 200 {
+		t.Fatalf("30s without a check, store down: %d, want 200 (cached)", st)
+	}
+	clock.Add(31 * time.Second)
+	if st := list(); st != http.StatusServiceUnavailable {
+		t.Fatalf("61s without a check, store down: %d, want 503 (fail closed)", st)
+	}
+	store.fail.Store(false)
+	if st := list(); st != 200 {
+		t.Fatalf("store back: %d", st)
 	}
 }

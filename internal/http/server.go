@@ -39,6 +39,11 @@ type Config struct {
 	// asking the store again; default 5s. A revocation made on another
 	// replica takes at most this long to apply here.
 	KeyCacheTTL time.Duration
+	// KeyCacheMaxStale is how long a cached API key keeps working without
+	// a successful check against the store (while the store does not
+	// answer); past it the key fails closed until the store confirms it.
+	// Default 60s.
+	KeyCacheMaxStale time.Duration
 }
 
 // server carries the dependencies of the handlers.
@@ -64,11 +69,27 @@ type Server struct {
 	s *server
 }
 
-// Run writes audit records in the background until ctx ends, then flushes
-// what is queued. Without an AuthStore it returns at once.
+// Run does the server's background work until ctx ends: it writes audit
+// records (then flushes what is queued) and evicts API keys that have not
+// been checked against the store for too long from its cache.
 func (h *Server) Run(ctx context.Context) {
-	if h.s.auditw != nil {
-		h.s.auditw.run(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if h.s.auditw != nil {
+			h.s.auditw.run(ctx)
+		}
+	}()
+	tick := time.NewTicker(10 * time.Second)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			<-done
+			return
+		case <-tick.C:
+			h.s.keys.evictStale(h.s.now())
+		}
 	}
 }
 
@@ -86,10 +107,13 @@ func NewServer(cfg Config) *Server {
 	if cfg.KeyCacheTTL <= 0 {
 		cfg.KeyCacheTTL = 5 * time.Second
 	}
+	if cfg.KeyCacheMaxStale <= 0 {
+		cfg.KeyCacheMaxStale = time.Minute
+	}
 	s := &server{
 		store: cfg.Store, refresher: cfg.Refresher, logger: cfg.Logger.With("component", "http"),
 		now: cfg.Now, version: cfg.Version, maxBody: cfg.MaxBodyBytes,
-		keys: newKeyCache(cfg.KeyCacheTTL),
+		keys: newKeyCache(cfg.KeyCacheTTL, cfg.KeyCacheMaxStale),
 		auth: cfg.Auth, authStore: cfg.AuthStore, issuer: cfg.Issuer,
 	}
 	if cfg.AuthStore != nil {
