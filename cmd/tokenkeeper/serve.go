@@ -253,6 +253,11 @@ Several replicas may share one PostgreSQL database (--database postgres://...).`
 		return err
 	}
 	if !isPostgres(so.database) {
+		if err := checkPrivate(so.database); err != nil {
+			return err
+		}
+	}
+	if !isPostgres(so.database) {
 		// One broker process per SQLite file; leases left by a previous
 		// process (killed between claim and commit) are released at once.
 		unlock, err := sqlite.Lock(so.database)

@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"os"
+	"runtime"
 	"strings"
 
 	"github.com/tokenkeeper/tokenkeeper"
@@ -93,13 +94,8 @@ func (e *env) openStore(o *storeOptions, logger *slog.Logger, mayCreate bool) (t
 		}
 		return db, nil
 	}
-	// A new database file is created private to its owner, like its key:
-	// SQLite gives the -wal and -shm files the same mode.
-	if err := sqlite.EnsureDir(o.database); err != nil {
+	if err := createPrivate(o.database); err != nil {
 		return nil, err
-	}
-	if f, err := os.OpenFile(o.database, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600); err == nil {
-		f.Close()
 	}
 	db, err := sqlite.Open(e.ctx, o.database, key, sqlite.WithLogger(logger))
 	if err != nil {
@@ -122,6 +118,9 @@ func (e *env) cmdMigrate(args []string) error {
 	if isPostgres(o.database) {
 		applied, err = postgres.Migrate(e.ctx, o.database)
 	} else {
+		if err := createPrivate(o.database); err != nil {
+			return err
+		}
 		applied, err = sqlite.Migrate(e.ctx, o.database)
 	}
 	if err != nil {
@@ -138,6 +137,43 @@ func (e *env) cmdMigrate(args []string) error {
 	}
 	for _, m := range applied {
 		fmt.Fprintln(e.stdout, "applied", m)
+	}
+	return nil
+}
+
+// createPrivate creates the SQLite database file at path, if it does not
+// exist, private to its owner (0600) like its key, in a directory created
+// 0700: SQLite gives the -wal and -shm files the same mode. Every command
+// that may create a database calls it before SQLite opens the file.
+func createPrivate(path string) error {
+	if err := sqlite.EnsureDir(path); err != nil {
+		return err
+	}
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+	if err == nil {
+		return f.Close()
+	}
+	if errors.Is(err, fs.ErrExist) {
+		return nil
+	}
+	return fmt.Errorf("create database file: %w", err)
+}
+
+// checkPrivate refuses a database file (and its -wal and -shm files) that
+// the group or others may access, naming the chmod to run. The master key
+// file gets the same check where it is read.
+func checkPrivate(path string) error {
+	if runtime.GOOS == "windows" {
+		return nil
+	}
+	for _, p := range []string{path, path + "-wal", path + "-shm"} {
+		fi, err := os.Stat(p)
+		if err != nil {
+			continue // absent: created private
+		}
+		if perm := fi.Mode().Perm(); perm&0o077 != 0 {
+			return fmt.Errorf("database file %s has mode %#o: the group or others can read the sealed secrets and the API key hashes; run `chmod 600 %s` (and the same for its -wal and -shm files)", p, perm, p)
+		}
 	}
 	return nil
 }
