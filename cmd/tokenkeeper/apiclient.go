@@ -20,7 +20,8 @@ type apiOptions struct {
 
 func (o *apiOptions) register(c *command) {
 	c.fs.StringVar(&o.server, "server", "http://127.0.0.1:8080", "broker URL")
-	c.fs.StringVar(&o.apiKey, "api-key", "", "API key (prefer $TOKENKEEPER_API_KEY: a flag shows in the process list)")
+	c.fs.StringVar(&o.apiKey, "api-key", "", "API key")
+	c.inlineSecret("api-key", "$TOKENKEEPER_API_KEY")
 }
 
 // apiClient calls the broker's HTTP API.
@@ -36,7 +37,7 @@ func (o *apiOptions) client() (*apiClient, error) {
 		return nil, usagef("invalid --server %q: expected a URL such as http://127.0.0.1:8080", o.server)
 	}
 	if o.apiKey == "" {
-		return nil, usagef("an API key is required: set $TOKENKEEPER_API_KEY or pass --api-key")
+		return nil, usagef("an API key is required: set $TOKENKEEPER_API_KEY")
 	}
 	return &apiClient{base: strings.TrimRight(o.server, "/"), key: o.apiKey, client: &http.Client{Timeout: 60 * time.Second}}, nil
 }

@@ -93,6 +93,8 @@ so that they do not show in the shell history or the process list.`)
 	params := paramsFlag{}
 	c.fs.Var(params, "param", "extra token request parameter key=value (repeatable), e.g. audience=...")
 	asJSON := c.fs.Bool("json", false, "print JSON")
+	c.inlineSecret("client-secret", "--client-secret-file FILE, --client-secret-file - (standard input) or $TOKENKEEPER_CLIENT_SECRET")
+	c.inlineSecret("refresh-token", "--refresh-token-file FILE or --refresh-token-file - (standard input)")
 	c.noEnv = map[string]bool{"name": true, "token-url": true, "grant-type": true, "client-id": true, "scopes": true,
 		"auth-style": true, "refresh-lead": true, "param": true, "refresh-token": true, "refresh-token-file": true,
 		"client-secret-file": true}
@@ -253,6 +255,8 @@ at once. --status disabled stops its refreshes; --status active resumes them.`)
 	lead := c.fs.String("refresh-lead", "", "new refresh lead (0 for the default)")
 	status := c.fs.String("status", "", "active or disabled")
 	asJSON := c.fs.Bool("json", false, "print JSON")
+	c.inlineSecret("client-secret", "--client-secret-file FILE or --client-secret-file - (standard input)")
+	c.inlineSecret("refresh-token", "--refresh-token-file FILE or --refresh-token-file - (standard input)")
 	c.noEnv = map[string]bool{"token-url": true, "client-id": true, "scopes": true, "auth-style": true,
 		"refresh-lead": true, "status": true, "refresh-token": true, "refresh-token-file": true, "client-secret-file": true,
 		"client-secret": true}

@@ -40,6 +40,10 @@ type command struct {
 	about  string // a paragraph describing the command
 	stderr io.Writer
 	noEnv  map[string]bool // flags without an environment variable
+	// inline lists the flags that take a secret inline, with the safer
+	// forms to use instead: they are listed last in the help, and using
+	// one on the command line prints a warning.
+	inline map[string]string
 
 	positional []string // arguments that are not flags, in order
 }
@@ -58,6 +62,15 @@ func newCommand(stderr io.Writer, usage, about string) *command {
 	return c
 }
 
+// inlineSecret marks flag name as taking a secret inline; safer names the
+// forms to prefer ("--client-secret-file (or '-' for standard input)").
+func (c *command) inlineSecret(name, safer string) {
+	if c.inline == nil {
+		c.inline = map[string]string{}
+	}
+	c.inline[name] = safer
+}
+
 func (c *command) printUsage(w io.Writer) {
 	fmt.Fprintf(w, "Usage: %s\n\n%s\n", c.usage, c.about)
 	n := 0
@@ -67,20 +80,36 @@ func (c *command) printUsage(w io.Writer) {
 	}
 	fmt.Fprintf(w, "\nFlags (each also read from the environment variable shown; a flag on the command line wins):\n")
 	c.fs.VisitAll(func(f *flag.Flag) {
-		typ, u := flag.UnquoteUsage(f)
-		line := "  --" + f.Name
-		if typ != "" {
-			line += " " + typ
+		if _, ok := c.inline[f.Name]; !ok {
+			c.printFlag(w, f)
 		}
-		fmt.Fprintf(w, "%s\n      %s", line, u)
-		if f.DefValue != "" && f.DefValue != "false" && f.DefValue != "0" && f.DefValue != "0s" {
-			fmt.Fprintf(w, " (default %s)", f.DefValue)
-		}
-		if !c.noEnv[f.Name] && f.Name != "json" {
-			fmt.Fprintf(w, " [$%s]", envName(f.Name))
-		}
-		fmt.Fprintln(w)
 	})
+	if len(c.inline) == 0 {
+		return
+	}
+	fmt.Fprintf(w, "\nSecrets inline (for tests and demos only: other users see them in the process list):\n")
+	c.fs.VisitAll(func(f *flag.Flag) {
+		if safer, ok := c.inline[f.Name]; ok {
+			c.printFlag(w, f)
+			fmt.Fprintf(w, "      prefer %s\n", safer)
+		}
+	})
+}
+
+func (c *command) printFlag(w io.Writer, f *flag.Flag) {
+	typ, u := flag.UnquoteUsage(f)
+	line := "  --" + f.Name
+	if typ != "" {
+		line += " " + typ
+	}
+	fmt.Fprintf(w, "%s\n      %s", line, u)
+	if f.DefValue != "" && f.DefValue != "false" && f.DefValue != "0" && f.DefValue != "0s" {
+		fmt.Fprintf(w, " (default %s)", f.DefValue)
+	}
+	if !c.noEnv[f.Name] && f.Name != "json" {
+		fmt.Fprintf(w, " [$%s]", envName(f.Name))
+	}
+	fmt.Fprintln(w)
 }
 
 // parse parses args, then fills every flag not given on the command line
@@ -111,6 +140,11 @@ func (c *command) parse(args []string, getenv func(string) string) error {
 	c.positional = positional
 	set := map[string]bool{}
 	c.fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	c.fs.VisitAll(func(f *flag.Flag) {
+		if safer, ok := c.inline[f.Name]; ok && set[f.Name] {
+			fmt.Fprintf(c.stderr, "warning: --%s puts a secret on the command line, where other users can see it in the process list; use %s instead\n", f.Name, safer)
+		}
+	})
 	var err error
 	c.fs.VisitAll(func(f *flag.Flag) {
 		if set[f.Name] || c.noEnv[f.Name] || f.Name == "json" || err != nil {

@@ -78,3 +78,43 @@ func TestServeRefusesReadableDatabase(t *testing.T) {
 		t.Fatalf("serve with a 0640 key file: %v", err)
 	}
 }
+
+// L6: a secret given inline on the command line prints a warning, and the
+// help lists the file, standard input and environment forms first.
+func TestInlineSecretFlagsWarn(t *testing.T) {
+	_, errs, err := runCmd(t, "credential", "add", "--server", "http://127.0.0.1:1", "--api-key", "tk_x",
+		"--name", "a", "--token-url", "https://idp.example.com/token", "--client-id", "c", "--client-secret", "s")
+	if err == nil {
+		t.Fatal("credential add against a closed port succeeded")
+	}
+	for _, f := range []string{"--api-key", "--client-secret"} {
+		if !strings.Contains(errs, "warning: "+f+" puts a secret on the command line") {
+			t.Errorf("no warning for %s: %s", f, errs)
+		}
+	}
+	if strings.Contains(errs, "tk_x") || strings.Contains(errs, " s ") {
+		t.Error("the warning quotes the secret")
+	}
+	// From the environment: no warning.
+	var out, errb syncBuffer
+	env := map[string]string{"TOKENKEEPER_API_KEY": "tk_x"}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_ = run(ctx, []string{"tokenkeeper", "credential", "list", "--server", "http://127.0.0.1:1"}, func(k string) string { return env[k] }, strings.NewReader(""), &out, &errb)
+	if strings.Contains(errb.String(), "warning") {
+		t.Errorf("a key from the environment warns: %s", errb.String())
+	}
+
+	for _, cmd := range [][]string{{"credential", "add"}, {"credential", "update"}, {"testidp"}} {
+		_, help, _ := runCmd(t, append(cmd, "--help")...)
+		inline := map[string]string{"credential": "--client-secret ", "testidp": "--client "}[cmd[0]]
+		safe := map[string]string{"credential": "--client-secret-file", "testidp": "--clients-file"}[cmd[0]]
+		i, j := strings.Index(help, "  "+safe), strings.Index(help, "  "+inline)
+		if i < 0 || j < 0 || i > j || !strings.Contains(help[max(0, j-200):], "process list") {
+			t.Errorf("%s --help: %s at %d, %s at %d:\n%s", cmd, safe, i, inline, j, help)
+		}
+	}
+	if _, _, err := runCmd(t, "testidp", "--clients-file", filepath.Join(t.TempDir(), "none")); err == nil || !strings.Contains(err.Error(), "clients file") {
+		t.Errorf("testidp with a missing clients file: %v", err)
+	}
+}

@@ -24,7 +24,7 @@ func (c *clientsFlag) Set(v string) error {
 }
 
 func (e *env) cmdTestIDP(args []string) error {
-	c := newCommand(e.stderr, "tokenkeeper testidp [--addr 127.0.0.1:9090] [--lifetime 60s] [--rotate] [--reuse-detection] [--consent] [--oidc] --client ID:SECRET",
+	c := newCommand(e.stderr, "tokenkeeper testidp [--addr 127.0.0.1:9090] [--lifetime 60s] [--rotate] [--reuse-detection] [--consent] [--oidc] --clients-file FILE|-",
 		`Runs the OAuth2 test authorization server (package oauthtest): a token
 endpoint (client_credentials, refresh_token, authorization_code with PKCE,
 device_code), an authorize endpoint that approves at once or, with
@@ -41,18 +41,34 @@ logged, never a secret.`)
 	latency := c.fs.Duration("latency", 0, "delay added to every token request")
 	var clients clientsFlag
 	c.fs.Var(&clients, "client", "register a client ID:SECRET (repeatable)")
+	clientsFile := c.fs.String("clients-file", "", "register the clients in this file, one ID:SECRET a line ('-': standard input)")
 	fl := registerFlowFlags(c)
 	var lo logOptions
 	lo.register(c)
 	c.noEnv = map[string]bool{"client": true, "public-client": true}
+	c.inlineSecret("client", "--clients-file (or '-' for standard input)")
 	if err := c.parse(args, e.getenv); err != nil {
 		return err
+	}
+	if *clientsFile != "" {
+		text, err := e.secretValue("", *clientsFile, "clients file")
+		if err != nil {
+			return err
+		}
+		for i, line := range strings.Split(text, "\n") {
+			if line = strings.TrimSpace(line); line == "" || strings.HasPrefix(line, "#") {
+				continue
+			}
+			if err := clients.Set(line); err != nil {
+				return usagef("--clients-file line %d: %v", i+1, err)
+			}
+		}
 	}
 	if _, err := c.args(0, "no positional arguments"); err != nil {
 		return err
 	}
 	if len(clients) == 0 && len(fl.public) == 0 {
-		return usagef("register at least one client with --client ID:SECRET or --public-client ID")
+		return usagef("register at least one client with --clients-file FILE (lines of ID:SECRET), --client ID:SECRET or --public-client ID")
 	}
 	flowOpts, err := fl.options()
 	if err != nil {
