@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"strings"
 	"sync"
 	"time"
@@ -54,6 +55,8 @@ type brokerOptions struct {
 	defaultLifetime time.Duration
 	shutdownTimeout time.Duration
 	keyMaxStale     time.Duration // 0: the server's default
+	trustedProxies  string        // CIDRs whose X-Forwarded-For is believed
+	proxies         []netip.Prefix
 }
 
 func (o *brokerOptions) register(c *command) {
@@ -62,6 +65,7 @@ func (o *brokerOptions) register(c *command) {
 	c.fs.DurationVar(&o.providerTimeout, "provider-timeout", refresh.DefaultProviderTimeout, "timeout of one request to a provider's token endpoint")
 	c.fs.DurationVar(&o.defaultLifetime, "default-lifetime", refresh.DefaultLifetime, "token lifetime assumed when a provider sends no expires_in")
 	c.fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 15*time.Second, "on SIGTERM, how long to wait for requests and refreshes in flight")
+	c.fs.StringVar(&o.trustedProxies, "trusted-proxies", "", "CIDRs of reverse proxies whose X-Forwarded-For names the client address (comma separated); without it the header is ignored")
 	c.fs.DurationVar(&o.keyMaxStale, "api-key-max-stale", time.Minute, "how long a cached API key keeps working while the database does not answer; then it fails closed")
 }
 
@@ -69,6 +73,11 @@ func (o *brokerOptions) validate() error {
 	if o.concurrency < 1 || o.concurrency > 10000 {
 		return usagef("--concurrency must be from 1 to 10000")
 	}
+	p, err := tkhttp.ParseTrustedProxies(o.trustedProxies)
+	if err != nil {
+		return usagef("invalid --trusted-proxies %q: expected CIDRs such as 10.0.0.0/8,192.168.1.5", o.trustedProxies)
+	}
+	o.proxies = p
 	if o.keyMaxStale < 0 {
 		return usagef("--api-key-max-stale must not be negative")
 	}
@@ -117,7 +126,7 @@ func startBroker(ctx context.Context, store tokenkeeper.Store, opts brokerOption
 		}
 	}
 	handler := tkhttp.NewServer(tkhttp.Config{Store: store, Refresher: ref, Logger: logger, Version: versionString(),
-		Auth: authSvc, AuthStore: authStore, KeyCacheMaxStale: opts.keyMaxStale})
+		Auth: authSvc, AuthStore: authStore, KeyCacheMaxStale: opts.keyMaxStale, TrustedProxies: opts.proxies})
 	b := &broker{
 		URL: "http://" + ln.Addr().String(), Store: store, Refresher: ref, done: make(chan struct{}),
 		opts: opts, logger: logger,

@@ -18,8 +18,19 @@ type Rate struct {
 }
 
 // DefaultLoginRate allows 5 login attempts a minute, 10 at once, per
-// username and per client address.
+// username and client address together: the tightest limit, so that one
+// address guessing one user's password is slowed down first.
 var DefaultLoginRate = Rate{Limit: 5, Per: time.Minute, Burst: 10}
+
+// DefaultLoginRateUser allows 30 login attempts a minute, 60 at once, per
+// username from all addresses together: looser than DefaultLoginRate, so
+// that an attacker at one address cannot lock the user out of login, yet
+// bounding a guess spread over many addresses.
+var DefaultLoginRateUser = Rate{Limit: 30, Per: time.Minute, Burst: 60}
+
+// DefaultLoginRateAddress allows 20 login attempts a minute, 30 at once,
+// per client address for all usernames together (password spraying).
+var DefaultLoginRateAddress = Rate{Limit: 20, Per: time.Minute, Burst: 30}
 
 // maxLimiterKeys bounds each bucket map: past it, refilled buckets are
 // dropped, and if that is not enough the map is cleared (failing open
@@ -93,16 +104,21 @@ func (l *limiter) sweep(now time.Time) {
 	}
 }
 
-// loginLimiter limits login attempts per username and per client address.
-// It is safe for concurrent use.
+// loginLimiter limits login attempts per username, per client address and
+// per username and address together. It is safe for concurrent use.
 type loginLimiter struct {
 	mu    sync.Mutex
 	users *limiter // guarded by mu
 	addrs *limiter // guarded by mu
+	pairs *limiter // guarded by mu
 }
 
-func newLoginLimiter(users, addrs Rate) *loginLimiter {
-	return &loginLimiter{users: newLimiter(users), addrs: newLimiter(addrs)}
+func newLoginLimiter(users, addrs Rate, pair ...Rate) *loginLimiter {
+	p := Rate{Disabled: true}
+	if len(pair) > 0 {
+		p = pair[0]
+	}
+	return &loginLimiter{users: newLimiter(users), addrs: newLimiter(addrs), pairs: newLimiter(p)}
 }
 
 // allow counts one attempt for username from remoteAddr at now. It returns
@@ -110,17 +126,24 @@ func newLoginLimiter(users, addrs Rate) *loginLimiter {
 // consumes nothing.
 func (ll *loginLimiter) allow(username, remoteAddr string, now time.Time) time.Duration {
 	uk, ak := userKey(username), addrKey(remoteAddr)
+	pk := uk + "\x00" + ak
 	ll.mu.Lock()
 	defer ll.mu.Unlock()
 	var wait time.Duration
+	if !ll.pairs.rate.Disabled {
+		wait = ll.pairs.wait(pk, now)
+	}
 	if !ll.users.rate.Disabled {
-		wait = ll.users.wait(uk, now)
+		wait = max(wait, ll.users.wait(uk, now))
 	}
 	if !ll.addrs.rate.Disabled {
 		wait = max(wait, ll.addrs.wait(ak, now))
 	}
 	if wait > 0 {
 		return wait
+	}
+	if !ll.pairs.rate.Disabled {
+		ll.pairs.take(pk, now)
 	}
 	if !ll.users.rate.Disabled {
 		ll.users.take(uk, now)
@@ -137,6 +160,7 @@ func (ll *loginLimiter) sweep(now time.Time) {
 	defer ll.mu.Unlock()
 	ll.users.sweep(now)
 	ll.addrs.sweep(now)
+	ll.pairs.sweep(now)
 }
 
 // userKey folds case, so that "Alice" and "alice" share a bucket.

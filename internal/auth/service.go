@@ -52,9 +52,12 @@ type Config struct {
 	// 3s. It should exceed ReloadInterval.
 	KeyPropagation time.Duration
 
-	// LoginRateUser and LoginRateAddress limit login attempts per username
-	// and per client address; default DefaultLoginRate each.
-	LoginRateUser, LoginRateAddress Rate
+	// LoginRatePair limits login attempts per username and client address
+	// together (default DefaultLoginRate); LoginRateUser per username from
+	// any address (default DefaultLoginRateUser), looser so that one
+	// address cannot lock a user out; LoginRateAddress per client address
+	// for any username (default DefaultLoginRateAddress).
+	LoginRatePair, LoginRateUser, LoginRateAddress Rate
 
 	// ClientCacheTTL is how long a service client id, once looked up, is
 	// answered from memory; default 5s. A secret rotated or a client
@@ -143,7 +146,7 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 		params:   verifyParams{issuer: cfg.Issuer, audience: cfg.Audience, leeway: leeway},
 		revokeTo: cfg.AccessTTL + leeway + time.Second, // exp is whole seconds, rounded up
 		pending:  make(map[string]pendingRevocation),
-		limiter:  newLoginLimiter(cfg.LoginRateUser, cfg.LoginRateAddress),
+		limiter:  newLoginLimiter(cfg.LoginRateUser, cfg.LoginRateAddress, cfg.LoginRatePair),
 		hashSem:  make(chan struct{}, cfg.MaxConcurrentHashes),
 		clients:  newClientCache(cfg.ClientCacheTTL),
 	}
@@ -197,11 +200,14 @@ func (c *Config) setDefaults() error {
 	def(&c.ReloadInterval, time.Second)
 	def(&c.KeyPropagation, 3*time.Second)
 	def(&c.ClientCacheTTL, 5*time.Second)
+	if c.LoginRatePair == (Rate{}) {
+		c.LoginRatePair = DefaultLoginRate
+	}
 	if c.LoginRateUser == (Rate{}) {
-		c.LoginRateUser = DefaultLoginRate
+		c.LoginRateUser = DefaultLoginRateUser
 	}
 	if c.LoginRateAddress == (Rate{}) {
-		c.LoginRateAddress = DefaultLoginRate
+		c.LoginRateAddress = DefaultLoginRateAddress
 	}
 	if c.PasswordParams == (Argon2Params{}) {
 		c.PasswordParams = DefaultArgon2
@@ -223,7 +229,7 @@ func (c *Config) setDefaults() error {
 	case c.ReloadInterval < 0 || c.KeyPropagation < 0 || c.ClientCacheTTL < 0:
 		return errors.New("new auth service: negative interval")
 	}
-	for _, r := range []Rate{c.LoginRateUser, c.LoginRateAddress} {
+	for _, r := range []Rate{c.LoginRatePair, c.LoginRateUser, c.LoginRateAddress} {
 		if !r.Disabled && (r.Limit < 1 || r.Per <= 0 || r.Burst < 1) {
 			return fmt.Errorf("new auth service: invalid login rate %d per %s burst %d", r.Limit, r.Per, r.Burst)
 		}

@@ -7,6 +7,7 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"errors"
+	"fmt"
 	"log/slog"
 	"path/filepath"
 	"slices"
@@ -566,7 +567,9 @@ func TestReloadKeepsConcurrentLogout(t *testing.T) {
 
 func TestLoginFailuresLookAlike(t *testing.T) {
 	ctx := context.Background()
-	e := newEnv(t, func(c *Config) { c.LoginRateUser, c.LoginRateAddress = Rate{Disabled: true}, Rate{Disabled: true} })
+	e := newEnv(t, func(c *Config) {
+		c.LoginRatePair, c.LoginRateUser, c.LoginRateAddress = Rate{Disabled: true}, Rate{Disabled: true}, Rate{Disabled: true}
+	})
 	e.addUser(t, "alice", alicePassword, tokenkeeper.RoleAdmin)
 	cases := []struct{ user, pw string }{
 		{"alice", "wrong password"},
@@ -593,7 +596,7 @@ func TestLoginTiming(t *testing.T) {
 	ctx := context.Background()
 	e := newEnv(t, func(c *Config) {
 		c.PasswordParams = DefaultArgon2
-		c.LoginRateUser, c.LoginRateAddress = Rate{Disabled: true}, Rate{Disabled: true}
+		c.LoginRatePair, c.LoginRateUser, c.LoginRateAddress = Rate{Disabled: true}, Rate{Disabled: true}, Rate{Disabled: true}
 	})
 	e.addUser(t, "alice", alicePassword, tokenkeeper.RoleAdmin)
 	login := func(user string) time.Duration {
@@ -634,8 +637,8 @@ func TestLoginRateLimit(t *testing.T) {
 			t.Fatalf("attempt %d: %v", i+1, err)
 		}
 	}
-	// Even the right password is refused now, from any address.
-	_, err := e.s.Login(ctx, "alice", alicePassword, "198.51.100.2:1")
+	// Even the right password is refused now from that address.
+	_, err := e.s.Login(ctx, "alice", alicePassword, "192.0.2.1:2")
 	var rl *RateLimitError
 	if !errors.As(err, &rl) {
 		t.Fatalf("11th attempt: %v", err)
@@ -655,15 +658,15 @@ func TestLoginRateLimit(t *testing.T) {
 	// The address limit: many usernames from one address.
 	e2 := newEnv(t, nil)
 	var limited bool
-	for i := range 11 {
-		_, err := e2.s.Login(ctx, "user"+string(rune('a'+i)), "password", "[2001:db8::1]:1")
+	for i := range 31 {
+		_, err := e2.s.Login(ctx, fmt.Sprintf("user%d", i), "password", "[2001:db8::1]:1")
 		if errors.As(err, &rl) {
-			limited = i == 10
+			limited = i == 30
 			break
 		}
 	}
 	if !limited {
-		t.Fatal("address not limited after 10 attempts")
+		t.Fatal("address not limited after 30 attempts")
 	}
 	// Another host in the same IPv6 /64 shares the limit.
 	if _, err := e2.s.Login(ctx, "zed", "password", "[2001:db8::2]:1"); !errors.As(err, &rl) {
@@ -959,7 +962,9 @@ func TestNoSecretInLogs(t *testing.T) {
 // BenchmarkVerify measures Service.Verify on a real store: the cost the
 // token read path pays per request.
 func BenchmarkVerify(b *testing.B) {
-	e := newEnv(b, func(c *Config) { c.LoginRateUser, c.LoginRateAddress = Rate{Disabled: true}, Rate{Disabled: true} })
+	e := newEnv(b, func(c *Config) {
+		c.LoginRatePair, c.LoginRateUser, c.LoginRateAddress = Rate{Disabled: true}, Rate{Disabled: true}, Rate{Disabled: true}
+	})
 	e.addUser(b, "alice", alicePassword, tokenkeeper.RoleAdmin)
 	tok := e.login(b, "alice", alicePassword).AccessToken
 	for range 100 { // some revoked families in the set
@@ -1028,5 +1033,38 @@ func TestClientCacheBounded(t *testing.T) {
 	c.sweep(testNow.Add(time.Second))
 	if n := len(c.entries); n != 0 {
 		t.Fatalf("%d entries after expiry", n)
+	}
+}
+
+// L4: an attacker at one address cannot lock a user out of login: the
+// limit per username and address is tighter than the one per username,
+// which holds only against guesses spread over many addresses.
+func TestLoginLockoutNeedsManyAddresses(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t, nil)
+	e.addUser(t, "alice", alicePassword, tokenkeeper.RoleAdmin)
+	var rl *RateLimitError
+	limitedAt := -1
+	for i := range 60 {
+		if _, err := e.s.Login(ctx, "alice", "guess", "192.0.2.1:1"); errors.As(err, &rl) {
+			limitedAt = i
+			break
+		}
+	}
+	if limitedAt != 10 {
+		t.Fatalf("one address guessing alice's password was limited after %d attempts, want 10", limitedAt)
+	}
+	// alice herself, from her own address, still logs in.
+	e.login(t, "alice", alicePassword)
+	// Guesses spread over many addresses still meet the per-username limit.
+	spread := 0
+	for i := range 100 {
+		if _, err := e.s.Login(ctx, "alice", "guess", fmt.Sprintf("198.51.100.%d:1", i)); errors.As(err, &rl) {
+			break
+		}
+		spread++
+	}
+	if spread < 40 || spread > 60 {
+		t.Fatalf("guesses from many addresses limited after %d, want the per-user burst (about 50 left of 60)", spread)
 	}
 }

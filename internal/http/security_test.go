@@ -241,3 +241,52 @@ func TestCachedAPIKeyFailsClosedAfterMaxStale(t *testing.T) {
 		t.Fatalf("store back: %d", st)
 	}
 }
+
+// loginFrom tries a login with a wrong password, sending X-Forwarded-For.
+func (h *harness) loginFrom(user, xff string) *response {
+	req, _ := http.NewRequest("POST", h.url+"/v1/auth/login", strings.NewReader(`{"username":"`+user+`","password":"wrong password!"}`))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("X-Forwarded-For", xff)
+	return h.send(req)
+}
+
+// auditAddrs waits for n audit records of action and returns their
+// remote addresses.
+func (h *harness) auditAddrs(action string, n int) []string {
+	h.t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		recs := h.do("GET", "/v1/audit?action="+action, h.admin, nil).json(h.t)["records"].([]any)
+		if len(recs) >= n || time.Now().After(deadline) {
+			var out []string
+			for _, r := range recs {
+				a, _ := r.(map[string]any)["remote_addr"].(string)
+				out = append(out, a)
+			}
+			return out
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// L4: X-Forwarded-For names the client's address only when the request
+// comes from a trusted proxy; otherwise it is ignored, so that a client
+// cannot pick the address its login attempts are counted under.
+func TestForwardedForOnlyFromTrustedProxies(t *testing.T) {
+	h := newHarness(t)
+	h.addUser("alice", "correct horse battery", tokenkeeper.RoleAdmin)
+	h.loginFrom("alice", "203.0.113.9")
+	if got := h.auditAddrs("auth.login", 1); len(got) != 1 || got[0] != "127.0.0.1" {
+		t.Fatalf("without trusted proxies the audit names %v, want the peer 127.0.0.1", got)
+	}
+
+	h = newHarnessWith(t, func(c *tkhttp.Config) {
+		c.TrustedProxies, _ = tkhttp.ParseTrustedProxies("127.0.0.0/8, 10.0.0.0/8")
+	})
+	h.addUser("alice", "correct horse battery", tokenkeeper.RoleAdmin)
+	// The right-most address that is not a trusted proxy is the client.
+	h.loginFrom("alice", "198.51.100.1, 203.0.113.9, 10.1.2.3")
+	if got := h.auditAddrs("auth.login", 1); len(got) != 1 || got[0] != "203.0.113.9" {
+		t.Fatalf("behind a trusted proxy the audit names %v, want 203.0.113.9", got)
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"context"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"sync/atomic"
 	"time"
 
@@ -44,6 +45,10 @@ type Config struct {
 	// answer); past it the key fails closed until the store confirms it.
 	// Default 60s.
 	KeyCacheMaxStale time.Duration
+	// TrustedProxies are the reverse proxies whose X-Forwarded-For names
+	// the client's address; empty: the header is ignored and the peer's
+	// address counts.
+	TrustedProxies []netip.Prefix
 }
 
 // server carries the dependencies of the handlers.
@@ -59,7 +64,9 @@ type server struct {
 	authStore tokenkeeper.AuthStore
 	auditw    *auditWriter // nil without an AuthStore
 	issuer    string
-	unready   atomic.Bool // the last readiness check failed (logged once per outage)
+	// trustedProxies may name the client's address in X-Forwarded-For.
+	trustedProxies []netip.Prefix
+	unready        atomic.Bool // the last readiness check failed (logged once per outage)
 }
 
 // Server is the broker's HTTP handler. Run its background work (the audit
@@ -115,11 +122,12 @@ func NewServer(cfg Config) *Server {
 		now: cfg.Now, version: cfg.Version, maxBody: cfg.MaxBodyBytes,
 		keys: newKeyCache(cfg.KeyCacheTTL, cfg.KeyCacheMaxStale),
 		auth: cfg.Auth, authStore: cfg.AuthStore, issuer: cfg.Issuer,
+		trustedProxies: cfg.TrustedProxies,
 	}
 	if cfg.AuthStore != nil {
 		s.auditw = newAuditWriter(cfg.AuthStore, s.logger, cfg.Now, 4096)
 	}
 	mux := http.NewServeMux()
 	s.routes(mux)
-	return &Server{Handler: s.recoverPanics(mux), s: s}
+	return &Server{Handler: s.recoverPanics(s.clientAddress(mux)), s: s}
 }

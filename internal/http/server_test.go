@@ -65,6 +65,12 @@ func randomSecret() string {
 // newHarness starts oauthtest, a SQLite store, a refresher and the server.
 func newHarness(t *testing.T, idpOpts ...oauthtest.Option) *harness {
 	t.Helper()
+	return newHarnessWith(t, nil, idpOpts...)
+}
+
+// newHarnessWith is newHarness with a change to the server's Config.
+func newHarnessWith(t *testing.T, configure func(*tkhttp.Config), idpOpts ...oauthtest.Option) *harness {
+	t.Helper()
 	h := &harness{t: t, logs: &syncBuffer{}, secret: randomSecret(), attempts: make(chan *tokenkeeper.Event, 1000)}
 	logger := slog.New(slog.NewTextHandler(h.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	h.idp = oauthtest.NewServer(append([]oauthtest.Option{oauthtest.WithClient("app", h.secret), oauthtest.WithLogger(logger)}, idpOpts...)...)
@@ -91,13 +97,17 @@ func newHarness(t *testing.T, idpOpts ...oauthtest.Option) *harness {
 	fast := auth.Argon2Params{Memory: 1024, Time: 1, Threads: 1, SaltLen: 16, KeyLen: 32}
 	many := auth.Rate{Limit: 1000, Per: time.Minute, Burst: 1000}
 	h.auth, err = auth.New(context.Background(), auth.Config{Store: store, Logger: logger, PasswordParams: fast,
-		LoginRateUser: many, LoginRateAddress: many})
+		LoginRatePair: many, LoginRateUser: many, LoginRateAddress: many})
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{}, 3)
-	handler := tkhttp.NewServer(tkhttp.Config{Store: store, Refresher: h.ref, Logger: logger, Auth: h.auth, AuthStore: store})
+	cfg := tkhttp.Config{Store: store, Refresher: h.ref, Logger: logger, Auth: h.auth, AuthStore: store}
+	if configure != nil {
+		configure(&cfg)
+	}
+	handler := tkhttp.NewServer(cfg)
 	go func() { _ = h.ref.Run(ctx); done <- struct{}{} }()
 	go func() { _ = h.auth.Run(ctx); done <- struct{}{} }()
 	go func() { handler.Run(ctx); done <- struct{}{} }()
