@@ -290,3 +290,79 @@ func TestForwardedForOnlyFromTrustedProxies(t *testing.T) {
 		t.Fatalf("behind a trusted proxy the audit names %v, want 203.0.113.9", got)
 	}
 }
+
+// M3: a consumer forcing refreshes in a loop for 10 s causes at most 2
+// provider calls: forced refreshes within the floor answer the current
+// token, and the caller's refresh requests are rate limited.
+func TestForcedRefreshLoopIsBounded(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs a 10 s loop of forced refreshes")
+	}
+	h := newHarnessWith(t, func(c *tkhttp.Config) {
+		c.ForcedRefreshFloor, c.ForcedRefreshPerMinute, c.ForcedRefreshBurst = 0, 0, 0 // the defaults
+	}, oauthtest.WithLifetime(time.Hour))
+	h.create(h.ccCredential("payments"))
+	consumer := h.consumerKey("payments")
+	if r := h.token("payments", consumer); r.status != http.StatusOK {
+		t.Fatalf("token: %d %s", r.status, r.body)
+	}
+	before := h.idp.Stats().TokenRequests["client_credentials"]
+	statuses := map[int]int{}
+	skipped := 0
+	for end := time.Now().Add(10 * time.Second); time.Now().Before(end); {
+		r := h.do("POST", "/v1/credentials/payments/refresh", consumer, nil)
+		statuses[r.status]++
+		if r.header.Get(tkhttp.RefreshSkippedHeader) != "" {
+			skipped++
+			if !h.idp.ValidAccessToken(r.json(t)["access_token"].(string)) {
+				t.Fatal("a skipped refresh answered an invalid token")
+			}
+		}
+	}
+	calls := h.idp.Stats().TokenRequests["client_credentials"] - before
+	t.Logf("10 s of forced refreshes: answers %v, %d skipped (floor), %d provider calls", statuses, skipped, calls)
+	if calls > 2 {
+		t.Fatalf("%d provider calls, want at most 2", calls)
+	}
+	if skipped == 0 {
+		t.Fatalf("no forced refresh was answered as skipped: %v", statuses)
+	}
+}
+
+// M3: forced refreshes that reach the provider are rate limited per
+// caller (here without the floor, to reach the limit at once).
+func TestForcedRefreshRateLimitedPerCaller(t *testing.T) {
+	h := newHarnessWith(t, func(c *tkhttp.Config) {
+		c.ForcedRefreshFloor, c.ForcedRefreshPerMinute, c.ForcedRefreshBurst = -1, 0, 0
+	}, oauthtest.WithLifetime(time.Hour))
+	h.create(h.ccCredential("payments"))
+	consumer := h.consumerKey("payments")
+	if r := h.token("payments", consumer); r.status != http.StatusOK {
+		t.Fatalf("token: %d %s", r.status, r.body)
+	}
+	before := h.idp.Stats().TokenRequests["client_credentials"]
+	statuses := map[int]int{}
+	var last *response
+	for range 20 {
+		last = h.do("POST", "/v1/credentials/payments/refresh", consumer, nil)
+		statuses[last.status]++
+	}
+	calls := h.idp.Stats().TokenRequests["client_credentials"] - before
+	if statuses[http.StatusOK] != tkhttp.DefaultForcedRefreshBurst || calls != tkhttp.DefaultForcedRefreshBurst ||
+		statuses[http.StatusTooManyRequests] != 20-tkhttp.DefaultForcedRefreshBurst || last.header.Get("Retry-After") == "" {
+		t.Fatalf("20 forced refreshes: answers %v, %d provider calls; want %d of each then 429 with Retry-After",
+			statuses, calls, tkhttp.DefaultForcedRefreshBurst)
+	}
+	// Another caller has its own budget.
+	if r := h.do("POST", "/v1/credentials/payments/refresh", h.admin, nil); r.status != http.StatusOK {
+		t.Fatalf("another caller: %d %s", r.status, r.body)
+	}
+	// The same rejected token reported many times counts once.
+	other := h.consumerKey("payments")
+	cur := h.token("payments", other).json(t)["access_token"].(string)
+	for i := range 20 {
+		if r := h.do("POST", "/v1/credentials/payments/refresh", other, map[string]string{"rejected_token": cur}); r.status != http.StatusOK {
+			t.Fatalf("report %d of one rejected token: %d %s", i+1, r.status, r.body)
+		}
+	}
+}

@@ -49,6 +49,14 @@ type Config struct {
 	// the client's address; empty: the header is ignored and the peer's
 	// address counts.
 	TrustedProxies []netip.Prefix
+	// ForcedRefreshFloor: a forced refresh without a rejected token does
+	// nothing when the last successful refresh is younger than this;
+	// default DefaultForcedRefreshFloor, negative for none.
+	ForcedRefreshFloor time.Duration
+	// ForcedRefreshPerMinute and ForcedRefreshBurst limit the refresh
+	// requests of each caller; default DefaultForcedRefreshLimit and
+	// DefaultForcedRefreshBurst.
+	ForcedRefreshPerMinute, ForcedRefreshBurst int
 }
 
 // server carries the dependencies of the handlers.
@@ -66,7 +74,10 @@ type server struct {
 	issuer    string
 	// trustedProxies may name the client's address in X-Forwarded-For.
 	trustedProxies []netip.Prefix
-	unready        atomic.Bool // the last readiness check failed (logged once per outage)
+	forceFloor     time.Duration
+	forceRate      *buckets       // refresh requests per caller
+	reported       reportedTokens // rejected tokens reported, per caller
+	unready        atomic.Bool    // the last readiness check failed (logged once per outage)
 }
 
 // Server is the broker's HTTP handler. Run its background work (the audit
@@ -96,6 +107,7 @@ func (h *Server) Run(ctx context.Context) {
 			return
 		case <-tick.C:
 			h.s.keys.evictStale(h.s.now())
+			h.s.forceRate.sweep(h.s.now())
 		}
 	}
 }
@@ -114,6 +126,15 @@ func NewServer(cfg Config) *Server {
 	if cfg.KeyCacheTTL <= 0 {
 		cfg.KeyCacheTTL = 5 * time.Second
 	}
+	if cfg.ForcedRefreshFloor == 0 {
+		cfg.ForcedRefreshFloor = DefaultForcedRefreshFloor
+	}
+	if cfg.ForcedRefreshPerMinute <= 0 {
+		cfg.ForcedRefreshPerMinute = DefaultForcedRefreshLimit
+	}
+	if cfg.ForcedRefreshBurst <= 0 {
+		cfg.ForcedRefreshBurst = DefaultForcedRefreshBurst
+	}
 	if cfg.KeyCacheMaxStale <= 0 {
 		cfg.KeyCacheMaxStale = time.Minute
 	}
@@ -123,6 +144,8 @@ func NewServer(cfg Config) *Server {
 		keys: newKeyCache(cfg.KeyCacheTTL, cfg.KeyCacheMaxStale),
 		auth: cfg.Auth, authStore: cfg.AuthStore, issuer: cfg.Issuer,
 		trustedProxies: cfg.TrustedProxies,
+		forceFloor:     cfg.ForcedRefreshFloor,
+		forceRate:      newBuckets(cfg.ForcedRefreshPerMinute, time.Minute, cfg.ForcedRefreshBurst),
 	}
 	if cfg.AuthStore != nil {
 		s.auditw = newAuditWriter(cfg.AuthStore, s.logger, cfg.Now, 4096)

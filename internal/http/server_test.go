@@ -103,7 +103,10 @@ func newHarnessWith(t *testing.T, configure func(*tkhttp.Config), idpOpts ...oau
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{}, 3)
-	cfg := tkhttp.Config{Store: store, Refresher: h.ref, Logger: logger, Auth: h.auth, AuthStore: store}
+	// Forced refreshes go straight to the refresher here: tests of the
+	// floor and the rate limit (forcelimit) set them back to the defaults.
+	cfg := tkhttp.Config{Store: store, Refresher: h.ref, Logger: logger, Auth: h.auth, AuthStore: store,
+		ForcedRefreshFloor: -1, ForcedRefreshPerMinute: 1 << 30, ForcedRefreshBurst: 1 << 30}
 	if configure != nil {
 		configure(&cfg)
 	}

@@ -81,6 +81,9 @@ func (s *server) handleRefresh() http.Handler {
 			s.Error(w, r, err)
 			return
 		}
+		if s.forcedRefreshGate(w, r, name, req.RejectedToken) { // floor and rate limit: forcelimit.go
+			return
+		}
 		c, err := s.refresher.Refresh(r.Context(), name, req.RejectedToken)
 		detail := "forced"
 		if req.RejectedToken != "" {
