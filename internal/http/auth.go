@@ -5,9 +5,11 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
+	"fmt"
 	"net"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -131,6 +133,12 @@ func (c *keyCache) put(h [sha256.Size]byte, k *tokenkeeper.APIKey, now time.Time
 	c.entries[h] = cachedKey{key: k, checked: now}
 }
 
+// known reports whether key has an entry that is still fresh.
+func (c *keyCache) known(key string, now time.Time) bool {
+	k, fresh := c.get(sha256.Sum256([]byte(key)), now)
+	return k != nil && fresh
+}
+
 // evictStale removes the entries past maxStale; the server calls it
 // periodically so that keys no longer used do not linger in memory.
 func (c *keyCache) evictStale(now time.Time) {
@@ -172,6 +180,12 @@ func (s *server) authenticate(next http.Handler) http.Handler {
 		}
 		var c *caller
 		if strings.HasPrefix(token, APIKeyPrefix) {
+			if blocked, wait := s.failBlocked(r); blocked && !s.keys.known(token, s.now()) {
+				// An address that keeps failing gets no database
+				// lookups for keys this replica does not know.
+				s.failLimited(w, r, wait)
+				return
+			}
 			k, err := s.apiKey(r.Context(), token)
 			if err != nil {
 				if tokenkeeper.ErrorCode(err) == tokenkeeper.EUNAUTHORIZED {
@@ -232,10 +246,35 @@ func (s *server) apiKey(ctx context.Context, key string) (*tokenkeeper.APIKey, e
 	return k, nil
 }
 
-// authFailed answers 401 and records the failure (never the credential).
+// authFailed answers 401 and records the failure (never the credential),
+// aggregated per address, reason and second. An address that keeps
+// failing gets 429 instead, until its budget of failures refills.
 func (s *server) authFailed(w http.ResponseWriter, r *http.Request, why string, err error) {
+	if ok, wait := s.failRate.allow(remoteHost(r), s.now()); !ok {
+		s.failLimited(w, r, wait)
+		return
+	}
 	s.audit(r, "anonymous", "auth.failed", r.URL.Path, "denied", why)
 	s.Error(w, r, err)
+}
+
+// failBlocked reports whether the request's address has used up its
+// budget of authentication failures, and how long until it may fail again.
+func (s *server) failBlocked(r *http.Request) (bool, time.Duration) {
+	wait := s.failRate.peek(remoteHost(r), s.now())
+	return wait > 0, wait
+}
+
+// failLimited answers 429 to an address that failed to authenticate too
+// often; the refusal is audited aggregated like the failures.
+func (s *server) failLimited(w http.ResponseWriter, r *http.Request, wait time.Duration) {
+	s.audit(r, "anonymous", "auth.failed", r.URL.Path, "rate_limited", "too many authentication failures from this address")
+	secs := int64((wait + time.Second - 1) / time.Second)
+	w.Header().Set("Retry-After", strconv.FormatInt(secs, 10))
+	writeProblem(w, &Problem{
+		Type: ProblemTypePrefix + "too_many_requests", Title: "Too Many Requests", Status: http.StatusTooManyRequests,
+		Code: "too_many_requests", Detail: fmt.Sprintf("too many failed authentications from this address: retry in %d seconds", secs),
+	})
 }
 
 // requireRole lets only callers with one of the roles through.
@@ -316,6 +355,6 @@ func remoteHost(r *http.Request) string {
 
 // audit records an action in the audit log (in the background).
 func (s *server) audit(r *http.Request, actor, action, target, outcome, detail string) {
-	s.auditw.record(&tokenkeeper.AuditRecord{Time: s.now(), Actor: actor, Action: action, Target: target,
+	s.auditw.record(r.Context(), &tokenkeeper.AuditRecord{Time: s.now(), Actor: actor, Action: action, Target: target,
 		Outcome: outcome, RemoteAddr: remoteHost(r), Detail: detail})
 }

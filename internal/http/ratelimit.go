@@ -71,6 +71,18 @@ func (b *buckets) sweepLocked(now time.Time) {
 	}
 }
 
+// peek reports how long until key has a token, 0 if it has one now; it
+// takes nothing.
+func (b *buckets) peek(key string, now time.Time) time.Duration {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	t := b.level(b.m[key], now)
+	if t >= 1 {
+		return 0
+	}
+	return time.Duration((1 - t) * float64(b.interval))
+}
+
 // sweep forgets the buckets that have refilled.
 func (b *buckets) sweep(now time.Time) {
 	b.mu.Lock()

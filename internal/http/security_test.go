@@ -3,7 +3,9 @@ package http_test
 import (
 	"context"
 	"crypto/rand"
+	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
@@ -364,5 +366,119 @@ func TestForcedRefreshRateLimitedPerCaller(t *testing.T) {
 		if r := h.do("POST", "/v1/credentials/payments/refresh", other, map[string]string{"rejected_token": cur}); r.status != http.StatusOK {
 			t.Fatalf("report %d of one rejected token: %d %s", i+1, r.status, r.body)
 		}
+	}
+}
+
+// auditCount counts every record in the audit log.
+func auditCount(t *testing.T, st tokenkeeper.AuthStore) (n int, actions map[string]int) {
+	t.Helper()
+	actions = map[string]int{}
+	var before int64
+	for {
+		recs, err := st.Audit(context.Background(), tokenkeeper.AuditFilter{Limit: 1000, BeforeID: before})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range recs {
+			actions[r.Action+" "+r.Outcome+" "+r.Actor]++
+			before = r.ID
+		}
+		n += len(recs)
+		if len(recs) < 1000 {
+			return n, actions
+		}
+	}
+}
+
+// M1: a flood of unauthenticated bad requests neither pushes real records
+// out of the audit log nor grows it by more than a few rows a second.
+func TestAuditFloodKeepsAdminRecords(t *testing.T) {
+	if testing.Short() {
+		t.Skip("sends bad requests for 5 s")
+	}
+	h := newHarness(t, oauthtest.WithLifetime(time.Hour))
+	h.create(h.ccCredential("payments"))
+	st := h.store.(tokenkeeper.AuthStore)
+	time.Sleep(1100 * time.Millisecond) // the set-up's records are written
+	rowsBefore, _ := auditCount(t, st)
+
+	// The attacker: 10,000 requests a second for 5 s, from 127.0.0.1.
+	const rate, workers = 10_000, 32
+	flood := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: workers}}
+	var sent, answered atomic.Int64
+	statuses := sync.Map{}
+	headers := []string{"Bearer tk_not-a-key", "Basic Zm9vOmJhcg==", "Bearer eyJhbGciOiJIUzI1NiJ9.e30.bad"}
+	start := time.Now()
+	end := start.Add(5 * time.Second)
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			interval := time.Second * workers / rate
+			next := time.Now()
+			for i := w; time.Now().Before(end); i++ {
+				if d := time.Until(next); d > 0 {
+					time.Sleep(d)
+				}
+				next = next.Add(interval)
+				req, _ := http.NewRequest("GET", h.url+"/v1/credentials", nil)
+				req.Header.Set("Authorization", headers[i%len(headers)])
+				sent.Add(1)
+				resp, err := flood.Do(req)
+				if err != nil {
+					continue
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				answered.Add(1)
+				v, _ := statuses.LoadOrStore(resp.StatusCode, new(atomic.Int64))
+				v.(*atomic.Int64).Add(1)
+			}
+		}()
+	}
+	// Meanwhile an admin, from another address, creates a key and reads a
+	// token.
+	admin := &http.Client{Transport: &http.Transport{DialContext: (&net.Dialer{
+		LocalAddr: &net.TCPAddr{IP: net.ParseIP("127.0.0.2")}}).DialContext}}
+	time.Sleep(2 * time.Second)
+	do := func(method, path string, body string) int {
+		req, _ := http.NewRequest(method, h.url+path, strings.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+h.admin)
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := admin.Do(req)
+		if err != nil {
+			t.Error(err)
+			return 0
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if st := do("POST", "/v1/apikeys", `{"name":"during-flood","role":"consumer","credentials":["payments"]}`); st != http.StatusCreated {
+		t.Errorf("create a key during the flood: %d", st)
+	}
+	if st := do("GET", "/v1/credentials/payments/token", ""); st != http.StatusOK {
+		t.Errorf("read a token during the flood: %d", st)
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	time.Sleep(1500 * time.Millisecond) // the last aggregated records are written
+	rowsAfter, actions := auditCount(t, st)
+	var summary []string
+	statuses.Range(func(k, v any) bool {
+		summary = append(summary, fmt.Sprintf("%v: %d", k, v.(*atomic.Int64).Load()))
+		return true
+	})
+	t.Logf("flood: %d requests sent in %s (%.0f/s), %d answered (%s); audit rows +%d",
+		sent.Load(), elapsed.Round(time.Millisecond), float64(sent.Load())/elapsed.Seconds(), answered.Load(),
+		strings.Join(summary, ", "), rowsAfter-rowsBefore)
+	if actions["apikey.create ok apikey:admin"] != 1 || actions["token.read ok apikey:admin"] < 1 {
+		t.Fatalf("the admin's records are missing: %v", actions)
+	}
+	if grown := rowsAfter - rowsBefore; grown > 300 {
+		t.Fatalf("the audit log grew by %d rows, want at most a few hundred: %v", grown, actions)
+	}
+	if answered.Load() < 1000 {
+		t.Fatalf("only %d bad requests answered: the flood did not happen", answered.Load())
 	}
 }

@@ -49,6 +49,11 @@ type Config struct {
 	// the client's address; empty: the header is ignored and the peer's
 	// address counts.
 	TrustedProxies []netip.Prefix
+	// AuthFailuresPerSecond and AuthFailuresBurst limit the failed
+	// authentications of each client address; past them the address gets
+	// 429 (and no database lookups) until its budget refills. Default 10
+	// a second, 100 at once.
+	AuthFailuresPerSecond, AuthFailuresBurst int
 	// ForcedRefreshFloor: a forced refresh without a rejected token does
 	// nothing when the last successful refresh is younger than this;
 	// default DefaultForcedRefreshFloor, negative for none.
@@ -75,9 +80,10 @@ type server struct {
 	// trustedProxies may name the client's address in X-Forwarded-For.
 	trustedProxies []netip.Prefix
 	forceFloor     time.Duration
-	forceRate      *buckets       // refresh requests per caller
-	reported       reportedTokens // rejected tokens reported, per caller
-	unready        atomic.Bool    // the last readiness check failed (logged once per outage)
+	forceRate      *buckets // refresh requests per caller
+	reported       reportedTokens
+	failRate       *buckets    // failed authentications per client address // rejected tokens reported, per caller
+	unready        atomic.Bool // the last readiness check failed (logged once per outage)
 }
 
 // Server is the broker's HTTP handler. Run its background work (the audit
@@ -108,6 +114,7 @@ func (h *Server) Run(ctx context.Context) {
 		case <-tick.C:
 			h.s.keys.evictStale(h.s.now())
 			h.s.forceRate.sweep(h.s.now())
+			h.s.failRate.sweep(h.s.now())
 		}
 	}
 }
@@ -125,6 +132,12 @@ func NewServer(cfg Config) *Server {
 	}
 	if cfg.KeyCacheTTL <= 0 {
 		cfg.KeyCacheTTL = 5 * time.Second
+	}
+	if cfg.AuthFailuresPerSecond <= 0 {
+		cfg.AuthFailuresPerSecond = 10
+	}
+	if cfg.AuthFailuresBurst <= 0 {
+		cfg.AuthFailuresBurst = 100
 	}
 	if cfg.ForcedRefreshFloor == 0 {
 		cfg.ForcedRefreshFloor = DefaultForcedRefreshFloor
@@ -145,6 +158,7 @@ func NewServer(cfg Config) *Server {
 		auth: cfg.Auth, authStore: cfg.AuthStore, issuer: cfg.Issuer,
 		trustedProxies: cfg.TrustedProxies,
 		forceFloor:     cfg.ForcedRefreshFloor,
+		failRate:       newBuckets(cfg.AuthFailuresPerSecond, time.Second, cfg.AuthFailuresBurst),
 		forceRate:      newBuckets(cfg.ForcedRefreshPerMinute, time.Minute, cfg.ForcedRefreshBurst),
 	}
 	if cfg.AuthStore != nil {
