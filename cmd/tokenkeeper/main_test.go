@@ -63,7 +63,15 @@ type servedBroker struct {
 	done           chan error
 }
 
+// startServe starts serve with --allow-private-token-urls: the tests'
+// provider is oauthtest on loopback.
 func startServe(t *testing.T, env map[string]string, args ...string) *servedBroker {
+	t.Helper()
+	return startServeGuarded(t, env, append([]string{"--allow-private-token-urls"}, args...)...)
+}
+
+// startServeGuarded starts serve with exactly the flags given.
+func startServeGuarded(t *testing.T, env map[string]string, args ...string) *servedBroker {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	sb := &servedBroker{stdout: &syncBuffer{}, stderr: &syncBuffer{}, cancel: cancel, done: make(chan error, 1)}

@@ -2,12 +2,16 @@ package main
 
 import (
 	"context"
+	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"runtime"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/tokenkeeper/tokenkeeper/oauthtest"
 )
 
 func runCmd(t *testing.T, args ...string) (stdout, stderr string, err error) {
@@ -116,5 +120,56 @@ func TestInlineSecretFlagsWarn(t *testing.T) {
 	}
 	if _, _, err := runCmd(t, "testidp", "--clients-file", filepath.Join(t.TempDir(), "none")); err == nil || !strings.Contains(err.Error(), "clients file") {
 		t.Errorf("testidp with a missing clients file: %v", err)
+	}
+}
+
+// L1: serve without --allow-private-token-urls refuses token URLs on
+// internal addresses when a credential is created, and its provider
+// client refuses them when it dials, so a name that resolves to loopback
+// gets nowhere either.
+func TestServeRefusesPrivateTokenURLs(t *testing.T) {
+	idp := oauthtest.NewServer(oauthtest.WithLifetime(time.Hour), oauthtest.WithClient("app", "s3cret"))
+	defer idp.Close()
+	sb := startServeGuarded(t, nil, "--database", filepath.Join(t.TempDir(), "tk.db"))
+	api := &apiClient{base: sb.url, key: sb.key, client: &http.Client{Timeout: 10 * time.Second}}
+	add := func(name, tokenURL string) error {
+		return api.do(context.Background(), "POST", "/v1/credentials", map[string]any{"name": name, "token_url": tokenURL,
+			"grant_type": "client_credentials", "client_id": "app", "client_secret": "s3cret"}, nil)
+	}
+	for _, u := range []string{idp.TokenURL(), "https://10.0.0.1/token", "https://169.254.169.254/latest/meta-data/"} {
+		if err := add("direct", u); err == nil || !strings.Contains(err.Error(), "internal network") {
+			t.Fatalf("add with %s: %v", u, err)
+		}
+	}
+	// A name that resolves to loopback passes validation; the dial is
+	// refused.
+	host, _ := os.Hostname()
+	addrs, err := net.LookupHost(host)
+	if err != nil || len(addrs) == 0 || !net.ParseIP(addrs[0]).IsLoopback() || strings.EqualFold(host, "localhost") {
+		t.Skipf("the host name %q does not resolve to loopback (%v): no name to test the dial-time check with", host, addrs)
+	}
+	_, port, _ := net.SplitHostPort(strings.TrimPrefix(idp.URL(), "http://"))
+	if err := add("rebound", "https://"+host+":"+port+"/token"); err != nil {
+		t.Fatalf("add with a name: %v", err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		var c struct {
+			Status    string `json:"status"`
+			LastError string `json:"last_error"`
+		}
+		if err := api.do(context.Background(), "GET", "/v1/credentials/rebound", nil, &c); err != nil {
+			t.Fatal(err)
+		}
+		if strings.Contains(c.LastError, "internal network address refused") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no refusal at dial time: %+v", c)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if n := idp.Stats().TokenRequests["client_credentials"]; n != 0 {
+		t.Fatalf("the loopback provider got %d token requests", n)
 	}
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/tokenkeeper/tokenkeeper"
 	"github.com/tokenkeeper/tokenkeeper/internal/auth"
 	tkhttp "github.com/tokenkeeper/tokenkeeper/internal/http"
+	"github.com/tokenkeeper/tokenkeeper/internal/netguard"
 	"github.com/tokenkeeper/tokenkeeper/internal/refresh"
 	"github.com/tokenkeeper/tokenkeeper/internal/sqlite"
 )
@@ -57,6 +58,11 @@ type brokerOptions struct {
 	keyMaxStale     time.Duration // 0: the server's default
 	trustedProxies  string        // CIDRs whose X-Forwarded-For is believed
 	proxies         []netip.Prefix
+	allowPrivate    bool // --allow-private-token-urls
+	// guard refuses token endpoints on internal networks (serve without
+	// --allow-private-token-urls). In-process brokers of demo and bench
+	// leave it off: their provider is oauthtest on loopback.
+	guard bool
 }
 
 func (o *brokerOptions) register(c *command) {
@@ -65,6 +71,7 @@ func (o *brokerOptions) register(c *command) {
 	c.fs.DurationVar(&o.providerTimeout, "provider-timeout", refresh.DefaultProviderTimeout, "timeout of one request to a provider's token endpoint")
 	c.fs.DurationVar(&o.defaultLifetime, "default-lifetime", refresh.DefaultLifetime, "token lifetime assumed when a provider sends no expires_in")
 	c.fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 15*time.Second, "on SIGTERM, how long to wait for requests and refreshes in flight")
+	c.fs.BoolVar(&o.allowPrivate, "allow-private-token-urls", false, "allow token endpoints on loopback, private, link-local and metadata addresses (for tests and local providers); refused by default")
 	c.fs.StringVar(&o.trustedProxies, "trusted-proxies", "", "CIDRs of reverse proxies whose X-Forwarded-For names the client address (comma separated); without it the header is ignored")
 	c.fs.DurationVar(&o.keyMaxStale, "api-key-max-stale", time.Minute, "how long a cached API key keeps working while the database does not answer; then it fails closed")
 }
@@ -78,6 +85,7 @@ func (o *brokerOptions) validate() error {
 		return usagef("invalid --trusted-proxies %q: expected CIDRs such as 10.0.0.0/8,192.168.1.5", o.trustedProxies)
 	}
 	o.proxies = p
+	o.guard = !o.allowPrivate
 	if o.keyMaxStale < 0 {
 		return usagef("--api-key-max-stale must not be negative")
 	}
@@ -105,9 +113,19 @@ type broker struct {
 // startBroker starts the refresher and the HTTP server on opts.addr. The
 // broker owns store from here on and closes it when stopped.
 func startBroker(ctx context.Context, store tokenkeeper.Store, opts brokerOptions, logger *slog.Logger, onAttempt func(*tokenkeeper.Credential, *tokenkeeper.Event)) (*broker, error) {
+	var providerClient *http.Client // nil: the refresher's default
+	var tokenURLCheck func(string) error
+	if opts.guard {
+		// Provider calls never reach internal networks: checked when
+		// dialled (DNS rebinding included) and, for literal addresses,
+		// when a credential is created or changed.
+		providerClient = netguard.NewHTTPClient(opts.providerTimeout, false)
+		tokenURLCheck = netguard.CheckURL
+	}
 	ref, err := refresh.New(refresh.Config{
 		Store: store, Logger: logger, Concurrency: opts.concurrency, ProviderTimeout: opts.providerTimeout,
 		DefaultLifetime: opts.defaultLifetime, ShutdownTimeout: opts.shutdownTimeout, OnAttempt: onAttempt,
+		HTTPClient: providerClient,
 	})
 	if err != nil {
 		return nil, err
@@ -126,7 +144,7 @@ func startBroker(ctx context.Context, store tokenkeeper.Store, opts brokerOption
 		}
 	}
 	handler := tkhttp.NewServer(tkhttp.Config{Store: store, Refresher: ref, Logger: logger, Version: versionString(),
-		Auth: authSvc, AuthStore: authStore, KeyCacheMaxStale: opts.keyMaxStale, TrustedProxies: opts.proxies})
+		Auth: authSvc, AuthStore: authStore, KeyCacheMaxStale: opts.keyMaxStale, TrustedProxies: opts.proxies, TokenURLCheck: tokenURLCheck})
 	b := &broker{
 		URL: "http://" + ln.Addr().String(), Store: store, Refresher: ref, done: make(chan struct{}),
 		opts: opts, logger: logger,

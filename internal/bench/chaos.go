@@ -251,7 +251,7 @@ func (r *chaosRun) replicaCommand() replicaCommand {
 }
 
 func (r *chaosRun) childEnv() []string {
-	return childEnv(os.Environ(), "TOKENKEEPER_DATABASE="+r.dbURL, "TOKENKEEPER_MASTER_KEY="+r.masterKey)
+	return childEnv(os.Environ(), "TOKENKEEPER_DATABASE="+r.dbURL, "TOKENKEEPER_MASTER_KEY="+r.masterKey, "TOKENKEEPER_ALLOW_PRIVATE_TOKEN_URLS=true")
 }
 
 // setup starts the provider, creates the schema, initializes the database

@@ -120,6 +120,10 @@ func (s *server) handleCredentialCreate() http.Handler {
 			s.Error(w, r, err)
 			return
 		}
+		if err := s.checkTokenURL(c.TokenURL); err != nil {
+			s.Error(w, r, err)
+			return
+		}
 		if err := s.store.CreateCredential(r.Context(), c); err != nil {
 			s.Error(w, r, err)
 			return
@@ -156,7 +160,7 @@ func (s *server) handleCredentialList() http.Handler {
 		}
 		out := make([]*credentialJSON, 0, len(creds))
 		for _, c := range creds {
-			out = append(out, toCredentialJSON(c))
+			out = append(out, s.credentialFor(r, c))
 		}
 		writeJSON(w, http.StatusOK, map[string]any{"credentials": out})
 	})
@@ -169,8 +173,24 @@ func (s *server) handleCredentialGet() http.Handler {
 			s.Error(w, r, err)
 			return
 		}
-		writeJSON(w, http.StatusOK, toCredentialJSON(c))
+		writeJSON(w, http.StatusOK, s.credentialFor(r, c))
 	})
+}
+
+// credentialFor is c as the caller of r may see it: viewers get the error
+// code of the last failure but not its description, which may quote the
+// response of whatever the token URL points at.
+func (s *server) credentialFor(r *http.Request, c *tokenkeeper.Credential) *credentialJSON {
+	j := toCredentialJSON(c)
+	if isViewer(r) {
+		j.LastError = ""
+	}
+	return j
+}
+
+func isViewer(r *http.Request) bool {
+	c := callerFrom(r.Context())
+	return c == nil || c.role == tokenkeeper.RoleViewer
 }
 
 type credentialUpdateRequest struct {
@@ -239,6 +259,10 @@ func (s *server) handleCredentialUpdate() http.Handler {
 		}
 		if req.TokenURL != nil {
 			if err := tokenkeeper.ValidateTokenURL(*req.TokenURL); err != nil {
+				s.Error(w, r, err)
+				return
+			}
+			if err := s.checkTokenURL(*req.TokenURL); err != nil {
 				s.Error(w, r, err)
 				return
 			}
@@ -315,8 +339,12 @@ func (s *server) handleCredentialEvents() http.Handler {
 			return
 		}
 		out := make([]eventJSON, 0, len(evs))
+		viewer := isViewer(r)
 		for _, e := range evs {
 			j := eventJSON{ID: e.ID, Time: e.Time.UTC(), Kind: e.Kind, Outcome: e.Outcome, ErrorCode: e.ErrorCode, Message: e.Message, Actor: e.Actor}
+			if viewer && e.Kind == tokenkeeper.EventRefresh && e.Outcome != tokenkeeper.OutcomeOK {
+				j.Message = "" // may quote the provider's response: the error code says what failed
+			}
 			if e.Kind == tokenkeeper.EventRefresh {
 				ms := float64(e.Latency.Microseconds()) / 1000
 				j.LatencyMS = &ms

@@ -49,3 +49,15 @@ func clearSecretsOnHostChange(cur *tokenkeeper.Credential, newURL string, upd *t
 	}
 	return nil
 }
+
+// checkTokenURL applies the configured TokenURLCheck: EINVALID if it
+// refuses u.
+func (s *server) checkTokenURL(u string) error {
+	if s.tokenURLCheck == nil {
+		return nil
+	}
+	if err := s.tokenURLCheck(u); err != nil {
+		return tokenkeeper.Errorf(tokenkeeper.EINVALID, "token_url refused: %v", err)
+	}
+	return nil
+}

@@ -17,6 +17,7 @@ import (
 
 	"github.com/tokenkeeper/tokenkeeper"
 	tkhttp "github.com/tokenkeeper/tokenkeeper/internal/http"
+	"github.com/tokenkeeper/tokenkeeper/internal/netguard"
 	"github.com/tokenkeeper/tokenkeeper/internal/refresh"
 	"github.com/tokenkeeper/tokenkeeper/internal/sqlite"
 	"github.com/tokenkeeper/tokenkeeper/oauthtest"
@@ -480,5 +481,66 @@ func TestAuditFloodKeepsAdminRecords(t *testing.T) {
 	}
 	if answered.Load() < 1000 {
 		t.Fatalf("only %d bad requests answered: the flood did not happen", answered.Load())
+	}
+}
+
+// L1: viewers see the error code of a failed refresh, never the excerpt
+// of the response, which may come from an internal service.
+func TestViewerSeesErrorCodesNotExcerpts(t *testing.T) {
+	h := newHarness(t)
+	internal := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html")
+		w.WriteHeader(http.StatusInternalServerError)
+		io.WriteString(w, "<html>INTERNAL-ADMIN-PAGE db_password_hint</html>")
+	}))
+	defer internal.Close()
+	h.create(map[string]any{"name": "probe", "token_url": internal.URL + "/token", "grant_type": "client_credentials",
+		"client_id": "app", "client_secret": "s"})
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		c := h.do("GET", "/v1/credentials/probe", h.admin, nil).json(t)
+		if le, _ := c["last_error"].(string); strings.Contains(le, "INTERNAL-ADMIN-PAGE") {
+			break // the admin sees the excerpt: it exists
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no failed refresh with an excerpt: %v", c)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	h.addUser("vera", "correct horse battery", tokenkeeper.RoleViewer)
+	viewer := h.login("vera", "correct horse battery").AccessToken
+	for _, path := range []string{"/v1/credentials", "/v1/credentials/probe", "/v1/credentials/probe/events"} {
+		r := h.do("GET", path, viewer, nil)
+		if r.status != http.StatusOK {
+			t.Fatalf("viewer GET %s: %d %s", path, r.status, r.body)
+		}
+		if strings.Contains(string(r.body), "INTERNAL-ADMIN-PAGE") {
+			t.Fatalf("viewer GET %s shows the response excerpt: %s", path, r.body)
+		}
+		if !strings.Contains(string(r.body), "http_500") {
+			t.Fatalf("viewer GET %s lacks the error code: %s", path, r.body)
+		}
+	}
+}
+
+// L1: with the check the CLI installs, a token URL on an internal address
+// is refused when a credential is created or changed.
+func TestPrivateTokenURLRefusedAtValidation(t *testing.T) {
+	h := newHarnessWith(t, func(c *tkhttp.Config) { c.TokenURLCheck = netguard.CheckURL })
+	for _, u := range []string{"https://10.0.0.1/token", "https://169.254.169.254/latest", "http://127.0.0.1:9/token", "http://localhost:9/token"} {
+		body := h.ccCredential("internal")
+		body["token_url"] = u
+		if r := h.do("POST", "/v1/credentials", h.admin, body); r.status != http.StatusBadRequest || !strings.Contains(string(r.body), "internal network") {
+			t.Fatalf("create with %s: %d %s", u, r.status, r.body)
+		}
+	}
+	body := h.ccCredential("public")
+	body["token_url"] = "https://idp.example.com/token"
+	if r := h.do("POST", "/v1/credentials", h.admin, body); r.status != http.StatusCreated {
+		t.Fatalf("create with a public name: %d %s", r.status, r.body)
+	}
+	r := h.do("PATCH", "/v1/credentials/public", h.admin, map[string]any{"token_url": "https://[fd00:ec2::254]/token", "client_secret": "x"})
+	if r.status != http.StatusBadRequest {
+		t.Fatalf("PATCH to a metadata address: %d %s", r.status, r.body)
 	}
 }

@@ -49,6 +49,10 @@ type Config struct {
 	// the client's address; empty: the header is ignored and the peer's
 	// address counts.
 	TrustedProxies []netip.Prefix
+	// TokenURLCheck, if set, is asked about every token URL a credential is
+	// created or updated with; an error refuses it (EINVALID, with the
+	// error's text). The CLI refuses internal addresses with it.
+	TokenURLCheck func(rawURL string) error
 	// AuthFailuresPerSecond and AuthFailuresBurst limit the failed
 	// authentications of each client address; past them the address gets
 	// 429 (and no database lookups) until its budget refills. Default 10
@@ -80,10 +84,11 @@ type server struct {
 	// trustedProxies may name the client's address in X-Forwarded-For.
 	trustedProxies []netip.Prefix
 	forceFloor     time.Duration
-	forceRate      *buckets // refresh requests per caller
-	reported       reportedTokens
-	failRate       *buckets    // failed authentications per client address // rejected tokens reported, per caller
-	unready        atomic.Bool // the last readiness check failed (logged once per outage)
+	forceRate      *buckets           // refresh requests per caller
+	reported       reportedTokens     // rejected tokens reported, per caller
+	failRate       *buckets           // failed authentications per client address
+	tokenURLCheck  func(string) error // nil: no check beyond validation
+	unready        atomic.Bool        // the last readiness check failed (logged once per outage)
 }
 
 // Server is the broker's HTTP handler. Run its background work (the audit
@@ -157,6 +162,7 @@ func NewServer(cfg Config) *Server {
 		keys: newKeyCache(cfg.KeyCacheTTL, cfg.KeyCacheMaxStale),
 		auth: cfg.Auth, authStore: cfg.AuthStore, issuer: cfg.Issuer,
 		trustedProxies: cfg.TrustedProxies,
+		tokenURLCheck:  cfg.TokenURLCheck,
 		forceFloor:     cfg.ForcedRefreshFloor,
 		failRate:       newBuckets(cfg.AuthFailuresPerSecond, time.Second, cfg.AuthFailuresBurst),
 		forceRate:      newBuckets(cfg.ForcedRefreshPerMinute, time.Minute, cfg.ForcedRefreshBurst),
