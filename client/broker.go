@@ -50,6 +50,8 @@ func Broker(brokerURL, apiKey, credential string, opts ...Option) (*TokenSource,
 		return nil, fmt.Errorf("client: broker: broker URL must be http or https, got scheme %q", u.Scheme)
 	case u.Host == "":
 		return nil, errors.New("client: broker: broker URL has no host")
+	case u.Scheme == "http" && !isLoopbackHost(u.Hostname()) && !set.insecureBroker: // insecure.go
+		return nil, errors.New("client: broker: plain http to a broker that is not on loopback sends the API key and tokens unencrypted: use https, or WithInsecureBroker for a test setup")
 	case u.RawQuery != "" || u.Fragment != "" || u.User != nil:
 		return nil, errors.New("client: broker: broker URL must not have a query, fragment or user info")
 	case apiKey == "":

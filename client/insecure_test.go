@@ -30,3 +30,22 @@ func TestLibraryRefusesPlainHTTPOffLoopback(t *testing.T) {
 	}
 	closeSource(t, src)
 }
+
+// Info: Broker refuses a plain-http broker off loopback unless told.
+func TestBrokerRefusesPlainHTTPOffLoopback(t *testing.T) {
+	if _, err := Broker("http://broker.example.com:8080", "tk_x", "svc"); err == nil || !strings.Contains(err.Error(), "plain http") {
+		t.Fatalf("Broker over http off loopback: %v", err)
+	}
+	for _, u := range []string{"http://127.0.0.1:8080", "http://localhost:8080", "https://broker.example.com"} {
+		src, err := Broker(u, "tk_x", "svc")
+		if err != nil {
+			t.Fatalf("%s refused: %v", u, err)
+		}
+		closeSource(t, src)
+	}
+	src, err := Broker("http://broker.example.com:8080", "tk_x", "svc", WithInsecureBroker())
+	if err != nil {
+		t.Fatalf("WithInsecureBroker: %v", err)
+	}
+	closeSource(t, src)
+}

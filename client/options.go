@@ -69,6 +69,7 @@ type settings struct {
 	httpClient     *http.Client
 	httpClientSet  bool
 	randomFraction func() float64 // in [0,1), for jitter; replaced in tests
+	insecureBroker bool           // WithInsecureBroker: plain http off loopback allowed
 }
 
 func defaultSettings() settings {

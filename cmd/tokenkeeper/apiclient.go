@@ -10,16 +10,20 @@ import (
 	"net/url"
 	"strings"
 	"time"
+
+	"github.com/tokenkeeper/tokenkeeper"
 )
 
 // apiOptions select the broker a client command talks to.
 type apiOptions struct {
-	server string
-	apiKey string
+	server   string
+	apiKey   string
+	insecure bool // plain http off loopback allowed
 }
 
 func (o *apiOptions) register(c *command) {
 	c.fs.StringVar(&o.server, "server", "http://127.0.0.1:8080", "broker URL")
+	c.fs.BoolVar(&o.insecure, "allow-insecure-server", false, "allow a plain-http --server that is not on loopback (the API key would cross the network unencrypted)")
 	c.fs.StringVar(&o.apiKey, "api-key", "", "API key")
 	c.inlineSecret("api-key", "$TOKENKEEPER_API_KEY")
 }
@@ -35,6 +39,9 @@ func (o *apiOptions) client() (*apiClient, error) {
 	u, err := url.Parse(o.server)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return nil, usagef("invalid --server %q: expected a URL such as http://127.0.0.1:8080", o.server)
+	}
+	if u.Scheme == "http" && !tokenkeeper.IsLoopbackHost(u.Hostname()) && !o.insecure {
+		return nil, usagef("--server %s uses plain http to a host that is not loopback: the API key would cross the network unencrypted; use https, or --allow-insecure-server for a test setup", u.Redacted())
 	}
 	if o.apiKey == "" {
 		return nil, usagef("an API key is required: set $TOKENKEEPER_API_KEY")

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"net"
 	"net/http"
 	"os"
@@ -171,5 +172,54 @@ func TestServeRefusesPrivateTokenURLs(t *testing.T) {
 	}
 	if n := idp.Stats().TokenRequests["client_credentials"]; n != 0 {
 		t.Fatalf("the loopback provider got %d token requests", n)
+	}
+}
+
+// Info: the RFC 8414 metadata names the configured issuer (--public-url,
+// or the listen address), never the Host header a client sends.
+func TestMetadataIssuerIgnoresHostHeader(t *testing.T) {
+	issuerOf := func(sb *servedBroker) string {
+		req, _ := http.NewRequest("GET", sb.url+"/.well-known/oauth-authorization-server", nil)
+		req.Host = "evil.example"
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var m map[string]any
+		if err := json.NewDecoder(resp.Body).Decode(&m); err != nil {
+			t.Fatal(err)
+		}
+		if te, _ := m["token_endpoint"].(string); strings.Contains(te, "evil.example") {
+			t.Fatalf("token_endpoint from the Host header: %s", te)
+		}
+		s, _ := m["issuer"].(string)
+		return s
+	}
+	sb := startServe(t, map[string]string{"TOKENKEEPER_PUBLIC_URL": "https://broker.example.com/"}, "--database", filepath.Join(t.TempDir(), "a.db"))
+	if got := issuerOf(sb); got != "https://broker.example.com" {
+		t.Fatalf("issuer with --public-url: %q", got)
+	}
+	sb = startServe(t, nil, "--database", filepath.Join(t.TempDir(), "b.db"))
+	if got := issuerOf(sb); got != sb.url {
+		t.Fatalf("issuer without --public-url: %q, want the listen address %s", got, sb.url)
+	}
+	if _, _, err := runCmd(t, "serve", "--public-url", "http://broker.example.com", "--database", filepath.Join(t.TempDir(), "c.db")); err == nil || !strings.Contains(err.Error(), "--public-url") {
+		t.Fatalf("plain-http --public-url off loopback: %v", err)
+	}
+}
+
+// Info: the CLI refuses a plain-http server that is not on loopback unless
+// told it is fine.
+func TestCLIRefusesPlainHTTPServerOffLoopback(t *testing.T) {
+	_, _, err := runCmd(t, "credential", "list", "--server", "http://broker.example.com:8080")
+	if err == nil || !strings.Contains(err.Error(), "plain http") {
+		t.Fatalf("credential list over http off loopback: %v", err)
+	}
+	// Allowed: the request is tried (and fails on the missing key, before
+	// any connection).
+	_, _, err = runCmd(t, "credential", "list", "--server", "http://broker.example.com:8080", "--allow-insecure-server")
+	if err == nil || strings.Contains(err.Error(), "plain http") {
+		t.Fatalf("--allow-insecure-server: %v", err)
 	}
 }

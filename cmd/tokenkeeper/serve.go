@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"net/url"
 	"strings"
 	"sync"
 	"time"
@@ -58,7 +59,8 @@ type brokerOptions struct {
 	keyMaxStale     time.Duration // 0: the server's default
 	trustedProxies  string        // CIDRs whose X-Forwarded-For is believed
 	proxies         []netip.Prefix
-	allowPrivate    bool // --allow-private-token-urls
+	allowPrivate    bool   // --allow-private-token-urls
+	publicURL       string // --public-url: the issuer in RFC 8414 metadata
 	// guard refuses token endpoints on internal networks (serve without
 	// --allow-private-token-urls). In-process brokers of demo and bench
 	// leave it off: their provider is oauthtest on loopback.
@@ -71,6 +73,7 @@ func (o *brokerOptions) register(c *command) {
 	c.fs.DurationVar(&o.providerTimeout, "provider-timeout", refresh.DefaultProviderTimeout, "timeout of one request to a provider's token endpoint")
 	c.fs.DurationVar(&o.defaultLifetime, "default-lifetime", refresh.DefaultLifetime, "token lifetime assumed when a provider sends no expires_in")
 	c.fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 15*time.Second, "on SIGTERM, how long to wait for requests and refreshes in flight")
+	c.fs.StringVar(&o.publicURL, "public-url", "", "the broker's public base URL (https://broker.example.com), the issuer of its RFC 8414 metadata; default the listen address")
 	c.fs.BoolVar(&o.allowPrivate, "allow-private-token-urls", false, "allow token endpoints on loopback, private, link-local and metadata addresses (for tests and local providers); refused by default")
 	c.fs.StringVar(&o.trustedProxies, "trusted-proxies", "", "CIDRs of reverse proxies whose X-Forwarded-For names the client address (comma separated); without it the header is ignored")
 	c.fs.DurationVar(&o.keyMaxStale, "api-key-max-stale", time.Minute, "how long a cached API key keeps working while the database does not answer; then it fails closed")
@@ -86,6 +89,14 @@ func (o *brokerOptions) validate() error {
 	}
 	o.proxies = p
 	o.guard = !o.allowPrivate
+	if o.publicURL != "" {
+		u, err := url.Parse(o.publicURL)
+		if err != nil || u.Host == "" || u.RawQuery != "" || u.Fragment != "" || u.User != nil ||
+			(u.Scheme != "https" && !(u.Scheme == "http" && tokenkeeper.IsLoopbackHost(u.Hostname()))) {
+			return usagef("invalid --public-url %q: expected an https URL without query or fragment (http only on loopback)", o.publicURL)
+		}
+		o.publicURL = strings.TrimSuffix(o.publicURL, "/")
+	}
 	if o.keyMaxStale < 0 {
 		return usagef("--api-key-max-stale must not be negative")
 	}
@@ -143,7 +154,13 @@ func startBroker(ctx context.Context, store tokenkeeper.Store, opts brokerOption
 			return nil, fmt.Errorf("start accounts: %w", err)
 		}
 	}
-	handler := tkhttp.NewServer(tkhttp.Config{Store: store, Refresher: ref, Logger: logger, Version: versionString(),
+	// The metadata's issuer is configured, never taken from a request's
+	// Host header, which the client chooses.
+	issuer := opts.publicURL
+	if issuer == "" {
+		issuer = "http://" + ln.Addr().String()
+	}
+	handler := tkhttp.NewServer(tkhttp.Config{Issuer: issuer, Store: store, Refresher: ref, Logger: logger, Version: versionString(),
 		Auth: authSvc, AuthStore: authStore, KeyCacheMaxStale: opts.keyMaxStale, TrustedProxies: opts.proxies, TokenURLCheck: tokenURLCheck})
 	b := &broker{
 		URL: "http://" + ln.Addr().String(), Store: store, Refresher: ref, done: make(chan struct{}),
