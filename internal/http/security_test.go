@@ -397,7 +397,9 @@ func TestAuditFloodKeepsAdminRecords(t *testing.T) {
 	if testing.Short() {
 		t.Skip("sends bad requests for 5 s")
 	}
-	h := newHarness(t, oauthtest.WithLifetime(time.Hour))
+	h := newHarnessWith(t, func(c *tkhttp.Config) {
+		c.AuthFailuresPerSecond, c.AuthFailuresBurst = 0, 0 // the defaults
+	}, oauthtest.WithLifetime(time.Hour))
 	h.create(h.ccCredential("payments"))
 	st := h.store.(tokenkeeper.AuthStore)
 	time.Sleep(1100 * time.Millisecond) // the set-up's records are written
@@ -542,5 +544,30 @@ func TestPrivateTokenURLRefusedAtValidation(t *testing.T) {
 	r := h.do("PATCH", "/v1/credentials/public", h.admin, map[string]any{"token_url": "https://[fd00:ec2::254]/token", "client_secret": "x"})
 	if r.status != http.StatusBadRequest {
 		t.Fatalf("PATCH to a metadata address: %d %s", r.status, r.body)
+	}
+}
+
+// M1: an address that keeps failing to authenticate gets 429, while
+// another address is not affected.
+func TestAuthFailuresRateLimitedPerAddress(t *testing.T) {
+	h := newHarnessWith(t, func(c *tkhttp.Config) { c.AuthFailuresPerSecond, c.AuthFailuresBurst = 1, 5 })
+	statuses := map[int]int{}
+	for range 10 {
+		statuses[h.do("GET", "/v1/credentials", "tk_wrong", nil).status]++
+	}
+	if statuses[http.StatusUnauthorized] < 5 || statuses[http.StatusUnauthorized] > 6 || statuses[http.StatusTooManyRequests] < 4 {
+		t.Fatalf("10 bad keys from one address: %v, want 5 (or 6) 401 then 429", statuses)
+	}
+	admin := &http.Client{Transport: &http.Transport{DialContext: (&net.Dialer{
+		LocalAddr: &net.TCPAddr{IP: net.ParseIP("127.0.0.2")}}).DialContext}}
+	req, _ := http.NewRequest("GET", h.url+"/v1/credentials", nil)
+	req.Header.Set("Authorization", "Bearer "+h.admin)
+	resp, err := admin.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("another address: %d", resp.StatusCode)
 	}
 }

@@ -103,10 +103,12 @@ func newHarnessWith(t *testing.T, configure func(*tkhttp.Config), idpOpts ...oau
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{}, 3)
-	// Forced refreshes go straight to the refresher here: tests of the
-	// floor and the rate limit (forcelimit) set them back to the defaults.
+	// Forced refreshes go straight to the refresher here, and failed
+	// authentications are not limited: the tests of the floor and of the
+	// rate limits set them back to the defaults.
 	cfg := tkhttp.Config{Store: store, Refresher: h.ref, Logger: logger, Auth: h.auth, AuthStore: store,
-		ForcedRefreshFloor: -1, ForcedRefreshPerMinute: 1 << 30, ForcedRefreshBurst: 1 << 30}
+		ForcedRefreshFloor: -1, ForcedRefreshPerMinute: 1 << 30, ForcedRefreshBurst: 1 << 30,
+		AuthFailuresPerSecond: 1 << 30, AuthFailuresBurst: 1 << 30}
 	if configure != nil {
 		configure(&cfg)
 	}
