@@ -69,7 +69,9 @@
 // new one is issued. Without reuse detection a retired token only gets
 // invalid_grant. Without rotation a refresh token keeps working, and a
 // refresh response carries no refresh_token (the client keeps the one it
-// has).
+// has). With WithRevokePrevious every new access token revokes the previous
+// one of its grant at once, as strict providers do at each refresh: a client
+// that keeps using a replaced token gets 401 from the resource endpoint.
 //
 // # Times
 //

@@ -17,6 +17,7 @@ type config struct {
 	refreshLifetime time.Duration // refresh token lifetime; 0: never expires
 	codeLifetime    time.Duration // authorization code lifetime
 	rotation        bool
+	revokePrevious  bool // a new access token revokes the grant's previous one
 	reuseDetection  bool
 	grace           time.Duration // grace period for reuse detection
 	clients         []clientSpec  // in registration order
@@ -84,6 +85,15 @@ func WithRefreshLifetime(d time.Duration) Option {
 // one presented; the default is false (a refresh token stays valid and
 // refresh responses carry no refresh_token).
 func WithRotation(on bool) Option { return func(c *config) { c.rotation = on } }
+
+// WithRevokePrevious makes every new access token revoke the previous
+// access token of the same grant at once, as strict providers (Ory Hydra,
+// for one) do when they refresh: the grant is the refresh token family for
+// the refresh_token grant, and the client and scope for client_credentials.
+// A revoked token gets 401 at the resource endpoint and is counted in
+// Stats.AccessTokensRevokedByRefresh. The default is false: an access token
+// stays valid until it expires.
+func WithRevokePrevious(on bool) Option { return func(c *config) { c.revokePrevious = on } }
 
 // WithReuseDetection enables reuse detection: presenting a retired (rotated)
 // refresh token revokes its whole family and answers invalid_grant, unless

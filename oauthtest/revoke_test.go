@@ -161,3 +161,44 @@ func TestResourceRejections(t *testing.T) {
 		t.Errorf("stats = %+v", st)
 	}
 }
+
+func TestRevokePrevious(t *testing.T) {
+	for _, on := range []bool{false, true} {
+		s := NewServer(WithClient("c", "s"), WithRotation(true), WithRevokePrevious(on))
+		defer s.Close()
+
+		// refresh_token: each refresh revokes the family's previous access
+		// token, not another family's.
+		other := mustRefresh(t, s, "c", "s", s.IssueRefreshToken("c", "")).str("access_token")
+		r := mustRefresh(t, s, "c", "s", s.IssueRefreshToken("c", ""))
+		at1 := r.str("access_token")
+		r = mustRefresh(t, s, "c", "s", r.str("refresh_token"))
+		at2 := r.str("access_token")
+		if got := s.ValidAccessToken(at1); got == on {
+			t.Errorf("revoke previous %v: previous access token valid = %v", on, got)
+		}
+		if !s.ValidAccessToken(at2) || !s.ValidAccessToken(other) {
+			t.Errorf("revoke previous %v: the new token or another family's token was revoked", on)
+		}
+		if on && getResource(t, s, at1).status != http.StatusUnauthorized {
+			t.Errorf("the resource accepted a token revoked by a refresh")
+		}
+
+		// client_credentials: per client and scope.
+		cc1 := clientCredentials(t, s, "c", "s")
+		cc2 := clientCredentials(t, s, "c", "s")
+		if got := s.ValidAccessToken(cc1); got == on {
+			t.Errorf("revoke previous %v: previous client_credentials token valid = %v", on, got)
+		}
+		if !s.ValidAccessToken(cc2) {
+			t.Errorf("revoke previous %v: the new client_credentials token is not valid", on)
+		}
+		want := 0
+		if on {
+			want = 2
+		}
+		if got := s.Stats().AccessTokensRevokedByRefresh; got != want {
+			t.Errorf("revoke previous %v: AccessTokensRevokedByRefresh = %d, want %d", on, got, want)
+		}
+	}
+}

@@ -322,7 +322,24 @@ func (s *Server) addRefreshLocked(f *family, h digest, now time.Time) {
 func (s *Server) addAccessLocked(c *client, f *family, scope string, h digest, now time.Time) time.Time {
 	s.accessQueue.popDue(now, func(k digest) { delete(s.access, k) })
 	exp := now.Add(s.cfg.lifetime)
-	s.access[h] = &accessRecord{client: c, family: f, epoch: c.epoch, scope: scope, expiresAt: exp}
+	a := &accessRecord{client: c, family: f, epoch: c.epoch, scope: scope, expiresAt: exp}
+	if s.cfg.revokePrevious {
+		// The grant's previous token dies as this one is issued.
+		var prev *accessRecord
+		if f != nil {
+			prev, f.lastAccess = f.lastAccess, a
+		} else {
+			if c.lastCC == nil {
+				c.lastCC = make(map[string]*accessRecord)
+			}
+			prev, c.lastCC[scope] = c.lastCC[scope], a
+		}
+		if prev != nil && prev.valid(now) {
+			prev.revoked = true
+			s.stats.AccessTokensRevokedByRefresh++
+		}
+	}
+	s.access[h] = a
 	s.accessQueue.push(h, exp.Add(accessRetention))
 	s.stats.AccessTokensIssued++
 	return exp

@@ -42,6 +42,9 @@ type client struct {
 	public     bool      // registered without a secret
 	epoch      uint64    // bumped to revoke every access token of the client
 	families   []*family // families started since the client's tokens were last revoked
+	// lastCC is the newest client_credentials access token per scope, for
+	// WithRevokePrevious.
+	lastCC map[string]*accessRecord
 }
 
 // family is a refresh token family: the tokens descending from one grant.
@@ -53,6 +56,7 @@ type family struct {
 	revoked    bool
 	generation int            // generation of the newest refresh token
 	current    *refreshRecord // the token a refresh is expected to present
+	lastAccess *accessRecord  // the newest access token, for WithRevokePrevious
 }
 
 // refreshRecord is the state of one refresh token, guarded by Server.mu.

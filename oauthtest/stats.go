@@ -22,6 +22,10 @@ type Stats struct {
 	Revocations         int // requests to the revocation endpoint
 	Faults              int // scripted faults served
 	StoredAccessTokens  int // access token records held now (live, and expired less than a minute ago)
+	// AccessTokensRevokedByRefresh counts access tokens revoked, while
+	// still valid, because a newer one was issued for their grant
+	// (WithRevokePrevious).
+	AccessTokensRevokedByRefresh int
 
 	ConsentApprovals  int // consent pages answered Approve
 	ConsentDenials    int // consent pages answered Deny

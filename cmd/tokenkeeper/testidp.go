@@ -24,7 +24,7 @@ func (c *clientsFlag) Set(v string) error {
 }
 
 func (e *env) cmdTestIDP(args []string) error {
-	c := newCommand(e.stderr, "tokenkeeper testidp [--addr 127.0.0.1:9090] [--lifetime 60s] [--rotate] [--reuse-detection] [--consent] [--oidc] --clients-file FILE|-",
+	c := newCommand(e.stderr, "tokenkeeper testidp [--addr 127.0.0.1:9090] [--lifetime 60s] [--rotate] [--reuse-detection] [--revoke-previous] [--consent] [--oidc] --clients-file FILE|-",
 		`Runs the OAuth2 test authorization server (package oauthtest): a token
 endpoint (client_credentials, refresh_token, authorization_code with PKCE,
 device_code), an authorize endpoint that approves at once or, with
@@ -37,6 +37,7 @@ logged, never a secret.`)
 	lifetime := c.fs.Duration("lifetime", time.Minute, "access token lifetime")
 	rotate := c.fs.Bool("rotate", false, "rotate the refresh token on every refresh")
 	reuse := c.fs.Bool("reuse-detection", false, "revoke the whole token family when a rotated refresh token is presented again")
+	revokePrev := c.fs.Bool("revoke-previous", false, "revoke the previous access token of a grant whenever a new one is issued, as strict providers do on refresh")
 	grace := c.fs.Duration("grace", 0, "with --reuse-detection: accept a rotated refresh token again for this long")
 	latency := c.fs.Duration("latency", 0, "delay added to every token request")
 	var clients clientsFlag
@@ -86,6 +87,7 @@ logged, never a secret.`)
 	}
 	opts := []oauthtest.Option{
 		oauthtest.WithLifetime(*lifetime), oauthtest.WithRotation(*rotate), oauthtest.WithLatency(*latency),
+		oauthtest.WithRevokePrevious(*revokePrev),
 		oauthtest.WithLogger(logger.With("component", "testidp")),
 	}
 	if *reuse {
@@ -108,7 +110,7 @@ logged, never a secret.`)
 		fmt.Fprintf(e.stdout, "Try: curl -u %s:SECRET -d grant_type=client_credentials %s\n", clients[0][0], srv.TokenURL())
 	}
 	logger.Info("testidp started", "issuer", srv.URL(), "clients", len(clients)+len(fl.public), "lifetime", lifetime.String(), "rotate", *rotate, "reuse_detection", *reuse,
-		"consent", *fl.consent, "oidc", *fl.oidc)
+		"revoke_previous", *revokePrev, "consent", *fl.consent, "oidc", *fl.oidc)
 	<-e.ctx.Done()
 	logger.Info("testidp stopped")
 	return nil
