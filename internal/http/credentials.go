@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/tokenkeeper/tokenkeeper"
+	"github.com/tokenkeeper/tokenkeeper/internal/refresh"
 )
 
 // credentialJSON is a credential as the API shows it: never a secret.
@@ -25,7 +26,8 @@ type credentialJSON struct {
 	LastErrorCode   string            `json:"last_error_code,omitempty"`
 	HasToken        bool              `json:"has_token"`
 	HasRefreshToken bool              `json:"has_refresh_token"`
-	ExpiresAt       *time.Time        `json:"expires_at,omitempty"`
+	ExpiresAt       *time.Time        `json:"expires_at,omitempty"`          // advertised to consumers
+	ProviderExpires *time.Time        `json:"provider_expires_at,omitempty"` // as the provider said
 	LastRefreshAt   *time.Time        `json:"last_refresh_at,omitempty"`
 	NextRefreshAt   *time.Time        `json:"next_refresh_at,omitempty"`
 	CreatedAt       time.Time         `json:"created_at"`
@@ -55,7 +57,8 @@ func toCredentialJSON(c *tokenkeeper.Credential) *credentialJSON {
 		j.RefreshLead = c.RefreshLead.String()
 	}
 	if c.Token != nil {
-		j.ExpiresAt = utcPtr(c.Token.ExpiresAt)
+		j.ExpiresAt = utcPtr(refresh.AdvertisedExpiry(c))
+		j.ProviderExpires = utcPtr(c.Token.ExpiresAt)
 	}
 	if c.Status == tokenkeeper.StatusActive || c.Status == tokenkeeper.StatusError {
 		j.NextRefreshAt = utcPtr(c.NextRefreshAt)

@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
-	"time"
 
 	"github.com/tokenkeeper/tokenkeeper"
 )
@@ -42,7 +41,8 @@ const CredentialScopePrefix = "credential:"
 
 // handleOAuth2Token is an RFC 6749 token endpoint for service clients: the
 // client_credentials grant with scope=credential:NAME returns the current
-// upstream access token of NAME, expires_in set to its remaining life.
+// upstream access token of NAME, expires_in set to its remaining advertised
+// life (see tokenJSON).
 func (s *server) handleOAuth2Token() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
@@ -125,19 +125,13 @@ func (s *server) handleOAuth2Token() http.Handler {
 			}
 			return
 		}
-		t := sv.Token
-		if !t.ExpiresAt.IsZero() && t.ExpiresAt.Sub(s.now()) < 2*time.Second {
-			// expires_in is whole seconds rounded down, and 0 means "no
-			// expiry" to many clients: replace a token this close to its
-			// end first (concurrent clients share the refresh).
-			if c, err := s.refresher.Refresh(r.Context(), name, t.AccessToken); err == nil && c.Token.Valid(s.now(), time.Second) {
-				t = c.Token
-			}
-		}
+		// The refresher serves a token only with at least a second of
+		// advertised life left, replacing it first otherwise (concurrent
+		// clients share the replacement): expires_in is never 0.
 		s.auditw.tokenRead("client:"+client.ClientID, name, remoteHost(r))
-		out := map[string]any{"access_token": t.AccessToken, "token_type": "Bearer", "scope": scopes[0]}
-		if !t.ExpiresAt.IsZero() {
-			out["expires_in"] = max(int64(t.ExpiresAt.Sub(s.now())/time.Second), 1)
+		out := map[string]any{"access_token": sv.Token.AccessToken, "token_type": "Bearer", "scope": scopes[0]}
+		if !sv.ExpiresAt.IsZero() {
+			out["expires_in"] = expiresIn(sv.ExpiresAt, s.now())
 		}
 		h := w.Header()
 		h.Set("Pragma", "no-cache")

@@ -9,6 +9,10 @@ import (
 )
 
 // tokenJSON is the one response that carries a secret: the access token.
+// expires_at is the advertised expiry (refresh.AdvertisedExpiry): the
+// earlier of the provider's expiry and the broker's planned replacement of
+// the token less refresh.ExpiryMargin; expires_in is the same in whole
+// seconds, rounded down, and never 0.
 type tokenJSON struct {
 	AccessToken string     `json:"access_token"`
 	TokenType   string     `json:"token_type"`
@@ -16,17 +20,27 @@ type tokenJSON struct {
 	ExpiresIn   *int64     `json:"expires_in,omitempty"`
 }
 
-func (s *server) writeToken(w http.ResponseWriter, t *tokenkeeper.Token) {
+// writeToken writes t with its advertised expiry at (zero: unknown), which
+// the caller made sure is at least refresh.MinServedLife away.
+func (s *server) writeToken(w http.ResponseWriter, t *tokenkeeper.Token, at time.Time) {
 	j := tokenJSON{AccessToken: t.AccessToken, TokenType: t.TokenType}
 	if j.TokenType == "" {
 		j.TokenType = "Bearer"
 	}
-	if !t.ExpiresAt.IsZero() {
-		at := t.ExpiresAt.UTC()
-		in := int64(t.ExpiresAt.Sub(s.now()) / time.Second) // whole seconds, rounded down
+	if !at.IsZero() {
+		at = at.UTC()
+		in := expiresIn(at, s.now())
 		j.ExpiresAt, j.ExpiresIn = &at, &in
 	}
 	writeJSON(w, http.StatusOK, &j)
+}
+
+// expiresIn is the life left until at in whole seconds, rounded down so that
+// a consumer never holds a token past at, and at least 1: 0 reads as "never
+// expires" to many clients (the refresher serves nothing with less than
+// refresh.MinServedLife left, so the floor only absorbs the time since).
+func expiresIn(at, now time.Time) int64 {
+	return max(int64(at.Sub(now)/time.Second), 1)
 }
 
 // writeServedError writes err for a token read or refresh: an unknown name
@@ -65,7 +79,7 @@ func (s *server) handleToken() http.Handler {
 			return
 		}
 		s.auditw.tokenRead(actor(r), name, remoteHost(r))
-		s.writeToken(w, sv.Token)
+		s.writeToken(w, sv.Token, sv.ExpiresAt)
 	})
 }
 
@@ -98,8 +112,16 @@ func (s *server) handleRefresh() http.Handler {
 		// back the token the caller just reported as rejected, nor one about
 		// to expire: say why there is no better one.
 		if t := c.Token; c.Status == tokenkeeper.StatusActive && t.Valid(s.now(), time.Second) && (req.RejectedToken == "" || t.AccessToken != req.RejectedToken) {
-			s.writeToken(w, t)
-			return
+			if at := refresh.AdvertisedExpiry(c); at.IsZero() || at.Sub(s.now()) >= refresh.MinServedLife {
+				s.writeToken(w, t, at)
+				return
+			}
+			// Too little advertised life left (a refresh elsewhere came
+			// first and is about to be replaced): read as a consumer does.
+			if sv, err := s.refresher.Token(r.Context(), name, 0); err == nil && sv.Token.AccessToken != req.RejectedToken {
+				s.writeToken(w, sv.Token, sv.ExpiresAt)
+				return
+			}
 		}
 		sv := &refresh.Served{Name: c.Name, Status: c.Status, LastErrorCode: c.LastErrorCode}
 		msg := "the refresh of credential %q did not produce a new token: its status is %s"

@@ -320,7 +320,7 @@ func (r *Refresher) pass(ctx context.Context) time.Duration {
 			go func() {
 				defer r.wg.Done()
 				defer func() { <-r.slots; r.Wake() }()
-				r.refresh(r.calls, r.commits, c)
+				r.refresh(r.calls, r.commits, c, false)
 			}()
 		}
 		if len(claimed) == free {
@@ -381,8 +381,12 @@ func (r *Refresher) loopRecovered() {
 
 // refresh performs one attempt for a claimed credential and commits it. The
 // provider call ends with callCtx, the commit retries until commitCtx ends.
-// It returns nil when nothing was committed.
-func (r *Refresher) refresh(callCtx, commitCtx context.Context, c *tokenkeeper.Credential) *tokenkeeper.Credential {
+// With rejected set, a consumer reported c's current access token as
+// rejected by the resource server: if the attempt fails, the token is
+// committed with its expiry cut to now, so that no replica serves it again
+// (they all read it from the store) until a new token arrives. It returns
+// nil when nothing was committed.
+func (r *Refresher) refresh(callCtx, commitCtx context.Context, c *tokenkeeper.Credential, rejected bool) *tokenkeeper.Credential {
 	res := r.attempt(callCtx, c)
 	if res == nil {
 		return nil
@@ -394,6 +398,14 @@ func (r *Refresher) refresh(callCtx, commitCtx context.Context, c *tokenkeeper.C
 		r.logger.Warn("refresh abandoned before the provider answered; the credential is retried once its lease expires",
 			"credential", c.Name, "lease_expires_at", c.LeaseExpiresAt.UTC().Format(time.RFC3339Nano))
 		return nil
+	}
+	if rejected && res.Token == nil && c.Token != nil {
+		t := *c.Token
+		if t.ExpiresAt.IsZero() || t.ExpiresAt.After(res.LastRefreshAt) {
+			t.ExpiresAt = res.LastRefreshAt
+		}
+		res.Token = &t
+		res.Event.Message += "; the access token reported as rejected is no longer served"
 	}
 	return r.commit(commitCtx, c, res)
 }

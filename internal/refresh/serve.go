@@ -4,19 +4,87 @@ import (
 	"context"
 	"crypto/subtle"
 	"fmt"
+	"math"
 	"sync"
 	"time"
 
 	"github.com/tokenkeeper/tokenkeeper"
 )
 
-// Served is what a token read returns: the token, and the credential's state
-// for callers that must explain why there is none.
+// Served is what a token read returns: the token with the expiry to
+// advertise for it, and the credential's state for callers that must
+// explain why there is none.
 type Served struct {
-	Name          string
-	Token         *tokenkeeper.Token
+	Name  string
+	Token *tokenkeeper.Token
+	// ExpiresAt is the expiry to hand out with Token: AdvertisedExpiry, the
+	// earlier of the provider's expiry and the broker's planned replacement
+	// less a margin (zero if unknown). Token.ExpiresAt stays the provider's.
+	ExpiresAt     time.Time
 	Status        tokenkeeper.Status
 	LastErrorCode string
+}
+
+// ExpiryMargin is how long before its planned replacement a token stops
+// being advertised as valid (a tenth of the token's lifetime for tokens
+// shorter than 50 s). It absorbs what separates the broker's clock from the
+// moment a consumer last uses a token it was told is valid: the time the
+// answer takes to arrive, a request in flight at the advertised expiry,
+// clock differences between replicas and, for consumers that read
+// expires_at rather than expires_in, between hosts. Consumers that refresh
+// ahead (x/oauth2 by 10 s, most libraries by a minute or less) only stop
+// using a token earlier, which is always safe: they fetch again and get the
+// same token until the broker replaces it.
+const ExpiryMargin = 5 * time.Second
+
+// MinServedLife is the least advertised life a served token has: expires_in
+// is whole seconds rounded down, and clients such as x/oauth2 read 0 as
+// "never expires". A read finding less waits for the replacement instead.
+const MinServedLife = time.Second
+
+// margin returns the margin for a token of the given lifetime.
+func margin(lifetime time.Duration) time.Duration {
+	if lifetime <= 0 {
+		return ExpiryMargin
+	}
+	return min(ExpiryMargin, lifetime/10)
+}
+
+// replaceable reports whether the broker replaces the token of a credential
+// in status s by itself: it refreshes active and failing credentials on
+// schedule, never those that need re-authorization or are disabled.
+func replaceable(s tokenkeeper.Status) bool {
+	return s == tokenkeeper.StatusActive || s == tokenkeeper.StatusError
+}
+
+// AdvertisedExpiry returns the expiry the broker hands out with c's current
+// token: the earlier of the provider's expiry and the credential's next
+// refresh time less ExpiryMargin (scaled down for short-lived tokens). A
+// provider may revoke a token the moment it issues the next one, so a
+// consumer that keeps a token until the advertised expiry never uses one the
+// broker has replaced. A credential the broker does not refresh by itself
+// (needs_reauth, disabled) advertises the provider's expiry. Zero when c has
+// no token or neither time is known.
+func AdvertisedExpiry(c *tokenkeeper.Credential) time.Time {
+	if c.Token == nil {
+		return time.Time{}
+	}
+	var lifetime time.Duration
+	if !c.Token.ExpiresAt.IsZero() && !c.LastRefreshAt.IsZero() {
+		lifetime = c.Token.ExpiresAt.Sub(c.LastRefreshAt)
+	}
+	return advertised(c.Token.ExpiresAt, c.NextRefreshAt, c.Status, lifetime)
+}
+
+func advertised(provider, next time.Time, status tokenkeeper.Status, lifetime time.Duration) time.Time {
+	if !replaceable(status) || next.IsZero() {
+		return provider
+	}
+	e := next.Add(-margin(lifetime))
+	if !provider.IsZero() && provider.Before(e) {
+		return provider
+	}
+	return e
 }
 
 // entry is a cached view of one credential: what a read needs, opened once.
@@ -27,7 +95,15 @@ type entry struct {
 	status        tokenkeeper.Status
 	lastErrorCode string
 	lifetime      time.Duration // of the current token, as obtained
-	version       int64
+	// expiresAt is the advertised expiry of token (AdvertisedExpiry),
+	// advertisedLife the advertised life it had when obtained, and
+	// replaceAt when the broker plans to replace it (zero: never): an
+	// active credential at its refresh time or its expiry, whichever comes
+	// first, a failing one at its next retry.
+	expiresAt      time.Time
+	advertisedLife time.Duration
+	replaceAt      time.Time
+	version        int64
 	// checkAfter is when the cached state may be stale (the credential's
 	// refresh time has passed and another process may have refreshed it): a
 	// read after it reloads the credential from the store once.
@@ -65,10 +141,31 @@ func (c *cache) put(cred *tokenkeeper.Credential, now time.Time) *entry {
 	if cred.Token != nil && !cred.Token.ExpiresAt.IsZero() && !cred.LastRefreshAt.IsZero() {
 		e.lifetime = cred.Token.ExpiresAt.Sub(cred.LastRefreshAt)
 	}
+	if cred.Token != nil {
+		e.expiresAt = AdvertisedExpiry(cred)
+		if !e.expiresAt.IsZero() && !cred.LastRefreshAt.IsZero() {
+			e.advertisedLife = e.expiresAt.Sub(cred.LastRefreshAt)
+		}
+		switch cred.Status {
+		case tokenkeeper.StatusActive:
+			// Refreshed at its time, or at once when it has expired.
+			e.replaceAt = cred.Token.ExpiresAt
+			if !cred.NextRefreshAt.IsZero() && (e.replaceAt.IsZero() || cred.NextRefreshAt.Before(e.replaceAt)) {
+				e.replaceAt = cred.NextRefreshAt
+			}
+		case tokenkeeper.StatusError:
+			// Retried on its backoff schedule, and not before.
+			e.replaceAt = cred.NextRefreshAt
+		}
+	}
 	// Reload once the refresh time has passed (a little later, so that the
-	// local refresher usually commits first), or within a second while the
-	// credential is not healthy or has no usable token.
+	// local refresher usually commits first) or the advertised expiry is
+	// less than MinServedLife away, whichever comes first, or within a
+	// second while the credential is not healthy or has no usable token.
 	e.checkAfter = cred.NextRefreshAt.Add(250 * time.Millisecond)
+	if !e.expiresAt.IsZero() {
+		e.checkAfter = minTime(e.checkAfter, e.expiresAt.Add(-MinServedLife))
+	}
 	if cred.Status != tokenkeeper.StatusActive || cred.Token == nil || e.checkAfter.Before(now) {
 		e.checkAfter = now.Add(time.Second)
 	}
@@ -113,69 +210,112 @@ func (c *cache) invalidate(name string) {
 // credential was changed or deleted.
 func (r *Refresher) Forget(name string) { r.cache.invalidate(name) }
 
-// leeway is how much life a token must have left to be served: a tenth of its
-// lifetime, at most 5 seconds, so that a reader never gets a token that
-// expires on the way.
-func leeway(lifetime time.Duration) time.Duration {
-	if lifetime <= 0 {
-		return 5 * time.Second
+// left returns how much advertised life e's token has at now: a long time
+// for a token without a known expiry, a negative one without a token.
+func (e *entry) left(now time.Time) time.Duration {
+	if e.token == nil || e.token.AccessToken == "" {
+		return -1
 	}
-	return min(lifetime/10, 5*time.Second)
+	if e.expiresAt.IsZero() {
+		return math.MaxInt64
+	}
+	return e.expiresAt.Sub(now)
 }
 
-// Token returns the current token of the named credential, from memory when
-// possible. A token with less than minTTL left (or less than a small leeway)
-// is refreshed first; concurrent callers share that refresh. When the
-// credential cannot produce a valid token the error is ENOTREADY and Served
-// still names the status and last error code. Returns ENOTFOUND, EINVALID
-// (minTTL longer than the provider's token lifetime) or ENOTREADY.
+// Token returns the current token of the named credential and the expiry to
+// advertise with it (Served.ExpiresAt), from memory when possible. The
+// served token has at least MinServedLife, and at least minTTL, of
+// advertised life left.
+//
+// A token with less than MinServedLife left is replaced first: the read
+// waits for the broker's planned replacement (at most ExpiryMargin and
+// MinServedLife after the advertised expiry; concurrent readers share it)
+// rather than replace the token while others may still use it. A token with
+// less than minTTL left is refreshed at once, concurrent readers sharing the
+// refresh: with a provider that revokes a token when it issues the next,
+// this cuts short the token others hold, so ask for no more than needed.
+// When the credential cannot produce a valid token the error is ENOTREADY
+// and Served still names the status and last error code. While the store is
+// unreachable a cached token is served with its provider expiry as long as
+// it is valid. Returns ENOTFOUND, EINVALID (minTTL longer than the
+// advertised life of this credential's tokens), ENOTREADY or EUNAVAILABLE.
 func (r *Refresher) Token(ctx context.Context, name string, minTTL time.Duration) (*Served, error) {
 	now := r.now()
 	e := r.cache.get(name)
+	storeDown := false
 	if e == nil || now.After(e.checkAfter) {
 		// With a valid token in hand, wait only briefly for the store.
 		wait := r.cfg.StoreTimeout
-		if e != nil && e.token.Valid(now, leeway(e.lifetime)) {
+		if e != nil && e.token.Valid(now, MinServedLife) {
 			wait = min(wait, staleWait)
 		}
 		fresh, err := r.load(ctx, name, wait)
 		switch {
 		case err == nil:
 			e = fresh
-		case e != nil && tokenkeeper.ErrorCode(err) != tokenkeeper.ENOTFOUND && e.token.Valid(now, leeway(e.lifetime)):
+		case e != nil && tokenkeeper.ErrorCode(err) != tokenkeeper.ENOTFOUND && e.token.Valid(now, MinServedLife):
 			// The store is unreachable: keep serving the cached token
 			// while it is valid, and look again in a second.
 			r.cache.retryLater(e, now.Add(time.Second))
+			storeDown = true
 		default:
 			return nil, err
 		}
 	}
-	need := max(leeway(e.lifetime), minTTL)
-	if e.token.Valid(now, need) {
+	need := max(MinServedLife, minTTL)
+	if e.left(now) >= need {
 		return e.served(), nil
 	}
-	if minTTL > 0 && e.lifetime > 0 && minTTL >= e.lifetime-leeway(e.lifetime) {
-		return nil, tokenkeeper.Errorf(tokenkeeper.EINVALID, "min_ttl %s is longer than the lifetime of this credential's tokens (%s)", minTTL, e.lifetime.Round(time.Second))
+	if storeDown && e.token.Valid(now, need) {
+		// Nobody can replace the token while the store is unreachable
+		// (nor could this replica learn of it): serve it while it is valid.
+		sv := e.served()
+		sv.ExpiresAt = e.token.ExpiresAt
+		return sv, nil
 	}
-	if e.status == tokenkeeper.StatusActive || (minTTL > 0 && e.token.Valid(now, leeway(e.lifetime))) {
-		// A token is due and the credential is healthy (or the caller asked
-		// for more life than is left): refresh now, sharing the attempt,
-		// unless the store already holds a newer token (another replica
-		// refreshed it).
-		var seen string
-		if e.token != nil {
-			seen = e.token.AccessToken
-		}
-		c, err := r.Refresh(ctx, name, seen)
-		if err != nil {
-			return nil, err
-		}
-		e = r.cache.put(c, r.now())
-		if e.token.Valid(r.now(), leeway(e.lifetime)) {
-			return e.served(), nil
-		}
+	if minTTL > 0 && e.advertisedLife > 0 && minTTL >= e.advertisedLife {
+		return nil, tokenkeeper.Errorf(tokenkeeper.EINVALID, "min_ttl %s is longer than the life the broker advertises for this credential's tokens (%s)",
+			minTTL, e.advertisedLife.Round(time.Second))
 	}
-	if e.token.Valid(r.now(), leeway(e.lifetime)) {
+	early := e.left(now) >= MinServedLife // only min_ttl asks for more
+	switch {
+	case early && e.token.Valid(now, MinServedLife):
+		// The caller asked for more life than is left: refresh now.
+	case e.token == nil && e.status == tokenkeeper.StatusActive:
+		// Never refreshed yet: refresh now.
+	case replaceable(e.status) && !e.replaceAt.IsZero():
+		// The token is due: wait for its planned replacement, so that no
+		// one holding it loses it before its advertised expiry, and never
+		// longer than the margin allows (a failing credential whose next
+		// retry is further away answers at once).
+		wait := e.replaceAt.Sub(now)
+		if wait > margin(e.lifetime)+MinServedLife+100*time.Millisecond {
+			return e.served(), notReady(e)
+		}
+		if wait > 0 {
+			t := time.NewTimer(wait)
+			select {
+			case <-t.C:
+			case <-ctx.Done():
+				t.Stop()
+				return nil, tokenkeeper.Errorf(tokenkeeper.EUNAVAILABLE, "waiting for the replacement of the token of %q: %v", name, ctx.Err())
+			}
+		}
+	default:
+		return e.served(), notReady(e)
+	}
+	// Refresh, sharing the attempt, unless the store already holds a newer
+	// token (another replica refreshed it).
+	var seen string
+	if e.token != nil {
+		seen = e.token.AccessToken
+	}
+	c, err := r.shared(ctx, name, seen, false)
+	if err != nil {
+		return nil, err
+	}
+	e = r.cache.put(c, r.now())
+	if e.left(r.now()) >= MinServedLife {
 		return e.served(), nil
 	}
 	return e.served(), notReady(e)
@@ -212,7 +352,7 @@ func notReady(e *entry) error {
 }
 
 func (e *entry) served() *Served {
-	return &Served{Name: e.name, Token: e.token, Status: e.status, LastErrorCode: e.lastErrorCode}
+	return &Served{Name: e.name, Token: e.token, ExpiresAt: e.expiresAt, Status: e.status, LastErrorCode: e.lastErrorCode}
 }
 
 // staleWait is the longest a read that holds a valid cached token waits for
@@ -256,11 +396,15 @@ func (r *Refresher) load(ctx context.Context, name string, wait time.Duration) (
 
 // Refresh forces a refresh of the named credential, whatever its schedule and
 // status (a needs_reauth credential is tried again), and returns the
-// credential as committed. With a non-empty rejected token it refreshes only
-// if that is still the current token in the store, and otherwise returns the
+// credential as committed. With a non-empty rejected token — a consumer
+// reports that the resource server refused it — it refreshes only if that is
+// still the current, unexpired token in the store, and otherwise returns the
 // current state: many consumers reporting one rejected token cause one
-// refresh. Concurrent calls in this process share one attempt; a refresh
-// already running elsewhere is waited for rather than repeated.
+// refresh. If that refresh fails, the rejected token is committed as expired
+// (its expiry cut to the time of the attempt), so that no replica serves it
+// again; reads answer ENOTREADY naming the status until a new token arrives.
+// Concurrent calls in this process share one attempt; a refresh already
+// running elsewhere is waited for rather than repeated.
 //
 // The provider call is not cancelled with ctx: an answer already on its way
 // holds a rotated refresh token that must be committed. Store reads before
@@ -268,12 +412,24 @@ func (r *Refresher) load(ctx context.Context, name string, wait time.Duration) (
 // ECONFLICT (disabled) or EUNAVAILABLE (the store is unreachable, ctx ended
 // first, or Run has shut down).
 func (r *Refresher) Refresh(ctx context.Context, name, rejected string) (*tokenkeeper.Credential, error) {
-	ch := r.group.DoChan("refresh\x00"+name, func() (any, error) {
+	return r.shared(ctx, name, rejected, rejected != "")
+}
+
+// shared runs a forced refresh of name, shared by concurrent callers: only
+// if seen is still the current token when seen is not empty. With reject,
+// seen was reported as rejected (see Refresh); without, a read found it due
+// and a failed attempt leaves it as it is.
+func (r *Refresher) shared(ctx context.Context, name, seen string, reject bool) (*tokenkeeper.Credential, error) {
+	key := "refresh\x00" + name
+	if reject {
+		key = "reject\x00" + name
+	}
+	ch := r.group.DoChan(key, func() (any, error) {
 		if !r.track() {
 			return nil, tokenkeeper.Errorf(tokenkeeper.EUNAVAILABLE, "the refresher is shutting down")
 		}
 		defer r.wg.Done()
-		return r.forced(context.WithoutCancel(ctx), name, rejected)
+		return r.forced(context.WithoutCancel(ctx), name, seen, reject)
 	})
 	select {
 	case <-ctx.Done():
@@ -286,7 +442,7 @@ func (r *Refresher) Refresh(ctx context.Context, name, rejected string) (*tokenk
 	}
 }
 
-func (r *Refresher) forced(ctx context.Context, name, rejected string) (*tokenkeeper.Credential, error) {
+func (r *Refresher) forced(ctx context.Context, name, rejected string, reject bool) (*tokenkeeper.Credential, error) {
 	ctx, cancel := context.WithTimeout(ctx, r.cfg.Lease)
 	defer cancel()
 	// The provider call ends when Run abandons calls at shutdown, the commit
@@ -305,8 +461,9 @@ func (r *Refresher) forced(ctx context.Context, name, rejected string) (*tokenke
 	if err != nil {
 		return nil, err
 	}
-	if rejected != "" && !isToken(c.Token, rejected) {
-		// Already replaced: the caller only needs the current token.
+	if rejected != "" && !r.stillCurrent(c, rejected, reject) {
+		// Already replaced (or, reported, already withdrawn): the caller
+		// only needs the current state.
 		r.cache.put(c, r.now())
 		return c, nil
 	}
@@ -319,11 +476,11 @@ func (r *Refresher) forced(ctx context.Context, name, rejected string) (*tokenke
 		err = r.storeTimeout(rctx, err)
 		rcancel()
 		if err == nil {
-			if rejected != "" && !isToken(claimed.Token, rejected) {
+			if rejected != "" && !r.stillCurrent(claimed, rejected, reject) {
 				// Replaced between our read and our claim.
 				return r.release(ctx, claimed)
 			}
-			if updated := r.refresh(callCtx, commitCtx, claimed); updated != nil {
+			if updated := r.refresh(callCtx, commitCtx, claimed, reject); updated != nil {
 				return updated, nil
 			}
 			// Fenced out: whoever won has the newer state.
@@ -337,11 +494,23 @@ func (r *Refresher) forced(ctx context.Context, name, rejected string) (*tokenke
 			return nil, err
 		}
 		if c.LeaseOwner == "" {
+			if reject && r.stillCurrent(c, rejected, true) {
+				// That was a read's refresh, which failed and left the
+				// rejected token in place: try again, and withdraw it.
+				continue
+			}
 			r.cache.put(c, r.now())
 			return c, nil
 		}
 		// Its lease expired without a commit (the worker died): claim it.
 	}
+}
+
+// stillCurrent reports whether seen is c's current token; with reject, also
+// that it has not expired (a rejected token withdrawn by a failed refresh
+// has).
+func (r *Refresher) stillCurrent(c *tokenkeeper.Credential, seen string, reject bool) bool {
+	return isToken(c.Token, seen) && (!reject || c.Token.Valid(r.now(), 0))
 }
 
 // isToken reports whether t is the access token s.
