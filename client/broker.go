@@ -22,10 +22,13 @@ import (
 // authenticating with apiKey.
 //
 // It asks GET {brokerURL}/v1/credentials/{credential}/token and refreshes
-// ahead of the token's expires_at like any other source; when refreshing
-// ahead it passes min_ttl (the lead plus the leeway), so that the broker
-// refreshes the credential first if its token has no more life left than
-// the one the source holds. Invalidate (and so the
+// ahead of the token's advertised expiry (expires_at, or now+expires_in if
+// earlier: the broker advertises the moment it will replace the token, which
+// a provider may revoke then) like any other source. It never asks for
+// min_ttl: until the broker replaces its token a refresh ahead gets the same
+// token back, and the first one after gets the new one; the broker answers
+// a read in the token's last second once the new token is there (at most a
+// few seconds later). Invalidate (and so the
 // Transport's 401 path) sends POST {brokerURL}/v1/credentials/{credential}/refresh
 // with the rejected token: the broker refreshes only if that token is still
 // its current one, so many consumers reporting it cause one refresh.
@@ -103,11 +106,11 @@ func (b *brokerClient) fetch(ctx context.Context, req fetchRequest) (*oauth2.Tok
 			r.Header.Set("Content-Type", "application/json")
 		}
 	} else {
-		u := b.tokenURL
-		if req.minTTL > 0 {
-			u += "?min_ttl=" + url.QueryEscape(req.minTTL.Round(time.Millisecond).String())
-		}
-		r, err = http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+		// No min_ttl, even when refreshing ahead: the broker advertises the
+		// moment it replaces its token and hands out the new one from then
+		// on; asking for more life would make it replace the token at once,
+		// before the expiry it advertised to every other consumer.
+		r, err = http.NewRequestWithContext(ctx, http.MethodGet, b.tokenURL, nil)
 	}
 	if err != nil {
 		return nil, &BrokerError{Err: fmt.Errorf("build request: %w", err)}
@@ -146,9 +149,11 @@ type brokerToken struct {
 }
 
 // parseBrokerToken parses a 200 answer of the broker's token or refresh
-// endpoint. The expiry is expires_at if present, else now+expires_in, else
-// zero (the source applies its default lifetime). Errors never quote the
-// body.
+// endpoint. The expiry is the broker's advertised one: the earlier of
+// expires_at and now+expires_in when both are present (so that a clock
+// ahead of the broker's does not keep the token past the moment the broker
+// replaces it), else whichever is present, else zero (the source applies
+// its default lifetime). Errors never quote the body.
 func parseBrokerToken(body []byte, now time.Time) (*oauth2.Token, error) {
 	var bt brokerToken
 	if err := json.Unmarshal(body, &bt); err != nil {
@@ -175,8 +180,11 @@ func parseBrokerToken(body []byte, now time.Time) (*oauth2.Token, error) {
 			return nil, errors.New("malformed token response: expires_at is not RFC 3339")
 		}
 		t.Expiry = at
-	} else if expiresIn > 0 {
-		t.Expiry = now.Add(time.Duration(expiresIn) * time.Second)
+	}
+	if expiresIn > 0 {
+		if in := now.Add(time.Duration(expiresIn) * time.Second); t.Expiry.IsZero() || in.Before(t.Expiry) {
+			t.Expiry = in
+		}
 	}
 	t.ExpiresIn = expiresIn
 	return t, nil

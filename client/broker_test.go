@@ -115,6 +115,10 @@ func (b *fakeBroker) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 				b.rotateLocked()
 			}
 		}
+		if b.expiresAt.Sub(b.now()) < time.Second {
+			// Like the broker, never an expires_in of 0: replace first.
+			b.rotateLocked()
+		}
 	case r.Method == "POST" && r.URL.Path == prefix+"refresh":
 		b.refreshes++
 		var in struct {
@@ -164,18 +168,27 @@ func TestBrokerReadsAndRefreshesAhead(t *testing.T) {
 	if tok.AccessToken != "broker-token-1" || !tok.Expiry.Equal(epoch.Add(time.Hour)) || tok.TokenType != "Bearer" {
 		t.Fatalf("token %q expiry %v", tok.AccessToken, tok.Expiry)
 	}
-	// Refresh ahead by expires_at, asking the broker for a token with more
-	// than the lead (5 min) and the leeway (10 s) left.
+	// Refresh ahead by the advertised expiry (the lead is 5 min), without
+	// min_ttl: the broker replaces its token when it plans to and says so
+	// in the expiry; asking for more life would make it replace the token
+	// early, cutting it short for every other consumer.
 	clk.waitTimer(t, tok.Expiry.Add(-5*time.Minute))
 	clk.AdvanceTo(tok.Expiry.Add(-5 * time.Minute))
+	eventually(t, func() bool { gets, _, _ := b.counts(); return gets == 2 }, "the refresh ahead")
+	if got := mustToken(t, s).AccessToken; got != "broker-token-1" {
+		t.Fatalf("token before the broker replaced it: %q", got)
+	}
+	// The broker replaces its token in the last second; the source's next
+	// refresh ahead gets the new one.
+	clk.AdvanceTo(tok.Expiry.Add(-500 * time.Millisecond))
 	eventually(t, func() bool { return mustToken(t, s).AccessToken == "broker-token-2" }, "the new token")
 	b.mu.Lock()
 	minTTLs := append([]string(nil), b.minTTLs...)
 	b.mu.Unlock()
-	if len(minTTLs) != 1 || minTTLs[0] != "5m10s" {
+	if len(minTTLs) != 0 {
 		t.Fatalf("min_ttl sent: %q", minTTLs)
 	}
-	if gets, refreshes, _ := b.counts(); gets != 2 || refreshes != 0 {
+	if gets, refreshes, _ := b.counts(); gets != 3 || refreshes != 0 {
 		t.Fatalf("gets %d refreshes %d", gets, refreshes)
 	}
 	if !strings.Contains(lb.String(), `"credential":"github"`) || !strings.Contains(lb.String(), `"token_source":"broker"`) {
@@ -356,6 +369,10 @@ func TestParseBrokerToken(t *testing.T) {
 	}{
 		{`{"access_token":"a","token_type":"Bearer","expires_at":"2030-01-02T04:04:05Z","expires_in":3600}`, now.Add(time.Hour), ""},
 		{`{"access_token":"a","expires_in":60}`, now.Add(time.Minute), ""},
+		// A clock ahead of the broker's: expires_in, the earlier, wins.
+		{`{"access_token":"a","expires_at":"2030-01-02T04:04:05Z","expires_in":1800}`, now.Add(30 * time.Minute), ""},
+		// A clock behind the broker's: expires_at, the earlier, wins.
+		{`{"access_token":"a","expires_at":"2030-01-02T03:34:05Z","expires_in":3600}`, now.Add(30 * time.Minute), ""},
 		{`{"access_token":"a","expires_in":"60"}`, now.Add(time.Minute), ""},
 		{`{"access_token":"a"}`, time.Time{}, ""},
 		{`{"access_token":"a","expires_at":"2030-01-02T03:04:05.5+01:00"}`, time.Date(2030, 1, 2, 2, 4, 5, 5e8, time.UTC), ""},

@@ -27,15 +27,22 @@ type Served struct {
 
 // ExpiryMargin is how long before its planned replacement a token stops
 // being advertised as valid (a tenth of the token's lifetime for tokens
-// shorter than 50 s). It absorbs what separates the broker's clock from the
-// moment a consumer last uses a token it was told is valid: the time the
-// answer takes to arrive, a request in flight at the advertised expiry,
-// clock differences between replicas and, for consumers that read
-// expires_at rather than expires_in, between hosts. Consumers that refresh
-// ahead (x/oauth2 by 10 s, most libraries by a minute or less) only stop
-// using a token earlier, which is always safe: they fetch again and get the
-// same token until the broker replaces it.
-const ExpiryMargin = 5 * time.Second
+// shorter than 20 s). It covers what separates the broker's clock from the
+// last use of a token a consumer was told is valid: the time the answer
+// takes to arrive (expires_in starts counting on arrival), a request in
+// flight at the advertised expiry, and clock differences between replicas
+// (one computes the refresh time, another may advertise it) and, for
+// consumers that read expires_at, between hosts.
+//
+// A consumer that refreshes ahead is safe with any margin: x/oauth2 treats
+// a token as expired 10 s early, most libraries up to a minute; they ask
+// again sooner and get the same token back until the broker replaces it.
+// What is unsafe is asking the broker for more life than is advertised
+// (min_ttl), which makes it replace the token at once: client.Broker
+// therefore refreshes ahead without min_ttl. The margin is also the longest
+// a read in a token's last second waits for the replacement, so it is kept
+// small.
+const ExpiryMargin = 2 * time.Second
 
 // MinServedLife is the least advertised life a served token has: expires_in
 // is whole seconds rounded down, and clients such as x/oauth2 read 0 as
