@@ -488,3 +488,51 @@ func execPG(t *testing.T, db, sql string) error {
 	_, err = conn.Exec(ctx, sql)
 	return err
 }
+
+// TestTestIDPRevokePrevious: with --revoke-previous, testidp revokes a
+// grant's previous access token when it issues the next.
+func TestTestIDPRevokePrevious(t *testing.T) {
+	for _, on := range []bool{false, true} {
+		ctx, cancel := context.WithCancel(context.Background())
+		var stdout syncBuffer
+		done := make(chan error, 1)
+		args := []string{"tokenkeeper", "testidp", "--addr", "127.0.0.1:0", "--client", "svc:svc-secret"}
+		if on {
+			args = append(args, "--revoke-previous")
+		}
+		go func() {
+			done <- run(ctx, args, func(string) string { return "" }, strings.NewReader(""), &stdout, io.Discard)
+		}()
+		tokenURL := waitFor(t, "the token URL", 5*time.Second, func() string {
+			for _, line := range strings.Split(stdout.String(), "\n") {
+				if f := strings.Fields(line); len(f) == 3 && f[0] == "token" && f[1] == "URL:" {
+					return f[2]
+				}
+			}
+			return ""
+		})
+		resource := strings.TrimSuffix(tokenURL, "/token") + "/resource"
+		cfg := clientcredentials.Config{ClientID: "svc", ClientSecret: "svc-secret", TokenURL: tokenURL}
+		first, err := cfg.Token(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := cfg.Token(ctx); err != nil {
+			t.Fatal(err)
+		}
+		req, _ := http.NewRequest("GET", resource, nil)
+		req.Header.Set("Authorization", "Bearer "+first.AccessToken)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if want := map[bool]int{false: http.StatusOK, true: http.StatusUnauthorized}[on]; resp.StatusCode != want {
+			t.Errorf("--revoke-previous=%v: the first token gets %d after a second was issued, want %d", on, resp.StatusCode, want)
+		}
+		cancel()
+		if err := <-done; err != nil {
+			t.Fatalf("testidp: %v", err)
+		}
+	}
+}
