@@ -11,9 +11,15 @@
 // process's cache and schedule in step with the others' changes; without
 // it, they catch up within PollInterval.
 //
-// While the store is unreachable, cached tokens are served as long as they
-// are valid (a read waits at most 200 ms for the store when it holds one,
-// StoreTimeout otherwise), refreshes pause, and the loop retries with
+// A token is served with an advertised expiry (AdvertisedExpiry): the
+// earlier of the provider's expiry and the moment the broker will replace
+// it, less ExpiryMargin, since a provider may revoke a token as soon as it
+// issues the next one. A read in a token's last second waits for that
+// replacement rather than cut the token short for others.
+//
+// While the store is unreachable, cached tokens are served until their
+// advertised expiry (a read waits at most 200 ms for the store when it holds
+// one, StoreTimeout otherwise), refreshes pause, and the loop retries with
 // backoff, logging the outage once and its end once.
 //
 // All methods of Refresher are safe for concurrent use.

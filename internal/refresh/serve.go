@@ -243,13 +243,13 @@ func (e *entry) left(now time.Time) time.Duration {
 // this cuts short the token others hold, so ask for no more than needed.
 // When the credential cannot produce a valid token the error is ENOTREADY
 // and Served still names the status and last error code. While the store is
-// unreachable a cached token is served with its provider expiry as long as
-// it is valid. Returns ENOTFOUND, EINVALID (minTTL longer than the
+// unreachable (or slow: a read holding a cached token waits for it at most
+// 200 ms) a cached token is served until its advertised expiry, never
+// beyond: another replica may still reach the store and replace it. Returns ENOTFOUND, EINVALID (minTTL longer than the
 // advertised life of this credential's tokens), ENOTREADY or EUNAVAILABLE.
 func (r *Refresher) Token(ctx context.Context, name string, minTTL time.Duration) (*Served, error) {
 	now := r.now()
 	e := r.cache.get(name)
-	storeDown := false
 	if e == nil || now.After(e.checkAfter) {
 		// With a valid token in hand, wait only briefly for the store.
 		wait := r.cfg.StoreTimeout
@@ -264,7 +264,6 @@ func (r *Refresher) Token(ctx context.Context, name string, minTTL time.Duration
 			// The store is unreachable: keep serving the cached token
 			// while it is valid, and look again in a second.
 			r.cache.retryLater(e, now.Add(time.Second))
-			storeDown = true
 		default:
 			return nil, err
 		}
@@ -272,13 +271,6 @@ func (r *Refresher) Token(ctx context.Context, name string, minTTL time.Duration
 	need := max(MinServedLife, minTTL)
 	if e.left(now) >= need {
 		return e.served(), nil
-	}
-	if storeDown && e.token.Valid(now, need) {
-		// Nobody can replace the token while the store is unreachable
-		// (nor could this replica learn of it): serve it while it is valid.
-		sv := e.served()
-		sv.ExpiresAt = e.token.ExpiresAt
-		return sv, nil
 	}
 	if minTTL > 0 && e.advertisedLife > 0 && minTTL >= e.advertisedLife {
 		return nil, tokenkeeper.Errorf(tokenkeeper.EINVALID, "min_ttl %s is longer than the life the broker advertises for this credential's tokens (%s)",
