@@ -313,9 +313,18 @@ func (r *Refresher) Token(ctx context.Context, name string, minTTL time.Duration
 	if err != nil {
 		return nil, err
 	}
-	e = r.cache.put(c, r.now())
-	if e.left(r.now()) >= MinServedLife {
+	now = r.now()
+	e = r.cache.put(c, now)
+	if e.left(now) >= MinServedLife {
 		return e.served(), nil
+	}
+	if e.token.Valid(now, MinServedLife) && replaceable(e.status) && !e.replaceAt.IsZero() && e.replaceAt.Sub(now) >= MinServedLife {
+		// A token so short-lived (a few seconds) that even a new one has
+		// less than a second of advertised life left: advertise one second,
+		// which the broker's schedule still leaves it.
+		sv := e.served()
+		sv.ExpiresAt = now.Add(MinServedLife)
+		return sv, nil
 	}
 	return e.served(), notReady(e)
 }
