@@ -46,9 +46,13 @@ func (s *server) forcedRefreshGate(w http.ResponseWriter, r *http.Request, name,
 			age := now.Sub(c.LastRefreshAt)
 			if c.Status == tokenkeeper.StatusActive && !c.LastRefreshAt.IsZero() && age >= 0 && age < s.forceFloor && c.Token.Valid(now, time.Second) {
 				w.Header().Set(RefreshSkippedHeader, fmt.Sprintf("the last successful refresh was %s ago, less than the floor of %s: this is the current token", age.Round(time.Second), s.forceFloor))
-				s.audit(r, who, "credential.refresh", name, "skipped", "younger than the floor")
-				s.writeToken(w, c.Token)
-				return true
+				// Answer as a read does: with the advertised expiry, never a
+				// token about to be replaced.
+				if sv, err := s.refresher.Token(r.Context(), name, 0); err == nil {
+					s.audit(r, who, "credential.refresh", name, "skipped", "younger than the floor")
+					s.writeToken(w, sv.Token, sv.ExpiresAt)
+					return true
+				}
 			}
 		}
 	}
