@@ -11,8 +11,13 @@ import (
 // errUsageShown reports that the usage text was already printed.
 var errUsageShown = errors.New("usage shown")
 
-// exitCode maps an error to the process exit status: 2 for usage errors.
+// exitCode maps an error to the process exit status: 2 for usage errors,
+// a command's own status for exec.
 func exitCode(err error) int {
+	var es exitStatus
+	if errors.As(err, &es) {
+		return int(es)
+	}
 	var ue *usageError
 	if errors.Is(err, errUsageShown) || errors.As(err, &ue) {
 		return 2

@@ -18,7 +18,8 @@ func main() {
 	err := run(ctx, os.Args, os.Getenv, os.Stdin, os.Stdout, os.Stderr)
 	stop()
 	if err != nil {
-		if !errors.Is(err, errUsageShown) {
+		var es exitStatus // exec passes its command's status through, silently
+		if !errors.Is(err, errUsageShown) && !errors.As(err, &es) {
 			fmt.Fprintln(os.Stderr, "tokenkeeper:", err)
 		}
 		os.Exit(exitCode(err))

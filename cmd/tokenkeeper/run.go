@@ -41,6 +41,11 @@ Client (talk to a running broker; --server, --api-key):
   client       add | list | rm | rotate-secret: services using /oauth2/token
   audit        the audit log
 
+Programs without tokenkeeper code (--server, --api-key):
+  agent          keep files fresh with tokens (config file or flags; SIGHUP reloads)
+  exec           run a command with a token in its environment
+  git-credential a git credential helper answering with a credential's token
+
 Tools:
   testidp      run the OAuth2 test authorization server
   bench        refresh | read: measure the broker
@@ -95,6 +100,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		})
 	case "audit":
 		return e.cmdAudit(rest)
+	case "agent":
+		return e.cmdAgent(rest)
+	case "exec":
+		return e.cmdExec(rest)
+	case "git-credential":
+		return e.cmdGitCredential(rest)
 	case "keys":
 		return e.subcommand("keys", rest, map[string]func([]string) error{"rotate": e.cmdKeysRotate})
 	case "bench":

@@ -1,0 +1,472 @@
+// Package agent keeps files fresh with access tokens from a tokenkeeper
+// broker, for programs that can only read a token from a file.
+//
+// Each sink of a Config names a credential and a file. The agent reads the
+// credential's token from the broker (GET /v1/credentials/{name}/token with
+// an API key, or the broker's /oauth2/token as a service client), writes it
+// to the file through a template, and renews it ahead of its expiry with a
+// client.TokenSource. Every write is atomic: a temporary file in the same
+// directory, synced, renamed over the file, and the directory synced.
+//
+// While the broker cannot be reached, the file keeps its last token as long
+// as that token is valid. Shortly before it expires (a tenth of its life, at
+// most two seconds) the file is removed or emptied, as the sink's on_expiry
+// says, so that a file never holds an expired token; the next token obtained
+// is written again. The agent does the same when it stops, since nothing
+// renews the file afterwards.
+//
+// An Agent is safe for concurrent use: Apply and Stop may be called from any
+// goroutine, and are serialized.
+package agent
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/oauth2"
+
+	"github.com/tokenkeeper/tokenkeeper/client"
+)
+
+// Options configure an Agent. The zero value is usable.
+type Options struct {
+	// Logger receives the agent's log; nil discards. No token or secret is
+	// ever logged.
+	Logger *slog.Logger
+	// CommandOutput receives the standard output and error of the sinks'
+	// commands; nil discards them.
+	CommandOutput io.Writer
+	// HTTPClient reaches the broker; nil means a client with a 30 s timeout.
+	HTTPClient *http.Client
+	// BackoffMin and BackoffMax bound the delay between attempts while the
+	// broker fails (defaults 500 ms and 15 s).
+	BackoffMin, BackoffMax time.Duration
+	// CheckTimeout bounds the first request of a new sink, which checks that
+	// its credential exists (default 10 s).
+	CheckTimeout time.Duration
+	// CommandTimeout bounds each run of a sink's command (default 30 s).
+	CommandTimeout time.Duration
+}
+
+// Agent keeps the files of a Config fresh. Create it with New, give it a
+// configuration with Apply (again to reload), and Stop it.
+type Agent struct {
+	opts Options
+	log  *slog.Logger
+
+	mu      sync.Mutex         // serializes Apply and Stop; guards the fields below
+	runners map[string]*runner // by sinkKey
+	stopped bool
+}
+
+// New returns an Agent with no sinks.
+func New(opts Options) *Agent {
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.CommandOutput == nil {
+		opts.CommandOutput = io.Discard
+	}
+	if opts.BackoffMin <= 0 {
+		opts.BackoffMin = 500 * time.Millisecond
+	}
+	if opts.BackoffMax < opts.BackoffMin {
+		opts.BackoffMax = max(15*time.Second, opts.BackoffMin)
+	}
+	if opts.CheckTimeout <= 0 {
+		opts.CheckTimeout = 10 * time.Second
+	}
+	if opts.CommandTimeout <= 0 {
+		opts.CommandTimeout = 30 * time.Second
+	}
+	return &Agent{opts: opts, log: opts.Logger, runners: map[string]*runner{}}
+}
+
+// ErrStopped is returned by Apply after Stop.
+var ErrStopped = errors.New("agent: stopped")
+
+// Apply makes cfg the agent's configuration: the first call starts it, a
+// later one reloads it. cfg's secrets must be resolved (Config.Resolve).
+//
+// Before anything changes, every new sink is checked: its file must be
+// writable, and its credential must exist at the broker and be readable
+// with the agent's key (a broker that cannot be reached is only logged:
+// the sink starts and retries). If a check fails, Apply returns a
+// *ConfigError naming the sink's line and the reason, and the previous
+// configuration stays in force. Otherwise sinks that are in both
+// configurations keep running untouched, removed ones are stopped (their
+// files removed or emptied as configured) and new ones start.
+func (a *Agent) Apply(ctx context.Context, cfg *Config) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.stopped {
+		return ErrStopped
+	}
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	if cfg.Server == "" || (cfg.APIKey == "" && (cfg.ClientID == "" || cfg.ClientSecret == "")) {
+		return &ConfigError{File: cfg.File, Msg: "the broker's URL and an API key or service client are required"}
+	}
+	srcID := cfg.sourceID()
+	keep := map[string]*runner{}
+	var fresh []*runner
+	abort := func(err error) error {
+		for _, r := range fresh {
+			_ = r.src.Close()
+		}
+		return err
+	}
+	for _, s := range cfg.Sinks {
+		key := sinkKey(srcID, s)
+		if r, ok := a.runners[key]; ok {
+			keep[key] = r
+			continue
+		}
+		if err := checkWritable(s.Path); err != nil {
+			return abort(&ConfigError{File: cfg.File, Line: s.Line, Msg: fmt.Sprintf("sink %q: %v", s.Credential, err)})
+		}
+		r := a.newRunner(cfg, s, key)
+		src, err := r.newSource()
+		if err != nil {
+			return abort(&ConfigError{File: cfg.File, Line: s.Line, Msg: fmt.Sprintf("sink %q: %v", s.Credential, err)})
+		}
+		r.src = src
+		fresh = append(fresh, r)
+		cctx, cancel := context.WithTimeout(ctx, a.opts.CheckTimeout)
+		_, err = src.TokenContext(cctx)
+		cancel()
+		switch {
+		case err == nil:
+		case refusedCredential(err):
+			return abort(&ConfigError{File: cfg.File, Line: s.Line, Msg: fmt.Sprintf("sink %q: credential %q: %v", s.Credential, s.Credential, err)})
+		default:
+			r.log.Warn("cannot get the credential's token yet; the sink starts and retries", "error", err)
+		}
+	}
+	// The new configuration is accepted: stop what it drops (before new
+	// sinks may write the same paths), then start what it adds.
+	for key, r := range a.runners {
+		if _, ok := keep[key]; !ok {
+			r.stop()
+			r.log.Info("sink removed from the configuration")
+		}
+	}
+	for _, r := range fresh {
+		keep[r.key] = r
+		r.start()
+	}
+	a.runners = keep
+	a.log.Info("configuration applied", "sinks", len(keep), "new", len(fresh))
+	return nil
+}
+
+// Stop stops every sink, removing or emptying its file as configured, and
+// waits for them. It is idempotent.
+func (a *Agent) Stop() {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.stopped = true
+	var wg sync.WaitGroup
+	for _, r := range a.runners {
+		wg.Go(r.stop)
+	}
+	wg.Wait()
+	a.runners = map[string]*runner{}
+}
+
+// refusedCredential reports whether err says the credential does not exist
+// or may not be read, rather than that the broker is unavailable.
+func refusedCredential(err error) bool {
+	var be *client.BrokerError
+	if errors.As(err, &be) {
+		return be.Permanent()
+	}
+	return client.IsPermanent(err) || errors.Is(err, client.ErrInvalidScope)
+}
+
+// sourceID identifies a token source, secrets hashed, to tell whether a
+// reload changed it.
+func (c *Config) sourceID() string {
+	h := sha256.Sum256([]byte(strings.Join([]string{c.Server, c.APIKey, c.ClientID, c.ClientSecret}, "\x00")))
+	return hex.EncodeToString(h[:])
+}
+
+// sinkKey identifies a sink with its source: a reload keeps a running sink
+// only if nothing about it changed.
+func sinkKey(srcID string, s Sink) string {
+	s.Line = 0
+	b, _ := json.Marshal(s)
+	return srcID + "\x00" + string(b)
+}
+
+// runner keeps one sink's file fresh.
+type runner struct {
+	a         *Agent
+	sink      Sink
+	key       string
+	mode      os.FileMode
+	log       *slog.Logger
+	newSource func() (*client.TokenSource, error)
+
+	src    *client.TokenSource // replaced only by the run goroutine once started
+	tokens chan *oauth2.Token  // the newest token from the source, capacity 1
+
+	cmdMu      sync.Mutex // guards cmdPending
+	cmdPending string     // the event of the command run to come
+	cmdWake    chan struct{}
+	cmdDone    chan struct{} // closed when the command goroutine ends
+
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+func (a *Agent) newRunner(cfg *Config, s Sink, key string) *runner {
+	mode, _ := parseMode(s.Mode) // validated
+	r := &runner{a: a, sink: s, key: key, mode: mode, tokens: make(chan *oauth2.Token, 1),
+		cmdWake: make(chan struct{}, 1), cmdDone: make(chan struct{}), done: make(chan struct{}),
+		log: a.log.With("credential", s.Credential, "path", s.Path)}
+	server := strings.TrimRight(cfg.Server, "/")
+	apiKey, clientID, clientSecret := cfg.APIKey, cfg.ClientID, cfg.ClientSecret
+	r.newSource = func() (*client.TokenSource, error) {
+		opts := []client.Option{
+			client.WithOnToken(r.offer),
+			client.WithBackoff(a.opts.BackoffMin, a.opts.BackoffMax),
+			client.WithLogger(r.log),
+		}
+		if a.opts.HTTPClient != nil {
+			opts = append(opts, client.WithHTTPClient(a.opts.HTTPClient))
+		}
+		if clientID != "" {
+			return client.ClientCredentials(client.Config{
+				TokenURL: server + "/oauth2/token", ClientID: clientID, ClientSecret: clientSecret,
+				AuthStyle: client.AuthStyleHeader, Scopes: []string{"credential:" + s.Credential},
+			}, opts...)
+		}
+		return client.Broker(server, apiKey, s.Credential, opts...)
+	}
+	return r
+}
+
+// offer hands the newest token to the run goroutine, replacing one it has
+// not taken yet. It is the source's OnToken hook: calls never overlap.
+func (r *runner) offer(t *oauth2.Token) {
+	for {
+		select {
+		case r.tokens <- t:
+			return
+		default:
+		}
+		select {
+		case <-r.tokens:
+		default:
+		}
+	}
+}
+
+func (r *runner) start() {
+	ctx, cancel := context.WithCancel(context.Background())
+	r.cancel = cancel
+	go r.commands()
+	go r.run(ctx)
+}
+
+// stop ends the runner and waits for it, leaving its file removed or
+// emptied.
+func (r *runner) stop() {
+	r.cancel()
+	<-r.done
+}
+
+// pollInterval is how often the runner checks that its source has not
+// stopped for good; deadRetry is how long it waits before replacing a
+// source that did (the key may be granted again, the credential re-added).
+const (
+	pollInterval = 2 * time.Second
+	deadRetry    = 30 * time.Second
+)
+
+func (r *runner) run(ctx context.Context) {
+	defer func() {
+		close(r.cmdWake)
+		<-r.cmdDone
+		close(r.done)
+	}()
+	var (
+		expiry  *time.Timer
+		expired <-chan time.Time
+		last    []byte // the file's contents, nil if it holds no token
+		deadAt  time.Time
+	)
+	stopTimer := func() {
+		if expiry != nil {
+			expiry.Stop()
+			expiry, expired = nil, nil
+		}
+	}
+	clearState := func(reason string) {
+		stopTimer()
+		if err := r.clearFile(); err != nil {
+			r.log.Error("cannot clear the file", "error", err)
+			return
+		}
+		if last != nil {
+			r.log.Warn(reason, "on_expiry", r.sink.OnExpiry)
+			last = nil
+			r.command("expired")
+		}
+	}
+	// A file left by an earlier run may hold an expired token: unless a
+	// token is already here, put the file in its no-token state.
+	if len(r.tokens) == 0 {
+		if err := r.clearFile(); err != nil {
+			r.log.Error("cannot clear the file", "error", err)
+		}
+	}
+	poll := time.NewTicker(pollInterval)
+	defer poll.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			_ = r.src.Close()
+			clearState("the agent stopped: the file no longer holds a token")
+			return
+		case t := <-r.tokens:
+			now := time.Now()
+			var margin time.Duration
+			if !t.Expiry.IsZero() {
+				margin = expiryMargin(t.Expiry.Sub(now))
+				if t.Expiry.Sub(now) <= margin {
+					continue // superseded or about to expire: never written
+				}
+			}
+			data, err := render(r.sink.Template, t.AccessToken, t.Expiry)
+			if err != nil { // validated at start
+				r.log.Error("cannot render the template", "error", err)
+				continue
+			}
+			if !bytes.Equal(data, last) {
+				if err := writeFileAtomic(r.sink.Path, data, r.mode); err != nil {
+					r.log.Error("cannot write the file; keeping the previous one", "error", err)
+					continue
+				}
+				last = data
+				r.log.Info("wrote a new token", "expires_at", t.Expiry.UTC().Format(time.RFC3339))
+				r.command("updated")
+			}
+			stopTimer()
+			if !t.Expiry.IsZero() {
+				expiry = time.NewTimer(t.Expiry.Add(-margin).Sub(now))
+				expired = expiry.C
+			}
+		case <-expired:
+			expiry, expired = nil, nil
+			clearState("the token expired and no new one could be obtained")
+		case <-poll.C:
+			if !deadAt.IsZero() {
+				if time.Since(deadAt) < deadRetry {
+					continue
+				}
+				src, err := r.newSource()
+				if err != nil {
+					r.log.Error("cannot create the token source", "error", err)
+					continue
+				}
+				r.src, deadAt = src, time.Time{}
+				r.log.Info("trying the credential again after a permanent failure")
+				continue
+			}
+			// Only a look: a request in flight is not waited for.
+			cctx, cancel := context.WithTimeout(ctx, 10*time.Millisecond)
+			_, err := r.src.TokenContext(cctx)
+			cancel()
+			if err != nil && (client.IsPermanent(err) || errors.Is(err, client.ErrClosed)) {
+				r.log.Error("the broker refuses this credential; trying again later", "error", err, "retry_in", deadRetry)
+				_ = r.src.Close()
+				deadAt = time.Now()
+			}
+		}
+	}
+}
+
+// expiryMargin is how long before its expiry a token leaves the file: a
+// tenth of its remaining life, at most two seconds, so that a reader never
+// gets a token that expires while it reads it.
+func expiryMargin(left time.Duration) time.Duration {
+	return min(2*time.Second, max(left/10, 0))
+}
+
+// clearFile puts the file in the state on_expiry promises.
+func (r *runner) clearFile() error {
+	if r.sink.OnExpiry == OnExpiryEmpty {
+		return writeFileAtomic(r.sink.Path, nil, r.mode)
+	}
+	return removeFile(r.sink.Path)
+}
+
+// command asks for the sink's command to run after a change (event
+// "updated" or "expired"). Runs never overlap; requests made while one runs
+// collapse into one run with the newest event.
+func (r *runner) command(event string) {
+	if len(r.sink.Command) == 0 {
+		return
+	}
+	r.cmdMu.Lock()
+	r.cmdPending = event
+	r.cmdMu.Unlock()
+	select {
+	case r.cmdWake <- struct{}{}:
+	default:
+	}
+}
+
+// commands runs the sink's command on request until cmdWake is closed.
+func (r *runner) commands() {
+	defer close(r.cmdDone)
+	for range r.cmdWake {
+		r.cmdMu.Lock()
+		event := r.cmdPending
+		r.cmdMu.Unlock()
+		ctx, cancel := context.WithTimeout(context.Background(), r.a.opts.CommandTimeout)
+		cmd := exec.CommandContext(ctx, r.sink.Command[0], r.sink.Command[1:]...)
+		cmd.Env = append(childEnv(os.Environ()),
+			"TOKENKEEPER_SINK_PATH="+r.sink.Path,
+			"TOKENKEEPER_SINK_CREDENTIAL="+r.sink.Credential,
+			"TOKENKEEPER_SINK_EVENT="+event)
+		cmd.Stdout, cmd.Stderr = r.a.opts.CommandOutput, r.a.opts.CommandOutput
+		cmd.WaitDelay = time.Second
+		err := cmd.Run()
+		cancel()
+		if err != nil {
+			r.log.Error("the sink's command failed", "command", r.sink.Command[0], "event", event, "error", err)
+		} else {
+			r.log.Debug("ran the sink's command", "command", r.sink.Command[0], "event", event)
+		}
+	}
+}
+
+// childEnv returns env without the variables that hold the agent's own
+// secrets: a sink's command gets the token file, not the key to the broker.
+func childEnv(env []string) []string {
+	out := make([]string, 0, len(env))
+	for _, kv := range env {
+		if strings.HasPrefix(kv, "TOKENKEEPER_API_KEY=") || strings.HasPrefix(kv, "TOKENKEEPER_CLIENT_SECRET=") {
+			continue
+		}
+		out = append(out, kv)
+	}
+	return out
+}
