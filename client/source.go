@@ -159,9 +159,9 @@ func (s *TokenSource) TokenContext(ctx context.Context) (*oauth2.Token, error) {
 	c := s.inflight
 	if c == nil {
 		if s.lastErr != nil && now.Before(s.retryAt) {
-			err := s.lastErr
+			err, wait := s.lastErr, s.retryAt.Sub(now)
 			s.mu.Unlock()
-			return nil, fmt.Errorf("client: get token (next attempt in %v): %w", s.retryAt.Sub(now).Round(time.Millisecond), err)
+			return nil, fmt.Errorf("client: get token (next attempt in %v): %w", wait.Round(time.Millisecond), err)
 		}
 		c = s.startFetchLocked(nil, "no valid token", 0)
 	}
