@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/tokenkeeper/tokenkeeper/internal/agent"
 )
@@ -53,6 +54,7 @@ func (e *env) cmdAgent(args []string) error {
 	template := c.fs.String("template", "raw", "one sink: raw, header, json or env:VAR")
 	mode := c.fs.String("mode", "0600", "one sink: the file's mode, octal")
 	onExpiry := c.fs.String("on-expiry", "remove", "one sink: remove or empty the file when its token expires")
+	retryMax := c.fs.Duration("retry-max", 15*time.Second, "the longest wait between attempts while the broker fails")
 	var lo logOptions
 	lo.register(c)
 	c.noEnv = map[string]bool{"credential": true, "path": true, "template": true, "mode": true, "on-expiry": true}
@@ -69,6 +71,10 @@ func (e *env) cmdAgent(args []string) error {
 		return usagef("agent: give --config or --credential and --path, not both")
 	case *configFile == "" && !single:
 		return usagef("agent: give --config FILE, or --credential NAME and --path FILE (see tokenkeeper agent --help)")
+	case single && (*credential == "" || *path == ""):
+		return usagef("agent: --credential and --path go together")
+	case *retryMax < time.Second:
+		return usagef("agent: --retry-max must be at least 1s")
 	case *configFile != "" && len(c.positional) > 0:
 		return usagef("agent: a command after -- goes with --credential; in a configuration file use a sink's \"command\"")
 	}
@@ -83,7 +89,7 @@ func (e *env) cmdAgent(args []string) error {
 			cfg = &agent.Config{Sinks: []agent.Sink{{Credential: *credential, Path: *path,
 				Template: *template, Mode: *mode, OnExpiry: *onExpiry, Command: c.positional}}}
 			if err := cfg.Validate(); err != nil {
-				return nil, err
+				return nil, usagef("%v", err)
 			}
 		}
 		// Flags and the environment win over the file.
@@ -114,7 +120,7 @@ func (e *env) cmdAgent(args []string) error {
 	if err != nil {
 		return fmt.Errorf("agent: %w", err)
 	}
-	ag := agent.New(agent.Options{Logger: logger, CommandOutput: e.stderr})
+	ag := agent.New(agent.Options{Logger: logger, CommandOutput: e.stderr, BackoffMax: *retryMax})
 	if err := ag.Apply(e.ctx, cfg); err != nil {
 		return fmt.Errorf("agent: %w", err)
 	}

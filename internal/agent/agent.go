@@ -245,7 +245,7 @@ func (a *Agent) newRunner(cfg *Config, s Sink, key string) *runner {
 		opts := []client.Option{
 			client.WithOnToken(r.offer),
 			client.WithBackoff(a.opts.BackoffMin, a.opts.BackoffMax),
-			client.WithLogger(r.log),
+			client.WithLogger(a.log.With("path", s.Path)), // the source adds the credential
 		}
 		if a.opts.HTTPClient != nil {
 			opts = append(opts, client.WithHTTPClient(a.opts.HTTPClient))
