@@ -9,11 +9,13 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/tokenkeeper/tokenkeeper/internal/agent"
 	"github.com/tokenkeeper/tokenkeeper/oauthtest"
 )
 
@@ -454,4 +456,32 @@ func TestAgentBrokerKilled(t *testing.T) {
 	ag.stop(t)
 	_ = p.cmd.Process.Signal(syscall.SIGTERM)
 	_ = p.cmd.Wait()
+}
+
+// The agent configurations in the README and in the agent's help are valid.
+func TestAgentConfigExamplesParse(t *testing.T) {
+	readme, err := os.ReadFile(filepath.Join("..", "..", "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var examples []string
+	for _, m := range regexp.MustCompile("(?s)```json\n(.*?)```").FindAllStringSubmatch(string(readme), -1) {
+		if strings.Contains(m[1], `"sinks"`) {
+			examples = append(examples, m[1])
+		}
+	}
+	help := regexp.MustCompile(`(?s)The configuration is JSON:\n(.*?\n  \})\n`).FindStringSubmatch(agentAbout)
+	if len(examples) == 0 || help == nil {
+		t.Fatalf("examples not found: %d in the README, help %v", len(examples), help != nil)
+	}
+	for _, ex := range append(examples, help[1]) {
+		cfg, err := agent.ParseConfig([]byte(ex), "/etc/tokenkeeper/agent.json")
+		if err != nil {
+			t.Errorf("%v in\n%s", err, ex)
+			continue
+		}
+		if len(cfg.Sinks) != 2 || cfg.Sinks[1].Template != "env:PAYMENTS_TOKEN" {
+			t.Errorf("parsed %+v", cfg.Sinks)
+		}
+	}
 }
