@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -483,5 +484,57 @@ func TestAgentConfigExamplesParse(t *testing.T) {
 		if len(cfg.Sinks) != 2 || cfg.Sinks[1].Template != "env:PAYMENTS_TOKEN" {
 			t.Errorf("parsed %+v", cfg.Sinks)
 		}
+	}
+}
+
+// A credential deleted at the broker: the source stops for good, the file is
+// removed when its token expires, and once the credential is added again the
+// sink tries again and the file comes back.
+func TestAgentCredentialDeletedAndAddedAgain(t *testing.T) {
+	if testing.Short() {
+		t.Skip("skipped with -short: waits for 2-second tokens to expire (about 5 s)")
+	}
+	b := startConsumerBroker(t, 2*time.Second)
+	logs := &syncBuffer{}
+	ag := agent.New(agent.Options{Logger: slog.New(slog.NewTextHandler(logs, nil)), BackoffMax: time.Second, PermanentRetry: time.Second})
+	path := filepath.Join(t.TempDir(), "tok")
+	if err := ag.Apply(context.Background(), &agent.Config{Server: b.url, APIKey: b.key,
+		Sinks: []agent.Sink{{Credential: "cred", Path: path}}}); err != nil {
+		t.Fatal(err)
+	}
+	defer ag.Stop()
+	valid := func() string {
+		if bs, err := os.ReadFile(path); err == nil && b.idp.ValidAccessToken(string(bs)) {
+			return "ok"
+		}
+		return ""
+	}
+	waitFor(t, "the first token", 5*time.Second, valid)
+	if st := apiDo(t, "DELETE", b.url+"/v1/credentials/cred", b.key, nil, nil); st != http.StatusNoContent && st != http.StatusOK {
+		t.Fatalf("delete: %d", st)
+	}
+	waitFor(t, "the file to be removed", 10*time.Second, func() string {
+		if bs, err := os.ReadFile(path); err == nil {
+			if !b.idp.ValidAccessToken(string(bs)) {
+				t.Fatal("the file holds an expired token")
+			}
+			return ""
+		}
+		return "ok"
+	})
+	waitFor(t, "the permanent failure to be noticed", 5*time.Second, func() string {
+		if strings.Contains(logs.String(), "refuses this credential") {
+			return "ok"
+		}
+		return ""
+	})
+	createCredential(t, b.url, b.key, "cred", b.idp.TokenURL(), b.secret)
+	waitFor(t, "a token after the credential came back", 10*time.Second, valid)
+	ag.Stop()
+	if _, err := os.Stat(path); !errors.Is(err, os.ErrNotExist) {
+		t.Error("the file survived Stop")
+	}
+	if strings.Contains(logs.String(), b.key) {
+		t.Error("the API key is in the log")
 	}
 }

@@ -182,3 +182,26 @@ func (s *atomicString) get() string {
 	v, _ := s.v.Load().(string)
 	return v
 }
+
+func FuzzReadGitAttrs(f *testing.F) {
+	f.Add("protocol=https\nhost=git.example.com\n\n")
+	f.Add("url=http://127.0.0.1:8080/repo.git\npassword=x\n")
+	f.Add("garbage")
+	f.Fuzz(func(t *testing.T, in string) {
+		attrs, err := readGitAttrs(strings.NewReader(in))
+		if err != nil {
+			return
+		}
+		name := credentialForGit(attrs, "fallback", hostMap{"git.example.com": "mapped"})
+		switch name {
+		case "":
+		case "fallback", "mapped":
+			// A token goes only to https, or http on loopback.
+			if p := attrs["protocol"]; p != "https" && !(p == "http" && loopbackHost(strings.ToLower(attrs["host"]))) {
+				t.Fatalf("answered for protocol %q host %q", p, attrs["host"])
+			}
+		default:
+			t.Fatalf("credential %q", name)
+		}
+	})
+}

@@ -1,7 +1,9 @@
 // Command tokenkeeper is the tokenkeeper broker and its command line: it
 // serves credentials' tokens over HTTP (serve), manages them through a
 // running broker (credential, token, apikey, keys), runs an OAuth2 test
-// provider (testidp), an offline demonstration (demo) and benchmarks (bench).
+// provider (testidp), an offline demonstration (demo) and benchmarks (bench),
+// and gives tokens to programs without tokenkeeper code (agent, exec,
+// git-credential).
 package main
 
 import (

@@ -59,6 +59,10 @@ type Options struct {
 	CheckTimeout time.Duration
 	// CommandTimeout bounds each run of a sink's command (default 30 s).
 	CommandTimeout time.Duration
+	// PermanentRetry is how long a sink waits before trying its credential
+	// again after the broker refused it for good (a deleted credential, a
+	// revoked key; default 30 s).
+	PermanentRetry time.Duration
 }
 
 // Agent keeps the files of a Config fresh. Create it with New, give it a
@@ -91,6 +95,9 @@ func New(opts Options) *Agent {
 	}
 	if opts.CommandTimeout <= 0 {
 		opts.CommandTimeout = 30 * time.Second
+	}
+	if opts.PermanentRetry <= 0 {
+		opts.PermanentRetry = 30 * time.Second
 	}
 	return &Agent{opts: opts, log: opts.Logger, runners: map[string]*runner{}}
 }
@@ -292,12 +299,9 @@ func (r *runner) stop() {
 }
 
 // pollInterval is how often the runner checks that its source has not
-// stopped for good; deadRetry is how long it waits before replacing a
-// source that did (the key may be granted again, the credential re-added).
-const (
-	pollInterval = 2 * time.Second
-	deadRetry    = 30 * time.Second
-)
+// stopped for good. After Options.PermanentRetry it replaces a source that
+// did: the key may be granted again, the credential re-added.
+const pollInterval = time.Second
 
 func (r *runner) run(ctx context.Context) {
 	defer func() {
@@ -377,7 +381,7 @@ func (r *runner) run(ctx context.Context) {
 			clearState("the token expired and no new one could be obtained")
 		case <-poll.C:
 			if !deadAt.IsZero() {
-				if time.Since(deadAt) < deadRetry {
+				if time.Since(deadAt) < r.a.opts.PermanentRetry {
 					continue
 				}
 				src, err := r.newSource()
@@ -394,7 +398,7 @@ func (r *runner) run(ctx context.Context) {
 			_, err := r.src.TokenContext(cctx)
 			cancel()
 			if err != nil && (client.IsPermanent(err) || errors.Is(err, client.ErrClosed)) {
-				r.log.Error("the broker refuses this credential; trying again later", "error", err, "retry_in", deadRetry)
+				r.log.Error("the broker refuses this credential; trying again later", "error", err, "retry_in", r.a.opts.PermanentRetry)
 				_ = r.src.Close()
 				deadAt = time.Now()
 			}
