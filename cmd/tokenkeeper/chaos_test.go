@@ -32,12 +32,16 @@ func TestBenchChaosShort(t *testing.T) {
 		t.Skip("TOKENKEEPER_TEST_DATABASE_URL is not set")
 	}
 	bin := buildBinary(t, t.TempDir())
+	// 64 readers: with 5 s tokens a read often lands in the last second of
+	// a token's advertised life and waits (up to about 1.5 s) for the planned
+	// refresh rather than be handed a token with expires_in 0, so 16 readers
+	// could not keep up the pace of 200 reads a second.
 	var stdout, stderr syncBuffer
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	err := run(ctx, []string{"tokenkeeper", "bench", "chaos", "--binary", bin, "--database", db,
 		"--replicas", "3", "--credentials", "200", "--lifetime", "5s", "--duration", "60s",
-		"--kill-every", "10s", "--signal", "TERM", "--read-rate", "200", "--json"},
+		"--kill-every", "10s", "--signal", "TERM", "--read-rate", "200", "--consumers", "64", "--json"},
 		func(string) string { return "" }, strings.NewReader(""), &stdout, &stderr)
 	t.Logf("stderr:\n%s", stderr.String())
 	if err != nil {
