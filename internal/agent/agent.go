@@ -8,11 +8,14 @@
 // client.TokenSource. Every write is atomic: a temporary file in the same
 // directory, synced, renamed over the file, and the directory synced.
 //
-// While the broker cannot be reached, the file keeps its last token as long
-// as that token is valid. Shortly before it expires (a tenth of its life, at
-// most two seconds) the file is removed or emptied, as the sink's on_expiry
-// says, so that a file never holds an expired token; the next token obtained
-// is written again. The agent does the same when it stops, since nothing
+// At a token's advertised expiry the runner asks for the next token. The
+// broker replaces a token a margin after the expiry it advertises and
+// answers as soon as the replacement is committed, so the file goes from the
+// old token to the new one while the old one still works. If the broker
+// cannot be reached, or no replacement comes within replacementWait, the
+// file is removed or emptied at once, as the sink's on_expiry says, so that a
+// file never holds an expired token; the next token obtained is written
+// again. The agent does the same when it stops, since nothing
 // renews the file afterwards.
 //
 // An Agent is safe for concurrent use: Apply and Stop may be called from any
@@ -310,10 +313,13 @@ func (r *runner) run(ctx context.Context) {
 		close(r.done)
 	}()
 	var (
-		expiry  *time.Timer
-		expired <-chan time.Time
-		last    []byte // the file's contents, nil if it holds no token
-		deadAt  time.Time
+		expiry   *time.Timer
+		expired  <-chan time.Time
+		last     []byte // the file's contents, nil if it holds no token
+		lastTok  string // the access token in the file, "" if none
+		wait     time.Duration
+		checking chan error // non-nil while a replacement is awaited
+		deadAt   time.Time
 	)
 	stopTimer := func() {
 		if expiry != nil {
@@ -329,7 +335,7 @@ func (r *runner) run(ctx context.Context) {
 		}
 		if last != nil {
 			r.log.Warn(reason, "on_expiry", r.sink.OnExpiry)
-			last = nil
+			last, lastTok = nil, ""
 			r.command("expired")
 		}
 	}
@@ -350,12 +356,8 @@ func (r *runner) run(ctx context.Context) {
 			return
 		case t := <-r.tokens:
 			now := time.Now()
-			var margin time.Duration
-			if !t.Expiry.IsZero() {
-				margin = expiryMargin(t.Expiry.Sub(now))
-				if t.Expiry.Sub(now) <= margin {
-					continue // superseded or about to expire: never written
-				}
+			if !t.Expiry.IsZero() && !t.Expiry.After(now) {
+				continue // superseded or expired: never written
 			}
 			data, err := render(r.sink.Template, t.AccessToken, t.Expiry)
 			if err != nil { // validated at start
@@ -371,14 +373,55 @@ func (r *runner) run(ctx context.Context) {
 				r.log.Info("wrote a new token", "expires_at", t.Expiry.UTC().Format(time.RFC3339))
 				r.command("updated")
 			}
+			if t.AccessToken != lastTok {
+				lastTok = t.AccessToken
+				wait = replacementWait(t.Expiry.Sub(now))
+			}
 			stopTimer()
 			if !t.Expiry.IsZero() {
-				expiry = time.NewTimer(t.Expiry.Add(-margin).Sub(now))
+				expiry = time.NewTimer(t.Expiry.Sub(now))
 				expired = expiry.C
 			}
 		case <-expired:
 			expiry, expired = nil, nil
-			clearState("the token expired and no new one could be obtained")
+			if checking != nil {
+				continue
+			}
+			// The advertised expiry has come: the broker replaces the token
+			// a margin later and answers a read made now with the new one.
+			// Wait for it briefly; a failed or late answer clears the file.
+			ch := make(chan error, 1)
+			checking = ch
+			src, cur, d := r.src, lastTok, wait
+			go func() {
+				cctx, cancel := context.WithTimeout(ctx, d)
+				defer cancel()
+				for {
+					t, err := src.TokenContext(cctx)
+					if err != nil { // the broker is down or refuses: clear now
+						ch <- err
+						return
+					}
+					if t.AccessToken != cur && (t.Expiry.IsZero() || t.Expiry.After(time.Now())) {
+						r.offer(t)
+						ch <- nil
+						return
+					}
+					// The same token: its replacement is not committed yet.
+					select {
+					case <-cctx.Done():
+						ch <- cctx.Err()
+						return
+					case <-time.After(50 * time.Millisecond):
+					}
+				}
+			}()
+		case err := <-checking:
+			checking = nil
+			if err != nil && expiry == nil {
+				r.log.Debug("no replacement for the token at its advertised expiry", "error", err)
+				clearState("the token reached its advertised expiry and no new one could be obtained")
+			}
 		case <-poll.C:
 			if !deadAt.IsZero() {
 				if time.Since(deadAt) < r.a.opts.PermanentRetry {
@@ -406,11 +449,19 @@ func (r *runner) run(ctx context.Context) {
 	}
 }
 
-// expiryMargin is how long before its expiry a token leaves the file: a
-// tenth of its remaining life, at most two seconds, so that a reader never
-// gets a token that expires while it reads it.
-func expiryMargin(left time.Duration) time.Duration {
-	return min(2*time.Second, max(left/10, 0))
+// replacementWait is how long past its advertised expiry a token stays in
+// the file while the agent waits for its replacement: half the advertised
+// life it had when written, at least one second and at most five. The broker advertises an
+// expiry a margin before it replaces a token (and the provider's expiry is
+// later still), so the token still works meanwhile; the broker answers the
+// read made at the advertised expiry as soon as the replacement is
+// committed. A broker that is down answers at once with an error, and the
+// file is cleared at the advertised expiry.
+func replacementWait(left time.Duration) time.Duration {
+	if left <= 0 {
+		return 0
+	}
+	return min(5*time.Second, max(left/2, time.Second))
 }
 
 // clearFile puts the file in the state on_expiry promises.

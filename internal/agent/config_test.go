@@ -176,15 +176,16 @@ func TestCheckWritable(t *testing.T) {
 	}
 }
 
-func TestExpiryMargin(t *testing.T) {
+func TestReplacementWait(t *testing.T) {
 	for _, c := range []struct{ left, want time.Duration }{
-		{3 * time.Second, 300 * time.Millisecond},
-		{time.Hour, 2 * time.Second},
+		{3 * time.Second, 1500 * time.Millisecond},
+		{time.Second, time.Second},
+		{time.Hour, 5 * time.Second},
 		{0, 0},
 		{-time.Second, 0},
 	} {
-		if got := expiryMargin(c.left); got != c.want {
-			t.Errorf("expiryMargin(%v) = %v, want %v", c.left, got, c.want)
+		if got := replacementWait(c.left); got != c.want {
+			t.Errorf("replacementWait(%v) = %v, want %v", c.left, got, c.want)
 		}
 	}
 }
