@@ -158,4 +158,9 @@ type AuthStore interface {
 	AddAudit(ctx context.Context, r *AuditRecord) error
 	// Audit returns records matching f, newest first.
 	Audit(ctx context.Context, f AuditFilter) ([]*AuditRecord, error)
+	// PruneAudit deletes at most limit records older than before, oldest
+	// first, in one short transaction, and returns how many it deleted.
+	// Callers prune a big backlog in batches, so that no write waits long.
+	// Returns EINVALID (limit not positive, before out of range).
+	PruneAudit(ctx context.Context, before time.Time, limit int) (int, error)
 }

@@ -57,6 +57,7 @@ type brokerOptions struct {
 	defaultLifetime time.Duration
 	shutdownTimeout time.Duration
 	keyMaxStale     time.Duration // 0: the server's default
+	auditRetention  time.Duration // 0: keep the audit log forever
 	trustedProxies  string        // CIDRs whose X-Forwarded-For is believed
 	proxies         []netip.Prefix
 	allowPrivate    bool   // --allow-private-token-urls
@@ -77,6 +78,7 @@ func (o *brokerOptions) register(c *command) {
 	c.fs.BoolVar(&o.allowPrivate, "allow-private-token-urls", false, "allow token endpoints on loopback, private, link-local and metadata addresses (for tests and local providers); refused by default")
 	c.fs.StringVar(&o.trustedProxies, "trusted-proxies", "", "CIDRs of reverse proxies whose X-Forwarded-For names the client address (comma separated); without it the header is ignored")
 	c.fs.DurationVar(&o.keyMaxStale, "api-key-max-stale", time.Minute, "how long a cached API key keeps working while the database does not answer; then it fails closed")
+	c.fs.DurationVar(&o.auditRetention, "audit-retention", tkhttp.DefaultAuditRetention, "how long audit records are kept (default 90 days); older ones are deleted in the background; 0 keeps them forever")
 }
 
 func (o *brokerOptions) validate() error {
@@ -100,10 +102,22 @@ func (o *brokerOptions) validate() error {
 	if o.keyMaxStale < 0 {
 		return usagef("--api-key-max-stale must not be negative")
 	}
+	if o.auditRetention < 0 || (o.auditRetention > 0 && o.auditRetention < time.Hour) {
+		return usagef("--audit-retention must be at least 1h, or 0 to keep the audit log forever")
+	}
 	if o.providerTimeout <= 0 || o.defaultLifetime <= 0 || o.shutdownTimeout <= 0 {
 		return usagef("--provider-timeout, --default-lifetime and --shutdown-timeout must be positive durations")
 	}
 	return nil
+}
+
+// auditRetention maps the flag's 0 (keep forever) to the server's
+// negative retention.
+func auditRetention(d time.Duration) time.Duration {
+	if d == 0 {
+		return -1
+	}
+	return d
 }
 
 // broker is a running broker: store, refresher and HTTP server.
@@ -161,7 +175,7 @@ func startBroker(ctx context.Context, store tokenkeeper.Store, opts brokerOption
 		issuer = "http://" + ln.Addr().String()
 	}
 	handler := tkhttp.NewServer(tkhttp.Config{Issuer: issuer, Store: store, Refresher: ref, Logger: logger, Version: versionString(),
-		Auth: authSvc, AuthStore: authStore, KeyCacheMaxStale: opts.keyMaxStale, TrustedProxies: opts.proxies, TokenURLCheck: tokenURLCheck})
+		Auth: authSvc, AuthStore: authStore, KeyCacheMaxStale: opts.keyMaxStale, AuditRetention: auditRetention(opts.auditRetention), TrustedProxies: opts.proxies, TokenURLCheck: tokenURLCheck})
 	b := &broker{
 		URL: "http://" + ln.Addr().String(), Store: store, Refresher: ref, done: make(chan struct{}),
 		opts: opts, logger: logger,

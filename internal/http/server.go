@@ -66,6 +66,13 @@ type Config struct {
 	// requests of each caller; default DefaultForcedRefreshLimit and
 	// DefaultForcedRefreshBurst.
 	ForcedRefreshPerMinute, ForcedRefreshBurst int
+	// AuditRetention is how long audit records are kept: Run deletes older
+	// ones in the background. Default DefaultAuditRetention; negative
+	// keeps them forever.
+	AuditRetention time.Duration
+	// AuditPruneInterval is how often Run looks for records past
+	// AuditRetention; default DefaultAuditPruneInterval.
+	AuditPruneInterval time.Duration
 }
 
 // server carries the dependencies of the handlers.
@@ -89,6 +96,8 @@ type server struct {
 	failRate       *buckets           // failed authentications per client address
 	tokenURLCheck  func(string) error // nil: no check beyond validation
 	unready        atomic.Bool        // the last readiness check failed (logged once per outage)
+	auditRetention time.Duration      // <= 0: keep audit records forever
+	pruneInterval  time.Duration
 }
 
 // Server is the broker's HTTP handler. Run its background work (the audit
@@ -99,8 +108,9 @@ type Server struct {
 }
 
 // Run does the server's background work until ctx ends: it writes audit
-// records (then flushes what is queued) and evicts API keys that have not
-// been checked against the store for too long from its cache.
+// records (then flushes what is queued), deletes audit records past their
+// retention, and evicts API keys that have not been checked against the
+// store for too long from its cache.
 func (h *Server) Run(ctx context.Context) {
 	done := make(chan struct{})
 	go func() {
@@ -109,6 +119,14 @@ func (h *Server) Run(ctx context.Context) {
 			h.s.auditw.run(ctx)
 		}
 	}()
+	pruned := make(chan struct{})
+	go func() {
+		defer close(pruned)
+		if h.s.authStore != nil && h.s.auditRetention > 0 {
+			h.s.pruneAuditLoop(ctx)
+		}
+	}()
+	defer func() { <-pruned }()
 	tick := time.NewTicker(10 * time.Second)
 	defer tick.Stop()
 	for {
@@ -156,6 +174,12 @@ func NewServer(cfg Config) *Server {
 	if cfg.KeyCacheMaxStale <= 0 {
 		cfg.KeyCacheMaxStale = time.Minute
 	}
+	if cfg.AuditRetention == 0 {
+		cfg.AuditRetention = DefaultAuditRetention
+	}
+	if cfg.AuditPruneInterval <= 0 {
+		cfg.AuditPruneInterval = DefaultAuditPruneInterval
+	}
 	s := &server{
 		store: cfg.Store, refresher: cfg.Refresher, logger: cfg.Logger.With("component", "http"),
 		now: cfg.Now, version: cfg.Version, maxBody: cfg.MaxBodyBytes,
@@ -163,6 +187,8 @@ func NewServer(cfg Config) *Server {
 		auth: cfg.Auth, authStore: cfg.AuthStore, issuer: cfg.Issuer,
 		trustedProxies: cfg.TrustedProxies,
 		tokenURLCheck:  cfg.TokenURLCheck,
+		auditRetention: cfg.AuditRetention,
+		pruneInterval:  cfg.AuditPruneInterval,
 		forceFloor:     cfg.ForcedRefreshFloor,
 		failRate:       newBuckets(cfg.AuthFailuresPerSecond, time.Second, cfg.AuthFailuresBurst),
 		forceRate:      newBuckets(cfg.ForcedRefreshPerMinute, time.Minute, cfg.ForcedRefreshBurst),

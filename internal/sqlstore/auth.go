@@ -516,7 +516,7 @@ func (s *Store) SigningKeys(ctx context.Context) ([]*tokenkeeper.SigningKey, err
 // AddAudit appends r to the audit log, assigning ID and, if zero, Time.
 // Text fields are made valid UTF-8 without NUL bytes and cut to their caps
 // (actor and target 200 bytes, action 100, outcome 32, remote address 100,
-// detail 2000); r receives the stored values. The log is never pruned.
+// detail 2000); r receives the stored values. PruneAudit deletes old records.
 // Returns EINVALID (no action, time out of range).
 func (s *Store) AddAudit(ctx context.Context, r *tokenkeeper.AuditRecord) error {
 	n, err := CleanAudit(r)

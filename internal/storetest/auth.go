@@ -55,6 +55,7 @@ func RunAuth(t *testing.T, newHarness NewHarness) {
 		{"AuditCleansAndCaps", testAuditCleansAndCaps},
 		{"AuditInvalid", testAuditInvalid},
 		{"AuditConcurrent", testAuditConcurrent},
+		{"PruneAudit", testPruneAudit},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

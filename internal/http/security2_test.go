@@ -1,0 +1,58 @@
+package http_test
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/tokenkeeper/tokenkeeper"
+	tkhttp "github.com/tokenkeeper/tokenkeeper/internal/http"
+)
+
+// M1 (retention): records older than the audit retention are deleted in
+// the background, a batch at a time, while the server keeps serving;
+// younger records stay.
+func TestAuditRetentionPrunesOldRecords(t *testing.T) {
+	h := newHarnessWith(t, func(c *tkhttp.Config) {
+		c.AuditRetention = 24 * time.Hour
+		c.AuditPruneInterval = 20 * time.Millisecond
+	})
+	st := h.store.(tokenkeeper.AuthStore)
+	ctx := context.Background()
+	old := time.Now().Add(-48 * time.Hour)
+	const nOld = 2500 // more than one batch
+	for i := range nOld {
+		r := &tokenkeeper.AuditRecord{Time: old.Add(time.Duration(i) * time.Millisecond), Actor: "apikey:old", Action: "token.read", Target: fmt.Sprint(i)}
+		if err := st.AddAudit(ctx, r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	recent := &tokenkeeper.AuditRecord{Time: time.Now().Add(-23 * time.Hour), Actor: "apikey:recent", Action: "apikey.create"}
+	if err := st.AddAudit(ctx, recent); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		// Serving goes on while the pruner works.
+		if r := h.do("GET", "/v1/credentials", h.admin, nil); r.status != http.StatusOK {
+			t.Fatalf("list during pruning: %d %s", r.status, r.body)
+		}
+		_, actions := auditCount(t, st)
+		if actions["token.read  apikey:old"] == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d old records still there after 20 s", actions["token.read  apikey:old"])
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	recs, err := st.Audit(ctx, tokenkeeper.AuditFilter{Actor: "apikey:recent"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(recs) != 1 || recs[0].ID != recent.ID {
+		t.Fatalf("the record younger than the retention is gone: %+v", recs)
+	}
+}
