@@ -170,6 +170,15 @@ const (
 	OutcomeFenced      = "fenced"
 )
 
+// Event classes. Refresh events (kind EventRefresh) are a rolling history:
+// a credential keeps only its newest ones. Every other kind is an operator
+// event (created, updated, connected, status changes, deleted...), kept
+// apart under its own cap, so that no volume of refreshes erases one.
+const (
+	EventClassRefresh  = "refresh"
+	EventClassOperator = "operator"
+)
+
 // Role is what an API key may do.
 type Role string
 
@@ -249,6 +258,9 @@ type Store interface {
 	AddEvent(ctx context.Context, e *Event) error
 	// Events returns up to limit events of the named credential, newest first.
 	Events(ctx context.Context, credentialName string, limit int) ([]*Event, error)
+	// EventsOfClass is Events restricted to one class (EventClassRefresh
+	// or EventClassOperator; "" for all). Returns ENOTFOUND or EINVALID.
+	EventsOfClass(ctx context.Context, credentialName, class string, limit int) ([]*Event, error)
 
 	// CreateAPIKey stores k (Hash must be set), assigning ID and CreatedAt.
 	CreateAPIKey(ctx context.Context, k *APIKey) error

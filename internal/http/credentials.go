@@ -331,12 +331,19 @@ func (s *server) handleCredentialEvents() http.Handler {
 			}
 			limit = n
 		}
+		// kind=refresh lists the rolling history of refresh attempts,
+		// kind=operator the operator events (created, updated, ...).
+		class := r.URL.Query().Get("kind")
+		if class != "" && class != tokenkeeper.EventClassRefresh && class != tokenkeeper.EventClassOperator {
+			s.Error(w, r, tokenkeeper.Errorf(tokenkeeper.EINVALID, "kind must be %q or %q", tokenkeeper.EventClassRefresh, tokenkeeper.EventClassOperator))
+			return
+		}
 		name := r.PathValue("name")
 		if _, err := s.store.Credential(r.Context(), name); err != nil {
 			s.Error(w, r, err)
 			return
 		}
-		evs, err := s.store.Events(r.Context(), name, limit)
+		evs, err := s.store.EventsOfClass(r.Context(), name, class, limit)
 		if err != nil {
 			s.Error(w, r, err)
 			return

@@ -56,3 +56,41 @@ func TestAuditRetentionPrunesOldRecords(t *testing.T) {
 		t.Fatalf("the record younger than the retention is gone: %+v", recs)
 	}
 }
+
+// M3 (store part): a flood of refreshes does not erase a credential's
+// operator events, and the events list filters by kind.
+func TestRefreshesDoNotEraseOperatorEvents(t *testing.T) {
+	h := newHarness(t)
+	h.create(h.ccCredential("busy"))
+	ctx := context.Background()
+	for i := range 1200 { // past the default cap of 1000
+		ev := &tokenkeeper.Event{CredentialName: "busy", Kind: tokenkeeper.EventRefresh, Outcome: tokenkeeper.OutcomeOK, Actor: "refresher:x"}
+		if err := h.store.AddEvent(ctx, ev); err != nil {
+			t.Fatalf("event %d: %v", i, err)
+		}
+	}
+	kinds := func(query string) map[string]int {
+		t.Helper()
+		r := h.do("GET", "/v1/credentials/busy/events"+query, h.admin, nil)
+		if r.status != http.StatusOK {
+			t.Fatalf("events%s: %d %s", query, r.status, r.body)
+		}
+		m := map[string]int{}
+		for _, e := range r.json(t)["events"].([]any) {
+			m[e.(map[string]any)["kind"].(string)]++
+		}
+		return m
+	}
+	if got := kinds("?kind=operator&limit=1000"); got[tokenkeeper.EventCreated] != 1 || got[tokenkeeper.EventRefresh] != 0 {
+		t.Fatalf("operator events: %v; want the created event and no refresh", got)
+	}
+	if got := kinds("?kind=refresh&limit=1000"); got[tokenkeeper.EventRefresh] != 1000 || len(got) != 1 {
+		t.Fatalf("refresh events: %v; want the newest 1000 refreshes only", got)
+	}
+	if got := kinds("?limit=1000"); got[tokenkeeper.EventRefresh] != 1000 {
+		t.Fatalf("all events: %v", got)
+	}
+	if r := h.do("GET", "/v1/credentials/busy/events?kind=bogus", h.admin, nil); r.status != http.StatusBadRequest {
+		t.Fatalf("kind=bogus: %d %s", r.status, r.body)
+	}
+}

@@ -8,7 +8,9 @@ import (
 	"io/fs"
 	"os"
 	"os/exec"
+	"path"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -85,7 +87,7 @@ func TestOpenCreatesDirAndMigratesOnce(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(applied) != 2 || applied[0] != "0001_init.sql" || applied[1] != "0002_auth.sql" {
+	if !slices.Equal(applied, allMigrations(t)) {
 		t.Fatalf("applied = %v", applied)
 	}
 	fi, err := os.Stat(filepath.Dir(path))
@@ -349,4 +351,18 @@ func TestClaimAcrossProcesses(t *testing.T) {
 
 func BenchmarkStore(b *testing.B) {
 	storetest.Bench(b, newHarness)
+}
+
+// allMigrations lists every embedded migration, in the order they apply.
+func allMigrations(t *testing.T) []string {
+	t.Helper()
+	names, err := fs.Glob(migrationFS, "migrations/*.sql")
+	if err != nil || len(names) < 2 || names[0] != "migrations/0001_init.sql" || names[1] != "migrations/0002_auth.sql" {
+		t.Fatalf("embedded migrations: %v, %v", names, err)
+	}
+	for i, n := range names {
+		names[i] = path.Base(n)
+	}
+	slices.Sort(names)
+	return names
 }

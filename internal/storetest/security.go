@@ -65,3 +65,53 @@ func testPruneAudit(e *authEnv) {
 		t.Fatal("a refused PruneAudit deleted records")
 	}
 }
+
+// testRefreshesDoNotEraseOperatorEvents (M3): refresh events are a rolling
+// history trimmed apart from operator events; 2000 refresh events (twice
+// the default cap) leave the created event, and EventsOfClass lists one
+// class at a time.
+func testRefreshesDoNotEraseOperatorEvents(e *env) {
+	t := e.t
+	c := e.create(newCred("busy"))
+	created := &tokenkeeper.Event{CredentialID: c.ID, CredentialName: c.Name, Kind: tokenkeeper.EventCreated, Actor: "apikey:ops"}
+	if err := e.s.AddEvent(e.ctx, created); err != nil {
+		t.Fatal(err)
+	}
+	const n = 2000
+	for i := range n {
+		e.clock.Add(time.Millisecond)
+		ev := &tokenkeeper.Event{CredentialID: c.ID, CredentialName: c.Name, Kind: tokenkeeper.EventRefresh,
+			Outcome: tokenkeeper.OutcomeOK, Actor: "refresher:x", Message: fmt.Sprint(i)}
+		if err := e.s.AddEvent(e.ctx, ev); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ops, err := e.s.EventsOfClass(e.ctx, c.Name, tokenkeeper.EventClassOperator, 1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ops) != 1 || ops[0].ID != created.ID || ops[0].Kind != tokenkeeper.EventCreated {
+		t.Fatalf("operator events after %d refreshes: %s", n, asJSON(ops))
+	}
+	refreshes, err := e.s.EventsOfClass(e.ctx, c.Name, tokenkeeper.EventClassRefresh, 5000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The rolling history still has a cap (the stores' default, 1000).
+	if len(refreshes) == 0 || len(refreshes) >= n || refreshes[0].Message != fmt.Sprint(n-1) {
+		t.Fatalf("%d refresh events kept, newest %q: want the newest, and fewer than %d", len(refreshes), refreshes[0].Message, n)
+	}
+	for _, ev := range refreshes {
+		if ev.Kind != tokenkeeper.EventRefresh {
+			t.Fatalf("refresh class holds a %q event", ev.Kind)
+		}
+	}
+	all, err := e.s.Events(e.ctx, c.Name, 5000)
+	if err != nil || len(all) != len(refreshes)+1 || all[len(all)-1].ID != created.ID {
+		t.Fatalf("Events = %d events, %v; want the refreshes and the created event, oldest last", len(all), err)
+	}
+	_, err = e.s.EventsOfClass(e.ctx, c.Name, "secret", 10)
+	wantCode(t, err, tokenkeeper.EINVALID)
+	_, err = e.s.EventsOfClass(e.ctx, "nope", tokenkeeper.EventClassRefresh, 10)
+	wantCode(t, err, tokenkeeper.ENOTFOUND)
+}

@@ -126,6 +126,7 @@ func Run(t *testing.T, newHarness NewHarness) {
 		{"CompleteRefreshKeepsDisabled", testCompleteRefreshKeepsDisabled},
 		{"NextRefreshAt", testNextRefreshAt},
 		{"Events", testEvents},
+		{"RefreshesDoNotEraseOperatorEvents", testRefreshesDoNotEraseOperatorEvents},
 		{"APIKeys", testAPIKeys},
 		{"RotateKey", testRotateKey},
 		{"RotateKeyPeer", testRotateKeyPeer},
