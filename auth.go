@@ -115,8 +115,18 @@ type AuthStore interface {
 	UserByID(ctx context.Context, id string) (*User, error)
 	// Users lists the users by name.
 	Users(ctx context.Context) ([]*User, error)
-	// SetUserPassword replaces a user's password hash. Returns ENOTFOUND.
+	// SetUserPassword replaces a user's password hash, leaving its
+	// sessions alone (a re-hash of the same password). Returns ENOTFOUND.
 	SetUserPassword(ctx context.Context, username, hash string) error
+	// ChangeUserPassword replaces a user's password hash and, in the same
+	// transaction, ends all its sessions as RevokeUserSessions does.
+	// Returns EINVALID or ENOTFOUND.
+	ChangeUserPassword(ctx context.Context, username, hash string, now, accessExpiresAt time.Time) error
+	// RevokeUserSessions revokes all of a user's families (with
+	// revocations until accessExpiresAt) and refuses the families of
+	// logins whose AuthTime is not after now. It returns how many
+	// families it revoked. Returns EINVALID or ENOTFOUND.
+	RevokeUserSessions(ctx context.Context, username string, now, accessExpiresAt time.Time) (int, error)
 	// DeleteUser removes a user and revokes all its families (with
 	// revocations until accessExpiresAt). Returns ENOTFOUND.
 	DeleteUser(ctx context.Context, username string, now, accessExpiresAt time.Time) error

@@ -132,7 +132,7 @@ func (e *env) cmdUserRemove(args []string) error {
 }
 
 func (e *env) cmdUserPasswd(args []string) error {
-	c := newCommand(e.stderr, "tokenkeeper user passwd NAME [--password-stdin]", "Sets a user's password.")
+	c := newCommand(e.stderr, "tokenkeeper user passwd NAME [--password-stdin]", "Sets a user's password and ends all the user's sessions.")
 	var ao apiOptions
 	ao.register(c)
 	stdin := c.fs.Bool("password-stdin", false, "read the password from standard input")
@@ -149,6 +149,26 @@ func (e *env) cmdUserPasswd(args []string) error {
 		return fmt.Errorf("set password: %w", err)
 	}
 	fmt.Fprintf(e.stdout, "Password of %q changed.\n", pos[0])
+	return nil
+}
+
+func (e *env) cmdUserRevokeSessions(args []string) error {
+	c := newCommand(e.stderr, "tokenkeeper user revoke-sessions NAME",
+		`Ends every session of a user: its refresh tokens stop working at once and its
+access tokens within a second on every replica. The password stays.`)
+	var ao apiOptions
+	ao.register(c)
+	pos, cl, err := e.clientCommand(c, &ao, args, 1, "the user name")
+	if err != nil {
+		return err
+	}
+	var out struct {
+		Revoked int `json:"revoked_sessions"`
+	}
+	if err := cl.do(e.ctx, "POST", "/v1/users/"+url.PathEscape(pos[0])+"/revoke-sessions", nil, &out); err != nil {
+		return fmt.Errorf("revoke sessions: %w", err)
+	}
+	fmt.Fprintf(e.stdout, "Ended %d sessions of %q.\n", out.Revoked, pos[0])
 	return nil
 }
 

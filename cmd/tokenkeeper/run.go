@@ -37,7 +37,7 @@ Client (talk to a running broker; --server, --api-key):
   token        print a credential's current access token
   apikey       create | list | revoke
   keys         rotate: add a data key, re-seal every secret, rotate the JWT signing key
-  user         add | list | rm | passwd: people who log in (admin or viewer)
+  user         add | list | rm | passwd | revoke-sessions: people who log in (admin or viewer)
   client       add | list | rm | rotate-secret: services using /oauth2/token
   audit        the audit log
 
@@ -93,6 +93,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 	case "user", "users":
 		return e.subcommand("user", rest, map[string]func([]string) error{
 			"add": e.cmdUserAdd, "list": e.cmdUserList, "rm": e.cmdUserRemove, "passwd": e.cmdUserPasswd,
+			"revoke-sessions": e.cmdUserRevokeSessions,
 		})
 	case "client", "clients":
 		return e.subcommand("client", rest, map[string]func([]string) error{

@@ -390,6 +390,10 @@ func (s *Service) Verify(ctx context.Context, accessToken string) (*Claims, erro
 // returned as such (EUNAVAILABLE, ...), never as EUNAUTHORIZED.
 func (s *Service) Login(ctx context.Context, username, password, remoteAddr string) (*Tokens, error) {
 	now := s.now()
+	// The authentication rests on the user as read from here on: a
+	// password change or revocation of the user's sessions from this
+	// instant on makes the store refuse the family (AuthTime).
+	began := now
 	if wait := s.limiter.allow(username, remoteAddr, now); wait > 0 {
 		s.log.Info("login rate limited", "remote_addr", remoteAddr)
 		return nil, &RateLimitError{RetryAfter: wait}
@@ -427,14 +431,21 @@ func (s *Service) Login(ctx context.Context, username, password, remoteAddr stri
 	h := sha256.Sum256([]byte(rt))
 	fam := &tokenkeeper.RefreshToken{
 		ID: newID(), FamilyID: newID(), UserID: u.ID, Hash: h[:],
-		AuthTime: now, CreatedAt: now,
+		AuthTime: began, CreatedAt: now,
 		ExpiresAt:       now.Add(s.cfg.RefreshIdleTTL),
 		FamilyExpiresAt: now.Add(s.cfg.RefreshMaxAge),
 	}
 	if err := s.store.CreateRefreshToken(ctx, fam); err != nil {
+		switch tokenkeeper.ErrorCode(err) {
+		case tokenkeeper.ENOTFOUND, tokenkeeper.ECONFLICT:
+			// The user was deleted, or its password changed or sessions
+			// revoked, while this login was checking the password.
+			s.log.Info("login failed: the user changed during the login", "user", u.Username, "remote_addr", remoteAddr)
+			return nil, unauthorized(msgBadLogin)
+		}
 		return nil, fmt.Errorf("login: %w", err)
 	}
-	t, err := s.issue(u, fam.FamilyID, now, now, true)
+	t, err := s.issue(u, fam.FamilyID, began, now, true)
 	if err != nil {
 		return nil, fmt.Errorf("login: %w", err)
 	}

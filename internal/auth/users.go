@@ -48,19 +48,44 @@ func (s *Service) CreateUser(ctx context.Context, username, password string, rol
 	return withoutHash(u), nil
 }
 
-// SetPassword replaces a user's password. Returns EINVALID or ENOTFOUND.
-// Sessions already open stay open; delete and re-create the user to end
-// them at once.
+// SetPassword replaces a user's password and ends all the user's
+// sessions: every refresh-token family is revoked, and its access tokens
+// are refused here at once and on other replicas within ReloadInterval. A
+// login in flight that read the old password stores no family. Returns
+// EINVALID or ENOTFOUND.
 func (s *Service) SetPassword(ctx context.Context, username, password string) error {
 	hash, err := s.hashPassword(ctx, password)
 	if err != nil {
 		return fmt.Errorf("set password: %w", err)
 	}
-	if err := s.store.SetUserPassword(ctx, username, hash); err != nil {
+	now := s.now()
+	if err := s.store.ChangeUserPassword(ctx, username, hash, now, now.Add(s.revokeTo)); err != nil {
 		return fmt.Errorf("set password: %w", err)
 	}
-	s.log.Info("changed password", "user", username)
+	s.log.Info("changed password; sessions revoked", "user", username)
+	s.reloadAfterRevocation(ctx)
 	return nil
+}
+
+// RevokeSessions ends all of a user's sessions, as SetPassword does, and
+// returns how many refresh-token families it revoked. Returns ENOTFOUND.
+func (s *Service) RevokeSessions(ctx context.Context, username string) (int, error) {
+	now := s.now()
+	n, err := s.store.RevokeUserSessions(ctx, username, now, now.Add(s.revokeTo))
+	if err != nil {
+		return 0, fmt.Errorf("revoke sessions: %w", err)
+	}
+	s.log.Info("revoked sessions", "user", username, "families", n)
+	s.reloadAfterRevocation(ctx)
+	return n, nil
+}
+
+// reloadAfterRevocation applies revocations just stored here at once.
+func (s *Service) reloadAfterRevocation(ctx context.Context) {
+	if err := s.reloadRevocations(ctx); err != nil {
+		// The store holds them; Run will load them shortly.
+		s.log.Warn("cannot reload revocations after revoking sessions", "err", err)
+	}
 }
 
 // DeleteUser removes a user and revokes all its families; its access

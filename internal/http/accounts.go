@@ -1,6 +1,7 @@
 package http
 
 import (
+	"fmt"
 	"net/http"
 	"strconv"
 	"time"
@@ -177,6 +178,22 @@ func (s *server) handleUserPassword() http.Handler {
 		}
 		s.audit(r, actor(r), "user.password", name, "ok", "")
 		w.WriteHeader(http.StatusNoContent)
+	})
+}
+
+// handleUserRevokeSessions ends every session of a user: all its
+// refresh-token families and their access tokens (on every replica within
+// the auth service's reload interval). The password stays.
+func (s *server) handleUserRevokeSessions() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		name := r.PathValue("name")
+		n, err := s.auth.RevokeSessions(r.Context(), name)
+		if err != nil {
+			s.Error(w, r, err)
+			return
+		}
+		s.audit(r, actor(r), "user.revoke_sessions", name, "ok", fmt.Sprintf("%d sessions", n))
+		writeJSON(w, http.StatusOK, map[string]any{"revoked_sessions": n})
 	})
 }
 

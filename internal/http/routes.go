@@ -57,6 +57,7 @@ func (s *server) routes(mux *http.ServeMux) {
 		mux.Handle("GET /v1/users", as(s.handleUserList(), false, admin))
 		mux.Handle("DELETE /v1/users/{name}", as(s.handleUserDelete(), true, admin))
 		mux.Handle("PUT /v1/users/{name}/password", as(s.handleUserPassword(), true, admin))
+		mux.Handle("POST /v1/users/{name}/revoke-sessions", as(s.handleUserRevokeSessions(), true, admin))
 
 		mux.Handle("POST /v1/clients", as(s.handleClientCreate(), true, admin))
 		mux.Handle("GET /v1/clients", as(s.handleClientList(), false, admin))

@@ -94,3 +94,54 @@ func TestRefreshesDoNotEraseOperatorEvents(t *testing.T) {
 		t.Fatalf("kind=bogus: %d %s", r.status, r.body)
 	}
 }
+
+// M2: POST /v1/users/{name}/revoke-sessions (fresh admin) ends every
+// session of the user; changing the password does too.
+func TestRevokeSessionsEndpoint(t *testing.T) {
+	h := newHarness(t)
+	h.do("POST", "/v1/users", h.admin, map[string]any{"username": "ann", "password": "ann's long password", "role": "admin"})
+	login := func() (access, refresh string) {
+		t.Helper()
+		r := h.do("POST", "/v1/auth/login", "", map[string]any{"username": "ann", "password": "ann's long password"})
+		if r.status != http.StatusOK {
+			t.Fatalf("login: %d %s", r.status, r.body)
+		}
+		j := r.json(t)
+		return j["access_token"].(string), j["refresh_token"].(string)
+	}
+	access, refreshTok := login()
+	other, _ := login()
+	stale := h.staleAdmin() // a session obtained by refresh is not fresh
+	if r := h.do("POST", "/v1/users/ann/revoke-sessions", stale, nil); r.status != http.StatusUnauthorized {
+		t.Fatalf("revoke-sessions with a stale session: %d %s", r.status, r.body)
+	}
+	if r := h.do("POST", "/v1/users/ann/revoke-sessions", other, nil); r.status != http.StatusOK || r.json(t)["revoked_sessions"] != float64(2) {
+		t.Fatalf("revoke-sessions: %d %s", r.status, r.body)
+	}
+	if r := h.do("GET", "/v1/auth/whoami", access, nil); r.status != http.StatusUnauthorized {
+		t.Fatalf("access token after revoke-sessions: %d", r.status)
+	}
+	if r := h.do("POST", "/v1/auth/refresh", "", map[string]any{"refresh_token": refreshTok}); r.status != http.StatusUnauthorized {
+		t.Fatalf("refresh token after revoke-sessions: %d", r.status)
+	}
+	if r := h.do("POST", "/v1/users/nobody/revoke-sessions", h.admin, nil); r.status != http.StatusNotFound {
+		t.Fatalf("unknown user: %d", r.status)
+	}
+	time.Sleep(5 * time.Millisecond) // the next login begins after the revocation
+	access, _ = login()
+	if r := h.do("PUT", "/v1/users/ann/password", h.admin, map[string]any{"password": "ann's new long password"}); r.status != http.StatusNoContent {
+		t.Fatalf("password: %d %s", r.status, r.body)
+	}
+	if r := h.do("GET", "/v1/auth/whoami", access, nil); r.status != http.StatusUnauthorized {
+		t.Fatalf("access token after a password change: %d", r.status)
+	}
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		recs, err := h.store.(tokenkeeper.AuthStore).Audit(context.Background(), tokenkeeper.AuditFilter{Action: "user.revoke_sessions"})
+		if err == nil && len(recs) == 1 && recs[0].Target == "ann" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no audit record of revoke-sessions: %v, %v", recs, err)
+		}
+	}
+}

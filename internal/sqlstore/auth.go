@@ -89,7 +89,9 @@ func (s *Store) Users(ctx context.Context) ([]*tokenkeeper.User, error) {
 }
 
 // SetUserPassword replaces a user's password hash and moves UpdatedAt. It
-// does not end the user's sessions. Returns EINVALID or ENOTFOUND.
+// does not end the user's sessions: it is for re-hashing the same password
+// with new parameters; ChangeUserPassword is for a new password. Returns
+// EINVALID or ENOTFOUND.
 func (s *Store) SetUserPassword(ctx context.Context, username, hash string) error {
 	if err := CheckPasswordHash(hash); err != nil {
 		return err
@@ -120,28 +122,35 @@ func (s *Store) DeleteUser(ctx context.Context, username string, now, accessExpi
 		if err != nil {
 			return orNotFound(err, errNoUser)
 		}
-		if s.d.Lock != nil {
-			families, err := collect(ctx, tx, `SELECT family_id FROM refresh_tokens WHERE user_id = $1 GROUP BY family_id ORDER BY family_id COLLATE "C"`,
-				[]any{id}, scanString)
-			if err != nil {
-				return err
-			}
-			for _, f := range families { // in one order, against deadlocks
-				if err := s.lock(ctx, tx, lockFamily(f)); err != nil {
-					return err
-				}
-			}
-		}
-		if _, err := tx.Exec(ctx, `UPDATE refresh_tokens SET revoked_at = $2 WHERE user_id = $1 AND revoked_at IS NULL`, id, now); err != nil {
-			return err
-		}
-		_, err = tx.Exec(ctx, `INSERT INTO revocations (family_id, revoked_at, expires_at)
-			SELECT DISTINCT family_id, $2::timestamptz, $3::timestamptz FROM refresh_tokens WHERE user_id = $1
-			ON CONFLICT (family_id) DO UPDATE SET expires_at = CASE WHEN excluded.expires_at > revocations.expires_at
-				THEN excluded.expires_at ELSE revocations.expires_at END`,
-			id, now, accessExpiresAt)
+		_, err = s.revokeUserFamilies(ctx, tx, id, now, accessExpiresAt)
 		return err
 	})
+}
+
+// revokeUserFamilies revokes, in tx, every refresh-token family of the
+// user with id userID and records revocations of their access tokens until
+// accessExpiresAt (never shortening an earlier one). It returns how many
+// families it recorded.
+func (s *Store) revokeUserFamilies(ctx context.Context, tx Querier, userID string, now, accessExpiresAt time.Time) (int, error) {
+	families, err := collect(ctx, tx, `SELECT family_id FROM refresh_tokens WHERE user_id = $1 GROUP BY family_id ORDER BY family_id COLLATE "C"`,
+		[]any{userID}, scanString)
+	if err != nil {
+		return 0, err
+	}
+	for _, f := range families { // in one order, against deadlocks
+		if err := s.lock(ctx, tx, lockFamily(f)); err != nil {
+			return 0, err
+		}
+	}
+	if _, err := tx.Exec(ctx, `UPDATE refresh_tokens SET revoked_at = $2 WHERE user_id = $1 AND revoked_at IS NULL`, userID, now); err != nil {
+		return 0, err
+	}
+	_, err = tx.Exec(ctx, `INSERT INTO revocations (family_id, revoked_at, expires_at)
+		SELECT DISTINCT family_id, $2::timestamptz, $3::timestamptz FROM refresh_tokens WHERE user_id = $1
+		ON CONFLICT (family_id) DO UPDATE SET expires_at = CASE WHEN excluded.expires_at > revocations.expires_at
+			THEN excluded.expires_at ELSE revocations.expires_at END`,
+		userID, now, accessExpiresAt)
+	return len(families), err
 }
 
 // Refresh tokens
@@ -183,11 +192,16 @@ func normalizeTimes(t *tokenkeeper.RefreshToken) {
 // CreateRefreshToken stores the first token of a new family. ID and
 // FamilyID are assigned when empty, CreatedAt defaults to the store's
 // clock; RotatedAt and RevokedAt are ignored. UserID must name an existing
-// user (its row is locked against a concurrent DeleteUser, which then sees
-// the new family). In the same transaction, refresh tokens whose family expired
-// before CreatedAt and revocations that ended before it are deleted, a
-// bounded batch at a time. Returns EINVALID, ENOTFOUND (no such user) or
-// ECONFLICT (the hash, id or family is taken).
+// user, by id, so that a user deleted and created again under the same
+// name is not found; its row is locked against a concurrent DeleteUser,
+// which then sees the new family. The user's sessions must not have been
+// revoked at or after AuthTime (ChangeUserPassword, RevokeUserSessions): a
+// login that read the user before a password change does not start a
+// family after it. In the same transaction, refresh tokens whose family
+// expired before CreatedAt and revocations that ended before it are
+// deleted, a bounded batch at a time. Returns EINVALID, ENOTFOUND (no such
+// user) or ECONFLICT (the hash, id or family is taken, or the sessions
+// were revoked).
 func (s *Store) CreateRefreshToken(ctx context.Context, t *tokenkeeper.RefreshToken) error {
 	if err := CheckNewRefreshToken(t); err != nil {
 		return err
@@ -205,11 +219,17 @@ func (s *Store) CreateRefreshToken(ctx context.Context, t *tokenkeeper.RefreshTo
 	normalizeTimes(&n)
 	n.Hash = append([]byte(nil), t.Hash...)
 	err := s.write(ctx, "create refresh token", func(tx Querier) error {
-		var one int
-		err := tx.QueryRow(ctx, `SELECT 1 FROM users WHERE id = $1`+s.d.ForShare, n.UserID).Scan(&one)
+		var revoked *time.Time
+		err := tx.QueryRow(ctx, `SELECT sessions_revoked_at FROM users WHERE id = $1`+s.d.ForShare, n.UserID).Scan(&revoked)
 		if err != nil {
 			return orNotFound(err, errNoUser)
 		}
+		if revoked != nil && !revoked.Before(n.AuthTime) {
+			// The password changed, or the sessions were revoked, after
+			// this login read the user.
+			return tokenkeeper.Errorf(tokenkeeper.ECONFLICT, "the user's sessions were revoked after this login began")
+		}
+		var one int
 		if err := s.lock(ctx, tx, lockFamily(n.FamilyID)); err != nil {
 			return err
 		}

@@ -56,6 +56,7 @@ func RunAuth(t *testing.T, newHarness NewHarness) {
 		{"AuditInvalid", testAuditInvalid},
 		{"AuditConcurrent", testAuditConcurrent},
 		{"PruneAudit", testPruneAudit},
+		{"PasswordChangeRevokesSessions", testPasswordChangeRevokesSessions},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

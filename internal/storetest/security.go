@@ -115,3 +115,76 @@ func testRefreshesDoNotEraseOperatorEvents(e *env) {
 	_, err = e.s.EventsOfClass(e.ctx, "nope", tokenkeeper.EventClassRefresh, 10)
 	wantCode(t, err, tokenkeeper.ENOTFOUND)
 }
+
+// testPasswordChangeRevokesSessions (M2): ChangeUserPassword and
+// RevokeUserSessions revoke every family of the user (and only of that
+// user) with revocations of their access tokens, and a family whose login
+// began at or before the change is refused.
+func testPasswordChangeRevokesSessions(e *authEnv) {
+	t := e.t
+	alice := e.addUser("alice", tokenkeeper.RoleAdmin)
+	bob := e.addUser("bob", tokenkeeper.RoleViewer)
+	f1 := e.login(alice.ID)
+	f2 := e.login(alice.ID)
+	other := e.login(bob.ID)
+	// A login that read the user before the change, storing its family
+	// after it.
+	racing, _ := e.newRefresh(alice.ID)
+
+	now := e.clock.Add(time.Minute)
+	exp := now.Add(15 * time.Minute)
+	hash := passwordHash("new password")
+	if err := e.a.ChangeUserPassword(e.ctx, "alice", hash, now, exp); err != nil {
+		t.Fatal(err)
+	}
+	if u, err := e.a.User(e.ctx, "alice"); err != nil || u.PasswordHash != hash || !u.UpdatedAt.Equal(now) {
+		t.Fatalf("after ChangeUserPassword: %+v, %v", u, err)
+	}
+	for _, rt := range []*tokenkeeper.RefreshToken{f1, f2} {
+		if got := e.token(rt.Hash); !got.RevokedAt.Equal(now) {
+			t.Fatalf("family %s revoked at %v, want %v", rt.FamilyID, got.RevokedAt, now)
+		}
+	}
+	if got := e.token(other.Hash); !got.RevokedAt.IsZero() {
+		t.Fatal("another user's family was revoked")
+	}
+	revs, err := e.a.Revocations(e.ctx, now)
+	if err != nil || len(revs) != 2 {
+		t.Fatalf("revocations: %s, %v", asJSON(revs), err)
+	}
+	for _, r := range revs {
+		if (r.FamilyID != f1.FamilyID && r.FamilyID != f2.FamilyID) || !r.ExpiresAt.Equal(exp) {
+			t.Fatalf("revocation %s", asJSON(r))
+		}
+	}
+	wantCode(t, e.a.CreateRefreshToken(e.ctx, racing), tokenkeeper.ECONFLICT)
+	e.clock.Add(time.Second)
+	after := e.login(alice.ID) // a login begun after the change
+
+	now2 := e.clock.Add(time.Minute)
+	n, err := e.a.RevokeUserSessions(e.ctx, "alice", now2, now2.Add(time.Minute))
+	if err != nil || n != 3 {
+		t.Fatalf("RevokeUserSessions = %d, %v; want 3 families", n, err)
+	}
+	if got := e.token(after.Hash); !got.RevokedAt.Equal(now2) {
+		t.Fatalf("family after the change not revoked: %v", got.RevokedAt)
+	}
+	if u, _ := e.a.User(e.ctx, "alice"); u.PasswordHash != hash {
+		t.Fatal("RevokeUserSessions changed the password")
+	}
+	_, err = e.a.RevokeUserSessions(e.ctx, "nobody", now2, now2.Add(time.Minute))
+	wantCode(t, err, tokenkeeper.ENOTFOUND)
+	wantCode(t, e.a.ChangeUserPassword(e.ctx, "nobody", hash, now2, now2.Add(time.Minute)), tokenkeeper.ENOTFOUND)
+	wantCode(t, e.a.ChangeUserPassword(e.ctx, "alice", "", now2, now2.Add(time.Minute)), tokenkeeper.EINVALID)
+	_, err = e.a.RevokeUserSessions(e.ctx, "alice", time.Time{}, now2)
+	wantCode(t, err, tokenkeeper.EINVALID)
+	// SetUserPassword (a re-hash) leaves sessions alone.
+	e.clock.Add(time.Second)
+	kept := e.login(bob.ID)
+	if err := e.a.SetUserPassword(e.ctx, "bob", passwordHash("rehash")); err != nil {
+		t.Fatal(err)
+	}
+	if got := e.token(kept.Hash); !got.RevokedAt.IsZero() {
+		t.Fatal("SetUserPassword revoked a family")
+	}
+}
