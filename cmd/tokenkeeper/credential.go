@@ -164,9 +164,14 @@ func (e *env) cmdCredentialList(args []string) error {
 	}
 	var list struct {
 		Credentials []credentialView `json:"credentials"`
+		Unreadable  []string         `json:"unreadable"`
 	}
 	if err := json.Unmarshal(out, &list); err != nil {
 		return err
+	}
+	if len(list.Unreadable) > 0 {
+		fmt.Fprintf(e.stderr, "warning: %d credentials skipped: their stored secrets do not open (tampered with, or sealed with another key): %s\n",
+			len(list.Unreadable), strings.Join(list.Unreadable, ", "))
 	}
 	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "NAME\tGRANT\tSTATUS\tEXPIRES IN\tNEXT REFRESH\tLAST ERROR")

@@ -156,7 +156,9 @@ func actor(r *http.Request) string { return callerFrom(r.Context()).actor() }
 
 func (s *server) handleCredentialList() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		creds, err := s.store.Credentials(r.Context())
+		// A row whose sealed fields do not open is skipped and named in
+		// "unreadable" (present only then), rather than failing the list.
+		creds, unreadable, err := s.store.ReadableCredentials(r.Context())
 		if err != nil {
 			s.Error(w, r, err)
 			return
@@ -165,7 +167,11 @@ func (s *server) handleCredentialList() http.Handler {
 		for _, c := range creds {
 			out = append(out, s.credentialFor(r, c))
 		}
-		writeJSON(w, http.StatusOK, map[string]any{"credentials": out})
+		body := map[string]any{"credentials": out}
+		if len(unreadable) > 0 {
+			body["unreadable"] = unreadable
+		}
+		writeJSON(w, http.StatusOK, body)
 	})
 }
 

@@ -94,13 +94,13 @@ func (s *Store) decode(ctx context.Context, q Querier, r *rawCredential) (*token
 		c.Token = &tokenkeeper.Token{AccessToken: at, TokenType: r.tokenType, ExpiresAt: fromNull(r.expiresAt)}
 	}
 	if err := json.Unmarshal([]byte(r.scopes), &c.Scopes); err != nil {
-		return nil, fmt.Errorf("decode scopes of credential %s: %w", r.id, err)
+		return nil, fmt.Errorf("decode scopes of credential %s: %w", r.id, errors.Join(errUndecodable, err))
 	}
 	if len(c.Scopes) == 0 {
 		c.Scopes = nil
 	}
 	if err := json.Unmarshal([]byte(r.params), &c.Params); err != nil {
-		return nil, fmt.Errorf("decode params of credential %s: %w", r.id, err)
+		return nil, fmt.Errorf("decode params of credential %s: %w", r.id, errors.Join(errUndecodable, err))
 	}
 	if len(c.Params) == 0 {
 		c.Params = nil

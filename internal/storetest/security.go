@@ -188,3 +188,33 @@ func testPasswordChangeRevokesSessions(e *authEnv) {
 		t.Fatal("SetUserPassword revoked a family")
 	}
 }
+
+// testTamperedRowSkippedInList (Info: tampered row): ReadableCredentials
+// lists every row that opens and names the ones that do not (a sealed
+// field moved from another row, or overwritten), without a secret in sight.
+func testTamperedRowSkippedInList(e *env) {
+	t := e.t
+	a := e.create(newCred("a"))
+	b := e.create(newCred("b"))
+	c := e.create(newCred("c"))
+	d := e.create(newCred("d"))
+	secrets := append(append(secretsOf(a), secretsOf(b)...), secretsOf(c)...)
+	// b: another row's client secret; d: a refresh token overwritten.
+	if err := e.Exec(e.ctx, `UPDATE credentials SET client_secret = (SELECT client_secret FROM credentials WHERE id = $1) WHERE id = $2`, a.ID, b.ID); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Exec(e.ctx, `UPDATE credentials SET refresh_token = $1 WHERE id = $2`, []byte("not a sealed value at all"), d.ID); err != nil {
+		t.Fatal(err)
+	}
+	creds, unreadable, err := e.s.ReadableCredentials(e.ctx)
+	if err != nil {
+		t.Fatalf("ReadableCredentials: %v", err)
+	}
+	if len(creds) != 2 || creds[0].Name != "a" || creds[1].Name != "c" || creds[1].ClientSecret != c.ClientSecret {
+		t.Fatalf("readable credentials: %s", asJSON(names(creds)))
+	}
+	if asJSON(unreadable) != `["b","d"]` {
+		t.Fatalf("unreadable = %v, want [b d]", unreadable)
+	}
+	checkNoSecret(t, "unreadable names", []byte(asJSON(unreadable)), secrets)
+}

@@ -114,6 +114,7 @@ func Run(t *testing.T, newHarness NewHarness) {
 		{"Delete", testDelete},
 		{"SecretsNotAtRest", testSecretsNotAtRest},
 		{"CiphertextMoved", testCiphertextMoved},
+		{"TamperedRowSkippedInList", testTamperedRowSkippedInList},
 		{"ClaimDue", testClaimDue},
 		{"ClaimDueConcurrent", testClaimDueConcurrent},
 		{"ClaimDueTwoStores", testClaimDueTwoStores},
