@@ -36,7 +36,8 @@ Client (talk to a running broker; --server, --api-key):
   credential   add | list | show | update | rm | refresh | events
   token        print a credential's current access token
   apikey       create | list | revoke
-  keys         rotate: add a data key, re-seal every secret, rotate the JWT signing key
+  keys         rotate: add a data key, re-seal every secret, rotate the JWT signing key;
+               rotate-master: re-wrap the data keys under a new master key (offline)
   user         add | list | rm | passwd | revoke-sessions: people who log in (admin or viewer)
   client       add | list | rm | rotate-secret: services using /oauth2/token
   audit        the audit log
@@ -108,7 +109,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 	case "git-credential":
 		return e.cmdGitCredential(rest)
 	case "keys":
-		return e.subcommand("keys", rest, map[string]func([]string) error{"rotate": e.cmdKeysRotate})
+		return e.subcommand("keys", rest, map[string]func([]string) error{"rotate": e.cmdKeysRotate, "rotate-master": e.cmdKeysRotateMaster})
 	case "bench":
 		return e.subcommand("bench", rest, map[string]func([]string) error{
 			"refresh": e.cmdBenchRefresh, "read": e.cmdBenchRead, "chaos": e.cmdBenchChaos,

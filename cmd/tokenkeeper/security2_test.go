@@ -2,13 +2,20 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
 	"database/sql"
+	"errors"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/tokenkeeper/tokenkeeper"
+	"github.com/tokenkeeper/tokenkeeper/internal/postgres"
+	"github.com/tokenkeeper/tokenkeeper/internal/seal"
+	"github.com/tokenkeeper/tokenkeeper/internal/sqlite"
 	"github.com/tokenkeeper/tokenkeeper/oauthtest"
 )
 
@@ -102,5 +109,111 @@ func TestTamperedRowSkippedInList(t *testing.T) {
 	}
 	if strings.Contains(sb.stderr.String()+sb.stdout.String(), secret) {
 		t.Fatal("the client secret reached the broker's log")
+	}
+}
+
+// Info (master-key rotation): keys rotate-master re-wraps the data keys
+// under a new master key, offline, on SQLite and PostgreSQL; the old key
+// stops opening the database, the new one opens every secret, and a wrong
+// current key changes nothing.
+func TestKeysRotateMaster(t *testing.T) {
+	for _, dialect := range []string{"sqlite", "postgres"} {
+		t.Run(dialect, func(t *testing.T) {
+			dir := t.TempDir()
+			var env map[string]string
+			var oldKey []byte
+			if dialect == "postgres" {
+				env = pgEnv(t)
+				k, err := seal.ParseMasterKey(env["TOKENKEEPER_MASTER_KEY"])
+				if err != nil {
+					t.Fatal(err)
+				}
+				oldKey = k
+			} else {
+				env = map[string]string{"TOKENKEEPER_DATABASE": filepath.Join(dir, "tk.db")}
+			}
+			cli := func(extra map[string]string, args ...string) (string, error) {
+				var out, errb syncBuffer
+				getenv := func(k string) string {
+					if v, ok := extra[k]; ok {
+						return v
+					}
+					return env[k]
+				}
+				err := run(context.Background(), append([]string{"tokenkeeper"}, args...), getenv, strings.NewReader(""), &out, &errb)
+				return out.String() + errb.String(), err
+			}
+			if out, err := cli(nil, "init"); err != nil {
+				t.Fatalf("init: %v %s", err, out)
+			}
+			if oldKey == nil {
+				k, err := seal.ReadKeyFile(sqlite.KeyFilePath(env["TOKENKEEPER_DATABASE"]))
+				if err != nil {
+					t.Fatal(err)
+				}
+				oldKey = k
+			}
+			open := func(key []byte) (tokenkeeper.Store, error) {
+				if dialect == "postgres" {
+					return postgres.Open(context.Background(), env["TOKENKEEPER_DATABASE"], key)
+				}
+				return sqlite.Open(context.Background(), env["TOKENKEEPER_DATABASE"], key)
+			}
+			secret := "rotate-master-secret-" + randomString()
+			st, err := open(oldKey)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := st.CreateCredential(context.Background(), &tokenkeeper.Credential{Name: "svc", TokenURL: "https://idp.example/token",
+				GrantType: tokenkeeper.GrantClientCredentials, ClientID: "app", ClientSecret: secret, AuthStyle: tokenkeeper.AuthStyleHeader}); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := st.RotateKey(context.Background()); err != nil { // two data keys
+				t.Fatal(err)
+			}
+			st.Close()
+
+			newKey := make([]byte, seal.KeySize)
+			_, _ = rand.Read(newKey)
+			newFile := filepath.Join(dir, "new.key")
+			if err := os.WriteFile(newFile, []byte(seal.EncodeMasterKey(newKey)+"\n"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			// A wrong current key is refused; nothing changes.
+			wrong := make([]byte, seal.KeySize)
+			_, _ = rand.Read(wrong)
+			out, err := cli(map[string]string{"TOKENKEEPER_MASTER_KEY": seal.EncodeMasterKey(wrong)}, "keys", "rotate-master", "--new-master-key-file", newFile)
+			if err == nil || !strings.Contains(err.Error(), "master key does not match") {
+				t.Fatalf("rotate-master with a wrong current key: %v %s", err, out)
+			}
+			if st, err := open(oldKey); err != nil {
+				t.Fatalf("after a refused rotation, the old key: %v", err)
+			} else {
+				st.Close()
+			}
+			if out, err := cli(nil, "keys", "rotate-master"); err == nil || !strings.Contains(err.Error()+out, "new master key is required") {
+				t.Fatalf("rotate-master without a new key: %v %s", err, out)
+			}
+
+			out, err = cli(nil, "keys", "rotate-master", "--new-master-key-file", newFile)
+			if err != nil || !strings.Contains(out, "Re-wrapped 2 data keys") || !strings.Contains(out, "restart every replica") {
+				t.Fatalf("rotate-master: %v %s", err, out)
+			}
+			if strings.Contains(out, seal.EncodeMasterKey(newKey)) || strings.Contains(out, seal.EncodeMasterKey(oldKey)) {
+				t.Fatal("rotate-master printed a master key")
+			}
+			if _, err := open(oldKey); !errors.Is(err, seal.ErrMasterKeyMismatch) {
+				t.Fatalf("the old key after rotation: %v, want a mismatch", err)
+			}
+			st, err = open(newKey)
+			if err != nil {
+				t.Fatalf("the new key: %v", err)
+			}
+			defer st.Close()
+			c, err := st.Credential(context.Background(), "svc")
+			if err != nil || c.ClientSecret != secret {
+				t.Fatalf("the secret under the new key: %v", err)
+			}
+		})
 	}
 }

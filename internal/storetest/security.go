@@ -1,10 +1,14 @@
 package storetest
 
 import (
+	"bytes"
+	"context"
+	"errors"
 	"fmt"
 	"time"
 
 	"github.com/tokenkeeper/tokenkeeper"
+	"github.com/tokenkeeper/tokenkeeper/internal/seal"
 )
 
 // testPruneAudit: PruneAudit deletes at most limit records older than
@@ -217,4 +221,98 @@ func testTamperedRowSkippedInList(e *env) {
 		t.Fatalf("unreadable = %v, want [b d]", unreadable)
 	}
 	checkNoSecret(t, "unreadable names", []byte(asJSON(unreadable)), secrets)
+}
+
+// masterKeyRotator is implemented by stores that can re-wrap their data
+// keys under a new master key (tokenkeeper keys rotate-master).
+type masterKeyRotator interface {
+	RotateMasterKey(ctx context.Context, newMaster []byte) (int, error)
+}
+
+// dataKeys returns the wrapped data keys by id.
+func (e *env) dataKeys() map[int64][]byte {
+	e.t.Helper()
+	out := map[int64][]byte{}
+	var maxID int64
+	if err := e.QueryRow(e.ctx, `SELECT COALESCE(MAX(id), 0) FROM data_keys`).Scan(&maxID); err != nil {
+		e.t.Fatal(err)
+	}
+	for id := int64(1); id <= maxID; id++ {
+		var w []byte
+		if err := e.QueryRow(e.ctx, `SELECT wrapped FROM data_keys WHERE id = $1`, id).Scan(&w); err != nil {
+			continue
+		}
+		out[id] = w
+	}
+	return out
+}
+
+// testRotateMasterKey (Info: master-key rotation): RotateMasterKey
+// re-wraps every data key under the new master key, which then unwraps
+// them; a data key the current master key does not unwrap stops it before
+// anything is written.
+func testRotateMasterKey(e *env) {
+	t := e.t
+	r, ok := e.s.(masterKeyRotator)
+	if !ok {
+		t.Skipf("%T cannot rotate its master key", e.s)
+	}
+	a := e.create(newCred("a"))
+	if err := e.AddDataKey(e.ctx); err != nil { // two data keys
+		t.Fatal(err)
+	}
+	b := e.create(newCred("b"))
+	before := e.dataKeys()
+	if len(before) != 2 {
+		t.Fatalf("%d data keys, want 2", len(before))
+	}
+
+	// A data key wrapped under another master key: the current one does
+	// not unwrap it, and nothing changes.
+	foreign := randomBytes(seal.KeySize)
+	dk, _ := seal.NewDataKey()
+	wrapped, err := seal.WrapKey(foreign, 3, dk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Exec(e.ctx, `INSERT INTO data_keys (id, wrapped, created_at) VALUES (3, $1, $2)`, wrapped, start); err != nil {
+		t.Fatal(err)
+	}
+	newMaster := randomBytes(seal.KeySize)
+	if _, err := r.RotateMasterKey(e.ctx, newMaster); !errors.Is(err, seal.ErrMasterKeyMismatch) {
+		t.Fatalf("RotateMasterKey with a data key it cannot unwrap = %v, want ErrMasterKeyMismatch", err)
+	}
+	after := e.dataKeys()
+	for id, w := range before {
+		if !bytes.Equal(after[id], w) {
+			t.Fatalf("data key %d changed although the rotation failed", id)
+		}
+	}
+	if err := e.Exec(e.ctx, `DELETE FROM data_keys WHERE id = 3`); err != nil {
+		t.Fatal(err)
+	}
+
+	for _, bad := range [][]byte{nil, randomBytes(16)} {
+		_, err := r.RotateMasterKey(e.ctx, bad)
+		wantCode(t, err, tokenkeeper.EINVALID)
+	}
+	n, err := r.RotateMasterKey(e.ctx, newMaster)
+	if err != nil || n != 2 {
+		t.Fatalf("RotateMasterKey = %d, %v; want 2", n, err)
+	}
+	for id, w := range e.dataKeys() {
+		if bytes.Equal(w, before[id]) {
+			t.Fatalf("data key %d was not re-wrapped", id)
+		}
+		if _, err := seal.UnwrapKey(newMaster, uint32(id), w); err != nil {
+			t.Fatalf("the new master key does not unwrap data key %d: %v", id, err)
+		}
+	}
+	// The sealed values were not touched and still open.
+	if got := e.get("a"); got.ClientSecret != a.ClientSecret {
+		t.Fatal("a's secret changed")
+	}
+	if got := e.get("b"); got.RefreshToken != b.RefreshToken {
+		t.Fatal("b's secret changed")
+	}
 }

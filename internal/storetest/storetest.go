@@ -132,6 +132,7 @@ func Run(t *testing.T, newHarness NewHarness) {
 		{"RotateKey", testRotateKey},
 		{"RotateKeyPeer", testRotateKeyPeer},
 		{"OldKeyStillOpens", testOldKeyStillOpens},
+		{"RotateMasterKey", testRotateMasterKey},
 		{"ConcurrentWriters", testConcurrentWriters},
 		{"Ping", testPing},
 	}
