@@ -100,9 +100,12 @@ func (c *Credential) Validate() error {
 			return Errorf(EINVALID, "invalid scope %q", truncate(s, 80))
 		}
 	}
-	for k := range c.Params {
+	for k, v := range c.Params {
 		if k == "" || reservedParams[k] {
 			return Errorf(EINVALID, "params may not set %q", truncate(k, 80))
+		}
+		if v == SealedParamValue && IsSecretParam(k) {
+			return Errorf(EINVALID, "params: %q has no stored value to keep: give the value itself", truncate(k, 80))
 		}
 	}
 	if c.RefreshLead < 0 || c.RefreshLead > 24*time.Hour {

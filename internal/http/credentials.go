@@ -45,7 +45,7 @@ func utcPtr(t time.Time) *time.Time {
 func toCredentialJSON(c *tokenkeeper.Credential) *credentialJSON {
 	j := &credentialJSON{
 		ID: c.ID, Name: c.Name, TokenURL: c.TokenURL, GrantType: string(c.GrantType), ClientID: c.ClientID,
-		Scopes: c.Scopes, AuthStyle: string(c.AuthStyle), Params: c.Params,
+		Scopes: c.Scopes, AuthStyle: string(c.AuthStyle), Params: maskParams(c.Params),
 		Status: string(c.Status), FailureCount: c.FailureCount, LastError: c.LastError, LastErrorCode: c.LastErrorCode,
 		HasToken: c.Token != nil && c.Token.AccessToken != "", HasRefreshToken: c.RefreshToken != "",
 		LastRefreshAt: utcPtr(c.LastRefreshAt), CreatedAt: c.CreatedAt.UTC(), UpdatedAt: c.UpdatedAt.UTC(),

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -143,5 +144,56 @@ func TestRevokeSessionsEndpoint(t *testing.T) {
 		if time.Now().After(deadline) {
 			t.Fatalf("no audit record of revoke-sessions: %v, %v", recs, err)
 		}
+	}
+}
+
+// L2: params named like secrets are sealed at rest, shown as "<sealed>",
+// sent to the token endpoint as they are, kept when "<sealed>" is sent
+// back, and never logged.
+func TestSecretParamsSealedAndNeverShown(t *testing.T) {
+	h := newHarness(t)
+	rec := newRecorder(t)
+	assertion := randomSecret()
+	body := map[string]any{"name": "jwt", "token_url": rec.TokenURL(), "grant_type": "client_credentials",
+		"client_id": "app", "client_secret": h.secret,
+		"params": map[string]string{"client_assertion": assertion, "audience": "https://api.example"}}
+	h.create(body)
+	shown := func() map[string]any {
+		t.Helper()
+		r := h.do("GET", "/v1/credentials/jwt", h.admin, nil)
+		if r.status != http.StatusOK || strings.Contains(string(r.body), assertion) {
+			t.Fatalf("get: %d, secret param shown: %v", r.status, strings.Contains(string(r.body), assertion))
+		}
+		return r.json(t)["params"].(map[string]any)
+	}
+	if p := shown(); p["client_assertion"] != tokenkeeper.SealedParamValue || p["audience"] != "https://api.example" {
+		t.Fatalf("params shown: %v", p)
+	}
+	if r := h.do("GET", "/v1/credentials", h.admin, nil); strings.Contains(string(r.body), assertion) {
+		t.Fatal("the list shows a secret param")
+	}
+	// The provider gets the real value.
+	if r := h.do("POST", "/v1/credentials/jwt/refresh", h.admin, nil); r.status != http.StatusOK {
+		t.Fatalf("refresh: %d %s", r.status, r.body)
+	}
+	if !strings.Contains(rec.seen(), "client_assertion="+assertion) {
+		t.Fatal("the token endpoint did not get the assertion")
+	}
+	// Sending back what GET showed keeps the stored value.
+	p := shown()
+	p["audience"] = "https://api2.example"
+	if r := h.do("PATCH", "/v1/credentials/jwt", h.admin, map[string]any{"params": p}); r.status != http.StatusOK {
+		t.Fatalf("patch: %d %s", r.status, r.body)
+	}
+	c, err := h.store.Credential(context.Background(), "jwt")
+	if err != nil || c.Params["client_assertion"] != assertion || c.Params["audience"] != "https://api2.example" {
+		t.Fatalf("after a patch with %q: %v", tokenkeeper.SealedParamValue, err)
+	}
+	// "<sealed>" with nothing to keep is refused.
+	if r := h.do("PATCH", "/v1/credentials/jwt", h.admin, map[string]any{"params": map[string]string{"new_token": tokenkeeper.SealedParamValue}}); r.status != http.StatusBadRequest {
+		t.Fatalf("patch with a placeholder for a new param: %d %s", r.status, r.body)
+	}
+	if strings.Contains(h.logs.String(), assertion) {
+		t.Fatal("a secret param reached the logs")
 	}
 }

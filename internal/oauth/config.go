@@ -95,6 +95,17 @@ var secretParams = []string{
 	"code_verifier", "password", "refresh_token", "subject_token",
 }
 
+// isSecretParam reports whether a request parameter holds a secret: one of
+// secretParams, or a name containing "secret" or "token" in any case (the
+// rule of tokenkeeper.IsSecretParam, by which the broker seals params).
+func isSecretParam(k string) bool {
+	if slices.Contains(secretParams, k) {
+		return true
+	}
+	l := strings.ToLower(k)
+	return slices.Contains(secretParams, l) || strings.Contains(l, "secret") || strings.Contains(l, "token")
+}
+
 // Config describes a token endpoint and a client registered with it.
 //
 // A Config is safe for concurrent use by multiple goroutines as long as it
@@ -390,8 +401,11 @@ func requestSecrets(form url.Values, clientSecret string) []string {
 		}
 	}
 	add(clientSecret)
-	for _, k := range secretParams {
-		for _, v := range form[k] {
+	for k, vs := range form {
+		if !isSecretParam(k) {
+			continue
+		}
+		for _, v := range vs {
 			add(v)
 		}
 	}

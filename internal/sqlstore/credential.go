@@ -105,6 +105,9 @@ func (s *Store) decode(ctx context.Context, q Querier, r *rawCredential) (*token
 	if len(c.Params) == 0 {
 		c.Params = nil
 	}
+	if err := s.openParams(ctx, q, r.id, c.Params); err != nil {
+		return nil, err
+	}
 	return c, nil
 }
 
@@ -230,6 +233,10 @@ func (s *Store) CreateCredential(ctx context.Context, c *tokenkeeper.Credential)
 	if err != nil {
 		return err
 	}
+	params, err := s.sealParams(n.ID, n.Params)
+	if err != nil {
+		return err
+	}
 	var tokenType string
 	var expiresAt any
 	if n.Token != nil {
@@ -239,7 +246,7 @@ func (s *Store) CreateCredential(ctx context.Context, c *tokenkeeper.Credential)
 		_, err := tx.Exec(ctx, `INSERT INTO credentials (`+CredentialColumns+`)
 			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, '', NULL, $22, $22)`,
 			n.ID, n.Name, n.TokenURL, string(n.GrantType), n.ClientID, sealed.clientSecret, sealed.refreshToken,
-			encodeList(n.Scopes), string(n.AuthStyle), encodeParams(n.Params), int64(n.RefreshLead),
+			encodeList(n.Scopes), string(n.AuthStyle), params, int64(n.RefreshLead),
 			sealed.accessToken, tokenType, expiresAt, string(n.Status),
 			n.FailureCount, n.LastError, n.LastErrorCode, nullTime(n.LastRefreshAt), n.NextRefreshAt, n.Version,
 			now)
@@ -319,7 +326,7 @@ func applyUpdate(cur *tokenkeeper.Credential, upd tokenkeeper.CredentialUpdate, 
 		n.AuthStyle = *upd.AuthStyle
 	}
 	if upd.Params != nil {
-		n.Params = cloneParams(*upd.Params)
+		n.Params = keepSealedParams(cur.Params, *upd.Params)
 	}
 	if upd.RefreshLead != nil {
 		n.RefreshLead = *upd.RefreshLead
@@ -396,13 +403,17 @@ func (s *Store) UpdateCredential(ctx context.Context, name string, upd tokenkeep
 				return err
 			}
 		}
+		params, err := s.sealParams(n.ID, n.Params)
+		if err != nil {
+			return err
+		}
 		out, err = scanCredential(tx.QueryRow(ctx, `UPDATE credentials SET
 				token_url = $1, client_id = $2, client_secret = $3, refresh_token = $4, scopes = $5,
 				auth_style = $6, params = $7, refresh_lead = $8, status = $9, failure_count = $10,
 				last_error = $11, last_error_code = $12, next_refresh_at = $13, version = $14, updated_at = $15
 			WHERE id = $16 RETURNING `+CredentialColumns,
 			n.TokenURL, n.ClientID, clientSecret, refreshToken, encodeList(n.Scopes),
-			string(n.AuthStyle), encodeParams(n.Params), int64(n.RefreshLead), string(n.Status), n.FailureCount,
+			string(n.AuthStyle), params, int64(n.RefreshLead), string(n.Status), n.FailureCount,
 			n.LastError, n.LastErrorCode, n.NextRefreshAt, n.Version, now,
 			n.ID))
 		if err != nil {

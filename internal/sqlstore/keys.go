@@ -173,10 +173,11 @@ func (s *Store) RotateKey(ctx context.Context) (int, error) {
 		type row struct {
 			id     string
 			values [3][]byte
+			params string
 		}
-		creds, err := collect(ctx, tx, `SELECT id, client_secret, refresh_token, access_token FROM credentials ORDER BY id`+s.d.ForUpdate, nil, func(r Rows) (row, error) {
+		creds, err := collect(ctx, tx, `SELECT id, client_secret, refresh_token, access_token, params FROM credentials ORDER BY id`+s.d.ForUpdate, nil, func(r Rows) (row, error) {
 			var x row
-			err := r.Scan(&x.id, &x.values[0], &x.values[1], &x.values[2])
+			err := r.Scan(&x.id, &x.values[0], &x.values[1], &x.values[2], &x.params)
 			return x, err
 		})
 		if err != nil {
@@ -189,9 +190,14 @@ func (s *Store) RotateKey(ctx context.Context) (int, error) {
 					return err
 				}
 			}
-			updates = append(updates, []any{r.values[0], r.values[1], r.values[2], r.id})
+			// Secret params too, sealing any stored before sealing existed.
+			params, err := rs.resealParams(r.id, r.params)
+			if err != nil {
+				return err
+			}
+			updates = append(updates, []any{r.values[0], r.values[1], r.values[2], params, r.id})
 		}
-		err = execEach(ctx, tx, `UPDATE credentials SET client_secret = $1, refresh_token = $2, access_token = $3 WHERE id = $4`, updates)
+		err = execEach(ctx, tx, `UPDATE credentials SET client_secret = $1, refresh_token = $2, access_token = $3, params = $4 WHERE id = $5`, updates)
 		if err != nil {
 			return err
 		}

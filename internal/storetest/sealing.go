@@ -17,9 +17,13 @@ func testSecretsNotAtRest(e *env) {
 
 	a := newCred("alpha")
 	a.Token = &tokenkeeper.Token{AccessToken: secret("initial-access"), TokenType: "Bearer", ExpiresAt: start.Add(time.Hour)}
+	// Params named like secrets are sealed too (L2); others are not.
+	a.Params = map[string]string{"client_assertion": secret("assertion"), "X-Api-Token": secret("api-token"),
+		"Password": secret("param-password"), "audience": "https://api.example/visible-audience"}
 	e.create(a)
 	secrets = append(secrets, secretsOf(a)...)
-	positive = append(positive, a.ClientID, a.TokenURL)
+	secrets = append(secrets, a.Params["client_assertion"], a.Params["X-Api-Token"], a.Params["Password"])
+	positive = append(positive, a.ClientID, a.TokenURL, "visible-audience")
 
 	b := newCred("beta")
 	b.GrantType = tokenkeeper.GrantClientCredentials
@@ -54,6 +58,9 @@ func testSecretsNotAtRest(e *env) {
 	got := e.get("alpha")
 	if got.ClientSecret != newCS || got.RefreshToken != newRT || got.Token.AccessToken != access {
 		t.Fatal("secrets did not survive the round trip")
+	}
+	if asJSON(got.Params) != asJSON(a.Params) {
+		t.Fatal("params did not survive the round trip")
 	}
 	// ...and none is in the raw bytes.
 	dump := e.RawDump(t)

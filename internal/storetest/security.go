@@ -3,8 +3,10 @@ package storetest
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/tokenkeeper/tokenkeeper"
@@ -314,5 +316,110 @@ func testRotateMasterKey(e *env) {
 	}
 	if got := e.get("b"); got.RefreshToken != b.RefreshToken {
 		t.Fatal("b's secret changed")
+	}
+}
+
+// rawParams returns the stored params column of credential id.
+func (e *env) rawParams(id string) string {
+	e.t.Helper()
+	var p string
+	if err := e.QueryRow(e.ctx, `SELECT params FROM credentials WHERE id = $1`, id).Scan(&p); err != nil {
+		e.t.Fatal(err)
+	}
+	return p
+}
+
+// testSecretParamsSealed (L2): params named like secrets are sealed,
+// bound to their row and name, re-sealed by RotateKey (which also seals
+// plain-text ones of an earlier version); an update that sends
+// tokenkeeper.SealedParamValue back keeps the stored value.
+func testSecretParamsSealed(e *env) {
+	t := e.t
+	assertion, pw := secret("assertion"), secret("password")
+	c := newCred("p")
+	c.Params = map[string]string{"client_assertion": assertion, "password": pw, "resource": "visible-resource"}
+	e.create(c)
+	raw := e.rawParams(c.ID)
+	checkNoSecret(t, "params column", []byte(raw), []string{assertion, pw})
+	if !strings.Contains(raw, "visible-resource") {
+		t.Fatalf("a non-secret param was sealed: %s", raw)
+	}
+	if got := e.get("p"); got.Params["client_assertion"] != assertion || got.Params["password"] != pw {
+		t.Fatal("sealed params do not open")
+	}
+
+	// Sent back as the API shows it, a sealed value is kept; a new one
+	// replaces it.
+	newPW := secret("new-password")
+	upd := map[string]string{"client_assertion": tokenkeeper.SealedParamValue, "password": newPW, "resource": "r2"}
+	got, err := e.s.UpdateCredential(e.ctx, "p", tokenkeeper.CredentialUpdate{Params: &upd}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Params["client_assertion"] != assertion || got.Params["password"] != newPW || got.Params["resource"] != "r2" {
+		t.Fatalf("params after update: keys %v", len(got.Params))
+	}
+	checkNoSecret(t, "params column after update", []byte(e.rawParams(c.ID)), []string{assertion, pw, newPW})
+	// With no stored value to keep, the placeholder is refused.
+	bad := newCred("q")
+	bad.Params = map[string]string{"my_secret": tokenkeeper.SealedParamValue}
+	wantCode(t, e.s.CreateCredential(e.ctx, bad), tokenkeeper.EINVALID)
+
+	// A sealed value copied to another param does not open.
+	other := newCred("other")
+	other.Params = map[string]string{"password": secret("other")}
+	e.create(other)
+	var moved map[string]string
+	if err := json.Unmarshal([]byte(e.rawParams(c.ID)), &moved); err != nil {
+		t.Fatal(err)
+	}
+	movedJSON, _ := json.Marshal(map[string]string{"password": moved["password"]})
+	if err := e.Exec(e.ctx, `UPDATE credentials SET params = $1 WHERE id = $2`, string(movedJSON), other.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.s.Credential(e.ctx, "other"); err == nil {
+		t.Fatal("a sealed param moved to another row opened")
+	}
+	if err := e.s.DeleteCredential(e.ctx, "other"); err != nil {
+		t.Fatal(err)
+	}
+
+	// A plain-text secret param of an earlier version is read as it is,
+	// and RotateKey seals it; sealed ones are re-sealed.
+	legacy := secret("legacy-token")
+	old := newCred("old")
+	e.create(old)
+	plainJSON, _ := json.Marshal(map[string]string{"subject_token": legacy, "audience": "aud"})
+	if err := e.Exec(e.ctx, `UPDATE credentials SET params = $1 WHERE id = $2`, string(plainJSON), old.ID); err != nil {
+		t.Fatal(err)
+	}
+	if got := e.get("old"); got.Params["subject_token"] != legacy {
+		t.Fatal("a plain-text secret param of an earlier version does not read")
+	}
+	before := e.rawParams(c.ID)
+	if _, err := e.s.RotateKey(e.ctx); err != nil {
+		t.Fatal(err)
+	}
+	checkNoSecret(t, "params column after RotateKey", []byte(e.rawParams(old.ID)), []string{legacy})
+	if e.rawParams(c.ID) == before {
+		t.Fatal("RotateKey did not re-seal the sealed params")
+	}
+	if got := e.get("old"); got.Params["subject_token"] != legacy || got.Params["audience"] != "aud" {
+		t.Fatal("the legacy param does not open after RotateKey")
+	}
+	if got := e.get("p"); got.Params["client_assertion"] != assertion || got.Params["password"] != newPW {
+		t.Fatal("sealed params do not open after RotateKey")
+	}
+
+	// A store opening on the database seals plain-text ones too.
+	legacy2 := secret("legacy-secret")
+	plainJSON, _ = json.Marshal(map[string]string{"Client-Secret-2": legacy2})
+	if err := e.Exec(e.ctx, `UPDATE credentials SET params = $1 WHERE id = $2`, string(plainJSON), old.ID); err != nil {
+		t.Fatal(err)
+	}
+	peer := e.OpenPeer(t)
+	checkNoSecret(t, "params column after a store opened", []byte(e.rawParams(old.ID)), []string{legacy2})
+	if got, err := peer.Credential(e.ctx, "old"); err != nil || got.Params["Client-Secret-2"] != legacy2 {
+		t.Fatalf("the param sealed at open does not open: %v", err)
 	}
 }

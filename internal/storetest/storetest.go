@@ -115,6 +115,7 @@ func Run(t *testing.T, newHarness NewHarness) {
 		{"SecretsNotAtRest", testSecretsNotAtRest},
 		{"CiphertextMoved", testCiphertextMoved},
 		{"TamperedRowSkippedInList", testTamperedRowSkippedInList},
+		{"SecretParamsSealed", testSecretParamsSealed},
 		{"ClaimDue", testClaimDue},
 		{"ClaimDueConcurrent", testClaimDueConcurrent},
 		{"ClaimDueTwoStores", testClaimDueTwoStores},
