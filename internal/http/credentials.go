@@ -284,7 +284,7 @@ func (s *server) handleCredentialUpdate() http.Handler {
 				s.Error(w, r, err)
 				return
 			}
-			if upd.ClientSecret != req.ClientSecret || upd.RefreshToken != req.RefreshToken {
+			if upd.ClientSecret != req.ClientSecret || upd.RefreshToken != req.RefreshToken || upd.Params != req.Params {
 				msg = "token endpoint host changed: stored secrets cleared"
 			}
 		}

@@ -47,6 +47,40 @@ func clearSecretsOnHostChange(cur *tokenkeeper.Credential, newURL string, upd *t
 		}
 		upd.RefreshToken = &empty
 	}
+	return clearSecretParamsOnHostChange(cur, upd)
+}
+
+// clearSecretParamsOnHostChange drops the stored secret params
+// (tokenkeeper.IsSecretParam) of a credential moving to another host,
+// unless the request gives params: then none of them may keep a stored
+// value by tokenkeeper.SealedParamValue.
+func clearSecretParamsOnHostChange(cur *tokenkeeper.Credential, upd *tokenkeeper.CredentialUpdate) error {
+	if upd.Params != nil {
+		for k, v := range *upd.Params {
+			if v == tokenkeeper.SealedParamValue && tokenkeeper.IsSecretParam(k) {
+				return tokenkeeper.Errorf(tokenkeeper.EINVALID, "token_url moves to another host: give param %q again in the same request (the stored one is never sent to a new host)", k)
+			}
+		}
+		return nil
+	}
+	var kept map[string]string
+	dropped := false
+	for k, v := range cur.Params {
+		if tokenkeeper.IsSecretParam(k) {
+			dropped = true
+			continue
+		}
+		if kept == nil {
+			kept = map[string]string{}
+		}
+		kept[k] = v
+	}
+	if dropped {
+		if kept == nil {
+			kept = map[string]string{}
+		}
+		upd.Params = &kept
+	}
 	return nil
 }
 

@@ -193,6 +193,25 @@ func TestSecretParamsSealedAndNeverShown(t *testing.T) {
 	if r := h.do("PATCH", "/v1/credentials/jwt", h.admin, map[string]any{"params": map[string]string{"new_token": tokenkeeper.SealedParamValue}}); r.status != http.StatusBadRequest {
 		t.Fatalf("patch with a placeholder for a new param: %d %s", r.status, r.body)
 	}
+	// Moving to another host, "<sealed>" cannot carry a secret param over...
+	other := newRecorder(t)
+	if r := h.do("PATCH", "/v1/credentials/jwt", h.admin, map[string]any{"token_url": other.TokenURL(), "client_secret": h.secret,
+		"params": map[string]string{"client_assertion": tokenkeeper.SealedParamValue}}); r.status != http.StatusBadRequest || !strings.Contains(string(r.body), "another host") {
+		t.Fatalf("move with a placeholder: %d %s", r.status, r.body)
+	}
+	// ...and a move without params drops the stored secret ones (H1's rule).
+	if r := h.do("PATCH", "/v1/credentials/jwt", h.admin, map[string]any{"token_url": other.TokenURL(), "client_secret": h.secret}); r.status != http.StatusOK {
+		t.Fatalf("move: %d %s", r.status, r.body)
+	}
+	if p := shown(); p["client_assertion"] != nil || p["audience"] != "https://api2.example" {
+		t.Fatalf("params after a host change: %v", p)
+	}
+	if r := h.do("POST", "/v1/credentials/jwt/refresh", h.admin, nil); r.status != http.StatusOK {
+		t.Fatalf("refresh: %d %s", r.status, r.body)
+	}
+	if strings.Contains(other.seen(), assertion) {
+		t.Fatal("the assertion was sent to the new host")
+	}
 	if strings.Contains(h.logs.String(), assertion) {
 		t.Fatal("a secret param reached the logs")
 	}
