@@ -373,19 +373,24 @@ credential is tried again). Prints when the new token expires.`)
 }
 
 func (e *env) cmdCredentialEvents(args []string) error {
-	c := newCommand(e.stderr, "tokenkeeper credential events NAME [--limit N] [--json]",
+	c := newCommand(e.stderr, "tokenkeeper credential events NAME [--limit N] [--kind refresh|operator] [--json]",
 		"Lists a credential's events, newest first: refresh attempts with outcome, error code and latency, and operator actions.")
 	var ao apiOptions
 	ao.register(c)
 	limit := c.fs.Int("limit", 20, "how many events (1 to 1000)")
+	kind := c.fs.String("kind", "", "only refresh attempts (refresh) or only operator events (operator)")
 	asJSON := c.fs.Bool("json", false, "print JSON")
-	c.noEnv = map[string]bool{"limit": true}
+	c.noEnv = map[string]bool{"limit": true, "kind": true}
 	pos, cl, err := e.clientCommand(c, &ao, args, 1, "the credential name")
 	if err != nil {
 		return err
 	}
+	q := url.Values{"limit": {fmt.Sprint(*limit)}}
+	if *kind != "" {
+		q.Set("kind", *kind)
+	}
 	var out json.RawMessage
-	if err := cl.do(e.ctx, "GET", fmt.Sprintf("/v1/credentials/%s/events?limit=%d", url.PathEscape(pos[0]), *limit), nil, &out); err != nil {
+	if err := cl.do(e.ctx, "GET", "/v1/credentials/"+url.PathEscape(pos[0])+"/events?"+q.Encode(), nil, &out); err != nil {
 		return fmt.Errorf("list events: %w", err)
 	}
 	if *asJSON {

@@ -257,6 +257,9 @@ func TestCLIAgainstServe(t *testing.T) {
 	if out, err := cli("", "credential", "events", "svc"); err != nil || !strings.Contains(out, "refresh") {
 		t.Fatalf("events: %v %s", err, out)
 	}
+	if out, err := cli("", "credential", "events", "svc", "--kind", "operator"); err != nil || !strings.Contains(out, "created") || strings.Contains(out, "refresh ") {
+		t.Fatalf("events --kind operator: %v %s", err, out)
+	}
 	if out, err := cli("", "credential", "refresh", "svc"); err != nil || !strings.Contains(out, "expires in") {
 		t.Fatalf("refresh: %v %s", err, out)
 	}
