@@ -172,3 +172,38 @@ func TestLoginRacingUserDeletionGetsNoToken(t *testing.T) {
 		})
 	}
 }
+
+// M2: another replica, left to its own Run, refuses the access tokens of a
+// user whose password changed within its ReloadInterval.
+func TestPasswordChangePropagatesWithinReloadInterval(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t, nil)
+	const interval = 100 * time.Millisecond
+	peer := newEnvOn(t, e.db, e.clock, func(c *Config) { c.ReloadInterval = interval })
+	runCtx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { _ = peer.s.Run(runCtx); close(done) }()
+	defer func() { cancel(); <-done }()
+	e.addUser(t, "alice", alicePassword, tokenkeeper.RoleAdmin)
+	tok := e.login(t, "alice", alicePassword)
+	if _, err := peer.s.Verify(ctx, tok.AccessToken); err != nil {
+		t.Fatal(err)
+	}
+	e.clock.Add(time.Second)
+	changed := time.Now()
+	if err := e.s.SetPassword(ctx, "alice", "alice's new long password"); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		if _, err := peer.s.Verify(ctx, tok.AccessToken); errors.Is(err, errRevoked) {
+			break
+		}
+		// A reload may wait for the store a little under -race on a busy
+		// machine: allow a few intervals.
+		if time.Since(changed) > 10*interval {
+			t.Fatalf("the peer still accepts the token %v after the change", time.Since(changed))
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	t.Logf("the peer refused the token %v after the change (reload interval %v)", time.Since(changed).Round(time.Millisecond), interval)
+}
