@@ -179,6 +179,14 @@ func (a *Agent) Apply(ctx context.Context, cfg *Config) error {
 		keep[r.key] = r
 		r.start()
 	}
+	// A sink that had a token at start has written it before Apply returns,
+	// so that "running" means the files are there.
+	for _, r := range fresh {
+		select {
+		case <-r.ready:
+		case <-time.After(5 * time.Second):
+		}
+	}
 	a.runners = keep
 	a.log.Info("configuration applied", "sinks", len(keep), "new", len(fresh))
 	return nil
@@ -242,12 +250,13 @@ type runner struct {
 
 	cancel context.CancelFunc
 	done   chan struct{}
+	ready  chan struct{} // closed once the token offered before start is written (or none was)
 }
 
 func (a *Agent) newRunner(cfg *Config, s Sink, key string) *runner {
 	mode, _ := parseMode(s.Mode) // validated
 	r := &runner{a: a, sink: s, key: key, mode: mode, tokens: make(chan *oauth2.Token, 1),
-		cmdWake: make(chan struct{}, 1), cmdDone: make(chan struct{}), done: make(chan struct{}),
+		cmdWake: make(chan struct{}, 1), cmdDone: make(chan struct{}), done: make(chan struct{}), ready: make(chan struct{}),
 		log: a.log.With("credential", s.Credential, "path", s.Path)}
 	server := strings.TrimRight(cfg.Server, "/")
 	apiKey, clientID, clientSecret := cfg.APIKey, cfg.ClientID, cfg.ClientSecret
@@ -348,7 +357,21 @@ func (r *runner) run(ctx context.Context) {
 	}
 	poll := time.NewTicker(pollInterval)
 	defer poll.Stop()
+	ready := r.ready
+	if len(r.tokens) == 0 {
+		close(ready)
+		ready = nil
+	}
+	defer func() {
+		if ready != nil {
+			close(ready)
+		}
+	}()
 	for {
+		if ready != nil && len(r.tokens) == 0 && last != nil {
+			close(ready)
+			ready = nil
+		}
 		select {
 		case <-ctx.Done():
 			_ = r.src.Close()
