@@ -50,24 +50,48 @@ func (s Status) Valid() bool {
 	return false
 }
 
-// Credential is an upstream OAuth2 client registration plus the token state
-// the broker keeps for it. ClientSecret, RefreshToken and Token.AccessToken
-// are secrets: stores seal them at rest and they never appear in JSON, logs,
-// events or error messages.
+// Credential is one grant of a provider (an OAuth2 client registration)
+// plus the token state the broker keeps for it: its refresh token, granted
+// scopes, current access token and, optionally, the end user it belongs to.
+// ClientSecret, RefreshToken and Token.AccessToken are secrets: stores seal
+// them at rest and they never appear in JSON, logs, events or error
+// messages.
 type Credential struct {
 	// ID is random, assigned by the store on creation and never changes. It is
 	// part of the associated data that binds a sealed secret to its row.
 	ID   string
 	Name string
 
+	// Provider names the credential's provider and ProviderID is its id.
+	// On creation, a credential names its provider (Provider) or gives the
+	// inline fields TokenURL, ClientID, ClientSecret and AuthStyle, and the
+	// store reuses the provider with the same four values or creates one
+	// named after the credential (see sqlstore.Store.CreateCredential).
+	Provider   string
+	ProviderID string
+
+	// TokenURL, ClientID, ClientSecret, AuthStyle and TokenParams are the
+	// provider's, as of the read: a refresh always uses the provider's
+	// current values.
 	TokenURL     string
-	GrantType    GrantType
 	ClientID     string
-	ClientSecret string // secret
+	ClientSecret string // secret; the provider's
+	AuthStyle    AuthStyle
+	TokenParams  map[string]string // the provider's token parameters
+
+	GrantType    GrantType
 	RefreshToken string // secret
 	Scopes       []string
-	AuthStyle    AuthStyle
-	Params       map[string]string
+	// Params are the credential's own extra token parameters; they override
+	// the provider's TokenParams of the same name.
+	Params map[string]string
+
+	// EndUserID is the caller's id of the end user the grant belongs to;
+	// EndUserName and EndUserEmail are taken from an ID token or userinfo.
+	// All three are optional and never secrets.
+	EndUserID    string
+	EndUserName  string
+	EndUserEmail string
 	// RefreshLead is how long before expiry the token is refreshed; zero
 	// means the broker's default.
 	RefreshLead time.Duration
@@ -84,7 +108,8 @@ type Credential struct {
 
 	// Version is the fencing version. Every claim and every commit increments
 	// it, and so does an update of anything a refresh depends on (token URL,
-	// client id and secret, refresh token, grant): a refresh result is
+	// client id and secret, refresh token, grant, and those of its
+	// provider): a refresh result is
 	// committed only if the version it was claimed with is still current.
 	Version        int64
 	LeaseOwner     string
@@ -111,7 +136,11 @@ func (t *Token) Valid(now time.Time, leeway time.Duration) bool {
 
 // CredentialUpdate holds the fields of a credential to change; nil fields are
 // left alone. Setting ClientSecret or RefreshToken resets a needs_reauth or
-// error status to active and schedules an immediate refresh.
+// error status to active and schedules an immediate refresh. TokenURL,
+// ClientID, ClientSecret and AuthStyle are the provider's: the store
+// changes the provider in place when this credential is its only one, and
+// otherwise moves the credential to a provider of its own with the new
+// values, so that other credentials never change.
 type CredentialUpdate struct {
 	TokenURL     *string
 	ClientID     *string
@@ -122,6 +151,10 @@ type CredentialUpdate struct {
 	Params       *map[string]string
 	RefreshLead  *time.Duration
 	Status       *Status
+	// EndUserID, EndUserName and EndUserEmail set the end user.
+	EndUserID    *string
+	EndUserName  *string
+	EndUserEmail *string
 	// NextRefreshAt, when set, reschedules the credential.
 	NextRefreshAt *time.Time
 }
@@ -221,8 +254,12 @@ func (k *APIKey) CanRead(name string) bool {
 // method is safe for concurrent use, and several processes may share one
 // database: the claim methods are atomic across processes.
 type Store interface {
+	ProviderStore
+
 	// CreateCredential inserts c, assigning ID, Version, CreatedAt and
-	// UpdatedAt. Returns EINVALID or ECONFLICT (name taken).
+	// UpdatedAt, with the provider c names or one matching its inline
+	// fields (see Credential.Provider). Returns EINVALID, ENOTFOUND (no
+	// such provider) or ECONFLICT (name taken).
 	CreateCredential(ctx context.Context, c *Credential) error
 	// Credential returns the named credential with its secrets opened.
 	// Returns ENOTFOUND.

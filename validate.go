@@ -108,6 +108,11 @@ func (c *Credential) Validate() error {
 			return Errorf(EINVALID, "params: %q has no stored value to keep: give the value itself", truncate(k, 80))
 		}
 	}
+	for _, f := range []struct{ name, v string }{{"end_user_id", c.EndUserID}, {"end_user_name", c.EndUserName}, {"end_user_email", c.EndUserEmail}} {
+		if len(f.v) > 256 || strings.ContainsFunc(f.v, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
+			return Errorf(EINVALID, "%s must be at most 256 characters without control characters", f.name)
+		}
+	}
 	if c.RefreshLead < 0 || c.RefreshLead > 24*time.Hour {
 		return Errorf(EINVALID, "refresh_lead must be between 0 and 24h")
 	}

@@ -549,11 +549,14 @@ func (r *Refresher) oauthConfig(c *tokenkeeper.Credential) *oauth.Config {
 	if c.AuthStyle == tokenkeeper.AuthStyleBody {
 		style = oauth.AuthStyleBody
 	}
+	// The provider's token parameters, then the credential's own.
 	var params url.Values
-	if len(c.Params) > 0 {
+	if len(c.TokenParams)+len(c.Params) > 0 {
 		params = url.Values{}
-		for k, v := range c.Params {
-			params.Set(k, v)
+		for _, m := range []map[string]string{c.TokenParams, c.Params} {
+			for k, v := range m {
+				params.Set(k, v)
+			}
 		}
 	}
 	return &oauth.Config{

@@ -9,6 +9,7 @@ import (
 	"maps"
 	"slices"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/tokenkeeper/tokenkeeper"
@@ -16,36 +17,37 @@ import (
 
 // CredentialColumns is the column list every credential query selects, in
 // the order scanCredential reads.
-const CredentialColumns = `id, name, token_url, grant_type, client_id, client_secret, refresh_token,
-	scopes, auth_style, params, refresh_lead, access_token, token_type, expires_at, status,
+const CredentialColumns = `id, name, provider_id, grant_type, refresh_token,
+	scopes, params, refresh_lead, access_token, token_type, expires_at, status,
 	failure_count, last_error, last_error_code, last_refresh_at, next_refresh_at, version,
-	lease_owner, lease_expires_at, created_at, updated_at`
+	lease_owner, lease_expires_at, created_at, updated_at, end_user_id, end_user_name, end_user_email`
 
 // rawCredential is a credentials row as stored: secrets still sealed.
 type rawCredential struct {
-	id, name, tokenURL, grantType, clientID string
-	clientSecret, refreshToken, accessToken []byte
-	scopes, authStyle, params               string
-	refreshLead                             int64
-	tokenType                               string
-	expiresAt                               *time.Time
-	status                                  string
-	failureCount                            int
-	lastError, lastErrorCode                string
-	lastRefreshAt                           *time.Time
-	nextRefreshAt                           time.Time
-	version                                 int64
-	leaseOwner                              string
-	leaseExpiresAt                          *time.Time
-	createdAt, updatedAt                    time.Time
+	id, name, providerID, grantType      string
+	refreshToken, accessToken            []byte
+	scopes, params                       string
+	refreshLead                          int64
+	tokenType                            string
+	expiresAt                            *time.Time
+	status                               string
+	failureCount                         int
+	lastError, lastErrorCode             string
+	lastRefreshAt                        *time.Time
+	nextRefreshAt                        time.Time
+	version                              int64
+	leaseOwner                           string
+	leaseExpiresAt                       *time.Time
+	createdAt, updatedAt                 time.Time
+	endUserID, endUserName, endUserEmail string
 }
 
 func scanCredential(row Row) (*rawCredential, error) {
 	var r rawCredential
-	err := row.Scan(&r.id, &r.name, &r.tokenURL, &r.grantType, &r.clientID, &r.clientSecret, &r.refreshToken,
-		&r.scopes, &r.authStyle, &r.params, &r.refreshLead, &r.accessToken, &r.tokenType, &r.expiresAt, &r.status,
+	err := row.Scan(&r.id, &r.name, &r.providerID, &r.grantType, &r.refreshToken,
+		&r.scopes, &r.params, &r.refreshLead, &r.accessToken, &r.tokenType, &r.expiresAt, &r.status,
 		&r.failureCount, &r.lastError, &r.lastErrorCode, &r.lastRefreshAt, &r.nextRefreshAt, &r.version,
-		&r.leaseOwner, &r.leaseExpiresAt, &r.createdAt, &r.updatedAt)
+		&r.leaseOwner, &r.leaseExpiresAt, &r.createdAt, &r.updatedAt, &r.endUserID, &r.endUserName, &r.endUserEmail)
 	if err != nil {
 		return nil, err
 	}
@@ -56,16 +58,33 @@ func scanCredentials(ctx context.Context, q Querier, query string, args ...any) 
 	return collect(ctx, q, query, args, func(r Rows) (*rawCredential, error) { return scanCredential(r) })
 }
 
-// decode opens the secrets of a stored row and returns the credential. q
-// reads data keys if the row names one not loaded yet.
+// decode opens the secrets of a stored row and returns the credential,
+// with its provider's current values. q reads the provider (and data keys
+// if the row names one not loaded yet).
 func (s *Store) decode(ctx context.Context, q Querier, r *rawCredential) (*tokenkeeper.Credential, error) {
+	return s.decodeWith(ctx, q, r, nil)
+}
+
+// decodeWith is decode reading providers through cache (nil: no cache).
+func (s *Store) decodeWith(ctx context.Context, q Querier, r *rawCredential, cache providers) (*tokenkeeper.Credential, error) {
+	p, err := s.providerByID(ctx, q, cache, r.providerID)
+	if err != nil {
+		return nil, err
+	}
 	c := &tokenkeeper.Credential{
 		ID:             r.id,
 		Name:           r.name,
-		TokenURL:       r.tokenURL,
+		Provider:       p.Name,
+		ProviderID:     p.ID,
+		TokenURL:       p.TokenURL,
+		ClientID:       p.ClientID,
+		ClientSecret:   p.ClientSecret,
+		AuthStyle:      p.AuthStyle,
+		TokenParams:    cloneParams(p.TokenParams),
 		GrantType:      tokenkeeper.GrantType(r.grantType),
-		ClientID:       r.clientID,
-		AuthStyle:      tokenkeeper.AuthStyle(r.authStyle),
+		EndUserID:      r.endUserID,
+		EndUserName:    r.endUserName,
+		EndUserEmail:   r.endUserEmail,
 		RefreshLead:    time.Duration(r.refreshLead),
 		Status:         tokenkeeper.Status(r.status),
 		FailureCount:   r.failureCount,
@@ -78,10 +97,6 @@ func (s *Store) decode(ctx context.Context, q Querier, r *rawCredential) (*token
 		LeaseExpiresAt: fromNull(r.leaseExpiresAt),
 		CreatedAt:      r.createdAt.UTC(),
 		UpdatedAt:      r.updatedAt.UTC(),
-	}
-	var err error
-	if c.ClientSecret, err = s.openSealed(ctx, q, r.clientSecret, "credentials", r.id, "client_secret"); err != nil {
-		return nil, err
 	}
 	if c.RefreshToken, err = s.openSealed(ctx, q, r.refreshToken, "credentials", r.id, "refresh_token"); err != nil {
 		return nil, err
@@ -113,8 +128,9 @@ func (s *Store) decode(ctx context.Context, q Querier, r *rawCredential) (*token
 
 func (s *Store) decodeAll(ctx context.Context, raws []*rawCredential) ([]*tokenkeeper.Credential, error) {
 	out := make([]*tokenkeeper.Credential, 0, len(raws))
+	cache := providers{}
 	for _, r := range raws {
-		c, err := s.decode(ctx, s.conn, r)
+		c, err := s.decodeWith(ctx, s.conn, r, cache)
 		if err != nil {
 			return nil, err
 		}
@@ -163,7 +179,7 @@ func notFound(name string) error {
 
 // sealedCredential holds the sealed forms of a credential's secrets.
 type sealedCredential struct {
-	clientSecret, refreshToken, accessToken []byte
+	refreshToken, accessToken []byte
 }
 
 func (s *Store) sealCredential(c *tokenkeeper.Credential) (sc sealedCredential, err error) {
@@ -171,13 +187,11 @@ func (s *Store) sealCredential(c *tokenkeeper.Credential) (sc sealedCredential, 
 	if c.Token != nil {
 		accessToken = c.Token.AccessToken
 	}
-	for i, v := range []string{c.ClientSecret, c.RefreshToken, accessToken} {
-		dst := []*[]byte{&sc.clientSecret, &sc.refreshToken, &sc.accessToken}[i]
-		if *dst, err = sealValue(s.ring, v, "credentials", c.ID, sealedFields[i]); err != nil {
-			return sc, err
-		}
+	if sc.refreshToken, err = sealValue(s.ring, c.RefreshToken, "credentials", c.ID, "refresh_token"); err != nil {
+		return sc, err
 	}
-	return sc, nil
+	sc.accessToken, err = sealValue(s.ring, accessToken, "credentials", c.ID, "access_token")
+	return sc, err
 }
 
 // checkState validates the token state fields Validate does not cover.
@@ -198,7 +212,18 @@ func checkState(c *tokenkeeper.Credential) error {
 // CreateCredential validates c and inserts it, assigning ID, Version,
 // CreatedAt and UpdatedAt. An empty Status becomes active and a zero
 // NextRefreshAt becomes now, so that a new credential is refreshed at once.
-// Lease fields are ignored. Returns EINVALID or ECONFLICT (name taken).
+// Lease fields are ignored.
+//
+// The credential's provider is the one c.Provider names (c's TokenURL,
+// ClientID, ClientSecret and AuthStyle must then be empty). Without
+// c.Provider, they are given inline, and the credential uses the oldest
+// provider whose token URL, client id, auth style and client secret all
+// equal them, or else a new provider, created in the same transaction and
+// named after the credential: its name, "<name>-provider" if a provider
+// has that name, or "<name>-provider-<8 random hex digits>". On return, c
+// holds its provider's name, id and current values.
+//
+// Returns EINVALID, ENOTFOUND (no such provider) or ECONFLICT (name taken).
 func (s *Store) CreateCredential(ctx context.Context, c *tokenkeeper.Credential) error {
 	if c == nil {
 		return tokenkeeper.Errorf(tokenkeeper.EINVALID, "credential is required")
@@ -206,14 +231,25 @@ func (s *Store) CreateCredential(ctx context.Context, c *tokenkeeper.Credential)
 	now := s.now()
 	n := *c
 	n.ID = newID()
+	n.ProviderID = ""
 	if n.Status == "" {
 		n.Status = tokenkeeper.StatusActive
 	}
 	if n.NextRefreshAt.IsZero() {
 		n.NextRefreshAt = now
 	}
-	if err := n.Validate(); err != nil {
-		return err
+	if n.Provider != "" {
+		if n.TokenURL != "" || n.ClientID != "" || n.ClientSecret != "" || n.AuthStyle != "" || len(n.TokenParams) > 0 {
+			return tokenkeeper.Errorf(tokenkeeper.EINVALID, "give either a provider or token_url, client_id, client_secret and auth_style, not both")
+		}
+		if err := ValidateProviderRef(n.Provider); err != nil {
+			return err
+		}
+	} else {
+		n.TokenParams = nil
+		if err := n.Validate(); err != nil {
+			return err
+		}
 	}
 	if err := checkState(&n); err != nil {
 		return err
@@ -242,14 +278,34 @@ func (s *Store) CreateCredential(ctx context.Context, c *tokenkeeper.Credential)
 	if n.Token != nil {
 		tokenType, expiresAt = n.Token.TokenType, nullTime(n.Token.ExpiresAt)
 	}
+	var created tokenkeeper.Credential
 	err = s.write(ctx, "create credential", func(tx Querier) error {
+		var p *tokenkeeper.Provider
+		if n.Provider != "" {
+			r, err := scanProvider(tx.QueryRow(ctx, `SELECT `+ProviderColumns+` FROM providers WHERE name = $1`+s.d.ForShare, n.Provider))
+			if err != nil {
+				return orNotFound(err, providerNotFound(n.Provider))
+			}
+			if p, err = s.decodeProvider(ctx, tx, r); err != nil {
+				return err
+			}
+		} else {
+			var err error
+			if p, err = s.inlineProvider(ctx, tx, &n, now); err != nil {
+				return err
+			}
+		}
+		created = withProvider(&n, p)
+		if err := created.Validate(); err != nil {
+			return err
+		}
 		_, err := tx.Exec(ctx, `INSERT INTO credentials (`+CredentialColumns+`)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, '', NULL, $22, $22)`,
-			n.ID, n.Name, n.TokenURL, string(n.GrantType), n.ClientID, sealed.clientSecret, sealed.refreshToken,
-			encodeList(n.Scopes), string(n.AuthStyle), params, int64(n.RefreshLead),
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, '', NULL, $19, $19, $20, $21, $22)`,
+			n.ID, n.Name, p.ID, string(n.GrantType), sealed.refreshToken,
+			encodeList(n.Scopes), params, int64(n.RefreshLead),
 			sealed.accessToken, tokenType, expiresAt, string(n.Status),
 			n.FailureCount, n.LastError, n.LastErrorCode, nullTime(n.LastRefreshAt), n.NextRefreshAt, n.Version,
-			now)
+			now, n.EndUserID, n.EndUserName, n.EndUserEmail)
 		if s.d.IsUniqueViolation(err) {
 			return tokenkeeper.Errorf(tokenkeeper.ECONFLICT, "credential %q already exists", n.Name)
 		} else if err != nil {
@@ -260,9 +316,27 @@ func (s *Store) CreateCredential(ctx context.Context, c *tokenkeeper.Credential)
 	if err != nil {
 		return err
 	}
-	n.Params = cloneParams(n.Params)
-	*c = n
+	created.Params = cloneParams(created.Params)
+	*c = created
 	return nil
+}
+
+// ValidateProviderRef checks the name of a provider a credential refers
+// to. Returns EINVALID.
+func ValidateProviderRef(name string) error {
+	if err := tokenkeeper.ValidateName(name); err != nil {
+		return tokenkeeper.Errorf(tokenkeeper.EINVALID, "invalid provider name %q", clip(name, 80))
+	}
+	return nil
+}
+
+// withProvider returns a copy of c with p's name, id and values.
+func withProvider(c *tokenkeeper.Credential, p *tokenkeeper.Provider) tokenkeeper.Credential {
+	n := *c
+	n.Provider, n.ProviderID = p.Name, p.ID
+	n.TokenURL, n.ClientID, n.ClientSecret, n.AuthStyle = p.TokenURL, p.ClientID, p.ClientSecret, p.AuthStyle
+	n.TokenParams = cloneParams(p.TokenParams)
+	return n
 }
 
 func (s *Store) getCredential(ctx context.Context, where string, arg any) (*tokenkeeper.Credential, error) {
@@ -288,11 +362,41 @@ func (s *Store) CredentialByID(ctx context.Context, id string) (*tokenkeeper.Cre
 
 // Credentials returns all credentials ordered by name, secrets opened.
 func (s *Store) Credentials(ctx context.Context) ([]*tokenkeeper.Credential, error) {
-	raws, err := scanCredentials(ctx, s.conn, `SELECT `+CredentialColumns+` FROM credentials ORDER BY name COLLATE "C"`)
+	return s.FilterCredentials(ctx, tokenkeeper.CredentialFilter{})
+}
+
+// FilterCredentials returns the credentials f selects ordered by name,
+// secrets opened. A provider that does not exist selects none. Returns
+// EINVALID for an invalid status.
+func (s *Store) FilterCredentials(ctx context.Context, f tokenkeeper.CredentialFilter) ([]*tokenkeeper.Credential, error) {
+	if f.Status != "" && !f.Status.Valid() {
+		return nil, tokenkeeper.Errorf(tokenkeeper.EINVALID, "invalid status %q", clip(string(f.Status), 40))
+	}
+	var where []string
+	var args []any
+	add := func(cond string, v any) {
+		args = append(args, v)
+		where = append(where, fmt.Sprintf(cond, len(args)))
+	}
+	if f.Provider != "" {
+		add("provider_id IN (SELECT id FROM providers WHERE name = $%d)", f.Provider)
+	}
+	if f.Status != "" {
+		add("status = $%d", string(f.Status))
+	}
+	if f.EndUserID != "" {
+		add("end_user_id = $%d", f.EndUserID)
+	}
+	q := `SELECT ` + CredentialColumns + ` FROM credentials`
+	if len(where) > 0 {
+		q += ` WHERE ` + strings.Join(where, " AND ")
+	}
+	raws, err := scanCredentials(ctx, s.conn, q+` ORDER BY name COLLATE "C"`, args...)
 	if err != nil {
 		return nil, s.err("list credentials", err)
 	}
-	return s.decodeAll(ctx, raws)
+	out, err := s.decodeAll(ctx, raws)
+	return out, s.err("list credentials", err)
 }
 
 // applyUpdate returns cur with upd applied. The fencing version moves when
@@ -331,6 +435,11 @@ func applyUpdate(cur *tokenkeeper.Credential, upd tokenkeeper.CredentialUpdate, 
 	if upd.RefreshLead != nil {
 		n.RefreshLead = *upd.RefreshLead
 	}
+	for _, f := range []struct{ dst, v *string }{{&n.EndUserID, upd.EndUserID}, {&n.EndUserName, upd.EndUserName}, {&n.EndUserEmail, upd.EndUserEmail}} {
+		if f.v != nil {
+			*f.dst = *f.v
+		}
+	}
 	if reauthorized {
 		if n.Status == tokenkeeper.StatusNeedsReauth || n.Status == tokenkeeper.StatusError {
 			n.Status = tokenkeeper.StatusActive
@@ -353,7 +462,12 @@ func applyUpdate(cur *tokenkeeper.Credential, upd tokenkeeper.CredentialUpdate, 
 }
 
 // UpdateCredential applies upd and records ev (if not nil) in the same
-// transaction. The fencing version moves only when the token URL, client
+// transaction. A new token URL, client id, client secret or auth style is
+// the provider's: when this credential is the provider's only one, the
+// provider is changed in place; otherwise the credential moves to a new
+// provider with the new values, named after the credential as
+// CreateCredential names one, and the other credentials stay as they are.
+// The fencing version moves only when the token URL, client
 // id, client secret or refresh token change, so that an in-flight refresh
 // of a re-authorized credential cannot commit, while an edit of scopes or
 // lead does not throw away a token rotated meanwhile. Setting ClientSecret
@@ -392,12 +506,13 @@ func (s *Store) UpdateCredential(ctx context.Context, name string, upd tokenkeep
 		if err := n.Validate(); err != nil {
 			return err
 		}
-		clientSecret, refreshToken := r.clientSecret, r.refreshToken
-		if upd.ClientSecret != nil {
-			if clientSecret, err = sealValue(s.ring, n.ClientSecret, "credentials", n.ID, "client_secret"); err != nil {
+		providerID := r.providerID
+		if n.TokenURL != cur.TokenURL || n.ClientID != cur.ClientID || n.ClientSecret != cur.ClientSecret || n.AuthStyle != cur.AuthStyle {
+			if providerID, err = s.moveProvider(ctx, tx, cur, n, now); err != nil {
 				return err
 			}
 		}
+		refreshToken := r.refreshToken
 		if upd.RefreshToken != nil {
 			if refreshToken, err = sealValue(s.ring, n.RefreshToken, "credentials", n.ID, "refresh_token"); err != nil {
 				return err
@@ -408,12 +523,12 @@ func (s *Store) UpdateCredential(ctx context.Context, name string, upd tokenkeep
 			return err
 		}
 		out, err = scanCredential(tx.QueryRow(ctx, `UPDATE credentials SET
-				token_url = $1, client_id = $2, client_secret = $3, refresh_token = $4, scopes = $5,
-				auth_style = $6, params = $7, refresh_lead = $8, status = $9, failure_count = $10,
+				provider_id = $1, refresh_token = $2, scopes = $3, end_user_id = $4, end_user_name = $5, end_user_email = $6,
+				params = $7, refresh_lead = $8, status = $9, failure_count = $10,
 				last_error = $11, last_error_code = $12, next_refresh_at = $13, version = $14, updated_at = $15
 			WHERE id = $16 RETURNING `+CredentialColumns,
-			n.TokenURL, n.ClientID, clientSecret, refreshToken, encodeList(n.Scopes),
-			string(n.AuthStyle), params, int64(n.RefreshLead), string(n.Status), n.FailureCount,
+			providerID, refreshToken, encodeList(n.Scopes), n.EndUserID, n.EndUserName, n.EndUserEmail,
+			params, int64(n.RefreshLead), string(n.Status), n.FailureCount,
 			n.LastError, n.LastErrorCode, n.NextRefreshAt, n.Version, now,
 			n.ID))
 		if err != nil {
@@ -432,6 +547,37 @@ func (s *Store) UpdateCredential(ctx context.Context, name string, upd tokenkeep
 		return nil, err
 	}
 	return s.decode(ctx, s.conn, out)
+}
+
+// moveProvider gives the credential cur the provider values of n: it
+// changes cur's provider in place when cur is its only credential, and
+// otherwise inserts a copy of the provider with n's values, named after
+// the credential. It returns the id of the credential's provider.
+func (s *Store) moveProvider(ctx context.Context, tx Querier, cur, n *tokenkeeper.Credential, now time.Time) (string, error) {
+	r, err := scanProvider(tx.QueryRow(ctx, `SELECT `+ProviderColumns+` FROM providers WHERE id = $1`+s.d.ForUpdate, cur.ProviderID))
+	if err != nil {
+		return "", fmt.Errorf("read provider %s: %w", cur.ProviderID, err)
+	}
+	p, err := s.decodeProvider(ctx, tx, r)
+	if err != nil {
+		return "", err
+	}
+	var count int
+	if err := tx.QueryRow(ctx, `SELECT COUNT(*) FROM credentials WHERE provider_id = $1`, p.ID).Scan(&count); err != nil {
+		return "", err
+	}
+	np := *p
+	np.TokenURL, np.ClientID, np.ClientSecret, np.AuthStyle = n.TokenURL, n.ClientID, n.ClientSecret, n.AuthStyle
+	np.UpdatedAt = now
+	if count <= 1 {
+		np.Version++
+		return np.ID, s.writeProvider(ctx, tx, r, &np, n.ClientSecret != cur.ClientSecret)
+	}
+	np.ID, np.Version, np.CreatedAt = newID(), 1, now
+	if np.Name, err = s.freeProviderName(ctx, tx, cur.Name); err != nil {
+		return "", err
+	}
+	return np.ID, s.insertProvider(ctx, tx, &np)
 }
 
 // DeleteCredential removes the credential and its events. Returns ENOTFOUND.
@@ -484,8 +630,9 @@ func (s *Store) ClaimDue(ctx context.Context, owner string, now time.Time, lease
 		return nil, err
 	}
 	out := make([]*tokenkeeper.Credential, 0, len(raws))
+	cache := providers{}
 	for _, r := range raws {
-		c, err := s.decode(ctx, s.conn, r)
+		c, err := s.decodeWith(ctx, s.conn, r, cache)
 		if err != nil {
 			s.log.Error("claimed a credential whose secrets do not open; skipping it until its lease expires",
 				"credential", r.name, "id", r.id, "err", err)

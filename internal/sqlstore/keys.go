@@ -137,7 +137,7 @@ func sealValue(ring *seal.Ring, s, table, id, field string) ([]byte, error) {
 }
 
 // sealedFields are the sealed columns of the credentials table.
-var sealedFields = []string{"client_secret", "refresh_token", "access_token"}
+var sealedFields = []string{"refresh_token", "access_token"}
 
 // RotateKey adds a new data key, makes it the active one and re-seals every
 // secret with it (credentials' secrets and JWT signing keys), all in one
@@ -171,13 +171,13 @@ func (s *Store) RotateKey(ctx context.Context) (int, error) {
 		newID, newKey = id, key
 
 		type row struct {
-			id     string
-			values [3][]byte
+			id, ad string
+			values [2][]byte
 			params string
 		}
-		creds, err := collect(ctx, tx, `SELECT id, client_secret, refresh_token, access_token, params FROM credentials ORDER BY id`+s.d.ForUpdate, nil, func(r Rows) (row, error) {
+		creds, err := collect(ctx, tx, `SELECT id, refresh_token, access_token, params FROM credentials ORDER BY id`+s.d.ForUpdate, nil, func(r Rows) (row, error) {
 			var x row
-			err := r.Scan(&x.id, &x.values[0], &x.values[1], &x.values[2], &x.params)
+			err := r.Scan(&x.id, &x.values[0], &x.values[1], &x.params)
 			return x, err
 		})
 		if err != nil {
@@ -195,10 +195,35 @@ func (s *Store) RotateKey(ctx context.Context) (int, error) {
 			if err != nil {
 				return err
 			}
-			updates = append(updates, []any{r.values[0], r.values[1], r.values[2], params, r.id})
+			updates = append(updates, []any{r.values[0], r.values[1], params, r.id})
 		}
-		err = execEach(ctx, tx, `UPDATE credentials SET client_secret = $1, refresh_token = $2, access_token = $3, params = $4 WHERE id = $5`, updates)
+		err = execEach(ctx, tx, `UPDATE credentials SET refresh_token = $1, access_token = $2, params = $3 WHERE id = $4`, updates)
 		if err != nil {
+			return err
+		}
+		// A provider secret migration 0003 left sealed for its credential's
+		// row is re-sealed for the provider's own row.
+		provs, err := collect(ctx, tx, `SELECT id, client_secret_ad, client_secret FROM providers ORDER BY id`+s.d.ForUpdate, nil, func(r Rows) (row, error) {
+			var x row
+			err := r.Scan(&x.id, &x.ad, &x.values[0])
+			return x, err
+		})
+		if err != nil {
+			return err
+		}
+		updates = nil
+		for _, p := range provs {
+			pt, err := rs.open(p.values[0], adTable(p.ad, "providers"), orID(p.ad, p.id), "client_secret")
+			if err != nil {
+				return err
+			}
+			ct, err := rs.seal(pt, "providers", p.id, "client_secret")
+			if err != nil {
+				return err
+			}
+			updates = append(updates, []any{ct, p.id})
+		}
+		if err := execEach(ctx, tx, `UPDATE providers SET client_secret = $1, client_secret_ad = '' WHERE id = $2`, updates); err != nil {
 			return err
 		}
 		keys, err := collect(ctx, tx, `SELECT id, secret FROM signing_keys ORDER BY id`+s.d.ForUpdate, nil, func(r Rows) (row, error) {
@@ -266,6 +291,41 @@ type resealer struct {
 // value sealed with a key added after RotateKey loaded the keys (another
 // rotation committed meanwhile) makes it reload the keys first.
 func (r *resealer) reseal(ct []byte, table, id, field string) ([]byte, error) {
+	pt, err := r.open(ct, table, id, field)
+	if err != nil {
+		return nil, err
+	}
+	return r.seal(pt, table, id, field)
+}
+
+// seal seals pt for a column with the new key; nil stays nil.
+func (r *resealer) seal(pt []byte, table, id, field string) ([]byte, error) {
+	if pt == nil {
+		return nil, nil
+	}
+	return r.ring.Seal(pt, seal.AD(table, id, field))
+}
+
+// adTable returns the table a sealed provider secret is bound to: the
+// credentials row named by legacy, or table when legacy is "".
+func adTable(legacy, table string) string {
+	if legacy != "" {
+		return "credentials"
+	}
+	return table
+}
+
+// orID returns legacy, or id when legacy is "".
+func orID(legacy, id string) string {
+	if legacy != "" {
+		return legacy
+	}
+	return id
+}
+
+// open opens ct, sealed for the column named; nil stays nil and counts as
+// nothing.
+func (r *resealer) open(ct []byte, table, id, field string) ([]byte, error) {
 	if ct == nil {
 		return nil, nil
 	}
@@ -285,5 +345,8 @@ func (r *resealer) reseal(ct []byte, table, id, field string) ([]byte, error) {
 		return nil, fmt.Errorf("open %s.%s of %s: %w", table, field, id, err)
 	}
 	r.count++
-	return r.ring.Seal(pt, ad)
+	if pt == nil {
+		pt = []byte{}
+	}
+	return pt, nil
 }

@@ -149,6 +149,7 @@ func New(ctx context.Context, conn Conn, d *Dialect, masterKey []byte, log *slog
 	if err := s.initKeys(ctx); err != nil {
 		return nil, err
 	}
+	s.upgradeProviders(ctx)
 	if err := s.sealPlainParams(ctx); err != nil {
 		return nil, err
 	}

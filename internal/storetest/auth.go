@@ -1040,7 +1040,7 @@ func testSigningKeyMoved(e *authEnv) {
 	// A credential's sealed secret moved into a signing key does not open
 	// either: the table and the column are bound too.
 	c := e.create(newCred("c"))
-	if err := e.Exec(e.ctx, `UPDATE signing_keys SET secret = (SELECT client_secret FROM credentials WHERE id = $1) WHERE id = $2`, c.ID, b.ID); err != nil {
+	if err := e.Exec(e.ctx, `UPDATE signing_keys SET secret = (SELECT client_secret FROM providers WHERE id = $1) WHERE id = $2`, c.ProviderID, b.ID); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := e.a.SigningKeys(e.ctx); err == nil {

@@ -80,8 +80,8 @@ func testCiphertextMoved(e *env) {
 	b := e.create(newCred("b"))
 	secrets := append(secretsOf(a), secretsOf(b)...)
 
-	// Another row's client secret.
-	if err := e.Exec(e.ctx, `UPDATE credentials SET client_secret = (SELECT client_secret FROM credentials WHERE id = $1) WHERE id = $2`, a.ID, b.ID); err != nil {
+	// Another provider's client secret.
+	if err := e.Exec(e.ctx, `UPDATE providers SET client_secret = (SELECT client_secret FROM providers WHERE id = $1) WHERE id = $2`, a.ProviderID, b.ProviderID); err != nil {
 		t.Fatal(err)
 	}
 	_, err := e.s.Credential(e.ctx, "b")
@@ -92,9 +92,13 @@ func testCiphertextMoved(e *env) {
 	if _, err := e.s.Credentials(e.ctx); err == nil {
 		t.Fatal("Credentials listed a row with a moved secret")
 	}
+	if _, err := e.s.Provider(e.ctx, b.Provider); err == nil {
+		t.Fatal("Provider opened a moved client secret")
+	}
 
-	// The same row's other column.
-	if err := e.Exec(e.ctx, `UPDATE credentials SET client_secret = refresh_token WHERE id = $1`, a.ID); err != nil {
+	// A credential's refresh token moved to its provider's client secret
+	// (same id in another table would not help either).
+	if err := e.Exec(e.ctx, `UPDATE providers SET client_secret = (SELECT refresh_token FROM credentials WHERE id = $1) WHERE id = $2`, a.ID, a.ProviderID); err != nil {
 		t.Fatal(err)
 	}
 	_, err = e.s.Credential(e.ctx, "a")
@@ -106,13 +110,27 @@ func testCiphertextMoved(e *env) {
 	if err == nil {
 		t.Fatal("CredentialByID opened a moved secret")
 	}
+
+	// The same row's other column.
+	c := e.create(newCred("c"))
+	if err := e.Exec(e.ctx, `UPDATE credentials SET access_token = refresh_token WHERE id = $1`, c.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.s.Credential(e.ctx, "c"); err == nil {
+		t.Fatal("a refresh token moved to the access token column opened")
+	}
 }
 
-// keyIDOf returns the data key id of a sealed column.
+// keyIDOf returns the data key id of a sealed column of a credential (the
+// client secret: of its provider).
 func (e *env) keyIDOf(id, column string) uint32 {
 	e.t.Helper()
 	var ct []byte
-	if err := e.QueryRow(e.ctx, `SELECT `+column+` FROM credentials WHERE id = $1`, id).Scan(&ct); err != nil {
+	query := `SELECT ` + column + ` FROM credentials WHERE id = $1`
+	if column == "client_secret" {
+		query = `SELECT p.client_secret FROM providers p JOIN credentials c ON c.provider_id = p.id WHERE c.id = $1`
+	}
+	if err := e.QueryRow(e.ctx, query, id).Scan(&ct); err != nil {
 		e.t.Fatal(err)
 	}
 	kid, err := seal.KeyID(ct)
@@ -148,7 +166,11 @@ func testRotateKey(e *env) {
 		sameCredential(t, e.get(c.Name), c)
 		for _, col := range []string{"client_secret", "refresh_token", "access_token"} {
 			var ct []byte
-			if err := e.QueryRow(e.ctx, `SELECT `+col+` FROM credentials WHERE id = $1`, c.ID).Scan(&ct); err != nil {
+			query := `SELECT ` + col + ` FROM credentials WHERE id = $1`
+			if col == "client_secret" {
+				query = `SELECT p.client_secret FROM providers p JOIN credentials c ON c.provider_id = p.id WHERE c.id = $1`
+			}
+			if err := e.QueryRow(e.ctx, query, c.ID).Scan(&ct); err != nil {
 				t.Fatal(err)
 			}
 			if ct != nil {
