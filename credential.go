@@ -268,11 +268,12 @@ type Store interface {
 	CredentialByID(ctx context.Context, id string) (*Credential, error)
 	// Credentials returns all credentials ordered by name, secrets opened.
 	Credentials(ctx context.Context) ([]*Credential, error)
-	// ReadableCredentials is Credentials that skips a row whose sealed
-	// fields do not open (tampered with, or sealed with a key the database
-	// does not hold) or that does not decode, and returns its name in
-	// unreadable instead of failing the whole list.
-	ReadableCredentials(ctx context.Context) (creds []*Credential, unreadable []string, err error)
+	// ReadableCredentials is FilterCredentials that skips a row whose
+	// sealed fields (or its provider's) do not open (tampered with, or
+	// sealed with a key the database does not hold) or that does not
+	// decode, and returns its name in unreadable instead of failing the
+	// whole list. Returns EINVALID (a bad filter).
+	ReadableCredentials(ctx context.Context, f CredentialFilter) (creds []*Credential, unreadable []string, err error)
 	// UpdateCredential applies upd and records ev (if not nil) in the same
 	// transaction. Returns ENOTFOUND or EINVALID.
 	UpdateCredential(ctx context.Context, name string, upd CredentialUpdate, ev *Event) (*Credential, error)

@@ -78,7 +78,7 @@ func TestTamperedRowSkippedInList(t *testing.T) {
 		return out.String(), errb.String(), err
 	}
 	for _, name := range []string{"good", "bad"} {
-		if out, errOut, err := cli("credential", "add", "--name", name, "--token-url", idp.TokenURL(), "--client-id", "app", "--client-secret-file", "-"); err != nil {
+		if out, errOut, err := cli("credential", "add", "--name", name, "--token-url", idp.TokenURL(), "--client-id", "app", "--client-secret-file", "-", "--param", "api_secret=param-secret-"+name); err != nil {
 			t.Fatalf("add %s: %v %s %s", name, err, out, errOut)
 		}
 	}
@@ -88,8 +88,9 @@ func TestTamperedRowSkippedInList(t *testing.T) {
 	}
 	defer raw.Close()
 	// Someone with write access to the database moves good's sealed
-	// client secret into bad's row.
-	if _, err := raw.Exec(`UPDATE credentials SET client_secret = (SELECT client_secret FROM credentials WHERE name = 'good') WHERE name = 'bad'`); err != nil {
+	// secret param into bad's row (the client secret is the provider's,
+	// which both share).
+	if _, err := raw.Exec(`UPDATE credentials SET params = (SELECT params FROM credentials WHERE name = 'good') WHERE name = 'bad'`); err != nil {
 		t.Fatal(err)
 	}
 	var list struct {
@@ -107,8 +108,8 @@ func TestTamperedRowSkippedInList(t *testing.T) {
 		!strings.Contains(errOut, "warning: 1 credentials skipped") || !strings.Contains(errOut, "bad") {
 		t.Fatalf("credential list: %v\nstdout: %s\nstderr: %s", err, out, errOut)
 	}
-	if strings.Contains(sb.stderr.String()+sb.stdout.String(), secret) {
-		t.Fatal("the client secret reached the broker's log")
+	if logs := sb.stderr.String() + sb.stdout.String(); strings.Contains(logs, secret) || strings.Contains(logs, "param-secret-") {
+		t.Fatal("a secret reached the broker's log")
 	}
 }
 

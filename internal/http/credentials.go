@@ -13,6 +13,10 @@ import (
 type credentialJSON struct {
 	ID              string            `json:"id"`
 	Name            string            `json:"name"`
+	Provider        string            `json:"provider"`
+	EndUserID       string            `json:"end_user_id,omitempty"`
+	EndUserName     string            `json:"end_user_name,omitempty"`
+	EndUserEmail    string            `json:"end_user_email,omitempty"`
 	TokenURL        string            `json:"token_url"`
 	GrantType       string            `json:"grant_type"`
 	ClientID        string            `json:"client_id"`
@@ -44,7 +48,8 @@ func utcPtr(t time.Time) *time.Time {
 
 func toCredentialJSON(c *tokenkeeper.Credential) *credentialJSON {
 	j := &credentialJSON{
-		ID: c.ID, Name: c.Name, TokenURL: c.TokenURL, GrantType: string(c.GrantType), ClientID: c.ClientID,
+		ID: c.ID, Name: c.Name, Provider: c.Provider, EndUserID: c.EndUserID, EndUserName: c.EndUserName, EndUserEmail: c.EndUserEmail,
+		TokenURL: c.TokenURL, GrantType: string(c.GrantType), ClientID: c.ClientID,
 		Scopes: c.Scopes, AuthStyle: string(c.AuthStyle), Params: maskParams(c.Params),
 		Status: string(c.Status), FailureCount: c.FailureCount, LastError: c.LastError, LastErrorCode: c.LastErrorCode,
 		HasToken: c.Token != nil && c.Token.AccessToken != "", HasRefreshToken: c.RefreshToken != "",
@@ -85,8 +90,13 @@ func truncate(s string, n int) string {
 	return s[:n] + "…"
 }
 
+// credentialCreateRequest creates a credential of a provider (provider),
+// or in the inline form (token_url, client_id, client_secret, auth_style),
+// which reuses or creates a provider (see sqlstore.Store.CreateCredential).
 type credentialCreateRequest struct {
 	Name         string            `json:"name"`
+	Provider     string            `json:"provider"`
+	EndUserID    string            `json:"end_user_id"`
 	TokenURL     string            `json:"token_url"`
 	GrantType    string            `json:"grant_type"`
 	ClientID     string            `json:"client_id"`
@@ -110,22 +120,27 @@ func (s *server) handleCredentialCreate() http.Handler {
 			s.Error(w, r, err)
 			return
 		}
-		if req.AuthStyle == "" {
+		if req.AuthStyle == "" && req.Provider == "" {
 			req.AuthStyle = string(tokenkeeper.AuthStyleHeader)
 		}
 		c := &tokenkeeper.Credential{
-			Name: req.Name, TokenURL: req.TokenURL, GrantType: tokenkeeper.GrantType(req.GrantType),
+			Name: req.Name, Provider: req.Provider, EndUserID: req.EndUserID,
+			TokenURL: req.TokenURL, GrantType: tokenkeeper.GrantType(req.GrantType),
 			ClientID: req.ClientID, ClientSecret: req.ClientSecret, RefreshToken: req.RefreshToken,
 			Scopes: req.Scopes, AuthStyle: tokenkeeper.AuthStyle(req.AuthStyle), Params: req.Params,
 			RefreshLead: lead, Status: tokenkeeper.StatusActive, NextRefreshAt: s.now(),
 		}
-		if err := c.Validate(); err != nil {
-			s.Error(w, r, err)
-			return
-		}
-		if err := s.checkTokenURL(c.TokenURL); err != nil {
-			s.Error(w, r, err)
-			return
+		if req.Provider == "" {
+			// The inline form: the provider's URL is checked here; a named
+			// provider's were when it was created or updated.
+			if err := c.Validate(); err != nil {
+				s.Error(w, r, err)
+				return
+			}
+			if err := s.checkTokenURL(c.TokenURL); err != nil {
+				s.Error(w, r, err)
+				return
+			}
 		}
 		if err := s.store.CreateCredential(r.Context(), c); err != nil {
 			s.Error(w, r, err)
@@ -158,7 +173,9 @@ func (s *server) handleCredentialList() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		// A row whose sealed fields do not open is skipped and named in
 		// "unreadable" (present only then), rather than failing the list.
-		creds, unreadable, err := s.store.ReadableCredentials(r.Context())
+		q := r.URL.Query()
+		creds, unreadable, err := s.store.ReadableCredentials(r.Context(), tokenkeeper.CredentialFilter{
+			Provider: q.Get("provider"), Status: tokenkeeper.Status(q.Get("status")), EndUserID: q.Get("end_user_id")})
 		if err != nil {
 			s.Error(w, r, err)
 			return
@@ -212,6 +229,7 @@ type credentialUpdateRequest struct {
 	Params       *map[string]string `json:"params"`
 	RefreshLead  *string            `json:"refresh_lead"`
 	Status       *string            `json:"status"`
+	EndUserID    *string            `json:"end_user_id"`
 }
 
 func (s *server) handleCredentialUpdate() http.Handler {
@@ -224,7 +242,7 @@ func (s *server) handleCredentialUpdate() http.Handler {
 		}
 		upd := tokenkeeper.CredentialUpdate{
 			TokenURL: req.TokenURL, ClientID: req.ClientID, ClientSecret: req.ClientSecret,
-			RefreshToken: req.RefreshToken, Scopes: req.Scopes, Params: req.Params,
+			RefreshToken: req.RefreshToken, Scopes: req.Scopes, Params: req.Params, EndUserID: req.EndUserID,
 		}
 		if req.AuthStyle != nil {
 			a := tokenkeeper.AuthStyle(*req.AuthStyle)

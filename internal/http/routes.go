@@ -10,10 +10,10 @@ import (
 //
 //	anyone           healthz, readyz, login, refresh, OAuth2 token endpoint, metadata
 //	any caller       whoami, logout (users)
-//	admin, viewer    list and show credentials, events
+//	admin, viewer    list and show credentials, events, providers
 //	admin, consumer  read a granted credential's token, force its refresh
 //	admin            everything else; fresh callers only for creating or
-//	                 deleting credentials, changing their secrets or where
+//	                 deleting credentials and providers, changing their secrets or where
 //	                 and how the secrets are sent (token URL, client id,
 //	                 auth style, params, scopes), and for managing users,
 //	                 API keys, service clients and keys
@@ -40,6 +40,12 @@ func (s *server) routes(mux *http.ServeMux) {
 	mux.Handle("GET /v1/credentials/{name}/events", as(s.handleCredentialEvents(), false, admin, viewer))
 	mux.Handle("GET /v1/credentials/{name}/token", as(s.requireGrant(s.handleToken()), false, admin, consumer, viewer))
 	mux.Handle("POST /v1/credentials/{name}/refresh", as(s.requireGrant(s.handleRefresh()), false, admin, consumer, viewer))
+
+	mux.Handle("POST /v1/providers", as(s.handleProviderCreate(), true, admin))
+	mux.Handle("GET /v1/providers", as(s.handleProviderList(), false, admin, viewer))
+	mux.Handle("GET /v1/providers/{name}", as(s.handleProviderGet(), false, admin, viewer))
+	mux.Handle("PATCH /v1/providers/{name}", as(s.handleProviderUpdate(), false, admin)) // fresh when secrets or their destination change
+	mux.Handle("DELETE /v1/providers/{name}", as(s.handleProviderDelete(), true, admin))
 
 	mux.Handle("POST /v1/apikeys", as(s.handleAPIKeyCreate(), true, admin))
 	mux.Handle("GET /v1/apikeys", as(s.handleAPIKeyList(), false, admin))

@@ -220,8 +220,9 @@ func checkState(c *tokenkeeper.Credential) error {
 // provider whose token URL, client id, auth style and client secret all
 // equal them, or else a new provider, created in the same transaction and
 // named after the credential: its name, "<name>-provider" if a provider
-// has that name, or "<name>-provider-<8 random hex digits>". On return, c
-// holds its provider's name, id and current values.
+// has that name, or "<name>-provider-<8 random hex digits>". A credential
+// of a named provider without scopes gets the provider's default scopes.
+// On return, c holds its provider's name, id and current values.
 //
 // Returns EINVALID, ENOTFOUND (no such provider) or ECONFLICT (name taken).
 func (s *Store) CreateCredential(ctx context.Context, c *tokenkeeper.Credential) error {
@@ -288,6 +289,9 @@ func (s *Store) CreateCredential(ctx context.Context, c *tokenkeeper.Credential)
 			}
 			if p, err = s.decodeProvider(ctx, tx, r); err != nil {
 				return err
+			}
+			if len(n.Scopes) == 0 {
+				n.Scopes = cloneList(p.Scopes)
 			}
 		} else {
 			var err error
@@ -369,8 +373,23 @@ func (s *Store) Credentials(ctx context.Context) ([]*tokenkeeper.Credential, err
 // secrets opened. A provider that does not exist selects none. Returns
 // EINVALID for an invalid status.
 func (s *Store) FilterCredentials(ctx context.Context, f tokenkeeper.CredentialFilter) ([]*tokenkeeper.Credential, error) {
+	q, args, err := filterQuery(f)
+	if err != nil {
+		return nil, err
+	}
+	raws, err := scanCredentials(ctx, s.conn, q, args...)
+	if err != nil {
+		return nil, s.err("list credentials", err)
+	}
+	out, err := s.decodeAll(ctx, raws)
+	return out, s.err("list credentials", err)
+}
+
+// filterQuery returns the query of the credentials f selects, ordered by
+// name. Returns EINVALID (a bad status).
+func filterQuery(f tokenkeeper.CredentialFilter) (string, []any, error) {
 	if f.Status != "" && !f.Status.Valid() {
-		return nil, tokenkeeper.Errorf(tokenkeeper.EINVALID, "invalid status %q", clip(string(f.Status), 40))
+		return "", nil, tokenkeeper.Errorf(tokenkeeper.EINVALID, "invalid status %q", clip(string(f.Status), 40))
 	}
 	var where []string
 	var args []any
@@ -391,12 +410,7 @@ func (s *Store) FilterCredentials(ctx context.Context, f tokenkeeper.CredentialF
 	if len(where) > 0 {
 		q += ` WHERE ` + strings.Join(where, " AND ")
 	}
-	raws, err := scanCredentials(ctx, s.conn, q+` ORDER BY name COLLATE "C"`, args...)
-	if err != nil {
-		return nil, s.err("list credentials", err)
-	}
-	out, err := s.decodeAll(ctx, raws)
-	return out, s.err("list credentials", err)
+	return q + ` ORDER BY name COLLATE "C"`, args, nil
 }
 
 // applyUpdate returns cur with upd applied. The fencing version moves when

@@ -20,22 +20,28 @@ func isUnreadable(err error) bool {
 		errors.Is(err, seal.ErrUnknownKey) || errors.Is(err, errUndecodable)
 }
 
-// ReadableCredentials returns the credentials ordered by name with their
-// secrets opened, skipping every row that is unreadable: a sealed field
+// ReadableCredentials returns the credentials f selects, ordered by name
+// with their secrets opened, skipping every row that is unreadable: a sealed field
 // that does not open (tampered with, moved from another row, sealed with a
-// data key the database does not hold) or a column that does not decode.
+// data key the database does not hold; its own or its provider's) or a
+// column that does not decode.
 // The names of those rows are returned in unreadable, in the same order,
 // and each is logged (its name and id and why; never a value). A failure
 // of the database fails the whole call.
-func (s *Store) ReadableCredentials(ctx context.Context) ([]*tokenkeeper.Credential, []string, error) {
-	raws, err := scanCredentials(ctx, s.conn, `SELECT `+CredentialColumns+` FROM credentials ORDER BY name COLLATE "C"`)
+func (s *Store) ReadableCredentials(ctx context.Context, f tokenkeeper.CredentialFilter) ([]*tokenkeeper.Credential, []string, error) {
+	q, args, err := filterQuery(f)
+	if err != nil {
+		return nil, nil, err
+	}
+	raws, err := scanCredentials(ctx, s.conn, q, args...)
 	if err != nil {
 		return nil, nil, s.err("list credentials", err)
 	}
 	out := make([]*tokenkeeper.Credential, 0, len(raws))
 	var unreadable []string
+	cache := providers{}
 	for _, r := range raws {
-		c, err := s.decode(ctx, s.conn, r)
+		c, err := s.decodeWith(ctx, s.conn, r, cache)
 		switch {
 		case err != nil && isUnreadable(err):
 			s.log.Error("skipping a credential whose stored row does not open or decode: restore it from a backup, or delete and re-create it",

@@ -205,14 +205,14 @@ func testTamperedRowSkippedInList(e *env) {
 	c := e.create(newCred("c"))
 	d := e.create(newCred("d"))
 	secrets := append(append(secretsOf(a), secretsOf(b)...), secretsOf(c)...)
-	// b: another row's client secret; d: a refresh token overwritten.
-	if err := e.Exec(e.ctx, `UPDATE credentials SET client_secret = (SELECT client_secret FROM credentials WHERE id = $1) WHERE id = $2`, a.ID, b.ID); err != nil {
+	// b: another row's refresh token; d: a refresh token overwritten.
+	if err := e.Exec(e.ctx, `UPDATE credentials SET refresh_token = (SELECT refresh_token FROM credentials WHERE id = $1) WHERE id = $2`, a.ID, b.ID); err != nil {
 		t.Fatal(err)
 	}
 	if err := e.Exec(e.ctx, `UPDATE credentials SET refresh_token = $1 WHERE id = $2`, []byte("not a sealed value at all"), d.ID); err != nil {
 		t.Fatal(err)
 	}
-	creds, unreadable, err := e.s.ReadableCredentials(e.ctx)
+	creds, unreadable, err := e.s.ReadableCredentials(e.ctx, tokenkeeper.CredentialFilter{})
 	if err != nil {
 		t.Fatalf("ReadableCredentials: %v", err)
 	}

@@ -136,6 +136,15 @@ func Run(t *testing.T, newHarness NewHarness) {
 		{"RotateMasterKey", testRotateMasterKey},
 		{"ConcurrentWriters", testConcurrentWriters},
 		{"Ping", testPing},
+		{"ProviderCreateAndRead", testProviderCreateAndRead},
+		{"CredentialOfProvider", testCredentialOfProvider},
+		{"InlineProviders", testInlineProviders},
+		{"UpdateProvider", testUpdateProvider},
+		{"ProviderSecretReactivates", testProviderSecretReactivates},
+		{"DeleteProvider", testDeleteProvider},
+		{"UpdateCredentialProviderFields", testUpdateCredentialProviderFields},
+		{"FilterCredentials", testFilterCredentials},
+		{"ProviderSecretSealedOnce", testProviderSecretSealedOnce},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

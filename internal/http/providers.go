@@ -1,0 +1,266 @@
+package http
+
+import (
+	"net/http"
+	"time"
+
+	"github.com/tokenkeeper/tokenkeeper"
+)
+
+// providerJSON is a provider as the API shows it: never its secret.
+type providerJSON struct {
+	ID                     string            `json:"id"`
+	Name                   string            `json:"name"`
+	AuthorizationURL       string            `json:"authorization_url,omitempty"`
+	TokenURL               string            `json:"token_url"`
+	DeviceAuthorizationURL string            `json:"device_authorization_url,omitempty"`
+	RevocationURL          string            `json:"revocation_url,omitempty"`
+	ClientID               string            `json:"client_id"`
+	HasClientSecret        bool              `json:"has_client_secret"`
+	AuthStyle              string            `json:"auth_style"`
+	Scopes                 []string          `json:"scopes"`
+	AuthorizeParams        map[string]string `json:"authorize_params,omitempty"`
+	TokenParams            map[string]string `json:"token_params,omitempty"`
+	PKCE                   bool              `json:"pkce"`
+	Credentials            *int              `json:"credentials,omitempty"` // how many use it (show only)
+	Version                int64             `json:"version"`
+	CreatedAt              time.Time         `json:"created_at"`
+	UpdatedAt              time.Time         `json:"updated_at"`
+}
+
+func toProviderJSON(p *tokenkeeper.Provider) *providerJSON {
+	j := &providerJSON{
+		ID: p.ID, Name: p.Name, AuthorizationURL: p.AuthorizationURL, TokenURL: p.TokenURL,
+		DeviceAuthorizationURL: p.DeviceAuthorizationURL, RevocationURL: p.RevocationURL,
+		ClientID: p.ClientID, HasClientSecret: p.ClientSecret != "", AuthStyle: string(p.AuthStyle),
+		Scopes: p.Scopes, AuthorizeParams: p.AuthorizeParams, TokenParams: p.TokenParams,
+		PKCE: p.PKCE != tokenkeeper.PKCENone, Version: p.Version,
+		CreatedAt: p.CreatedAt.UTC(), UpdatedAt: p.UpdatedAt.UTC(),
+	}
+	if j.Scopes == nil {
+		j.Scopes = []string{}
+	}
+	return j
+}
+
+func pkceMethod(on bool) string {
+	if on {
+		return tokenkeeper.PKCES256
+	}
+	return tokenkeeper.PKCENone
+}
+
+type providerCreateRequest struct {
+	Name                   string            `json:"name"`
+	AuthorizationURL       string            `json:"authorization_url"`
+	TokenURL               string            `json:"token_url"`
+	DeviceAuthorizationURL string            `json:"device_authorization_url"`
+	RevocationURL          string            `json:"revocation_url"`
+	ClientID               string            `json:"client_id"`
+	ClientSecret           string            `json:"client_secret"`
+	AuthStyle              string            `json:"auth_style"`
+	Scopes                 []string          `json:"scopes"`
+	AuthorizeParams        map[string]string `json:"authorize_params"`
+	TokenParams            map[string]string `json:"token_params"`
+	PKCE                   *bool             `json:"pkce"`
+}
+
+// checkEndpoints applies the outbound URL check to every endpoint given.
+func (s *server) checkEndpoints(urls ...*string) error {
+	for _, u := range urls {
+		if u != nil && *u != "" {
+			if err := s.checkTokenURL(*u); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func (s *server) handleProviderCreate() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var req providerCreateRequest
+		if err := s.decode(w, r, &req); err != nil {
+			s.Error(w, r, err)
+			return
+		}
+		if req.AuthStyle == "" {
+			req.AuthStyle = string(tokenkeeper.AuthStyleHeader)
+		}
+		p := &tokenkeeper.Provider{
+			Name: req.Name, AuthorizationURL: req.AuthorizationURL, TokenURL: req.TokenURL,
+			DeviceAuthorizationURL: req.DeviceAuthorizationURL, RevocationURL: req.RevocationURL,
+			ClientID: req.ClientID, ClientSecret: req.ClientSecret, AuthStyle: tokenkeeper.AuthStyle(req.AuthStyle),
+			Scopes: req.Scopes, AuthorizeParams: req.AuthorizeParams, TokenParams: req.TokenParams,
+			PKCE: pkceMethod(req.PKCE == nil || *req.PKCE),
+		}
+		if err := p.Validate(); err != nil {
+			s.Error(w, r, err)
+			return
+		}
+		if err := s.checkEndpoints(&p.TokenURL, &p.AuthorizationURL, &p.DeviceAuthorizationURL, &p.RevocationURL); err != nil {
+			s.Error(w, r, err)
+			return
+		}
+		if err := s.store.CreateProvider(r.Context(), p); err != nil {
+			s.Error(w, r, err)
+			return
+		}
+		s.audit(r, actor(r), "provider.create", p.Name, "ok", "")
+		w.Header().Set("Location", "/v1/providers/"+p.Name)
+		writeJSON(w, http.StatusCreated, toProviderJSON(p))
+	})
+}
+
+func (s *server) handleProviderList() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ps, err := s.store.Providers(r.Context())
+		if err != nil {
+			s.Error(w, r, err)
+			return
+		}
+		out := make([]*providerJSON, 0, len(ps))
+		for _, p := range ps {
+			out = append(out, toProviderJSON(p))
+		}
+		writeJSON(w, http.StatusOK, map[string]any{"providers": out})
+	})
+}
+
+func (s *server) handleProviderGet() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		name := r.PathValue("name")
+		p, err := s.store.Provider(r.Context(), name)
+		if err != nil {
+			s.Error(w, r, err)
+			return
+		}
+		n, err := s.store.ProviderCredentialCount(r.Context(), name)
+		if err != nil {
+			s.Error(w, r, err)
+			return
+		}
+		j := toProviderJSON(p)
+		j.Credentials = &n
+		writeJSON(w, http.StatusOK, j)
+	})
+}
+
+type providerUpdateRequest struct {
+	AuthorizationURL       *string            `json:"authorization_url"`
+	TokenURL               *string            `json:"token_url"`
+	DeviceAuthorizationURL *string            `json:"device_authorization_url"`
+	RevocationURL          *string            `json:"revocation_url"`
+	ClientID               *string            `json:"client_id"`
+	ClientSecret           *string            `json:"client_secret"`
+	AuthStyle              *string            `json:"auth_style"`
+	Scopes                 *[]string          `json:"scopes"`
+	AuthorizeParams        *map[string]string `json:"authorize_params"`
+	TokenParams            *map[string]string `json:"token_params"`
+	PKCE                   *bool              `json:"pkce"`
+}
+
+func (s *server) handleProviderUpdate() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		name := r.PathValue("name")
+		var req providerUpdateRequest
+		if err := s.decode(w, r, &req); err != nil {
+			s.Error(w, r, err)
+			return
+		}
+		upd := tokenkeeper.ProviderUpdate{
+			AuthorizationURL: req.AuthorizationURL, TokenURL: req.TokenURL,
+			DeviceAuthorizationURL: req.DeviceAuthorizationURL, RevocationURL: req.RevocationURL,
+			ClientID: req.ClientID, ClientSecret: req.ClientSecret, Scopes: req.Scopes,
+			AuthorizeParams: req.AuthorizeParams, TokenParams: req.TokenParams,
+		}
+		if req.AuthStyle != nil {
+			a := tokenkeeper.AuthStyle(*req.AuthStyle)
+			upd.AuthStyle = &a
+		}
+		if req.PKCE != nil {
+			m := pkceMethod(*req.PKCE)
+			upd.PKCE = &m
+		}
+		msg := "provider updated"
+		if upd.SendsSecrets() {
+			// The client secret, and where or how it and the grants'
+			// refresh tokens are sent, change only for a fresh caller.
+			if c := callerFrom(r.Context()); c == nil || !c.fresh {
+				s.freshRequired(w, r)
+				return
+			}
+			msg = "provider endpoints or client settings changed"
+			if req.ClientSecret != nil {
+				msg = "provider client secret replaced"
+			}
+		}
+		for _, ep := range []struct {
+			field string
+			u     *string
+		}{{"token_url", req.TokenURL}, {"authorization_url", req.AuthorizationURL},
+			{"device_authorization_url", req.DeviceAuthorizationURL}, {"revocation_url", req.RevocationURL}} {
+			if ep.u != nil && (*ep.u != "" || ep.field == "token_url") {
+				if err := tokenkeeper.ValidateEndpoint(ep.field, *ep.u); err != nil {
+					s.Error(w, r, err)
+					return
+				}
+			}
+		}
+		if err := s.checkEndpoints(req.TokenURL, req.AuthorizationURL, req.DeviceAuthorizationURL, req.RevocationURL); err != nil {
+			s.Error(w, r, err)
+			return
+		}
+		if req.TokenURL != nil {
+			cur, err := s.store.Provider(r.Context(), name)
+			if err != nil {
+				s.Error(w, r, err)
+				return
+			}
+			if endpointOrigin(cur.TokenURL) != endpointOrigin(*req.TokenURL) || endpointOrigin(*req.TokenURL) == "" {
+				// The stored secrets are never sent to a host they were
+				// not given for: the client secret is cleared unless a new
+				// one comes with the change, and the grants' refresh
+				// tokens, issued by the old host, cannot move at all.
+				n, err := s.store.FilterCredentials(r.Context(), tokenkeeper.CredentialFilter{Provider: name})
+				if err != nil {
+					s.Error(w, r, err)
+					return
+				}
+				for _, c := range n {
+					if c.RefreshToken != "" {
+						s.Error(w, r, tokenkeeper.Errorf(tokenkeeper.ECONFLICT,
+							"token_url moves to another host but %d credential(s) of provider %q hold refresh tokens of the old host; create a new provider and reconnect them", len(n), name))
+						return
+					}
+				}
+				if req.ClientSecret == nil {
+					empty := ""
+					upd.ClientSecret = &empty
+					msg = "token endpoint host changed: stored client secret cleared"
+				}
+			}
+		}
+		p, err := s.store.UpdateProvider(r.Context(), name, upd)
+		if err != nil {
+			s.Error(w, r, err)
+			return
+		}
+		s.refresher.Wake()
+		s.logger.Info("provider updated", "provider", name, "actor", actor(r), "change", msg)
+		s.audit(r, actor(r), "provider.update", name, "ok", msg)
+		writeJSON(w, http.StatusOK, toProviderJSON(p))
+	})
+}
+
+func (s *server) handleProviderDelete() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		name := r.PathValue("name")
+		if err := s.store.DeleteProvider(r.Context(), name); err != nil {
+			s.Error(w, r, err)
+			return
+		}
+		s.audit(r, actor(r), "provider.delete", name, "ok", "")
+		w.WriteHeader(http.StatusNoContent)
+	})
+}
