@@ -2,6 +2,7 @@ package sqlstore_test
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 	"io/fs"
 	"os"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/tokenkeeper/tokenkeeper"
 	"github.com/tokenkeeper/tokenkeeper/internal/postgres"
+	"github.com/tokenkeeper/tokenkeeper/internal/seal"
 	"github.com/tokenkeeper/tokenkeeper/internal/sqlite"
 )
 
@@ -49,13 +51,65 @@ func TestOpenReleaseDatabase(t *testing.T) {
 					}
 				}
 			}
+			addTwin(t, raw)
 			raw.Close()
 			now := fixtureEpoch.Add(7 * time.Minute)
 			db := d.open(t, fixtureKey, 0, func() time.Time { return now })
 			checkRelease(t, db)
+			checkSecretsMoved(t, d.raw(t))
 			continueRelease(t, db, &now)
 			checkContinued(t, d.open(t, fixtureKey, 0, nil))
 		})
+	}
+}
+
+// addTwin adds to the release database, as the release would have
+// written it, a credential "compat-cc-twin" of the same client as
+// compat-cc (token URL, client id, auth style and secret), its client
+// secret sealed for its own row: migration 0003 and the store's upgrade
+// must give both one provider.
+func addTwin(t *testing.T, raw *sql.DB) {
+	t.Helper()
+	var wrapped []byte
+	if err := raw.QueryRow(`SELECT wrapped FROM data_keys WHERE id = 2`).Scan(&wrapped); err != nil {
+		t.Fatal(err)
+	}
+	key, err := seal.UnwrapKey(fixtureKey, 2, wrapped)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ring := seal.NewRing()
+	if err := ring.Add(2, key); err != nil {
+		t.Fatal(err)
+	}
+	const id = "0123456789abcdef0123456789abcdef"
+	ct, err := ring.Seal([]byte("compat-cc-secret"), seal.AD("credentials", id, "client_secret"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := raw.Exec(`INSERT INTO credentials (id, name, token_url, grant_type, client_id, client_secret, refresh_token,
+			scopes, auth_style, params, refresh_lead, access_token, token_type, expires_at, status, failure_count, last_error,
+			last_error_code, last_refresh_at, next_refresh_at, version, lease_owner, lease_expires_at, created_at, updated_at)
+		SELECT $1, 'compat-cc-twin', token_url, grant_type, client_id, $2, NULL, scopes, auth_style, params, 0, NULL, '', NULL,
+			'disabled', 0, '', '', NULL, next_refresh_at, 1, '', NULL, created_at, updated_at
+		FROM credentials WHERE name = 'compat-cc'`, id, ct); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// checkSecretsMoved checks at rest that the client secrets left the
+// credentials table and live once per provider, sealed for its own row.
+func checkSecretsMoved(t *testing.T, raw *sql.DB) {
+	t.Helper()
+	var sealed, legacy int
+	if err := raw.QueryRow(`SELECT COUNT(client_secret), COUNT(*) FILTER (WHERE client_secret_ad <> '') FROM providers`).Scan(&sealed, &legacy); err != nil {
+		t.Fatal(err)
+	}
+	if sealed != 2 || legacy != 0 {
+		t.Errorf("providers: %d sealed secrets, %d still sealed for a credential row; want 2 and 0", sealed, legacy)
+	}
+	if _, err := raw.Exec(`SELECT client_secret FROM credentials`); err == nil {
+		t.Error("credentials still has a client_secret column")
 	}
 }
 
@@ -80,10 +134,27 @@ func checkRelease(t *testing.T, db store) {
 	t.Helper()
 	ctx := context.Background()
 	creds, err := db.Credentials(ctx)
-	if err != nil || len(creds) != 2 {
+	if err != nil || len(creds) != 3 {
 		t.Fatalf("Credentials: %d, %v", len(creds), err)
 	}
-	cc, rc := creds[0], creds[1]
+	cc, twin, rc := creds[0], creds[1], creds[2]
+	// Migration 0003 gave each credential a provider; the same client
+	// shares one, named after the first credential, its secret stored once.
+	if cc.Provider != "compat-cc" || twin.ProviderID != cc.ProviderID || twin.ClientSecret != "compat-cc-secret" ||
+		rc.Provider != "compat-refresh" || rc.ProviderID == cc.ProviderID {
+		t.Errorf("providers: cc %s/%s, twin %s/%s, refresh %s/%s", cc.Provider, cc.ProviderID, twin.Provider, twin.ProviderID, rc.Provider, rc.ProviderID)
+	}
+	provs, err := db.Providers(ctx)
+	if err != nil || len(provs) != 2 {
+		t.Fatalf("Providers: %v, %v", provs, err)
+	}
+	for _, p := range provs {
+		equal(t, "provider "+p.Name, fmt.Sprintf("%s %s %s %s %s %v %d", p.Name, p.TokenURL, p.ClientID, p.ClientSecret, p.AuthStyle, p.PKCE, p.Version),
+			map[string]string{
+				"compat-cc":      "compat-cc https://provider.example/token client-2 compat-cc-secret body S256 1",
+				"compat-refresh": "compat-refresh https://provider.example/token client-1 compat-client-secret header S256 1",
+			}[p.Name])
+	}
 	equal(t, "client credentials", fmt.Sprintf("%s %s %s %s %q %q %v %v %s %s %d %q %q %s %s %s %s %s",
 		cc.Name, cc.TokenURL, cc.GrantType, cc.ClientID, cc.ClientSecret, cc.RefreshToken, cc.Scopes, cc.Params,
 		cc.AuthStyle, cc.Status, cc.FailureCount, cc.LastError, cc.LastErrorCode, cc.LeaseOwner, ts(cc.LeaseExpiresAt),
@@ -196,12 +267,29 @@ func continueRelease(t *testing.T, db store, now *time.Time) {
 	if evs, err := db.Events(ctx, "compat-refresh", 100); err != nil || len(evs) != 2 || evs[0].ID <= 2 || evs[0].Actor != "refresher:new" {
 		t.Fatalf("events after a refresh: %v, %v", evs, err)
 	}
+	// Every credential is served on with its secret: what a refresh of each
+	// would send.
+	for _, name := range []string{"compat-cc", "compat-cc-twin"} {
+		c, err := db.Credential(ctx, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		claimed, err := db.ClaimCredential(ctx, c.ID, "holder", *now, time.Minute)
+		if err != nil || claimed.ClientSecret != "compat-cc-secret" || claimed.ClientID != "client-2" ||
+			claimed.TokenURL != "https://provider.example/token" || claimed.AuthStyle != tokenkeeper.AuthStyleBody {
+			t.Fatalf("claim %s: %+v, %v", name, claimed, err)
+		}
+		if _, err := db.CompleteRefresh(ctx, c.ID, "holder", claimed.Version, &tokenkeeper.RefreshResult{
+			Status: c.Status, FailureCount: c.FailureCount, LastError: c.LastError, LastErrorCode: c.LastErrorCode}); err != nil {
+			t.Fatal(err)
+		}
+	}
 	rec := &tokenkeeper.AuditRecord{Actor: "user:bob", Action: "credential.refresh"}
 	if err := db.AddAudit(ctx, rec); err != nil || rec.ID != 2 {
 		t.Fatalf("AddAudit: id %d, %v", rec.ID, err)
 	}
 	if n, err := db.RotateKey(ctx); err != nil || n != 5 {
-		t.Fatalf("RotateKey: %d, %v (want 5 secrets: 3 + 1 + a signing key)", n, err)
+		t.Fatalf("RotateKey: %d, %v (want 5 secrets: 2 provider secrets, a refresh and an access token, a signing key)", n, err)
 	}
 	rt2, err := db.RefreshTokenByHash(ctx, sum("rt-2"))
 	if err != nil {
@@ -222,6 +310,9 @@ func checkContinued(t *testing.T, db store) {
 	}
 	if cc, err := db.Credential(ctx, "compat-cc"); err != nil || cc.ClientSecret != "compat-cc-secret" {
 		t.Fatalf("compat-cc after the rotation: %+v, %v", cc, err)
+	}
+	if twin, err := db.Credential(ctx, "compat-cc-twin"); err != nil || twin.ClientSecret != "compat-cc-secret" {
+		t.Fatalf("compat-cc-twin after the rotation: %+v, %v", twin, err)
 	}
 	if sks, err := db.SigningKeys(ctx); err != nil || len(sks) != 1 || string(sks[0].Secret) != "compat-signing-secret-0123456789abcdef" {
 		t.Fatalf("signing keys after the rotation: %v, %v", sks, err)
