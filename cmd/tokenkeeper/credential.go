@@ -14,6 +14,10 @@ import (
 // credentialView is the part of the API's credential JSON the CLI prints.
 type credentialView struct {
 	Name          string     `json:"name"`
+	Provider      string     `json:"provider"`
+	EndUserID     string     `json:"end_user_id"`
+	EndUserName   string     `json:"end_user_name"`
+	EndUserEmail  string     `json:"end_user_email"`
 	TokenURL      string     `json:"token_url"`
 	GrantType     string     `json:"grant_type"`
 	ClientID      string     `json:"client_id"`
@@ -73,13 +77,20 @@ func (p paramsFlag) Set(v string) error {
 }
 
 func (e *env) cmdCredentialAdd(args []string) error {
-	c := newCommand(e.stderr, "tokenkeeper credential add --name NAME --token-url URL --grant-type TYPE --client-id ID [flags]",
+	c := newCommand(e.stderr, "tokenkeeper credential add --name NAME (--provider P | --token-url URL --client-id ID) --grant-type TYPE [flags]",
 		`Adds a credential to the broker, which fetches its first token at once.
+A credential is a grant of a provider (see tokenkeeper provider add): name it
+with --provider. Without --provider, give the client inline (--token-url,
+--client-id, --client-secret-file, --auth-style): the broker reuses the
+provider with the same token URL, client id, auth style and secret, or
+creates one named after the credential.
 Secrets may be given inline, or better from a file or standard input ('-'),
 so that they do not show in the shell history or the process list.`)
 	var ao apiOptions
 	ao.register(c)
 	name := c.fs.String("name", "", "credential name (letters, digits, . _ -)")
+	provider := c.fs.String("provider", "", "the provider whose grant this is")
+	endUser := c.fs.String("end-user-id", "", "your id of the end user the grant belongs to (optional)")
 	tokenURL := c.fs.String("token-url", "", "the provider's token endpoint (https, or http to loopback)")
 	grant := c.fs.String("grant-type", "client_credentials", "client_credentials or refresh_token")
 	clientID := c.fs.String("client-id", "", "OAuth client id")
@@ -97,7 +108,7 @@ so that they do not show in the shell history or the process list.`)
 	c.inlineSecret("refresh-token", "--refresh-token-file FILE or --refresh-token-file - (standard input)")
 	c.noEnv = map[string]bool{"name": true, "token-url": true, "grant-type": true, "client-id": true, "scopes": true,
 		"auth-style": true, "refresh-lead": true, "param": true, "refresh-token": true, "refresh-token-file": true,
-		"client-secret-file": true}
+		"client-secret-file": true, "provider": true, "end-user-id": true}
 	if err := c.parse(args, e.getenv); err != nil {
 		return err
 	}
@@ -106,6 +117,16 @@ so that they do not show in the shell history or the process list.`)
 	}
 	if *secretFile == "-" && *rtFile == "-" {
 		return usagef("only one secret can be read from standard input")
+	}
+	if *provider != "" {
+		set := map[string]bool{}
+		c.fs.Visit(func(f *flagT) { set[f.Name] = true })
+		for _, f := range []string{"token-url", "client-id", "client-secret", "client-secret-file", "auth-style"} {
+			if set[f] && !(f == "client-secret" && *secret == e.getenv(envName(f))) {
+				return usagef("--%s is the provider's: give either --provider or the client inline", f)
+			}
+		}
+		*secret = "" // from the environment: the provider has its own
 	}
 	sec, err := e.secretValue(*secret, *secretFile, "client secret")
 	if err != nil {
@@ -127,6 +148,13 @@ so that they do not show in the shell history or the process list.`)
 	if len(params) > 0 {
 		body["params"] = map[string]string(params)
 	}
+	if *provider != "" {
+		body = map[string]any{"name": *name, "provider": *provider, "grant_type": *grant, "refresh_token": rtok,
+			"scopes": splitList(*scopes), "refresh_lead": *lead, "params": body["params"]}
+	}
+	if *endUser != "" {
+		body["end_user_id"] = *endUser
+	}
 	var out json.RawMessage
 	if err := cl.do(e.ctx, "POST", "/v1/credentials", body, &out); err != nil {
 		return fmt.Errorf("add credential: %w", err)
@@ -147,16 +175,31 @@ func printRaw(w io.Writer, raw json.RawMessage) error {
 }
 
 func (e *env) cmdCredentialList(args []string) error {
-	c := newCommand(e.stderr, "tokenkeeper credential list [--json]", "Lists the credentials with their status (no secrets).")
+	c := newCommand(e.stderr, "tokenkeeper credential list [--provider P] [--status S] [--end-user-id U] [--json]",
+		"Lists the credentials with their status (no secrets), all or those of a provider, status or end user.")
 	var ao apiOptions
 	ao.register(c)
+	provider := c.fs.String("provider", "", "only the credentials of this provider")
+	status := c.fs.String("status", "", "only credentials in this status: active, error, needs_reauth or disabled")
+	endUser := c.fs.String("end-user-id", "", "only the credentials of this end user")
 	asJSON := c.fs.Bool("json", false, "print JSON")
+	c.noEnv = map[string]bool{"provider": true, "status": true, "end-user-id": true}
 	_, cl, err := e.clientCommand(c, &ao, args, 0, "no arguments")
 	if err != nil {
 		return err
 	}
+	q := url.Values{}
+	for k, v := range map[string]string{"provider": *provider, "status": *status, "end_user_id": *endUser} {
+		if v != "" {
+			q.Set(k, v)
+		}
+	}
+	path := "/v1/credentials"
+	if len(q) > 0 {
+		path += "?" + q.Encode()
+	}
 	var out json.RawMessage
-	if err := cl.do(e.ctx, "GET", "/v1/credentials", nil, &out); err != nil {
+	if err := cl.do(e.ctx, "GET", path, nil, &out); err != nil {
 		return fmt.Errorf("list credentials: %w", err)
 	}
 	if *asJSON {
@@ -174,10 +217,10 @@ func (e *env) cmdCredentialList(args []string) error {
 			len(list.Unreadable), strings.Join(list.Unreadable, ", "))
 	}
 	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "NAME\tGRANT\tSTATUS\tEXPIRES IN\tNEXT REFRESH\tLAST ERROR")
+	fmt.Fprintln(tw, "NAME\tPROVIDER\tGRANT\tSTATUS\tEXPIRES IN\tNEXT REFRESH\tLAST ERROR")
 	now := time.Now()
 	for _, v := range list.Credentials {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", v.Name, v.GrantType, v.Status, untilString(v.ExpiresAt, now), untilString(v.NextRefreshAt, now), dash(v.LastErrorCode))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", v.Name, v.Provider, v.GrantType, v.Status, untilString(v.ExpiresAt, now), untilString(v.NextRefreshAt, now), dash(v.LastErrorCode))
 	}
 	return tw.Flush()
 }
@@ -230,7 +273,8 @@ func (e *env) cmdCredentialShow(args []string) error {
 	now := time.Now()
 	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
 	rows := [][2]string{
-		{"name", v.Name}, {"status", v.Status}, {"grant type", v.GrantType}, {"token url", v.TokenURL},
+		{"name", v.Name}, {"provider", v.Provider}, {"end user", dash(strings.TrimSpace(v.EndUserID + " " + v.EndUserName + " " + v.EndUserEmail))},
+		{"status", v.Status}, {"grant type", v.GrantType}, {"token url", v.TokenURL},
 		{"client id", v.ClientID}, {"auth style", v.AuthStyle}, {"scopes", dash(strings.Join(v.Scopes, " "))},
 		{"refresh lead", dash(v.RefreshLead)}, {"expires in", untilString(v.ExpiresAt, now)},
 		{"next refresh", untilString(v.NextRefreshAt, now)}, {"failures", fmt.Sprint(v.FailureCount)},

@@ -33,6 +33,7 @@ Broker:
   demo         run the whole thing offline against a built-in test provider
 
 Client (talk to a running broker; --server, --api-key):
+  provider     add | list | show | update | rm: OAuth clients shared by credentials
   credential   add | list | show | update | rm | refresh | events
   token        print a credential's current access token
   apikey       create | list | revoke
@@ -84,6 +85,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 			"add": e.cmdCredentialAdd, "list": e.cmdCredentialList, "show": e.cmdCredentialShow,
 			"update": e.cmdCredentialUpdate, "rm": e.cmdCredentialRemove, "refresh": e.cmdCredentialRefresh,
 			"events": e.cmdCredentialEvents,
+		})
+	case "provider", "providers":
+		return e.subcommand("provider", rest, map[string]func([]string) error{
+			"add": e.cmdProviderAdd, "list": e.cmdProviderList, "show": e.cmdProviderShow,
+			"update": e.cmdProviderUpdate, "rm": e.cmdProviderRemove,
 		})
 	case "token":
 		return e.cmdToken(rest)

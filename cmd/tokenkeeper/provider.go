@@ -1,0 +1,290 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/url"
+	"slices"
+	"strings"
+	"text/tabwriter"
+	"time"
+)
+
+// providerView is the part of the API's provider JSON the CLI prints.
+type providerView struct {
+	Name                   string            `json:"name"`
+	AuthorizationURL       string            `json:"authorization_url"`
+	TokenURL               string            `json:"token_url"`
+	DeviceAuthorizationURL string            `json:"device_authorization_url"`
+	RevocationURL          string            `json:"revocation_url"`
+	ClientID               string            `json:"client_id"`
+	HasClientSecret        bool              `json:"has_client_secret"`
+	AuthStyle              string            `json:"auth_style"`
+	Scopes                 []string          `json:"scopes"`
+	AuthorizeParams        map[string]string `json:"authorize_params"`
+	TokenParams            map[string]string `json:"token_params"`
+	PKCE                   bool              `json:"pkce"`
+	Credentials            *int              `json:"credentials"`
+	Version                int64             `json:"version"`
+	UpdatedAt              time.Time         `json:"updated_at"`
+}
+
+// providerFlags are the flags provider add and update share.
+type providerFlags struct {
+	authorizationURL, tokenURL, deviceURL, revocationURL *string
+	clientID, secret, secretFile, authStyle, scopes      *string
+	pkce                                                 *bool
+	authorizeParams, tokenParams                         paramsFlag
+}
+
+func (pf *providerFlags) register(c *command, update bool) {
+	what := func(s string) string {
+		if update {
+			return "new " + s
+		}
+		return s
+	}
+	pf.authorizationURL = c.fs.String("authorization-url", "", what("authorization endpoint (for the connect flow)"))
+	pf.tokenURL = c.fs.String("token-url", "", what("token endpoint (https, or http to loopback)"))
+	pf.deviceURL = c.fs.String("device-authorization-url", "", what("device authorization endpoint (RFC 8628), optional"))
+	pf.revocationURL = c.fs.String("revocation-url", "", what("revocation endpoint (RFC 7009), optional"))
+	pf.clientID = c.fs.String("client-id", "", what("OAuth client id"))
+	pf.secretFile = c.fs.String("client-secret-file", "", "read the client secret from this file ('-': standard input); none for a public client")
+	pf.secret = c.fs.String("client-secret", "", what("OAuth client secret"))
+	def := "header"
+	if update {
+		def = ""
+	}
+	pf.authStyle = c.fs.String("auth-style", def, "client authentication: header (client_secret_basic) or body (client_secret_post)")
+	pf.scopes = c.fs.String("scopes", "", what("default scopes, comma or space separated"))
+	pf.pkce = c.fs.Bool("pkce", true, "use PKCE (S256) in the connect flow; --pkce=false for providers that refuse it")
+	pf.authorizeParams, pf.tokenParams = paramsFlag{}, paramsFlag{}
+	c.fs.Var(pf.authorizeParams, "authorize-param", "extra authorization request parameter key=value (repeatable)")
+	c.fs.Var(pf.tokenParams, "token-param", "extra token request parameter key=value (repeatable), e.g. audience=...")
+	c.inlineSecret("client-secret", "--client-secret-file FILE, --client-secret-file - (standard input) or $TOKENKEEPER_CLIENT_SECRET")
+	c.noEnv = map[string]bool{"authorization-url": true, "token-url": true, "device-authorization-url": true,
+		"revocation-url": true, "client-id": true, "client-secret-file": true, "auth-style": true, "scopes": true,
+		"pkce": true, "authorize-param": true, "token-param": true}
+	if update {
+		c.noEnv["client-secret"] = true
+	}
+}
+
+// body returns the request body of the flags set (all of them for add).
+func (pf *providerFlags) body(e *env, c *command, all bool) (map[string]any, error) {
+	set := map[string]bool{}
+	c.fs.Visit(func(f *flagT) { set[f.Name] = true })
+	body := map[string]any{}
+	str := func(flagName, field string, v *string) {
+		if all || set[flagName] {
+			body[field] = *v
+		}
+	}
+	str("authorization-url", "authorization_url", pf.authorizationURL)
+	str("token-url", "token_url", pf.tokenURL)
+	str("device-authorization-url", "device_authorization_url", pf.deviceURL)
+	str("revocation-url", "revocation_url", pf.revocationURL)
+	str("client-id", "client_id", pf.clientID)
+	str("auth-style", "auth_style", pf.authStyle)
+	// For add, the environment fills --client-secret when it is not given
+	// (see parse); update takes a new secret only from its flags.
+	if all || set["client-secret"] || set["client-secret-file"] {
+		v, err := e.secretValue(*pf.secret, *pf.secretFile, "client secret")
+		if err != nil {
+			return nil, err
+		}
+		body["client_secret"] = v
+	}
+	if all || set["scopes"] {
+		body["scopes"] = splitList(*pf.scopes)
+	}
+	if all || set["pkce"] {
+		body["pkce"] = *pf.pkce
+	}
+	if len(pf.authorizeParams) > 0 {
+		body["authorize_params"] = map[string]string(pf.authorizeParams)
+	}
+	if len(pf.tokenParams) > 0 {
+		body["token_params"] = map[string]string(pf.tokenParams)
+	}
+	return body, nil
+}
+
+func (e *env) cmdProviderAdd(args []string) error {
+	c := newCommand(e.stderr, "tokenkeeper provider add NAME --token-url URL --client-id ID [flags]",
+		`Adds a provider: one OAuth client at an authorization server, shared by
+every credential (grant) of it. Its client secret is stored once, sealed;
+give it from a file or standard input ('-'), or $TOKENKEEPER_CLIENT_SECRET,
+so that it does not show in the shell history or the process list. A public
+client (PKCE, no secret) has none.`)
+	var ao apiOptions
+	ao.register(c)
+	var pf providerFlags
+	pf.register(c, false)
+	asJSON := c.fs.Bool("json", false, "print JSON")
+	if err := c.parse(args, e.getenv); err != nil {
+		return err
+	}
+	pos, err := c.args(1, "the provider name")
+	if err != nil {
+		return err
+	}
+	body, err := pf.body(e, c, true)
+	if err != nil {
+		return err
+	}
+	body["name"] = pos[0]
+	cl, err := ao.client()
+	if err != nil {
+		return err
+	}
+	var out json.RawMessage
+	if err := cl.do(e.ctx, "POST", "/v1/providers", body, &out); err != nil {
+		return fmt.Errorf("add provider: %w", err)
+	}
+	if *asJSON {
+		return printRaw(e.stdout, out)
+	}
+	fmt.Fprintf(e.stdout, "Added provider %q.\n", pos[0])
+	return nil
+}
+
+func (e *env) cmdProviderList(args []string) error {
+	c := newCommand(e.stderr, "tokenkeeper provider list [--json]", "Lists the providers (no secrets).")
+	var ao apiOptions
+	ao.register(c)
+	asJSON := c.fs.Bool("json", false, "print JSON")
+	_, cl, err := e.clientCommand(c, &ao, args, 0, "no arguments")
+	if err != nil {
+		return err
+	}
+	var out json.RawMessage
+	if err := cl.do(e.ctx, "GET", "/v1/providers", nil, &out); err != nil {
+		return fmt.Errorf("list providers: %w", err)
+	}
+	if *asJSON {
+		return printRaw(e.stdout, out)
+	}
+	var list struct {
+		Providers []providerView `json:"providers"`
+	}
+	if err := json.Unmarshal(out, &list); err != nil {
+		return err
+	}
+	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "NAME\tTOKEN URL\tCLIENT ID\tSECRET\tPKCE")
+	for _, v := range list.Providers {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", v.Name, v.TokenURL, v.ClientID, yesNo(v.HasClientSecret, "sealed", "none"), yesNo(v.PKCE, "S256", "off"))
+	}
+	return tw.Flush()
+}
+
+func yesNo(b bool, yes, no string) string {
+	if b {
+		return yes
+	}
+	return no
+}
+
+func formatParams(p map[string]string) string {
+	var out []string
+	for k, v := range p {
+		out = append(out, k+"="+v)
+	}
+	slices.Sort(out)
+	return dash(strings.Join(out, " "))
+}
+
+func (e *env) cmdProviderShow(args []string) error {
+	c := newCommand(e.stderr, "tokenkeeper provider show NAME [--json]", "Shows one provider and how many credentials use it (no secrets).")
+	var ao apiOptions
+	ao.register(c)
+	asJSON := c.fs.Bool("json", false, "print JSON")
+	pos, cl, err := e.clientCommand(c, &ao, args, 1, "the provider name")
+	if err != nil {
+		return err
+	}
+	var out json.RawMessage
+	if err := cl.do(e.ctx, "GET", "/v1/providers/"+url.PathEscape(pos[0]), nil, &out); err != nil {
+		return fmt.Errorf("show provider: %w", err)
+	}
+	if *asJSON {
+		return printRaw(e.stdout, out)
+	}
+	var v providerView
+	if err := json.Unmarshal(out, &v); err != nil {
+		return err
+	}
+	n := "-"
+	if v.Credentials != nil {
+		n = fmt.Sprint(*v.Credentials)
+	}
+	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+	for _, r := range [][2]string{
+		{"name", v.Name}, {"authorization url", dash(v.AuthorizationURL)}, {"token url", v.TokenURL},
+		{"device authorization url", dash(v.DeviceAuthorizationURL)}, {"revocation url", dash(v.RevocationURL)},
+		{"client id", v.ClientID}, {"client secret", yesNo(v.HasClientSecret, "sealed", "none (public client)")},
+		{"auth style", v.AuthStyle}, {"scopes", dash(strings.Join(v.Scopes, " "))},
+		{"authorize params", formatParams(v.AuthorizeParams)}, {"token params", formatParams(v.TokenParams)},
+		{"pkce", yesNo(v.PKCE, "S256", "off")}, {"credentials", n}, {"version", fmt.Sprint(v.Version)},
+	} {
+		fmt.Fprintf(tw, "%s:\t%s\n", r[0], r[1])
+	}
+	return tw.Flush()
+}
+
+func (e *env) cmdProviderUpdate(args []string) error {
+	c := newCommand(e.stderr, "tokenkeeper provider update NAME [flags]",
+		`Changes a provider. A new client secret is one update: every credential of
+the provider uses it from its next refresh, and those refused for a bad client
+(invalid_client) are tried again at once. Changing the secret, or where and
+how it is sent, needs a fresh login or an API key. Moving the token URL to
+another host clears the stored client secret unless a new one is given.`)
+	var ao apiOptions
+	ao.register(c)
+	var pf providerFlags
+	pf.register(c, true)
+	asJSON := c.fs.Bool("json", false, "print JSON")
+	if err := c.parse(args, e.getenv); err != nil {
+		return err
+	}
+	pos, err := c.args(1, "the provider name")
+	if err != nil {
+		return err
+	}
+	body, err := pf.body(e, c, false)
+	if err != nil {
+		return err
+	}
+	if len(body) == 0 {
+		return usagef("nothing to update: give at least one flag (see tokenkeeper provider update --help)")
+	}
+	cl, err := ao.client()
+	if err != nil {
+		return err
+	}
+	var out json.RawMessage
+	if err := cl.do(e.ctx, "PATCH", "/v1/providers/"+url.PathEscape(pos[0]), body, &out); err != nil {
+		return fmt.Errorf("update provider: %w", err)
+	}
+	if *asJSON {
+		return printRaw(e.stdout, out)
+	}
+	fmt.Fprintf(e.stdout, "Updated provider %q.\n", pos[0])
+	return nil
+}
+
+func (e *env) cmdProviderRemove(args []string) error {
+	c := newCommand(e.stderr, "tokenkeeper provider rm NAME", "Deletes a provider that no credential uses.")
+	var ao apiOptions
+	ao.register(c)
+	pos, cl, err := e.clientCommand(c, &ao, args, 1, "the provider name")
+	if err != nil {
+		return err
+	}
+	if err := cl.do(e.ctx, "DELETE", "/v1/providers/"+url.PathEscape(pos[0]), nil, nil); err != nil {
+		return fmt.Errorf("remove provider: %w", err)
+	}
+	fmt.Fprintf(e.stdout, "Removed provider %q.\n", pos[0])
+	return nil
+}
