@@ -151,6 +151,11 @@ type CredentialUpdate struct {
 	Params       *map[string]string
 	RefreshLead  *time.Duration
 	Status       *Status
+	// Token replaces the access token, for a grant obtained anew (a
+	// reconnect stores the access token of its code exchange with the
+	// RefreshToken and Scopes it was granted). It moves the fencing
+	// version.
+	Token *Token
 	// EndUserID, EndUserName and EndUserEmail set the end user.
 	EndUserID    *string
 	EndUserName  *string

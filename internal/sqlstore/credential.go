@@ -449,6 +449,12 @@ func applyUpdate(cur *tokenkeeper.Credential, upd tokenkeeper.CredentialUpdate, 
 	if upd.RefreshLead != nil {
 		n.RefreshLead = *upd.RefreshLead
 	}
+	if upd.Token != nil {
+		t := *upd.Token
+		t.ExpiresAt = utc(t.ExpiresAt)
+		n.Token = &t
+		bump = true
+	}
 	for _, f := range []struct{ dst, v *string }{{&n.EndUserID, upd.EndUserID}, {&n.EndUserName, upd.EndUserName}, {&n.EndUserEmail, upd.EndUserEmail}} {
 		if f.v != nil {
 			*f.dst = *f.v
@@ -498,6 +504,11 @@ func (s *Store) UpdateCredential(ctx context.Context, name string, upd tokenkeep
 			return nil, err
 		}
 	}
+	if upd.Token != nil {
+		if err := checkState(&tokenkeeper.Credential{Token: upd.Token, NextRefreshAt: now}); err != nil {
+			return nil, err
+		}
+	}
 	if upd.NextRefreshAt != nil {
 		if upd.NextRefreshAt.IsZero() {
 			return nil, tokenkeeper.Errorf(tokenkeeper.EINVALID, "next_refresh_at must not be zero")
@@ -536,15 +547,26 @@ func (s *Store) UpdateCredential(ctx context.Context, name string, upd tokenkeep
 		if err != nil {
 			return err
 		}
+		accessToken, tokenType, expiresAt := r.accessToken, r.tokenType, any(nil)
+		if r.expiresAt != nil {
+			expiresAt = *r.expiresAt
+		}
+		if upd.Token != nil {
+			if accessToken, err = sealValue(s.ring, n.Token.AccessToken, "credentials", n.ID, "access_token"); err != nil {
+				return err
+			}
+			tokenType, expiresAt = n.Token.TokenType, nullTime(n.Token.ExpiresAt)
+		}
 		out, err = scanCredential(tx.QueryRow(ctx, `UPDATE credentials SET
 				provider_id = $1, refresh_token = $2, scopes = $3, end_user_id = $4, end_user_name = $5, end_user_email = $6,
 				params = $7, refresh_lead = $8, status = $9, failure_count = $10,
-				last_error = $11, last_error_code = $12, next_refresh_at = $13, version = $14, updated_at = $15
+				last_error = $11, last_error_code = $12, next_refresh_at = $13, version = $14, updated_at = $15,
+				access_token = $17, token_type = $18, expires_at = $19
 			WHERE id = $16 RETURNING `+CredentialColumns,
 			providerID, refreshToken, encodeList(n.Scopes), n.EndUserID, n.EndUserName, n.EndUserEmail,
 			params, int64(n.RefreshLead), string(n.Status), n.FailureCount,
 			n.LastError, n.LastErrorCode, n.NextRefreshAt, n.Version, now,
-			n.ID))
+			n.ID, accessToken, tokenType, expiresAt))
 		if err != nil {
 			return err
 		}

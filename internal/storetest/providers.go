@@ -415,3 +415,44 @@ func testProviderSecretSealedOnce(e *env) {
 		t.Fatal("raw dump lacks the provider's client id: the dump does not cover providers")
 	}
 }
+
+// testReplaceGrantInPlace is what a reconnect does: a credential that
+// needs re-authorization gets a new grant (refresh token, access token,
+// granted scopes, end user) in place, keeping its id, name and events;
+// a refresh claimed before cannot commit.
+func testReplaceGrantInPlace(e *env) {
+	t := e.t
+	e.createProvider(newProvider("idp"))
+	c := ofProvider("alice", "idp")
+	c.Status, c.LastErrorCode, c.LastError = tokenkeeper.StatusNeedsReauth, "invalid_grant", "revoked"
+	e.create(c)
+	if err := e.s.AddEvent(e.ctx, &tokenkeeper.Event{CredentialID: c.ID, CredentialName: c.Name, Time: start,
+		Kind: tokenkeeper.EventRefresh, Outcome: tokenkeeper.OutcomeNeedsReauth, ErrorCode: "invalid_grant"}); err != nil {
+		t.Fatal(err)
+	}
+	claimed := e.claim(c.ID, "w")
+	now := e.clock.Add(time.Second)
+	rt, at := secret("new-refresh"), secret("new-access")
+	next := now.Add(40 * time.Minute)
+	got, err := e.s.UpdateCredential(e.ctx, "alice", tokenkeeper.CredentialUpdate{
+		RefreshToken: &rt, Token: &tokenkeeper.Token{AccessToken: at, TokenType: "Bearer", ExpiresAt: now.Add(time.Hour)},
+		Scopes: ptr([]string{"email"}), EndUserName: ptr("Alice"), EndUserEmail: ptr("alice@example.com"), NextRefreshAt: &next,
+	}, &tokenkeeper.Event{Kind: "connected", Outcome: tokenkeeper.OutcomeOK, Message: "reconnected"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.ID != c.ID || got.Name != "alice" || got.Status != tokenkeeper.StatusActive || got.RefreshToken != rt ||
+		got.Token == nil || got.Token.AccessToken != at || !got.Token.ExpiresAt.Equal(now.Add(time.Hour)) ||
+		!got.NextRefreshAt.Equal(next) || got.EndUserEmail != "alice@example.com" || got.LastErrorCode != "" {
+		t.Fatalf("after the reconnect: %s", asJSON(got))
+	}
+	sameCredential(t, e.get("alice"), got)
+	if evs := e.events("alice"); len(evs) != 2 || evs[1].ErrorCode != "invalid_grant" {
+		t.Fatalf("events after the reconnect: %d", len(evs))
+	}
+	_, err = e.s.CompleteRefresh(e.ctx, c.ID, "w", claimed.Version, &tokenkeeper.RefreshResult{
+		Token: &tokenkeeper.Token{AccessToken: secret("stale")}, Status: tokenkeeper.StatusActive})
+	wantCode(t, err, tokenkeeper.ECONFLICT)
+	_, err = e.s.UpdateCredential(e.ctx, "alice", tokenkeeper.CredentialUpdate{Token: &tokenkeeper.Token{}}, nil)
+	wantCode(t, err, tokenkeeper.EINVALID)
+}

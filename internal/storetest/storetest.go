@@ -145,6 +145,7 @@ func Run(t *testing.T, newHarness NewHarness) {
 		{"UpdateCredentialProviderFields", testUpdateCredentialProviderFields},
 		{"FilterCredentials", testFilterCredentials},
 		{"ProviderSecretSealedOnce", testProviderSecretSealedOnce},
+		{"ReplaceGrantInPlace", testReplaceGrantInPlace},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
