@@ -222,17 +222,21 @@ func (s *server) handleProviderUpdate() http.Handler {
 				// not given for: the client secret is cleared unless a new
 				// one comes with the change, and the grants' refresh
 				// tokens, issued by the old host, cannot move at all.
-				n, err := s.store.FilterCredentials(r.Context(), tokenkeeper.CredentialFilter{Provider: name})
+				creds, err := s.store.FilterCredentials(r.Context(), tokenkeeper.CredentialFilter{Provider: name})
 				if err != nil {
 					s.Error(w, r, err)
 					return
 				}
-				for _, c := range n {
+				holding := 0
+				for _, c := range creds {
 					if c.RefreshToken != "" {
-						s.Error(w, r, tokenkeeper.Errorf(tokenkeeper.ECONFLICT,
-							"token_url moves to another host but %d credential(s) of provider %q hold refresh tokens of the old host; create a new provider and reconnect them", len(n), name))
-						return
+						holding++
 					}
+				}
+				if holding > 0 {
+					s.Error(w, r, tokenkeeper.Errorf(tokenkeeper.ECONFLICT,
+						"token_url moves to another host but %d credential(s) of provider %q hold refresh tokens of the old host; create a new provider and reconnect them", holding, name))
+					return
 				}
 				if req.ClientSecret == nil {
 					empty := ""
