@@ -167,14 +167,20 @@ func (p *Provider) Validate() error {
 	if err := validateScopes(p.Scopes); err != nil {
 		return err
 	}
-	for k := range p.TokenParams {
+	for k, v := range p.TokenParams {
 		if k == "" || reservedParams[k] {
 			return Errorf(EINVALID, "token_params may not set %q", truncate(k, 80))
 		}
+		if v == SealedParamValue && IsSecretParam(k) {
+			return Errorf(EINVALID, "token_params: %q has no stored value to keep: give the value itself", truncate(k, 80))
+		}
 	}
-	for k := range p.AuthorizeParams {
+	for k, v := range p.AuthorizeParams {
 		if k == "" || reservedAuthorizeParams[k] {
 			return Errorf(EINVALID, "authorize_params may not set %q", truncate(k, 80))
+		}
+		if v == SealedParamValue && IsSecretParam(k) {
+			return Errorf(EINVALID, "authorize_params: %q has no stored value to keep: give the value itself", truncate(k, 80))
 		}
 	}
 	return nil

@@ -33,7 +33,7 @@ func toProviderJSON(p *tokenkeeper.Provider) *providerJSON {
 		ID: p.ID, Name: p.Name, AuthorizationURL: p.AuthorizationURL, TokenURL: p.TokenURL,
 		DeviceAuthorizationURL: p.DeviceAuthorizationURL, RevocationURL: p.RevocationURL,
 		ClientID: p.ClientID, HasClientSecret: p.ClientSecret != "", AuthStyle: string(p.AuthStyle),
-		Scopes: p.Scopes, AuthorizeParams: p.AuthorizeParams, TokenParams: p.TokenParams,
+		Scopes: p.Scopes, AuthorizeParams: maskParams(p.AuthorizeParams), TokenParams: maskParams(p.TokenParams),
 		PKCE: p.PKCE != tokenkeeper.PKCENone, Version: p.Version,
 		CreatedAt: p.CreatedAt.UTC(), UpdatedAt: p.UpdatedAt.UTC(),
 	}
@@ -243,6 +243,13 @@ func (s *server) handleProviderUpdate() http.Handler {
 					upd.ClientSecret = &empty
 					msg = "token endpoint host changed: stored client secret cleared"
 				}
+				// So are the secret token params.
+				kept, err := secretParamsOffHost(cur.TokenParams, req.TokenParams)
+				if err != nil {
+					s.Error(w, r, err)
+					return
+				}
+				upd.TokenParams = kept
 			}
 		}
 		p, err := s.store.UpdateProvider(r.Context(), name, upd)
@@ -267,4 +274,32 @@ func (s *server) handleProviderDelete() http.Handler {
 		s.audit(r, actor(r), "provider.delete", name, "ok", "")
 		w.WriteHeader(http.StatusNoContent)
 	})
+}
+
+// secretParamsOffHost returns the token params of a provider whose token
+// endpoint moves to another host: given, if the request gives them (none
+// of them may then keep a stored value by tokenkeeper.SealedParamValue),
+// or else cur without its secret params (nil when there are none to drop).
+func secretParamsOffHost(cur map[string]string, given *map[string]string) (*map[string]string, error) {
+	if given != nil {
+		for k, v := range *given {
+			if v == tokenkeeper.SealedParamValue && tokenkeeper.IsSecretParam(k) {
+				return nil, tokenkeeper.Errorf(tokenkeeper.EINVALID, "token_url moves to another host: give token param %q again in the same request (the stored one is never sent to a new host)", k)
+			}
+		}
+		return given, nil
+	}
+	kept := map[string]string{}
+	dropped := false
+	for k, v := range cur {
+		if tokenkeeper.IsSecretParam(k) {
+			dropped = true
+			continue
+		}
+		kept[k] = v
+	}
+	if !dropped {
+		return nil, nil
+	}
+	return &kept, nil
 }

@@ -268,3 +268,51 @@ func TestViewerSeesProvidersWithoutSecrets(t *testing.T) {
 		t.Errorf("viewer DELETE: %d", r.status)
 	}
 }
+
+// TestProviderSecretParams (L2 for providers): token and authorize params
+// named like secrets are shown as "<sealed>", kept when sent back so, and
+// dropped when the token endpoint moves to another host without them.
+func TestProviderSecretParams(t *testing.T) {
+	h := newHarness(t, oauthtest.WithLifetime(time.Hour))
+	assertion := "provider-assertion-" + t.Name()
+	p := h.provider("jwtp")
+	p["token_params"] = map[string]string{"client_assertion": assertion, "audience": "https://api.example"}
+	p["authorize_params"] = map[string]string{"prompt": "consent"}
+	r := h.do("POST", "/v1/providers", h.admin, p)
+	if r.status != http.StatusCreated || bytes.Contains(r.body, []byte(assertion)) {
+		t.Fatalf("create: %d %s", r.status, r.body)
+	}
+	shown := func() map[string]any {
+		r := h.do("GET", "/v1/providers/jwtp", h.admin, nil)
+		if bytes.Contains(r.body, []byte(assertion)) {
+			t.Fatalf("a secret param shown: %s", r.body)
+		}
+		tp, _ := r.json(t)["token_params"].(map[string]any)
+		return tp
+	}
+	if tp := shown(); tp["client_assertion"] != tokenkeeper.SealedParamValue || tp["audience"] != "https://api.example" {
+		t.Fatalf("token_params shown: %v", tp)
+	}
+	tp := map[string]string{"client_assertion": tokenkeeper.SealedParamValue, "audience": "https://api2.example"}
+	if r := h.do("PATCH", "/v1/providers/jwtp", h.admin, map[string]any{"token_params": tp}); r.status != http.StatusOK {
+		t.Fatalf("patch: %d %s", r.status, r.body)
+	}
+	got, err := h.store.Provider(context.Background(), "jwtp")
+	if err != nil || got.TokenParams["client_assertion"] != assertion || got.TokenParams["audience"] != "https://api2.example" {
+		t.Fatalf("after a patch with %q: %v", tokenkeeper.SealedParamValue, err)
+	}
+	other := newRecorder(t)
+	if r := h.do("PATCH", "/v1/providers/jwtp", h.admin, map[string]any{"token_url": other.TokenURL(),
+		"token_params": map[string]string{"client_assertion": tokenkeeper.SealedParamValue}}); r.status != http.StatusBadRequest || !strings.Contains(string(r.body), "another host") {
+		t.Fatalf("move with a placeholder: %d %s", r.status, r.body)
+	}
+	if r := h.do("PATCH", "/v1/providers/jwtp", h.admin, map[string]any{"token_url": other.TokenURL(), "client_secret": h.secret}); r.status != http.StatusOK {
+		t.Fatalf("move: %d %s", r.status, r.body)
+	}
+	if tp := shown(); tp["client_assertion"] != nil || tp["audience"] != "https://api2.example" {
+		t.Fatalf("token_params after a host change: %v", tp)
+	}
+	if strings.Contains(h.logs.String(), assertion) {
+		t.Fatal("a secret param reached the log")
+	}
+}

@@ -203,9 +203,14 @@ func (s *Store) RotateKey(ctx context.Context) (int, error) {
 		}
 		// A provider secret migration 0003 left sealed for its credential's
 		// row is re-sealed for the provider's own row.
-		provs, err := collect(ctx, tx, `SELECT id, client_secret_ad, client_secret FROM providers ORDER BY id`+s.d.ForUpdate, nil, func(r Rows) (row, error) {
-			var x row
-			err := r.Scan(&x.id, &x.ad, &x.values[0])
+		// Secret authorize and token params are re-sealed too.
+		type provRow struct {
+			row
+			authorizeParams, tokenParams string
+		}
+		provs, err := collect(ctx, tx, `SELECT id, client_secret_ad, client_secret, authorize_params, token_params FROM providers ORDER BY id`+s.d.ForUpdate, nil, func(r Rows) (provRow, error) {
+			var x provRow
+			err := r.Scan(&x.id, &x.ad, &x.values[0], &x.authorizeParams, &x.tokenParams)
 			return x, err
 		})
 		if err != nil {
@@ -221,9 +226,17 @@ func (s *Store) RotateKey(ctx context.Context) (int, error) {
 			if err != nil {
 				return err
 			}
-			updates = append(updates, []any{ct, p.id})
+			authorizeParams, err := rs.resealParamsIn(providerAuthorizeParams, p.id, p.authorizeParams)
+			if err != nil {
+				return err
+			}
+			tokenParams, err := rs.resealParamsIn(providerTokenParams, p.id, p.tokenParams)
+			if err != nil {
+				return err
+			}
+			updates = append(updates, []any{ct, authorizeParams, tokenParams, p.id})
 		}
-		if err := execEach(ctx, tx, `UPDATE providers SET client_secret = $1, client_secret_ad = '' WHERE id = $2`, updates); err != nil {
+		if err := execEach(ctx, tx, `UPDATE providers SET client_secret = $1, client_secret_ad = '', authorize_params = $2, token_params = $3 WHERE id = $4`, updates); err != nil {
 			return err
 		}
 		keys, err := collect(ctx, tx, `SELECT id, secret FROM signing_keys ORDER BY id`+s.d.ForUpdate, nil, func(r Rows) (row, error) {

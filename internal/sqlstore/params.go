@@ -12,18 +12,38 @@ import (
 	"github.com/tokenkeeper/tokenkeeper/internal/seal"
 )
 
-// Secret parameters (tokenkeeper.IsSecretParam) are kept in the params
+// Secret parameters (tokenkeeper.IsSecretParam) are kept in their params
 // column, as every parameter is, but with their values sealed: the value is
-// sealedParamPrefix and the base64 of the ciphertext, bound to the row id
-// and the field "params.<name>". Other parameters stay plain text.
+// sealedParamPrefix and the base64 of the ciphertext, bound to the table,
+// the row id and the field "<column>.<name>". Other parameters stay plain
+// text. The columns: credentials.params, providers.token_params and
+// providers.authorize_params.
 const sealedParamPrefix = "sealed:v1:"
 
-// paramField is the associated-data field of the parameter name.
-func paramField(name string) string { return "params." + name }
+// paramColumn names a params column: its table and column.
+type paramColumn struct{ table, column string }
+
+var (
+	credentialParams        = paramColumn{"credentials", "params"}
+	providerTokenParams     = paramColumn{"providers", "token_params"}
+	providerAuthorizeParams = paramColumn{"providers", "authorize_params"}
+)
+
+// field is the associated-data field of the parameter name.
+func (c paramColumn) field(name string) string { return c.column + "." + name }
+
+// paramField is the associated-data field of a credential's parameter.
+func paramField(name string) string { return credentialParams.field(name) }
 
 // sealParams returns the params column of credential id: p as a JSON
 // object, the values of secret parameters sealed.
 func (s *Store) sealParams(id string, p map[string]string) (string, error) {
+	return s.sealParamsIn(credentialParams, id, p)
+}
+
+// sealParamsIn returns column col of row id: p as a JSON object, the
+// values of secret parameters sealed.
+func (s *Store) sealParamsIn(col paramColumn, id string, p map[string]string) (string, error) {
 	if len(p) == 0 {
 		return "{}", nil
 	}
@@ -33,9 +53,9 @@ func (s *Store) sealParams(id string, p map[string]string) (string, error) {
 			out[k] = v
 			continue
 		}
-		ct, err := s.ring.Seal([]byte(v), seal.AD("credentials", id, paramField(k)))
+		ct, err := s.ring.Seal([]byte(v), seal.AD(col.table, id, col.field(k)))
 		if err != nil {
-			return "", fmt.Errorf("seal credentials.%s: %w", paramField(k), err)
+			return "", fmt.Errorf("seal %s.%s: %w", col.table, col.field(k), err)
 		}
 		out[k] = sealedParamPrefix + base64.RawStdEncoding.EncodeToString(ct)
 	}
@@ -47,15 +67,20 @@ func (s *Store) sealParams(id string, p map[string]string) (string, error) {
 // parameters. A secret parameter stored before sealing existed (plain
 // text) is returned as it is; RotateKey and the start of a store seal it.
 func (s *Store) openParams(ctx context.Context, q Querier, id string, p map[string]string) error {
+	return s.openParamsIn(ctx, q, credentialParams, id, p)
+}
+
+// openParamsIn is openParams for column col of row id.
+func (s *Store) openParamsIn(ctx context.Context, q Querier, col paramColumn, id string, p map[string]string) error {
 	for k, v := range p {
 		ct, ok := sealedParam(k, v)
 		if !ok {
 			continue
 		}
 		if ct == nil {
-			return fmt.Errorf("open credentials.%s of %s: %w", paramField(k), id, seal.ErrMalformed)
+			return fmt.Errorf("open %s.%s of %s: %w", col.table, col.field(k), id, seal.ErrMalformed)
 		}
-		pt, err := s.openSealed(ctx, q, ct, "credentials", id, paramField(k))
+		pt, err := s.openSealed(ctx, q, ct, col.table, id, col.field(k))
 		if err != nil {
 			return err
 		}
@@ -96,23 +121,28 @@ func keepSealedParams(cur, next map[string]string) map[string]string {
 // parameter sealed by rs: sealed ones re-sealed, plain-text ones (stored
 // before sealing existed) sealed for the first time.
 func (rs *resealer) resealParams(id, raw string) (string, error) {
+	return rs.resealParamsIn(credentialParams, id, raw)
+}
+
+// resealParamsIn is resealParams for column col of row id.
+func (rs *resealer) resealParamsIn(col paramColumn, id, raw string) (string, error) {
 	var p map[string]string
 	if err := json.Unmarshal([]byte(raw), &p); err != nil {
-		return "", fmt.Errorf("decode params of credential %s: %w", id, errors.Join(errUndecodable, err))
+		return "", fmt.Errorf("decode %s of %s %s: %w", col.column, col.table, id, errors.Join(errUndecodable, err))
 	}
 	changed := false
 	for k, v := range p {
 		if !tokenkeeper.IsSecretParam(k) {
 			continue
 		}
-		ad := seal.AD("credentials", id, paramField(k))
+		ad := seal.AD(col.table, id, col.field(k))
 		var ct []byte
 		var err error
 		if old, ok := sealedParam(k, v); ok {
 			if old == nil {
-				return "", fmt.Errorf("open credentials.%s of %s: %w", paramField(k), id, seal.ErrMalformed)
+				return "", fmt.Errorf("open %s.%s of %s: %w", col.table, col.field(k), id, seal.ErrMalformed)
 			}
-			ct, err = rs.reseal(old, "credentials", id, paramField(k))
+			ct, err = rs.reseal(old, col.table, id, col.field(k))
 		} else {
 			ct, err = rs.ring.Seal([]byte(v), ad)
 			rs.count++

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/subtle"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -60,15 +61,21 @@ func (s *Store) decodeProvider(ctx context.Context, q Querier, r *rawProvider) (
 		return nil, err
 	}
 	if err := json.Unmarshal([]byte(r.scopes), &p.Scopes); err != nil {
-		return nil, fmt.Errorf("decode scopes of provider %s: %w", p.ID, err)
+		return nil, fmt.Errorf("decode scopes of provider %s: %w", p.ID, errors.Join(errUndecodable, err))
 	}
 	if err := json.Unmarshal([]byte(r.authorizeParams), &p.AuthorizeParams); err != nil {
-		return nil, fmt.Errorf("decode authorize_params of provider %s: %w", p.ID, err)
+		return nil, fmt.Errorf("decode authorize_params of provider %s: %w", p.ID, errors.Join(errUndecodable, err))
 	}
 	if err := json.Unmarshal([]byte(r.tokenParams), &p.TokenParams); err != nil {
-		return nil, fmt.Errorf("decode token_params of provider %s: %w", p.ID, err)
+		return nil, fmt.Errorf("decode token_params of provider %s: %w", p.ID, errors.Join(errUndecodable, err))
 	}
 	p.Scopes, p.AuthorizeParams, p.TokenParams = cloneList(p.Scopes), cloneParams(p.AuthorizeParams), cloneParams(p.TokenParams)
+	if err := s.openParamsIn(ctx, q, providerAuthorizeParams, p.ID, p.AuthorizeParams); err != nil {
+		return nil, err
+	}
+	if err := s.openParamsIn(ctx, q, providerTokenParams, p.ID, p.TokenParams); err != nil {
+		return nil, err
+	}
 	return &p, nil
 }
 
@@ -112,15 +119,29 @@ func (s *Store) insertProvider(ctx context.Context, tx Querier, n *tokenkeeper.P
 	if err != nil {
 		return err
 	}
+	authorizeParams, tokenParams, err := s.sealProviderParams(n)
+	if err != nil {
+		return err
+	}
 	_, err = tx.Exec(ctx, `INSERT INTO providers (`+ProviderColumns+`)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, '', $9, $10, $11, $12, $13, $14, $15, $15)`,
 		n.ID, n.Name, n.AuthorizationURL, n.TokenURL, n.DeviceAuthorizationURL, n.RevocationURL,
-		n.ClientID, secret, string(n.AuthStyle), encodeList(n.Scopes), encodeParams(n.AuthorizeParams),
-		encodeParams(n.TokenParams), n.PKCE, n.Version, n.CreatedAt)
+		n.ClientID, secret, string(n.AuthStyle), encodeList(n.Scopes), authorizeParams,
+		tokenParams, n.PKCE, n.Version, n.CreatedAt)
 	if s.d.IsUniqueViolation(err) {
 		return tokenkeeper.Errorf(tokenkeeper.ECONFLICT, "provider %q already exists", n.Name)
 	}
 	return err
+}
+
+// sealProviderParams returns the authorize_params and token_params columns
+// of n, secret parameters sealed.
+func (s *Store) sealProviderParams(n *tokenkeeper.Provider) (authorize, token string, err error) {
+	if authorize, err = s.sealParamsIn(providerAuthorizeParams, n.ID, n.AuthorizeParams); err != nil {
+		return "", "", err
+	}
+	token, err = s.sealParamsIn(providerTokenParams, n.ID, n.TokenParams)
+	return authorize, token, err
 }
 
 // CreateProvider validates p and inserts it, assigning ID, Version,
@@ -191,9 +212,12 @@ func applyProviderUpdate(cur *tokenkeeper.Provider, upd tokenkeeper.ProviderUpda
 		fence = fence || n.AuthStyle != *upd.AuthStyle
 		n.AuthStyle = *upd.AuthStyle
 	}
+	// A secret param given as "<sealed>" (as the API shows it) keeps its
+	// stored value.
 	if upd.TokenParams != nil {
-		fence = fence || encodeParams(n.TokenParams) != encodeParams(*upd.TokenParams)
-		n.TokenParams = cloneParams(*upd.TokenParams)
+		next := keepSealedParams(cur.TokenParams, *upd.TokenParams)
+		fence = fence || encodeParams(n.TokenParams) != encodeParams(next)
+		n.TokenParams = next
 	}
 	if upd.AuthorizationURL != nil {
 		n.AuthorizationURL = *upd.AuthorizationURL
@@ -208,7 +232,7 @@ func applyProviderUpdate(cur *tokenkeeper.Provider, upd tokenkeeper.ProviderUpda
 		n.Scopes = cloneList(*upd.Scopes)
 	}
 	if upd.AuthorizeParams != nil {
-		n.AuthorizeParams = cloneParams(*upd.AuthorizeParams)
+		n.AuthorizeParams = keepSealedParams(cur.AuthorizeParams, *upd.AuthorizeParams)
 	}
 	if upd.PKCE != nil {
 		n.PKCE = *upd.PKCE
@@ -278,12 +302,16 @@ func (s *Store) writeProvider(ctx context.Context, tx Querier, r *rawProvider, n
 			return err
 		}
 	}
-	_, err := tx.Exec(ctx, `UPDATE providers SET authorization_url = $1, token_url = $2, device_authorization_url = $3,
+	authorizeParams, tokenParams, err := s.sealProviderParams(n)
+	if err != nil {
+		return err
+	}
+	_, err = tx.Exec(ctx, `UPDATE providers SET authorization_url = $1, token_url = $2, device_authorization_url = $3,
 			revocation_url = $4, client_id = $5, client_secret = $6, client_secret_ad = '', auth_style = $7, scopes = $8,
 			authorize_params = $9, token_params = $10, pkce = $11, version = $12, updated_at = $13
 		WHERE id = $14`,
 		n.AuthorizationURL, n.TokenURL, n.DeviceAuthorizationURL, n.RevocationURL, n.ClientID, secret,
-		string(n.AuthStyle), encodeList(n.Scopes), encodeParams(n.AuthorizeParams), encodeParams(n.TokenParams),
+		string(n.AuthStyle), encodeList(n.Scopes), authorizeParams, tokenParams,
 		n.PKCE, n.Version, n.UpdatedAt, n.ID)
 	return err
 }

@@ -456,3 +456,98 @@ func testReplaceGrantInPlace(e *env) {
 	_, err = e.s.UpdateCredential(e.ctx, "alice", tokenkeeper.CredentialUpdate{Token: &tokenkeeper.Token{}}, nil)
 	wantCode(t, err, tokenkeeper.EINVALID)
 }
+
+// rawProviderParams returns the stored authorize_params and token_params
+// of provider id.
+func (e *env) rawProviderParams(id string) string {
+	e.t.Helper()
+	var a, tp string
+	if err := e.QueryRow(e.ctx, `SELECT authorize_params, token_params FROM providers WHERE id = $1`, id).Scan(&a, &tp); err != nil {
+		e.t.Fatal(err)
+	}
+	return a + tp
+}
+
+// testProviderSecretParamsSealed (L2 for providers): a provider's token and
+// authorize params named like secrets are sealed as a credential's are,
+// bound to the provider row and to "token_params.<name>" or
+// "authorize_params.<name>"; "<sealed>" sent back keeps the value; RotateKey
+// re-seals them; a value moved to another provider does not open, and the
+// credentials of that provider are then skipped (and named) by
+// ReadableCredentials, filtered or not.
+func testProviderSecretParamsSealed(e *env) {
+	t := e.t
+	assertion, hint := secret("provider-assertion"), secret("login-hint-token")
+	p := newProvider("sealedp")
+	p.TokenParams = map[string]string{"client_assertion": assertion, "audience": "visible-audience"}
+	p.AuthorizeParams = map[string]string{"login_hint_token": hint, "prompt": "consent"}
+	e.createProvider(p)
+	raw := e.rawProviderParams(p.ID)
+	checkNoSecret(t, "provider params columns", []byte(raw), []string{assertion, hint})
+	if !strings.Contains(raw, "visible-audience") || !strings.Contains(raw, "consent") {
+		t.Fatalf("a non-secret provider param was sealed: %s", raw)
+	}
+	got, err := e.s.Provider(e.ctx, "sealedp")
+	if err != nil || got.TokenParams["client_assertion"] != assertion || got.AuthorizeParams["login_hint_token"] != hint {
+		t.Fatalf("sealed provider params do not open: %v", err)
+	}
+	e.create(ofProvider("sp-cred", "sealedp"))
+	if c := e.get("sp-cred"); c.TokenParams["client_assertion"] != assertion {
+		t.Fatal("a credential does not get its provider's sealed token param")
+	}
+
+	// "<sealed>" keeps the stored value; a new value replaces it.
+	newAssertion := secret("provider-assertion-2")
+	tp := map[string]string{"client_assertion": newAssertion, "audience": "a2"}
+	ap := map[string]string{"login_hint_token": tokenkeeper.SealedParamValue}
+	got, err = e.s.UpdateProvider(e.ctx, "sealedp", tokenkeeper.ProviderUpdate{TokenParams: &tp, AuthorizeParams: &ap})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.TokenParams["client_assertion"] != newAssertion || got.AuthorizeParams["login_hint_token"] != hint {
+		t.Fatal("provider params after update are wrong")
+	}
+	checkNoSecret(t, "provider params after update", []byte(e.rawProviderParams(p.ID)), []string{assertion, hint, newAssertion})
+	bad := newProvider("sealedq")
+	bad.TokenParams = map[string]string{"my_secret": tokenkeeper.SealedParamValue}
+	wantCode(t, e.s.CreateProvider(e.ctx, bad), tokenkeeper.EINVALID)
+
+	// RotateKey re-seals them.
+	before := e.rawProviderParams(p.ID)
+	if _, err := e.s.RotateKey(e.ctx); err != nil {
+		t.Fatal(err)
+	}
+	if e.rawProviderParams(p.ID) == before {
+		t.Fatal("RotateKey did not re-seal the provider's secret params")
+	}
+	got, err = e.s.Provider(e.ctx, "sealedp")
+	if err != nil || got.TokenParams["client_assertion"] != newAssertion || got.AuthorizeParams["login_hint_token"] != hint {
+		t.Fatalf("provider params after RotateKey: %v", err)
+	}
+
+	// A sealed value moved to another provider does not open; its
+	// credentials are skipped by the list, which names them.
+	other := e.createProvider(newProvider("otherp"))
+	e.create(ofProvider("op-cred", "otherp"))
+	e.create(ofProvider("op-fine", "sealedp"))
+	if err := e.Exec(e.ctx, `UPDATE providers SET token_params = (SELECT token_params FROM providers WHERE id = $1) WHERE id = $2`, p.ID, other.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.s.Provider(e.ctx, "otherp"); err == nil {
+		t.Fatal("a sealed provider param moved to another row opened")
+	}
+	creds, unreadable, err := e.s.ReadableCredentials(e.ctx, tokenkeeper.CredentialFilter{})
+	if err != nil || asJSON(names(creds)) != `["op-fine","sp-cred"]` || asJSON(unreadable) != `["op-cred"]` {
+		t.Fatalf("ReadableCredentials = %v, unreadable %v, %v", names(creds), unreadable, err)
+	}
+	creds, unreadable, err = e.s.ReadableCredentials(e.ctx, tokenkeeper.CredentialFilter{Provider: "otherp"})
+	if err != nil || len(creds) != 0 || asJSON(unreadable) != `["op-cred"]` {
+		t.Fatalf("ReadableCredentials(provider otherp) = %v, unreadable %v, %v", names(creds), unreadable, err)
+	}
+	creds, unreadable, err = e.s.ReadableCredentials(e.ctx, tokenkeeper.CredentialFilter{Provider: "sealedp"})
+	if err != nil || asJSON(names(creds)) != `["op-fine","sp-cred"]` || len(unreadable) != 0 {
+		t.Fatalf("ReadableCredentials(provider sealedp) = %v, unreadable %v, %v", names(creds), unreadable, err)
+	}
+	_, _, err = e.s.ReadableCredentials(e.ctx, tokenkeeper.CredentialFilter{Status: "sleeping"})
+	wantCode(t, err, tokenkeeper.EINVALID)
+}

@@ -223,6 +223,15 @@ func testTamperedRowSkippedInList(e *env) {
 		t.Fatalf("unreadable = %v, want [b d]", unreadable)
 	}
 	checkNoSecret(t, "unreadable names", []byte(asJSON(unreadable)), secrets)
+	// With a filter, only the rows it selects are read and named.
+	creds, unreadable, err = e.s.ReadableCredentials(e.ctx, tokenkeeper.CredentialFilter{Provider: b.Provider})
+	if err != nil || len(creds) != 0 || asJSON(unreadable) != `["b"]` {
+		t.Fatalf("ReadableCredentials(provider of b) = %v, unreadable %v, %v", names(creds), unreadable, err)
+	}
+	creds, unreadable, err = e.s.ReadableCredentials(e.ctx, tokenkeeper.CredentialFilter{Provider: c.Provider, Status: tokenkeeper.StatusActive})
+	if err != nil || asJSON(names(creds)) != `["c"]` || len(unreadable) != 0 {
+		t.Fatalf("ReadableCredentials(provider of c, active) = %v, unreadable %v, %v", names(creds), unreadable, err)
+	}
 }
 
 // masterKeyRotator is implemented by stores that can re-wrap their data

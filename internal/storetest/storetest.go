@@ -146,6 +146,7 @@ func Run(t *testing.T, newHarness NewHarness) {
 		{"FilterCredentials", testFilterCredentials},
 		{"ProviderSecretSealedOnce", testProviderSecretSealedOnce},
 		{"ReplaceGrantInPlace", testReplaceGrantInPlace},
+		{"ProviderSecretParamsSealed", testProviderSecretParamsSealed},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
