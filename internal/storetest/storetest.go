@@ -148,6 +148,7 @@ func Run(t *testing.T, newHarness NewHarness) {
 		{"ReplaceGrantInPlace", testReplaceGrantInPlace},
 		{"ProviderSecretParamsSealed", testProviderSecretParamsSealed},
 	}
+	tests = append(tests, webhookTests...)
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
