@@ -147,7 +147,7 @@ type Config struct {
 	// endpoint host names: it returns the address to dial. Tests use it
 	// to resolve a name to loopback without asking a DNS server.
 	Resolve func(ctx context.Context, host string) (string, error)
-	Timeout      time.Duration // per attempt; default DefaultTimeout
+	Timeout time.Duration // per attempt; default DefaultTimeout
 	// MaxAge is how long after its event a delivery is retried; then it
 	// fails. Default DefaultMaxAge.
 	MaxAge time.Duration
