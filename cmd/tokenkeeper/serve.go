@@ -66,6 +66,8 @@ type brokerOptions struct {
 	// --allow-private-token-urls). In-process brokers of demo and bench
 	// leave it off: their provider is oauthtest on loopback.
 	guard bool
+
+	obs observabilityOptions // observe.go
 }
 
 func (o *brokerOptions) register(c *command) {
@@ -79,6 +81,7 @@ func (o *brokerOptions) register(c *command) {
 	c.fs.StringVar(&o.trustedProxies, "trusted-proxies", "", "CIDRs of reverse proxies whose X-Forwarded-For names the client address (comma separated); without it the header is ignored")
 	c.fs.DurationVar(&o.keyMaxStale, "api-key-max-stale", time.Minute, "how long a cached API key keeps working while the database does not answer; then it fails closed")
 	c.fs.DurationVar(&o.auditRetention, "audit-retention", tkhttp.DefaultAuditRetention, "how long audit records are kept (default 90 days); older ones are deleted in the background; 0 keeps them forever")
+	o.obs.register(c)
 }
 
 func (o *brokerOptions) validate() error {
@@ -108,7 +111,7 @@ func (o *brokerOptions) validate() error {
 	if o.providerTimeout <= 0 || o.defaultLifetime <= 0 || o.shutdownTimeout <= 0 {
 		return usagef("--provider-timeout, --default-lifetime and --shutdown-timeout must be positive durations")
 	}
-	return nil
+	return o.obs.validate()
 }
 
 // auditRetention maps the flag's 0 (keep forever) to the server's
@@ -133,6 +136,9 @@ type broker struct {
 	auditCancel context.CancelFunc // stops the audit writer, after the HTTP server
 	opts        brokerOptions
 	logger      *slog.Logger
+	obs         *observability
+	// MetricsURL is the /metrics URL; "" without --metrics-addr.
+	MetricsURL string
 }
 
 // startBroker starts the refresher and the HTTP server on opts.addr. The
@@ -147,17 +153,27 @@ func startBroker(ctx context.Context, store tokenkeeper.Store, opts brokerOption
 		providerClient = netguard.NewHTTPClient(opts.providerTimeout, false)
 		tokenURLCheck = netguard.CheckURL
 	}
+	obs, err := newObservability(ctx, store, opts.obs, logger)
+	if err != nil {
+		return nil, err
+	}
 	ref, err := refresh.New(refresh.Config{
 		Store: store, Logger: logger, Concurrency: opts.concurrency, ProviderTimeout: opts.providerTimeout,
-		DefaultLifetime: opts.defaultLifetime, ShutdownTimeout: opts.shutdownTimeout, OnAttempt: onAttempt,
-		HTTPClient: providerClient,
+		DefaultLifetime: opts.defaultLifetime, ShutdownTimeout: opts.shutdownTimeout, OnAttempt: obs.onAttempt(onAttempt),
+		HTTPClient: obs.providerClient(providerClient, opts.providerTimeout), OnClaim: obs.metrics.Claimed, StartAttempt: obs.startAttempt(),
 	})
 	if err != nil {
+		obs.close()
 		return nil, err
 	}
 	ln, err := net.Listen("tcp", opts.addr)
 	if err != nil {
+		obs.close()
 		return nil, fmt.Errorf("listen on %s: %w", opts.addr, err)
+	}
+	if err := obs.listen(); err != nil {
+		ln.Close()
+		return nil, err
 	}
 	// The broker's own accounts live in the same database.
 	var authSvc *auth.Service
@@ -165,6 +181,7 @@ func startBroker(ctx context.Context, store tokenkeeper.Store, opts brokerOption
 	if authStore != nil {
 		if authSvc, err = auth.New(ctx, auth.Config{Store: authStore, Logger: logger}); err != nil {
 			ln.Close()
+			obs.close()
 			return nil, fmt.Errorf("start accounts: %w", err)
 		}
 	}
@@ -175,10 +192,17 @@ func startBroker(ctx context.Context, store tokenkeeper.Store, opts brokerOption
 		issuer = "http://" + ln.Addr().String()
 	}
 	handler := tkhttp.NewServer(tkhttp.Config{Issuer: issuer, Store: store, Refresher: ref, Logger: logger, Version: versionString(),
-		Auth: authSvc, AuthStore: authStore, KeyCacheMaxStale: opts.keyMaxStale, AuditRetention: auditRetention(opts.auditRetention), TrustedProxies: opts.proxies, TokenURLCheck: tokenURLCheck})
+		Auth: authSvc, AuthStore: authStore, KeyCacheMaxStale: opts.keyMaxStale, AuditRetention: auditRetention(opts.auditRetention), TrustedProxies: opts.proxies, TokenURLCheck: tokenURLCheck,
+		Metrics: obs.metrics, AccessLog: obs.accessLog, WebhookURLCheck: obs.webhookURLCheck, WakeWebhooks: obs.wakeWebhooks,
+		Tracer: obs.tracer})
+	if err := obs.startWebhooks(ref.Owner()); err != nil {
+		ln.Close()
+		obs.close()
+		return nil, err
+	}
 	b := &broker{
 		URL: "http://" + ln.Addr().String(), Store: store, Refresher: ref, done: make(chan struct{}),
-		opts: opts, logger: logger,
+		opts: opts, logger: logger, obs: obs, MetricsURL: obs.metricsURL(),
 		srv: &http.Server{
 			Handler: handler, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
 			WriteTimeout: opts.providerTimeout + 30*time.Second, IdleTimeout: 2 * time.Minute,
@@ -192,6 +216,11 @@ func startBroker(ctx context.Context, store tokenkeeper.Store, opts brokerOption
 	go func() {
 		defer wg.Done()
 		_ = ref.Run(runCtx)
+	}()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		obs.run(runCtx) // webhook deliveries, metrics poll; then closes its listener and exporter
 	}()
 	if n, ok := store.(tokenkeeper.ChangeNotifier); ok {
 		// Follow the other replicas sharing the database (PostgreSQL).

@@ -425,3 +425,7 @@ func resealWebhookSecrets(rs *resealer) error {
 	}
 	return execEach(rs.ctx, rs.tx, `UPDATE webhook_endpoints SET secret = $1 WHERE id = $2`, updates)
 }
+
+// SetWebhookErrorAfter sets WebhookErrorAfter; call it before the store is
+// used.
+func (s *Store) SetWebhookErrorAfter(n int) { s.WebhookErrorAfter = n }
