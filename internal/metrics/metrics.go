@@ -98,10 +98,15 @@ func New(cfg Config) *Metrics {
 	m := &Metrics{cfg: cfg, reg: prometheus.NewRegistry(), lastSeen: map[string]bool{}}
 	f := factory{m.reg}
 	m.refreshes = f.counterVec("tokenkeeper_refresh_attempts_total", "Refresh attempts at providers, by provider, outcome (ok, error, needs_reauth, fenced) and error class.", "provider", "outcome", "error_class")
+	for _, o := range []string{tokenkeeper.OutcomeOK, tokenkeeper.OutcomeError, tokenkeeper.OutcomeNeedsReauth} {
+		m.refreshes.WithLabelValues("", o, "") // shown at zero from the start
+	}
 	m.refreshLatency = f.histogramVec("tokenkeeper_refresh_duration_seconds", "Round trip of a refresh request to the provider.",
 		[]float64{.01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30}, "provider", "outcome")
 	m.remaining = f.histogramVec("tokenkeeper_token_remaining_at_refresh_seconds", "Time the current access token had left when its refresh started (negative: already expired).",
 		[]float64{0, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 6 * 3600}, "provider")
+	m.refreshLatency.WithLabelValues("", tokenkeeper.OutcomeOK)
+	m.remaining.WithLabelValues("")
 	reads := f.counterVec("tokenkeeper_token_reads_total", "Token reads (API and OAuth2 token endpoint), by outcome.", "outcome")
 	for i, o := range ReadOutcomes {
 		m.reads[i] = reads.WithLabelValues(o) // resolved once: a read costs one atomic add
@@ -113,6 +118,7 @@ func New(cfg Config) *Metrics {
 	m.storeUp = f.gauge("tokenkeeper_store_up", "1 if the last check of the database succeeded, else 0.")
 	m.storeLatency = f.histogramVec("tokenkeeper_store_query_duration_seconds", "Latency of the database queries the metrics poll makes.",
 		[]float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5}, "op")
+	m.storeLatency.WithLabelValues("ping")
 	m.credentials = f.gaugeVec("tokenkeeper_credentials", "Credentials by status.", "status")
 	for _, s := range []tokenkeeper.Status{tokenkeeper.StatusActive, tokenkeeper.StatusError, tokenkeeper.StatusNeedsReauth, tokenkeeper.StatusDisabled} {
 		m.credentials.WithLabelValues(string(s))
