@@ -366,6 +366,12 @@ Several replicas may share one PostgreSQL database (--database postgres://...).`
 		if n > 0 {
 			logger.Info("released refresh leases left by a previous process", "count", n)
 		}
+		if n, err := db.ReleaseWebhookLeases(e.ctx); err != nil {
+			store.Close()
+			return fmt.Errorf("release stale webhook leases: %w", err)
+		} else if n > 0 {
+			logger.Info("released webhook delivery leases left by a previous process", "count", n)
+		}
 	}
 	if !isPostgres(so.database) {
 		key, err := ensureAdminKey(e.ctx, store, "admin")

@@ -429,3 +429,18 @@ func resealWebhookSecrets(rs *resealer) error {
 // SetWebhookErrorAfter sets WebhookErrorAfter; call it before the store is
 // used.
 func (s *Store) SetWebhookErrorAfter(n int) { s.WebhookErrorAfter = n }
+
+// ReleaseWebhookLeases frees every delivery lease, so that deliveries a
+// killed process had claimed are sent at once rather than when their
+// leases expire. Only for a database no other process uses (SQLite, one
+// broker per file); the fencing version moves, so a late attempt of the
+// previous owner cannot commit.
+func (s *Store) ReleaseWebhookLeases(ctx context.Context) (int, error) {
+	var n int64
+	err := s.write(ctx, "release webhook leases", func(tx Querier) (err error) {
+		n, err = tx.Exec(ctx, `UPDATE webhook_deliveries SET lease_owner = '', lease_expires_at = NULL, version = version + 1
+			WHERE lease_owner <> ''`)
+		return err
+	})
+	return int(n), err
+}
