@@ -268,7 +268,6 @@ func startBroker(ctx context.Context, store tokenkeeper.Store, opts brokerOption
 		case <-b.done:
 		}
 	}()
-	logger.Info("broker listening", "url", b.URL)
 	return b, nil
 }
 
@@ -319,7 +318,11 @@ func (e *env) cmdServe(args []string) error {
 		`Runs the broker: refreshes every credential ahead of expiry and serves the
 current tokens over HTTP. On the embedded default (SQLite) the first start
 creates the database, its master key file and an admin API key, printed once.
-Several replicas may share one PostgreSQL database (--database postgres://...).`)
+Several replicas may share one PostgreSQL database (--database postgres://...).
+
+Logs, and every other line serve prints, go to standard error through the
+structured logger (--log-format json: JSON only). Standard output carries
+one thing: the first admin API key, when serve creates it.`)
 	var so storeOptions
 	var bo brokerOptions
 	var lo logOptions
@@ -390,7 +393,7 @@ Several replicas may share one PostgreSQL database (--database postgres://...).`
 		store.Close()
 		return err
 	}
-	fmt.Fprintf(e.stdout, "tokenkeeper serving on %s (version %s, database %s)\n", b.URL, versionString(), redactURL(so.database))
+	logger.Info("tokenkeeper serving", "url", b.URL, "version", versionString(), "database", redactURL(so.database))
 	return b.Wait()
 }
 
