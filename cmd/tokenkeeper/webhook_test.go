@@ -170,8 +170,19 @@ func TestWebhooksAndMetricsEndToEnd(t *testing.T) {
 	idp := oauthtest.NewServer(oauthtest.WithLifetime(time.Hour), oauthtest.WithClient("app", secret))
 	defer idp.Close()
 	rc := newHookReceiver(t)
+	// An OTLP/HTTP collector on loopback: the spans arrive when serve stops.
+	var traceMu sync.Mutex
+	var traces []byte
+	collector := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		traceMu.Lock()
+		traces = append(traces, b...)
+		traceMu.Unlock()
+	}))
+	defer collector.Close()
 	sb := startServe(t, nil, "--database", filepath.Join(t.TempDir(), "tk.db"), "--metrics-addr", "127.0.0.1:0",
-		"--metrics-poll", "100ms", "--webhook-allow-private", "--webhook-retry-min", "100ms", "--access-log")
+		"--metrics-poll", "100ms", "--webhook-allow-private", "--webhook-retry-min", "100ms", "--access-log",
+		"--otlp-endpoint", collector.URL)
 	murl := waitFor(t, "the metrics URL", 5*time.Second, func() string {
 		if m := metricsURLRE.FindStringSubmatch(sb.stderr.String()); m != nil {
 			return m[1]
@@ -343,6 +354,18 @@ func TestWebhooksAndMetricsEndToEnd(t *testing.T) {
 	}
 
 	sb.stop(t)
+	traceMu.Lock()
+	for _, span := range []string{"token read", "refresh attempt", "HTTP POST", "webhook delivery"} {
+		if !bytes.Contains(traces, []byte(span)) {
+			t.Errorf("no %q span reached the OTLP collector", span)
+		}
+	}
+	for _, s := range []string{secret, rt, rt2, tok.AccessToken, ep.Secret, sb.key} {
+		if bytes.Contains(traces, []byte(s)) {
+			t.Fatal("a secret was exported in a span")
+		}
+	}
+	traceMu.Unlock()
 	logs := sb.stderr.String()
 	for _, want := range []string{`route="GET /v1/credentials/{name}/token"`, `route="POST /v1/webhooks"`, "caller_kind=apikey", "request_id="} {
 		if !strings.Contains(logs, want) {

@@ -126,6 +126,9 @@ type Store struct {
 	// that sends a credential.error webhook; zero means
 	// DefaultWebhookErrorAfter. Set it before using the store.
 	WebhookErrorAfter int
+	// WebhookLogRetention is how many finished deliveries each webhook
+	// endpoint's log keeps; zero means DefaultWebhookLogRetention.
+	WebhookLogRetention int
 
 	conn           Conn
 	d              *Dialect

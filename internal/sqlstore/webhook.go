@@ -89,11 +89,40 @@ func (s *Store) webhookOnChange(ctx context.Context, tx Querier, prevStatus stri
 	return nil
 }
 
+// DefaultWebhookLogRetention is how many finished deliveries each
+// endpoint's log keeps unless the store is told otherwise.
+const DefaultWebhookLogRetention = 1000
+
+func (s *Store) webhookLogRetention() int {
+	if s.WebhookLogRetention > 0 {
+		return s.WebhookLogRetention
+	}
+	return DefaultWebhookLogRetention
+}
+
 func (s *Store) webhookErrorAfter() int {
 	if s.WebhookErrorAfter > 0 {
 		return s.WebhookErrorAfter
 	}
 	return DefaultWebhookErrorAfter
+}
+
+// webhookConnected writes, in tx, the credential.connected deliveries of
+// a credential the connect flow has just connected or reconnected (r is
+// the row it wrote). The connect flow calls it in the transaction that
+// commits the grant.
+func (s *Store) webhookConnected(ctx context.Context, tx Querier, r *rawCredential) error {
+	return s.enqueueWebhooks(ctx, tx, tokenkeeper.WebhookCredentialConnected, subjectOf(r))
+}
+
+// webhookConnectSessionFailed writes, in tx, the connect_session.failed
+// deliveries of a connect session that ended without a credential: the
+// provider's name, the end user and a reason code (an OAuth error code
+// such as access_denied, or "expired"). Never a secret. The connect flow
+// calls it in the transaction that marks the session failed.
+func (s *Store) webhookConnectSessionFailed(ctx context.Context, tx Querier, provider, endUser, reason string) error {
+	return s.enqueueWebhooks(ctx, tx, tokenkeeper.WebhookConnectSessionFailed,
+		webhookSubject{provider: provider, endUser: endUser, status: "failed", lastErrorCode: reason})
 }
 
 // enqueueWebhooks writes, in tx, one pending delivery of eventType for
@@ -342,16 +371,24 @@ func (s *Store) CompleteWebhookDelivery(ctx context.Context, id int64, owner str
 		next = now
 	}
 	return s.write(ctx, "complete webhook delivery", func(tx Querier) error {
-		n, err := tx.Exec(ctx, `UPDATE webhook_deliveries SET
+		var endpointID string
+		err := tx.QueryRow(ctx, `UPDATE webhook_deliveries SET
 				status = $1, attempts = attempts + 1, last_attempt_at = $2, last_status_code = $3, last_error = $4,
 				next_attempt_at = $5, finished_at = $6, version = version + 1, lease_owner = '', lease_expires_at = NULL
-			WHERE id = $7 AND version = $8 AND lease_owner = $9`,
-			a.Status, utc(attempted), a.StatusCode, a.Error, utc(next), finished, id, version, owner)
-		if err != nil {
+			WHERE id = $7 AND version = $8 AND lease_owner = $9 RETURNING endpoint_id`,
+			a.Status, utc(attempted), a.StatusCode, a.Error, utc(next), finished, id, version, owner).Scan(&endpointID)
+		if err == nil {
+			if a.Status == tokenkeeper.DeliveryPending {
+				return nil
+			}
+			// The log keeps the newest finished deliveries of each endpoint.
+			_, err = tx.Exec(ctx, `DELETE FROM webhook_deliveries WHERE id IN (
+					SELECT id FROM webhook_deliveries WHERE endpoint_id = $1 AND status <> 'pending'
+					ORDER BY id DESC LIMIT `+s.d.LimitAll+` OFFSET $2)`, endpointID, s.webhookLogRetention())
 			return err
 		}
-		if n == 1 {
-			return nil
+		if !errors.Is(err, sql.ErrNoRows) {
+			return err
 		}
 		var c int
 		if err := tx.QueryRow(ctx, `SELECT COUNT(*) FROM webhook_deliveries WHERE id = $1`, id).Scan(&c); err != nil {

@@ -13,6 +13,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"net/url"
 	"strings"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -37,7 +38,14 @@ type Tracer struct {
 func New(ctx context.Context, endpoint, version string) (*Tracer, error) {
 	var opt otlptracehttp.Option
 	if strings.HasPrefix(endpoint, "http://") || strings.HasPrefix(endpoint, "https://") {
-		opt = otlptracehttp.WithEndpointURL(endpoint)
+		u, err := url.Parse(endpoint)
+		if err != nil || u.Host == "" {
+			return nil, fmt.Errorf("invalid --otlp-endpoint: expected host:port or an http(s) URL")
+		}
+		if u.Path == "" || u.Path == "/" {
+			u.Path = "/v1/traces"
+		}
+		opt = otlptracehttp.WithEndpointURL(u.String())
 	} else {
 		opt = otlptracehttp.WithEndpoint(endpoint)
 	}

@@ -321,3 +321,33 @@ func TestNoRedirects(t *testing.T) {
 		t.Fatalf("redirect: %+v, followed %d", ds[0], followed.Load())
 	}
 }
+
+// TestDeliveryLogRetention: an endpoint's log keeps the newest finished
+// deliveries (the store's retention), never a pending one.
+func TestDeliveryLogRetention(t *testing.T) {
+	db := openStore(t)
+	db.WebhookLogRetention = 2
+	rc := newReceiver(t)
+	ep := addEndpoint(t, db, rc.srv.URL, tokenkeeper.WebhookCredentialDeleted)
+	rc.secret = ep.Secret
+	ctx := context.Background()
+	var last *tokenkeeper.WebhookDelivery
+	for range 4 {
+		d, err := db.EnqueueWebhookTest(ctx, ep.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		last = d
+	}
+	d, _ := webhook.New(webhook.Config{Store: db, Owner: "t", AllowPrivate: true, Poll: 10 * time.Millisecond})
+	rctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { d.Run(rctx); close(done) }()
+	waitFor(t, "four deliveries", func() bool { b, _ := rc.got(); return len(b) == 4 })
+	cancel()
+	<-done
+	ds, err := db.WebhookDeliveries(ctx, ep.ID, 10)
+	if err != nil || len(ds) != 2 || ds[0].ID != last.ID || ds[0].Status != tokenkeeper.DeliveryDelivered {
+		t.Fatalf("log after 4 deliveries with retention 2: %d %v", len(ds), err)
+	}
+}
