@@ -211,9 +211,14 @@ func TestWebhooksAndMetricsEndToEnd(t *testing.T) {
 	}
 
 	rt := idp.IssueRefreshToken("app", "read")
+	if st := apiDo(t, "POST", sb.url+"/v1/providers", sb.key, map[string]any{
+		"name": "idp", "authorization_url": idp.AuthorizeURL(), "token_url": idp.TokenURL(),
+		"client_id": "app", "client_secret": secret,
+	}, nil); st != http.StatusCreated {
+		t.Fatalf("create the provider: %d", st)
+	}
 	if st := apiDo(t, "POST", sb.url+"/v1/credentials", sb.key, map[string]any{
-		"name": "hooked", "token_url": idp.TokenURL(), "grant_type": "refresh_token",
-		"client_id": "app", "client_secret": secret, "refresh_token": rt,
+		"name": "hooked", "provider": "idp", "grant_type": "refresh_token", "refresh_token": rt,
 	}, nil); st != http.StatusCreated {
 		t.Fatalf("create: %d", st)
 	}
@@ -279,7 +284,7 @@ func TestWebhooksAndMetricsEndToEnd(t *testing.T) {
 	}
 	json.Unmarshal([]byte(rc.bodies[0]), &first)
 	rc.mu.Unlock()
-	if first.Type != "credential.needs_reauth" || first.Data["credential"] != "hooked" || first.Data["status"] != "needs_reauth" || first.Data["last_error_code"] != "invalid_grant" {
+	if first.Type != "credential.needs_reauth" || first.Data["credential"] != "hooked" || first.Data["provider"] != "idp" || first.Data["status"] != "needs_reauth" || first.Data["last_error_code"] != "invalid_grant" {
 		t.Fatalf("first delivery: %+v", first)
 	}
 
@@ -338,6 +343,7 @@ func TestWebhooksAndMetricsEndToEnd(t *testing.T) {
 		{"tokenkeeper_refresh_attempts_total", []string{`outcome="ok"`}, 2},
 		{"tokenkeeper_refresh_attempts_total", []string{`outcome="needs_reauth"`, `error_class="invalid_grant"`}, 1},
 		{"tokenkeeper_refresh_duration_seconds_count", nil, 3},
+		{"tokenkeeper_refresh_attempts_total", []string{`provider="idp"`}, 3},
 		{"tokenkeeper_token_reads_total", []string{`outcome="ok"`}, 1},
 		{"tokenkeeper_forced_refreshes_total", []string{`reason="rejected_token"`}, 1},
 		{"tokenkeeper_leases_claimed_total", nil, 3},

@@ -176,10 +176,13 @@ func (m *Metrics) Handler() http.Handler {
 }
 
 // providerLabel is the provider label of a credential's series: the one
-// place that decides it. Credentials have no provider yet: "".
+// place that decides it: the name of the credential's provider (bounded:
+// providers are few, unlike credentials).
 func providerLabel(c *tokenkeeper.Credential) string {
-	_ = c
-	return ""
+	if c == nil {
+		return ""
+	}
+	return c.Provider
 }
 
 // errorClass maps an error code to a bounded label: the OAuth codes of RFC

@@ -38,13 +38,17 @@ const (
 // webhookSubject is what an event says about its credential. It never
 // holds a secret.
 type webhookSubject struct {
-	id, name, provider, endUser, status, lastErrorCode string
+	id, name, provider, providerID, endUser, status, lastErrorCode string
 }
 
-// subjectOf returns the event subject of a credential row. Provider and
-// end user are filled in once credentials have them.
+// subjectOf returns the event subject of a credential row; the provider's
+// name is looked up when the event is queued.
 func subjectOf(r *rawCredential) webhookSubject {
-	return webhookSubject{id: r.id, name: r.name, status: r.status, lastErrorCode: r.lastErrorCode}
+	endUser := r.endUserID
+	if endUser == "" {
+		endUser = r.endUserEmail
+	}
+	return webhookSubject{id: r.id, name: r.name, providerID: r.providerID, endUser: endUser, status: r.status, lastErrorCode: r.lastErrorCode}
 }
 
 // webhookPayload is the JSON body of a delivery, in the Standard Webhooks
@@ -132,6 +136,11 @@ func (s *Store) webhookConnectSessionFailed(ctx context.Context, tx Querier, pro
 // (connect_session.failed).
 func (s *Store) enqueueWebhooks(ctx context.Context, tx Querier, eventType string, w webhookSubject) error {
 	now := s.now()
+	if w.provider == "" && w.providerID != "" {
+		if err := tx.QueryRow(ctx, `SELECT name FROM providers WHERE id = $1`, w.providerID).Scan(&w.provider); err != nil && !errors.Is(err, sql.ErrNoRows) {
+			return err
+		}
+	}
 	// events is a JSON array of strings, each a known type: a quoted
 	// type matches exactly one of its elements.
 	_, err := tx.Exec(ctx, `INSERT INTO webhook_deliveries
