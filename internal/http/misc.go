@@ -41,12 +41,6 @@ func (s *server) handleReadyz() http.Handler {
 	})
 }
 
-func (s *server) handleNotFound() http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		s.Error(w, r, tokenkeeper.Errorf(tokenkeeper.ENOTFOUND, "no route for %s %s", r.Method, truncate(r.URL.Path, 200)))
-	})
-}
-
 // recoverPanics turns a panic into a 500 problem without internals.
 func (s *server) recoverPanics(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
