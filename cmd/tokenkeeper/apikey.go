@@ -95,8 +95,15 @@ func (e *env) cmdAPIKeyRevoke(args []string) error {
 	if err != nil {
 		return err
 	}
-	if err := cl.do(e.ctx, "DELETE", "/v1/apikeys/"+url.PathEscape(pos[0]), nil, nil); err != nil {
+	var out struct {
+		AlreadyRevoked bool `json:"already_revoked"`
+	}
+	if err := cl.do(e.ctx, "DELETE", "/v1/apikeys/"+url.PathEscape(pos[0]), nil, &out); err != nil {
 		return fmt.Errorf("revoke API key: %w", err)
+	}
+	if out.AlreadyRevoked {
+		fmt.Fprintf(e.stdout, "API key %q was already revoked; nothing changed.\n", pos[0])
+		return nil
 	}
 	fmt.Fprintf(e.stdout, "Revoked API key %q.\n", pos[0])
 	return nil

@@ -30,6 +30,7 @@ Broker:
   serve        run the broker: refresh credentials, serve tokens over HTTP
   init         create the database and print the first admin API key
   migrate      apply database migrations
+  admin        recover: a new admin API key, offline, with the database and master key
   demo         run the whole thing offline against a built-in test provider
 
 Client (talk to a running broker; --server, --api-key):
@@ -120,6 +121,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 			"add": e.cmdWebhookAdd, "list": e.cmdWebhookList, "rm": e.cmdWebhookRemove, "test": e.cmdWebhookTest,
 			"deliveries": e.cmdWebhookDeliveries,
 		})
+	case "admin":
+		return e.subcommand("admin", rest, map[string]func([]string) error{"recover": e.cmdAdminRecover})
 	case "keys":
 		return e.subcommand("keys", rest, map[string]func([]string) error{"rotate": e.cmdKeysRotate, "rotate-master": e.cmdKeysRotateMaster})
 	case "bench":

@@ -57,6 +57,7 @@ func RunAuth(t *testing.T, newHarness NewHarness) {
 		{"AuditConcurrent", testAuditConcurrent},
 		{"PruneAudit", testPruneAudit},
 		{"PasswordChangeRevokesSessions", testPasswordChangeRevokesSessions},
+		{"AdminGuard", testAdminGuard},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
