@@ -78,7 +78,12 @@ func (p paramsFlag) Set(v string) error {
 
 func (e *env) cmdCredentialAdd(args []string) error {
 	c := newCommand(e.stderr, "tokenkeeper credential add --name NAME (--provider P | --token-url URL --client-id ID) --grant-type TYPE [flags]",
-		`Adds a credential to the broker, which fetches its first token at once.
+		`Adds a credential to the broker, which fetches its first token at once, and
+waits for that first token: it exits 0 with the token's expiry, or non-zero
+with the provider's error code and message (a wrong secret: invalid_client).
+A credential whose first token failed is kept in its failed status; the
+message says how to fix or remove it. --no-wait returns as soon as the
+credential is stored.
 A credential is a grant of a provider (see tokenkeeper provider add): name it
 with --provider. Without --provider, give the client inline (--token-url,
 --client-id, --client-secret-file, --auth-style): the broker reuses the
@@ -104,16 +109,21 @@ so that they do not show in the shell history or the process list.`)
 	params := paramsFlag{}
 	c.fs.Var(params, "param", "extra token request parameter key=value (repeatable), e.g. audience=...")
 	asJSON := c.fs.Bool("json", false, "print JSON")
+	noWait := c.fs.Bool("no-wait", false, "do not wait for the first token")
+	waitTimeout := c.fs.Duration("wait-timeout", 30*time.Second, "how long to wait for the first token (the broker's --provider-timeout is 10s by default)")
 	c.inlineSecret("client-secret", "--client-secret-file FILE, --client-secret-file - (standard input) or $TOKENKEEPER_CLIENT_SECRET")
 	c.inlineSecret("refresh-token", "--refresh-token-file FILE or --refresh-token-file - (standard input)")
 	c.noEnv = map[string]bool{"name": true, "token-url": true, "grant-type": true, "client-id": true, "scopes": true,
 		"auth-style": true, "refresh-lead": true, "param": true, "refresh-token": true, "refresh-token-file": true,
-		"client-secret-file": true, "provider": true, "end-user-id": true}
+		"client-secret-file": true, "provider": true, "end-user-id": true, "no-wait": true, "wait-timeout": true}
 	if err := c.parse(args, e.getenv); err != nil {
 		return err
 	}
 	if _, err := c.args(0, "no positional arguments"); err != nil {
 		return err
+	}
+	if *waitTimeout <= 0 {
+		return usagef("--wait-timeout must be positive")
 	}
 	if *secretFile == "-" && *rtFile == "-" {
 		return usagef("only one secret can be read from standard input")
@@ -135,6 +145,18 @@ so that they do not show in the shell history or the process list.`)
 	rtok, err := e.secretValue(*rt, *rtFile, "refresh token")
 	if err != nil {
 		return err
+	}
+	// Required flags, named as typed (the API would name its fields).
+	for _, req := range []struct{ flag, value string }{{"name", *name}, {"token-url", *tokenURL}, {"client-id", *clientID}} {
+		if req.value == "" {
+			return usagef("--%s is required (see tokenkeeper credential add --help)", req.flag)
+		}
+	}
+	if sec == "" {
+		return usagef("--client-secret-file (or --client-secret, or $TOKENKEEPER_CLIENT_SECRET) is required")
+	}
+	if *grant == "refresh_token" && rtok == "" {
+		return usagef("--refresh-token-file (or --refresh-token) is required with --grant-type refresh_token")
 	}
 	cl, err := ao.client()
 	if err != nil {
@@ -159,10 +181,26 @@ so that they do not show in the shell history or the process list.`)
 	if err := cl.do(e.ctx, "POST", "/v1/credentials", body, &out); err != nil {
 		return fmt.Errorf("add credential: %w", err)
 	}
-	if *asJSON {
-		return printRaw(e.stdout, out)
+	if *noWait {
+		if *asJSON {
+			return printRaw(e.stdout, out)
+		}
+		fmt.Fprintf(e.stdout, "Added credential %q; the broker is fetching its first token.\n", *name)
+		return nil
 	}
-	fmt.Fprintf(e.stdout, "Added credential %q; the broker is fetching its first token.\n", *name)
+	raw, v, err := cl.waitFirstToken(e.ctx, *name, *waitTimeout)
+	if *asJSON && raw != nil {
+		if perr := printRaw(e.stdout, raw); perr != nil {
+			return perr
+		}
+	}
+	if err != nil {
+		return err
+	}
+	if !*asJSON {
+		fmt.Fprintf(e.stdout, "Added credential %q; its first token expires in %s (at %s).\n", *name,
+			untilString(v.ExpiresAt, time.Now()), v.ExpiresAt.Local().Format(timeLayout))
+	}
 	return nil
 }
 
