@@ -30,6 +30,9 @@ key at once.`)
 	if _, err := c.args(0, "no arguments"); err != nil {
 		return err
 	}
+	if err := so.check(); err != nil {
+		return err
+	}
 	if !isPostgres(so.database) {
 		if _, err := os.Stat(so.database); err != nil {
 			return fmt.Errorf("database %s: %w (admin recover works on an existing database; give its path with --database)", so.database, err)

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/netip"
 	"net/url"
+	"regexp"
 	"strings"
 	"sync"
 	"time"
@@ -18,6 +19,7 @@ import (
 	"github.com/tokenkeeper/tokenkeeper/internal/auth"
 	tkhttp "github.com/tokenkeeper/tokenkeeper/internal/http"
 	"github.com/tokenkeeper/tokenkeeper/internal/netguard"
+	"github.com/tokenkeeper/tokenkeeper/internal/postgres"
 	"github.com/tokenkeeper/tokenkeeper/internal/refresh"
 	"github.com/tokenkeeper/tokenkeeper/internal/sqlite"
 )
@@ -342,6 +344,9 @@ one thing: the first admin API key, when serve creates it.`)
 	if err != nil {
 		return err
 	}
+	if err := so.check(); err != nil {
+		return err
+	}
 	if !isPostgres(so.database) {
 		if err := checkPrivate(so.database); err != nil {
 			return err
@@ -397,10 +402,17 @@ one thing: the first admin API key, when serve creates it.`)
 	return b.Wait()
 }
 
-// redactURL hides a password in a database URL.
+// kvPassword finds the password of a keyword/value connection string,
+// quoted or not.
+var kvPassword = regexp.MustCompile(`(\bpassword\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)`)
+
+// redactURL hides a password in a database URL or connection string.
 func redactURL(s string) string {
 	if !isPostgres(s) {
 		return s
+	}
+	if postgres.IsKeywordValue(s) {
+		return kvPassword.ReplaceAllString(s, "${1}****")
 	}
 	if i := strings.Index(s, "://"); i >= 0 {
 		rest := s[i+3:]
