@@ -158,7 +158,7 @@ so that they do not show in the shell history or the process list.`)
 	if *grant == "refresh_token" && rtok == "" {
 		return usagef("--refresh-token-file (or --refresh-token) is required with --grant-type refresh_token")
 	}
-	cl, err := ao.client()
+	cl, err := e.apiClient(&ao)
 	if err != nil {
 		return err
 	}
@@ -395,7 +395,7 @@ at once. --status disabled stops its refreshes; --status active resumes them.`)
 	if len(body) == 0 {
 		return usagef("nothing to update: give at least one flag (see tokenkeeper credential update --help)")
 	}
-	cl, err := ao.client()
+	cl, err := e.apiClient(&ao)
 	if err != nil {
 		return err
 	}
@@ -529,7 +529,7 @@ func (e *env) cmdToken(args []string) error {
 	if *minTTL < 0 {
 		return usagef("--min-ttl must not be negative")
 	}
-	cl, err := ao.client()
+	cl, err := e.apiClient(&ao)
 	if err != nil {
 		return err
 	}

@@ -125,7 +125,8 @@ func TestREADMEExamples(t *testing.T) {
 		{`"username":"alice","password":"..."`, `"username":"alice","password":"` + alicePassword + `"`},
 		{"tkrt_...", session.RefreshToken},
 		{"eyJ...", session.AccessToken},
-		// A terminal prompt, answered.
+		// Terminal prompts, answered.
+		{"tokenkeeper login alice", "tokenkeeper login alice --password-stdin <<<'" + alicePassword + "'"},
 		{"tokenkeeper user add victor --role viewer", "tokenkeeper user add victor --role viewer --password-stdin <<<'victor-password-long'"},
 	}
 	// curl fails on a non-2xx answer (keeping its body for the message)

@@ -33,7 +33,10 @@ Broker:
   admin        recover: a new admin API key, offline, with the database and master key
   demo         run the whole thing offline against a built-in test provider
 
-Client (talk to a running broker; --server, --api-key):
+Client (talk to a running broker; --server, and $TOKENKEEPER_API_KEY or a login):
+  login        sign in as a user; later commands use the session
+  logout       end the session
+  whoami       who the broker takes you for
   provider     add | list | show | update | rm: OAuth clients shared by credentials
   credential   add | list | show | update | rm | refresh | events
   token        print a credential's current access token
@@ -95,6 +98,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		})
 	case "token":
 		return e.cmdToken(rest)
+	case "login":
+		return e.cmdLogin(rest)
+	case "logout":
+		return e.cmdLogout(rest)
+	case "whoami":
+		return e.cmdWhoami(rest)
 	case "apikey", "apikeys":
 		return e.subcommand("apikey", rest, map[string]func([]string) error{
 			"create": e.cmdAPIKeyCreate, "list": e.cmdAPIKeyList, "revoke": e.cmdAPIKeyRevoke,

@@ -60,6 +60,7 @@ type brokerOptions struct {
 	shutdownTimeout time.Duration
 	keyMaxStale     time.Duration // 0: the server's default
 	auditRetention  time.Duration // 0: keep the audit log forever
+	accessTTL       time.Duration // users' access tokens; 0: the auth default
 	trustedProxies  string        // CIDRs whose X-Forwarded-For is believed
 	proxies         []netip.Prefix
 	allowPrivate    bool   // --allow-private-token-urls
@@ -84,6 +85,7 @@ func (o *brokerOptions) register(c *command) {
 	c.fs.DurationVar(&o.keyMaxStale, "api-key-max-stale", time.Minute, "how long a cached API key keeps working while the database does not answer; then it fails closed")
 	c.fs.DurationVar(&o.auditRetention, "audit-retention", tkhttp.DefaultAuditRetention, "how long audit records are kept (default 90 days); older ones are deleted in the background; 0 keeps them forever")
 	o.obs.register(c)
+	c.fs.DurationVar(&o.accessTTL, "access-token-lifetime", 15*time.Minute, "lifetime of the access tokens users get by login and refresh (10s to 24h)")
 }
 
 func (o *brokerOptions) validate() error {
@@ -181,7 +183,7 @@ func startBroker(ctx context.Context, store tokenkeeper.Store, opts brokerOption
 	var authSvc *auth.Service
 	authStore, _ := store.(tokenkeeper.AuthStore)
 	if authStore != nil {
-		if authSvc, err = auth.New(ctx, auth.Config{Store: authStore, Logger: logger}); err != nil {
+		if authSvc, err = auth.New(ctx, auth.Config{Store: authStore, Logger: logger, AccessTTL: opts.accessTTL}); err != nil {
 			ln.Close()
 			obs.close()
 			return nil, fmt.Errorf("start accounts: %w", err)
