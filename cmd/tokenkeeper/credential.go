@@ -179,7 +179,7 @@ so that they do not show in the shell history or the process list.`)
 	}
 	var out json.RawMessage
 	if err := cl.do(e.ctx, "POST", "/v1/credentials", body, &out); err != nil {
-		return fmt.Errorf("add credential: %w", err)
+		return fmt.Errorf("add credential: %w", flagWords(err))
 	}
 	if *noWait {
 		if *asJSON {
@@ -401,7 +401,7 @@ at once. --status disabled stops its refreshes; --status active resumes them.`)
 	}
 	var out json.RawMessage
 	if err := cl.do(e.ctx, "PATCH", "/v1/credentials/"+url.PathEscape(pos[0]), body, &out); err != nil {
-		return fmt.Errorf("update credential: %w", err)
+		return fmt.Errorf("update credential: %w", flagWords(err))
 	}
 	if *asJSON {
 		return printRaw(e.stdout, out)
@@ -539,7 +539,7 @@ func (e *env) cmdToken(args []string) error {
 	}
 	var tv tokenView
 	if err := cl.do(e.ctx, "GET", path, nil, &tv); err != nil {
-		return fmt.Errorf("get token: %w", err)
+		return fmt.Errorf("get token: %w", flagWords(err))
 	}
 	if *asJSON {
 		return printJSON(e.stdout, tv)

@@ -108,7 +108,7 @@ func TestInlineSecretFlagsWarn(t *testing.T) {
 	}
 
 	for _, cmd := range [][]string{{"credential", "add"}, {"credential", "update"}, {"testidp"}} {
-		_, help, _ := runCmd(t, append(cmd, "--help")...)
+		help, _, _ := runCmd(t, append(cmd, "--help")...)
 		inline := map[string]string{"credential": "--client-secret ", "testidp": "--client "}[cmd[0]]
 		safe := map[string]string{"credential": "--client-secret-file", "testidp": "--clients-file"}[cmd[0]]
 		i, j := strings.Index(help, "  "+safe), strings.Index(help, "  "+inline)
