@@ -498,16 +498,15 @@ func (e *env) cmdCredentialEvents(args []string) error {
 		if ev.LatencyMS != nil {
 			lat = fmt.Sprintf("%.0fms", *ev.LatencyMS)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", ev.Time.Local().Format("15:04:05.000"), ev.Kind, ev.Outcome, dash(ev.ErrorCode), lat, truncateString(ev.Message, 100))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", ev.Time.Local().Format(timeLayoutMilli), ev.Kind, ev.Outcome, dash(ev.ErrorCode), lat, oneLine(ev.Message))
 	}
 	return tw.Flush()
 }
 
-func truncateString(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n] + "…"
+// oneLine keeps a message whole (never truncated: the cause is often at
+// its end) on one table row.
+func oneLine(s string) string {
+	return strings.Join(strings.Fields(s), " ")
 }
 
 func (e *env) cmdToken(args []string) error {

@@ -9,6 +9,17 @@ import (
 // and the zone, in the local time zone.
 const timeLayout = "2006-01-02 15:04:05 MST"
 
+// timeLayoutMilli is timeLayout with milliseconds, for events.
+const timeLayoutMilli = "2006-01-02 15:04:05.000 MST"
+
+// plural returns one for n == 1, many otherwise: "1 secret", "2 secrets".
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
+}
+
 // apiFields are the API's field names that the CLI takes as flags.
 var apiFields = regexp.MustCompile(`\b(token_url|client_id|client_secret|refresh_token|grant_type|auth_style|refresh_lead|min_ttl)\b`)
 

@@ -18,6 +18,8 @@ func helpOf(t *testing.T, args ...string) (stdout, stderr string, err error) {
 }
 
 var (
+	// datedRE is a time as tables print it: date, time and zone.
+	datedRE = regexp.MustCompile(`\b\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}(\.\d{3})? ([A-Z][A-Z0-9]*|[+-]\d{2,4})\b`)
 	// dispatched finds the command names of run's switch in run.go.
 	dispatched = regexp.MustCompile(`(?m)^\tcase ((?:"[a-z-]+"(?:, )?)+):`)
 	// usageLine finds a command listed in the main usage.
@@ -116,6 +118,10 @@ func TestErrorsNameFlags(t *testing.T) {
 	}
 	if out, err := cli("", "apikey", "rm", "second"); err != nil || !strings.Contains(out, "Revoked") {
 		t.Fatalf("apikey rm: %v %s", err, out)
+	}
+	// Tables show dates with their time zone.
+	if out, err := cli("", "apikey", "list"); err != nil || !datedRE.MatchString(out) {
+		t.Fatalf("apikey list without a dated, zoned time: %v\n%s", err, out)
 	}
 	// A subcommand group's help is on standard output too.
 	if out, _, err := helpOf(t, "credential"); err != nil || !strings.Contains(out, "add|") {

@@ -97,7 +97,10 @@ func TestNoLockOutAndAdminRecover(t *testing.T) {
 		t.Fatalf("the recovered key does not work: %v %s", err, out)
 	}
 	out, err = cli("", "audit", "--action", "admin.recover")
-	if err != nil || !strings.Contains(out, "admin.recover") || !strings.Contains(out, "local:admin-recover") {
+	// The table shows the whole detail (no truncated causes) and a dated,
+	// zoned time.
+	if err != nil || !strings.Contains(out, "admin.recover") || !strings.Contains(out, "local:admin-recover") ||
+		!strings.Contains(out, "created offline with the master key on host") || !datedRE.MatchString(out) {
 		t.Fatalf("the recovery is not in the audit log: %v %s", err, out)
 	}
 	if strings.Contains(out, m[1]) {

@@ -271,7 +271,7 @@ func TestCLIAgainstServe(t *testing.T) {
 		t.Fatalf("apikey create: %v %s", err, out)
 	}
 	tok, _ = cli("", "token", "svc")
-	if out, err := cli("", "keys", "rotate"); err != nil || !strings.Contains(out, "re-sealed") {
+	if out, err := cli("", "keys", "rotate"); err != nil || !strings.Contains(out, "re-sealed") || !strings.Contains(out, "JWT signing key") {
 		t.Fatalf("keys rotate: %v %s", err, out)
 	}
 	if tok2, err := cli("", "token", "svc"); err != nil || strings.TrimSpace(tok2) != strings.TrimSpace(tok) {

@@ -36,7 +36,12 @@ func (e *RateLimitError) Unwrap() error {
 }
 
 func (e *RateLimitError) userMessage() string {
-	return fmt.Sprintf("Too many login attempts; retry in %d seconds.", e.RetryAfterSeconds())
+	s := e.RetryAfterSeconds()
+	unit := "seconds"
+	if s == 1 {
+		unit = "second"
+	}
+	return fmt.Sprintf("Too many login attempts; retry in %d %s.", s, unit)
 }
 
 // RetryAfterSeconds is RetryAfter rounded up to whole seconds, at least 1,

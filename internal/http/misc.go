@@ -78,7 +78,7 @@ func (s *server) handleKeysRotate() http.Handler {
 			out["signing_key"] = kid
 		}
 		s.logger.Info("keys rotated", "resealed", n, "actor", actor(r))
-		s.audit(r, actor(r), "keys.rotate", "", "ok", fmt.Sprintf("%d secrets re-sealed", n))
+		s.audit(r, actor(r), "keys.rotate", "", "ok", fmt.Sprintf("%d %s re-sealed", n, plural(n, "secret", "secrets")))
 		writeJSON(w, http.StatusOK, out)
 	})
 }
@@ -88,4 +88,12 @@ func requestID() string {
 	b := make([]byte, 8)
 	_, _ = rand.Read(b)
 	return hex.EncodeToString(b)
+}
+
+// plural returns one for n == 1, many otherwise: "1 read", "2 reads".
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
 }
