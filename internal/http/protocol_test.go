@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/tokenkeeper/tokenkeeper"
+	"github.com/tokenkeeper/tokenkeeper/oauthtest"
 )
 
 // A known path with the wrong method is 405 with Allow, as a problem
@@ -117,5 +118,58 @@ func TestRefreshTokenReuseIsAudited(t *testing.T) {
 			t.Fatalf("%d reuse records, want 1", len(recs))
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// A disabled credential serves no token: 409 naming its status, on the
+// API and on the token endpoint; set active again, it serves again.
+func TestDisabledCredentialServesNoToken(t *testing.T) {
+	h := newHarness(t, oauthtest.WithLifetime(time.Hour))
+	h.create(h.ccCredential("pay"))
+	if r := h.token("pay", h.admin); r.status != http.StatusOK {
+		t.Fatalf("token: %d %s", r.status, r.body)
+	}
+	if r := h.do("PATCH", "/v1/credentials/pay", h.admin, map[string]any{"status": "disabled"}); r.status != http.StatusOK {
+		t.Fatalf("disable: %d %s", r.status, r.body)
+	}
+	r := h.token("pay", h.admin)
+	p := r.json(t)
+	if r.status != http.StatusConflict || p["credential_status"] != "disabled" || !strings.Contains(p["detail"].(string), "disabled") {
+		t.Fatalf("token of a disabled credential: %d %s", r.status, r.body)
+	}
+	if strings.Contains(string(r.body), "access_token") {
+		t.Fatal("a disabled credential's answer holds a token")
+	}
+	if r := h.do("PATCH", "/v1/credentials/pay", h.admin, map[string]any{"status": "active"}); r.status != http.StatusOK {
+		t.Fatalf("enable: %d %s", r.status, r.body)
+	}
+	if r := h.token("pay", h.admin); r.status != http.StatusOK {
+		t.Fatalf("token after enabling: %d %s", r.status, r.body)
+	}
+}
+
+// A PATCH of scopes gets a token with the new scopes at once.
+func TestScopesPatchRefreshes(t *testing.T) {
+	h := newHarness(t, oauthtest.WithLifetime(time.Hour))
+	body := h.ccCredential("pay")
+	body["scopes"] = []string{"read"}
+	h.create(body)
+	first := h.token("pay", h.admin).json(t)["access_token"].(string)
+	if info, ok := h.idp.AccessTokenInfo(first); !ok || info.Scope != "read" {
+		t.Fatalf("first token: %+v", info)
+	}
+	if r := h.do("PATCH", "/v1/credentials/pay", h.admin, map[string]any{"scopes": []string{"read", "write"}}); r.status != http.StatusOK {
+		t.Fatalf("patch scopes: %d %s", r.status, r.body)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		tok := h.token("pay", h.admin).json(t)["access_token"].(string)
+		if info, ok := h.idp.AccessTokenInfo(tok); ok && info.Scope == "read write" {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no token with the new scopes 5 s after the PATCH")
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }
