@@ -51,6 +51,13 @@ func TestNoLockOutAndAdminRecover(t *testing.T) {
 	if out, err := cli("", "apikey", "revoke", "ops"); err != nil || !strings.Contains(out, "already revoked") {
 		t.Fatalf("revoke twice: %v %s", err, out)
 	}
+	// The name of a revoked key can be given to a new one.
+	if out, err := cli("", "apikey", "add", "--name", "ops", "--role", "admin"); err != nil {
+		t.Fatalf("reuse a revoked key's name: %v %s", err, out)
+	}
+	if out, err := cli("", "apikey", "rm", "ops"); err != nil || !strings.Contains(out, "Revoked") {
+		t.Fatalf("revoke the new key by its reused name: %v %s", err, out)
+	}
 	// The last admin user cannot be removed while no key exists either:
 	// the guard counts users and keys together.
 	if out, err := cli("pw-of-carol-long\n", "user", "add", "carol", "--role", "admin", "--password-stdin"); err != nil {

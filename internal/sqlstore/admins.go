@@ -40,7 +40,7 @@ func (s *Store) RevokeAPIKeyKeepingAdmin(ctx context.Context, idOrName string) (
 		if err := s.lock(ctx, tx, lockAdmins); err != nil {
 			return err
 		}
-		for _, where := range []string{`id = $1`, `name = $1 ORDER BY CASE WHEN revoked_at IS NULL THEN 0 ELSE 1 END, created_at DESC LIMIT 1`} {
+		for _, where := range []string{`id = $1`, byNameUnrevokedFirst} {
 			var id, name, role string
 			var revoked *time.Time
 			err := tx.QueryRow(ctx, `SELECT id, name, role, revoked_at FROM api_keys WHERE `+where+s.d.ForUpdate, idOrName).Scan(&id, &name, &role, &revoked)

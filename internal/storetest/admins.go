@@ -89,3 +89,40 @@ func testAdminGuard(e *authEnv) {
 		t.Fatalf("concurrent removals of the last two admins: errors %v, want exactly one refusal", errs)
 	}
 }
+
+// testAPIKeyNameReuse: a revoked key's name may be given to a new key;
+// revoking by name then revokes the unrevoked one.
+func testAPIKeyNameReuse(e *env) {
+	t := e.t
+	old := &tokenkeeper.APIKey{Name: "ci", Prefix: "tk_old", Hash: hashOf(secret("tk_old")), Role: tokenkeeper.RoleConsumer, Credentials: []string{"github"}}
+	if err := e.s.CreateAPIKey(e.ctx, old); err != nil {
+		t.Fatal(err)
+	}
+	taken := &tokenkeeper.APIKey{Name: "ci", Prefix: "tk_new", Hash: hashOf(secret("tk_new")), Role: tokenkeeper.RoleConsumer, Credentials: []string{"github"}}
+	wantCode(t, e.s.CreateAPIKey(e.ctx, taken), tokenkeeper.ECONFLICT)
+	if err := e.s.RevokeAPIKey(e.ctx, "ci"); err != nil {
+		t.Fatal(err)
+	}
+	e.clock.Add(time.Second)
+	renewed := &tokenkeeper.APIKey{Name: "ci", Prefix: "tk_new", Hash: hashOf(secret("tk_new2")), Role: tokenkeeper.RoleConsumer, Credentials: []string{"github"}}
+	if err := e.s.CreateAPIKey(e.ctx, renewed); err != nil {
+		t.Fatalf("a revoked key's name is not reusable: %v", err)
+	}
+	if _, err := e.s.APIKeyByHash(e.ctx, renewed.Hash); err != nil {
+		t.Fatal(err)
+	}
+	// Revoking by name reaches the unrevoked key, through either method.
+	if g, ok := e.s.(tokenkeeper.AdminGuard); ok {
+		if already, err := g.RevokeAPIKeyKeepingAdmin(e.ctx, "ci"); err != nil || already {
+			t.Fatalf("revoke the new ci: %v, already %v", err, already)
+		}
+	} else if err := e.s.RevokeAPIKey(e.ctx, "ci"); err != nil {
+		t.Fatal(err)
+	}
+	_, err := e.s.APIKeyByHash(e.ctx, renewed.Hash)
+	wantCode(t, err, tokenkeeper.ENOTFOUND)
+	keys, err := e.s.APIKeys(e.ctx)
+	if err != nil || len(keys) != 2 {
+		t.Fatalf("APIKeys: %d keys, %v", len(keys), err)
+	}
+}
