@@ -176,7 +176,7 @@ directory (database, master key, broker log) is removed at the end unless
 	var wg sync.WaitGroup
 	consumerErrs := make(chan string, 64)
 	for _, name := range []string{"payments-api", "calendar"} {
-		src, err := client.Broker(b.URL, consumer.Key, name, client.WithLogger(logger.With("component", "consumer", "credential", name)))
+		src, err := client.NewBroker(client.BrokerConfig{URL: b.URL, APIKey: consumer.Key, Credential: name}, client.WithLogger(logger.With("component", "consumer", "credential", name)))
 		if err != nil {
 			return err
 		}
