@@ -146,17 +146,13 @@ so that they do not show in the shell history or the process list.`)
 	if err != nil {
 		return err
 	}
-	// Required flags, named as typed (the API would name its fields).
-	for _, req := range []struct{ flag, value string }{{"name", *name}, {"token-url", *tokenURL}, {"client-id", *clientID}} {
-		if req.value == "" {
-			return usagef("--%s is required (see tokenkeeper credential add --help)", req.flag)
-		}
+	// The other required fields are the broker's to check; flagWords
+	// names them as the flags they come from.
+	if *name == "" {
+		return usagef("--name is required (see tokenkeeper credential add --help)")
 	}
-	if sec == "" {
-		return usagef("--client-secret-file (or --client-secret, or $TOKENKEEPER_CLIENT_SECRET) is required")
-	}
-	if *grant == "refresh_token" && rtok == "" {
-		return usagef("--refresh-token-file (or --refresh-token) is required with --grant-type refresh_token")
+	if ao.passwordStdin && (*secretFile == "-" || *rtFile == "-") {
+		return usagef("--login-password-stdin and a secret file '-' cannot both read standard input")
 	}
 	cl, err := e.apiClient(&ao)
 	if err != nil {

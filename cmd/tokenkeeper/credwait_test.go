@@ -70,7 +70,7 @@ func TestCredentialAddWaitsForFirstToken(t *testing.T) {
 		{[]string{"credential", "add", "--token-url", idp.TokenURL(), "--client-id", "app", "--client-secret", "x"}, "--name is required"},
 		{[]string{"credential", "add", "--name", "n", "--client-id", "app", "--client-secret", "x"}, "--token-url is required"},
 		{[]string{"credential", "add", "--name", "n", "--token-url", idp.TokenURL(), "--client-secret", "x"}, "--client-id is required"},
-		{[]string{"credential", "add", "--name", "n", "--token-url", idp.TokenURL(), "--client-id", "app"}, "--client-secret-file"},
+		{[]string{"credential", "add", "--name", "n", "--token-url", idp.TokenURL(), "--client-id", "app"}, "--client-secret is required for --grant-type client_credentials"},
 	} {
 		if out, err := cli("", tc.args...); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%v: %v %s; want %q", tc.args, err, out, tc.want)
