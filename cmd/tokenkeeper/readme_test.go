@@ -92,7 +92,11 @@ func TestREADMEExamples(t *testing.T) {
 	idp := oauthtest.NewServer(oauthtest.WithLifetime(time.Hour), oauthtest.WithClient("abc", abcSecret), oauthtest.WithClient("svc", svcSecret))
 	defer idp.Close()
 	// Files the examples read.
-	for name, content := range map[string]string{"secret.txt": abcSecret, "rt.txt": idp.IssueRefreshToken("abc", "")} {
+	googleSecret := "google-secret-" + randomString()
+	idp.AddClient("123.apps", googleSecret)
+	for name, content := range map[string]string{"secret.txt": abcSecret, "rt.txt": idp.IssueRefreshToken("abc", ""),
+		"google.txt": googleSecret, "alice-rt.txt": idp.IssueRefreshToken("123.apps", "openid email"),
+		"new.txt": "google-secret-rotated-" + randomString()} {
 		if err := os.WriteFile(filepath.Join(work, name), []byte(content+"\n"), 0o600); err != nil {
 			t.Fatal(err)
 		}
@@ -118,6 +122,9 @@ func TestREADMEExamples(t *testing.T) {
 		{"http://127.0.0.1:8080", sb.url},
 		{"https://github.example/oauth/token", idp.TokenURL()},
 		{"https://idp.example/token", idp.TokenURL()},
+		{"https://idp.example/authorize", idp.AuthorizeURL()},
+		{"https://accounts.google.example/o/oauth2/auth", idp.AuthorizeURL()},
+		{"https://oauth2.google.example/token", idp.TokenURL()},
 		{"https://api.github.example/user", idp.ResourceURL()},
 		{"https://api.example/v1/things", idp.ResourceURL()},
 		{"export TOKENKEEPER_API_KEY=tk_...", "export TOKENKEEPER_API_KEY=" + sb.key},
