@@ -42,6 +42,13 @@ type Provider struct {
 	// creation) or PKCENone.
 	PKCE string
 
+	// APIBaseURL is the API the provider's tokens are for: the broker's
+	// proxy forwards /v1/proxy/{credential}/{path} to it, adding the
+	// current token as APIToken says. "" for none. The access token is
+	// sent there, so it is validated like the token URL.
+	APIBaseURL string
+	APIToken   APIToken
+
 	// Version moves on every update. An update of anything a refresh
 	// depends on (token URL, client id and secret, auth style, token
 	// parameters) also moves the Version of each of its credentials, so
@@ -65,6 +72,8 @@ type ProviderUpdate struct {
 	AuthorizeParams        *map[string]string
 	TokenParams            *map[string]string
 	PKCE                   *string
+	APIBaseURL             *string
+	APIToken               *APIToken
 }
 
 // SendsSecrets reports whether upd changes where or how a provider's
@@ -73,7 +82,7 @@ type ProviderUpdate struct {
 func (upd ProviderUpdate) SendsSecrets() bool {
 	return upd.AuthorizationURL != nil || upd.TokenURL != nil || upd.DeviceAuthorizationURL != nil ||
 		upd.RevocationURL != nil || upd.ClientID != nil || upd.ClientSecret != nil || upd.AuthStyle != nil ||
-		upd.TokenParams != nil || upd.AuthorizeParams != nil
+		upd.TokenParams != nil || upd.AuthorizeParams != nil || upd.APIBaseURL != nil || upd.APIToken != nil
 }
 
 // CredentialFilter selects credentials; empty fields match any.
@@ -165,6 +174,14 @@ func (p *Provider) Validate() error {
 		return Errorf(EINVALID, "pkce must be S256 or none")
 	}
 	if err := validateScopes(p.Scopes); err != nil {
+		return err
+	}
+	if p.APIBaseURL != "" {
+		if err := ValidateAPIBaseURL(p.APIBaseURL); err != nil {
+			return err
+		}
+	}
+	if err := p.APIToken.Validate(); err != nil {
 		return err
 	}
 	for k, v := range p.TokenParams {

@@ -16,7 +16,7 @@ import (
 // order scanProvider reads.
 const ProviderColumns = `id, name, authorization_url, token_url, device_authorization_url, revocation_url,
 	client_id, client_secret, client_secret_ad, auth_style, scopes, authorize_params, token_params, pkce,
-	version, created_at, updated_at`
+	version, created_at, updated_at, api_base_url, api_token_header, api_token_scheme, api_token_query`
 
 // rawProvider is a providers row as stored: the secret still sealed.
 type rawProvider struct {
@@ -34,7 +34,7 @@ func scanProvider(row Row) (*rawProvider, error) {
 	p := &r.p
 	err := row.Scan(&p.ID, &p.Name, &p.AuthorizationURL, &p.TokenURL, &p.DeviceAuthorizationURL, &p.RevocationURL,
 		&p.ClientID, &r.clientSecret, &r.secretAD, &r.authStyle, &r.scopes, &r.authorizeParams, &r.tokenParams, &p.PKCE,
-		&p.Version, &p.CreatedAt, &p.UpdatedAt)
+		&p.Version, &p.CreatedAt, &p.UpdatedAt, &p.APIBaseURL, &p.APIToken.Header, &p.APIToken.Scheme, &p.APIToken.Query)
 	if err != nil {
 		return nil, err
 	}
@@ -110,6 +110,7 @@ func normalizeProvider(p *tokenkeeper.Provider) {
 	if p.PKCE == "" {
 		p.PKCE = tokenkeeper.PKCES256
 	}
+	p.APIToken = p.APIToken.Normalized()
 	p.Scopes, p.AuthorizeParams, p.TokenParams = cloneList(p.Scopes), cloneParams(p.AuthorizeParams), cloneParams(p.TokenParams)
 }
 
@@ -124,10 +125,10 @@ func (s *Store) insertProvider(ctx context.Context, tx Querier, n *tokenkeeper.P
 		return err
 	}
 	_, err = tx.Exec(ctx, `INSERT INTO providers (`+ProviderColumns+`)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, '', $9, $10, $11, $12, $13, $14, $15, $15)`,
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, '', $9, $10, $11, $12, $13, $14, $15, $15, $16, $17, $18, $19)`,
 		n.ID, n.Name, n.AuthorizationURL, n.TokenURL, n.DeviceAuthorizationURL, n.RevocationURL,
 		n.ClientID, secret, string(n.AuthStyle), encodeList(n.Scopes), authorizeParams,
-		tokenParams, n.PKCE, n.Version, n.CreatedAt)
+		tokenParams, n.PKCE, n.Version, n.CreatedAt, n.APIBaseURL, n.APIToken.Header, n.APIToken.Scheme, n.APIToken.Query)
 	if s.d.IsUniqueViolation(err) {
 		return tokenkeeper.Errorf(tokenkeeper.ECONFLICT, "provider %q already exists", n.Name)
 	}
@@ -237,6 +238,12 @@ func applyProviderUpdate(cur *tokenkeeper.Provider, upd tokenkeeper.ProviderUpda
 	if upd.PKCE != nil {
 		n.PKCE = *upd.PKCE
 	}
+	if upd.APIBaseURL != nil {
+		n.APIBaseURL = *upd.APIBaseURL
+	}
+	if upd.APIToken != nil {
+		n.APIToken = upd.APIToken.Normalized()
+	}
 	return &n, fence
 }
 
@@ -308,11 +315,12 @@ func (s *Store) writeProvider(ctx context.Context, tx Querier, r *rawProvider, n
 	}
 	_, err = tx.Exec(ctx, `UPDATE providers SET authorization_url = $1, token_url = $2, device_authorization_url = $3,
 			revocation_url = $4, client_id = $5, client_secret = $6, client_secret_ad = '', auth_style = $7, scopes = $8,
-			authorize_params = $9, token_params = $10, pkce = $11, version = $12, updated_at = $13
+			authorize_params = $9, token_params = $10, pkce = $11, version = $12, updated_at = $13,
+			api_base_url = $15, api_token_header = $16, api_token_scheme = $17, api_token_query = $18
 		WHERE id = $14`,
 		n.AuthorizationURL, n.TokenURL, n.DeviceAuthorizationURL, n.RevocationURL, n.ClientID, secret,
 		string(n.AuthStyle), encodeList(n.Scopes), authorizeParams, tokenParams,
-		n.PKCE, n.Version, n.UpdatedAt, n.ID)
+		n.PKCE, n.Version, n.UpdatedAt, n.ID, n.APIBaseURL, n.APIToken.Header, n.APIToken.Scheme, n.APIToken.Query)
 	return err
 }
 
@@ -371,7 +379,7 @@ func (s *Store) inlineProvider(ctx context.Context, tx Querier, c *tokenkeeper.C
 		}
 	}
 	p := &tokenkeeper.Provider{ID: newID(), TokenURL: c.TokenURL, ClientID: c.ClientID, ClientSecret: c.ClientSecret,
-		AuthStyle: c.AuthStyle, PKCE: tokenkeeper.PKCES256, Version: 1, CreatedAt: now, UpdatedAt: now}
+		AuthStyle: c.AuthStyle, PKCE: tokenkeeper.PKCES256, APIToken: tokenkeeper.DefaultAPIToken, Version: 1, CreatedAt: now, UpdatedAt: now}
 	name, err := s.freeProviderName(ctx, tx, c.Name)
 	if err != nil {
 		return nil, err

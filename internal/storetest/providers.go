@@ -551,3 +551,43 @@ func testProviderSecretParamsSealed(e *env) {
 	_, _, err = e.s.ReadableCredentials(e.ctx, tokenkeeper.CredentialFilter{Status: "sleeping"})
 	wantCode(t, err, tokenkeeper.EINVALID)
 }
+
+// testProviderAPI: the API base URL and token presentation are kept,
+// default to Authorization: Bearer, change by update, and are validated.
+func testProviderAPI(e *env) {
+	t := e.t
+	p := e.createProvider(newProvider("plain"))
+	if p.APIBaseURL != "" || p.APIToken != tokenkeeper.DefaultAPIToken {
+		t.Fatalf("defaults: %q %+v", p.APIBaseURL, p.APIToken)
+	}
+	api := newProvider("api")
+	api.APIBaseURL = "https://api.example/v2"
+	api.APIToken = tokenkeeper.APIToken{Header: "X-Api-Key"}
+	e.createProvider(api)
+	got, err := e.s.Provider(e.ctx, "api")
+	if err != nil || got.APIBaseURL != "https://api.example/v2" || got.APIToken != (tokenkeeper.APIToken{Header: "X-Api-Key"}) {
+		t.Fatalf("read: %+v, %v", got, err)
+	}
+	base, q := "https://other.example/", tokenkeeper.APIToken{Query: "access_token"}
+	up, err := e.s.UpdateProvider(e.ctx, "api", tokenkeeper.ProviderUpdate{APIBaseURL: &base, APIToken: &q})
+	if err != nil || up.APIBaseURL != base || up.APIToken != q {
+		t.Fatalf("update: %+v, %v", up, err)
+	}
+	if got, _ := e.s.Provider(e.ctx, "api"); got.APIBaseURL != base || got.APIToken != q {
+		t.Fatalf("after update: %+v", got)
+	}
+	zero := tokenkeeper.APIToken{}
+	if up, err := e.s.UpdateProvider(e.ctx, "api", tokenkeeper.ProviderUpdate{APIToken: &zero}); err != nil || up.APIToken != tokenkeeper.DefaultAPIToken {
+		t.Fatalf("back to the default: %+v, %v", up, err)
+	}
+	for _, bad := range []string{"http://api.example/", "https://api.example/?a=b", "https://u:p@api.example/", "/relative"} {
+		_, err := e.s.UpdateProvider(e.ctx, "api", tokenkeeper.ProviderUpdate{APIBaseURL: &bad})
+		wantCode(t, err, tokenkeeper.EINVALID)
+	}
+	badTok := tokenkeeper.APIToken{Header: "Host"}
+	_, err = e.s.UpdateProvider(e.ctx, "api", tokenkeeper.ProviderUpdate{APIToken: &badTok})
+	wantCode(t, err, tokenkeeper.EINVALID)
+	if got, _ := e.s.Provider(e.ctx, "api"); got.APIBaseURL != base {
+		t.Fatalf("a refused update changed the provider: %+v", got)
+	}
+}

@@ -138,6 +138,7 @@ func Run(t *testing.T, newHarness NewHarness) {
 		{"ConcurrentWriters", testConcurrentWriters},
 		{"Ping", testPing},
 		{"ProviderCreateAndRead", testProviderCreateAndRead},
+		{"ProviderAPI", testProviderAPI},
 		{"CredentialOfProvider", testCredentialOfProvider},
 		{"InlineProviders", testInlineProviders},
 		{"UpdateProvider", testUpdateProvider},
