@@ -33,6 +33,7 @@ type auditWriter struct {
 
 	mu       sync.Mutex
 	reads    map[readKey]int          // guarded by mu: token reads since the last flush
+	proxied  map[readKey]*proxyCount  // guarded by mu: proxied requests since the last flush
 	failures map[failKey]*failedCount // guarded by mu: refusals since the last flush
 }
 
@@ -72,6 +73,42 @@ func (a *auditWriter) tokenRead(actor, target, remote string) {
 	a.mu.Unlock()
 }
 
+// proxyCount counts one caller's requests through the proxy to one
+// credential in a second.
+type proxyCount struct{ n, replayed, failed int }
+
+// proxyRequest counts one proxied request for the next aggregated record
+// (action credential.proxy): replayed after a 401, or failed in the proxy
+// (no answer from the API).
+func (a *auditWriter) proxyRequest(actor, target, remote string, replayed, failed bool) {
+	if a == nil {
+		return
+	}
+	k := readKey{actor, target, remote}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	c := a.proxied[k]
+	if c == nil {
+		if len(a.proxied) >= maxFailureKeys {
+			k = readKey{"various", target, "*"}
+			if c = a.proxied[k]; c == nil {
+				c = &proxyCount{}
+				a.proxied[k] = c
+			}
+		} else {
+			c = &proxyCount{}
+			a.proxied[k] = c
+		}
+	}
+	c.n++
+	if replayed {
+		c.replayed++
+	}
+	if failed {
+		c.failed++
+	}
+}
+
 // failure counts one refusal for the next aggregated record.
 func (a *auditWriter) failure(r *tokenkeeper.AuditRecord) {
 	k := failKey{r.Action, r.Outcome, r.RemoteAddr, r.Detail}
@@ -94,14 +131,30 @@ func (a *auditWriter) failure(r *tokenkeeper.AuditRecord) {
 // flush writes the aggregated records of the last second.
 func (a *auditWriter) flush(until time.Time) {
 	a.mu.Lock()
-	reads, failures := a.reads, a.failures
+	reads, failures, proxied := a.reads, a.failures, a.proxied
 	a.reads = make(map[readKey]int, len(reads))
+	a.proxied = make(map[readKey]*proxyCount, len(proxied))
 	a.failures = make(map[failKey]*failedCount, len(failures))
 	a.mu.Unlock()
 	now := a.now()
 	for k, n := range reads {
 		a.write(&tokenkeeper.AuditRecord{Time: now, Actor: k.actor, Action: "token.read", Target: k.target,
 			Outcome: "ok", RemoteAddr: k.remote, Detail: fmt.Sprintf("%d %s", n, plural(n, "read", "reads"))}, until)
+	}
+	for k, c := range proxied {
+		detail := fmt.Sprintf("%d %s", c.n, plural(c.n, "request", "requests"))
+		if c.replayed > 0 {
+			detail += fmt.Sprintf(", %d replayed after a 401", c.replayed)
+		}
+		outcome := "ok"
+		if c.failed > 0 {
+			detail += fmt.Sprintf(", %d failed", c.failed)
+			if c.failed == c.n {
+				outcome = "error"
+			}
+		}
+		a.write(&tokenkeeper.AuditRecord{Time: now, Actor: k.actor, Action: "credential.proxy", Target: k.target,
+			Outcome: outcome, RemoteAddr: k.remote, Detail: detail}, until)
 	}
 	for k, f := range failures {
 		r := &tokenkeeper.AuditRecord{Time: now, Actor: f.actor, Action: k.action, Target: f.target,
@@ -125,7 +178,7 @@ func (a *auditWriter) flush(until time.Time) {
 
 func newAuditWriter(store tokenkeeper.AuthStore, logger *slog.Logger, now func() time.Time, buffer int) *auditWriter {
 	return &auditWriter{store: store, logger: logger, now: now, ch: make(chan *tokenkeeper.AuditRecord, buffer),
-		reads: map[readKey]int{}, failures: map[failKey]*failedCount{}}
+		reads: map[readKey]int{}, proxied: map[readKey]*proxyCount{}, failures: map[failKey]*failedCount{}}
 }
 
 // record queues r, or counts it for an aggregated record if it is a

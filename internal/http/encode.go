@@ -12,6 +12,7 @@ import (
 
 	"github.com/tokenkeeper/tokenkeeper"
 	"github.com/tokenkeeper/tokenkeeper/internal/auth"
+	"github.com/tokenkeeper/tokenkeeper/internal/proxy"
 )
 
 // statuses maps each domain error code to its HTTP status: the one table.
@@ -27,6 +28,7 @@ var statuses = map[string]int{
 	tokenkeeper.EINTERNAL:     http.StatusInternalServerError,
 	auth.ETOOMANYREQUESTS:     http.StatusTooManyRequests,
 	EMETHOD:                   http.StatusMethodNotAllowed,
+	proxy.EUPSTREAM:           http.StatusBadGateway,
 }
 
 // ProblemTypePrefix prefixes the error code in a problem's type member.

@@ -9,23 +9,25 @@ import (
 
 // providerJSON is a provider as the API shows it: never its secret.
 type providerJSON struct {
-	ID                     string            `json:"id"`
-	Name                   string            `json:"name"`
-	AuthorizationURL       string            `json:"authorization_url,omitempty"`
-	TokenURL               string            `json:"token_url"`
-	DeviceAuthorizationURL string            `json:"device_authorization_url,omitempty"`
-	RevocationURL          string            `json:"revocation_url,omitempty"`
-	ClientID               string            `json:"client_id"`
-	HasClientSecret        bool              `json:"has_client_secret"`
-	AuthStyle              string            `json:"auth_style"`
-	Scopes                 []string          `json:"scopes"`
-	AuthorizeParams        map[string]string `json:"authorize_params,omitempty"`
-	TokenParams            map[string]string `json:"token_params,omitempty"`
-	PKCE                   bool              `json:"pkce"`
-	Credentials            *int              `json:"credentials,omitempty"` // how many use it (show only)
-	Version                int64             `json:"version"`
-	CreatedAt              time.Time         `json:"created_at"`
-	UpdatedAt              time.Time         `json:"updated_at"`
+	ID                     string               `json:"id"`
+	Name                   string               `json:"name"`
+	AuthorizationURL       string               `json:"authorization_url,omitempty"`
+	TokenURL               string               `json:"token_url"`
+	DeviceAuthorizationURL string               `json:"device_authorization_url,omitempty"`
+	RevocationURL          string               `json:"revocation_url,omitempty"`
+	ClientID               string               `json:"client_id"`
+	HasClientSecret        bool                 `json:"has_client_secret"`
+	AuthStyle              string               `json:"auth_style"`
+	Scopes                 []string             `json:"scopes"`
+	AuthorizeParams        map[string]string    `json:"authorize_params,omitempty"`
+	TokenParams            map[string]string    `json:"token_params,omitempty"`
+	PKCE                   bool                 `json:"pkce"`
+	APIBaseURL             string               `json:"api_base_url,omitempty"`
+	APIToken               tokenkeeper.APIToken `json:"api_token"`
+	Credentials            *int                 `json:"credentials,omitempty"` // how many use it (show only)
+	Version                int64                `json:"version"`
+	CreatedAt              time.Time            `json:"created_at"`
+	UpdatedAt              time.Time            `json:"updated_at"`
 }
 
 func toProviderJSON(p *tokenkeeper.Provider) *providerJSON {
@@ -35,6 +37,7 @@ func toProviderJSON(p *tokenkeeper.Provider) *providerJSON {
 		ClientID: p.ClientID, HasClientSecret: p.ClientSecret != "", AuthStyle: string(p.AuthStyle),
 		Scopes: p.Scopes, AuthorizeParams: maskParams(p.AuthorizeParams), TokenParams: maskParams(p.TokenParams),
 		PKCE: p.PKCE != tokenkeeper.PKCENone, Version: p.Version,
+		APIBaseURL: p.APIBaseURL, APIToken: p.APIToken.Normalized(),
 		CreatedAt: p.CreatedAt.UTC(), UpdatedAt: p.UpdatedAt.UTC(),
 	}
 	if j.Scopes == nil {
@@ -51,18 +54,20 @@ func pkceMethod(on bool) string {
 }
 
 type providerCreateRequest struct {
-	Name                   string            `json:"name"`
-	AuthorizationURL       string            `json:"authorization_url"`
-	TokenURL               string            `json:"token_url"`
-	DeviceAuthorizationURL string            `json:"device_authorization_url"`
-	RevocationURL          string            `json:"revocation_url"`
-	ClientID               string            `json:"client_id"`
-	ClientSecret           string            `json:"client_secret"`
-	AuthStyle              string            `json:"auth_style"`
-	Scopes                 []string          `json:"scopes"`
-	AuthorizeParams        map[string]string `json:"authorize_params"`
-	TokenParams            map[string]string `json:"token_params"`
-	PKCE                   *bool             `json:"pkce"`
+	Name                   string                `json:"name"`
+	AuthorizationURL       string                `json:"authorization_url"`
+	TokenURL               string                `json:"token_url"`
+	DeviceAuthorizationURL string                `json:"device_authorization_url"`
+	RevocationURL          string                `json:"revocation_url"`
+	ClientID               string                `json:"client_id"`
+	ClientSecret           string                `json:"client_secret"`
+	AuthStyle              string                `json:"auth_style"`
+	Scopes                 []string              `json:"scopes"`
+	AuthorizeParams        map[string]string     `json:"authorize_params"`
+	TokenParams            map[string]string     `json:"token_params"`
+	PKCE                   *bool                 `json:"pkce"`
+	APIBaseURL             string                `json:"api_base_url"`
+	APIToken               *tokenkeeper.APIToken `json:"api_token"`
 }
 
 // checkEndpoints applies the outbound URL check to every endpoint given.
@@ -92,13 +97,16 @@ func (s *server) handleProviderCreate() http.Handler {
 			DeviceAuthorizationURL: req.DeviceAuthorizationURL, RevocationURL: req.RevocationURL,
 			ClientID: req.ClientID, ClientSecret: req.ClientSecret, AuthStyle: tokenkeeper.AuthStyle(req.AuthStyle),
 			Scopes: req.Scopes, AuthorizeParams: req.AuthorizeParams, TokenParams: req.TokenParams,
-			PKCE: pkceMethod(req.PKCE == nil || *req.PKCE),
+			PKCE: pkceMethod(req.PKCE == nil || *req.PKCE), APIBaseURL: req.APIBaseURL,
+		}
+		if req.APIToken != nil {
+			p.APIToken = *req.APIToken
 		}
 		if err := p.Validate(); err != nil {
 			s.Error(w, r, err)
 			return
 		}
-		if err := s.checkEndpoints(&p.TokenURL, &p.AuthorizationURL, &p.DeviceAuthorizationURL, &p.RevocationURL); err != nil {
+		if err := s.checkEndpoints(&p.TokenURL, &p.AuthorizationURL, &p.DeviceAuthorizationURL, &p.RevocationURL, &p.APIBaseURL); err != nil {
 			s.Error(w, r, err)
 			return
 		}
@@ -147,17 +155,19 @@ func (s *server) handleProviderGet() http.Handler {
 }
 
 type providerUpdateRequest struct {
-	AuthorizationURL       *string            `json:"authorization_url"`
-	TokenURL               *string            `json:"token_url"`
-	DeviceAuthorizationURL *string            `json:"device_authorization_url"`
-	RevocationURL          *string            `json:"revocation_url"`
-	ClientID               *string            `json:"client_id"`
-	ClientSecret           *string            `json:"client_secret"`
-	AuthStyle              *string            `json:"auth_style"`
-	Scopes                 *[]string          `json:"scopes"`
-	AuthorizeParams        *map[string]string `json:"authorize_params"`
-	TokenParams            *map[string]string `json:"token_params"`
-	PKCE                   *bool              `json:"pkce"`
+	AuthorizationURL       *string               `json:"authorization_url"`
+	TokenURL               *string               `json:"token_url"`
+	DeviceAuthorizationURL *string               `json:"device_authorization_url"`
+	RevocationURL          *string               `json:"revocation_url"`
+	ClientID               *string               `json:"client_id"`
+	ClientSecret           *string               `json:"client_secret"`
+	AuthStyle              *string               `json:"auth_style"`
+	Scopes                 *[]string             `json:"scopes"`
+	AuthorizeParams        *map[string]string    `json:"authorize_params"`
+	TokenParams            *map[string]string    `json:"token_params"`
+	PKCE                   *bool                 `json:"pkce"`
+	APIBaseURL             *string               `json:"api_base_url"`
+	APIToken               *tokenkeeper.APIToken `json:"api_token"`
 }
 
 func (s *server) handleProviderUpdate() http.Handler {
@@ -173,6 +183,7 @@ func (s *server) handleProviderUpdate() http.Handler {
 			DeviceAuthorizationURL: req.DeviceAuthorizationURL, RevocationURL: req.RevocationURL,
 			ClientID: req.ClientID, ClientSecret: req.ClientSecret, Scopes: req.Scopes,
 			AuthorizeParams: req.AuthorizeParams, TokenParams: req.TokenParams,
+			APIBaseURL: req.APIBaseURL, APIToken: req.APIToken,
 		}
 		if req.AuthStyle != nil {
 			a := tokenkeeper.AuthStyle(*req.AuthStyle)
@@ -207,7 +218,13 @@ func (s *server) handleProviderUpdate() http.Handler {
 				}
 			}
 		}
-		if err := s.checkEndpoints(req.TokenURL, req.AuthorizationURL, req.DeviceAuthorizationURL, req.RevocationURL); err != nil {
+		if req.APIBaseURL != nil && *req.APIBaseURL != "" {
+			if err := tokenkeeper.ValidateAPIBaseURL(*req.APIBaseURL); err != nil {
+				s.Error(w, r, err)
+				return
+			}
+		}
+		if err := s.checkEndpoints(req.TokenURL, req.AuthorizationURL, req.DeviceAuthorizationURL, req.RevocationURL, req.APIBaseURL); err != nil {
 			s.Error(w, r, err)
 			return
 		}
@@ -258,6 +275,7 @@ func (s *server) handleProviderUpdate() http.Handler {
 			return
 		}
 		s.refresher.Wake()
+		s.proxyTargets.purge() // where the proxy sends tokens changes here at once
 		s.logger.Info("provider updated", "provider", name, "actor", actor(r), "change", msg)
 		s.audit(r, actor(r), "provider.update", name, "ok", msg)
 		writeJSON(w, http.StatusOK, toProviderJSON(p))

@@ -2,6 +2,7 @@ package http
 
 import (
 	"net/http"
+	"strings"
 
 	"github.com/tokenkeeper/tokenkeeper"
 )
@@ -11,7 +12,8 @@ import (
 //	anyone           healthz, readyz, login, refresh, OAuth2 token endpoint, metadata
 //	any caller       whoami, logout (users)
 //	admin, viewer    list and show credentials, events, providers
-//	admin, consumer  read a granted credential's token, force its refresh
+//	admin, consumer  read a granted credential's token, force its refresh,
+//	                 call its API through the proxy (service clients too)
 //	admin            everything else; fresh callers only for creating or
 //	                 deleting credentials and providers, changing their secrets or where
 //	                 and how the secrets are sent (token URL, client id,
@@ -40,6 +42,11 @@ func (s *server) routes(mux *http.ServeMux) {
 	mux.Handle("GET /v1/credentials/{name}/events", as(s.handleCredentialEvents(), false, admin, viewer))
 	mux.Handle("GET /v1/credentials/{name}/token", as(s.requireGrant(s.handleToken()), false, admin, consumer, viewer))
 	mux.Handle("POST /v1/credentials/{name}/refresh", as(s.requireGrant(s.handleRefresh()), false, admin, consumer, viewer))
+
+	// Any method; the path below the credential is the API's, cleaned by
+	// the handler itself (notFoundOrMethod sends it there uncleaned).
+	s.proxyRoute = s.authenticateProxy(s.requireRole(admin, consumer)(s.handleProxy()))
+	mux.Handle(ProxyPrefix+"{credential}/{path...}", s.proxyRoute)
 
 	mux.Handle("POST /v1/providers", as(s.handleProviderCreate(), true, admin))
 	mux.Handle("GET /v1/providers", as(s.handleProviderList(), false, admin, viewer))
@@ -92,6 +99,12 @@ func (s *server) routes(mux *http.ServeMux) {
 // patterns, which would match every method and hide the 405.
 func (s *server) notFoundOrMethod(mux *http.ServeMux) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasPrefix(r.URL.Path, ProxyPrefix) {
+			// Not through the mux, which would redirect a path with dot
+			// segments: the proxy answers 400 to one leaving the base.
+			s.proxyRoute.ServeHTTP(w, r)
+			return
+		}
 		h, pattern := mux.Handler(r)
 		if pattern != "" {
 			mux.ServeHTTP(w, r)

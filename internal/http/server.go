@@ -15,6 +15,7 @@ import (
 	"github.com/tokenkeeper/tokenkeeper"
 	"github.com/tokenkeeper/tokenkeeper/internal/auth"
 	"github.com/tokenkeeper/tokenkeeper/internal/metrics"
+	"github.com/tokenkeeper/tokenkeeper/internal/proxy"
 	"github.com/tokenkeeper/tokenkeeper/internal/refresh"
 	"github.com/tokenkeeper/tokenkeeper/internal/tracing"
 )
@@ -90,6 +91,9 @@ type Config struct {
 	Metrics *metrics.Metrics
 	// Tracer makes a span of each token read; nil: none.
 	Tracer *tracing.Tracer
+	// Proxy configures the proxy (/v1/proxy/{credential}/...); its
+	// WriteError and Logger are the server's.
+	Proxy proxy.Config
 }
 
 // server carries the dependencies of the handlers.
@@ -121,6 +125,10 @@ type server struct {
 	webhooks        tokenkeeper.WebhookStore // nil: no webhook routes
 	webhookURLCheck func(string) error
 	wakeWebhooks    func()
+
+	proxy        *proxy.Proxy
+	proxyRoute   http.Handler // authentication, role, handleProxy
+	proxyTargets *proxyTargets
 }
 
 // Server is the broker's HTTP handler. Run its background work (the audit
@@ -224,6 +232,11 @@ func NewServer(cfg Config) *Server {
 	if s.webhooks == nil {
 		s.webhooks, _ = cfg.Store.(tokenkeeper.WebhookStore)
 	}
+	pc := cfg.Proxy
+	pc.Logger = s.logger
+	pc.WriteError = s.Error
+	s.proxy = proxy.New(pc)
+	s.proxyTargets = &proxyTargets{ttl: cfg.KeyCacheTTL, m: map[string]cachedTarget{}}
 	mux := http.NewServeMux()
 	s.routes(mux)
 	var h http.Handler = s.notFoundOrMethod(mux)

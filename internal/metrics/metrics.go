@@ -34,6 +34,24 @@ const (
 	ReadError       = "error"
 )
 
+// Proxy request outcomes, for ProxyRequest (the outcome label of
+// tokenkeeper_proxy_requests_total).
+const (
+	ProxyOK            = "ok"             // the API's answer was passed back
+	ProxyReplayed      = "replayed"       // the API's answer to the replay after a 401 was passed back
+	ProxyNotFound      = "not_found"      // unknown or not granted
+	ProxyNotConfigured = "not_configured" // the provider has no API base URL
+	ProxyBadRequest    = "bad_request"    // the path leaves the base, a malformed body
+	ProxyTooLarge      = "too_large"      // the body is over the limit
+	ProxyNoToken       = "no_token"       // the credential has no valid token
+	ProxyUpstreamError = "upstream_error" // the API could not be reached (502)
+	ProxyCanceled      = "canceled"       // the caller went away
+)
+
+// ProxyOutcomes lists the proxy request outcomes.
+var ProxyOutcomes = [...]string{ProxyOK, ProxyReplayed, ProxyNotFound, ProxyNotConfigured, ProxyBadRequest,
+	ProxyTooLarge, ProxyNoToken, ProxyUpstreamError, ProxyCanceled}
+
 // Connect session outcomes, for ConnectSession.
 const (
 	ConnectConnected = "connected"
@@ -74,10 +92,11 @@ type Metrics struct {
 	storeLatency   *prometheus.HistogramVec // op
 	credentials    *prometheus.GaugeVec     // status
 	lowest         prometheus.Gauge
-	deliveries     *prometheus.CounterVec // event, outcome
-	connects       *prometheus.CounterVec // provider, outcome
-	perCredRemain  *prometheus.GaugeVec   // credential
-	perCredStatus  *prometheus.GaugeVec   // credential, status
+	deliveries     *prometheus.CounterVec        // event, outcome
+	connects       *prometheus.CounterVec        // provider, outcome
+	proxied        map[string]prometheus.Counter // by outcome, resolved once
+	perCredRemain  *prometheus.GaugeVec          // credential
+	perCredStatus  *prometheus.GaugeVec          // credential, status
 
 	mu       sync.Mutex
 	lastSeen map[string]bool // guarded by mu: credentials with per-credential series
@@ -130,6 +149,11 @@ func New(cfg Config) *Metrics {
 	}
 	m.connects = f.counterVec("tokenkeeper_connect_sessions_total", "Connect sessions by provider and outcome (connected, failed, expired, denied).", "provider", "outcome")
 	m.connects.WithLabelValues("", ConnectConnected)
+	proxied := f.counterVec("tokenkeeper_proxy_requests_total", "Requests through the proxy (/v1/proxy/{credential}/...), by outcome: ok, replayed (after a 401, with a renewed token), not_found, not_configured, bad_request, too_large, no_token, upstream_error, canceled.", "outcome")
+	m.proxied = map[string]prometheus.Counter{}
+	for _, o := range ProxyOutcomes {
+		m.proxied[o] = proxied.WithLabelValues(o)
+	}
 	if cfg.PerCredential {
 		m.perCredRemain = f.gaugeVec("tokenkeeper_credential_token_remaining_seconds", "Per credential: time remaining of its current token.", "credential")
 		m.perCredStatus = f.gaugeVec("tokenkeeper_credential_status", "Per credential: 1 for its current status.", "credential", "status")
@@ -270,6 +294,19 @@ func (m *Metrics) ForcedRefresh(rejected bool) {
 	} else {
 		m.forced.Inc()
 	}
+}
+
+// ProxyRequest counts a request through the proxy by its outcome (one of
+// ProxyOutcomes; anything else counts as upstream_error).
+func (m *Metrics) ProxyRequest(outcome string) {
+	if m == nil {
+		return
+	}
+	c := m.proxied[outcome]
+	if c == nil {
+		c = m.proxied[ProxyUpstreamError]
+	}
+	c.Inc()
 }
 
 // WebhookAttempt counts a webhook delivery attempt (internal/webhook's
