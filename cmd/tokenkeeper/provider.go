@@ -8,25 +8,29 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"github.com/tokenkeeper/tokenkeeper"
 )
 
 // providerView is the part of the API's provider JSON the CLI prints.
 type providerView struct {
-	Name                   string            `json:"name"`
-	AuthorizationURL       string            `json:"authorization_url"`
-	TokenURL               string            `json:"token_url"`
-	DeviceAuthorizationURL string            `json:"device_authorization_url"`
-	RevocationURL          string            `json:"revocation_url"`
-	ClientID               string            `json:"client_id"`
-	HasClientSecret        bool              `json:"has_client_secret"`
-	AuthStyle              string            `json:"auth_style"`
-	Scopes                 []string          `json:"scopes"`
-	AuthorizeParams        map[string]string `json:"authorize_params"`
-	TokenParams            map[string]string `json:"token_params"`
-	PKCE                   bool              `json:"pkce"`
-	Credentials            *int              `json:"credentials"`
-	Version                int64             `json:"version"`
-	UpdatedAt              time.Time         `json:"updated_at"`
+	Name                   string               `json:"name"`
+	AuthorizationURL       string               `json:"authorization_url"`
+	TokenURL               string               `json:"token_url"`
+	DeviceAuthorizationURL string               `json:"device_authorization_url"`
+	RevocationURL          string               `json:"revocation_url"`
+	ClientID               string               `json:"client_id"`
+	HasClientSecret        bool                 `json:"has_client_secret"`
+	AuthStyle              string               `json:"auth_style"`
+	Scopes                 []string             `json:"scopes"`
+	AuthorizeParams        map[string]string    `json:"authorize_params"`
+	TokenParams            map[string]string    `json:"token_params"`
+	PKCE                   bool                 `json:"pkce"`
+	APIBaseURL             string               `json:"api_base_url"`
+	APIToken               tokenkeeper.APIToken `json:"api_token"`
+	Credentials            *int                 `json:"credentials"`
+	Version                int64                `json:"version"`
+	UpdatedAt              time.Time            `json:"updated_at"`
 }
 
 // providerFlags are the flags provider add and update share.
@@ -34,6 +38,7 @@ type providerFlags struct {
 	authorizationURL, tokenURL, deviceURL, revocationURL *string
 	clientID, secret, secretFile, authStyle, scopes      *string
 	pkce                                                 *bool
+	apiBaseURL, apiToken                                 *string
 	authorizeParams, tokenParams                         paramsFlag
 }
 
@@ -58,13 +63,15 @@ func (pf *providerFlags) register(c *command, update bool) {
 	pf.authStyle = c.fs.String("auth-style", def, "client authentication: header (client_secret_basic) or body (client_secret_post)")
 	pf.scopes = c.fs.String("scopes", "", what("default scopes, comma or space separated"))
 	pf.pkce = c.fs.Bool("pkce", true, "use PKCE (S256) in the connect flow; --pkce=false for providers that refuse it")
+	pf.apiBaseURL = c.fs.String("api-base-url", "", what("base URL of the API the tokens are for: /v1/proxy/CREDENTIAL/PATH forwards to it with the token ('' for none)"))
+	pf.apiToken = c.fs.String("api-token", "", "how the proxy presents the token: 'Authorization: Bearer' (the default), 'X-Api-Key:' (a bare token in a header) or '?access_token' (a query parameter)")
 	pf.authorizeParams, pf.tokenParams = paramsFlag{}, paramsFlag{}
 	c.fs.Var(pf.authorizeParams, "authorize-param", "extra authorization request parameter key=value (repeatable)")
 	c.fs.Var(pf.tokenParams, "token-param", "extra token request parameter key=value (repeatable), e.g. audience=...")
 	c.inlineSecret("client-secret", "--client-secret-file FILE, --client-secret-file - (standard input) or $TOKENKEEPER_CLIENT_SECRET")
 	c.noEnv = map[string]bool{"authorization-url": true, "token-url": true, "device-authorization-url": true,
 		"revocation-url": true, "client-id": true, "client-secret-file": true, "auth-style": true, "scopes": true,
-		"pkce": true, "authorize-param": true, "token-param": true}
+		"pkce": true, "authorize-param": true, "token-param": true, "api-base-url": true, "api-token": true}
 	if update {
 		c.noEnv["client-secret"] = true
 	}
@@ -100,6 +107,16 @@ func (pf *providerFlags) body(e *env, c *command, all bool) (map[string]any, err
 	}
 	if all || set["pkce"] {
 		body["pkce"] = *pf.pkce
+	}
+	if set["api-base-url"] {
+		body["api_base_url"] = *pf.apiBaseURL
+	}
+	if set["api-token"] {
+		t, err := tokenkeeper.ParseAPIToken(*pf.apiToken)
+		if err != nil {
+			return nil, usagef("--api-token: %s", tokenkeeper.ErrorMessage(err))
+		}
+		body["api_token"] = t
 	}
 	if len(pf.authorizeParams) > 0 {
 		body["authorize_params"] = map[string]string(pf.authorizeParams)
@@ -226,7 +243,8 @@ func (e *env) cmdProviderShow(args []string) error {
 		{"client id", v.ClientID}, {"client secret", yesNo(v.HasClientSecret, "sealed", "none (public client)")},
 		{"auth style", v.AuthStyle}, {"scopes", dash(strings.Join(v.Scopes, " "))},
 		{"authorize params", formatParams(v.AuthorizeParams)}, {"token params", formatParams(v.TokenParams)},
-		{"pkce", yesNo(v.PKCE, "S256", "off")}, {"credentials", n}, {"version", fmt.Sprint(v.Version)},
+		{"pkce", yesNo(v.PKCE, "S256", "off")}, {"api base url", dash(v.APIBaseURL)}, {"api token", v.APIToken.String()},
+		{"credentials", n}, {"version", fmt.Sprint(v.Version)},
 	} {
 		fmt.Fprintf(tw, "%s:\t%s\n", r[0], r[1])
 	}

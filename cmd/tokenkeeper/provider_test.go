@@ -85,10 +85,21 @@ func TestProviderCLI(t *testing.T) {
 		}
 	}
 
+	// The API base URL and how the proxy presents the token.
+	if out, err := cli("", "provider", "update", "idp", "--api-base-url", "https://api.example/v1", "--api-token", "X-Api-Key:"); err != nil {
+		t.Fatalf("provider update --api-base-url: %v %s", err, out)
+	}
+	if out, err := cli("", "provider", "show", "idp"); err != nil || !strings.Contains(out, "https://api.example/v1") || !strings.Contains(out, "X-Api-Key:") {
+		t.Fatalf("provider show: %v %s", err, out)
+	}
+
 	for _, tc := range []struct {
 		args []string
 		want string
 	}{
+		{[]string{"provider", "update", "idp", "--api-base-url", "http://api.example/"}, "https"},
+		{[]string{"provider", "update", "idp", "--api-token", "Bearer"}, "--api-token"},
+		{[]string{"provider", "update", "idp", "--api-token", "Host:"}, "cannot carry a token"},
 		{[]string{"provider", "rm", "idp"}, "2 credential"},
 		{[]string{"provider", "show", "nope"}, `provider "nope" not found`},
 		{[]string{"provider", "update", "idp"}, "nothing to update"},

@@ -20,6 +20,7 @@ import (
 	tkhttp "github.com/tokenkeeper/tokenkeeper/internal/http"
 	"github.com/tokenkeeper/tokenkeeper/internal/netguard"
 	"github.com/tokenkeeper/tokenkeeper/internal/postgres"
+	"github.com/tokenkeeper/tokenkeeper/internal/proxy"
 	"github.com/tokenkeeper/tokenkeeper/internal/refresh"
 	"github.com/tokenkeeper/tokenkeeper/internal/sqlite"
 )
@@ -71,6 +72,9 @@ type brokerOptions struct {
 	guard bool
 
 	obs observabilityOptions // observe.go
+
+	proxyReplayBody, proxyMaxBody int64 // bytes; the proxy's replay buffer and hard limit
+	proxyTimeout                  time.Duration
 }
 
 func (o *brokerOptions) register(c *command) {
@@ -85,6 +89,9 @@ func (o *brokerOptions) register(c *command) {
 	c.fs.DurationVar(&o.keyMaxStale, "api-key-max-stale", time.Minute, "how long a cached API key keeps working while the database does not answer; then it fails closed")
 	c.fs.DurationVar(&o.auditRetention, "audit-retention", tkhttp.DefaultAuditRetention, "how long audit records are kept (default 90 days); older ones are deleted in the background; 0 keeps them forever")
 	o.obs.register(c)
+	c.fs.Int64Var(&o.proxyReplayBody, "proxy-replay-body", proxy.DefaultMaxReplayBody, "the proxy buffers request bodies up to this many bytes, so that it can replay them after a 401; larger ones stream once")
+	c.fs.Int64Var(&o.proxyMaxBody, "proxy-max-body", proxy.DefaultMaxBody, "the largest request body the proxy forwards, in bytes (413 beyond)")
+	c.fs.DurationVar(&o.proxyTimeout, "proxy-timeout", proxy.DefaultTimeout, "how long the proxy waits for an API's response headers (502 beyond)")
 	c.fs.DurationVar(&o.accessTTL, "access-token-lifetime", 15*time.Minute, "lifetime of the access tokens users get by login and refresh (10s to 24h)")
 }
 
@@ -198,7 +205,10 @@ func startBroker(ctx context.Context, store tokenkeeper.Store, opts brokerOption
 	handler := tkhttp.NewServer(tkhttp.Config{Issuer: issuer, Store: store, Refresher: ref, Logger: logger, Version: versionString(),
 		Auth: authSvc, AuthStore: authStore, KeyCacheMaxStale: opts.keyMaxStale, AuditRetention: auditRetention(opts.auditRetention), TrustedProxies: opts.proxies, TokenURLCheck: tokenURLCheck,
 		Metrics: obs.metrics, AccessLog: obs.accessLog, WebhookURLCheck: obs.webhookURLCheck, WakeWebhooks: obs.wakeWebhooks,
-		Tracer: obs.tracer})
+		Tracer: obs.tracer,
+		// The proxy sends tokens to API base URLs, which are checked like
+		// token URLs: internal addresses only with --allow-private-token-urls.
+		Proxy: proxy.Config{AllowPrivate: !opts.guard, MaxReplayBody: opts.proxyReplayBody, MaxBody: opts.proxyMaxBody, Timeout: opts.proxyTimeout}})
 	if err := obs.startWebhooks(ref.Owner()); err != nil {
 		ln.Close()
 		obs.close()
