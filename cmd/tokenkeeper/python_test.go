@@ -48,17 +48,20 @@ type pythonCounts struct {
 	Failures int            `json:"failures"`
 	Statuses map[string]int `json:"statuses"`
 	Tokens   int            `json:"tokens"`
+	Replayed int            `json:"replayed"`
 }
 
 // Python's two OAuth2 libraries, as Debian packages them, take tokens from
 // the broker's /oauth2/token as a service client for 20 s, with 3-second
 // upstream tokens, and call oauthtest's protected resource with them: no
-// request fails.
+// request fails. At the same time plain requests, with no OAuth library,
+// calls the same resource through the broker's proxy: no request fails
+// either.
 func TestPythonOAuthLibraries(t *testing.T) {
 	if testing.Short() {
 		t.Skip("skipped with -short: runs two Python clients for 20 s")
 	}
-	requirePython(t, "authlib", "requests_oauthlib")
+	requirePython(t, "authlib", "requests_oauthlib", "requests")
 	b := startConsumerBroker(t, 3*time.Second)
 	var cl struct {
 		ClientSecret string `json:"client_secret"`
@@ -69,16 +72,38 @@ func TestPythonOAuthLibraries(t *testing.T) {
 	secretFile := filepath.Join(t.TempDir(), "secret")
 	os.WriteFile(secretFile, []byte(cl.ClientSecret+"\n"), 0o600)
 
+	// The proxy: the credential's provider (created inline, named after
+	// it) gets oauthtest's resource as its API, and a consumer key.
+	if st := apiDo(t, "PATCH", b.url+"/v1/providers/cred", b.key, map[string]any{"api_base_url": b.idp.ResourceURL()}, nil); st != http.StatusOK {
+		t.Fatalf("set api_base_url: %d", st)
+	}
+	var ck struct {
+		Key string `json:"key"`
+	}
+	if st := apiDo(t, "POST", b.url+"/v1/apikeys", b.key, map[string]any{"name": "pyproxy", "role": "consumer", "credentials": []string{"cred"}}, &ck); st != http.StatusCreated {
+		t.Fatalf("create consumer key: %d", st)
+	}
+	keyFile := filepath.Join(t.TempDir(), "key")
+	os.WriteFile(keyFile, []byte(ck.Key+"\n"), 0o600)
+	issued := b.idp.Stats().AccessTokensIssued
+
 	const seconds = "20"
-	scripts := []string{"authlib_client.py", "requests_oauthlib_client.py"}
+	scripts := []struct {
+		name string
+		args []string
+	}{
+		{"authlib_client.py", []string{b.url + "/oauth2/token", "pyclient", secretFile, "cred", b.idp.ResourceURL(), seconds}},
+		{"requests_oauthlib_client.py", []string{b.url + "/oauth2/token", "pyclient", secretFile, "cred", b.idp.ResourceURL(), seconds}},
+		{"requests_proxy_client.py", []string{b.url + "/v1/proxy/cred", keyFile, seconds}},
+	}
 	results := make([]pythonCounts, len(scripts))
 	var wg sync.WaitGroup
-	for i, script := range scripts {
+	for i, sc := range scripts {
+		script := sc.name
 		wg.Go(func() {
 			ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 			defer cancel()
-			cmd := exec.CommandContext(ctx, python, filepath.Join("testdata", "python", script),
-				b.url+"/oauth2/token", "pyclient", secretFile, "cred", b.idp.ResourceURL(), seconds)
+			cmd := exec.CommandContext(ctx, python, append([]string{filepath.Join("testdata", "python", script)}, sc.args...)...)
 			// Both libraries refuse http token endpoints unless told: the
 			// broker here is on loopback.
 			cmd.Env = []string{"PATH=/usr/bin:/bin", "PYTHONDONTWRITEBYTECODE=1",
@@ -95,12 +120,15 @@ func TestPythonOAuthLibraries(t *testing.T) {
 		})
 	}
 	wg.Wait()
+	// The proxy's client sees no token: count those the broker obtained
+	// meanwhile, which the proxy presented in turn.
+	results[2].Tokens = b.idp.Stats().AccessTokensIssued - issued
 	for _, r := range results {
 		if r.Library == "" {
 			continue // reported above
 		}
-		t.Logf("%s: %d requests in %s s, %d ok, %d failed, statuses %v, %d distinct tokens",
-			r.Library, r.Requests, seconds, r.OK, r.Failures, r.Statuses, r.Tokens)
+		t.Logf("%s: %d requests in %s s, %d ok, %d failed, statuses %v, %d distinct tokens, %d replayed by the proxy",
+			r.Library, r.Requests, seconds, r.OK, r.Failures, r.Statuses, r.Tokens, r.Replayed)
 		if r.Failures != 0 || r.OK != r.Requests {
 			t.Errorf("%s: %d of %d requests failed: %v", r.Library, r.Failures, r.Requests, r.Statuses)
 		}
@@ -122,11 +150,11 @@ func TestREADMEPythonExamplesAreTested(t *testing.T) {
 		t.Fatal(err)
 	}
 	blocks := regexp.MustCompile("(?s)```python\n(.*?)```").FindAllSubmatch(readme, -1)
-	if len(blocks) < 2 {
-		t.Fatalf("the README has %d Python examples, want at least 2", len(blocks))
+	if len(blocks) < 3 {
+		t.Fatalf("the README has %d Python examples, want at least 3", len(blocks))
 	}
 	var scripts []string
-	for _, s := range []string{"authlib_client.py", "requests_oauthlib_client.py"} {
+	for _, s := range []string{"authlib_client.py", "requests_oauthlib_client.py", "requests_proxy_client.py"} {
 		b, err := os.ReadFile(filepath.Join("testdata", "python", s))
 		if err != nil {
 			t.Fatal(err)
