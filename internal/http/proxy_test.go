@@ -3,6 +3,7 @@ package http_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -319,5 +320,29 @@ func TestProxyStorm(t *testing.T) {
 	if failed.Load() != 0 || refreshes != 1 || replayed.Load() != int64(rejected) || seen != 1+n+rejected || rejected != n {
 		t.Fatalf("%d failed, %d replayed, %d refused by the API, %d seen, %d refreshes; want 0, all refused replayed, 1 refresh",
 			failed.Load(), replayed.Load(), rejected, seen, refreshes)
+	}
+	// Audited as token reads are: one record per caller, credential,
+	// address and second, counting the requests and the replays.
+	var requests, replays int
+	deadline := time.Now().Add(5 * time.Second)
+	for requests < n+1 && time.Now().Before(deadline) {
+		time.Sleep(100 * time.Millisecond)
+		recs := h.do("GET", "/v1/audit?action=credential.proxy", h.admin, nil).json(t)["records"].([]any)
+		if len(recs) > 6 {
+			t.Fatalf("%d audit records for %d requests in a few seconds", len(recs), n+1)
+		}
+		requests, replays = 0, 0
+		for _, r := range recs {
+			var a, b int
+			d := r.(map[string]any)["detail"].(string)
+			fmt.Sscanf(d, "%d requests, %d replayed", &a, &b)
+			if r.(map[string]any)["target"] != "svc" || !strings.HasPrefix(r.(map[string]any)["actor"].(string), "apikey:") {
+				t.Fatalf("audit record %v", r)
+			}
+			requests, replays = requests+a, replays+b
+		}
+	}
+	if requests != n+1 || replays != n {
+		t.Fatalf("the audit counts %d requests and %d replays, want %d and %d", requests, replays, n+1, n)
 	}
 }

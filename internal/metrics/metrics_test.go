@@ -36,6 +36,7 @@ func TestNilMetricsDoNothing(t *testing.T) {
 	m.RefreshAttempted(&tokenkeeper.Credential{}, &tokenkeeper.Event{Outcome: "ok"})
 	m.WebhookAttempt("credential.deleted", "delivered", 0)
 	m.ConnectSession("", ConnectConnected)
+	m.ProxyRequest(ProxyOK)
 	m.Poll(context.Background())
 	m.Run(context.Background())
 }
@@ -114,4 +115,27 @@ func BenchmarkTokenRead(b *testing.B) {
 			m.TokenRead(nil)
 		}
 	})
+}
+
+// TestProxyOutcomesAreBounded: every outcome is shown from the start, and
+// an unknown one counts as upstream_error rather than adding a series.
+func TestProxyOutcomesAreBounded(t *testing.T) {
+	m := New(Config{})
+	m.ProxyRequest(ProxyReplayed)
+	m.ProxyRequest(ProxyReplayed)
+	m.ProxyRequest("made up")
+	out := scrape(t, m)
+	for _, o := range ProxyOutcomes {
+		if !strings.Contains(out, `tokenkeeper_proxy_requests_total{outcome="`+o+`"}`) {
+			t.Errorf("outcome %s not shown", o)
+		}
+	}
+	for _, want := range []string{`tokenkeeper_proxy_requests_total{outcome="replayed"} 2`, `tokenkeeper_proxy_requests_total{outcome="upstream_error"} 1`} {
+		if !strings.Contains(out, want) {
+			t.Errorf("missing %s", want)
+		}
+	}
+	if strings.Contains(out, "made up") {
+		t.Error("an unknown outcome became a label")
+	}
 }
