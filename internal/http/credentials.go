@@ -318,6 +318,7 @@ func (s *server) handleCredentialUpdate() http.Handler {
 			return
 		}
 		s.refresher.Forget(name)
+		s.proxyTargets.forget(name) // its provider may have changed
 		s.refresher.Wake()
 		s.audit(r, actor(r), "credential.update", name, "ok", msg)
 		writeJSON(w, http.StatusOK, toCredentialJSON(c))
@@ -332,6 +333,7 @@ func (s *server) handleCredentialDelete() http.Handler {
 			return
 		}
 		s.refresher.Forget(name)
+		s.proxyTargets.forget(name)
 		s.logger.Info("credential deleted", "credential", name, "actor", actor(r))
 		s.audit(r, actor(r), "credential.delete", name, "ok", "")
 		w.WriteHeader(http.StatusNoContent)

@@ -42,6 +42,12 @@ type cachedTarget struct {
 	until time.Time
 }
 
+func (p *proxyTargets) forget(name string) {
+	p.mu.Lock()
+	delete(p.m, name)
+	p.mu.Unlock()
+}
+
 func (p *proxyTargets) purge() {
 	p.mu.Lock()
 	clear(p.m)
@@ -61,7 +67,8 @@ func (s *server) proxyTarget(ctx context.Context, name string) (*proxyTarget, er
 	}
 	v, err, _ := p.group.Do(name, func() (any, error) {
 		t, err := s.loadProxyTarget(ctx, name)
-		if err == nil || tokenkeeper.ErrorCode(err) == tokenkeeper.ENOTFOUND || tokenkeeper.ErrorCode(err) == tokenkeeper.ECONFLICT {
+		// Not ENOTFOUND: a credential created meanwhile is proxied at once.
+		if err == nil || tokenkeeper.ErrorCode(err) == tokenkeeper.ECONFLICT {
 			p.mu.Lock()
 			if len(p.m) >= 10_000 {
 				clear(p.m)
@@ -224,12 +231,14 @@ func (s *server) proxyRenew(ctx context.Context, r *http.Request, name, rejected
 	if err != nil || sv.Token.AccessToken == rejected {
 		return ""
 	}
-	if s.forceFloor > 0 {
-		// The new token: if the API refuses it too within the floor, it
-		// is not reported (see above).
-		nh := sha256.Sum256([]byte(sv.Token.AccessToken))
-		s.reported.add("proxy\x00"+name+"\x00"+string(nh[:]), s.now())
+	// The new token: if the API refuses it too within the floor, it is
+	// not reported (see above). The first caller to see it audits the
+	// renewal; the others shared it.
+	nh := sha256.Sum256([]byte(sv.Token.AccessToken))
+	nkey := "proxy\x00" + name + "\x00" + string(nh[:])
+	if !s.reported.seen(nkey, s.now()) {
+		s.reported.add(nkey, s.now())
+		s.audit(r, actor(r), "credential.refresh", name, "ok", "rejected token reported by the proxy (the API answered 401)")
 	}
-	s.audit(r, actor(r), "credential.refresh", name, "ok", "rejected token reported by the proxy (the API answered 401)")
 	return sv.Token.AccessToken
 }

@@ -40,7 +40,7 @@ func newTestAPI(t *testing.T, idp *oauthtest.Server, decoy string) *testAPI {
 		a.auths = append(a.auths, auth)
 		a.mu.Unlock()
 		tok, ok := strings.CutPrefix(auth, "Bearer ")
-		if !ok || !idp.ValidAccessToken(tok) {
+		if !ok || !idp.ValidAccessToken(tok) || r.URL.Path == "/base/deny" {
 			a.mu.Lock()
 			a.rejected++
 			if a.hold > 0 && a.rejected == a.hold {
@@ -344,5 +344,33 @@ func TestProxyStorm(t *testing.T) {
 	}
 	if requests != n+1 || replays != n {
 		t.Fatalf("the audit counts %d requests and %d replays, want %d and %d", requests, replays, n+1, n)
+	}
+}
+
+// TestProxyRefusingAPI: an API that refuses every token gets one renewal,
+// not one per request: the token a renewal produced is not reported again
+// within the forced refresh floor.
+func TestProxyRefusingAPI(t *testing.T) {
+	h, _, _ := proxyHarness(t, func(c *tkhttp.Config) { c.ForcedRefreshFloor = tkhttp.DefaultForcedRefreshFloor })
+	key := h.consumerKey("svc")
+	if r := h.proxied("GET", "/v1/proxy/svc/warm", key, ""); r.status != 200 {
+		t.Fatalf("warm up: %d %s", r.status, r.body)
+	}
+	before := total(h.idp.Stats().TokenRequests)
+	r := h.proxied("GET", "/v1/proxy/svc/deny", key, "")
+	if r.status != 401 || r.header.Get(proxy.ReplayHeader) != proxy.Replayed {
+		t.Fatalf("first: %d %q", r.status, r.header.Get(proxy.ReplayHeader))
+	}
+	for range 5 {
+		r := h.proxied("GET", "/v1/proxy/svc/deny", key, "")
+		if r.status != 401 || r.header.Get(proxy.ReplayHeader) != proxy.NotRenewed {
+			t.Fatalf("again: %d %q", r.status, r.header.Get(proxy.ReplayHeader))
+		}
+	}
+	if n := total(h.idp.Stats().TokenRequests) - before; n != 1 {
+		t.Fatalf("%d provider refreshes, want 1", n)
+	}
+	if r := h.proxied("GET", "/v1/proxy/svc/ok", key, ""); r.status != 200 {
+		t.Fatalf("the renewed token works elsewhere: %d", r.status)
 	}
 }
