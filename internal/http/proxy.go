@@ -187,6 +187,7 @@ func (s *server) handleProxy() http.Handler {
 		res := s.proxy.Serve(w, r, &proxy.Request{
 			Base: t.base, Path: path, How: t.how, Token: sv.Token.AccessToken,
 			Renew: func(ctx context.Context, rejected string) string { return s.proxyRenew(ctx, r, name, rejected) },
+			Self:  ProxyPrefix + rawName,
 		})
 		switch {
 		case res.Upstream && res.Replayed:

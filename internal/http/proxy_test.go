@@ -61,6 +61,10 @@ func newTestAPI(t *testing.T, idp *oauthtest.Server, decoy string) *testAPI {
 			http.Redirect(w, r, decoy+"/stolen", http.StatusFound)
 			return
 		}
+		if r.URL.Path == "/base/moved" {
+			http.Redirect(w, r, "/base/new/place?x=1", http.StatusMovedPermanently)
+			return
+		}
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(map[string]any{"path": r.URL.EscapedPath(), "query": r.URL.RawQuery, "method": r.Method,
 			"body": string(body), "cookie": r.Header.Get("Cookie"), "upgrade": r.Header.Get("Upgrade")})
@@ -140,8 +144,19 @@ func TestProxyForwards(t *testing.T) {
 		t.Fatal(err)
 	}
 	resp.Body.Close()
-	if resp.StatusCode != http.StatusFound {
-		t.Fatalf("redirect: %d", resp.StatusCode)
+	if resp.StatusCode != http.StatusFound || !strings.HasPrefix(resp.Header.Get("Location"), "http://127.0.0.1") {
+		t.Fatalf("redirect: %d %s", resp.StatusCode, resp.Header.Get("Location"))
+	}
+	// A redirect within the API points back at the proxy.
+	req, _ = http.NewRequest("GET", h.url+"/v1/proxy/svc/moved", nil)
+	req.Header.Set("Authorization", "Bearer "+key)
+	resp, err = (&http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}).Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusMovedPermanently || resp.Header.Get("Location") != "/v1/proxy/svc/new/place?x=1" {
+		t.Fatalf("redirect within the API: %d %s", resp.StatusCode, resp.Header.Get("Location"))
 	}
 	// An admin may use the proxy; the base path itself is reachable.
 	if r := h.proxied("GET", "/v1/proxy/svc", h.admin, ""); r.status != 200 || r.json(t)["path"] != "/base" {

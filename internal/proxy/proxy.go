@@ -117,11 +117,12 @@ func New(cfg Config) *Proxy {
 	}
 	p := &Proxy{cfg: cfg}
 	p.rp = &httputil.ReverseProxy{
-		Rewrite:       p.rewrite,
-		Transport:     &transport{base: cfg.Transport},
-		FlushInterval: -1, // stream: every write reaches the caller at once
-		ErrorHandler:  p.errorHandler,
-		ErrorLog:      slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelWarn),
+		Rewrite:        p.rewrite,
+		Transport:      &transport{base: cfg.Transport},
+		FlushInterval:  -1, // stream: every write reaches the caller at once
+		ErrorHandler:   p.errorHandler,
+		ModifyResponse: rewriteLocation,
+		ErrorLog:       slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelWarn),
 	}
 	return p
 }
@@ -140,6 +141,9 @@ type Request struct {
 	// Renew is called when the API answers 401 to Token: it reports the
 	// token as rejected and returns a new one, or "" when there is none.
 	Renew func(ctx context.Context, rejected string) string
+	// Self is the path the caller used for Base ("/v1/proxy/NAME"): a
+	// redirect to a URL under Base is rewritten to go through it again.
+	Self string
 }
 
 // Result says how a forwarded request ended.
@@ -214,6 +218,38 @@ func (p *Proxy) rewrite(pr *httputil.ProxyRequest) {
 		body := st.body
 		pr.Out.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil }
 	}
+}
+
+// rewriteLocation points a redirect to a URL under the base URL back at
+// the proxy, so that a caller that follows it stays behind the proxy (and
+// gets the token added); other redirects pass as they are, never followed.
+func rewriteLocation(resp *http.Response) error {
+	loc := resp.Header.Get("Location")
+	st, _ := resp.Request.Context().Value(ctxKey{}).(*state)
+	if loc == "" || st == nil || st.req.Self == "" {
+		return nil
+	}
+	u, err := resp.Request.URL.Parse(loc)
+	base := st.req.Base
+	if err != nil || u.Scheme != base.Scheme || u.Host != base.Host {
+		return nil
+	}
+	prefix := strings.TrimSuffix(base.EscapedPath(), "/")
+	rest, ok := strings.CutPrefix(u.EscapedPath(), prefix)
+	if !ok || (rest != "" && !strings.HasPrefix(rest, "/")) {
+		return nil
+	}
+	if how := st.req.How.Normalized(); how.Query != "" {
+		q := u.Query()
+		q.Del(how.Query) // never hand the token back in a URL
+		u.RawQuery = q.Encode()
+	}
+	out := st.req.Self + rest
+	if u.RawQuery != "" {
+		out += "?" + u.RawQuery
+	}
+	resp.Header.Set("Location", out)
+	return nil
 }
 
 // setToken presents tok as how says, replacing what the caller sent in
