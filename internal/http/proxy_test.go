@@ -389,3 +389,27 @@ func TestProxyRefusingAPI(t *testing.T) {
 		t.Fatalf("the renewed token works elsewhere: %d", r.status)
 	}
 }
+
+// Where and how the proxy sends the token changes only for a fresh
+// caller, as the token URL does; a change applies to the next request.
+func TestProxyTargetNeedsFreshCaller(t *testing.T) {
+	h, _, _ := proxyHarness(t, nil)
+	stale := h.staleAdmin()
+	for _, body := range []map[string]any{
+		{"api_base_url": "https://elsewhere.example/"},
+		{"api_token": map[string]any{"query": "access_token"}},
+	} {
+		if r := h.do("PATCH", "/v1/providers/api", stale, body); r.status != http.StatusUnauthorized || !strings.Contains(string(r.body), "fresh_token_required") {
+			t.Fatalf("stale %v: %d %s", body, r.status, r.body)
+		}
+	}
+	if r := h.do("PATCH", "/v1/providers/api", h.admin, map[string]any{"api_base_url": ""}); r.status != http.StatusOK {
+		t.Fatalf("clear: %d %s", r.status, r.body)
+	}
+	if r := h.proxied("GET", "/v1/proxy/svc/x", h.admin, ""); r.status != http.StatusConflict {
+		t.Fatalf("after clearing the base URL: %d %s", r.status, r.body)
+	}
+	if r := h.do("PATCH", "/v1/providers/api", h.admin, map[string]any{"api_base_url": "ftp://x.example/"}); r.status != http.StatusBadRequest {
+		t.Fatalf("ftp: %d %s", r.status, r.body)
+	}
+}
