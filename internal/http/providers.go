@@ -82,6 +82,18 @@ func (s *server) checkEndpoints(urls ...*string) error {
 	return nil
 }
 
+// checkAPIBaseURL applies the outbound URL check to an API base URL: the
+// proxy sends access tokens there.
+func (s *server) checkAPIBaseURL(u *string) error {
+	if u == nil || *u == "" || s.tokenURLCheck == nil {
+		return nil
+	}
+	if err := s.tokenURLCheck(*u); err != nil {
+		return tokenkeeper.Errorf(tokenkeeper.EINVALID, "api_base_url refused: %v", err)
+	}
+	return nil
+}
+
 func (s *server) handleProviderCreate() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		var req providerCreateRequest
@@ -106,7 +118,11 @@ func (s *server) handleProviderCreate() http.Handler {
 			s.Error(w, r, err)
 			return
 		}
-		if err := s.checkEndpoints(&p.TokenURL, &p.AuthorizationURL, &p.DeviceAuthorizationURL, &p.RevocationURL, &p.APIBaseURL); err != nil {
+		if err := s.checkEndpoints(&p.TokenURL, &p.AuthorizationURL, &p.DeviceAuthorizationURL, &p.RevocationURL); err != nil {
+			s.Error(w, r, err)
+			return
+		}
+		if err := s.checkAPIBaseURL(&p.APIBaseURL); err != nil {
 			s.Error(w, r, err)
 			return
 		}
@@ -224,7 +240,11 @@ func (s *server) handleProviderUpdate() http.Handler {
 				return
 			}
 		}
-		if err := s.checkEndpoints(req.TokenURL, req.AuthorizationURL, req.DeviceAuthorizationURL, req.RevocationURL, req.APIBaseURL); err != nil {
+		if err := s.checkAPIBaseURL(req.APIBaseURL); err != nil {
+			s.Error(w, r, err)
+			return
+		}
+		if err := s.checkEndpoints(req.TokenURL, req.AuthorizationURL, req.DeviceAuthorizationURL, req.RevocationURL); err != nil {
 			s.Error(w, r, err)
 			return
 		}

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	tkhttp "github.com/tokenkeeper/tokenkeeper/internal/http"
+	"github.com/tokenkeeper/tokenkeeper/internal/netguard"
 	"github.com/tokenkeeper/tokenkeeper/internal/proxy"
 	"github.com/tokenkeeper/tokenkeeper/oauthtest"
 )
@@ -411,5 +412,40 @@ func TestProxyTargetNeedsFreshCaller(t *testing.T) {
 	}
 	if r := h.do("PATCH", "/v1/providers/api", h.admin, map[string]any{"api_base_url": "ftp://x.example/"}); r.status != http.StatusBadRequest {
 		t.Fatalf("ftp: %d %s", r.status, r.body)
+	}
+}
+
+// L1 and L7 for the proxy: an API base URL on an internal address is
+// refused when the provider is written (with the CLI's check), and the
+// proxy's connections refuse internal addresses when they are made, so a
+// name that resolves to one gets 502 and nothing is sent.
+func TestProxyRefusesInternalAddresses(t *testing.T) {
+	var hits atomic.Int64
+	internal := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { hits.Add(1) }))
+	defer internal.Close()
+	h := newHarness(t, oauthtest.WithLifetime(time.Hour)) // Proxy.AllowPrivate off
+	p := h.provider("api")
+	p["api_base_url"] = internal.URL
+	if r := h.do("POST", "/v1/providers", h.admin, p); r.status != http.StatusCreated {
+		t.Fatalf("provider: %d %s", r.status, r.body)
+	}
+	h.create(map[string]any{"name": "svc", "provider": "api", "grant_type": "client_credentials"})
+	r := h.proxied("GET", "/v1/proxy/svc/x", h.admin, "")
+	if r.status != http.StatusBadGateway || !strings.Contains(string(r.body), "internal") {
+		t.Fatalf("internal address: %d %s", r.status, r.body)
+	}
+	if hits.Load() != 0 {
+		t.Fatal("the internal server was reached")
+	}
+
+	g := newHarnessWith(t, func(c *tkhttp.Config) { c.TokenURLCheck = netguard.CheckURL })
+	for _, u := range []string{"https://10.0.0.1/", "https://169.254.169.254/latest", "http://127.0.0.1:9/"} {
+		p := g.provider("internal")
+		p["token_url"] = "https://idp.example.com/token"
+		p["authorization_url"], p["revocation_url"] = "", ""
+		p["api_base_url"] = u
+		if r := g.do("POST", "/v1/providers", g.admin, p); r.status != http.StatusBadRequest || !strings.Contains(string(r.body), "api_base_url refused") {
+			t.Fatalf("create with %s: %d %s", u, r.status, r.body)
+		}
 	}
 }
