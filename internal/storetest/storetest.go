@@ -147,6 +147,9 @@ func Run(t *testing.T, newHarness NewHarness) {
 		{"ProviderSecretSealedOnce", testProviderSecretSealedOnce},
 		{"ReplaceGrantInPlace", testReplaceGrantInPlace},
 		{"ProviderSecretParamsSealed", testProviderSecretParamsSealed},
+		{"ConnectSessions", testConnectSessions},
+		{"ConnectReconnect", testConnectReconnect},
+		{"DeviceSessions", testDeviceSessions},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
