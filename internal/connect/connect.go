@@ -440,7 +440,7 @@ func (s *Service) Callback(ctx context.Context, q url.Values) (*Result, *Failure
 			msg = "Access was denied at the provider; nothing was stored."
 		}
 		if d := oauth.SanitizeDescription(q.Get("error_description")); d != "" {
-			msg += " The provider said: " + clip(d, 200)
+			msg += " The provider said: " + strings.TrimRight(clip(d, 200), ".") + "."
 		}
 		return nil, s.fail(ctx, cs, http.StatusForbidden, reason, msg)
 	}

@@ -110,7 +110,7 @@ func titleOf(reason string) string {
 	case "expired", "expired_token":
 		return "This link has expired"
 	case "used":
-		return "This link was used already"
+		return "Already used"
 	case "unknown_session", "missing_state":
 		return "Unknown connect session"
 	}
