@@ -480,3 +480,59 @@ func TestConnectOIDC(t *testing.T) {
 		t.Fatalf("end user: %q %q", c.EndUserID, c.EndUserEmail)
 	}
 }
+
+// TestConnectLogsNoSecrets captures the debug logs of the broker and of the
+// provider through a full connect flow and a full device flow and finds no
+// link token, state, code, PKCE verifier, device code, token or secret.
+func TestConnectLogsNoSecrets(t *testing.T) {
+	if testing.Short() {
+		t.Skip("the device flow polls at a 1 s interval")
+	}
+	h := newHarness(t, oauthtest.WithLifetime(time.Hour), oauthtest.WithDeviceInterval(time.Second), oauthtest.WithOIDC(true))
+	h.connectProvider("read", "openid", "email")
+	var secrets []string
+	id, link := h.startConnect(map[string]any{"provider": "idp", "name": "logged"})
+	cs, err := h.store.ConnectSession(context.Background(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	secrets = append(secrets, strings.TrimPrefix(link, h.url+"/connect/"), cs.CodeVerifier)
+	cb := h.authorize(link)
+	u, _ := url.Parse(cb)
+	secrets = append(secrets, u.Query().Get("code"), u.Query().Get("state"))
+	if r := h.get(cb); r.status != http.StatusOK {
+		t.Fatalf("callback: %d %s", r.status, r.body)
+	}
+	r := h.do("POST", "/v1/connect/device", h.admin, map[string]any{"provider": "idp", "name": "logged-device"})
+	d := r.json(t)
+	dcs, err := h.store.ConnectSession(context.Background(), d["id"].(string))
+	if err != nil {
+		t.Fatal(err)
+	}
+	secrets = append(secrets, dcs.DeviceCode)
+	if err := h.idp.ApproveDevice(d["user_code"].(string)); err != nil {
+		t.Fatal(err)
+	}
+	if s := h.waitSession(dcs.ID); s["status"] != "connected" {
+		t.Fatalf("device session: %v", s)
+	}
+	for _, name := range []string{"logged", "logged-device"} {
+		c, err := h.store.Credential(context.Background(), name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		secrets = append(secrets, c.RefreshToken, c.Token.AccessToken, c.ClientSecret)
+	}
+	logs := h.logs.String()
+	if !strings.Contains(logs, "connect session connected") || !strings.Contains(logs, "level=DEBUG") {
+		t.Fatalf("the logs lack the flow or debug records:\n%s", logs)
+	}
+	for i, s := range secrets {
+		if s == "" {
+			t.Fatalf("secret %d is empty", i)
+		}
+		if strings.Contains(logs, s) {
+			t.Errorf("secret %d is in the logs", i)
+		}
+	}
+}
