@@ -335,10 +335,17 @@ func (s *Store) CompleteConnectSession(ctx context.Context, id string, g *tokenk
 		return nil
 	}
 	if cs.Reconnect {
-		upd := tokenkeeper.CredentialUpdate{Token: &tok, Scopes: &scopes, EndUserName: &g.EndUserName, EndUserEmail: &g.EndUserEmail}
-		upd.RefreshToken = &g.RefreshToken
-		if endUser != "" {
-			upd.EndUserID = &endUser
+		// The end user the caller named is kept unless the session names
+		// one; name and email change only when the ID token gives them.
+		upd := tokenkeeper.CredentialUpdate{Token: &tok, Scopes: &scopes, RefreshToken: &g.RefreshToken}
+		if cs.EndUserID != "" {
+			upd.EndUserID = &cs.EndUserID
+		}
+		if g.EndUserName != "" {
+			upd.EndUserName = &g.EndUserName
+		}
+		if g.EndUserEmail != "" {
+			upd.EndUserEmail = &g.EndUserEmail
 		}
 		active := tokenkeeper.StatusActive
 		upd.Status = &active

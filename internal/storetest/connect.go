@@ -161,7 +161,9 @@ func testConnectSessions(e *env) {
 func testConnectReconnect(e *env) {
 	t := e.t
 	e.createProvider(newProvider("rp"))
-	c := e.create(ofProvider("rc", "rp"))
+	rc := ofProvider("rc", "rp")
+	rc.EndUserID = "caller-id-7"
+	c := e.create(rc)
 	reauth := tokenkeeper.StatusNeedsReauth
 	if _, err := e.s.UpdateCredential(e.ctx, "rc", tokenkeeper.CredentialUpdate{Status: &reauth}, nil); err != nil {
 		t.Fatal(err)
@@ -179,7 +181,8 @@ func testConnectReconnect(e *env) {
 		t.Fatal(err)
 	}
 	if got.ID != c.ID || got.Name != "rc" || got.Status != tokenkeeper.StatusActive || got.RefreshToken != g.RefreshToken ||
-		got.Token.AccessToken != g.Token.AccessToken || got.Version <= before.Version {
+		got.Token.AccessToken != g.Token.AccessToken || got.Version <= before.Version ||
+		got.EndUserID != "caller-id-7" || got.EndUserEmail != "rc@example.com" {
 		t.Fatalf("after the reconnect: %+v", got.Status)
 	}
 	if evs := e.events("rc"); len(evs) != len(oldEvents)+1 || evs[0].Kind != "connected" {
