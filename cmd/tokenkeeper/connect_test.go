@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -25,7 +26,7 @@ func TestCLIConnect(t *testing.T) {
 	idp := oauthtest.NewServer(oauthtest.WithLifetime(time.Hour), oauthtest.WithClient("app", "app-secret"),
 		oauthtest.WithDeviceInterval(time.Second))
 	defer idp.Close()
-	sb := startServe(t, nil, "--connect-return-to", "https://app.example/done")
+	sb := startServe(t, nil, "--database", filepath.Join(t.TempDir(), "tk.db"), "--connect-return-to", "https://app.example/done")
 	env := map[string]string{"TOKENKEEPER_SERVER": sb.url, "TOKENKEEPER_API_KEY": sb.key, "TOKENKEEPER_CLIENT_SECRET": "app-secret"}
 	cli := func(ctx context.Context, out *syncBuffer, args ...string) error {
 		var errb syncBuffer
