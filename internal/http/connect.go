@@ -132,6 +132,22 @@ func (s *server) handleConnectGet() http.Handler {
 			s.Error(w, r, err)
 			return
 		}
+		if cs.Status == tokenkeeper.ConnectPending && !s.now().Before(cs.ExpiresAt) {
+			// Nobody finished it in time: it ends now, as expired (a device
+			// session with the reason its poller would give).
+			reason := "expired"
+			if cs.Kind == tokenkeeper.ConnectDevice {
+				reason = "expired_token"
+			}
+			if err := s.store.FailConnectSession(r.Context(), cs.ID, reason, "the connect session expired before it was completed"); err != nil {
+				s.Error(w, r, err)
+				return
+			}
+			if cs, err = s.store.ConnectSession(r.Context(), cs.ID); err != nil {
+				s.Error(w, r, err)
+				return
+			}
+		}
 		j := toConnectJSON(cs)
 		evs, err := s.store.ConnectEvents(r.Context(), cs.ID)
 		if err != nil {

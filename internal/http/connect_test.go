@@ -536,3 +536,23 @@ func TestConnectLogsNoSecrets(t *testing.T) {
 		}
 	}
 }
+
+// TestConnectSessionExpiresUnused: a session nobody opened reads as failed
+// with reason expired once past its expiry.
+func TestConnectSessionExpiresUnused(t *testing.T) {
+	h := newHarness(t, oauthtest.WithLifetime(time.Hour))
+	h.connectProvider()
+	cs := &tokenkeeper.ConnectSession{Kind: tokenkeeper.ConnectAuthorizationCode, Provider: "idp", CredentialName: "never",
+		LinkHash: strings.Repeat("a", 64), StateHash: strings.Repeat("b", 64), CodeVerifier: strings.Repeat("v", 43),
+		ExpiresAt: time.Now().Add(300 * time.Millisecond)}
+	if err := h.store.CreateConnectSession(context.Background(), cs); err != nil {
+		t.Fatal(err)
+	}
+	if s := h.session(cs.ID); s["status"] != "pending" {
+		t.Fatalf("fresh session: %v", s)
+	}
+	time.Sleep(400 * time.Millisecond)
+	if s := h.session(cs.ID); s["status"] != "failed" || s["reason"] != "expired" {
+		t.Fatalf("expired session: %v", s)
+	}
+}
