@@ -132,4 +132,9 @@ type ConnectStore interface {
 	// PendingDeviceSessions returns the pending, unexpired device sessions
 	// (their device codes opened), for a poller to resume.
 	PendingDeviceSessions(ctx context.Context, now time.Time) ([]*ConnectSession, error)
+	// LeaseDevicePoll gives owner the right to poll the token endpoint for
+	// the pending device session id until until, if no other owner holds
+	// an unexpired lease; it reports whether owner holds it. Replicas that
+	// all resume a session thus poll it one at a time.
+	LeaseDevicePoll(ctx context.Context, id, owner string, until, now time.Time) (bool, error)
 }

@@ -88,6 +88,7 @@ type Service struct {
 	now   func() time.Time
 	allow []*url.URL
 
+	owner   string     // this process's name in device poll leases
 	mu      sync.Mutex // guards polling and stopped
 	polling map[string]bool
 	stopped bool
@@ -109,7 +110,7 @@ func New(cfg Config) (*Service, error) {
 	if cfg.SessionTTL <= 0 {
 		cfg.SessionTTL = DefaultSessionTTL
 	}
-	s := &Service{cfg: cfg, log: cfg.Logger, now: cfg.Now, polling: map[string]bool{}}
+	s := &Service{cfg: cfg, log: cfg.Logger, now: cfg.Now, polling: map[string]bool{}, owner: "connect-" + digest(random(16))[:16]}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
@@ -130,18 +131,30 @@ func New(cfg Config) (*Service, error) {
 // RedirectURI returns the redirect URI registered with providers.
 func (s *Service) RedirectURI() string { return s.cfg.PublicURL + CallbackPath }
 
-// Run resumes the polling of pending device sessions (after a restart) and
-// returns when ctx ends, once every poller has stopped.
+// Run resumes the polling of pending device sessions (after a restart, or
+// those of a replica that stopped: a poller polls only while it holds the
+// session's lease) at start and every 30 seconds, and returns when ctx
+// ends, once every poller has stopped.
 func (s *Service) Run(ctx context.Context) {
-	if list, err := s.cfg.Store.PendingDeviceSessions(ctx, s.now()); err != nil {
-		s.log.Warn("connect: cannot resume device sessions", "err", err)
-	} else {
-		for _, cs := range list {
-			s.startPoller(cs)
+	t := time.NewTicker(resumeInterval)
+	defer t.Stop()
+	for {
+		if list, err := s.cfg.Store.PendingDeviceSessions(ctx, s.now()); err != nil {
+			if ctx.Err() == nil {
+				s.log.Warn("connect: cannot resume device sessions", "err", err)
+			}
+		} else {
+			for _, cs := range list {
+				s.startPoller(cs) // polls only while it holds the session's lease
+			}
+		}
+		select {
+		case <-ctx.Done():
+			s.Close()
+			return
+		case <-t.C:
 		}
 	}
-	<-ctx.Done()
-	s.Close()
 }
 
 // Close stops the pollers and waits for them.

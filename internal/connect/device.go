@@ -17,6 +17,14 @@ const slowDownStep = 5 * time.Second
 // maxPollWait caps the wait between polls after network errors.
 const maxPollWait = time.Minute
 
+// pollLeaseSlack is added to a device poll lease beyond three intervals:
+// the longest a token request and the commit of its grant may take.
+const pollLeaseSlack = 30 * time.Second
+
+// resumeInterval is how often Run looks for pending device sessions that
+// no poller of this process follows (one whose replica stopped).
+const resumeInterval = 30 * time.Second
+
 // StartDevice asks the provider for a device code (RFC 8628 §3.1), creates
 // a device session and starts polling the token endpoint for it. Returns
 // EINVALID (a bad request, a provider without a device authorization
@@ -90,10 +98,16 @@ func (s *Service) poll(ctx context.Context, cs *tokenkeeper.ConnectSession) {
 			s.fail(ctx, cs, http.StatusGone, "expired_token", "The device code expired before the user answered.")
 			return
 		}
-		// Another replica may have ended the session.
+		// Another replica may have ended the session, or be polling it:
+		// one poller at a time holds the lease.
 		cur, err := s.cfg.Store.ConnectSession(ctx, cs.ID)
 		if err == nil && cur.Status != tokenkeeper.ConnectPending {
 			return
+		}
+		held, err := s.cfg.Store.LeaseDevicePoll(ctx, cs.ID, s.owner, s.now().Add(3*interval+pollLeaseSlack), s.now())
+		if err != nil || !held {
+			timer.Reset(interval)
+			continue
 		}
 		p, err := s.cfg.Store.Provider(ctx, cs.Provider)
 		if err != nil {

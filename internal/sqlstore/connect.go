@@ -458,3 +458,20 @@ func (s *Store) PendingDeviceSessions(ctx context.Context, now time.Time) ([]*to
 	}
 	return out, nil
 }
+
+// LeaseDevicePoll implements tokenkeeper.ConnectStore.
+func (s *Store) LeaseDevicePoll(ctx context.Context, id, owner string, until, now time.Time) (bool, error) {
+	if owner == "" {
+		return false, tokenkeeper.Errorf(tokenkeeper.EINVALID, "a poll lease needs an owner")
+	}
+	var n int64
+	err := s.write(ctx, "lease device poll", func(tx Querier) error {
+		var err error
+		n, err = tx.Exec(ctx, `UPDATE connect_sessions SET poll_owner = $1, poll_lease_until = $2
+			WHERE id = $3 AND kind = 'device' AND status = 'pending'
+				AND (poll_owner = '' OR poll_owner = $1 OR poll_lease_until IS NULL OR poll_lease_until < $4)`,
+			owner, utc(until), id, utc(now))
+		return err
+	})
+	return n == 1, err
+}

@@ -227,6 +227,28 @@ func testDeviceSessions(e *env) {
 	if list, _ := e.s.PendingDeviceSessions(e.ctx, start.Add(11*time.Minute)); len(list) != 0 {
 		t.Fatal("an expired device session is listed")
 	}
+	// Poll leases: one owner at a time; another after it lapses.
+	lease := func(owner string, until, now time.Time) bool {
+		t.Helper()
+		ok, err := e.s.LeaseDevicePoll(e.ctx, cs.ID, owner, until, now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ok
+	}
+	if !lease("a", start.Add(time.Minute), start) || lease("b", start.Add(time.Minute), start.Add(time.Second)) ||
+		!lease("a", start.Add(2*time.Minute), start.Add(time.Second)) {
+		t.Fatal("a lease is not held by one owner at a time")
+	}
+	if !lease("b", start.Add(4*time.Minute), start.Add(3*time.Minute)) || lease("a", start.Add(5*time.Minute), start.Add(3*time.Minute)) {
+		t.Fatal("a lapsed lease does not pass to another owner")
+	}
+	if err := e.s.FailConnectSession(e.ctx, cs.ID, "cancelled", "test"); err != nil {
+		t.Fatal(err)
+	}
+	if lease("b", start.Add(6*time.Minute), start.Add(3*time.Minute)) {
+		t.Fatal("an ended session was leased")
+	}
 	noCode := *cs
 	noCode.DeviceCode = ""
 	wantCode(t, e.s.CreateConnectSession(e.ctx, &noCode), tokenkeeper.EINVALID)

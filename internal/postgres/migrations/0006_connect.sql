@@ -22,6 +22,8 @@ CREATE TABLE connect_sessions (
 	verification_uri          text NOT NULL DEFAULT '',
 	verification_uri_complete text NOT NULL DEFAULT '',
 	poll_interval             bigint NOT NULL DEFAULT 0,    -- nanoseconds
+	poll_owner                text NOT NULL DEFAULT '',     -- the process polling a device session ('' when none)
+	poll_lease_until          timestamptz,                  -- until when poll_owner holds it
 	status                    text NOT NULL CHECK (status IN ('pending', 'connected', 'failed')),
 	reason                    text NOT NULL DEFAULT '',
 	message                   text NOT NULL DEFAULT '',

@@ -22,6 +22,8 @@ CREATE TABLE connect_sessions (
 	verification_uri          TEXT NOT NULL DEFAULT '',
 	verification_uri_complete TEXT NOT NULL DEFAULT '',
 	poll_interval             INTEGER NOT NULL DEFAULT 0,  -- nanoseconds
+	poll_owner                TEXT NOT NULL DEFAULT '',    -- the process polling a device session ('' when none)
+	poll_lease_until          TEXT,                        -- until when poll_owner holds it
 	status                    TEXT NOT NULL CHECK (status IN ('pending', 'connected', 'failed')),
 	reason                    TEXT NOT NULL DEFAULT '',
 	message                   TEXT NOT NULL DEFAULT '',
