@@ -15,7 +15,11 @@ import (
 
 // benchWiring is how the harness opens stores and starts brokers: the
 // same way serve does, with a given master key and no logs.
-func (e *env) benchWiring() bench.Wiring {
+func (e *env) benchWiring() bench.Wiring { return e.benchWiringObs(observabilityOptions{}) }
+
+// benchWiringObs is benchWiring with brokers that have obs (bench read
+// --metrics).
+func (e *env) benchWiringObs(obs observabilityOptions) bench.Wiring {
 	return bench.Wiring{
 		OpenStore: func(ctx context.Context, database string, masterKey []byte) (tokenkeeper.Store, error) {
 			benv := *e
@@ -30,7 +34,7 @@ func (e *env) benchWiring() bench.Wiring {
 		},
 		StartBroker: func(ctx context.Context, store tokenkeeper.Store, cfg bench.BrokerConfig) (*bench.Broker, error) {
 			b, err := startBroker(ctx, store, brokerOptions{addr: "127.0.0.1:0", concurrency: cfg.Concurrency,
-				providerTimeout: cfg.ProviderTimeout, defaultLifetime: cfg.DefaultLifetime, shutdownTimeout: cfg.ShutdownTimeout},
+				providerTimeout: cfg.ProviderTimeout, defaultLifetime: cfg.DefaultLifetime, shutdownTimeout: cfg.ShutdownTimeout, obs: obs},
 				discardLogger(), cfg.OnAttempt)
 			if err != nil {
 				return nil, err
@@ -98,12 +102,17 @@ matters for authentication misses and the audit writer.`)
 	c.fs.IntVar(&cfg.Connections, "connections", 64, "concurrent keep-alive connections")
 	c.fs.DurationVar(&cfg.Duration, "duration", 10*time.Second, "duration of each of the two runs")
 	c.fs.StringVar(&cfg.Database, "database", "", "postgres:// URL (default: a temporary SQLite file)")
+	withMetrics := c.fs.Bool("metrics", false, "run the broker with /metrics on (as serve --metrics-addr does), to measure what metrics cost")
 	asJSON := c.fs.Bool("json", false, "print JSON")
 	c.noEnv = map[string]bool{"database": true}
 	if err := c.parse(args, e.getenv); err != nil {
 		return err
 	}
-	rep, err := bench.Read(e.ctx, cfg, e.benchWiring(), e.benchLogf)
+	var obs observabilityOptions
+	if *withMetrics {
+		obs.metricsAddr, obs.metricsPoll = "127.0.0.1:0", 15*time.Second
+	}
+	rep, err := bench.Read(e.ctx, cfg, e.benchWiringObs(obs), e.benchLogf)
 	if err != nil {
 		return benchError(err)
 	}

@@ -14,7 +14,9 @@ func (e *env) cmdInit(args []string) error {
 applies the migrations and prints the first admin API key, once. It refuses a
 database that already has API keys.`)
 	var so storeOptions
+	var lo logOptions
 	so.register(c)
+	lo.register(c)
 	asJSON := c.fs.Bool("json", false, "print JSON")
 	keyName := c.fs.String("key-name", "admin", "name of the first admin API key")
 	adminUser := c.fs.String("admin-user", "", "also create this admin user (asks for the password, or see --password-stdin)")
@@ -24,6 +26,10 @@ database that already has API keys.`)
 		return err
 	}
 	if _, err := c.args(0, "no arguments"); err != nil {
+		return err
+	}
+	logger, err := lo.logger(e.stderr)
+	if err != nil {
 		return err
 	}
 	if !isPostgres(so.database) {
@@ -49,7 +55,7 @@ database that already has API keys.`)
 	} else if *pwStdin {
 		return usagef("--password-stdin needs --admin-user")
 	}
-	store, err := e.openStore(&so, discardLogger(), true)
+	store, err := e.openStore(&so, logger, true)
 	if err != nil {
 		return err
 	}
@@ -82,9 +88,10 @@ database that already has API keys.`)
 		return printJSON(e.stdout, out)
 	}
 	if *adminUser != "" {
-		fmt.Fprintf(e.stdout, "Created admin user %q.\n", *adminUser)
+		logger.Info("created the admin user", "user", *adminUser)
 	}
-	fmt.Fprintf(e.stdout, "Initialized %s.\n", redactURL(so.database))
+	logger.Info("initialized the database", "database", redactURL(so.database))
+	// The key goes to standard output, the one stream that is not logs.
 	printAdminKey(e.stdout, key)
 	return nil
 }

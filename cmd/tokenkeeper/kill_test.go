@@ -61,7 +61,11 @@ func startProc(t *testing.T, bin string, args ...string) *proc {
 		}
 		close(lines)
 	}()
+	// The URL is in the log (standard error); the admin key, printed
+	// before it, on standard output.
 	timeout := time.After(15 * time.Second)
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
 	for p.url == "" {
 		select {
 		case l, ok := <-lines:
@@ -71,11 +75,23 @@ func startProc(t *testing.T, bin string, args ...string) *proc {
 			if m := keyRE.FindStringSubmatch(l); m != nil && p.key == "" {
 				p.key = m[1]
 			}
-			if m := urlRE.FindStringSubmatch(l); m != nil {
+		case <-tick.C:
+			if m := urlRE.FindStringSubmatch(p.logs.String()); m != nil {
 				p.url = m[1]
 			}
 		case <-timeout:
 			t.Fatalf("serve did not start:\n%s", p.logs.String())
+		}
+	}
+	for drained := false; !drained; {
+		select {
+		case l, ok := <-lines:
+			if m := keyRE.FindStringSubmatch(l); ok && m != nil && p.key == "" {
+				p.key = m[1]
+			}
+			drained = !ok
+		case <-time.After(100 * time.Millisecond):
+			drained = true
 		}
 	}
 	go func() {

@@ -51,7 +51,9 @@ func waitFor(t *testing.T, what string, d time.Duration, f func() string) string
 }
 
 var (
-	urlRE = regexp.MustCompile(`serving on (http://[0-9.:]+)`)
+	// urlRE finds the URL in serve's "tokenkeeper serving" log line, in
+	// the text or the JSON format.
+	urlRE = regexp.MustCompile(`tokenkeeper serving".*?"?url"?[=:]"?(http://[0-9.:]+)`)
 	keyRE = regexp.MustCompile(`\b(tk_[A-Za-z0-9_-]{40,})`)
 )
 
@@ -80,7 +82,7 @@ func startServeGuarded(t *testing.T, env map[string]string, args ...string) *ser
 		sb.done <- run(ctx, append([]string{"tokenkeeper", "serve", "--addr", "127.0.0.1:0"}, args...), getenv, strings.NewReader(""), sb.stdout, sb.stderr)
 	}()
 	sb.url = waitFor(t, "the serving line", 10*time.Second, func() string {
-		if m := urlRE.FindStringSubmatch(sb.stdout.String()); m != nil {
+		if m := urlRE.FindStringSubmatch(sb.stderr.String()); m != nil {
 			return m[1]
 		}
 		select {

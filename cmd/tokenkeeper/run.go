@@ -43,6 +43,7 @@ Client (talk to a running broker; --server, --api-key):
   user         add | list | rm | passwd | revoke-sessions: people who log in (admin or viewer)
   client       add | list | rm | rotate-secret: services using /oauth2/token
   audit        the audit log
+  webhook      add | list | rm | test | deliveries: signed events to URLs
 
 Programs without tokenkeeper code (--server, --api-key):
   agent          keep files fresh with tokens (config file or flags; SIGHUP reloads)
@@ -117,6 +118,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		return e.cmdExec(rest)
 	case "git-credential":
 		return e.cmdGitCredential(rest)
+	case "webhook", "webhooks":
+		return e.subcommand("webhook", rest, map[string]func([]string) error{
+			"add": e.cmdWebhookAdd, "list": e.cmdWebhookList, "rm": e.cmdWebhookRemove, "test": e.cmdWebhookTest,
+			"deliveries": e.cmdWebhookDeliveries,
+		})
 	case "keys":
 		return e.subcommand("keys", rest, map[string]func([]string) error{"rotate": e.cmdKeysRotate, "rotate-master": e.cmdKeysRotateMaster})
 	case "bench":

@@ -68,6 +68,8 @@ type brokerOptions struct {
 	// --allow-private-token-urls). In-process brokers of demo and bench
 	// leave it off: their provider is oauthtest on loopback.
 	guard bool
+
+	obs observabilityOptions // observe.go
 }
 
 func (o *brokerOptions) register(c *command) {
@@ -82,6 +84,7 @@ func (o *brokerOptions) register(c *command) {
 	c.fs.StringVar(&o.trustedProxies, "trusted-proxies", "", "CIDRs of reverse proxies whose X-Forwarded-For names the client address (comma separated); without it the header is ignored")
 	c.fs.DurationVar(&o.keyMaxStale, "api-key-max-stale", time.Minute, "how long a cached API key keeps working while the database does not answer; then it fails closed")
 	c.fs.DurationVar(&o.auditRetention, "audit-retention", tkhttp.DefaultAuditRetention, "how long audit records are kept (default 90 days); older ones are deleted in the background; 0 keeps them forever")
+	o.obs.register(c)
 }
 
 func (o *brokerOptions) validate() error {
@@ -117,7 +120,7 @@ func (o *brokerOptions) validate() error {
 	if o.providerTimeout <= 0 || o.defaultLifetime <= 0 || o.shutdownTimeout <= 0 {
 		return usagef("--provider-timeout, --default-lifetime and --shutdown-timeout must be positive durations")
 	}
-	return nil
+	return o.obs.validate()
 }
 
 // auditRetention maps the flag's 0 (keep forever) to the server's
@@ -143,6 +146,9 @@ type broker struct {
 	auditCancel context.CancelFunc // stops the audit writer, after the HTTP server
 	opts        brokerOptions
 	logger      *slog.Logger
+	obs         *observability
+	// MetricsURL is the /metrics URL; "" without --metrics-addr.
+	MetricsURL string
 }
 
 // startBroker starts the refresher and the HTTP server on opts.addr. The
@@ -157,17 +163,27 @@ func startBroker(ctx context.Context, store tokenkeeper.Store, opts brokerOption
 		providerClient = netguard.NewHTTPClient(opts.providerTimeout, false)
 		tokenURLCheck = netguard.CheckURL
 	}
+	obs, err := newObservability(ctx, store, opts.obs, logger)
+	if err != nil {
+		return nil, err
+	}
 	ref, err := refresh.New(refresh.Config{
 		Store: store, Logger: logger, Concurrency: opts.concurrency, ProviderTimeout: opts.providerTimeout,
-		DefaultLifetime: opts.defaultLifetime, ShutdownTimeout: opts.shutdownTimeout, OnAttempt: onAttempt,
-		HTTPClient: providerClient,
+		DefaultLifetime: opts.defaultLifetime, ShutdownTimeout: opts.shutdownTimeout, OnAttempt: obs.onAttempt(onAttempt),
+		HTTPClient: obs.providerClient(providerClient, opts.providerTimeout), OnClaim: obs.metrics.Claimed, StartAttempt: obs.startAttempt(),
 	})
 	if err != nil {
+		obs.close()
 		return nil, err
 	}
 	ln, err := net.Listen("tcp", opts.addr)
 	if err != nil {
+		obs.close()
 		return nil, fmt.Errorf("listen on %s: %w", opts.addr, err)
+	}
+	if err := obs.listen(); err != nil {
+		ln.Close()
+		return nil, err
 	}
 	// The broker's own accounts live in the same database.
 	var authSvc *auth.Service
@@ -175,6 +191,7 @@ func startBroker(ctx context.Context, store tokenkeeper.Store, opts brokerOption
 	if authStore != nil {
 		if authSvc, err = auth.New(ctx, auth.Config{Store: authStore, Logger: logger}); err != nil {
 			ln.Close()
+			obs.close()
 			return nil, fmt.Errorf("start accounts: %w", err)
 		}
 	}
@@ -192,13 +209,21 @@ func startBroker(ctx context.Context, store tokenkeeper.Store, opts brokerOption
 		}})
 	if err != nil {
 		ln.Close()
+		obs.close()
 		return nil, err
 	}
 	handler := tkhttp.NewServer(tkhttp.Config{Issuer: issuer, Connect: connectSvc, Store: store, Refresher: ref, Logger: logger, Version: versionString(),
-		Auth: authSvc, AuthStore: authStore, KeyCacheMaxStale: opts.keyMaxStale, AuditRetention: auditRetention(opts.auditRetention), TrustedProxies: opts.proxies, TokenURLCheck: tokenURLCheck})
+		Auth: authSvc, AuthStore: authStore, KeyCacheMaxStale: opts.keyMaxStale, AuditRetention: auditRetention(opts.auditRetention), TrustedProxies: opts.proxies, TokenURLCheck: tokenURLCheck,
+		Metrics: obs.metrics, AccessLog: obs.accessLog, WebhookURLCheck: obs.webhookURLCheck, WakeWebhooks: obs.wakeWebhooks,
+		Tracer: obs.tracer})
+	if err := obs.startWebhooks(ref.Owner()); err != nil {
+		ln.Close()
+		obs.close()
+		return nil, err
+	}
 	b := &broker{
 		URL: "http://" + ln.Addr().String(), Store: store, Refresher: ref, Connect: connectSvc, done: make(chan struct{}),
-		opts: opts, logger: logger,
+		opts: opts, logger: logger, obs: obs, MetricsURL: obs.metricsURL(),
 		srv: &http.Server{
 			Handler: handler, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
 			WriteTimeout: opts.providerTimeout + 30*time.Second, IdleTimeout: 2 * time.Minute,
@@ -216,6 +241,11 @@ func startBroker(ctx context.Context, store tokenkeeper.Store, opts brokerOption
 	go func() {
 		defer wg.Done()
 		connectSvc.Run(runCtx) // device polling
+	}()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		obs.run(runCtx) // webhook deliveries, metrics poll; then closes its listener and exporter
 	}()
 	if n, ok := store.(tokenkeeper.ChangeNotifier); ok {
 		// Follow the other replicas sharing the database (PostgreSQL).
@@ -263,7 +293,6 @@ func startBroker(ctx context.Context, store tokenkeeper.Store, opts brokerOption
 		case <-b.done:
 		}
 	}()
-	logger.Info("broker listening", "url", b.URL)
 	return b, nil
 }
 
@@ -314,7 +343,11 @@ func (e *env) cmdServe(args []string) error {
 		`Runs the broker: refreshes every credential ahead of expiry and serves the
 current tokens over HTTP. On the embedded default (SQLite) the first start
 creates the database, its master key file and an admin API key, printed once.
-Several replicas may share one PostgreSQL database (--database postgres://...).`)
+Several replicas may share one PostgreSQL database (--database postgres://...).
+
+Logs, and every other line serve prints, go to standard error through the
+structured logger (--log-format json: JSON only). Standard output carries
+one thing: the first admin API key, when serve creates it.`)
 	var so storeOptions
 	var bo brokerOptions
 	var lo logOptions
@@ -361,6 +394,12 @@ Several replicas may share one PostgreSQL database (--database postgres://...).`
 		if n > 0 {
 			logger.Info("released refresh leases left by a previous process", "count", n)
 		}
+		if n, err := db.ReleaseWebhookLeases(e.ctx); err != nil {
+			store.Close()
+			return fmt.Errorf("release stale webhook leases: %w", err)
+		} else if n > 0 {
+			logger.Info("released webhook delivery leases left by a previous process", "count", n)
+		}
 	}
 	if !isPostgres(so.database) {
 		key, err := ensureAdminKey(e.ctx, store, "admin")
@@ -379,7 +418,7 @@ Several replicas may share one PostgreSQL database (--database postgres://...).`
 		store.Close()
 		return err
 	}
-	fmt.Fprintf(e.stdout, "tokenkeeper serving on %s (version %s, database %s)\n", b.URL, versionString(), redactURL(so.database))
+	logger.Info("tokenkeeper serving", "url", b.URL, "version", versionString(), "database", redactURL(so.database))
 	return b.Wait()
 }
 

@@ -85,7 +85,7 @@ func (e *env) openStore(o *storeOptions, logger *slog.Logger, mayCreate bool) (t
 		return nil, err
 	}
 	if created != "" {
-		fmt.Fprintf(e.stderr, "Generated a master key in %s (mode 0600). Back it up: without it the secrets in %s cannot be opened.\n", created, o.database)
+		logger.Warn("Generated a master key (mode 0600). Back it up: without it the secrets in the database cannot be opened.", "path", created, "database", redactURL(o.database))
 	}
 	if isPostgres(o.database) {
 		db, err := postgres.Open(e.ctx, o.database, key, postgres.WithLogger(logger))
@@ -108,13 +108,18 @@ func (e *env) cmdMigrate(args []string) error {
 	c := newCommand(e.stderr, "tokenkeeper migrate [--database PATH_OR_URL] [--json]",
 		"Applies the pending schema migrations (serve also applies them at start).")
 	var o storeOptions
+	var lo logOptions
 	c.fs.StringVar(&o.database, "database", defaultDatabase, "SQLite file path, or a postgres:// URL")
-	asJSON := c.fs.Bool("json", false, "print JSON")
+	asJSON := c.fs.Bool("json", false, "print JSON on standard output instead of log lines on standard error")
+	lo.register(c)
 	if err := c.parse(args, e.getenv); err != nil {
 		return err
 	}
+	logger, err := lo.logger(e.stderr)
+	if err != nil {
+		return err
+	}
 	var applied []string
-	var err error
 	if isPostgres(o.database) {
 		applied, err = postgres.Migrate(e.ctx, o.database)
 	} else {
@@ -133,10 +138,10 @@ func (e *env) cmdMigrate(args []string) error {
 		return printJSON(e.stdout, map[string]any{"applied": applied})
 	}
 	if len(applied) == 0 {
-		fmt.Fprintln(e.stdout, "The schema is up to date.")
+		logger.Info("the schema is up to date", "database", redactURL(o.database))
 	}
 	for _, m := range applied {
-		fmt.Fprintln(e.stdout, "applied", m)
+		logger.Info("applied database migration", "name", m, "database", redactURL(o.database))
 	}
 	return nil
 }

@@ -2,6 +2,7 @@ package bench
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -80,7 +81,9 @@ func (rep *replica) start(ctx context.Context, rc replicaCommand, within time.Du
 func (rep *replica) startProc(ctx context.Context, rc replicaCommand) (*replicaProc, error) {
 	cmd := exec.Command(rc.bin, append([]string{"serve", "--addr", rep.addr}, rc.args...)...)
 	cmd.Env = rc.env
-	cmd.Stderr = rep.log
+	ready := make(chan struct{})
+	// serve logs "tokenkeeper serving" (standard error) once it listens.
+	cmd.Stderr = &watchWriter{w: rep.log, marker: []byte("tokenkeeper serving"), seen: ready}
 	dieWithParent(cmd)
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
@@ -91,16 +94,10 @@ func (rep *replica) startProc(ctx context.Context, rc replicaCommand) (*replicaP
 		return nil, fmt.Errorf("start %s: %w", rc.bin, err)
 	}
 	p := &replicaProc{cmd: cmd, done: make(chan struct{})}
-	ready := make(chan struct{})
 	go func() {
 		sc := bufio.NewScanner(stdout)
-		serving := false
 		for sc.Scan() {
 			fmt.Fprintf(rep.log, "stdout: %s\n", sc.Text())
-			if !serving && strings.Contains(sc.Text(), "serving on ") {
-				serving = true
-				close(ready)
-			}
 		}
 		_, _ = io.Copy(io.Discard, stdout)
 		_ = cmd.Wait()
@@ -201,4 +198,20 @@ func childEnv(environ []string, own ...string) []string {
 		}
 	}
 	return env
+}
+
+// watchWriter writes to w and closes seen the first time marker appears
+// in what was written (within one write, as a log line is).
+type watchWriter struct {
+	w      io.Writer
+	marker []byte
+	seen   chan struct{}
+	once   sync.Once
+}
+
+func (ww *watchWriter) Write(b []byte) (int, error) {
+	if bytes.Contains(b, ww.marker) {
+		ww.once.Do(func() { close(ww.seen) })
+	}
+	return ww.w.Write(b)
 }

@@ -209,6 +209,7 @@ func (s *server) authenticate(next http.Handler) http.Handler {
 			}
 			c = &caller{kind: "user", name: cl.Username, role: cl.Role, fresh: cl.IsFresh(s.now()), claims: cl}
 		}
+		noteCaller(r, c.kind, c.name)
 		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), callerKey, c)))
 	})
 }

@@ -556,3 +556,41 @@ func TestConnectSessionExpiresUnused(t *testing.T) {
 		t.Fatalf("expired session: %v", s)
 	}
 }
+
+// TestConnectWebhooks: a connected session writes credential.connected and
+// a failed one connect_session.failed, in the transactions that commit
+// them, with no secret in the payload.
+func TestConnectWebhooks(t *testing.T) {
+	h := newHarness(t, oauthtest.WithLifetime(time.Hour))
+	h.connectProvider()
+	ws, ok := h.store.(tokenkeeper.WebhookStore)
+	if !ok {
+		t.Fatalf("%T keeps no webhooks", h.store)
+	}
+	ep := &tokenkeeper.WebhookEndpoint{URL: "https://hooks.example/tk", Secret: "whsec_" + strings.Repeat("a", 43),
+		Events: []string{tokenkeeper.WebhookCredentialConnected, tokenkeeper.WebhookConnectSessionFailed}}
+	if err := ws.CreateWebhookEndpoint(context.Background(), ep); err != nil {
+		t.Fatal(err)
+	}
+	_, link := h.startConnect(map[string]any{"provider": "idp", "name": "hooked", "end_user_id": "u-9"})
+	if r := h.get(h.authorize(link)); r.status != http.StatusOK {
+		t.Fatalf("connect: %d %s", r.status, r.body)
+	}
+	_, link = h.startConnect(map[string]any{"provider": "idp", "name": "hook-denied", "end_user_id": "u-10"})
+	u, _ := url.Parse(h.authorize(link))
+	q := url.Values{"error": {"access_denied"}, "state": {u.Query().Get("state")}}
+	h.get(h.url + "/connect/callback?" + q.Encode())
+	ds, err := ws.WebhookDeliveries(context.Background(), ep.ID, 10)
+	if err != nil || len(ds) != 2 {
+		t.Fatalf("deliveries: %d, %v", len(ds), err)
+	}
+	c, _ := h.store.Credential(context.Background(), "hooked")
+	got := string(ds[0].Payload) + string(ds[1].Payload)
+	if !strings.Contains(got, tokenkeeper.WebhookCredentialConnected) || !strings.Contains(got, tokenkeeper.WebhookConnectSessionFailed) ||
+		!strings.Contains(got, "access_denied") || !strings.Contains(got, `"hooked"`) {
+		t.Fatalf("payloads: %s", got)
+	}
+	if strings.Contains(got, c.RefreshToken) || strings.Contains(got, c.Token.AccessToken) || strings.Contains(got, h.secret) {
+		t.Fatal("a secret is in a webhook payload")
+	}
+}

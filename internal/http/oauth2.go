@@ -95,6 +95,7 @@ func (s *server) handleOAuth2Token() http.Handler {
 			writeOAuthError(w, &oauthError{status: 503, Code: "temporarily_unavailable", Description: "try again shortly"})
 			return
 		}
+		noteCaller(r, "client", client.ClientID)
 		switch gt := form.Get("grant_type"); gt {
 		case "client_credentials":
 		case "":
@@ -115,7 +116,10 @@ func (s *server) handleOAuth2Token() http.Handler {
 			writeOAuthError(w, &oauthError{status: 400, Code: "invalid_scope", Description: "the client may not read " + scopes[0]})
 			return
 		}
-		sv, err := s.refresher.Token(r.Context(), name, 0)
+		ctx, end := s.tracer.TokenRead(r.Context(), name)
+		sv, err := s.refresher.Token(ctx, name, 0)
+		end(err)
+		s.metrics.TokenRead(err)
 		if err != nil {
 			switch tokenkeeper.ErrorCode(err) {
 			case tokenkeeper.ENOTFOUND:

@@ -61,6 +61,14 @@ func (s *server) routes(mux *http.ServeMux) {
 
 	mux.Handle("POST /v1/keys/rotate", as(s.handleKeysRotate(), true, admin))
 
+	if s.webhooks != nil {
+		mux.Handle("POST /v1/webhooks", as(s.handleWebhookCreate(), true, admin))
+		mux.Handle("GET /v1/webhooks", as(s.handleWebhookList(), false, admin))
+		mux.Handle("DELETE /v1/webhooks/{id}", as(s.handleWebhookDelete(), true, admin))
+		mux.Handle("POST /v1/webhooks/{id}/test", as(s.handleWebhookTest(), false, admin))
+		mux.Handle("GET /v1/webhooks/{id}/deliveries", as(s.handleWebhookDeliveries(), false, admin))
+	}
+
 	if s.auth != nil {
 		mux.Handle("POST /v1/auth/login", s.handleLogin())
 		mux.Handle("POST /v1/auth/refresh", s.handleAuthRefresh())

@@ -15,7 +15,9 @@ import (
 	"github.com/tokenkeeper/tokenkeeper"
 	"github.com/tokenkeeper/tokenkeeper/internal/auth"
 	"github.com/tokenkeeper/tokenkeeper/internal/connect"
+	"github.com/tokenkeeper/tokenkeeper/internal/metrics"
 	"github.com/tokenkeeper/tokenkeeper/internal/refresh"
+	"github.com/tokenkeeper/tokenkeeper/internal/tracing"
 )
 
 // Config holds the server's dependencies. Store and Refresher are required.
@@ -77,6 +79,21 @@ type Config struct {
 	// AuditPruneInterval is how often Run looks for records past
 	// AuditRetention; default DefaultAuditPruneInterval.
 	AuditPruneInterval time.Duration
+	// Webhooks keeps webhook endpoints; nil: Store, if it is a
+	// tokenkeeper.WebhookStore. Without one the webhook routes answer 404.
+	Webhooks tokenkeeper.WebhookStore
+	// WebhookURLCheck, if set, is asked about every webhook URL before it
+	// is registered (internal/webhook.CheckURL).
+	WebhookURLCheck func(rawURL string) error
+	// WakeWebhooks, if set, is called when a delivery was queued (a test
+	// delivery), so that it is sent without waiting for the next poll.
+	WakeWebhooks func()
+	// AccessLog, if set, receives one line per request (accesslog.go).
+	AccessLog *slog.Logger
+	// Metrics counts token reads and forced refreshes; nil: none.
+	Metrics *metrics.Metrics
+	// Tracer makes a span of each token read; nil: none.
+	Tracer *tracing.Tracer
 }
 
 // server carries the dependencies of the handlers.
@@ -103,6 +120,12 @@ type server struct {
 	unready        atomic.Bool        // the last readiness check failed (logged once per outage)
 	auditRetention time.Duration      // <= 0: keep audit records forever
 	pruneInterval  time.Duration
+
+	metrics         *metrics.Metrics         // nil-safe
+	tracer          *tracing.Tracer          // nil-safe
+	webhooks        tokenkeeper.WebhookStore // nil: no webhook routes
+	webhookURLCheck func(string) error
+	wakeWebhooks    func()
 }
 
 // Server is the broker's HTTP handler. Run its background work (the audit
@@ -201,7 +224,20 @@ func NewServer(cfg Config) *Server {
 	if cfg.AuthStore != nil {
 		s.auditw = newAuditWriter(cfg.AuthStore, s.logger, cfg.Now, 4096)
 	}
+	s.metrics, s.tracer = cfg.Metrics, cfg.Tracer
+	s.webhooks, s.webhookURLCheck, s.wakeWebhooks = cfg.Webhooks, cfg.WebhookURLCheck, cfg.WakeWebhooks
+	if s.webhooks == nil {
+		s.webhooks, _ = cfg.Store.(tokenkeeper.WebhookStore)
+	}
 	mux := http.NewServeMux()
 	s.routes(mux)
-	return &Server{Handler: s.recoverPanics(s.clientAddress(mux)), s: s}
+	var h http.Handler = mux
+	if cfg.AccessLog != nil {
+		h = notePattern(mux)
+	}
+	h = s.recoverPanics(s.clientAddress(h))
+	if cfg.AccessLog != nil {
+		h = accessLog(cfg.AccessLog, h)
+	}
+	return &Server{Handler: h, s: s}
 }

@@ -73,7 +73,10 @@ func (s *server) handleToken() http.Handler {
 			}
 			minTTL = d
 		}
-		sv, err := s.refresher.Token(r.Context(), name, minTTL)
+		ctx, end := s.tracer.TokenRead(r.Context(), name)
+		sv, err := s.refresher.Token(ctx, name, minTTL)
+		end(err)
+		s.metrics.TokenRead(err)
 		if err != nil {
 			s.writeServedError(w, r, name, sv, err)
 			return
@@ -98,6 +101,7 @@ func (s *server) handleRefresh() http.Handler {
 		if s.forcedRefreshGate(w, r, name, req.RejectedToken) { // floor and rate limit: forcelimit.go
 			return
 		}
+		s.metrics.ForcedRefresh(req.RejectedToken != "")
 		c, err := s.refresher.Refresh(r.Context(), name, req.RejectedToken)
 		detail := "forced"
 		if req.RejectedToken != "" {

@@ -102,6 +102,14 @@ type Config struct {
 	// OnAttempt, if set, is called after every committed attempt (and every
 	// fenced one) with the event recorded. It must not block.
 	OnAttempt func(c *tokenkeeper.Credential, ev *tokenkeeper.Event)
+	// OnClaim, if set, is told how many leases each claim obtained
+	// (metrics). It must not block.
+	OnClaim func(n int)
+	// StartAttempt, if set, is called before each provider call with the
+	// claimed credential (metrics, tracing). It returns the context for
+	// the call and a function, called with the attempt's event once the
+	// provider answered (or not). It must not block.
+	StartAttempt func(ctx context.Context, c *tokenkeeper.Credential) (context.Context, func(ev *tokenkeeper.Event))
 }
 
 // Refresher refreshes credentials in the background and serves their tokens.
@@ -317,6 +325,9 @@ func (r *Refresher) pass(ctx context.Context) time.Duration {
 			return r.loopFailed(ctx, "claim due credentials", err)
 		}
 		r.loopRecovered()
+		if r.cfg.OnClaim != nil && len(claimed) > 0 {
+			r.cfg.OnClaim(len(claimed))
+		}
 		for _, c := range claimed {
 			r.slots <- struct{}{}
 			if !r.track() { // unreachable: only Run's shutdown sets stopping
@@ -435,6 +446,10 @@ func (r *Refresher) attempt(ctx context.Context, c *tokenkeeper.Credential) *tok
 	}
 	pctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
+	var done func(*tokenkeeper.Event)
+	if r.cfg.StartAttempt != nil {
+		pctx, done = r.cfg.StartAttempt(pctx, c)
+	}
 	start := r.now()
 	var tok *oauth.Token
 	var err error
@@ -450,6 +465,9 @@ func (r *Refresher) attempt(ctx context.Context, c *tokenkeeper.Credential) *tok
 		Latency: latency, Actor: "refresher:" + r.cfg.Owner,
 	}
 	res := &tokenkeeper.RefreshResult{LastRefreshAt: now, Event: ev}
+	if done != nil {
+		defer done(ev)
+	}
 	if err == nil {
 		t := &tokenkeeper.Token{AccessToken: tok.AccessToken, TokenType: tok.TokenType, ExpiresAt: tok.Expiry}
 		res.Token = t

@@ -484,6 +484,9 @@ func (r *Refresher) forced(ctx context.Context, name, rejected string, reject bo
 		err = r.storeTimeout(rctx, err)
 		rcancel()
 		if err == nil {
+			if r.cfg.OnClaim != nil {
+				r.cfg.OnClaim(1)
+			}
 			if rejected != "" && !r.stillCurrent(claimed, rejected, reject) {
 				// Replaced between our read and our claim.
 				return r.release(ctx, claimed)

@@ -300,7 +300,15 @@ func (s *Store) markConnected(ctx context.Context, tx Querier, id, credID string
 	if n != 1 {
 		return tokenkeeper.Errorf(tokenkeeper.ECONFLICT, "this connect session has ended")
 	}
-	return s.insertConnectEvent(ctx, tx, id, now, "connected", tokenkeeper.ConnectConnected, "", "")
+	if err := s.insertConnectEvent(ctx, tx, id, now, "connected", tokenkeeper.ConnectConnected, "", ""); err != nil {
+		return err
+	}
+	// credential.connected webhooks, in the transaction that commits the grant.
+	r, err := scanCredential(tx.QueryRow(ctx, `SELECT `+CredentialColumns+` FROM credentials WHERE id = $1`, credID))
+	if err != nil {
+		return err
+	}
+	return s.webhookConnected(ctx, tx, r)
 }
 
 // CompleteConnectSession implements tokenkeeper.ConnectStore.
@@ -418,6 +426,10 @@ func (s *Store) failLocked(ctx context.Context, tx Querier, c *tokenkeeper.Conne
 		return err
 	}
 	if err := s.insertConnectEvent(ctx, tx, c.ID, now, "failed", tokenkeeper.ConnectFailed, reason, message); err != nil {
+		return err
+	}
+	// connect_session.failed webhooks, in the transaction that ends it.
+	if err := s.webhookConnectSessionFailed(ctx, tx, c.Provider, c.EndUserID, clip(reason, 64)); err != nil {
 		return err
 	}
 	if c.Reconnect {

@@ -596,6 +596,9 @@ func (s *Store) updateCredential(ctx context.Context, name string, upd tokenkeep
 				return err
 			}
 		}
+		if err := s.webhookOnChange(ctx, tx, string(cur.Status), cur.FailureCount, out); err != nil {
+			return err
+		}
 		if post != nil {
 			if err := post(tx, cur); err != nil {
 				return err
@@ -644,11 +647,15 @@ func (s *Store) moveProvider(ctx context.Context, tx Querier, cur, n *tokenkeepe
 func (s *Store) DeleteCredential(ctx context.Context, name string) error {
 	return s.write(ctx, "delete credential", func(tx Querier) error {
 		var id string
-		err := tx.QueryRow(ctx, `DELETE FROM credentials WHERE name = $1 RETURNING id`, name).Scan(&id)
+		r, err := scanCredential(tx.QueryRow(ctx, `DELETE FROM credentials WHERE name = $1 RETURNING `+CredentialColumns, name))
 		if err != nil {
 			return orNotFound(err, notFound(name))
 		}
+		id = r.id
 		if _, err = tx.Exec(ctx, `DELETE FROM events WHERE credential_id = $1`, id); err != nil {
+			return err
+		}
+		if err := s.enqueueWebhooks(ctx, tx, tokenkeeper.WebhookCredentialDeleted, subjectOf(r)); err != nil {
 			return err
 		}
 		return s.notify(ctx, tx, tokenkeeper.Change{Kind: tokenkeeper.ChangeDeleted, CredentialID: id, CredentialName: name})
@@ -798,7 +805,10 @@ func (s *Store) CompleteRefresh(ctx context.Context, id, owner string, version i
 	}
 	var raw *rawCredential
 	err = s.write(ctx, "complete refresh", func(tx Querier) error {
-		var err error
+		prevStatus, prevFailures, err := s.webhookPrev(ctx, tx, id)
+		if err != nil {
+			return err
+		}
 		raw, err = scanCredential(tx.QueryRow(ctx, `UPDATE credentials SET
 				access_token = CASE WHEN $1::boolean THEN $2::bytea ELSE access_token END,
 				token_type = CASE WHEN $1::boolean THEN $3::text ELSE token_type END,
@@ -824,6 +834,9 @@ func (s *Store) CompleteRefresh(ctx context.Context, id, owner string, version i
 			if err := s.insertEvent(ctx, tx, &e, now); err != nil {
 				return err
 			}
+		}
+		if err := s.webhookOnChange(ctx, tx, prevStatus, prevFailures, raw); err != nil {
+			return err
 		}
 		return s.notify(ctx, tx, rawChange(tokenkeeper.ChangeRefresh, raw))
 	})

@@ -258,6 +258,9 @@ func (s *Store) RotateKey(ctx context.Context) (int, error) {
 		if err := execEach(ctx, tx, `UPDATE signing_keys SET secret = $1 WHERE id = $2`, updates); err != nil {
 			return err
 		}
+		if err := resealWebhookSecrets(rs); err != nil {
+			return err
+		}
 		count = rs.count
 		return nil
 	})

@@ -122,6 +122,13 @@ type Store struct {
 	// it before using the store. Stored times are UTC with microsecond
 	// precision.
 	Now func() time.Time
+	// WebhookErrorAfter is the number of consecutive temporary failures
+	// that sends a credential.error webhook; zero means
+	// DefaultWebhookErrorAfter. Set it before using the store.
+	WebhookErrorAfter int
+	// WebhookLogRetention is how many finished deliveries each webhook
+	// endpoint's log keeps; zero means DefaultWebhookLogRetention.
+	WebhookLogRetention int
 
 	conn           Conn
 	d              *Dialect

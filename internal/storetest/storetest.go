@@ -151,6 +151,7 @@ func Run(t *testing.T, newHarness NewHarness) {
 		{"ConnectReconnect", testConnectReconnect},
 		{"DeviceSessions", testDeviceSessions},
 	}
+	tests = append(tests, webhookTests...)
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
