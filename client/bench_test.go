@@ -215,7 +215,7 @@ const (
 // the resource server, minus one); token-requests, the token endpoint calls
 // per expiry (target 1: no duplicate or wasted request); failed-requests,
 // requests that did not get a 200. tokenkeeper replaces its token when a
-// quarter of its life is left, so it counts more expiries in the same
+// third of its life is left, so it counts more expiries in the same
 // time than x/oauth2, which replaces it at the last moment.
 func BenchmarkExpiryStorm(b *testing.B) {
 	set := defaultSettings()

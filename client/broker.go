@@ -10,6 +10,7 @@ import (
 	"mime"
 	"net/http"
 	"net/url"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -17,9 +18,56 @@ import (
 	"golang.org/x/oauth2"
 )
 
-// Broker returns a TokenSource that reads the access token of a credential
-// kept by a tokenkeeper broker at brokerURL (e.g. "http://127.0.0.1:8080"),
-// authenticating with apiKey.
+// BrokerConfig names a credential kept by a tokenkeeper broker and how to
+// reach it. Named fields, so that the URL, the key and the name cannot be
+// swapped unnoticed.
+type BrokerConfig struct {
+	// URL is the broker's base URL, e.g. "https://broker.example.com" or
+	// "http://127.0.0.1:8080" (plain http only to loopback, unless
+	// WithInsecureBroker).
+	URL string
+	// APIKey authenticates to the broker: a consumer key granted the
+	// credential (or an admin key). A secret: never logged.
+	APIKey string
+	// Credential is the name of the credential whose token is served.
+	Credential string
+}
+
+// Environment variables read by BrokerFromEnv: the same as the CLI's.
+const (
+	EnvServer = "TOKENKEEPER_SERVER"
+	EnvAPIKey = "TOKENKEEPER_API_KEY"
+	// DefaultBrokerURL is the broker BrokerFromEnv uses when $TOKENKEEPER_SERVER
+	// is not set, as the CLI does.
+	DefaultBrokerURL = "http://127.0.0.1:8080"
+)
+
+// BrokerFromEnv is NewBroker with the broker's URL from $TOKENKEEPER_SERVER
+// (DefaultBrokerURL when unset) and the API key from $TOKENKEEPER_API_KEY,
+// the variables the tokenkeeper CLI reads.
+func BrokerFromEnv(credential string, opts ...Option) (*TokenSource, error) {
+	server := os.Getenv(EnvServer)
+	if server == "" {
+		server = DefaultBrokerURL
+	}
+	key := os.Getenv(EnvAPIKey)
+	if key == "" {
+		return nil, errors.New("client: broker: $" + EnvAPIKey + " is not set")
+	}
+	return NewBroker(BrokerConfig{URL: server, APIKey: key, Credential: credential}, opts...)
+}
+
+// Broker is NewBroker(BrokerConfig{URL: brokerURL, APIKey: apiKey,
+// Credential: credential}, opts...).
+//
+// Deprecated: three strings in a row are easy to swap; use NewBroker with a
+// BrokerConfig, or BrokerFromEnv. Broker keeps working.
+func Broker(brokerURL, apiKey, credential string, opts ...Option) (*TokenSource, error) {
+	return NewBroker(BrokerConfig{URL: brokerURL, APIKey: apiKey, Credential: credential}, opts...)
+}
+
+// NewBroker returns a TokenSource that reads the access token of the
+// credential cfg names, kept by a tokenkeeper broker.
 //
 // It asks GET {brokerURL}/v1/credentials/{credential}/token and refreshes
 // ahead of the token's advertised expiry (expires_at, or now+expires_in if
@@ -38,7 +86,8 @@ import (
 // 409 (the credential needs re-authorization or is failing; the broker
 // serves no expired token), 429 and 5xx are temporary and retried with
 // backoff.
-func Broker(brokerURL, apiKey, credential string, opts ...Option) (*TokenSource, error) {
+func NewBroker(cfg BrokerConfig, opts ...Option) (*TokenSource, error) {
+	brokerURL, apiKey, credential := cfg.URL, cfg.APIKey, cfg.Credential
 	set := defaultSettings()
 	if err := set.apply(opts); err != nil {
 		return nil, err

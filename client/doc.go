@@ -31,12 +31,13 @@
 // A token is refreshed in the background when its remaining life falls below
 // the lead. The lead is the smaller of a duration (WithLead, default
 // DefaultLead = 5 min) and a fraction of the token's lifetime
-// (WithLeadFraction, default DefaultLeadFraction = 1/4). Giving only one of
+// (WithLeadFraction, default DefaultLeadFraction = 1/3, as in the broker).
+// Giving only one of
 // the two options switches the other bound off. Whatever the options, the
 // lead is at most 9/10 of the lifetime, so a token is always used for a
 // while before it is replaced. By default a 1-hour token is refreshed 5
-// minutes before it expires, a 10-minute token 2.5 minutes before, and a
-// 2-second token half a second before.
+// minutes before it expires, a 10-minute token 3 min 20 s before, and a
+// 2-second token 667 ms before.
 //
 // A token is handed out while it has more than the leeway left: WithLeeway
 // (default DefaultLeeway = 10 s), but never more than 1/20 of the lifetime

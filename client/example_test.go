@@ -123,7 +123,7 @@ func ExampleTransport() {
 	// token requests: 2
 }
 
-func ExampleBroker() {
+func ExampleNewBroker() {
 	// A stand-in for `tokenkeeper serve`, answering for credential "github".
 	broker := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Header.Get("Authorization") != "Bearer tk_example" || r.URL.Path != "/v1/credentials/github/token" {
@@ -142,7 +142,7 @@ func ExampleBroker() {
 	}))
 	defer broker.Close()
 
-	src, err := client.Broker(broker.URL, "tk_example", "github")
+	src, err := client.NewBroker(client.BrokerConfig{URL: broker.URL, APIKey: "tk_example", Credential: "github"})
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -156,7 +156,7 @@ func ExampleBroker() {
 	fmt.Println(tok.AccessToken)
 
 	// A credential the key may not read: a permanent *BrokerError.
-	other, _ := client.Broker(broker.URL, "tk_example", "gitlab")
+	other, _ := client.NewBroker(client.BrokerConfig{URL: broker.URL, APIKey: "tk_example", Credential: "gitlab"})
 	defer other.Close()
 	_, err = other.Token()
 	var be *client.BrokerError

@@ -63,9 +63,9 @@ func TestClientCredentialsAgainstIdP(t *testing.T) {
 			if !srv.ValidAccessToken(tok.AccessToken) || tok.TokenType != "Bearer" || !tok.Expiry.Equal(clk.Now().Add(2*time.Second)) {
 				t.Fatalf("token %s valid=%v expiry %v", tok.TokenType, srv.ValidAccessToken(tok.AccessToken), tok.Expiry.Sub(clk.Now()))
 			}
-			// Refreshed in the background 0.5 s before expiry.
-			clk.waitTimer(t, tok.Expiry.Add(-500*time.Millisecond))
-			clk.AdvanceTo(tok.Expiry.Add(-500 * time.Millisecond))
+			// Refreshed in the background a third of its life (667 ms) before expiry.
+			clk.waitTimer(t, tok.Expiry.Add(-667*time.Millisecond))
+			clk.AdvanceTo(tok.Expiry.Add(-667 * time.Millisecond))
 			eventually(t, func() bool { return mustToken(t, s).AccessToken != tok.AccessToken }, "a new token")
 			if got := srv.Stats().TokenRequests["client_credentials"] - before; got != 2 {
 				t.Fatalf("token requests = %d, want 2", got)
@@ -90,7 +90,7 @@ func TestRefreshTokenRotationPersistedAcrossRestarts(t *testing.T) {
 	}
 	tok := mustToken(t, s)
 	for range 5 {
-		at := tok.Expiry.Add(-15 * time.Second)
+		at := tok.Expiry.Add(-20 * time.Second)
 		clk.waitTimer(t, at)
 		clk.AdvanceTo(at)
 		old := tok.AccessToken
@@ -140,8 +140,8 @@ func TestRefreshWithoutRotationKeepsRefreshToken(t *testing.T) {
 	}
 	closeSource(t, s)
 	tok := mustToken(t, s)
-	clk.waitTimer(t, tok.Expiry.Add(-15*time.Second))
-	clk.AdvanceTo(tok.Expiry.Add(-15 * time.Second))
+	clk.waitTimer(t, tok.Expiry.Add(-20*time.Second))
+	clk.AdvanceTo(tok.Expiry.Add(-20 * time.Second))
 	eventually(t, func() bool { return mustToken(t, s).AccessToken != tok.AccessToken }, "a refreshed token")
 	saved, _ := st.Load(context.Background())
 	if saved.RefreshToken != issued || srv.Presentations(issued) != 2 {
@@ -311,8 +311,8 @@ func TestWrap(t *testing.T) {
 	if tok.AccessToken != "wrapped-1" || !tok.Expiry.Equal(clk.Now().Add(time.Minute)) {
 		t.Fatalf("got %q expiring in %v", tok.AccessToken, tok.Expiry.Sub(clk.Now()))
 	}
-	clk.waitTimer(t, tok.Expiry.Add(-15*time.Second))
-	clk.AdvanceTo(tok.Expiry.Add(-15 * time.Second))
+	clk.waitTimer(t, tok.Expiry.Add(-20*time.Second))
+	clk.AdvanceTo(tok.Expiry.Add(-20 * time.Second))
 	eventually(t, func() bool { return mustToken(t, s).AccessToken == "wrapped-2" }, "the second token")
 	mu.Lock()
 	if len(seen) != 2 {
@@ -359,8 +359,8 @@ func TestNoSecretInLogsOrErrors(t *testing.T) {
 	clk.waitTimer(t, clk.Now().Add(500*time.Millisecond))
 	clk.Advance(500 * time.Millisecond)
 	srv.Script(oauthtest.Fault{Kind: oauthtest.FaultHTML, Status: 502})
-	clk.waitTimer(t, tok.Expiry.Add(-15*time.Second))
-	clk.AdvanceTo(tok.Expiry.Add(-15 * time.Second))
+	clk.waitTimer(t, tok.Expiry.Add(-20*time.Second))
+	clk.AdvanceTo(tok.Expiry.Add(-20 * time.Second))
 	clk.waitTimer(t, clk.Now().Add(500*time.Millisecond))
 	clk.Advance(500 * time.Millisecond)
 	eventually(t, func() bool { return mustToken(t, s).AccessToken != tok.AccessToken }, "a refreshed token")

@@ -20,8 +20,10 @@ const (
 	DefaultLead = 5 * time.Minute
 	// DefaultLeadFraction is the share of a token's lifetime before its
 	// expiry at which it is refreshed, unless WithLead or WithLeadFraction
-	// says otherwise.
-	DefaultLeadFraction = 0.25
+	// says otherwise. The broker uses the same default (a third, at most
+	// DefaultLead), so a token is replaced at the same point of its life
+	// whichever refreshes it.
+	DefaultLeadFraction = 1.0 / 3
 	// DefaultLeeway is the longest remaining life at which a token stops
 	// being handed out; a caller then waits for a new one. It is never more
 	// than 1/20 of the token's lifetime.
@@ -258,7 +260,9 @@ func (s *settings) leadFor(lifetime time.Duration) time.Duration {
 	}
 	lead := time.Duration(maxLeadFraction * float64(lifetime))
 	if s.leadFraction > 0 {
-		lead = min(lead, time.Duration(s.leadFraction*float64(lifetime)))
+		// Rounded to the millisecond: a third of a minute is 20 s, not a
+		// nanosecond less.
+		lead = min(lead, time.Duration(s.leadFraction*float64(lifetime)).Round(time.Millisecond))
 	}
 	if s.lead >= 0 {
 		lead = min(lead, s.lead)

@@ -152,10 +152,10 @@ func TestRefreshAheadSchedule(t *testing.T) {
 		opts     []Option
 		lead     time.Duration
 	}{
-		{"1s default", time.Second, nil, 250 * time.Millisecond},
-		{"2s default", 2 * time.Second, nil, 500 * time.Millisecond},
-		{"1m default", time.Minute, nil, 15 * time.Second},
-		{"10m default", 10 * time.Minute, nil, 150 * time.Second},
+		{"1s default", time.Second, nil, 333 * time.Millisecond},
+		{"2s default", 2 * time.Second, nil, 667 * time.Millisecond},
+		{"1m default", time.Minute, nil, 20 * time.Second},
+		{"10m default", 10 * time.Minute, nil, 200 * time.Second},
 		{"1h default", time.Hour, nil, 5 * time.Minute},
 		{"24h default", 24 * time.Hour, nil, 5 * time.Minute},
 		{"1h lead 20m", time.Hour, []Option{WithLead(20 * time.Minute)}, 20 * time.Minute},
@@ -202,13 +202,13 @@ func TestLeadAndLeeway(t *testing.T) {
 		lead     time.Duration
 		leeway   time.Duration
 	}{
-		{nil, time.Second, 250 * time.Millisecond, 50 * time.Millisecond},
-		{nil, 2 * time.Second, 500 * time.Millisecond, 100 * time.Millisecond},
-		{nil, time.Minute, 15 * time.Second, 3 * time.Second},
+		{nil, time.Second, 333 * time.Millisecond, 50 * time.Millisecond},
+		{nil, 2 * time.Second, 667 * time.Millisecond, 100 * time.Millisecond},
+		{nil, time.Minute, 20 * time.Second, 3 * time.Second},
 		{nil, time.Hour, 5 * time.Minute, 10 * time.Second},
 		{nil, 0, 0, 0},
 		{opts{WithLeeway(time.Second)}, time.Hour, 5 * time.Minute, time.Second},
-		{opts{WithLeeway(time.Minute)}, 2 * time.Second, 500 * time.Millisecond, 100 * time.Millisecond},
+		{opts{WithLeeway(time.Minute)}, 2 * time.Second, 667 * time.Millisecond, 100 * time.Millisecond},
 		{opts{WithLeeway(0)}, time.Hour, 5 * time.Minute, 0},
 		{opts{WithLead(time.Hour)}, time.Hour, 54 * time.Minute, 10 * time.Second},
 		{opts{WithLeadFraction(0.99)}, 10 * time.Second, 9 * time.Second, 500 * time.Millisecond},
@@ -600,7 +600,7 @@ func TestMissingExpiryGetsDefaultLifetime(t *testing.T) {
 	if want := epoch.Add(10 * time.Minute); !tok.Expiry.Equal(want) || tok.ExpiresIn != 600 || tok.TokenType != "Bearer" {
 		t.Fatalf("token expiry %v expires_in %d type %q, want %v, 600, Bearer", tok.Expiry, tok.ExpiresIn, tok.TokenType, want)
 	}
-	clk.waitTimer(t, tok.Expiry.Add(-150*time.Second))
+	clk.waitTimer(t, tok.Expiry.Add(-200*time.Second))
 }
 
 func TestExpiredOrEmptyFetchResultIsAnError(t *testing.T) {

@@ -111,7 +111,7 @@ func (e *env) cmdUserList(args []string) error {
 	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "USER\tROLE\tCREATED")
 	for _, u := range list.Users {
-		fmt.Fprintf(tw, "%s\t%s\t%s\n", u.Username, u.Role, u.CreatedAt.Local().Format(time.DateTime))
+		fmt.Fprintf(tw, "%s\t%s\t%s\n", u.Username, u.Role, u.CreatedAt.Local().Format(timeLayout))
 	}
 	return tw.Flush()
 }
@@ -230,7 +230,7 @@ func (e *env) cmdClientList(args []string) error {
 	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "CLIENT ID\tCREDENTIALS\tCREATED")
 	for _, cc := range list.Clients {
-		fmt.Fprintf(tw, "%s\t%s\t%s\n", cc.ClientID, dash(strings.Join(cc.Credentials, ",")), cc.CreatedAt.Local().Format(time.DateTime))
+		fmt.Fprintf(tw, "%s\t%s\t%s\n", cc.ClientID, dash(strings.Join(cc.Credentials, ",")), cc.CreatedAt.Local().Format(timeLayout))
 	}
 	return tw.Flush()
 }
@@ -323,7 +323,7 @@ func (e *env) cmdAudit(args []string) error {
 	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "ID\tTIME\tACTOR\tACTION\tTARGET\tOUTCOME\tFROM\tDETAIL")
 	for _, r := range list.Records {
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.ID, r.Time.Local().Format(time.DateTime), r.Actor, r.Action, dash(r.Target), r.Outcome, dash(r.RemoteAddr), truncateString(r.Detail, 60))
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.ID, r.Time.Local().Format(timeLayout), r.Actor, r.Action, dash(r.Target), r.Outcome, dash(r.RemoteAddr), oneLine(r.Detail))
 	}
 	return tw.Flush()
 }

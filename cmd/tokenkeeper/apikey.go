@@ -80,9 +80,9 @@ func (e *env) cmdAPIKeyList(args []string) error {
 	for _, k := range list.Keys {
 		rev := "-"
 		if k.RevokedAt != nil {
-			rev = k.RevokedAt.Local().Format(time.DateTime)
+			rev = k.RevokedAt.Local().Format(timeLayout)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s…\t%s\t%s\t%s\t%s\n", k.ID, k.Name, k.Prefix, k.Role, dash(strings.Join(k.Credentials, ",")), k.CreatedAt.Local().Format(time.DateTime), rev)
+		fmt.Fprintf(tw, "%s\t%s\t%s…\t%s\t%s\t%s\t%s\n", k.ID, k.Name, k.Prefix, k.Role, dash(strings.Join(k.Credentials, ",")), k.CreatedAt.Local().Format(timeLayout), rev)
 	}
 	return tw.Flush()
 }
@@ -95,8 +95,15 @@ func (e *env) cmdAPIKeyRevoke(args []string) error {
 	if err != nil {
 		return err
 	}
-	if err := cl.do(e.ctx, "DELETE", "/v1/apikeys/"+url.PathEscape(pos[0]), nil, nil); err != nil {
+	var out struct {
+		AlreadyRevoked bool `json:"already_revoked"`
+	}
+	if err := cl.do(e.ctx, "DELETE", "/v1/apikeys/"+url.PathEscape(pos[0]), nil, &out); err != nil {
 		return fmt.Errorf("revoke API key: %w", err)
+	}
+	if out.AlreadyRevoked {
+		fmt.Fprintf(e.stdout, "API key %q was already revoked; nothing changed.\n", pos[0])
+		return nil
 	}
 	fmt.Fprintf(e.stdout, "Revoked API key %q.\n", pos[0])
 	return nil
@@ -104,8 +111,10 @@ func (e *env) cmdAPIKeyRevoke(args []string) error {
 
 func (e *env) cmdKeysRotate(args []string) error {
 	c := newCommand(e.stderr, "tokenkeeper keys rotate [--json]",
-		`Adds a new data key, makes it the active one and re-seals every secret with
-it. Rows not yet re-sealed keep opening with the older keys.`)
+		`Rotates both keys: adds a new data key, makes it the active one and
+re-seals every secret with it (rows not yet re-sealed keep opening with the
+older keys), and adds a new JWT signing key for users' access tokens (those
+signed by the old one verify until they expire). Reports both.`)
 	var ao apiOptions
 	ao.register(c)
 	asJSON := c.fs.Bool("json", false, "print JSON")
@@ -114,7 +123,8 @@ it. Rows not yet re-sealed keep opening with the older keys.`)
 		return err
 	}
 	var out struct {
-		Resealed int `json:"resealed"`
+		Resealed   int    `json:"resealed"`
+		SigningKey string `json:"signing_key,omitempty"`
 	}
 	if err := cl.do(e.ctx, "POST", "/v1/keys/rotate", map[string]string{}, &out); err != nil {
 		return fmt.Errorf("rotate keys: %w", err)
@@ -122,6 +132,9 @@ it. Rows not yet re-sealed keep opening with the older keys.`)
 	if *asJSON {
 		return printJSON(e.stdout, out)
 	}
-	fmt.Fprintf(e.stdout, "Rotated the data key; re-sealed %d secrets.\n", out.Resealed)
+	fmt.Fprintf(e.stdout, "Rotated the data key: %d %s re-sealed with the new one.\n", out.Resealed, plural(out.Resealed, "secret", "secrets"))
+	if out.SigningKey != "" {
+		fmt.Fprintf(e.stdout, "Rotated the JWT signing key: new key %s signs users' access tokens; those signed by the old one verify until they expire.\n", out.SigningKey)
+	}
 	return nil
 }

@@ -78,7 +78,12 @@ func (p paramsFlag) Set(v string) error {
 
 func (e *env) cmdCredentialAdd(args []string) error {
 	c := newCommand(e.stderr, "tokenkeeper credential add --name NAME (--provider P | --token-url URL --client-id ID) --grant-type TYPE [flags]",
-		`Adds a credential to the broker, which fetches its first token at once.
+		`Adds a credential to the broker, which fetches its first token at once, and
+waits for that first token: it exits 0 with the token's expiry, or non-zero
+with the provider's error code and message (a wrong secret: invalid_client).
+A credential whose first token failed is kept in its failed status; the
+message says how to fix or remove it. --no-wait returns as soon as the
+credential is stored.
 A credential is a grant of a provider (see tokenkeeper provider add): name it
 with --provider. Without --provider, give the client inline (--token-url,
 --client-id, --client-secret-file, --auth-style): the broker reuses the
@@ -104,16 +109,21 @@ so that they do not show in the shell history or the process list.`)
 	params := paramsFlag{}
 	c.fs.Var(params, "param", "extra token request parameter key=value (repeatable), e.g. audience=...")
 	asJSON := c.fs.Bool("json", false, "print JSON")
+	noWait := c.fs.Bool("no-wait", false, "do not wait for the first token")
+	waitTimeout := c.fs.Duration("wait-timeout", 30*time.Second, "how long to wait for the first token (the broker's --provider-timeout is 10s by default)")
 	c.inlineSecret("client-secret", "--client-secret-file FILE, --client-secret-file - (standard input) or $TOKENKEEPER_CLIENT_SECRET")
 	c.inlineSecret("refresh-token", "--refresh-token-file FILE or --refresh-token-file - (standard input)")
 	c.noEnv = map[string]bool{"name": true, "token-url": true, "grant-type": true, "client-id": true, "scopes": true,
 		"auth-style": true, "refresh-lead": true, "param": true, "refresh-token": true, "refresh-token-file": true,
-		"client-secret-file": true, "provider": true, "end-user-id": true}
+		"client-secret-file": true, "provider": true, "end-user-id": true, "no-wait": true, "wait-timeout": true}
 	if err := c.parse(args, e.getenv); err != nil {
 		return err
 	}
 	if _, err := c.args(0, "no positional arguments"); err != nil {
 		return err
+	}
+	if *waitTimeout <= 0 {
+		return usagef("--wait-timeout must be positive")
 	}
 	if *secretFile == "-" && *rtFile == "-" {
 		return usagef("only one secret can be read from standard input")
@@ -136,7 +146,15 @@ so that they do not show in the shell history or the process list.`)
 	if err != nil {
 		return err
 	}
-	cl, err := ao.client()
+	// The other required fields are the broker's to check; flagWords
+	// names them as the flags they come from.
+	if *name == "" {
+		return usagef("--name is required (see tokenkeeper credential add --help)")
+	}
+	if ao.passwordStdin && (*secretFile == "-" || *rtFile == "-") {
+		return usagef("--login-password-stdin and a secret file '-' cannot both read standard input")
+	}
+	cl, err := e.apiClient(&ao)
 	if err != nil {
 		return err
 	}
@@ -157,12 +175,28 @@ so that they do not show in the shell history or the process list.`)
 	}
 	var out json.RawMessage
 	if err := cl.do(e.ctx, "POST", "/v1/credentials", body, &out); err != nil {
-		return fmt.Errorf("add credential: %w", err)
+		return fmt.Errorf("add credential: %w", flagWords(err))
 	}
-	if *asJSON {
-		return printRaw(e.stdout, out)
+	if *noWait {
+		if *asJSON {
+			return printRaw(e.stdout, out)
+		}
+		fmt.Fprintf(e.stdout, "Added credential %q; the broker is fetching its first token.\n", *name)
+		return nil
 	}
-	fmt.Fprintf(e.stdout, "Added credential %q; the broker is fetching its first token.\n", *name)
+	raw, v, err := cl.waitFirstToken(e.ctx, *name, *waitTimeout)
+	if *asJSON && raw != nil {
+		if perr := printRaw(e.stdout, raw); perr != nil {
+			return perr
+		}
+	}
+	if err != nil {
+		return err
+	}
+	if !*asJSON {
+		fmt.Fprintf(e.stdout, "Added credential %q; its first token expires in %s (at %s).\n", *name,
+			untilString(v.ExpiresAt, time.Now()), v.ExpiresAt.Local().Format(timeLayout))
+	}
 	return nil
 }
 
@@ -357,13 +391,13 @@ at once. --status disabled stops its refreshes; --status active resumes them.`)
 	if len(body) == 0 {
 		return usagef("nothing to update: give at least one flag (see tokenkeeper credential update --help)")
 	}
-	cl, err := ao.client()
+	cl, err := e.apiClient(&ao)
 	if err != nil {
 		return err
 	}
 	var out json.RawMessage
 	if err := cl.do(e.ctx, "PATCH", "/v1/credentials/"+url.PathEscape(pos[0]), body, &out); err != nil {
-		return fmt.Errorf("update credential: %w", err)
+		return fmt.Errorf("update credential: %w", flagWords(err))
 	}
 	if *asJSON {
 		return printRaw(e.stdout, out)
@@ -460,16 +494,15 @@ func (e *env) cmdCredentialEvents(args []string) error {
 		if ev.LatencyMS != nil {
 			lat = fmt.Sprintf("%.0fms", *ev.LatencyMS)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", ev.Time.Local().Format("15:04:05.000"), ev.Kind, ev.Outcome, dash(ev.ErrorCode), lat, truncateString(ev.Message, 100))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", ev.Time.Local().Format(timeLayoutMilli), ev.Kind, ev.Outcome, dash(ev.ErrorCode), lat, oneLine(ev.Message))
 	}
 	return tw.Flush()
 }
 
-func truncateString(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n] + "…"
+// oneLine keeps a message whole (never truncated: the cause is often at
+// its end) on one table row.
+func oneLine(s string) string {
+	return strings.Join(strings.Fields(s), " ")
 }
 
 func (e *env) cmdToken(args []string) error {
@@ -491,7 +524,7 @@ func (e *env) cmdToken(args []string) error {
 	if *minTTL < 0 {
 		return usagef("--min-ttl must not be negative")
 	}
-	cl, err := ao.client()
+	cl, err := e.apiClient(&ao)
 	if err != nil {
 		return err
 	}
@@ -501,7 +534,7 @@ func (e *env) cmdToken(args []string) error {
 	}
 	var tv tokenView
 	if err := cl.do(e.ctx, "GET", path, nil, &tv); err != nil {
-		return fmt.Errorf("get token: %w", err)
+		return fmt.Errorf("get token: %w", flagWords(err))
 	}
 	if *asJSON {
 		return printJSON(e.stdout, tv)

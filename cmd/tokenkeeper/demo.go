@@ -47,7 +47,7 @@ func (d *demoStats) onAttempt(c *tokenkeeper.Credential, ev *tokenkeeper.Event) 
 }
 
 func (e *env) cmdDemo(args []string) error {
-	c := newCommand(e.stderr, "tokenkeeper demo [--duration 60s] [--addr 127.0.0.1:0]",
+	c := newCommand(e.stderr, "tokenkeeper demo [--duration 60s] [--addr 127.0.0.1:0] [--keep]",
 		`Runs tokenkeeper's main job on this machine alone, with no network: a
 built-in OAuth2 test provider with short token lifetimes, refresh-token
 rotation and reuse detection; the broker on a SQLite database in a temporary
@@ -56,12 +56,14 @@ and one whose grant the provider revokes midway, repaired through a
 reconnect link the demo prints: open it and click Approve, or pass
 --auto-approve); and a consumer that calls the provider's protected API
 every second through the Go library, fed by the broker. Stops on Ctrl-C or
-after --duration, with a summary.`)
+after --duration, with a summary. The temporary directory (database, master
+key, broker log) is removed at the end unless --keep is given.`)
 	duration := c.fs.Duration("duration", 60*time.Second, "how long to run (0: until Ctrl-C)")
 	addr := c.fs.String("addr", "127.0.0.1:0", "broker address (port 0: any free port)")
 	lifetime := c.fs.Duration("lifetime", 6*time.Second, "access token lifetime at the test provider")
 	revokeAfter := c.fs.Duration("revoke-after", 0, "when the provider revokes the third credential's grant (default: a third of --duration, or 20s)")
 	autoApprove := c.fs.Bool("auto-approve", false, "follow the reconnect link itself (the test provider then approves at once) instead of waiting for you to open it")
+	keep := c.fs.Bool("keep", false, "keep the temporary directory (database, master key, broker log) and print where it is")
 	if err := c.parse(args, e.getenv); err != nil {
 		return err
 	}
@@ -88,7 +90,13 @@ after --duration, with a summary.`)
 	if err != nil {
 		return fmt.Errorf("create temp dir: %w", err)
 	}
-	defer os.RemoveAll(dir)
+	defer func() {
+		if *keep {
+			fmt.Fprintf(e.stdout, "\nKept the database, its master key and the broker log in %s (remove it when done).\n", dir)
+			return
+		}
+		os.RemoveAll(dir)
+	}()
 
 	// The provider.
 	secrets := map[string]string{"payments-service": randomString(), "calendar-app": randomString(), "crm-app": randomString()}
@@ -164,7 +172,11 @@ after --duration, with a summary.`)
 	w := e.stdout
 	fmt.Fprintf(w, "tokenkeeper demo: everything runs on this machine, nothing leaves it.\n\n")
 	fmt.Fprintf(w, "  test provider  %s (tokens live %s, refresh tokens rotate, reuse revokes the family)\n", idp.URL(), *lifetime)
-	fmt.Fprintf(w, "  broker         %s (SQLite in %s, logs in %s)\n", b.URL, dir, logPath)
+	if *keep {
+		fmt.Fprintf(w, "  broker         %s (SQLite in %s, logs in %s; kept at the end)\n", b.URL, dir, logPath)
+	} else {
+		fmt.Fprintf(w, "  broker         %s (SQLite and its logs in a temporary directory, removed at the end; --keep keeps them)\n", b.URL)
+	}
 	fmt.Fprintf(w, "  admin API key  %s\n\n", adminKey)
 	fmt.Fprintf(w, "Try, in another terminal while it runs:\n")
 	fmt.Fprintf(w, "  curl -s -H 'Authorization: Bearer %s' %s/v1/credentials\n", adminKey, b.URL)
@@ -176,7 +188,7 @@ after --duration, with a summary.`)
 	var wg sync.WaitGroup
 	consumerErrs := make(chan string, 64)
 	for _, name := range []string{"payments-api", "calendar"} {
-		src, err := client.Broker(b.URL, consumer.Key, name, client.WithLogger(logger.With("component", "consumer", "credential", name)))
+		src, err := client.NewBroker(client.BrokerConfig{URL: b.URL, APIKey: consumer.Key, Credential: name}, client.WithLogger(logger.With("component", "consumer", "credential", name)))
 		if err != nil {
 			return err
 		}

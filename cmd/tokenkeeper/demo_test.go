@@ -2,9 +2,43 @@ package main
 
 import (
 	"context"
+	"os"
+	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 )
+
+// The demo prints no path it deletes; with --keep it keeps its directory
+// and says where it is.
+func TestDemoKeep(t *testing.T) {
+	tmp := t.TempDir()
+	t.Setenv("TMPDIR", tmp)
+	out, errs, err := runCmd(t, "demo", "--duration", "3s", "--lifetime", "2s")
+	if err != nil {
+		t.Fatalf("demo: %v\n%s%s", err, out, errs)
+	}
+	if strings.Contains(out, tmp) || strings.Contains(out, "tokenkeeper-demo-") {
+		t.Fatalf("the demo printed a path it deletes:\n%s", out)
+	}
+	if left, _ := os.ReadDir(tmp); len(left) != 0 {
+		t.Fatalf("the demo left %d entries in the temporary directory", len(left))
+	}
+
+	out, errs, err = runCmd(t, "demo", "--duration", "3s", "--lifetime", "2s", "--keep")
+	if err != nil {
+		t.Fatalf("demo --keep: %v\n%s%s", err, out, errs)
+	}
+	m := regexp.MustCompile(`Kept the database, its master key and the broker log in (\S+) `).FindStringSubmatch(out)
+	if m == nil {
+		t.Fatalf("demo --keep does not say where it kept its files:\n%s", out)
+	}
+	for _, f := range []string{"tokenkeeper.db", "tokenkeeper.db.key", "broker.log"} {
+		if _, err := os.Stat(filepath.Join(m[1], f)); err != nil {
+			t.Errorf("demo --keep did not keep %s: %v", f, err)
+		}
+	}
+}
 
 // TestDemoReconnect runs the demo unattended: the credential whose grant
 // the provider revokes is repaired through the reconnect link the demo

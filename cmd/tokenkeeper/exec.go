@@ -66,8 +66,7 @@ func (e *env) cmdExec(args []string) error {
 	dash := slices.Index(args, "--")
 	if dash < 0 {
 		if slices.ContainsFunc(args, func(a string) bool { return a == "-h" || a == "--help" || a == "-help" }) {
-			c.printUsage(e.stderr)
-			return errUsageShown
+			return &helpRequest{c}
 		}
 		c.printUsage(e.stderr)
 		return usagef("exec: put -- before the command: tokenkeeper exec --credential NAME -- COMMAND [ARGS...]")
@@ -92,7 +91,7 @@ func (e *env) cmdExec(args []string) error {
 	if err := kf.apply(&ao); err != nil {
 		return err
 	}
-	cl, err := ao.client()
+	cl, err := e.apiClient(&ao)
 	if err != nil {
 		return err
 	}

@@ -25,6 +25,12 @@ func exitCode(err error) int {
 	return 1
 }
 
+// helpRequest is a --help (or -h): run prints the command's usage on
+// standard output and exits 0.
+type helpRequest struct{ c *command }
+
+func (h *helpRequest) Error() string { return "help requested" }
+
 // usageError is a mistake in the command line.
 type usageError struct{ msg string }
 
@@ -118,7 +124,8 @@ func (c *command) printFlag(w io.Writer, f *flag.Flag) {
 }
 
 // parse parses args, then fills every flag not given on the command line
-// from its environment variable. It prints usage for -h/--help.
+// from its environment variable. -h/--help returns a *helpRequest, which run
+// answers with the usage on standard output.
 // Flags and positional arguments may be interleaved ("show NAME --json");
 // "--" ends the flags.
 func (c *command) parse(args []string, getenv func(string) string) error {
@@ -126,8 +133,7 @@ func (c *command) parse(args []string, getenv func(string) string) error {
 	for {
 		if err := c.fs.Parse(args); err != nil {
 			if errors.Is(err, flag.ErrHelp) {
-				c.printUsage(c.stderr)
-				return errUsageShown
+				return &helpRequest{c}
 			}
 			return usagef("%v (see %s --help)", err, c.fs.Name())
 		}

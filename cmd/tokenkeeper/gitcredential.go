@@ -87,7 +87,7 @@ func (e *env) cmdGitCredential(args []string) error {
 	if err := kf.apply(&ao); err != nil {
 		return err
 	}
-	cl, err := ao.client()
+	cl, err := e.apiClient(&ao)
 	if err != nil {
 		return err
 	}

@@ -32,6 +32,9 @@ database that already has API keys.`)
 	if err != nil {
 		return err
 	}
+	if err := so.check(); err != nil {
+		return err
+	}
 	if !isPostgres(so.database) {
 		unlock, err := sqlite.Lock(so.database)
 		if err != nil {

@@ -134,7 +134,7 @@ client (PKCE, no secret) has none.`)
 		return err
 	}
 	body["name"] = pos[0]
-	cl, err := ao.client()
+	cl, err := e.apiClient(&ao)
 	if err != nil {
 		return err
 	}
@@ -259,7 +259,7 @@ another host clears the stored client secret unless a new one is given.`)
 	if len(body) == 0 {
 		return usagef("nothing to update: give at least one flag (see tokenkeeper provider update --help)")
 	}
-	cl, err := ao.client()
+	cl, err := e.apiClient(&ao)
 	if err != nil {
 		return err
 	}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"runtime/debug"
@@ -30,14 +31,18 @@ Broker:
   serve        run the broker: refresh credentials, serve tokens over HTTP
   init         create the database and print the first admin API key
   migrate      apply database migrations
+  admin        recover: a new admin API key, offline, with the database and master key
   demo         run the whole thing offline against a built-in test provider
 
-Client (talk to a running broker; --server, --api-key):
+Client (talk to a running broker; --server, and $TOKENKEEPER_API_KEY or a login):
+  login        sign in as a user; later commands use the session
+  logout       end the session
+  whoami       who the broker takes you for
   provider     add | list | show | update | rm: OAuth clients shared by credentials
   credential   add | list | show | update | rm | refresh | events
   connect      obtain a grant in the browser (a connect link) or on a device, and wait for it
   token        print a credential's current access token
-  apikey       create | list | revoke
+  apikey       add | list | rm (also create | revoke)
   keys         rotate: add a data key, re-seal every secret, rotate the JWT signing key;
                rotate-master: re-wrap the data keys under a new master key (offline)
   user         add | list | rm | passwd | revoke-sessions: people who log in (admin or viewer)
@@ -52,15 +57,23 @@ Programs without tokenkeeper code (--server, --api-key):
 
 Tools:
   testidp      run the OAuth2 test authorization server
-  bench        refresh | read: measure the broker
+  bench        refresh | read | chaos: measure the broker (chaos: kill replicas under load)
   version      print the version
 
 Run 'tokenkeeper COMMAND --help' for a command's flags.
 `
 
 // run is the whole program: main only calls it.
-func run(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) error {
+func run(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) (err error) {
 	e := &env{ctx: ctx, getenv: getenv, stdin: stdin, stdout: stdout, stderr: stderr}
+	defer func() {
+		// Every command's --help: its usage on standard output, exit 0.
+		var hr *helpRequest
+		if errors.As(err, &hr) {
+			hr.c.printUsage(stdout)
+			err = nil
+		}
+	}()
 	if len(args) < 2 {
 		fmt.Fprint(stderr, mainUsage)
 		return errUsageShown
@@ -97,9 +110,16 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		return e.cmdConnect(rest)
 	case "token":
 		return e.cmdToken(rest)
+	case "login":
+		return e.cmdLogin(rest)
+	case "logout":
+		return e.cmdLogout(rest)
+	case "whoami":
+		return e.cmdWhoami(rest)
 	case "apikey", "apikeys":
 		return e.subcommand("apikey", rest, map[string]func([]string) error{
 			"create": e.cmdAPIKeyCreate, "list": e.cmdAPIKeyList, "revoke": e.cmdAPIKeyRevoke,
+			"add": e.cmdAPIKeyCreate, "rm": e.cmdAPIKeyRevoke, // the verbs of the other nouns
 		})
 	case "user", "users":
 		return e.subcommand("user", rest, map[string]func([]string) error{
@@ -123,6 +143,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 			"add": e.cmdWebhookAdd, "list": e.cmdWebhookList, "rm": e.cmdWebhookRemove, "test": e.cmdWebhookTest,
 			"deliveries": e.cmdWebhookDeliveries,
 		})
+	case "admin":
+		return e.subcommand("admin", rest, map[string]func([]string) error{"recover": e.cmdAdminRecover})
 	case "keys":
 		return e.subcommand("keys", rest, map[string]func([]string) error{"rotate": e.cmdKeysRotate, "rotate-master": e.cmdKeysRotateMaster})
 	case "bench":
@@ -147,8 +169,12 @@ func (e *env) subcommand(group string, args []string, cmds map[string]func([]str
 		names = append(names, n)
 	}
 	slices.Sort(names)
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" {
-		fmt.Fprintf(e.stderr, "Usage: tokenkeeper %s %s [flags]\n\nRun 'tokenkeeper %s SUBCOMMAND --help' for its flags.\n", group, strings.Join(names, "|"), group)
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "-help" || args[0] == "help" {
+		w := e.stdout
+		if len(args) == 0 {
+			w = e.stderr
+		}
+		fmt.Fprintf(w, "Usage: tokenkeeper %s %s [flags]\n\nRun 'tokenkeeper %s SUBCOMMAND --help' for its flags.\n", group, strings.Join(names, "|"), group)
 		if len(args) == 0 {
 			return errUsageShown
 		}

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/netip"
 	"net/url"
+	"regexp"
 	"strings"
 	"sync"
 	"time"
@@ -19,6 +20,7 @@ import (
 	"github.com/tokenkeeper/tokenkeeper/internal/connect"
 	tkhttp "github.com/tokenkeeper/tokenkeeper/internal/http"
 	"github.com/tokenkeeper/tokenkeeper/internal/netguard"
+	"github.com/tokenkeeper/tokenkeeper/internal/postgres"
 	"github.com/tokenkeeper/tokenkeeper/internal/refresh"
 	"github.com/tokenkeeper/tokenkeeper/internal/sqlite"
 )
@@ -59,6 +61,7 @@ type brokerOptions struct {
 	shutdownTimeout time.Duration
 	keyMaxStale     time.Duration // 0: the server's default
 	auditRetention  time.Duration // 0: keep the audit log forever
+	accessTTL       time.Duration // users' access tokens; 0: the auth default
 	trustedProxies  string        // CIDRs whose X-Forwarded-For is believed
 	proxies         []netip.Prefix
 	allowPrivate    bool   // --allow-private-token-urls
@@ -85,6 +88,7 @@ func (o *brokerOptions) register(c *command) {
 	c.fs.DurationVar(&o.keyMaxStale, "api-key-max-stale", time.Minute, "how long a cached API key keeps working while the database does not answer; then it fails closed")
 	c.fs.DurationVar(&o.auditRetention, "audit-retention", tkhttp.DefaultAuditRetention, "how long audit records are kept (default 90 days); older ones are deleted in the background; 0 keeps them forever")
 	o.obs.register(c)
+	c.fs.DurationVar(&o.accessTTL, "access-token-lifetime", 15*time.Minute, "lifetime of the access tokens users get by login and refresh (10s to 24h)")
 }
 
 func (o *brokerOptions) validate() error {
@@ -189,7 +193,7 @@ func startBroker(ctx context.Context, store tokenkeeper.Store, opts brokerOption
 	var authSvc *auth.Service
 	authStore, _ := store.(tokenkeeper.AuthStore)
 	if authStore != nil {
-		if authSvc, err = auth.New(ctx, auth.Config{Store: authStore, Logger: logger}); err != nil {
+		if authSvc, err = auth.New(ctx, auth.Config{Store: authStore, Logger: logger, AccessTTL: opts.accessTTL}); err != nil {
 			ln.Close()
 			obs.close()
 			return nil, fmt.Errorf("start accounts: %w", err)
@@ -367,6 +371,9 @@ one thing: the first admin API key, when serve creates it.`)
 	if err != nil {
 		return err
 	}
+	if err := so.check(); err != nil {
+		return err
+	}
 	if !isPostgres(so.database) {
 		if err := checkPrivate(so.database); err != nil {
 			return err
@@ -422,10 +429,17 @@ one thing: the first admin API key, when serve creates it.`)
 	return b.Wait()
 }
 
-// redactURL hides a password in a database URL.
+// kvPassword finds the password of a keyword/value connection string,
+// quoted or not.
+var kvPassword = regexp.MustCompile(`(\bpassword\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)`)
+
+// redactURL hides a password in a database URL or connection string.
 func redactURL(s string) string {
 	if !isPostgres(s) {
 		return s
+	}
+	if postgres.IsKeywordValue(s) {
+		return kvPassword.ReplaceAllString(s, "${1}****")
 	}
 	if i := strings.Index(s, "://"); i >= 0 {
 		rest := s[i+3:]

@@ -28,14 +28,30 @@ type storeOptions struct {
 }
 
 func (o *storeOptions) register(c *command) {
-	c.fs.StringVar(&o.database, "database", defaultDatabase, "SQLite file path, or a postgres:// URL")
+	c.fs.StringVar(&o.database, "database", defaultDatabase, "SQLite file path (its directory must exist), or PostgreSQL: a postgres:// or postgresql:// URL or a host=... dbname=... connection string")
 	c.fs.StringVar(&o.masterKeyFile, "master-key-file", "", "file holding the base64 master key (default for SQLite: the database path + .key, created on first start); $TOKENKEEPER_MASTER_KEY holds the key itself")
+}
+
+// check refuses a --database that cannot be right before anything is
+// created: an empty one, a SQLite path whose directory does not exist, or
+// an existing file that is read-only or not a SQLite database.
+func (o *storeOptions) check() error {
+	if strings.TrimSpace(o.database) == "" {
+		return usagef("--database is empty: give a SQLite file path or a PostgreSQL URL (postgres://... or host=... dbname=...)")
+	}
+	if isPostgres(o.database) {
+		return nil
+	}
+	return sqlite.CheckFile(o.database)
 }
 
 // masterKey finds the master key: $TOKENKEEPER_MASTER_KEY, --master-key-file,
 // or for a new embedded SQLite database a generated key file beside it.
 // created reports that a key file was generated.
 func (e *env) masterKey(o *storeOptions, mayCreate bool) (key []byte, created string, err error) {
+	if err := o.check(); err != nil {
+		return nil, "", err
+	}
 	if v := e.getenv("TOKENKEEPER_MASTER_KEY"); v != "" {
 		if o.masterKeyFile != "" {
 			return nil, "", usagef("both $TOKENKEEPER_MASTER_KEY and --master-key-file are set: use one")
@@ -109,7 +125,7 @@ func (e *env) cmdMigrate(args []string) error {
 		"Applies the pending schema migrations (serve also applies them at start).")
 	var o storeOptions
 	var lo logOptions
-	c.fs.StringVar(&o.database, "database", defaultDatabase, "SQLite file path, or a postgres:// URL")
+	c.fs.StringVar(&o.database, "database", defaultDatabase, "SQLite file path (its directory must exist), or PostgreSQL: a postgres:// or postgresql:// URL or a host=... dbname=... connection string")
 	asJSON := c.fs.Bool("json", false, "print JSON on standard output instead of log lines on standard error")
 	lo.register(c)
 	if err := c.parse(args, e.getenv); err != nil {
@@ -117,6 +133,9 @@ func (e *env) cmdMigrate(args []string) error {
 	}
 	logger, err := lo.logger(e.stderr)
 	if err != nil {
+		return err
+	}
+	if err := o.check(); err != nil {
 		return err
 	}
 	var applied []string
@@ -147,8 +166,8 @@ func (e *env) cmdMigrate(args []string) error {
 }
 
 // createPrivate creates the SQLite database file at path, if it does not
-// exist, private to its owner (0600) like its key, in a directory created
-// 0700: SQLite gives the -wal and -shm files the same mode. Every command
+// exist, private to its owner (0600) like its key, in a directory that must
+// exist: SQLite gives the -wal and -shm files the same mode. Every command
 // that may create a database calls it before SQLite opens the file.
 func createPrivate(path string) error {
 	if err := sqlite.EnsureDir(path); err != nil {

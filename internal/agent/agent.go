@@ -275,7 +275,7 @@ func (a *Agent) newRunner(cfg *Config, s Sink, key string) *runner {
 				AuthStyle: client.AuthStyleHeader, Scopes: []string{"credential:" + s.Credential},
 			}, opts...)
 		}
-		return client.Broker(server, apiKey, s.Credential, opts...)
+		return client.NewBroker(client.BrokerConfig{URL: server, APIKey: apiKey, Credential: s.Credential}, opts...)
 	}
 	return r
 }

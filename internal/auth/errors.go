@@ -36,7 +36,12 @@ func (e *RateLimitError) Unwrap() error {
 }
 
 func (e *RateLimitError) userMessage() string {
-	return fmt.Sprintf("Too many login attempts; retry in %d seconds.", e.RetryAfterSeconds())
+	s := e.RetryAfterSeconds()
+	unit := "seconds"
+	if s == 1 {
+		unit = "second"
+	}
+	return fmt.Sprintf("Too many login attempts; retry in %d %s.", s, unit)
 }
 
 // RetryAfterSeconds is RetryAfter rounded up to whole seconds, at least 1,
@@ -48,6 +53,23 @@ func (e *RateLimitError) RetryAfterSeconds() int64 {
 	}
 	return s
 }
+
+// ReuseError is returned by Refresh when a refresh token that was already
+// rotated is presented again: the token family was revoked. It unwraps to
+// the same EUNAUTHORIZED error as any other bad refresh token, so the
+// caller's answer reveals nothing; the server uses the user and family it
+// names for the audit log (never a token).
+type ReuseError struct {
+	UserID, Username, FamilyID string
+}
+
+// Error implements the error interface.
+func (e *ReuseError) Error() string {
+	return fmt.Sprintf("refresh token reuse detected: family %s of user %s revoked", e.FamilyID, e.Username)
+}
+
+// Unwrap returns the EUNAUTHORIZED error the caller sees.
+func (e *ReuseError) Unwrap() error { return unauthorized(msgBadRefreshToken) }
 
 // Messages of the authentication failures. They are the same whatever the
 // precise cause, so that a caller learns nothing about which accounts exist.

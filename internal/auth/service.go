@@ -599,7 +599,11 @@ func (s *Service) reuseDetected(ctx context.Context, old *tokenkeeper.RefreshTok
 		return fmt.Errorf("refresh: %w", err)
 	}
 	s.log.Warn("refresh token reuse detected: family revoked", "user_id", old.UserID, "family", old.FamilyID)
-	return unauthorized(msgBadRefreshToken)
+	re := &ReuseError{UserID: old.UserID, FamilyID: old.FamilyID}
+	if u, err := s.store.UserByID(ctx, old.UserID); err == nil {
+		re.Username = u.Username
+	}
+	return re
 }
 
 func (s *Service) revokeFamily(ctx context.Context, familyID string, now time.Time) error {

@@ -752,6 +752,10 @@ func TestUsers(t *testing.T) {
 	wantCode(t, err, tokenkeeper.EUNAUTHORIZED)
 	login := e.login(t, "alice", "a long new password")
 
+	// The last admin cannot be deleted; with another one, alice can.
+	wantCode(t, e.s.DeleteUser(ctx, "alice"), tokenkeeper.ECONFLICT)
+	e.addUser(t, "carol", "carol's long password", tokenkeeper.RoleAdmin)
+
 	// Deleting a user ends its sessions at once.
 	if err := e.s.DeleteUser(ctx, "alice"); err != nil {
 		t.Fatal(err)

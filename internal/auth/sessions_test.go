@@ -147,6 +147,7 @@ func TestLoginRacingUserDeletionGetsNoToken(t *testing.T) {
 			hook := &duringLogin{AuthStore: db}
 			e := newEnvOn(t, db, clock, func(c *Config) { c.Store = hook })
 			admin.addUser(t, "alice", alicePassword, tokenkeeper.RoleAdmin)
+			admin.addUser(t, "root", alicePassword, tokenkeeper.RoleAdmin) // alice is not the last admin
 			clock.Add(time.Second)
 			hook.fn = func() {
 				clock.Add(time.Millisecond) // the password check took time

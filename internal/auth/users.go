@@ -90,10 +90,15 @@ func (s *Service) reloadAfterRevocation(ctx context.Context) {
 
 // DeleteUser removes a user and revokes all its families; its access
 // tokens are refused here at once and on other replicas within
-// ReloadInterval. Returns ENOTFOUND.
+// ReloadInterval. Returns ENOTFOUND, or ECONFLICT when the user is the
+// last admin credential (with a store that is a tokenkeeper.AdminGuard).
 func (s *Service) DeleteUser(ctx context.Context, username string) error {
 	now := s.now()
-	if err := s.store.DeleteUser(ctx, username, now, now.Add(s.revokeTo)); err != nil {
+	del := s.store.DeleteUser
+	if g, ok := s.store.(tokenkeeper.AdminGuard); ok {
+		del = g.DeleteUserKeepingAdmin // never the last admin
+	}
+	if err := del(ctx, username, now, now.Add(s.revokeTo)); err != nil {
 		return fmt.Errorf("delete user: %w", err)
 	}
 	s.log.Info("deleted user", "user", username)

@@ -1,6 +1,7 @@
 package http
 
 import (
+	"errors"
 	"fmt"
 	"net/http"
 	"strconv"
@@ -57,6 +58,17 @@ func (s *server) handleAuthRefresh() http.Handler {
 			return
 		}
 		toks, err := s.auth.Refresh(r.Context(), req.RefreshToken)
+		var reuse *auth.ReuseError
+		if errors.As(err, &reuse) {
+			// Not aggregated with other refusals: a reuse is a theft signal
+			// naming whose session it was.
+			// The presenter may be a thief: the actor is anonymous, the
+			// target the user whose session was revoked.
+			s.audit(r, "anonymous", "auth.refresh_reuse", "user:"+reuse.Username, "family_revoked",
+				"a rotated refresh token was presented again: family "+reuse.FamilyID+" revoked")
+			s.Error(w, r, err)
+			return
+		}
 		if err != nil {
 			s.audit(r, "anonymous", "auth.refresh", "", "denied", tokenkeeper.ErrorMessage(err))
 			s.Error(w, r, err)

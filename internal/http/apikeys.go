@@ -102,8 +102,23 @@ func (s *server) handleAPIKeyList() http.Handler {
 func (s *server) handleAPIKeyRevoke() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		id := r.PathValue("id")
-		if err := s.store.RevokeAPIKey(r.Context(), id); err != nil {
+		var already bool
+		var err error
+		if g, ok := s.store.(tokenkeeper.AdminGuard); ok {
+			already, err = g.RevokeAPIKeyKeepingAdmin(r.Context(), id)
+		} else {
+			err = s.store.RevokeAPIKey(r.Context(), id)
+		}
+		if err != nil {
+			if tokenkeeper.ErrorCode(err) == tokenkeeper.ECONFLICT {
+				s.audit(r, actor(r), "apikey.revoke", id, "refused", "last admin credential")
+			}
 			s.Error(w, r, err)
+			return
+		}
+		if already {
+			// Idempotent, but the caller learns that nothing changed.
+			writeJSON(w, http.StatusOK, map[string]any{"id": id, "already_revoked": true})
 			return
 		}
 		s.keys.purge()

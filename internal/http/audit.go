@@ -101,7 +101,7 @@ func (a *auditWriter) flush(until time.Time) {
 	now := a.now()
 	for k, n := range reads {
 		a.write(&tokenkeeper.AuditRecord{Time: now, Actor: k.actor, Action: "token.read", Target: k.target,
-			Outcome: "ok", RemoteAddr: k.remote, Detail: fmt.Sprintf("%d reads", n)}, until)
+			Outcome: "ok", RemoteAddr: k.remote, Detail: fmt.Sprintf("%d %s", n, plural(n, "read", "reads"))}, until)
 	}
 	for k, f := range failures {
 		r := &tokenkeeper.AuditRecord{Time: now, Actor: f.actor, Action: k.action, Target: f.target,

@@ -274,7 +274,7 @@ func (s *server) failLimited(w http.ResponseWriter, r *http.Request, wait time.D
 	w.Header().Set("Retry-After", strconv.FormatInt(secs, 10))
 	writeProblem(w, &Problem{
 		Type: ProblemTypePrefix + "too_many_requests", Title: "Too Many Requests", Status: http.StatusTooManyRequests,
-		Code: "too_many_requests", Detail: fmt.Sprintf("too many failed authentications from this address: retry in %d seconds", secs),
+		Code: "too_many_requests", Detail: fmt.Sprintf("too many failed authentications from this address: retry in %d %s", secs, plural(int(secs), "second", "seconds")),
 	})
 }
 

@@ -306,6 +306,11 @@ func (s *server) handleCredentialUpdate() http.Handler {
 				msg = "token endpoint host changed: stored secrets cleared"
 			}
 		}
+		if req.Scopes != nil && upd.NextRefreshAt == nil {
+			// A token with the new scopes now, not at the next planned refresh.
+			now := s.now()
+			upd.NextRefreshAt = &now
+		}
 		ev := &tokenkeeper.Event{Time: s.now(), Kind: tokenkeeper.EventUpdated, Outcome: tokenkeeper.OutcomeOK, Message: msg, Actor: actor(r)}
 		c, err := s.store.UpdateCredential(r.Context(), name, upd, ev)
 		if err != nil {

@@ -71,7 +71,7 @@ func (s *server) forcedRefreshGate(w http.ResponseWriter, r *http.Request, name,
 		s.audit(r, who, "credential.refresh", name, "rate_limited", "")
 		writeProblem(w, &Problem{
 			Type: ProblemTypePrefix + "too_many_requests", Title: "Too Many Requests", Status: http.StatusTooManyRequests,
-			Code: "too_many_requests", Detail: fmt.Sprintf("too many refresh requests from this caller: retry in %d seconds", secs),
+			Code: "too_many_requests", Detail: fmt.Sprintf("too many refresh requests from this caller: retry in %d %s", secs, plural(int(secs), "second", "seconds")),
 		})
 		return true
 	}

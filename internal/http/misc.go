@@ -41,12 +41,6 @@ func (s *server) handleReadyz() http.Handler {
 	})
 }
 
-func (s *server) handleNotFound() http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		s.Error(w, r, tokenkeeper.Errorf(tokenkeeper.ENOTFOUND, "no route for %s %s", r.Method, truncate(r.URL.Path, 200)))
-	})
-}
-
 // recoverPanics turns a panic into a 500 problem without internals.
 func (s *server) recoverPanics(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -84,7 +78,7 @@ func (s *server) handleKeysRotate() http.Handler {
 			out["signing_key"] = kid
 		}
 		s.logger.Info("keys rotated", "resealed", n, "actor", actor(r))
-		s.audit(r, actor(r), "keys.rotate", "", "ok", fmt.Sprintf("%d secrets re-sealed", n))
+		s.audit(r, actor(r), "keys.rotate", "", "ok", fmt.Sprintf("%d %s re-sealed", n, plural(n, "secret", "secrets")))
 		writeJSON(w, http.StatusOK, out)
 	})
 }
@@ -94,4 +88,12 @@ func requestID() string {
 	b := make([]byte, 8)
 	_, _ = rand.Read(b)
 	return hex.EncodeToString(b)
+}
+
+// plural returns one for n == 1, many otherwise: "1 read", "2 reads".
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
 }

@@ -52,6 +52,11 @@ func (s *server) handleOAuth2Token() http.Handler {
 		}
 		r.Body = http.MaxBytesReader(w, r.Body, 16<<10)
 		if err := r.ParseForm(); err != nil {
+			var mbe *http.MaxBytesError
+			if errors.As(err, &mbe) {
+				writeOAuthError(w, &oauthError{status: http.StatusRequestEntityTooLarge, Code: "invalid_request", Description: "the body is larger than 16 KiB"})
+				return
+			}
 			writeOAuthError(w, &oauthError{status: 400, Code: "invalid_request", Description: "malformed form body"})
 			return
 		}

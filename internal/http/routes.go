@@ -92,6 +92,52 @@ func (s *server) routes(mux *http.ServeMux) {
 		mux.Handle("GET /.well-known/oauth-authorization-server", s.handleMetadata())
 	}
 
-	mux.Handle("/v1/", s.handleNotFound())
-	mux.Handle("/", s.handleNotFound())
+}
+
+// notFoundOrMethod answers the requests mux has no handler for with a
+// problem document: 405 with the Allow header ServeMux computed when the
+// path exists with other methods, 404 otherwise. It replaces catch-all
+// patterns, which would match every method and hide the 405.
+func (s *server) notFoundOrMethod(mux *http.ServeMux) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h, pattern := mux.Handler(r)
+		if pattern != "" {
+			mux.ServeHTTP(w, r)
+			return
+		}
+		// ServeMux's own answer (404, 405 or a redirect), captured.
+		rec := &headerRecorder{header: http.Header{}}
+		h.ServeHTTP(rec, r)
+		switch rec.status {
+		case http.StatusMethodNotAllowed:
+			w.Header().Set("Allow", rec.header.Get("Allow"))
+			s.Error(w, r, tokenkeeper.Errorf(EMETHOD, "%s is not allowed on %s; allowed: %s", r.Method, truncate(r.URL.Path, 200), rec.header.Get("Allow")))
+		case http.StatusNotFound:
+			s.Error(w, r, tokenkeeper.Errorf(tokenkeeper.ENOTFOUND, "no route for %s %s", r.Method, truncate(r.URL.Path, 200)))
+		default: // a redirect to the cleaned path
+			mux.ServeHTTP(w, r)
+		}
+	})
+}
+
+// EMETHOD is the error code of a request whose method the route does not
+// allow (405).
+const EMETHOD = "method_not_allowed"
+
+// headerRecorder keeps the status and headers a handler writes, discarding
+// the body.
+type headerRecorder struct {
+	header http.Header
+	status int
+}
+
+func (h *headerRecorder) Header() http.Header { return h.header }
+func (h *headerRecorder) WriteHeader(status int) {
+	if h.status == 0 {
+		h.status = status
+	}
+}
+func (h *headerRecorder) Write(b []byte) (int, error) {
+	h.WriteHeader(http.StatusOK)
+	return len(b), nil
 }

@@ -231,9 +231,9 @@ func NewServer(cfg Config) *Server {
 	}
 	mux := http.NewServeMux()
 	s.routes(mux)
-	var h http.Handler = mux
+	var h http.Handler = s.notFoundOrMethod(mux)
 	if cfg.AccessLog != nil {
-		h = notePattern(mux)
+		h = notePattern(h)
 	}
 	h = s.recoverPanics(s.clientAddress(h))
 	if cfg.AccessLog != nil {

@@ -324,7 +324,7 @@ func TestBadInputChangesNothing(t *testing.T) {
 		{"two objects", "POST", "/v1/credentials", `{"name":"a"} {"name":"b"}`, "single JSON object"},
 		{"unknown field", "POST", "/v1/credentials", `{"name":"x","colour":"red"}`, "unknown field"},
 		{"wrong type", "POST", "/v1/credentials", `{"name":42}`, "must be of JSON type string"},
-		{"too large", "POST", "/v1/credentials", `{"name":"` + long + `"}`, "larger than"},
+		{"too large", "POST", "/v1/credentials", `{"name":"` + long + `"}`, "larger than"}, // 413
 		{"bad name", "POST", "/v1/credentials", map[string]any{"name": "a b", "token_url": h.idp.TokenURL(), "grant_type": "client_credentials", "client_id": "app", "client_secret": "s"}, "invalid name"},
 		{"http token url", "POST", "/v1/credentials", map[string]any{"name": "n", "token_url": "http://example.com/token", "grant_type": "client_credentials", "client_id": "app", "client_secret": "s"}, "https"},
 		{"bad duration", "POST", "/v1/credentials", map[string]any{"name": "n", "token_url": h.idp.TokenURL(), "grant_type": "client_credentials", "client_id": "app", "client_secret": "s", "refresh_lead": "soon"}, "Go duration"},
@@ -341,8 +341,11 @@ func TestBadInputChangesNothing(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			r := h.do(tc.method, tc.path, h.admin, tc.body)
 			wantStatus := http.StatusBadRequest
-			if tc.name == "duplicate" {
+			switch tc.name {
+			case "duplicate":
 				wantStatus = http.StatusConflict
+			case "too large":
+				wantStatus = http.StatusRequestEntityTooLarge
 			}
 			if r.status != wantStatus {
 				t.Fatalf("status %d, want %d: %s", r.status, wantStatus, r.body)

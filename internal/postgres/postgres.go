@@ -113,10 +113,30 @@ func newConfig(opts []Option) config {
 	return c
 }
 
-// IsURL reports whether s is a PostgreSQL connection URL
-// (postgres:// or postgresql://) rather than a file path.
+// IsURL reports whether s names a PostgreSQL database rather than a file
+// path: a connection URL (postgres:// or postgresql://) or a libpq
+// keyword/value connection string (host=... dbname=...), which pgx reads
+// as well.
 func IsURL(s string) bool {
-	return strings.HasPrefix(s, "postgres://") || strings.HasPrefix(s, "postgresql://")
+	return strings.HasPrefix(s, "postgres://") || strings.HasPrefix(s, "postgresql://") || IsKeywordValue(s)
+}
+
+// libpqKeywords are the connection parameters of libpq's keyword/value
+// connection strings that pgx reads.
+var libpqKeywords = map[string]bool{
+	"host": true, "hostaddr": true, "port": true, "dbname": true, "user": true, "password": true,
+	"passfile": true, "sslmode": true, "sslcert": true, "sslkey": true, "sslrootcert": true,
+	"sslpassword": true, "connect_timeout": true, "application_name": true, "target_session_attrs": true,
+	"service": true, "servicefile": true, "options": true, "search_path": true, "sslnegotiation": true,
+}
+
+// IsKeywordValue reports whether s is a libpq keyword/value connection
+// string ("host=db dbname=tokenkeeper"): every space-separated word that
+// starts a parameter is keyword=..., and the first is a libpq keyword.
+func IsKeywordValue(s string) bool {
+	s = strings.TrimSpace(s)
+	k, _, ok := strings.Cut(s, "=")
+	return ok && libpqKeywords[strings.TrimSpace(k)]
 }
 
 // newPool parses url and creates a pool. The pool connects lazily; the

@@ -70,8 +70,8 @@ func TestReplicasFollowChanges(t *testing.T) {
 	}
 	a.Forget("c") // what the HTTP API does after an edit
 	d = eventually(t, time.Second, "B sees the new status", func() bool {
-		s, err := b.Token(ctx, "c", 0)
-		return err == nil && s.Status == tokenkeeper.StatusDisabled
+		s, err := b.Token(ctx, "c", 0) // a disabled credential serves no token
+		return tokenkeeper.ErrorCode(err) == tokenkeeper.ENOTREADY && s != nil && s.Status == tokenkeeper.StatusDisabled
 	})
 	t.Logf("status changed on A: seen by B %s later", d.Round(time.Millisecond))
 

@@ -268,6 +268,10 @@ func (r *Refresher) Token(ctx context.Context, name string, minTTL time.Duration
 			return nil, err
 		}
 	}
+	if e.status == tokenkeeper.StatusDisabled {
+		// Switched off by an operator: no token is served, valid or not.
+		return e.served(), notReady(e)
+	}
 	need := max(MinServedLife, minTTL)
 	if e.left(now) >= need {
 		return e.served(), nil
@@ -353,8 +357,11 @@ func notReady(e *entry) error {
 	if e.lastErrorCode != "" {
 		msg += fmt.Sprintf(" (last error: %s)", e.lastErrorCode)
 	}
-	if e.status == tokenkeeper.StatusNeedsReauth {
+	switch e.status {
+	case tokenkeeper.StatusNeedsReauth:
 		msg += "; update its secrets or force a refresh"
+	case tokenkeeper.StatusDisabled:
+		msg = fmt.Sprintf("credential %q is disabled: it serves no token until its status is set to active again", e.name)
 	}
 	return tokenkeeper.Errorf(tokenkeeper.ENOTREADY, "%s", msg)
 }

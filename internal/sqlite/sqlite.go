@@ -209,7 +209,9 @@ func openWriter(path string, cfg config) (*sql.DB, error) {
 // the data keys with masterKey. A masterKey that cannot unwrap the stored
 // data keys gives an error matching seal.ErrMasterKeyMismatch ("master key
 // does not match this database"). The parent directory is created with mode
-// 0700 if missing.
+// 0700 if missing (the CLI refuses a missing one first, with CheckFile); a
+// file that is read-only or not a database, or is corrupt, is refused with
+// an error that says so.
 func Open(ctx context.Context, path string, masterKey []byte, opts ...Option) (*DB, error) {
 	cfg := newConfig(opts)
 	if err := sqlstore.CheckMasterKey(masterKey); err != nil {
@@ -222,13 +224,16 @@ func Open(ctx context.Context, path string, masterKey []byte, opts ...Option) (*
 	if err := EnsureDir(path); err != nil {
 		return nil, err
 	}
+	if err := checkExisting(path); err != nil {
+		return nil, err
+	}
 	db := &DB{path: path}
 	if db.writer, err = openWriter(path, cfg); err != nil {
 		return nil, err
 	}
 	if _, err := migrate(ctx, db.writer, cfg.log); err != nil {
 		db.writer.Close()
-		return nil, err
+		return nil, describeOpenError(path, err)
 	}
 	db.reader, err = sql.Open("sqlite", dsn(path, cfg, true))
 	if err != nil {
@@ -255,12 +260,16 @@ func Migrate(ctx context.Context, path string, opts ...Option) ([]string, error)
 	if err := EnsureDir(path); err != nil {
 		return nil, err
 	}
+	if err := checkExisting(path); err != nil {
+		return nil, err
+	}
 	w, err := openWriter(path, cfg)
 	if err != nil {
 		return nil, err
 	}
 	defer w.Close()
-	return migrate(ctx, w, cfg.log)
+	applied, err := migrate(ctx, w, cfg.log)
+	return applied, describeOpenError(path, err)
 }
 
 func migrate(ctx context.Context, w *sql.DB, log *slog.Logger) ([]string, error) {

@@ -13,6 +13,11 @@ import (
 
 const apiKeyColumns = `id, name, prefix, hash, role, credentials, created_at, revoked_at`
 
+// byNameUnrevokedFirst selects the key named $1: names are unique among
+// unrevoked keys only (a revoked key's name may be reused), so the
+// unrevoked one, else the newest revoked one.
+const byNameUnrevokedFirst = `name = $1 ORDER BY CASE WHEN revoked_at IS NULL THEN 0 ELSE 1 END, created_at DESC LIMIT 1`
+
 func scanAPIKey(row Row) (*tokenkeeper.APIKey, error) {
 	var k tokenkeeper.APIKey
 	var role, creds string
@@ -58,7 +63,7 @@ func checkAPIKey(k *tokenkeeper.APIKey) error {
 
 // CreateAPIKey stores k, assigning ID and CreatedAt (RevokedAt is ignored).
 // Hash must be the SHA-256 of the key. Returns EINVALID, or ECONFLICT when
-// the name or the hash is taken.
+// the name is taken by an unrevoked key or the hash by any key.
 func (s *Store) CreateAPIKey(ctx context.Context, k *tokenkeeper.APIKey) error {
 	if err := checkAPIKey(k); err != nil {
 		return err
@@ -93,15 +98,16 @@ func (s *Store) APIKeys(ctx context.Context) ([]*tokenkeeper.APIKey, error) {
 	return out, s.err("list API keys", err)
 }
 
-// RevokeAPIKey revokes a key by id or, if no id matches, by name. Revoking
-// a revoked key keeps its first revocation time. Returns ENOTFOUND.
+// RevokeAPIKey revokes a key by id or, if no id matches, by name (the
+// unrevoked key of that name, else the newest). Revoking a revoked key
+// keeps its first revocation time. Returns ENOTFOUND.
 func (s *Store) RevokeAPIKey(ctx context.Context, idOrName string) error {
 	now := s.now()
 	return s.write(ctx, "revoke API key", func(tx Querier) error {
-		for _, col := range []string{"id", "name"} {
+		for _, where := range []string{`id = $1`, byNameUnrevokedFirst} {
 			var id string
 			var revoked *time.Time
-			err := tx.QueryRow(ctx, `SELECT id, revoked_at FROM api_keys WHERE `+col+` = $1`+s.d.ForUpdate, idOrName).Scan(&id, &revoked)
+			err := tx.QueryRow(ctx, `SELECT id, revoked_at FROM api_keys WHERE `+where+s.d.ForUpdate, idOrName).Scan(&id, &revoked)
 			if errors.Is(err, sql.ErrNoRows) {
 				continue
 			} else if err != nil {

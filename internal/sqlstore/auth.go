@@ -117,14 +117,19 @@ func (s *Store) DeleteUser(ctx context.Context, username string, now, accessExpi
 	}
 	now, accessExpiresAt = utc(now), utc(accessExpiresAt)
 	return s.write(ctx, "delete user", func(tx Querier) error {
-		var id string
-		err := tx.QueryRow(ctx, `DELETE FROM users WHERE username = $1 RETURNING id`, username).Scan(&id)
-		if err != nil {
-			return orNotFound(err, errNoUser)
-		}
-		_, err = s.revokeUserFamilies(ctx, tx, id, now, accessExpiresAt)
-		return err
+		return s.deleteUser(ctx, tx, username, now, accessExpiresAt)
 	})
+}
+
+// deleteUser is DeleteUser's transaction.
+func (s *Store) deleteUser(ctx context.Context, tx Querier, username string, now, accessExpiresAt time.Time) error {
+	var id string
+	err := tx.QueryRow(ctx, `DELETE FROM users WHERE username = $1 RETURNING id`, username).Scan(&id)
+	if err != nil {
+		return orNotFound(err, errNoUser)
+	}
+	_, err = s.revokeUserFamilies(ctx, tx, id, now, accessExpiresAt)
+	return err
 }
 
 // revokeUserFamilies revokes, in tx, every refresh-token family of the

@@ -130,6 +130,7 @@ func Run(t *testing.T, newHarness NewHarness) {
 		{"Events", testEvents},
 		{"RefreshesDoNotEraseOperatorEvents", testRefreshesDoNotEraseOperatorEvents},
 		{"APIKeys", testAPIKeys},
+		{"APIKeyNameReuse", testAPIKeyNameReuse},
 		{"RotateKey", testRotateKey},
 		{"RotateKeyPeer", testRotateKeyPeer},
 		{"OldKeyStillOpens", testOldKeyStillOpens},
