@@ -45,10 +45,10 @@ func TestDemoKeep(t *testing.T) {
 // prints, followed by itself (--auto-approve).
 func TestDemoReconnect(t *testing.T) {
 	if testing.Short() {
-		t.Skip("the demo runs for 10 seconds")
+		t.Skip("the demo runs for 14 seconds")
 	}
 	var out, errb syncBuffer
-	err := run(context.Background(), []string{"tokenkeeper", "demo", "--duration", "10s", "--lifetime", "2s", "--revoke-after", "3s", "--auto-approve"},
+	err := run(context.Background(), []string{"tokenkeeper", "demo", "--duration", "14s", "--lifetime", "5s", "--revoke-after", "3s", "--auto-approve"},
 		func(string) string { return "" }, strings.NewReader(""), &out, &errb)
 	s := out.String()
 	if err != nil {
