@@ -260,6 +260,7 @@ func (k *APIKey) CanRead(name string) bool {
 // database: the claim methods are atomic across processes.
 type Store interface {
 	ProviderStore
+	ConnectStore
 
 	// CreateCredential inserts c, assigning ID, Version, CreatedAt and
 	// UpdatedAt, with the provider c names or one matching its inline

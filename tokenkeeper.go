@@ -29,6 +29,7 @@ const (
 	EUNAVAILABLE  = "unavailable"  // a dependency (the database) is unreachable
 	ETOOLARGE     = "too_large"    // a request body exceeds its limit
 	ENOTREADY     = "not_ready"    // no valid token can be served in the current status
+	EEXPIRED      = "expired"      // the entity (a connect session or link) has expired
 )
 
 // Error is an application error with a machine-readable code and a message

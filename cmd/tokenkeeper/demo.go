@@ -52,15 +52,17 @@ func (e *env) cmdDemo(args []string) error {
 built-in OAuth2 test provider with short token lifetimes, refresh-token
 rotation and reuse detection; the broker on a SQLite database in a temporary
 directory; three credentials (client credentials, a rotating refresh token,
-and one whose grant the provider revokes midway); and a consumer that calls
-the provider's protected API every second through the Go library, fed by the
-broker. Stops on Ctrl-C or after --duration, with a summary. The temporary
-directory (database, master key, broker log) is removed at the end unless
---keep is given.`)
+and one whose grant the provider revokes midway, repaired through a
+reconnect link the demo prints: open it and click Approve, or pass
+--auto-approve); and a consumer that calls the provider's protected API
+every second through the Go library, fed by the broker. Stops on Ctrl-C or
+after --duration, with a summary. The temporary directory (database, master
+key, broker log) is removed at the end unless --keep is given.`)
 	duration := c.fs.Duration("duration", 60*time.Second, "how long to run (0: until Ctrl-C)")
 	addr := c.fs.String("addr", "127.0.0.1:0", "broker address (port 0: any free port)")
 	lifetime := c.fs.Duration("lifetime", 6*time.Second, "access token lifetime at the test provider")
 	revokeAfter := c.fs.Duration("revoke-after", 0, "when the provider revokes the third credential's grant (default: a third of --duration, or 20s)")
+	autoApprove := c.fs.Bool("auto-approve", false, "follow the reconnect link itself (the test provider then approves at once) instead of waiting for you to open it")
 	keep := c.fs.Bool("keep", false, "keep the temporary directory (database, master key, broker log) and print where it is")
 	if err := c.parse(args, e.getenv); err != nil {
 		return err
@@ -98,7 +100,10 @@ directory (database, master key, broker log) is removed at the end unless
 
 	// The provider.
 	secrets := map[string]string{"payments-service": randomString(), "calendar-app": randomString(), "crm-app": randomString()}
-	opts := []oauthtest.Option{oauthtest.WithLifetime(*lifetime), oauthtest.WithRotation(true), oauthtest.WithReuseDetection(0)}
+	// Without --auto-approve a person approves the reconnect on the
+	// provider's consent page.
+	opts := []oauthtest.Option{oauthtest.WithLifetime(*lifetime), oauthtest.WithRotation(true), oauthtest.WithReuseDetection(0),
+		oauthtest.WithConsent(!*autoApprove)}
 	for id, s := range secrets {
 		opts = append(opts, oauthtest.WithClient(id, s))
 	}
@@ -142,8 +147,15 @@ directory (database, master key, broker log) is removed at the end unless
 			"client_id": "payments-service", "client_secret": secrets["payments-service"], "scopes": []string{"payments.read"}},
 		{"name": "calendar", "token_url": idp.TokenURL(), "grant_type": "refresh_token", "client_id": "calendar-app",
 			"client_secret": secrets["calendar-app"], "refresh_token": idp.IssueRefreshToken("calendar-app", "calendar.read")},
-		{"name": "crm", "token_url": idp.TokenURL(), "grant_type": "refresh_token", "client_id": "crm-app",
-			"client_secret": secrets["crm-app"], "refresh_token": idp.IssueRefreshToken("crm-app", "contacts.read"), "auth_style": "body"},
+		{"name": "crm", "provider": "crm-idp", "grant_type": "refresh_token",
+			"refresh_token": idp.IssueRefreshToken("crm-app", "contacts.read")},
+	}
+	// crm's provider has an authorization endpoint, so that a connect link
+	// can repair its grant.
+	if err := api.do(ctx, "POST", "/v1/providers", map[string]any{"name": "crm-idp", "authorization_url": idp.AuthorizeURL(),
+		"token_url": idp.TokenURL(), "client_id": "crm-app", "client_secret": secrets["crm-app"], "auth_style": "body",
+		"scopes": []string{"contacts.read"}}, nil); err != nil {
+		return fmt.Errorf("create demo provider: %w", err)
 	}
 	for _, cr := range creds {
 		if err := api.do(ctx, "POST", "/v1/credentials", cr, nil); err != nil {
@@ -211,6 +223,7 @@ directory (database, master key, broker log) is removed at the end unless
 
 	start := time.Now()
 	revoked := false
+	reconnectLink, reconnectID, reconnected := "", "", false
 	tty := isTerminal(w)
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
@@ -226,6 +239,39 @@ directory (database, master key, broker log) is removed at the end unless
 		if !revoked && time.Since(start) >= *revokeAfter {
 			idp.RevokeClientTokens("crm-app")
 			revoked = true
+		}
+		// Once crm needs re-authorization, a reconnect link repairs it.
+		if revoked && reconnectID == "" {
+			var cur struct {
+				Status string `json:"status"`
+			}
+			if api.do(ctx, "GET", "/v1/credentials/crm", nil, &cur) == nil && cur.Status == "needs_reauth" {
+				var sess struct {
+					ID  string `json:"id"`
+					URL string `json:"url"`
+				}
+				if err := api.do(ctx, "POST", "/v1/connect/sessions", map[string]any{"provider": "crm-idp", "name": "crm"}, &sess); err != nil {
+					fmt.Fprintf(w, "  cannot create a reconnect session for crm: %v\n", err)
+				} else {
+					reconnectID, reconnectLink = sess.ID, sess.URL
+					fmt.Fprintf(w, "\ncrm needs re-authorization. Open this reconnect link in a browser and click Approve:\n  %s\n\n", reconnectLink)
+					lines = 0
+					if *autoApprove {
+						go followLink(ctx, reconnectLink)
+					}
+				}
+			}
+		}
+		if reconnectID != "" && !reconnected {
+			var sess struct {
+				Status string `json:"status"`
+				Reason string `json:"reason"`
+			}
+			if api.do(ctx, "GET", "/v1/connect/sessions/"+reconnectID, nil, &sess) == nil && sess.Status != "pending" {
+				reconnected = sess.Status == "connected"
+				fmt.Fprintf(w, "\ncrm reconnect session ended: %s %s\n\n", sess.Status, sess.Reason)
+				lines = 0
+			}
 		}
 		if !tty && loop%5 != 4 {
 			continue
@@ -267,15 +313,35 @@ directory (database, master key, broker log) is removed at the end unless
 	fmt.Fprintf(w, "  consumer requests    %d succeeded, %d failed\n", stats.consumerOK.Load(), stats.consumerFailed.Load())
 	fmt.Fprintf(w, "  provider             %d token requests, %d refresh-token reuse detections, max presentations of one refresh token: %d\n",
 		sumMap(st.TokenRequests), st.ReuseDetections, idp.MaxPresentations())
-	if revoked {
+	switch {
+	case reconnected:
 		fmt.Fprintf(w, "  crm                  the provider revoked its grant; after one invalid_grant the broker marked it\n")
-		fmt.Fprintf(w, "                       needs_reauth and stopped calling the provider until someone updates it:\n")
-		fmt.Fprintf(w, "                       tokenkeeper credential update crm --refresh-token-file -\n")
+		fmt.Fprintf(w, "                       needs_reauth, stopped calling the provider, and was reconnected in place\n")
+		fmt.Fprintf(w, "                       through a connect link (same credential, events kept): crm reconnected\n")
+	case revoked:
+		fmt.Fprintf(w, "  crm                  the provider revoked its grant; after one invalid_grant the broker marked it\n")
+		fmt.Fprintf(w, "                       needs_reauth and stopped calling the provider until it is reconnected:\n")
+		fmt.Fprintf(w, "                       tokenkeeper connect crm-idp --name crm\n")
 	}
 	if stats.consumerFailed.Load() > 0 || st.ReuseDetections > 0 {
 		return fmt.Errorf("demo saw %d consumer failures and %d reuse detections", stats.consumerFailed.Load(), st.ReuseDetections)
 	}
 	return nil
+}
+
+// followLink opens a connect link as a browser would, following the
+// provider's redirects to the broker's callback (the test provider
+// approves at once without --consent).
+func followLink(ctx context.Context, link string) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, link, nil)
+	if err != nil {
+		return
+	}
+	resp, err := (&http.Client{Timeout: 30 * time.Second}).Do(req)
+	if err == nil {
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+	}
 }
 
 func sumMap(m map[string]int) int {

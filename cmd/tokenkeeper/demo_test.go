@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -35,6 +36,27 @@ func TestDemoKeep(t *testing.T) {
 	for _, f := range []string{"tokenkeeper.db", "tokenkeeper.db.key", "broker.log"} {
 		if _, err := os.Stat(filepath.Join(m[1], f)); err != nil {
 			t.Errorf("demo --keep did not keep %s: %v", f, err)
+		}
+	}
+}
+
+// TestDemoReconnect runs the demo unattended: the credential whose grant
+// the provider revokes is repaired through the reconnect link the demo
+// prints, followed by itself (--auto-approve).
+func TestDemoReconnect(t *testing.T) {
+	if testing.Short() {
+		t.Skip("the demo runs for 14 seconds")
+	}
+	var out, errb syncBuffer
+	err := run(context.Background(), []string{"tokenkeeper", "demo", "--duration", "14s", "--lifetime", "5s", "--revoke-after", "3s", "--auto-approve"},
+		func(string) string { return "" }, strings.NewReader(""), &out, &errb)
+	s := out.String()
+	if err != nil {
+		t.Fatalf("demo: %v\n%s\n%s", err, s, errb.String())
+	}
+	for _, want := range []string{"crm needs re-authorization. Open this reconnect link", "/connect/", "crm reconnect session ended: connected", "crm reconnected", "0 refresh-token reuse detections"} {
+		if !strings.Contains(s, want) {
+			t.Errorf("demo output lacks %q:\n%s", want, s)
 		}
 	}
 }

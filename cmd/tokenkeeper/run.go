@@ -40,6 +40,7 @@ Client (talk to a running broker; --server, and $TOKENKEEPER_API_KEY or a login)
   whoami       who the broker takes you for
   provider     add | list | show | update | rm: OAuth clients shared by credentials
   credential   add | list | show | update | rm | refresh | events
+  connect      obtain a grant in the browser (a connect link) or on a device, and wait for it
   token        print a credential's current access token
   apikey       add | list | rm (also create | revoke)
   keys         rotate: add a data key, re-seal every secret, rotate the JWT signing key;
@@ -105,6 +106,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 			"add": e.cmdProviderAdd, "list": e.cmdProviderList, "show": e.cmdProviderShow,
 			"update": e.cmdProviderUpdate, "rm": e.cmdProviderRemove,
 		})
+	case "connect":
+		return e.cmdConnect(rest)
 	case "token":
 		return e.cmdToken(rest)
 	case "login":

@@ -17,6 +17,7 @@ import (
 
 	"github.com/tokenkeeper/tokenkeeper"
 	"github.com/tokenkeeper/tokenkeeper/internal/auth"
+	"github.com/tokenkeeper/tokenkeeper/internal/connect"
 	tkhttp "github.com/tokenkeeper/tokenkeeper/internal/http"
 	"github.com/tokenkeeper/tokenkeeper/internal/netguard"
 	"github.com/tokenkeeper/tokenkeeper/internal/postgres"
@@ -65,7 +66,8 @@ type brokerOptions struct {
 	trustedProxies  string        // CIDRs whose X-Forwarded-For is believed
 	proxies         []netip.Prefix
 	allowPrivate    bool   // --allow-private-token-urls
-	publicURL       string // --public-url: the issuer in RFC 8414 metadata
+	publicURL       string // --public-url: the issuer in RFC 8414 metadata and the base of connect links and the redirect URI
+	connectReturnTo string // --connect-return-to: the return_to allow-list of connect sessions (comma separated)
 	// guard refuses token endpoints on internal networks (serve without
 	// --allow-private-token-urls). In-process brokers of demo and bench
 	// leave it off: their provider is oauthtest on loopback.
@@ -83,7 +85,8 @@ func (o *brokerOptions) register(c *command) {
 	c.fs.DurationVar(&o.providerTimeout, "provider-timeout", refresh.DefaultProviderTimeout, "timeout of one request to a provider's token endpoint")
 	c.fs.DurationVar(&o.defaultLifetime, "default-lifetime", refresh.DefaultLifetime, "token lifetime assumed when a provider sends no expires_in")
 	c.fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 15*time.Second, "on SIGTERM, how long to wait for requests and refreshes in flight")
-	c.fs.StringVar(&o.publicURL, "public-url", "", "the broker's public base URL (https://broker.example.com), the issuer of its RFC 8414 metadata; default the listen address")
+	c.fs.StringVar(&o.publicURL, "public-url", "", "the broker's public base URL (https://broker.example.com): the issuer of its RFC 8414 metadata, the base of connect links and of the redirect URI {public-url}/connect/callback to register with providers; default the listen address")
+	c.fs.StringVar(&o.connectReturnTo, "connect-return-to", "", "URLs a connect session's return_to may equal or lie under (comma separated), e.g. https://app.example.com/oauth/done; without it no return_to is accepted")
 	c.fs.BoolVar(&o.allowPrivate, "allow-private-token-urls", false, "allow token endpoints on loopback, private, link-local and metadata addresses (for tests and local providers); refused by default")
 	c.fs.StringVar(&o.trustedProxies, "trusted-proxies", "", "CIDRs of reverse proxies whose X-Forwarded-For names the client address (comma separated); without it the header is ignored")
 	c.fs.DurationVar(&o.keyMaxStale, "api-key-max-stale", time.Minute, "how long a cached API key keeps working while the database does not answer; then it fails closed")
@@ -113,6 +116,12 @@ func (o *brokerOptions) validate() error {
 		}
 		o.publicURL = strings.TrimSuffix(o.publicURL, "/")
 	}
+	for _, rt := range splitList(o.connectReturnTo) {
+		u, err := url.Parse(rt)
+		if err != nil || u.Host == "" || u.User != nil || u.Fragment != "" || (u.Scheme != "https" && u.Scheme != "http") {
+			return usagef("invalid --connect-return-to entry %q: expected an absolute http(s) URL without user info or fragment", rt)
+		}
+	}
 	if o.keyMaxStale < 0 {
 		return usagef("--api-key-max-stale must not be negative")
 	}
@@ -139,6 +148,7 @@ type broker struct {
 	URL         string
 	Store       tokenkeeper.Store
 	Refresher   *refresh.Refresher
+	Connect     *connect.Service
 	srv         *http.Server
 	done        chan struct{}
 	err         error
@@ -202,7 +212,18 @@ func startBroker(ctx context.Context, store tokenkeeper.Store, opts brokerOption
 	if issuer == "" {
 		issuer = "http://" + ln.Addr().String()
 	}
-	handler := tkhttp.NewServer(tkhttp.Config{Issuer: issuer, Store: store, Refresher: ref, Logger: logger, Version: versionString(),
+	// The connect flow: links and the redirect URI under the public URL.
+	connectSvc, err := connect.New(connect.Config{Store: store, PublicURL: issuer, ReturnTo: splitList(opts.connectReturnTo),
+		HTTPClient: providerClient, Logger: logger, Connected: func(c *tokenkeeper.Credential) {
+			ref.Forget(c.Name)
+			ref.Wake()
+		}})
+	if err != nil {
+		ln.Close()
+		obs.close()
+		return nil, err
+	}
+	handler := tkhttp.NewServer(tkhttp.Config{Issuer: issuer, Connect: connectSvc, Store: store, Refresher: ref, Logger: logger, Version: versionString(),
 		Auth: authSvc, AuthStore: authStore, KeyCacheMaxStale: opts.keyMaxStale, AuditRetention: auditRetention(opts.auditRetention), TrustedProxies: opts.proxies, TokenURLCheck: tokenURLCheck,
 		Metrics: obs.metrics, AccessLog: obs.accessLog, WebhookURLCheck: obs.webhookURLCheck, WakeWebhooks: obs.wakeWebhooks,
 		Tracer: obs.tracer,
@@ -215,7 +236,7 @@ func startBroker(ctx context.Context, store tokenkeeper.Store, opts brokerOption
 		return nil, err
 	}
 	b := &broker{
-		URL: "http://" + ln.Addr().String(), Store: store, Refresher: ref, done: make(chan struct{}),
+		URL: "http://" + ln.Addr().String(), Store: store, Refresher: ref, Connect: connectSvc, done: make(chan struct{}),
 		opts: opts, logger: logger, obs: obs, MetricsURL: obs.metricsURL(),
 		srv: &http.Server{
 			Handler: handler, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
@@ -226,10 +247,14 @@ func startBroker(ctx context.Context, store tokenkeeper.Store, opts brokerOption
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	b.cancel = cancel
 	var wg sync.WaitGroup
-	wg.Add(4)
+	wg.Add(5)
 	go func() {
 		defer wg.Done()
 		_ = ref.Run(runCtx)
+	}()
+	go func() {
+		defer wg.Done()
+		connectSvc.Run(runCtx) // device polling
 	}()
 	wg.Add(1)
 	go func() {

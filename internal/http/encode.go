@@ -24,6 +24,7 @@ var statuses = map[string]int{
 	tokenkeeper.ENOTFOUND:     http.StatusNotFound,
 	tokenkeeper.ECONFLICT:     http.StatusConflict,
 	tokenkeeper.ENOTREADY:     http.StatusConflict,
+	tokenkeeper.EEXPIRED:      http.StatusGone,
 	tokenkeeper.EUNAVAILABLE:  http.StatusServiceUnavailable,
 	tokenkeeper.EINTERNAL:     http.StatusInternalServerError,
 	auth.ETOOMANYREQUESTS:     http.StatusTooManyRequests,

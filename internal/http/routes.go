@@ -5,13 +5,15 @@ import (
 	"strings"
 
 	"github.com/tokenkeeper/tokenkeeper"
+	"github.com/tokenkeeper/tokenkeeper/internal/connect"
 )
 
 // routes registers every route of the API with who may call it.
 //
-//	anyone           healthz, readyz, login, refresh, OAuth2 token endpoint, metadata
+//	anyone           healthz, readyz, login, refresh, OAuth2 token endpoint, metadata,
+//	                 connect links and the connect callback (pages for end users)
 //	any caller       whoami, logout (users)
-//	admin, viewer    list and show credentials, events, providers
+//	admin, viewer    list and show credentials, events, providers, connect sessions
 //	admin, consumer  read a granted credential's token, force its refresh,
 //	                 call its API through the proxy (service clients too)
 //	admin            everything else; fresh callers only for creating or
@@ -53,6 +55,12 @@ func (s *server) routes(mux *http.ServeMux) {
 	mux.Handle("GET /v1/providers/{name}", as(s.handleProviderGet(), false, admin, viewer))
 	mux.Handle("PATCH /v1/providers/{name}", as(s.handleProviderUpdate(), false, admin)) // fresh when secrets or their destination change
 	mux.Handle("DELETE /v1/providers/{name}", as(s.handleProviderDelete(), true, admin))
+
+	mux.Handle("POST /v1/connect/sessions", as(s.handleConnectCreate(), true, admin))
+	mux.Handle("POST /v1/connect/device", as(s.handleConnectDevice(), true, admin))
+	mux.Handle("GET /v1/connect/sessions/{id}", as(s.handleConnectGet(), false, admin, viewer))
+	mux.Handle("GET /connect/callback", s.handleConnectPage((*connect.Service).HandleCallback))
+	mux.Handle("GET /connect/{token}", s.handleConnectPage((*connect.Service).HandleLink))
 
 	mux.Handle("POST /v1/apikeys", as(s.handleAPIKeyCreate(), true, admin))
 	mux.Handle("GET /v1/apikeys", as(s.handleAPIKeyList(), false, admin))

@@ -14,6 +14,7 @@ import (
 
 	"github.com/tokenkeeper/tokenkeeper"
 	"github.com/tokenkeeper/tokenkeeper/internal/auth"
+	"github.com/tokenkeeper/tokenkeeper/internal/connect"
 	"github.com/tokenkeeper/tokenkeeper/internal/metrics"
 	"github.com/tokenkeeper/tokenkeeper/internal/proxy"
 	"github.com/tokenkeeper/tokenkeeper/internal/refresh"
@@ -39,6 +40,9 @@ type Config struct {
 	// Issuer is the broker's public base URL for RFC 8414 metadata; empty:
 	// derived from each request's Host.
 	Issuer string
+	// Connect runs the connect flow (connect sessions, their links and
+	// callback, device sessions); nil: those routes answer 404.
+	Connect *connect.Service
 	// KeyCacheTTL is how long an authenticated API key is trusted without
 	// asking the store again; default 5s. A revocation made on another
 	// replica takes at most this long to apply here.
@@ -109,6 +113,7 @@ type server struct {
 	authStore tokenkeeper.AuthStore
 	auditw    *auditWriter // nil without an AuthStore
 	issuer    string
+	connect   *connect.Service // nil: no connect flow
 	// trustedProxies may name the client's address in X-Forwarded-For.
 	trustedProxies []netip.Prefix
 	forceFloor     time.Duration
@@ -215,7 +220,7 @@ func NewServer(cfg Config) *Server {
 		store: cfg.Store, refresher: cfg.Refresher, logger: cfg.Logger.With("component", "http"),
 		now: cfg.Now, version: cfg.Version, maxBody: cfg.MaxBodyBytes,
 		keys: newKeyCache(cfg.KeyCacheTTL, cfg.KeyCacheMaxStale),
-		auth: cfg.Auth, authStore: cfg.AuthStore, issuer: cfg.Issuer,
+		auth: cfg.Auth, authStore: cfg.AuthStore, issuer: cfg.Issuer, connect: cfg.Connect,
 		trustedProxies: cfg.TrustedProxies,
 		tokenURLCheck:  cfg.TokenURLCheck,
 		auditRetention: cfg.AuditRetention,

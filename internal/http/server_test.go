@@ -9,16 +9,19 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/tokenkeeper/tokenkeeper"
 	"github.com/tokenkeeper/tokenkeeper/internal/auth"
+	"github.com/tokenkeeper/tokenkeeper/internal/connect"
 	tkhttp "github.com/tokenkeeper/tokenkeeper/internal/http"
 	"github.com/tokenkeeper/tokenkeeper/internal/refresh"
 	"github.com/tokenkeeper/tokenkeeper/internal/sqlite"
@@ -54,7 +57,13 @@ type harness struct {
 	logs     *syncBuffer
 	secret   string
 	attempts chan *tokenkeeper.Event
+	connect  *connect.Service
+	// skew moves the connect service's clock (nanoseconds).
+	skew atomic.Int64
 }
+
+// connectReturnTo is on the harness broker's return_to allow-list.
+const connectReturnTo = "https://app.example/oauth/done"
 
 func randomSecret() string {
 	b := make([]byte, 18)
@@ -101,14 +110,27 @@ func newHarnessWith(t *testing.T, configure func(*tkhttp.Config), idpOpts ...oau
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The connect flow's links and redirect URI are under the server's URL,
+	// so the listener comes first.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.connect, err = connect.New(connect.Config{Store: store, PublicURL: "http://" + ln.Addr().String(),
+		ReturnTo: []string{connectReturnTo}, Logger: logger,
+		Now:       func() time.Time { return time.Now().Add(time.Duration(h.skew.Load())) },
+		Connected: func(c *tokenkeeper.Credential) { h.ref.Forget(c.Name); h.ref.Wake() }})
+	if err != nil {
+		t.Fatal(err)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{}, 3)
+	done := make(chan struct{}, 4)
 	// Forced refreshes go straight to the refresher here, and failed
 	// authentications are not limited: the tests of the floor and of the
 	// rate limits set them back to the defaults.
 	cfg := tkhttp.Config{Store: store, Refresher: h.ref, Logger: logger, Auth: h.auth, AuthStore: store,
 		ForcedRefreshFloor: -1, ForcedRefreshPerMinute: 1 << 30, ForcedRefreshBurst: 1 << 30,
-		AuthFailuresPerSecond: 1 << 30, AuthFailuresBurst: 1 << 30}
+		AuthFailuresPerSecond: 1 << 30, AuthFailuresBurst: 1 << 30, Connect: h.connect}
 	if configure != nil {
 		configure(&cfg)
 	}
@@ -116,11 +138,16 @@ func newHarnessWith(t *testing.T, configure func(*tkhttp.Config), idpOpts ...oau
 	go func() { _ = h.ref.Run(ctx); done <- struct{}{} }()
 	go func() { _ = h.auth.Run(ctx); done <- struct{}{} }()
 	go func() { handler.Run(ctx); done <- struct{}{} }()
-	srv := httptest.NewServer(handler)
+	go func() { h.connect.Run(ctx); done <- struct{}{} }()
+	srv := httptest.NewUnstartedServer(handler)
+	srv.Listener.Close()
+	srv.Listener = ln
+	srv.Start()
 	h.url = srv.URL
 	t.Cleanup(func() {
 		srv.Close()
 		cancel()
+		<-done
 		<-done
 		<-done
 		<-done

@@ -92,7 +92,7 @@ var reservedParams = []string{
 // scrubbed from any error built from the response.
 var secretParams = []string{
 	"actor_token", "assertion", "client_assertion", "client_secret", "code",
-	"code_verifier", "password", "refresh_token", "subject_token",
+	"code_verifier", "device_code", "password", "refresh_token", "subject_token",
 }
 
 // isSecretParam reports whether a request parameter holds a secret: one of
@@ -331,6 +331,28 @@ func (c *Config) Grant(ctx context.Context, params url.Values) (*Token, error) {
 
 // post sends the token request and parses its response.
 func (c *Config) post(ctx context.Context, params url.Values) (*Token, error) {
+	res, err := c.send(ctx, c.TokenURL, params, "token")
+	if err != nil {
+		return nil, err
+	}
+	// Expiry counts from the moment the request was sent: the provider
+	// issued the token later, so the computed expiry is never late.
+	return parseTokenResponse(res.status, res.header, res.body, res.start, c.DefaultLifetime, res.secrets)
+}
+
+// response is an endpoint's answer as read by send.
+type response struct {
+	status  int
+	header  http.Header
+	body    []byte
+	start   time.Time
+	secrets []string // the secret values the request carried
+}
+
+// send posts params merged over c.Params to endpoint with the client
+// authentication of c.AuthStyle, once, and reads at most MaxResponseSize+1
+// bytes of the answer. what names the request in errors.
+func (c *Config) send(ctx context.Context, endpoint string, params url.Values, what string) (*response, error) {
 	form := make(url.Values, len(c.Params)+len(params)+2)
 	for k, vs := range c.Params {
 		form[k] = slices.Clone(vs)
@@ -351,11 +373,11 @@ func (c *Config) post(ctx context.Context, params url.Values) (*Token, error) {
 	secrets := requestSecrets(form, c.ClientSecret)
 
 	start := c.now()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.TokenURL, strings.NewReader(form.Encode()))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, endpoint, strings.NewReader(form.Encode()))
 	if err != nil {
 		// Validate parsed the URL, so this is not expected; the underlying
 		// error would quote the URL, so it is not kept.
-		return nil, invalidArg("cannot build the token request")
+		return nil, invalidArg("cannot build the %s request", what)
 	}
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	req.Header.Set("Accept", "application/json")
@@ -365,7 +387,7 @@ func (c *Config) post(ctx context.Context, params url.Values) (*Token, error) {
 
 	resp, err := c.httpClient().Do(req)
 	if err != nil {
-		return nil, &Error{Err: fmt.Errorf("post token request: %w", cleanTransportError(err))}
+		return nil, &Error{Err: fmt.Errorf("post %s request: %w", what, cleanTransportError(err))}
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, MaxResponseSize+1))
@@ -373,12 +395,10 @@ func (c *Config) post(ctx context.Context, params url.Values) (*Token, error) {
 		return nil, &Error{
 			StatusCode: resp.StatusCode,
 			RetryAfter: parseRetryAfter(resp.Header.Get("Retry-After"), start),
-			Err:        fmt.Errorf("read token response: %w", cleanTransportError(err)),
+			Err:        fmt.Errorf("read %s response: %w", what, cleanTransportError(err)),
 		}
 	}
-	// Expiry counts from the moment the request was sent: the provider
-	// issued the token later, so the computed expiry is never late.
-	return parseTokenResponse(resp.StatusCode, resp.Header, body, start, c.DefaultLifetime, secrets)
+	return &response{status: resp.StatusCode, header: resp.Header, body: body, start: start, secrets: secrets}, nil
 }
 
 // basicCredentials encodes id and secret for client_secret_basic: each is

@@ -226,6 +226,13 @@ func checkState(c *tokenkeeper.Credential) error {
 //
 // Returns EINVALID, ENOTFOUND (no such provider) or ECONFLICT (name taken).
 func (s *Store) CreateCredential(ctx context.Context, c *tokenkeeper.Credential) error {
+	return s.createCredential(ctx, c, nil)
+}
+
+// createCredential is CreateCredential; post, if not nil, runs in the same
+// transaction after the insert, given the new credential's id, and its
+// error undoes the insert.
+func (s *Store) createCredential(ctx context.Context, c *tokenkeeper.Credential, post func(tx Querier, id string) error) error {
 	if c == nil {
 		return tokenkeeper.Errorf(tokenkeeper.EINVALID, "credential is required")
 	}
@@ -314,6 +321,11 @@ func (s *Store) CreateCredential(ctx context.Context, c *tokenkeeper.Credential)
 			return tokenkeeper.Errorf(tokenkeeper.ECONFLICT, "credential %q already exists", n.Name)
 		} else if err != nil {
 			return err
+		}
+		if post != nil {
+			if err := post(tx, n.ID); err != nil {
+				return err
+			}
 		}
 		return s.notify(ctx, tx, tokenkeeper.Change{Kind: tokenkeeper.ChangeCreated, CredentialID: n.ID, CredentialName: n.Name, Version: n.Version, NextRefreshAt: n.NextRefreshAt})
 	})
@@ -495,6 +507,13 @@ func applyUpdate(cur *tokenkeeper.Credential, upd tokenkeeper.CredentialUpdate, 
 // the failure count and schedules a refresh now. Returns ENOTFOUND or
 // EINVALID; nothing is written on error.
 func (s *Store) UpdateCredential(ctx context.Context, name string, upd tokenkeeper.CredentialUpdate, ev *tokenkeeper.Event) (*tokenkeeper.Credential, error) {
+	return s.updateCredential(ctx, name, upd, ev, nil)
+}
+
+// updateCredential is UpdateCredential; post, if not nil, runs in the same
+// transaction after the update, given the credential as it was, and its
+// error undoes the update.
+func (s *Store) updateCredential(ctx context.Context, name string, upd tokenkeeper.CredentialUpdate, ev *tokenkeeper.Event, post func(tx Querier, cur *tokenkeeper.Credential) error) (*tokenkeeper.Credential, error) {
 	now := s.now()
 	if upd.Status != nil && !upd.Status.Valid() {
 		return nil, tokenkeeper.Errorf(tokenkeeper.EINVALID, "invalid status %q", string(*upd.Status))
@@ -579,6 +598,11 @@ func (s *Store) UpdateCredential(ctx context.Context, name string, upd tokenkeep
 		}
 		if err := s.webhookOnChange(ctx, tx, string(cur.Status), cur.FailureCount, out); err != nil {
 			return err
+		}
+		if post != nil {
+			if err := post(tx, cur); err != nil {
+				return err
+			}
 		}
 		return s.notify(ctx, tx, rawChange(tokenkeeper.ChangeUpdated, out))
 	})

@@ -324,8 +324,9 @@ func (s *Store) writeProvider(ctx context.Context, tx Querier, r *rawProvider, n
 	return err
 }
 
-// DeleteProvider removes a provider no credential uses. Returns ENOTFOUND,
-// or ECONFLICT naming how many credentials still use it.
+// DeleteProvider removes a provider no credential and no pending connect
+// session uses, with its ended connect sessions. Returns ENOTFOUND, or
+// ECONFLICT naming how many credentials (or pending sessions) still use it.
 func (s *Store) DeleteProvider(ctx context.Context, name string) error {
 	return s.write(ctx, "delete provider", func(tx Querier) error {
 		var id string
@@ -338,6 +339,20 @@ func (s *Store) DeleteProvider(ctx context.Context, name string) error {
 		}
 		if n > 0 {
 			return tokenkeeper.Errorf(tokenkeeper.ECONFLICT, "provider %q is used by %d credential(s); delete or move them first", name, n)
+		}
+		if err := tx.QueryRow(ctx, `SELECT COUNT(*) FROM connect_sessions WHERE provider_id = $1 AND status = 'pending' AND expires_at > $2`,
+			id, s.now()).Scan(&n); err != nil {
+			return err
+		}
+		if n > 0 {
+			return tokenkeeper.Errorf(tokenkeeper.ECONFLICT, "provider %q has %d pending connect session(s); wait for them to end", name, n)
+		}
+		// Ended connect sessions go with it (their events by cascade).
+		if _, err := tx.Exec(ctx, `DELETE FROM connect_events WHERE session_id IN (SELECT id FROM connect_sessions WHERE provider_id = $1)`, id); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, `DELETE FROM connect_sessions WHERE provider_id = $1`, id); err != nil {
+			return err
 		}
 		_, err := tx.Exec(ctx, `DELETE FROM providers WHERE id = $1`, id)
 		return err

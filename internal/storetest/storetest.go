@@ -149,6 +149,9 @@ func Run(t *testing.T, newHarness NewHarness) {
 		{"ProviderSecretSealedOnce", testProviderSecretSealedOnce},
 		{"ReplaceGrantInPlace", testReplaceGrantInPlace},
 		{"ProviderSecretParamsSealed", testProviderSecretParamsSealed},
+		{"ConnectSessions", testConnectSessions},
+		{"ConnectReconnect", testConnectReconnect},
+		{"DeviceSessions", testDeviceSessions},
 	}
 	tests = append(tests, webhookTests...)
 	for _, tt := range tests {
