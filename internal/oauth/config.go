@@ -3,6 +3,7 @@ package oauth
 import (
 	"context"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -138,6 +139,110 @@ type Config struct {
 	DefaultLifetime time.Duration
 	// Now returns the current time; nil means time.Now.
 	Now func() time.Time
+
+	// The fields below describe a token endpoint that departs from RFC
+	// 6749. Their zero values are the standard behaviour; a provider
+	// profile (internal/catalog) sets them from data.
+
+	// BodyFormat is how the request parameters are encoded: BodyForm
+	// (the default, application/x-www-form-urlencoded) or BodyJSON (one
+	// JSON object of strings, application/json).
+	BodyFormat BodyFormat
+	// Accept is the Accept header of token requests; "" means
+	// application/json.
+	Accept string
+	// ScopeSeparator joins Scopes into the scope parameter; "" means a
+	// space (RFC 6749 §3.3). Some providers want a comma.
+	ScopeSeparator string
+	// RefreshURL, when set, receives refresh_token grants instead of
+	// TokenURL. The same rules as for TokenURL apply.
+	RefreshURL string
+	// Response names where a successful response keeps its members when
+	// they are not at the top level.
+	Response ResponsePaths
+	// InvalidGrantStatuses are HTTP statuses that, when the body carries
+	// no OAuth error code, mean the grant is dead: such a failure is
+	// classified invalid_grant (permanent). Some providers answer a
+	// revoked refresh token with a bare 401 or 403.
+	InvalidGrantStatuses []int
+}
+
+// BodyFormat is the encoding of a token request body.
+type BodyFormat int
+
+const (
+	// BodyForm is application/x-www-form-urlencoded (RFC 6749 §4.1.3).
+	BodyForm BodyFormat = iota
+	// BodyJSON is a JSON object whose members are the parameters.
+	BodyJSON
+)
+
+// String returns "form" or "json".
+func (f BodyFormat) String() string {
+	switch f {
+	case BodyForm:
+		return "form"
+	case BodyJSON:
+		return "json"
+	}
+	return fmt.Sprintf("BodyFormat(%d)", int(f))
+}
+
+// ParseBodyFormat returns the format named s: "" or "form", or "json".
+func ParseBodyFormat(s string) (BodyFormat, error) {
+	switch s {
+	case "", "form":
+		return BodyForm, nil
+	case "json":
+		return BodyJSON, nil
+	}
+	return 0, fmt.Errorf("%w: unknown body format %q (want form or json)", ErrInvalidConfig, clip(s, 40))
+}
+
+// ResponsePaths locate members of a token response. Each is a dotted path
+// into the JSON object ("authed_user.access_token"); "" means the standard
+// top-level member.
+type ResponsePaths struct {
+	AccessToken  string
+	RefreshToken string
+	ExpiresIn    string
+	Scope        string
+}
+
+// ValidPath reports whether p is a usable response path: dot-separated
+// non-empty segments of letters, digits, '_' and '-'.
+func ValidPath(p string) bool {
+	if p == "" || len(p) > 200 {
+		return false
+	}
+	for _, seg := range strings.Split(p, ".") {
+		if seg == "" {
+			return false
+		}
+		for i := 0; i < len(seg); i++ {
+			b := seg[i]
+			if !('a' <= b && b <= 'z' || 'A' <= b && b <= 'Z' || '0' <= b && b <= '9' || b == '_' || b == '-') {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// lookupPath returns the member of m at the dotted path p.
+func lookupPath(m map[string]any, p string) (any, bool) {
+	segs := strings.Split(p, ".")
+	var cur any = m
+	for _, s := range segs {
+		obj, ok := cur.(map[string]any)
+		if !ok {
+			return nil, false
+		}
+		if cur, ok = obj[s]; !ok {
+			return nil, false
+		}
+	}
+	return cur, true
 }
 
 // Validate reports whether c can be used: TokenURL must be an absolute http
@@ -168,6 +273,35 @@ func (c *Config) Validate() error {
 	for i, s := range c.Scopes {
 		if !validScopeToken(s) {
 			problems = append(problems, fmt.Sprintf("Scopes[%d] is not a valid scope token (empty, or contains a space, quote, backslash or control character)", i))
+		}
+	}
+	if c.RefreshURL != "" {
+		for _, p := range checkTokenURL(c.RefreshURL) {
+			problems = append(problems, strings.Replace(p, "TokenURL", "RefreshURL", 1))
+		}
+	}
+	switch c.BodyFormat {
+	case BodyForm, BodyJSON:
+	default:
+		problems = append(problems, fmt.Sprintf("BodyFormat %d is unknown: choose BodyForm or BodyJSON", int(c.BodyFormat)))
+	}
+	if hasControl(c.Accept) {
+		problems = append(problems, "Accept contains control characters")
+	}
+	if hasControl(c.ScopeSeparator) {
+		problems = append(problems, "ScopeSeparator contains control characters")
+	}
+	for _, f := range []struct{ name, p string }{
+		{"AccessToken", c.Response.AccessToken}, {"RefreshToken", c.Response.RefreshToken},
+		{"ExpiresIn", c.Response.ExpiresIn}, {"Scope", c.Response.Scope},
+	} {
+		if f.p != "" && !ValidPath(f.p) {
+			problems = append(problems, fmt.Sprintf("Response.%s is not a dotted path of letters, digits, '_' and '-'", f.name))
+		}
+	}
+	for _, st := range c.InvalidGrantStatuses {
+		if st < 400 || st > 599 {
+			problems = append(problems, fmt.Sprintf("InvalidGrantStatuses: %d is not a 4xx or 5xx status", st))
 		}
 	}
 	var reserved []string
@@ -304,7 +438,11 @@ func validCodeVerifier(s string) bool {
 // addScope sets the scope parameter from c.Scopes.
 func (c *Config) addScope(v url.Values) {
 	if c != nil && len(c.Scopes) > 0 {
-		v.Set("scope", strings.Join(c.Scopes, " "))
+		sep := c.ScopeSeparator
+		if sep == "" {
+			sep = " "
+		}
+		v.Set("scope", strings.Join(c.Scopes, sep))
 	}
 }
 
@@ -337,7 +475,8 @@ func (c *Config) post(ctx context.Context, params url.Values) (*Token, error) {
 	}
 	// Expiry counts from the moment the request was sent: the provider
 	// issued the token later, so the computed expiry is never late.
-	return parseTokenResponse(res.status, res.header, res.body, res.start, c.DefaultLifetime, res.secrets)
+	return parseTokenResponse(res.status, res.header, res.body, res.start, c.DefaultLifetime, res.secrets,
+		parseOptions{paths: c.Response, invalidGrantStatuses: c.InvalidGrantStatuses})
 }
 
 // response is an endpoint's answer as read by send.
@@ -372,15 +511,24 @@ func (c *Config) send(ctx context.Context, endpoint string, params url.Values, w
 	}
 	secrets := requestSecrets(form, c.ClientSecret)
 
+	if endpoint == c.TokenURL && c.RefreshURL != "" && form.Get("grant_type") == "refresh_token" {
+		endpoint = c.RefreshURL
+	}
+	body, contentType := encodeBody(form, c.BodyFormat)
+
 	start := c.now()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, endpoint, strings.NewReader(form.Encode()))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, endpoint, strings.NewReader(body))
 	if err != nil {
 		// Validate parsed the URL, so this is not expected; the underlying
 		// error would quote the URL, so it is not kept.
 		return nil, invalidArg("cannot build the %s request", what)
 	}
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	req.Header.Set("Accept", "application/json")
+	req.Header.Set("Content-Type", contentType)
+	accept := c.Accept
+	if accept == "" {
+		accept = "application/json"
+	}
+	req.Header.Set("Accept", accept)
 	if c.AuthStyle == AuthStyleHeader && !public {
 		req.Header.Set("Authorization", "Basic "+basicCredentials(c.ClientID, c.ClientSecret))
 	}
@@ -390,7 +538,7 @@ func (c *Config) send(ctx context.Context, endpoint string, params url.Values, w
 		return nil, &Error{Err: fmt.Errorf("post %s request: %w", what, cleanTransportError(err))}
 	}
 	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, MaxResponseSize+1))
+	respBody, err := io.ReadAll(io.LimitReader(resp.Body, MaxResponseSize+1))
 	if err != nil {
 		return nil, &Error{
 			StatusCode: resp.StatusCode,
@@ -398,7 +546,26 @@ func (c *Config) send(ctx context.Context, endpoint string, params url.Values, w
 			Err:        fmt.Errorf("read %s response: %w", what, cleanTransportError(err)),
 		}
 	}
-	return &response{status: resp.StatusCode, header: resp.Header, body: body, start: start, secrets: secrets}, nil
+	return &response{status: resp.StatusCode, header: resp.Header, body: respBody, start: start, secrets: secrets}, nil
+}
+
+// encodeBody encodes form as f says and returns the body and its
+// Content-Type. A JSON body carries each parameter as a string (the first
+// value of a repeated one is not enough, so a repeated one is an array).
+func encodeBody(form url.Values, f BodyFormat) (string, string) {
+	if f != BodyJSON {
+		return form.Encode(), "application/x-www-form-urlencoded"
+	}
+	obj := make(map[string]any, len(form))
+	for k, vs := range form {
+		if len(vs) == 1 {
+			obj[k] = vs[0]
+		} else {
+			obj[k] = vs
+		}
+	}
+	b, _ := json.Marshal(obj) // strings and string slices always marshal
+	return string(b), "application/json"
 }
 
 // basicCredentials encodes id and secret for client_secret_basic: each is

@@ -69,7 +69,7 @@ func (c *Config) DeviceAuthorization(ctx context.Context, endpoint string) (*Dev
 	}
 	if !is2xx(res.status) {
 		// A non-2xx answer is always an error; parse it as a token error.
-		_, err := parseTokenResponse(res.status, res.header, res.body, res.start, time.Minute, res.secrets)
+		_, err := parseTokenResponse(res.status, res.header, res.body, res.start, time.Minute, res.secrets, parseOptions{})
 		return nil, err
 	}
 	m, _, derr := decodeBody(res.body)

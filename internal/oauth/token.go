@@ -77,7 +77,23 @@ func (t Token) LogValue() slog.Value {
 // carrying the OAuth error code, the status, Retry-After, and for a body that
 // is not a token response a short sanitized excerpt.
 func ParseTokenResponse(status int, header http.Header, body []byte, now time.Time, defaultLifetime time.Duration) (*Token, error) {
-	return parseTokenResponse(status, header, body, now, defaultLifetime, nil)
+	return parseTokenResponse(status, header, body, now, defaultLifetime, nil, parseOptions{})
+}
+
+// parseOptions are the departures from RFC 6749 a Config describes.
+type parseOptions struct {
+	paths                ResponsePaths
+	invalidGrantStatuses []int
+}
+
+// member returns the member at path p, or the top-level member std when p
+// is "".
+func member(m map[string]any, p, std string) any {
+	if p == "" {
+		return m[std]
+	}
+	v, _ := lookupPath(m, p)
+	return v
 }
 
 // bodyFormat is what a response body turned out to be.
@@ -97,10 +113,13 @@ var formKeys = []string{"access_token", "error", "token_type", "expires_in", "re
 
 // parseTokenResponse is ParseTokenResponse that also scrubs secrets (the
 // request's) from any error.
-func parseTokenResponse(status int, header http.Header, body []byte, now time.Time, defaultLifetime time.Duration, secrets []string) (*Token, error) {
+func parseTokenResponse(status int, header http.Header, body []byte, now time.Time, defaultLifetime time.Duration, secrets []string, opts parseOptions) (*Token, error) {
 	fail := func(e *Error) error {
 		e.StatusCode = status
 		e.RetryAfter = parseRetryAfter(header.Get("Retry-After"), now)
+		if e.Code == "" && !is2xx(status) && slices.Contains(opts.invalidGrantStatuses, status) {
+			e.Code = "invalid_grant"
+		}
 		return e
 	}
 	if len(body) > MaxResponseSize {
@@ -131,7 +150,7 @@ func parseTokenResponse(status int, header http.Header, body []byte, now time.Ti
 		return nil, fail(&Error{Description: sanitizeText(messageOf(members), descriptionLimit, false, secrets)})
 	}
 
-	at, ok := members["access_token"].(string)
+	at, ok := member(members, opts.paths.AccessToken, "access_token").(string)
 	if !ok || at == "" {
 		e := &Error{Err: fmt.Errorf("%w: no access_token", ErrMalformedResponse)}
 		e.Description = sanitizeText(messageOf(members), descriptionLimit, false, secrets)
@@ -144,11 +163,11 @@ func parseTokenResponse(status int, header http.Header, body []byte, now time.Ti
 	tok := &Token{
 		AccessToken:  at,
 		TokenType:    tokenType(members["token_type"]),
-		RefreshToken: stringOf(members["refresh_token"]),
-		Scope:        scopeOf(members["scope"]),
+		RefreshToken: stringOf(member(members, opts.paths.RefreshToken, "refresh_token")),
+		Scope:        scopeOf(member(members, opts.paths.Scope, "scope")),
 		Raw:          normalize(members).(map[string]any),
 	}
-	if d, ok := parseExpiresIn(members["expires_in"]); ok {
+	if d, ok := parseExpiresIn(member(members, opts.paths.ExpiresIn, "expires_in")); ok {
 		tok.ExpiresIn = d
 		tok.Expiry = now.Add(d)
 	} else {
