@@ -201,7 +201,7 @@ func ParseBodyFormat(s string) (BodyFormat, error) {
 
 // ResponsePaths locate members of a token response. Each is a dotted path
 // into the JSON object ("authed_user.access_token"); "" means the standard
-// top-level member.
+// top-level member, which is also used when the path leads nowhere.
 type ResponsePaths struct {
 	AccessToken  string
 	RefreshToken string

@@ -101,10 +101,21 @@ func TestQuirks(t *testing.T) {
 			},
 		},
 		{
-			name:     "path that is missing is a malformed response",
+			name:    "path that leads nowhere falls back to the top-level member",
+			cfg:     func(c *Config, _ string) { c.Response.AccessToken = "data.token" },
+			status:  200,
+			respond: `{"access_token":"top","expires_in":60}`,
+			wantTok: func(t *testing.T, tok *Token) {
+				if tok.AccessToken != "top" || tok.ExpiresIn != time.Minute {
+					t.Errorf("token = %+v", tok)
+				}
+			},
+		},
+		{
+			name:     "no access token at the path nor at the top is a malformed response",
 			cfg:      func(c *Config, _ string) { c.Response.AccessToken = "data.token" },
 			status:   200,
-			respond:  `{"access_token":"top"}`,
+			respond:  `{"data":{"other":"x"}}`,
 			wantCode: "",
 		},
 		{

@@ -87,13 +87,15 @@ type parseOptions struct {
 }
 
 // member returns the member at path p, or the top-level member std when p
-// is "".
+// is "" or leads nowhere (a provider may nest a member in one response, such
+// as the code exchange, and not in another, such as a refresh).
 func member(m map[string]any, p, std string) any {
-	if p == "" {
-		return m[std]
+	if p != "" {
+		if v, ok := lookupPath(m, p); ok {
+			return v
+		}
 	}
-	v, _ := lookupPath(m, p)
-	return v
+	return m[std]
 }
 
 // bodyFormat is what a response body turned out to be.

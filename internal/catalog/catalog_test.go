@@ -1,0 +1,157 @@
+package catalog
+
+import (
+	"errors"
+	"net/url"
+	"strings"
+	"testing"
+	"testing/fstest"
+
+	"github.com/tokenkeeper/tokenkeeper"
+	"github.com/tokenkeeper/tokenkeeper/internal/oauth"
+)
+
+// TestEmbeddedProfilesValidate fails naming the file and the field of any
+// embedded profile that does not validate.
+func TestEmbeddedProfilesValidate(t *testing.T) {
+	ps, err := Load(embedded, "profiles")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ps) < 25 {
+		t.Errorf("%d profiles, want at least 25", len(ps))
+	}
+	for _, name := range []string{"github", "salesforce", "zendesk", "slack", "microsoft", "google", "atlassian", "notion",
+		"quickbooks", "dropbox", "xero", "gitlab", "bitbucket", "box", "zoom", "hubspot", "shopify", "linear", "figma",
+		"spotify", "discord", "reddit", "linkedin", "okta", "auth0", "keycloak", "strava", "asana"} {
+		if _, err := Lookup(name); err != nil {
+			t.Errorf("issue-named provider missing: %v", err)
+		}
+	}
+}
+
+// TestEveryProfileApplies fills each profile's template variables and
+// checks that the result is a provider the broker accepts and an
+// oauth.Config that validates.
+func TestEveryProfileApplies(t *testing.T) {
+	for _, p := range All() {
+		t.Run(p.Name, func(t *testing.T) {
+			vars := map[string]string{}
+			for _, v := range p.Needs() {
+				vars[v] = "acme-" + v
+			}
+			a, err := p.Apply(vars)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if strings.Contains(a.TokenURL, "{") || strings.Contains(a.AuthorizationURL, "{") || strings.Contains(a.APIBaseURL, "{") {
+				t.Errorf("unfilled template: %s %s %s", a.TokenURL, a.AuthorizationURL, a.APIBaseURL)
+			}
+			for _, v := range vars {
+				u, _ := url.Parse(a.TokenURL)
+				if !strings.Contains(u.Host+u.Path, v) {
+					t.Errorf("token URL %s does not use %s", a.TokenURL, v)
+				}
+			}
+			prov := a.Provider("x-"+p.Name, "client", "secret")
+			if err := prov.Validate(); err != nil {
+				t.Errorf("provider does not validate: %v", err)
+			}
+			c := &oauth.Config{TokenURL: a.TokenURL, ClientID: "client", ClientSecret: "secret", AuthStyle: oauth.AuthStyleHeader}
+			a.Configure(c)
+			if err := c.Validate(); err != nil {
+				t.Errorf("oauth config does not validate: %v", err)
+			}
+			if len(p.Quirks()) == 0 && p.Name != "spotify" {
+				t.Logf("%s has no quirks", p.Name)
+			}
+		})
+	}
+}
+
+func TestBadProfilesNameFileAndField(t *testing.T) {
+	good := `{"name":"NAME","display_name":"X","docs":["https://example.com/docs"],"token_url":"https://example.com/token",
+	"auth_style":"body","pkce":true,"tokens_expire":true,"refresh_tokens":{"issued":true}}`
+	tests := []struct {
+		name, body, field string
+	}{
+		{"unknown-field", strings.Replace(good, `"pkce":true`, `"pkce":true,"pkse":false`, 1), `unknown field "pkse"`},
+		{"name-mismatch", strings.Replace(good, `"name":"NAME"`, `"name":"other"`, 1), "field name"},
+		{"no-docs", strings.Replace(good, `["https://example.com/docs"]`, `[]`, 1), "field docs"},
+		{"http-docs", strings.Replace(good, `https://example.com/docs`, `http://example.com/docs`, 1), "field docs[0]"},
+		{"no-tls", strings.Replace(good, `https://example.com/token`, `http://example.com/token`, 1), "field token_url"},
+		{"undeclared-var", strings.Replace(good, `https://example.com/token`, `https://{tenant}.example.com/token`, 1), "field token_url: uses {tenant}"},
+		{"unknown-var", strings.Replace(good, `https://example.com/token`, `https://{planet}.example.com/token`, 1), "unknown template variable {planet}"},
+		{"unused-var", strings.Replace(good, `"auth_style"`, `"vars":{"tenant":"t"},"auth_style"`, 1), "field vars"},
+		{"bad-style", strings.Replace(good, `"body"`, `"basic"`, 1), "field auth_style"},
+		{"bad-format", strings.Replace(good, `"auth_style":"body"`, `"auth_style":"body","body_format":"xml"`, 1), "field body_format"},
+		{"no-pkce", strings.Replace(good, `"pkce":true,`, ``, 1), "field pkce"},
+		{"no-expire", strings.Replace(good, `"tokens_expire":true,`, ``, 1), "field tokens_expire"},
+		{"no-issued", strings.Replace(good, `{"issued":true}`, `{}`, 1), "field refresh_tokens.issued"},
+		{"reserved-param", strings.Replace(good, `"pkce":true`, `"pkce":true,"token_params":{"grant_type":"x"}`, 1), "field token_params"},
+		{"secret-param", strings.Replace(good, `"pkce":true`, `"pkce":true,"authorize_params":{"api_secret":"x"}`, 1), "field authorize_params.api_secret"},
+		{"bad-path", strings.Replace(good, `"pkce":true`, `"pkce":true,"response":{"access_token":"a..b"}`, 1), "field response.access_token"},
+		{"bad-duration", strings.Replace(good, `{"issued":true}`, `{"issued":true,"idle_lifetime":"90 days"}`, 1), "field refresh_tokens.idle_lifetime"},
+		{"bad-status", strings.Replace(good, `"pkce":true`, `"pkce":true,"errors":{"invalid_grant_statuses":[200]}`, 1), "field errors.invalid_grant_statuses"},
+		{"separator", strings.Replace(good, `"pkce":true`, `"pkce":true,"scope_separator":";"`, 1), "field scope_separator"},
+		{"contradiction", strings.Replace(good, `{"issued":true}`, `{"issued":false,"rotates":true}`, 1), "field refresh_tokens"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			body := strings.Replace(tt.body, `"name":"NAME"`, `"name":"`+tt.name+`"`, 1)
+			fsys := fstest.MapFS{
+				"p/" + tt.name + ".json": {Data: []byte(body)},
+				"p/fine.json":            {Data: []byte(strings.Replace(good, "NAME", "fine", 1))},
+			}
+			_, err := Load(fsys, "p")
+			if err == nil {
+				t.Fatal("Load succeeded")
+			}
+			if !strings.Contains(err.Error(), "p/"+tt.name+".json") || !strings.Contains(err.Error(), tt.field) {
+				t.Errorf("error %q does not name the file and %q", err, tt.field)
+			}
+			if strings.Contains(err.Error(), "fine.json") {
+				t.Errorf("error blames the good file: %v", err)
+			}
+		})
+	}
+}
+
+func TestApplyRefusesBadVariables(t *testing.T) {
+	ms, err := Lookup("microsoft")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = ms.Apply(nil)
+	if !isInvalid(err) || !strings.Contains(err.Error(), "needs template variables: tenant (") {
+		t.Errorf("missing tenant: %v", err)
+	}
+	kc, _ := Lookup("keycloak")
+	_, err = kc.Apply(map[string]string{"domain": "kc.example.com"})
+	if !isInvalid(err) || !strings.Contains(err.Error(), "realm (") || strings.Contains(err.Error(), "domain (") {
+		t.Errorf("missing realm: %v", err)
+	}
+	for _, bad := range []string{"evil.com/x", "a@b", "x?y", "..", "a b", "-x"} {
+		if _, err := ms.Apply(map[string]string{"tenant": bad}); !isInvalid(err) {
+			t.Errorf("tenant %q accepted: %v", bad, err)
+		}
+	}
+	if _, err := ms.Apply(map[string]string{"tenant": "common", "shop": "x"}); !isInvalid(err) || !strings.Contains(err.Error(), "uses: tenant") {
+		t.Errorf("unused variable: %v", err)
+	}
+	a, err := ms.Apply(map[string]string{"tenant": "contoso.onmicrosoft.com"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.TokenURL != "https://login.microsoftonline.com/contoso.onmicrosoft.com/oauth2/v2.0/token" {
+		t.Errorf("token URL = %s", a.TokenURL)
+	}
+	if _, err := Lookup("nope"); !isInvalid(err) || !strings.Contains(err.Error(), "google") {
+		t.Errorf("unknown preset: %v", err)
+	}
+}
+
+func isInvalid(err error) bool {
+	var e *tokenkeeper.Error
+	return errors.As(err, &e) && e.Code == tokenkeeper.EINVALID
+}
