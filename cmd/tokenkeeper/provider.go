@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/tokenkeeper/tokenkeeper"
+	"github.com/tokenkeeper/tokenkeeper/internal/catalog"
 )
 
 // providerView is the part of the API's provider JSON the CLI prints.
@@ -128,16 +129,25 @@ func (pf *providerFlags) body(e *env, c *command, all bool) (map[string]any, err
 }
 
 func (e *env) cmdProviderAdd(args []string) error {
-	c := newCommand(e.stderr, "tokenkeeper provider add NAME --token-url URL --client-id ID [flags]",
+	c := newCommand(e.stderr, "tokenkeeper provider add NAME (--token-url URL | --preset PRESET [--var KEY=VALUE]) --client-id ID [flags]",
 		`Adds a provider: one OAuth client at an authorization server, shared by
 every credential (grant) of it. Its client secret is stored once, sealed;
 give it from a file or standard input ('-'), or $TOKENKEEPER_CLIENT_SECRET,
 so that it does not show in the shell history or the process list. A public
-client (PKCE, no secret) has none.`)
+client (PKCE, no secret) has none.
+
+--preset fills the endpoints, client authentication, scopes, parameters and
+PKCE from the provider's profile ('tokenkeeper provider presets' lists
+them); --var fills its template variables, such as --var tenant=contoso;
+any other flag given overrides the preset.`)
 	var ao apiOptions
 	ao.register(c)
 	var pf providerFlags
 	pf.register(c, false)
+	preset := c.fs.String("preset", "", "fill the provider from this preset of the catalog")
+	vars := paramsFlag{}
+	c.fs.Var(vars, "var", "template variable of the preset key=value (repeatable), e.g. tenant=contoso")
+	c.noEnv["preset"], c.noEnv["var"] = true, true
 	asJSON := c.fs.Bool("json", false, "print JSON")
 	if err := c.parse(args, e.getenv); err != nil {
 		return err
@@ -146,9 +156,28 @@ client (PKCE, no secret) has none.`)
 	if err != nil {
 		return err
 	}
-	body, err := pf.body(e, c, true)
+	if *preset == "" && len(vars) > 0 {
+		return usagef("--var needs --preset")
+	}
+	// With a preset, only the flags given are sent: the preset fills the
+	// rest.
+	body, err := pf.body(e, c, *preset == "")
 	if err != nil {
 		return err
+	}
+	if *preset != "" {
+		if _, ok := body["client_secret"]; !ok {
+			v, err := e.secretValue(*pf.secret, *pf.secretFile, "client secret")
+			if err != nil {
+				return err
+			}
+			body["client_secret"] = v
+		}
+		body["client_id"] = *pf.clientID
+		body["preset"] = *preset
+		if len(vars) > 0 {
+			body["template_vars"] = map[string]string(vars)
+		}
 	}
 	body["name"] = pos[0]
 	cl, err := e.apiClient(&ao)
@@ -162,8 +191,57 @@ client (PKCE, no secret) has none.`)
 	if *asJSON {
 		return printRaw(e.stdout, out)
 	}
+	if *preset != "" {
+		fmt.Fprintf(e.stdout, "Added provider %q from preset %s.\n", pos[0], *preset)
+		return nil
+	}
 	fmt.Fprintf(e.stdout, "Added provider %q.\n", pos[0])
 	return nil
+}
+
+// presetView is one preset as `provider presets --json` prints it.
+type presetView struct {
+	Name        string            `json:"name"`
+	DisplayName string            `json:"display_name"`
+	Vars        map[string]string `json:"template_vars,omitempty"`
+	Quirks      []string          `json:"quirks"`
+	Docs        []string          `json:"docs"`
+	Profile     *catalog.Profile  `json:"profile"`
+}
+
+func (e *env) cmdProviderPresets(args []string) error {
+	c := newCommand(e.stderr, "tokenkeeper provider presets [--json] [--markdown]",
+		`Lists the provider presets this binary knows: each with the template
+variables it needs, how the provider departs from the textbook, and the
+pages of its documentation the profile is written from. No broker needed.`)
+	asJSON := c.fs.Bool("json", false, "print JSON, with each full profile")
+	md := c.fs.Bool("markdown", false, "print the Markdown table of the README")
+	if err := c.parse(args, e.getenv); err != nil {
+		return err
+	}
+	if _, err := c.args(0, "no arguments"); err != nil {
+		return err
+	}
+	ps := catalog.All()
+	switch {
+	case *asJSON:
+		out := make([]presetView, 0, len(ps))
+		for _, p := range ps {
+			out = append(out, presetView{Name: p.Name, DisplayName: p.DisplayName, Vars: p.Vars, Quirks: p.Quirks(), Docs: p.Docs, Profile: p})
+		}
+		enc := json.NewEncoder(e.stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(map[string]any{"presets": out})
+	case *md:
+		fmt.Fprint(e.stdout, catalog.MarkdownTable())
+		return nil
+	}
+	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "PRESET\tPROVIDER\tNEEDS\tQUIRKS")
+	for _, p := range ps {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", p.Name, p.DisplayName, dash(strings.Join(p.Needs(), ", ")), dash(strings.Join(p.Quirks(), "; ")))
+	}
+	return tw.Flush()
 }
 
 func (e *env) cmdProviderList(args []string) error {

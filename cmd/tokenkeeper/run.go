@@ -104,7 +104,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 	case "provider", "providers":
 		return e.subcommand("provider", rest, map[string]func([]string) error{
 			"add": e.cmdProviderAdd, "list": e.cmdProviderList, "show": e.cmdProviderShow,
-			"update": e.cmdProviderUpdate, "rm": e.cmdProviderRemove,
+			"update": e.cmdProviderUpdate, "rm": e.cmdProviderRemove, "presets": e.cmdProviderPresets,
 		})
 	case "connect":
 		return e.cmdConnect(rest)

@@ -636,3 +636,27 @@ func (p *Profile) Quirks() []string {
 	}
 	return q
 }
+
+// MarkdownTable returns the preset table of the README: each preset, what
+// it needs, its quirks and the documentation it comes from.
+func MarkdownTable() string {
+	var b strings.Builder
+	b.WriteString("| preset | provider | needs | quirks | documentation |\n|---|---|---|---|---|\n")
+	for _, p := range All() {
+		var docs []string
+		for i, d := range p.Docs {
+			docs = append(docs, fmt.Sprintf("[%d](%s)", i+1, d))
+		}
+		needs := "—"
+		if n := p.Needs(); len(n) > 0 {
+			needs = "`" + strings.Join(n, "`, `") + "`"
+		}
+		quirks := strings.Join(p.Quirks(), "; ")
+		if quirks == "" {
+			quirks = "—"
+		}
+		fmt.Fprintf(&b, "| `%s` | %s | %s | %s | %s |\n", p.Name, p.DisplayName, needs,
+			strings.ReplaceAll(quirks, "|", "\\|"), strings.Join(docs, " "))
+	}
+	return b.String()
+}

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/tokenkeeper/tokenkeeper"
+	"github.com/tokenkeeper/tokenkeeper/internal/catalog"
 )
 
 // providerJSON is a provider as the API shows it: never its secret.
@@ -68,6 +69,56 @@ type providerCreateRequest struct {
 	PKCE                   *bool                 `json:"pkce"`
 	APIBaseURL             string                `json:"api_base_url"`
 	APIToken               *tokenkeeper.APIToken `json:"api_token"`
+	// Preset names a profile of the catalog that fills every field not
+	// given; TemplateVars fill its {tenant}, {subdomain}, ... endpoints.
+	Preset       string            `json:"preset"`
+	TemplateVars map[string]string `json:"template_vars"`
+}
+
+// fromPreset returns the provider req describes when it names a preset: the
+// preset's settings, overridden by every field req gives.
+func fromPreset(req *providerCreateRequest) (*tokenkeeper.Provider, error) {
+	prof, err := catalog.Lookup(req.Preset)
+	if err != nil {
+		return nil, err
+	}
+	a, err := prof.Apply(req.TemplateVars)
+	if err != nil {
+		return nil, err
+	}
+	p := a.Provider(req.Name, req.ClientID, req.ClientSecret)
+	for _, f := range []struct {
+		dst *string
+		v   string
+	}{
+		{&p.AuthorizationURL, req.AuthorizationURL}, {&p.TokenURL, req.TokenURL},
+		{&p.DeviceAuthorizationURL, req.DeviceAuthorizationURL}, {&p.RevocationURL, req.RevocationURL},
+	} {
+		if f.v != "" {
+			*f.dst = f.v
+		}
+	}
+	if req.AuthStyle != "" {
+		p.AuthStyle = tokenkeeper.AuthStyle(req.AuthStyle)
+	}
+	if req.Scopes != nil {
+		p.Scopes = req.Scopes
+	}
+	for _, m := range []struct {
+		dst *map[string]string
+		src map[string]string
+	}{{&p.AuthorizeParams, req.AuthorizeParams}, {&p.TokenParams, req.TokenParams}} {
+		if len(m.src) > 0 && *m.dst == nil {
+			*m.dst = map[string]string{}
+		}
+		for k, v := range m.src {
+			(*m.dst)[k] = v
+		}
+	}
+	if req.PKCE != nil {
+		p.PKCE = pkceMethod(*req.PKCE)
+	}
+	return p, nil
 }
 
 // checkEndpoints applies the outbound URL check to every endpoint given.
@@ -101,15 +152,31 @@ func (s *server) handleProviderCreate() http.Handler {
 			s.Error(w, r, err)
 			return
 		}
-		if req.AuthStyle == "" {
-			req.AuthStyle = string(tokenkeeper.AuthStyleHeader)
+		var p *tokenkeeper.Provider
+		switch {
+		case req.Preset != "":
+			var err error
+			if p, err = fromPreset(&req); err != nil {
+				s.Error(w, r, err)
+				return
+			}
+		case len(req.TemplateVars) > 0:
+			s.Error(w, r, tokenkeeper.Errorf(tokenkeeper.EINVALID, "template_vars need a preset"))
+			return
+		default:
+			if req.AuthStyle == "" {
+				req.AuthStyle = string(tokenkeeper.AuthStyleHeader)
+			}
+			p = &tokenkeeper.Provider{
+				Name: req.Name, AuthorizationURL: req.AuthorizationURL, TokenURL: req.TokenURL,
+				DeviceAuthorizationURL: req.DeviceAuthorizationURL, RevocationURL: req.RevocationURL,
+				ClientID: req.ClientID, ClientSecret: req.ClientSecret, AuthStyle: tokenkeeper.AuthStyle(req.AuthStyle),
+				Scopes: req.Scopes, AuthorizeParams: req.AuthorizeParams, TokenParams: req.TokenParams,
+				PKCE: pkceMethod(req.PKCE == nil || *req.PKCE),
+			}
 		}
-		p := &tokenkeeper.Provider{
-			Name: req.Name, AuthorizationURL: req.AuthorizationURL, TokenURL: req.TokenURL,
-			DeviceAuthorizationURL: req.DeviceAuthorizationURL, RevocationURL: req.RevocationURL,
-			ClientID: req.ClientID, ClientSecret: req.ClientSecret, AuthStyle: tokenkeeper.AuthStyle(req.AuthStyle),
-			Scopes: req.Scopes, AuthorizeParams: req.AuthorizeParams, TokenParams: req.TokenParams,
-			PKCE: pkceMethod(req.PKCE == nil || *req.PKCE), APIBaseURL: req.APIBaseURL,
+		if req.APIBaseURL != "" {
+			p.APIBaseURL = req.APIBaseURL
 		}
 		if req.APIToken != nil {
 			p.APIToken = *req.APIToken
@@ -130,7 +197,11 @@ func (s *server) handleProviderCreate() http.Handler {
 			s.Error(w, r, err)
 			return
 		}
-		s.audit(r, actor(r), "provider.create", p.Name, "ok", "")
+		detail := ""
+		if req.Preset != "" {
+			detail = "preset " + req.Preset
+		}
+		s.audit(r, actor(r), "provider.create", p.Name, "ok", detail)
 		w.Header().Set("Location", "/v1/providers/"+p.Name)
 		writeJSON(w, http.StatusCreated, toProviderJSON(p))
 	})
