@@ -78,6 +78,9 @@ type Credential struct {
 	ClientSecret string // secret; the provider's
 	AuthStyle    AuthStyle
 	TokenParams  map[string]string // the provider's token parameters
+	// Preset and TemplateVars are the provider's (see Provider.Preset).
+	Preset       string
+	TemplateVars map[string]string
 
 	GrantType    GrantType
 	RefreshToken string // secret

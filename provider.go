@@ -49,6 +49,13 @@ type Provider struct {
 	APIBaseURL string
 	APIToken   APIToken
 
+	// Preset names the profile of the catalog (internal/catalog) the
+	// provider was made from, "" for none; TemplateVars are the values its
+	// endpoints were filled with. A refresh applies the profile's
+	// departures from RFC 6749. Both are set on creation only.
+	Preset       string
+	TemplateVars map[string]string
+
 	// Version moves on every update. An update of anything a refresh
 	// depends on (token URL, client id and secret, auth style, token
 	// parameters) also moves the Version of each of its credentials, so
@@ -183,6 +190,18 @@ func (p *Provider) Validate() error {
 	}
 	if err := p.APIToken.Validate(); err != nil {
 		return err
+	}
+
+	if p.Preset != "" && ValidateName(p.Preset) != nil {
+		return Errorf(EINVALID, "invalid preset name %q", truncate(p.Preset, 80))
+	}
+	if len(p.TemplateVars) > 0 && p.Preset == "" {
+		return Errorf(EINVALID, "template_vars need a preset")
+	}
+	for k, v := range p.TemplateVars {
+		if k == "" || len(k) > 40 || len(v) > 253 {
+			return Errorf(EINVALID, "template_vars: %q is not a template variable", truncate(k, 40))
+		}
 	}
 	for k, v := range p.TokenParams {
 		if k == "" || reservedParams[k] {

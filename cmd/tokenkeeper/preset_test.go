@@ -3,8 +3,12 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/tokenkeeper/tokenkeeper/internal/catalog"
@@ -91,4 +95,95 @@ func TestProviderPresetsCLI(t *testing.T) {
 	if err != nil || strings.Contains(out, "zz") || strings.Contains(out, "ms2") || !strings.Contains(out, "gg") {
 		t.Errorf("provider list after refusals: %v %s", err, out)
 	}
+}
+
+// TestPresetRefreshUsesProfile adds a provider from the atlassian preset
+// with its token URL pointed at a loopback endpoint that behaves as the
+// profile says Atlassian does: JSON request bodies only, rotating refresh
+// tokens, and a bare 403 for a dead grant. The broker's refresh goes
+// through the profile; the dead grant turns needs_reauth after one call.
+func TestPresetRefreshUsesProfile(t *testing.T) {
+	var mu sync.Mutex
+	current := map[string]bool{"rt-0": true}
+	calls := 0
+	n := 0
+	idp := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		defer mu.Unlock()
+		calls++
+		var body map[string]string
+		if r.Header.Get("Content-Type") != "application/json" || json.NewDecoder(r.Body).Decode(&body) != nil {
+			w.WriteHeader(http.StatusUnsupportedMediaType)
+			fmt.Fprint(w, `{"error":"invalid_request","error_description":"JSON only"}`)
+			return
+		}
+		if body["grant_type"] != "refresh_token" || body["client_id"] != "cid" || body["client_secret"] != "csecret" || !current[body["refresh_token"]] {
+			w.WriteHeader(http.StatusForbidden)
+			fmt.Fprint(w, "<html>Forbidden</html>")
+			return
+		}
+		delete(current, body["refresh_token"]) // rotation
+		n++
+		next := fmt.Sprintf("rt-%d", n)
+		current[next] = true
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprintf(w, `{"access_token":"at-%d","refresh_token":%q,"expires_in":3600,"token_type":"Bearer"}`, n, next)
+	}))
+	defer idp.Close()
+
+	sb := startServe(t, nil, "--database", filepath.Join(t.TempDir(), "tk.db"))
+	env := map[string]string{"TOKENKEEPER_SERVER": sb.url, "TOKENKEEPER_API_KEY": sb.key}
+	cli := func(stdin string, args ...string) (string, error) {
+		var out, errb syncBuffer
+		err := run(context.Background(), append([]string{"tokenkeeper"}, args...), func(k string) string { return env[k] }, strings.NewReader(stdin), &out, &errb)
+		return out.String() + errb.String(), err
+	}
+	out, err := cli("csecret\n", "provider", "add", "jira", "--preset", "atlassian", "--token-url", idp.URL+"/oauth/token",
+		"--client-id", "cid", "--client-secret-file", "-", "--json")
+	if err != nil || !strings.Contains(out, `"preset": "atlassian"`) && !strings.Contains(out, `"preset":"atlassian"`) {
+		t.Fatalf("provider add --preset atlassian: %v %s", err, out)
+	}
+	if out, err := cli("rt-0\n", "credential", "add", "--name", "alice", "--provider", "jira", "--grant-type", "refresh_token",
+		"--refresh-token-file", "-"); err != nil {
+		t.Fatalf("credential add: %v %s", err, out)
+	}
+	// Two refreshes, each reporting the current token as rejected (which
+	// a forced refresh honours at once).
+	refresh := func(rejected string) string {
+		req, _ := http.NewRequest("POST", sb.url+"/v1/credentials/alice/refresh", strings.NewReader(fmt.Sprintf(`{"rejected_token":%q}`, rejected)))
+		req.Header.Set("Authorization", "Bearer "+sb.key)
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var tv struct {
+			AccessToken string `json:"access_token"`
+		}
+		json.NewDecoder(resp.Body).Decode(&tv)
+		return tv.AccessToken
+	}
+	for i := 2; i <= 3; i++ {
+		if got := refresh(fmt.Sprintf("at-%d", i-1)); got != fmt.Sprintf("at-%d", i) {
+			t.Fatalf("refresh %d gave %q", i, got)
+		}
+	}
+
+	// The grant dies at the provider: the next refresh is answered 403
+	// without an OAuth code, which the profile classifies invalid_grant.
+	mu.Lock()
+	clear(current)
+	before := calls
+	mu.Unlock()
+	refresh("at-3")
+	out, err = cli("", "credential", "show", "alice", "--json")
+	if err != nil || !strings.Contains(out, "needs_reauth") {
+		t.Errorf("after a 403: %v %s", err, out)
+	}
+	mu.Lock()
+	if calls-before != 1 {
+		t.Errorf("%d provider calls for the dead grant, want 1", calls-before)
+	}
+	mu.Unlock()
 }

@@ -25,6 +25,8 @@ type providerJSON struct {
 	PKCE                   bool                 `json:"pkce"`
 	APIBaseURL             string               `json:"api_base_url,omitempty"`
 	APIToken               tokenkeeper.APIToken `json:"api_token"`
+	Preset                 string               `json:"preset,omitempty"`
+	TemplateVars           map[string]string    `json:"template_vars,omitempty"`
 	Credentials            *int                 `json:"credentials,omitempty"` // how many use it (show only)
 	Version                int64                `json:"version"`
 	CreatedAt              time.Time            `json:"created_at"`
@@ -37,7 +39,7 @@ func toProviderJSON(p *tokenkeeper.Provider) *providerJSON {
 		DeviceAuthorizationURL: p.DeviceAuthorizationURL, RevocationURL: p.RevocationURL,
 		ClientID: p.ClientID, HasClientSecret: p.ClientSecret != "", AuthStyle: string(p.AuthStyle),
 		Scopes: p.Scopes, AuthorizeParams: maskParams(p.AuthorizeParams), TokenParams: maskParams(p.TokenParams),
-		PKCE: p.PKCE != tokenkeeper.PKCENone, Version: p.Version,
+		PKCE: p.PKCE != tokenkeeper.PKCENone, Preset: p.Preset, TemplateVars: p.TemplateVars, Version: p.Version,
 		APIBaseURL: p.APIBaseURL, APIToken: p.APIToken.Normalized(),
 		CreatedAt: p.CreatedAt.UTC(), UpdatedAt: p.UpdatedAt.UTC(),
 	}
@@ -87,6 +89,7 @@ func fromPreset(req *providerCreateRequest) (*tokenkeeper.Provider, error) {
 		return nil, err
 	}
 	p := a.Provider(req.Name, req.ClientID, req.ClientSecret)
+	p.Preset, p.TemplateVars = prof.Name, req.TemplateVars
 	for _, f := range []struct {
 		dst *string
 		v   string

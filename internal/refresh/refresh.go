@@ -44,6 +44,7 @@ import (
 	"golang.org/x/sync/singleflight"
 
 	"github.com/tokenkeeper/tokenkeeper"
+	"github.com/tokenkeeper/tokenkeeper/internal/catalog"
 	"github.com/tokenkeeper/tokenkeeper/internal/oauth"
 )
 
@@ -577,11 +578,22 @@ func (r *Refresher) oauthConfig(c *tokenkeeper.Credential) *oauth.Config {
 			}
 		}
 	}
-	return &oauth.Config{
+	cfg := &oauth.Config{
 		TokenURL: c.TokenURL, ClientID: c.ClientID, ClientSecret: c.ClientSecret, AuthStyle: style,
 		Scopes: c.Scopes, Params: params, HTTPClient: r.cfg.HTTPClient,
 		DefaultLifetime: r.cfg.DefaultLifetime, Now: r.now,
 	}
+	// A provider made from a preset: the profile's departures from RFC
+	// 6749 (body format, response paths, error classes, ...). The
+	// provider's own token URL stays: an operator may have overridden it.
+	if c.Preset != "" {
+		if prof, err := catalog.Lookup(c.Preset); err == nil {
+			if a, err := prof.Apply(c.TemplateVars); err == nil {
+				a.Configure(cfg)
+			}
+		}
+	}
+	return cfg
 }
 
 // Lead returns how long before expiry a token of the given lifetime is

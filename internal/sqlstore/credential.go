@@ -81,6 +81,8 @@ func (s *Store) decodeWith(ctx context.Context, q Querier, r *rawCredential, cac
 		ClientSecret:   p.ClientSecret,
 		AuthStyle:      p.AuthStyle,
 		TokenParams:    cloneParams(p.TokenParams),
+		Preset:         p.Preset,
+		TemplateVars:   cloneParams(p.TemplateVars),
 		GrantType:      tokenkeeper.GrantType(r.grantType),
 		EndUserID:      r.endUserID,
 		EndUserName:    r.endUserName,

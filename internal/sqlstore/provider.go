@@ -16,7 +16,7 @@ import (
 // order scanProvider reads.
 const ProviderColumns = `id, name, authorization_url, token_url, device_authorization_url, revocation_url,
 	client_id, client_secret, client_secret_ad, auth_style, scopes, authorize_params, token_params, pkce,
-	version, created_at, updated_at, api_base_url, api_token_header, api_token_scheme, api_token_query`
+	version, created_at, updated_at, api_base_url, api_token_header, api_token_scheme, api_token_query, preset, template_vars`
 
 // rawProvider is a providers row as stored: the secret still sealed.
 type rawProvider struct {
@@ -27,6 +27,7 @@ type rawProvider struct {
 	secretAD                             string
 	scopes, authorizeParams, tokenParams string
 	authStyle                            string
+	templateVars                         string
 }
 
 func scanProvider(row Row) (*rawProvider, error) {
@@ -34,7 +35,7 @@ func scanProvider(row Row) (*rawProvider, error) {
 	p := &r.p
 	err := row.Scan(&p.ID, &p.Name, &p.AuthorizationURL, &p.TokenURL, &p.DeviceAuthorizationURL, &p.RevocationURL,
 		&p.ClientID, &r.clientSecret, &r.secretAD, &r.authStyle, &r.scopes, &r.authorizeParams, &r.tokenParams, &p.PKCE,
-		&p.Version, &p.CreatedAt, &p.UpdatedAt, &p.APIBaseURL, &p.APIToken.Header, &p.APIToken.Scheme, &p.APIToken.Query)
+		&p.Version, &p.CreatedAt, &p.UpdatedAt, &p.APIBaseURL, &p.APIToken.Header, &p.APIToken.Scheme, &p.APIToken.Query, &p.Preset, &r.templateVars)
 	if err != nil {
 		return nil, err
 	}
@@ -69,7 +70,15 @@ func (s *Store) decodeProvider(ctx context.Context, q Querier, r *rawProvider) (
 	if err := json.Unmarshal([]byte(r.tokenParams), &p.TokenParams); err != nil {
 		return nil, fmt.Errorf("decode token_params of provider %s: %w", p.ID, errors.Join(errUndecodable, err))
 	}
+	if err := json.Unmarshal([]byte(r.templateVars), &p.TemplateVars); err != nil {
+		return nil, fmt.Errorf("decode template_vars of provider %s: %w", p.ID, errors.Join(errUndecodable, err))
+	}
+	if err := json.Unmarshal([]byte(r.templateVars), &p.TemplateVars); err != nil {
+		return nil, fmt.Errorf("decode template_vars of provider %s: %w", p.ID, errors.Join(errUndecodable, err))
+	}
 	p.Scopes, p.AuthorizeParams, p.TokenParams = cloneList(p.Scopes), cloneParams(p.AuthorizeParams), cloneParams(p.TokenParams)
+	p.TemplateVars = cloneParams(p.TemplateVars)
+	p.TemplateVars = cloneParams(p.TemplateVars)
 	if err := s.openParamsIn(ctx, q, providerAuthorizeParams, p.ID, p.AuthorizeParams); err != nil {
 		return nil, err
 	}
@@ -112,6 +121,7 @@ func normalizeProvider(p *tokenkeeper.Provider) {
 	}
 	p.APIToken = p.APIToken.Normalized()
 	p.Scopes, p.AuthorizeParams, p.TokenParams = cloneList(p.Scopes), cloneParams(p.AuthorizeParams), cloneParams(p.TokenParams)
+	p.TemplateVars = cloneParams(p.TemplateVars)
 }
 
 // insertProvider inserts the provider n (ID, Version and times set) in tx.
@@ -125,10 +135,10 @@ func (s *Store) insertProvider(ctx context.Context, tx Querier, n *tokenkeeper.P
 		return err
 	}
 	_, err = tx.Exec(ctx, `INSERT INTO providers (`+ProviderColumns+`)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, '', $9, $10, $11, $12, $13, $14, $15, $15, $16, $17, $18, $19)`,
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, '', $9, $10, $11, $12, $13, $14, $15, $15, $16, $17, $18, $19, $20, $21)`,
 		n.ID, n.Name, n.AuthorizationURL, n.TokenURL, n.DeviceAuthorizationURL, n.RevocationURL,
 		n.ClientID, secret, string(n.AuthStyle), encodeList(n.Scopes), authorizeParams,
-		tokenParams, n.PKCE, n.Version, n.CreatedAt, n.APIBaseURL, n.APIToken.Header, n.APIToken.Scheme, n.APIToken.Query)
+		tokenParams, n.PKCE, n.Version, n.CreatedAt, n.APIBaseURL, n.APIToken.Header, n.APIToken.Scheme, n.APIToken.Query, n.Preset, encodeVars(n.TemplateVars))
 	if s.d.IsUniqueViolation(err) {
 		return tokenkeeper.Errorf(tokenkeeper.ECONFLICT, "provider %q already exists", n.Name)
 	}
@@ -483,4 +493,13 @@ func (s *Store) upgradeProviders(ctx context.Context) {
 		return
 	}
 	s.log.Info("re-sealed provider secrets moved from credentials", "providers", resealed, "merged", merged)
+}
+
+// encodeVars encodes template variables as a JSON object ("{}" for none).
+func encodeVars(m map[string]string) string {
+	if len(m) == 0 {
+		return "{}"
+	}
+	b, _ := json.Marshal(m) // a map of strings always marshals
+	return string(b)
 }

@@ -591,3 +591,36 @@ func testProviderAPI(e *env) {
 		t.Fatalf("a refused update changed the provider: %+v", got)
 	}
 }
+
+// testProviderPreset: a provider's preset and template variables are kept,
+// and each of its credentials reads them; they need each other.
+func testProviderPreset(e *env) {
+	t := e.t
+	p := newProvider("ms")
+	p.Preset, p.TemplateVars = "microsoft", map[string]string{"tenant": "contoso"}
+	e.createProvider(p)
+	got, err := e.s.Provider(e.ctx, "ms")
+	if err != nil || got.Preset != "microsoft" || got.TemplateVars["tenant"] != "contoso" || len(got.TemplateVars) != 1 {
+		t.Fatalf("Provider: %s, %v", asJSON(got), err)
+	}
+	c := ofProvider("alice", "ms")
+	if err := e.s.CreateCredential(e.ctx, c); err != nil {
+		t.Fatal(err)
+	}
+	rc, err := e.s.Credential(e.ctx, "alice")
+	if err != nil || rc.Preset != "microsoft" || rc.TemplateVars["tenant"] != "contoso" {
+		t.Fatalf("Credential: %s, %v", asJSON(rc), err)
+	}
+	plain := e.createProvider(newProvider("plain"))
+	if got, _ := e.s.Provider(e.ctx, plain.Name); got.Preset != "" || len(got.TemplateVars) != 0 {
+		t.Fatalf("a provider without preset: %s", asJSON(got))
+	}
+	bad := newProvider("bad")
+	bad.TemplateVars = map[string]string{"tenant": "x"}
+	wantCode(t, e.s.CreateProvider(e.ctx, bad), tokenkeeper.EINVALID)
+	bad.Preset = "Not A Name!"
+	wantCode(t, e.s.CreateProvider(e.ctx, bad), tokenkeeper.EINVALID)
+	if _, err := e.s.Provider(e.ctx, "bad"); err == nil {
+		t.Error("an invalid provider was created")
+	}
+}

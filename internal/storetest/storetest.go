@@ -139,6 +139,7 @@ func Run(t *testing.T, newHarness NewHarness) {
 		{"Ping", testPing},
 		{"ProviderCreateAndRead", testProviderCreateAndRead},
 		{"ProviderAPI", testProviderAPI},
+		{"ProviderPreset", testProviderPreset},
 		{"CredentialOfProvider", testCredentialOfProvider},
 		{"InlineProviders", testInlineProviders},
 		{"UpdateProvider", testUpdateProvider},
