@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/tokenkeeper/tokenkeeper/internal/catalog"
+	"github.com/tokenkeeper/tokenkeeper/oauthtest"
 )
 
 // TestProviderPresetsCLI lists the presets, adds providers from presets
@@ -186,4 +187,51 @@ func TestPresetRefreshUsesProfile(t *testing.T) {
 		t.Errorf("%d provider calls for the dead grant, want 1", calls-before)
 	}
 	mu.Unlock()
+}
+
+// TestProviderAddIssuer discovers an oauthtest server's endpoints with
+// --issuer, then checks that a document naming another issuer is refused
+// and creates nothing.
+func TestProviderAddIssuer(t *testing.T) {
+	idp := oauthtest.NewServer(oauthtest.WithOIDC(true), oauthtest.WithClient("app", "s3cret"))
+	defer idp.Close()
+	liar := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, `{"issuer":%q,"token_endpoint":%q}`, idp.URL(), idp.TokenURL())
+	}))
+	defer liar.Close()
+	sb := startServe(t, nil, "--database", filepath.Join(t.TempDir(), "tk.db"))
+	env := map[string]string{"TOKENKEEPER_SERVER": sb.url, "TOKENKEEPER_API_KEY": sb.key}
+	cli := func(stdin string, args ...string) (string, error) {
+		var out, errb syncBuffer
+		err := run(context.Background(), append([]string{"tokenkeeper"}, args...), func(k string) string { return env[k] }, strings.NewReader(stdin), &out, &errb)
+		s := out.String() + errb.String()
+		if err != nil {
+			s += err.Error()
+		}
+		return s, err
+	}
+	out, err := cli("s3cret\n", "provider", "add", "idp", "--issuer", idp.URL(), "--client-id", "app", "--client-secret-file", "-", "--json")
+	if err != nil || !strings.Contains(out, idp.TokenURL()) || !strings.Contains(out, idp.AuthorizeURL()) {
+		t.Fatalf("provider add --issuer: %v %s", err, out)
+	}
+	// The discovered provider works: a client-credentials credential of it
+	// gets a token the provider accepts.
+	if out, err := cli("", "credential", "add", "--name", "svc", "--provider", "idp"); err != nil {
+		t.Fatalf("credential add: %v %s", err, out)
+	}
+	if tok, err := cli("", "token", "svc"); err != nil || !idp.ValidAccessToken(strings.TrimSpace(tok)) {
+		t.Fatalf("token: %v %q", err, tok)
+	}
+	out, err = cli("s3cret\n", "provider", "add", "liar", "--issuer", liar.URL, "--client-id", "app", "--client-secret-file", "-")
+	if err == nil || !strings.Contains(out, "not the one given") {
+		t.Errorf("issuer mismatch: %v %s", err, out)
+	}
+	out, err = cli("s3cret\n", "provider", "add", "plain", "--issuer", "http://idp.example", "--client-id", "app", "--client-secret-file", "-")
+	if err == nil || !strings.Contains(out, "no TLS") {
+		t.Errorf("http issuer: %v %s", err, out)
+	}
+	out, _ = cli("", "provider", "list")
+	if strings.Contains(out, "liar") || strings.Contains(out, "plain") {
+		t.Errorf("a failed discovery created a provider: %s", out)
+	}
 }

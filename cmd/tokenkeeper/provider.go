@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"net/url"
 	"slices"
 	"strings"
@@ -139,7 +140,13 @@ client (PKCE, no secret) has none.
 --preset fills the endpoints, client authentication, scopes, parameters and
 PKCE from the provider's profile ('tokenkeeper provider presets' lists
 them); --var fills its template variables, such as --var tenant=contoso;
-any other flag given overrides the preset.`)
+any other flag given overrides the preset.
+
+--issuer reads the issuer's /.well-known/openid-configuration (or, RFC
+8414, oauth-authorization-server) and fills the endpoints, the client
+authentication and PKCE from it; the document must name the same issuer,
+and http is refused outside loopback. Nothing is created when discovery
+fails.`)
 	var ao apiOptions
 	ao.register(c)
 	var pf providerFlags
@@ -147,7 +154,8 @@ any other flag given overrides the preset.`)
 	preset := c.fs.String("preset", "", "fill the provider from this preset of the catalog")
 	vars := paramsFlag{}
 	c.fs.Var(vars, "var", "template variable of the preset key=value (repeatable), e.g. tenant=contoso")
-	c.noEnv["preset"], c.noEnv["var"] = true, true
+	issuer := c.fs.String("issuer", "", "fill the endpoints from this issuer's OpenID Connect or RFC 8414 metadata")
+	c.noEnv["preset"], c.noEnv["var"], c.noEnv["issuer"] = true, true, true
 	asJSON := c.fs.Bool("json", false, "print JSON")
 	if err := c.parse(args, e.getenv); err != nil {
 		return err
@@ -159,13 +167,38 @@ any other flag given overrides the preset.`)
 	if *preset == "" && len(vars) > 0 {
 		return usagef("--var needs --preset")
 	}
-	// With a preset, only the flags given are sent: the preset fills the
-	// rest.
-	body, err := pf.body(e, c, *preset == "")
+	if *preset != "" && *issuer != "" {
+		return usagef("give --preset or --issuer, not both")
+	}
+	// With a preset or an issuer, only the flags given are sent: the
+	// preset or the discovered metadata fills the rest.
+	body, err := pf.body(e, c, *preset == "" && *issuer == "")
 	if err != nil {
 		return err
 	}
-	if *preset != "" {
+	if *issuer != "" {
+		d, err := catalog.Discover(e.ctx, &http.Client{Timeout: 30 * time.Second}, *issuer)
+		if err != nil {
+			return fmt.Errorf("add provider: %w", err)
+		}
+		fill := func(field, v string) {
+			if _, given := body[field]; !given && v != "" {
+				body[field] = v
+			}
+		}
+		fill("authorization_url", d.AuthorizationURL)
+		fill("token_url", d.TokenURL)
+		fill("device_authorization_url", d.DeviceAuthorizationURL)
+		fill("revocation_url", d.RevocationURL)
+		fill("auth_style", string(d.AuthStyle))
+		if _, given := body["pkce"]; !given {
+			body["pkce"] = d.PKCE != "none"
+		}
+		if _, given := body["scopes"]; !given && len(d.Scopes) > 0 {
+			body["scopes"] = d.Scopes
+		}
+	}
+	if *preset != "" || *issuer != "" {
 		if _, ok := body["client_secret"]; !ok {
 			v, err := e.secretValue(*pf.secret, *pf.secretFile, "client secret")
 			if err != nil {
@@ -174,7 +207,9 @@ any other flag given overrides the preset.`)
 			body["client_secret"] = v
 		}
 		body["client_id"] = *pf.clientID
-		body["preset"] = *preset
+		if *preset != "" {
+			body["preset"] = *preset
+		}
 		if len(vars) > 0 {
 			body["template_vars"] = map[string]string(vars)
 		}
