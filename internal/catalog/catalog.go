@@ -610,7 +610,7 @@ func (p *Profile) Quirks() []string {
 	if !*p.TokensExpire {
 		q = append(q, "tokens without expires_in never expire")
 	} else if p.DefaultLifetime != "" {
-		q = append(q, "no expires_in: assumed "+p.DefaultLifetime)
+		q = append(q, "no expires_in: assumed "+human(p.DefaultLifetime))
 	}
 	if len(p.Errors.InvalidGrantStatuses) > 0 {
 		q = append(q, fmt.Sprintf("HTTP %v means invalid_grant", p.Errors.InvalidGrantStatuses))
@@ -626,10 +626,10 @@ func (p *Profile) Quirks() []string {
 		q = append(q, "refresh tokens rotate")
 	}
 	if rt.IdleLifetime != "" {
-		q = append(q, "refresh tokens die after "+rt.IdleLifetime+" idle")
+		q = append(q, "refresh tokens die after "+human(rt.IdleLifetime)+" idle")
 	}
 	if rt.AbsoluteLifetime != "" {
-		q = append(q, "refresh tokens live at most "+rt.AbsoluteLifetime)
+		q = append(q, "refresh tokens live at most "+human(rt.AbsoluteLifetime))
 	}
 	if p.API.Header != "" {
 		q = append(q, "API token in "+p.API.Header)
@@ -659,4 +659,23 @@ func MarkdownTable() string {
 			strings.ReplaceAll(quirks, "|", "\\|"), strings.Join(docs, " "))
 	}
 	return b.String()
+}
+
+// human writes a validated duration for people: "90 days", "30m".
+func human(s string) string {
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		return s
+	}
+	if day := 24 * time.Hour; d >= day && d%day == 0 {
+		return fmt.Sprintf("%d days", d/day)
+	}
+	out := d.String() // "30m0s", "2h0m0s"
+	if strings.HasSuffix(out, "m0s") {
+		out = strings.TrimSuffix(out, "0s")
+	}
+	if strings.HasSuffix(out, "h0m") {
+		out = strings.TrimSuffix(out, "0m")
+	}
+	return out
 }

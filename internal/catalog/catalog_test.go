@@ -3,6 +3,7 @@ package catalog
 import (
 	"errors"
 	"net/url"
+	"os"
 	"strings"
 	"testing"
 	"testing/fstest"
@@ -154,4 +155,16 @@ func TestApplyRefusesBadVariables(t *testing.T) {
 func isInvalid(err error) bool {
 	var e *tokenkeeper.Error
 	return errors.As(err, &e) && e.Code == tokenkeeper.EINVALID
+}
+
+// TestREADMETableIsCurrent: the README's preset table is the one the
+// profiles generate.
+func TestREADMETableIsCurrent(t *testing.T) {
+	b, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(b), MarkdownTable()) {
+		t.Error("README.md's preset table is stale: paste the output of `tokenkeeper provider presets --markdown`")
+	}
 }
