@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/tokenkeeper/tokenkeeper/internal/catalog"
 	"github.com/tokenkeeper/tokenkeeper/oauthtest"
@@ -233,5 +234,52 @@ func TestProviderAddIssuer(t *testing.T) {
 	out, _ = cli("", "provider", "list")
 	if strings.Contains(out, "liar") || strings.Contains(out, "plain") {
 		t.Errorf("a failed discovery created a provider: %s", out)
+	}
+}
+
+// TestPresetKeepAlive: a grant of a preset whose refresh tokens die after
+// 30 minutes idle (keycloak) is scheduled for a keep-alive refresh after 15
+// minutes, although its access token is good for an hour.
+func TestPresetKeepAlive(t *testing.T) {
+	idp := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprint(w, `{"access_token":"at","refresh_token":"rt-next","expires_in":3600,"token_type":"Bearer"}`)
+	}))
+	defer idp.Close()
+	sb := startServe(t, nil, "--database", filepath.Join(t.TempDir(), "tk.db"))
+	env := map[string]string{"TOKENKEEPER_SERVER": sb.url, "TOKENKEEPER_API_KEY": sb.key}
+	cli := func(stdin string, args ...string) (string, error) {
+		var out, errb syncBuffer
+		err := run(context.Background(), append([]string{"tokenkeeper"}, args...), func(k string) string { return env[k] }, strings.NewReader(stdin), &out, &errb)
+		return out.String() + errb.String(), err
+	}
+	for _, name := range []string{"kc", "plain"} {
+		args := []string{"provider", "add", name, "--token-url", idp.URL + "/token", "--client-id", "cid", "--client-secret-file", "-"}
+		if name == "kc" {
+			args = append(args, "--preset", "keycloak", "--var", "domain=kc.example.com", "--var", "realm=main")
+		}
+		if out, err := cli("s\n", args...); err != nil {
+			t.Fatalf("provider add %s: %v %s", name, err, out)
+		}
+		if out, err := cli("rt-0\n", "credential", "add", "--name", name+"-alice", "--provider", name, "--grant-type", "refresh_token",
+			"--refresh-token-file", "-"); err != nil {
+			t.Fatalf("credential add: %v %s", err, out)
+		}
+	}
+	next := func(name string) time.Duration {
+		out, err := cli("", "credential", "show", name, "--json")
+		var v struct {
+			NextRefreshAt time.Time `json:"next_refresh_at"`
+		}
+		if err != nil || json.Unmarshal([]byte(out), &v) != nil || v.NextRefreshAt.IsZero() {
+			t.Fatalf("credential show %s: %v %s", name, err, out)
+		}
+		return time.Until(v.NextRefreshAt)
+	}
+	if d := next("kc-alice"); d < 14*time.Minute || d > 15*time.Minute+5*time.Second {
+		t.Errorf("keycloak grant's next refresh in %s, want the 15 min keep-alive", d)
+	}
+	if d := next("plain-alice"); d < 50*time.Minute {
+		t.Errorf("grant without preset: next refresh in %s, want its token's schedule (about 55 min)", d)
 	}
 }

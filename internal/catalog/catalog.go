@@ -679,3 +679,27 @@ func human(s string) string {
 	}
 	return out
 }
+
+// DefaultKeepAlive is the keep-alive interval of a grant whose access
+// tokens do not expire and whose refresh tokens' idle limit is unknown.
+const DefaultKeepAlive = 24 * time.Hour
+
+// KeepAlive returns how often a grant of p that holds a refresh token must
+// be refreshed even when its access token is still good: half the refresh
+// tokens' idle limit (leaving the other half for retries), or
+// DefaultKeepAlive when the access tokens do not expire and no idle limit
+// is known; 0 when p issues no refresh tokens, or its access tokens expire
+// and no idle limit is known (the normal schedule keeps it alive).
+func (p *Profile) KeepAlive() time.Duration {
+	if p.RefreshTokens.Issued == nil || !*p.RefreshTokens.Issued {
+		return 0
+	}
+	if p.RefreshTokens.IdleLifetime != "" {
+		d, _ := time.ParseDuration(p.RefreshTokens.IdleLifetime) // validated
+		return d / 2
+	}
+	if p.TokensExpire != nil && !*p.TokensExpire {
+		return DefaultKeepAlive
+	}
+	return 0
+}

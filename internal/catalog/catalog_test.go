@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 	"testing/fstest"
+	"time"
 
 	"github.com/tokenkeeper/tokenkeeper"
 	"github.com/tokenkeeper/tokenkeeper/internal/oauth"
@@ -166,5 +167,26 @@ func TestREADMETableIsCurrent(t *testing.T) {
 	}
 	if !strings.Contains(string(b), MarkdownTable()) {
 		t.Error("README.md's preset table is stale: paste the output of `tokenkeeper provider presets --markdown`")
+	}
+}
+
+func TestKeepAlive(t *testing.T) {
+	for _, tt := range []struct {
+		preset string
+		want   time.Duration
+	}{
+		{"atlassian", 45 * 24 * time.Hour}, // 90 days idle
+		{"keycloak", 15 * time.Minute},     // 30 min idle
+		{"slack", DefaultKeepAlive},        // tokens without expiry, idle limit unknown
+		{"shopify", 0},                     // no refresh tokens
+		{"spotify", 0},                     // expiring tokens keep the grant alive
+	} {
+		p, err := Lookup(tt.preset)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := p.KeepAlive(); got != tt.want {
+			t.Errorf("%s: KeepAlive() = %s, want %s", tt.preset, got, tt.want)
+		}
 	}
 }

@@ -613,7 +613,9 @@ func (r *Refresher) Lead(c *tokenkeeper.Credential, lifetime time.Duration) time
 
 // schedule returns when the token t, obtained at now, should be refreshed:
 // its expiry less the lead, less up to 10% of the lead as jitter so that
-// credentials created together spread out.
+// credentials created together spread out; and, for a grant whose
+// provider's profile says its refresh tokens die when idle (or whose
+// access tokens never expire), no later than the profile's keep-alive.
 func (r *Refresher) schedule(c *tokenkeeper.Credential, t *tokenkeeper.Token, now time.Time) time.Time {
 	lifetime := t.ExpiresAt.Sub(now)
 	if lifetime <= 0 {
@@ -621,7 +623,30 @@ func (r *Refresher) schedule(c *tokenkeeper.Credential, t *tokenkeeper.Token, no
 	}
 	lead := r.Lead(c, lifetime)
 	jitter := time.Duration(mrand.Int64N(int64(lead/10) + 1))
-	return t.ExpiresAt.Add(-lead - jitter)
+	at := t.ExpiresAt.Add(-lead - jitter)
+	if ka := keepAlive(c); ka > 0 && now.Add(ka).Before(at) {
+		at = now.Add(ka)
+	}
+	return at
+}
+
+// keepAlive returns the keep-alive interval of c's profile (see
+// catalog.Profile.KeepAlive: half the idle limit, or 24 h when the tokens
+// never expire and no limit is known), never under a minute; 0 for a
+// credential without a preset or without a refresh token.
+func keepAlive(c *tokenkeeper.Credential) time.Duration {
+	if c.Preset == "" || c.GrantType != tokenkeeper.GrantRefreshToken || c.RefreshToken == "" {
+		return 0
+	}
+	prof, err := catalog.Lookup(c.Preset)
+	if err != nil {
+		return 0
+	}
+	ka := prof.KeepAlive()
+	if ka <= 0 {
+		return 0
+	}
+	return max(ka, time.Minute)
 }
 
 // backoff returns the wait before attempt n+1 after n consecutive temporary
