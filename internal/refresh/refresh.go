@@ -590,6 +590,11 @@ func (r *Refresher) oauthConfig(c *tokenkeeper.Credential) *oauth.Config {
 		if prof, err := catalog.Lookup(c.Preset); err == nil {
 			if a, err := prof.Apply(c.TemplateVars); err == nil {
 				a.Configure(cfg)
+				if a.TokenURL != c.TokenURL {
+					// The operator pointed the provider at another
+					// server: the profile's refresh URL is not its.
+					cfg.RefreshURL = ""
+				}
 			}
 		}
 	}
