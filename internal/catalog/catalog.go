@@ -552,6 +552,12 @@ func (a *Applied) Configure(c *oauth.Config) {
 	c.ScopeSeparator = a.ScopeSeparator
 	c.Response = a.Response
 	c.InvalidGrantStatuses = slices.Clone(a.InvalidGrantStatuses)
+	if len(a.RefreshParams) > 0 {
+		c.RefreshParams = url.Values{}
+		for k, v := range a.RefreshParams {
+			c.RefreshParams.Set(k, v)
+		}
+	}
 	if a.DefaultLifetime > 0 {
 		c.DefaultLifetime = a.DefaultLifetime
 	}

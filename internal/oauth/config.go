@@ -160,6 +160,9 @@ type Config struct {
 	// Response names where a successful response keeps its members when
 	// they are not at the top level.
 	Response ResponsePaths
+	// RefreshParams are sent with refresh_token grants only, after Params;
+	// the same parameters are reserved.
+	RefreshParams url.Values
 	// InvalidGrantStatuses are HTTP statuses that, when the body carries
 	// no OAuth error code, mean the grant is dead: such a failure is
 	// classified invalid_grant (permanent). Some providers answer a
@@ -307,6 +310,11 @@ func (c *Config) Validate() error {
 	var reserved []string
 	for k := range c.Params {
 		if slices.Contains(reservedParams, k) {
+			reserved = append(reserved, k)
+		}
+	}
+	for k := range c.RefreshParams {
+		if slices.Contains(reservedParams, k) && !slices.Contains(reserved, k) {
 			reserved = append(reserved, k)
 		}
 	}
@@ -495,6 +503,11 @@ func (c *Config) send(ctx context.Context, endpoint string, params url.Values, w
 	form := make(url.Values, len(c.Params)+len(params)+2)
 	for k, vs := range c.Params {
 		form[k] = slices.Clone(vs)
+	}
+	if params.Get("grant_type") == "refresh_token" {
+		for k, vs := range c.RefreshParams {
+			form[k] = slices.Clone(vs)
+		}
 	}
 	for k, vs := range params {
 		form[k] = slices.Clone(vs)

@@ -67,6 +67,30 @@ func TestQuirks(t *testing.T) {
 			},
 		},
 		{
+			name: "refresh params on refresh only",
+			cfg: func(c *Config, _ string) {
+				c.RefreshParams = map[string][]string{"duration": {"permanent"}}
+			},
+			status: 200, respond: okBody, refresh: true,
+			check: func(t *testing.T, s seen) {
+				if !bytes.Contains(s.body, []byte("duration=permanent")) {
+					t.Errorf("refresh body %q lacks the refresh param", s.body)
+				}
+			},
+		},
+		{
+			name: "refresh params not on other grants",
+			cfg: func(c *Config, _ string) {
+				c.RefreshParams = map[string][]string{"duration": {"permanent"}}
+			},
+			status: 200, respond: okBody,
+			check: func(t *testing.T, s seen) {
+				if bytes.Contains(s.body, []byte("duration")) {
+					t.Errorf("client_credentials body %q has the refresh param", s.body)
+				}
+			},
+		},
+		{
 			name:   "separate refresh URL",
 			cfg:    func(c *Config, base string) { c.RefreshURL = base + "/refresh" },
 			status: 200, respond: okBody, refresh: true,
@@ -211,6 +235,7 @@ func TestQuirkValidation(t *testing.T) {
 		{"bad path", func(c *Config) { c.Response.AccessToken = "a..b" }, "Response.AccessToken"},
 		{"bad status", func(c *Config) { c.InvalidGrantStatuses = []int{200} }, "InvalidGrantStatuses: 200"},
 		{"control in Accept", func(c *Config) { c.Accept = "a\nb" }, "Accept"},
+		{"reserved refresh param", func(c *Config) { c.RefreshParams = map[string][]string{"refresh_token": {"x"}} }, "Params may not set refresh_token"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			c := validConfig("https://example.test/token")
