@@ -1,0 +1,225 @@
+package sqlstore
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"sort"
+	"time"
+
+	"github.com/tokenkeeper/tokenkeeper"
+)
+
+// Claims, commits and the schedule of refreshes: the part of the store the
+// refresher drives.
+
+func checkLease(owner string, lease time.Duration) error {
+	if owner == "" {
+		return tokenkeeper.Errorf(tokenkeeper.EINVALID, "lease owner is required")
+	}
+	if lease <= 0 {
+		return tokenkeeper.Errorf(tokenkeeper.EINVALID, "lease must be positive")
+	}
+	return nil
+}
+
+// ClaimDue atomically leases up to limit credentials whose NextRefreshAt is
+// at or before now, whose status is active or error and whose lease is free
+// or expired, earliest first. Concurrent claimers, in any process or
+// replica, claim disjoint sets (see Dialect.ClaimDue). Each claim
+// increments the version; the returned credentials carry the version to
+// commit with. A claimed row whose secrets cannot be opened is logged and
+// left out (its lease expires).
+func (s *Store) ClaimDue(ctx context.Context, owner string, now time.Time, lease time.Duration, limit int) ([]*tokenkeeper.Credential, error) {
+	if err := checkLease(owner, lease); err != nil {
+		return nil, err
+	}
+	if limit <= 0 {
+		return nil, tokenkeeper.Errorf(tokenkeeper.EINVALID, "limit must be positive")
+	}
+	now = utc(now)
+	var raws []*rawCredential
+	err := s.write(ctx, "claim due credentials", func(tx Querier) error {
+		var err error
+		raws, err = scanCredentials(ctx, tx, s.d.ClaimDue, owner, now.Add(lease), now, limit)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	out := make([]*tokenkeeper.Credential, 0, len(raws))
+	cache := providers{}
+	for _, r := range raws {
+		c, err := s.decodeWith(ctx, s.conn, r, cache)
+		if err != nil {
+			s.log.Error("claimed a credential whose secrets do not open; skipping it until its lease expires",
+				"credential", r.name, "id", r.id, "err", err)
+			continue
+		}
+		out = append(out, c)
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if !out[i].NextRefreshAt.Equal(out[j].NextRefreshAt) {
+			return out[i].NextRefreshAt.Before(out[j].NextRefreshAt)
+		}
+		return out[i].ID < out[j].ID
+	})
+	return out, nil
+}
+
+// ClaimCredential leases one credential regardless of its schedule and
+// status (a forced refresh). The owner that already holds the lease may
+// claim again. Returns ENOTFOUND, or ECONFLICT when another owner holds an
+// unexpired lease.
+func (s *Store) ClaimCredential(ctx context.Context, id, owner string, now time.Time, lease time.Duration) (*tokenkeeper.Credential, error) {
+	if err := checkLease(owner, lease); err != nil {
+		return nil, err
+	}
+	now = utc(now)
+	var raw *rawCredential
+	err := s.write(ctx, "claim credential", func(tx Querier) error {
+		var err error
+		raw, err = scanCredential(tx.QueryRow(ctx, `UPDATE credentials
+			SET lease_owner = $1, lease_expires_at = $2, version = version + 1
+			WHERE id = $3 AND (lease_owner = '' OR lease_owner = $1 OR lease_expires_at <= $4)
+			RETURNING `+CredentialColumns,
+			owner, now.Add(lease), id, now))
+		if errors.Is(err, sql.ErrNoRows) {
+			return leaseConflict(ctx, tx, id)
+		}
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return s.decode(ctx, s.conn, raw)
+}
+
+// leaseConflict explains why a conditional update by id matched nothing.
+func leaseConflict(ctx context.Context, tx Querier, id string) error {
+	var n int
+	if err := tx.QueryRow(ctx, `SELECT COUNT(*) FROM credentials WHERE id = $1`, id).Scan(&n); err != nil {
+		return err
+	}
+	if n == 0 {
+		return tokenkeeper.Errorf(tokenkeeper.ENOTFOUND, "credential with id %q not found", id)
+	}
+	return tokenkeeper.Errorf(tokenkeeper.ECONFLICT, "credential %s is leased by another worker or has changed since it was claimed", id)
+}
+
+// CompleteRefresh commits r and releases the lease if the credential's
+// version still equals version and owner still holds the lease; r.Event is
+// recorded in the same transaction. A nil r.Token keeps the current access
+// token; an empty r.RefreshToken keeps the current refresh token; zero
+// LastRefreshAt or NextRefreshAt keep the stored values. A disabled
+// credential stays disabled: an operator's switch-off is never undone by a
+// refresh that was in flight (its token is still kept, since a rotated
+// refresh token may be the only valid one). Returns ECONFLICT when fenced
+// out (nothing is written), ENOTFOUND or EINVALID.
+func (s *Store) CompleteRefresh(ctx context.Context, id, owner string, version int64, r *tokenkeeper.RefreshResult) (*tokenkeeper.Credential, error) {
+	if r == nil {
+		return nil, tokenkeeper.Errorf(tokenkeeper.EINVALID, "refresh result is required")
+	}
+	if owner == "" {
+		return nil, tokenkeeper.Errorf(tokenkeeper.EINVALID, "lease owner is required")
+	}
+	if !r.Status.Valid() {
+		return nil, tokenkeeper.Errorf(tokenkeeper.EINVALID, "invalid status %q", string(r.Status))
+	}
+	if r.Event != nil {
+		if err := checkEvent(r.Event); err != nil {
+			return nil, err
+		}
+	}
+	if err := checkState(&tokenkeeper.Credential{Token: r.Token, FailureCount: r.FailureCount,
+		NextRefreshAt: r.NextRefreshAt, LastRefreshAt: r.LastRefreshAt}); err != nil {
+		return nil, err
+	}
+	now := s.now()
+	var (
+		setToken    bool
+		accessToken []byte
+		tokenType   string
+		expiresAt   any
+		err         error
+	)
+	if r.Token != nil {
+		setToken = true
+		if accessToken, err = sealValue(s.ring, r.Token.AccessToken, "credentials", id, "access_token"); err != nil {
+			return nil, err
+		}
+		tokenType, expiresAt = r.Token.TokenType, nullTime(r.Token.ExpiresAt)
+	}
+	refreshToken, err := sealValue(s.ring, r.RefreshToken, "credentials", id, "refresh_token")
+	if err != nil {
+		return nil, err
+	}
+	var raw *rawCredential
+	err = s.write(ctx, "complete refresh", func(tx Querier) error {
+		prevStatus, prevFailures, err := s.webhookPrev(ctx, tx, id)
+		if err != nil {
+			return err
+		}
+		raw, err = scanCredential(tx.QueryRow(ctx, `UPDATE credentials SET
+				access_token = CASE WHEN $1::boolean THEN $2::bytea ELSE access_token END,
+				token_type = CASE WHEN $1::boolean THEN $3::text ELSE token_type END,
+				expires_at = CASE WHEN $1::boolean THEN $4::timestamptz ELSE expires_at END,
+				refresh_token = COALESCE($5::bytea, refresh_token),
+				status = CASE WHEN status = 'disabled' THEN status ELSE $6 END, failure_count = $7, last_error = $8, last_error_code = $9,
+				last_refresh_at = COALESCE($10::timestamptz, last_refresh_at),
+				next_refresh_at = COALESCE($11::timestamptz, next_refresh_at),
+				version = version + 1, lease_owner = '', lease_expires_at = NULL, updated_at = $12
+			WHERE id = $13 AND version = $14 AND lease_owner = $15
+			RETURNING `+CredentialColumns,
+			setToken, accessToken, tokenType, expiresAt,
+			refreshToken,
+			string(r.Status), r.FailureCount, r.LastError, r.LastErrorCode,
+			nullTime(r.LastRefreshAt), nullTime(r.NextRefreshAt), now,
+			id, version, owner))
+		if err != nil {
+			return orNotFound(err, leaseConflict(ctx, tx, id))
+		}
+		if r.Event != nil {
+			e := *r.Event
+			e.CredentialID, e.CredentialName = raw.id, raw.name
+			if err := s.insertEvent(ctx, tx, &e, now); err != nil {
+				return err
+			}
+		}
+		if err := s.webhookOnChange(ctx, tx, prevStatus, prevFailures, raw); err != nil {
+			return err
+		}
+		return s.notify(ctx, tx, rawChange(tokenkeeper.ChangeRefresh, raw))
+	})
+	if err != nil {
+		return nil, err
+	}
+	return s.decode(ctx, s.conn, raw)
+}
+
+// NextRefreshAt returns the earliest time at which a refreshable credential
+// becomes claimable: its NextRefreshAt, or the end of its lease if that is
+// later. ok is false when no credential is refreshable.
+func (s *Store) NextRefreshAt(ctx context.Context) (time.Time, bool, error) {
+	var t *time.Time
+	err := s.conn.QueryRow(ctx, `SELECT MIN(t) FROM (
+			SELECT next_refresh_at AS t FROM (SELECT next_refresh_at FROM credentials
+				WHERE status IN ('active', 'error') AND lease_owner = ''
+				ORDER BY next_refresh_at LIMIT 1) AS soonest
+			UNION ALL
+			SELECT CASE WHEN lease_expires_at > next_refresh_at THEN lease_expires_at ELSE next_refresh_at END FROM credentials
+			WHERE lease_owner <> '' AND status IN ('active', 'error')
+		) AS candidates`).Scan(&t)
+	if err != nil {
+		return time.Time{}, false, s.err("find next refresh", err)
+	}
+	if t == nil {
+		return time.Time{}, false, nil
+	}
+	return t.UTC(), true, nil
+}
+
+// rawChange returns the change notification of a credential row.
+func rawChange(kind string, r *rawCredential) tokenkeeper.Change {
+	return tokenkeeper.Change{Kind: kind, CredentialID: r.id, CredentialName: r.name, Version: r.version, NextRefreshAt: r.nextRefreshAt}
+}
