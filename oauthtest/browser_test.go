@@ -5,94 +5,27 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/chromedp/chromedp"
+
+	"github.com/tokenkeeper/tokenkeeper/internal/browsertest"
 )
 
 // Browser tests drive Debian's chromium through chromedp against the real
 // pages. Without chromium they skip under -short and fail otherwise, and
 // always fail in CI (CI=true), where .ci/run installs it.
 
-// chrome starts a headless chromium for one test and returns its context.
-func chrome(t *testing.T) context.Context {
-	t.Helper()
-	path, err := exec.LookPath("chromium")
-	if err != nil {
-		switch {
-		case os.Getenv("CI") == "true":
-			t.Fatalf("chromium is required in CI: %v", err)
-		case testing.Short():
-			t.Skipf("chromium not found (%v); browser tests skip under -short", err)
-		default:
-			t.Fatalf("chromium not found (%v); install it (apt-get install chromium) or run with -short", err)
-		}
-	}
-	opts := append(chromedp.DefaultExecAllocatorOptions[:],
-		chromedp.ExecPath(path),
-		chromedp.NoSandbox, // the tests may run as root
-		chromedp.Flag("disable-dev-shm-usage", true),
-		// Loopback only: every other host name fails to resolve.
-		chromedp.Flag("host-resolver-rules", "MAP * ~NOTFOUND , EXCLUDE 127.0.0.1"),
-		chromedp.WindowSize(720, 820),
-	)
-	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
-	bctx, cancelBrowser := chromedp.NewContext(actx)
-	// The first call starts the browser; it must not have a timeout, which
-	// would stop the browser when it ends.
-	if err := chromedp.Do(bctx); err != nil {
-		cancelBrowser()
-		cancelAlloc()
-		t.Fatalf("start chromium: %v", err)
-	}
-	ctx, cancelTimeout := context.WithTimeout(bctx, 90*time.Second)
-	t.Cleanup(func() {
-		cancelTimeout()
-		cancelBrowser()
-		cancelAlloc()
-	})
-	return ctx
-}
+// chrome starts chromium for one test (internal/browsertest).
+func chrome(t *testing.T) context.Context { return browsertest.Chrome(t, 720, 820) }
 
-// screenshotDir returns $TOKENKEEPER_SCREENSHOTS, created if need be, or a
-// temporary directory.
-func screenshotDir(t *testing.T) string {
-	dir := os.Getenv("TOKENKEEPER_SCREENSHOTS")
-	if dir == "" {
-		return t.TempDir()
-	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	return dir
-}
-
-// screenshot saves a PNG of the whole page to dir as name.png.
-func screenshot(t *testing.T, dir, name string) chromedp.Action[chromedp.Void] {
-	return chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
-		png, err := chromedp.FullScreenshot(100)(ctx, tg)
-		if err != nil {
-			return err
-		}
-		path := filepath.Join(dir, name+".png")
-		t.Logf("screenshot %s", path)
-		return os.WriteFile(path, png, 0o644)
-	})
-}
-
-// textOf reads the visible text of the element with the given id into out.
-func textOf(id string, out *string) chromedp.Action[chromedp.Void] {
-	return chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
-		s, err := chromedp.Text(chromedp.ID(id))(ctx, tg)
-		*out = s
-		return err
-	})
-}
+var (
+	screenshotDir = browsertest.ScreenshotDir
+	screenshot    = browsertest.Screenshot
+	textOf        = browsertest.TextOf
+)
 
 // callbackServer is the client's redirect URI: it records each query it
 // receives and shows a small page.

@@ -3,9 +3,6 @@ package http_test
 import (
 	"context"
 	"net/http"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -13,6 +10,7 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/tokenkeeper/tokenkeeper"
+	"github.com/tokenkeeper/tokenkeeper/internal/browsertest"
 	"github.com/tokenkeeper/tokenkeeper/oauthtest"
 )
 
@@ -21,71 +19,16 @@ import (
 // sees them. Without chromium they skip under -short and fail otherwise,
 // and always fail in CI (CI=true), where .ci/run installs it.
 
-// chrome starts a headless chromium for one test and returns its context.
-func chrome(t *testing.T) context.Context {
-	t.Helper()
-	path, err := exec.LookPath("chromium")
-	if err != nil {
-		switch {
-		case os.Getenv("CI") == "true":
-			t.Fatalf("chromium is required in CI: %v", err)
-		case testing.Short():
-			t.Skipf("chromium not found (%v); browser tests skip under -short", err)
-		default:
-			t.Fatalf("chromium not found (%v); install it (apt-get install chromium) or run with -short", err)
-		}
-	}
-	opts := append(chromedp.DefaultExecAllocatorOptions[:],
-		chromedp.ExecPath(path),
-		chromedp.NoSandbox, // the tests may run as root
-		chromedp.Flag("disable-dev-shm-usage", true),
-		// Loopback only: every other host name fails to resolve.
-		chromedp.Flag("host-resolver-rules", "MAP * ~NOTFOUND , EXCLUDE 127.0.0.1"),
-		chromedp.WindowSize(720, 720),
-	)
-	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
-	bctx, cancelBrowser := chromedp.NewContext(actx)
-	if err := chromedp.Do(bctx); err != nil {
-		cancelBrowser()
-		cancelAlloc()
-		t.Fatalf("start chromium: %v", err)
-	}
-	ctx, cancelTimeout := context.WithTimeout(bctx, 90*time.Second)
-	t.Cleanup(func() {
-		cancelTimeout()
-		cancelBrowser()
-		cancelAlloc()
-	})
-	return ctx
-}
+// chrome starts chromium for one test (internal/browsertest).
+func chrome(t *testing.T) context.Context { return browsertest.Chrome(t, 720, 720) }
 
 // screenshot saves a PNG of the page to $TOKENKEEPER_SCREENSHOTS (or a
 // temporary directory) as name.png.
 func screenshot(t *testing.T, name string) chromedp.Action[chromedp.Void] {
-	dir := os.Getenv("TOKENKEEPER_SCREENSHOTS")
-	if dir == "" {
-		dir = t.TempDir()
-	} else if err := os.MkdirAll(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	return chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
-		png, err := chromedp.FullScreenshot(100)(ctx, tg)
-		if err != nil {
-			return err
-		}
-		path := filepath.Join(dir, name+".png")
-		t.Logf("screenshot %s", path)
-		return os.WriteFile(path, png, 0o644)
-	})
+	return browsertest.Screenshot(t, browsertest.ScreenshotDir(t), name)
 }
 
-func textOf(id string, out *string) chromedp.Action[chromedp.Void] {
-	return chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
-		s, err := chromedp.Text(chromedp.ID(id))(ctx, tg)
-		*out = s
-		return err
-	})
-}
+var textOf = browsertest.TextOf
 
 // cssText reads the visible text of the first element matching the CSS
 // selector into out.
