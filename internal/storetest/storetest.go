@@ -153,6 +153,7 @@ func Run(t *testing.T, newHarness NewHarness) {
 		{"ConnectSessions", testConnectSessions},
 		{"ConnectReconnect", testConnectReconnect},
 		{"DeviceSessions", testDeviceSessions},
+		{"ConsoleSummaries", testConsoleSummaries},
 	}
 	tests = append(tests, webhookTests...)
 	for _, tt := range tests {
