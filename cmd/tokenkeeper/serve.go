@@ -18,6 +18,7 @@ import (
 	"github.com/tokenkeeper/tokenkeeper"
 	"github.com/tokenkeeper/tokenkeeper/internal/auth"
 	"github.com/tokenkeeper/tokenkeeper/internal/connect"
+	"github.com/tokenkeeper/tokenkeeper/internal/console"
 	tkhttp "github.com/tokenkeeper/tokenkeeper/internal/http"
 	"github.com/tokenkeeper/tokenkeeper/internal/netguard"
 	"github.com/tokenkeeper/tokenkeeper/internal/postgres"
@@ -223,7 +224,23 @@ func startBroker(ctx context.Context, store tokenkeeper.Store, opts brokerOption
 		obs.close()
 		return nil, err
 	}
-	handler := tkhttp.NewServer(tkhttp.Config{Issuer: issuer, Connect: connectSvc, Store: store, Refresher: ref, Logger: logger, Version: versionString(),
+	// The web console (/ui/) signs users in with the broker's accounts.
+	var ui *console.Console
+	if authSvc != nil {
+		changes, _ := store.(tokenkeeper.ChangeNotifier)
+		cs, _ := store.(tokenkeeper.ConsoleStore)
+		if ui, err = console.New(console.Config{Store: cs, Auth: authSvc, Changes: changes, PublicURL: opts.publicURL,
+			RedirectURI: connectSvc.RedirectURI(), Logger: logger}); err != nil {
+			ln.Close()
+			obs.close()
+			return nil, err
+		}
+	}
+	var mountUI func(http.Handler) http.Handler
+	if ui != nil {
+		mountUI = ui.Handler
+	}
+	handler := tkhttp.NewServer(tkhttp.Config{Issuer: issuer, Console: mountUI, Connect: connectSvc, Store: store, Refresher: ref, Logger: logger, Version: versionString(),
 		Auth: authSvc, AuthStore: authStore, KeyCacheMaxStale: opts.keyMaxStale, AuditRetention: auditRetention(opts.auditRetention), TrustedProxies: opts.proxies, TokenURLCheck: tokenURLCheck,
 		Metrics: obs.metrics, AccessLog: obs.accessLog, WebhookURLCheck: obs.webhookURLCheck, WakeWebhooks: obs.wakeWebhooks,
 		Tracer: obs.tracer,
@@ -243,6 +260,9 @@ func startBroker(ctx context.Context, store tokenkeeper.Store, opts brokerOption
 			WriteTimeout: opts.providerTimeout + 30*time.Second, IdleTimeout: 2 * time.Minute,
 			ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 		},
+	}
+	if ui != nil {
+		b.srv.RegisterOnShutdown(ui.Close) // event streams end, so that shutdown need not wait for them
 	}
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	b.cancel = cancel
