@@ -100,7 +100,7 @@ type statusError struct {
 
 func (e *statusError) Error() string { return e.msg }
 
-func notFound(msg string) error  { return &statusError{http.StatusNotFound, msg} }
+func notFound(msg string) error   { return &statusError{http.StatusNotFound, msg} }
 func badRequest(msg string) error { return &statusError{http.StatusBadRequest, msg} }
 
 // pageTemplate is the layout with one page's content.
@@ -241,7 +241,9 @@ func (p *request) redirect(path, notice string) error {
 	return nil
 }
 
-func (c *Console) setCookieValue(w http.ResponseWriter, name, value string) { c.setCookie(w, name, value) }
+func (c *Console) setCookieValue(w http.ResponseWriter, name, value string) {
+	c.setCookie(w, name, value)
+}
 
 // page wraps a page: a session is required (else to sign-in and back).
 func (c *Console) page(api *apiClient, f pageFunc) http.Handler {
