@@ -169,6 +169,12 @@ key, broker log) is removed at the end unless --keep is given.`)
 		return fmt.Errorf("create consumer key: %w", err)
 	}
 
+	// A user for the web console, with a per-run password.
+	consolePassword := randomString()
+	if err := api.do(ctx, "POST", "/v1/users", map[string]any{"username": "demo", "password": consolePassword, "role": "admin"}, nil); err != nil {
+		return fmt.Errorf("create console user: %w", err)
+	}
+
 	w := e.stdout
 	fmt.Fprintf(w, "tokenkeeper demo: everything runs on this machine, nothing leaves it.\n\n")
 	fmt.Fprintf(w, "  test provider  %s (tokens live %s, refresh tokens rotate, reuse revokes the family)\n", idp.URL(), *lifetime)
@@ -177,7 +183,8 @@ key, broker log) is removed at the end unless --keep is given.`)
 	} else {
 		fmt.Fprintf(w, "  broker         %s (SQLite and its logs in a temporary directory, removed at the end; --keep keeps them)\n", b.URL)
 	}
-	fmt.Fprintf(w, "  admin API key  %s\n\n", adminKey)
+	fmt.Fprintf(w, "  admin API key  %s\n", adminKey)
+	fmt.Fprintf(w, "  web console    %s/ui/ (sign in as demo, password %s)\n\n", b.URL, consolePassword)
 	fmt.Fprintf(w, "Try, in another terminal while it runs:\n")
 	fmt.Fprintf(w, "  curl -s -H 'Authorization: Bearer %s' %s/v1/credentials\n", adminKey, b.URL)
 	fmt.Fprintf(w, "  curl -s -H 'Authorization: Bearer %s' %s/v1/credentials/calendar/token\n\n", adminKey, b.URL)

@@ -13,6 +13,7 @@ import (
 	"net/http/cookiejar"
 	"net/http/httptest"
 	"net/url"
+	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -52,7 +53,7 @@ func (b *syncBuffer) String() string {
 // harness is the real broker (SQLite, refresher, accounts, connect flow,
 // HTTP API) with the console mounted, and oauthtest as the provider.
 type harness struct {
-	t        *testing.T
+	t        testing.TB
 	url      string
 	store    tokenkeeper.Store
 	auth     *auth.Service
@@ -60,6 +61,7 @@ type harness struct {
 	admin    string // an admin API key, for arranging things
 	secret   string // the provider's client secret
 	logs     *syncBuffer
+	handler  http.Handler // the broker's whole handler, API and console
 	authSkew atomic.Int64 // moves the accounts' clock (nanoseconds)
 }
 
@@ -74,7 +76,14 @@ func randomSecret() string {
 	return "sec-" + base64.RawURLEncoding.EncodeToString(b)
 }
 
-func newHarness(t *testing.T, idpOpts ...oauthtest.Option) *harness {
+func newHarness(t testing.TB, idpOpts ...oauthtest.Option) *harness {
+	t.Helper()
+	return newHarnessRefreshing(t, true, idpOpts...)
+}
+
+// newHarnessRefreshing is newHarness, with the refresher's loop running
+// or not (a benchmark arranges the credentials' state itself).
+func newHarnessRefreshing(t testing.TB, refreshing bool, idpOpts ...oauthtest.Option) *harness {
 	t.Helper()
 	h := &harness{t: t, logs: &syncBuffer{}, secret: randomSecret()}
 	logger := slog.New(slog.NewTextHandler(h.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
@@ -129,11 +138,16 @@ func newHarness(t *testing.T, idpOpts ...oauthtest.Option) *harness {
 		AuthFailuresPerSecond: 1 << 30, AuthFailuresBurst: 1 << 30, Connect: conn, Console: ui.Handler})
 	var wg sync.WaitGroup
 	for _, f := range []func(){
-		func() { _ = ref.Run(ctx) }, func() { _ = h.auth.Run(ctx) }, func() { handler.Run(ctx) }, func() { conn.Run(ctx) },
+		func() {
+			if refreshing {
+				_ = ref.Run(ctx)
+			}
+		}, func() { _ = h.auth.Run(ctx) }, func() { handler.Run(ctx) }, func() { conn.Run(ctx) },
 	} {
 		wg.Add(1)
 		go func() { defer wg.Done(); f() }()
 	}
+	h.handler = handler
 	srv := httptest.NewUnstartedServer(handler)
 	srv.Listener.Close()
 	srv.Listener = ln
@@ -207,7 +221,7 @@ func (h *harness) credential(name string) *tokenkeeper.Credential {
 // browser is a plain HTTP client with cookies that does not follow
 // redirects: the page-level tests read what the console answers.
 type browser struct {
-	t    *testing.T
+	t    testing.TB
 	h    *harness
 	jar  *cookiejar.Jar
 	c    *http.Client
@@ -280,3 +294,6 @@ func (h *harness) waitAudit(actor, action string) {
 	}
 	h.t.Fatalf("no audit record of %s by %s", action, actor)
 }
+
+// ciRun reports whether the tests run in CI.
+func ciRun() bool { return os.Getenv("CI") == "true" }
