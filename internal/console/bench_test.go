@@ -53,7 +53,7 @@ func BenchmarkPages10k(b *testing.B) {
 			if _, err := h.store.CompleteRefresh(ctx, c.ID, "bench", claimed.Version, &tokenkeeper.RefreshResult{Status: tokenkeeper.StatusActive,
 				Token:         &tokenkeeper.Token{AccessToken: "at-" + randomSecret(), TokenType: "Bearer", ExpiresAt: now.Add(time.Duration(i) * time.Second)},
 				LastRefreshAt: now, NextRefreshAt: now.Add(time.Hour),
-				Event:         &tokenkeeper.Event{Kind: tokenkeeper.EventRefresh, Outcome: tokenkeeper.OutcomeOK}}); err != nil {
+				Event: &tokenkeeper.Event{Kind: tokenkeeper.EventRefresh, Outcome: tokenkeeper.OutcomeOK}}); err != nil {
 				b.Fatal(err)
 			}
 		}
