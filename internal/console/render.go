@@ -138,6 +138,18 @@ var funcs = template.FuncMap{
 		return m
 	},
 	"path": pathEscape,
+	"deref64": func(f *float64) float64 {
+		if f == nil {
+			return 0
+		}
+		return *f
+	},
+	"plural": func(n int, one, many string) string {
+		if n == 1 {
+			return one
+		}
+		return many
+	},
 	"outcomeClass": func(o string) string {
 		switch o {
 		case tokenkeeper.OutcomeOK, "":
