@@ -224,6 +224,9 @@ func screenshots(t *testing.T, ctx context.Context, h *harness) {
 // form POST without a CSRF token is refused; a stale session asks for the
 // password before a delete.
 func TestBrowserViewerCSRFAndStaleSession(t *testing.T) {
+	if testing.Short() && browsertestShortSkip() {
+		t.Skip("the browser journeys take a while; they run without -short (the same rules are tested over HTTP)")
+	}
 	h := newHarness(t)
 	h.credential("cal")
 

@@ -123,12 +123,18 @@ func (s *Store) Overview(ctx context.Context, since time.Time, limit int) (*toke
 		o.ByStatus[tokenkeeper.Status(c.status)] = c.n
 		o.Total += c.n
 	}
-	o.Failing, err = collect(ctx, s.conn, `SELECT `+summaryColumns+summaryFrom+`
-		WHERE c.status IN ('needs_reauth', 'error')
-		ORDER BY CASE c.status WHEN 'needs_reauth' THEN 0 ELSE 1 END, c.updated_at DESC, c.name COLLATE "C"
-		LIMIT $1`, []any{limit}, scanSummary)
-	if err != nil {
-		return nil, s.err("overview", err)
+	// Needs re-authorization first, then temporary errors; each the most
+	// recently changed first, through the (status, updated_at) index.
+	for _, st := range []string{"needs_reauth", "error"} {
+		if len(o.Failing) >= limit {
+			break
+		}
+		rows, err := collect(ctx, s.conn, `SELECT `+summaryColumns+summaryFrom+`
+			WHERE c.status = $1 ORDER BY c.updated_at DESC LIMIT $2`, []any{st, limit - len(o.Failing)}, scanSummary)
+		if err != nil {
+			return nil, s.err("overview", err)
+		}
+		o.Failing = append(o.Failing, rows...)
 	}
 	o.Expiring, err = collect(ctx, s.conn, `SELECT `+summaryColumns+summaryFrom+`
 		WHERE c.expires_at IS NOT NULL AND c.access_token IS NOT NULL AND c.status <> 'disabled'
