@@ -55,7 +55,8 @@ directory; three credentials (client credentials, a rotating refresh token,
 and one whose grant the provider revokes midway, repaired through a
 reconnect link the demo prints: open it and click Approve, or pass
 --auto-approve); and a consumer that calls the provider's protected API
-every second through the Go library, fed by the broker. Stops on Ctrl-C or
+every second through the Go library, fed by the broker. The broker's web
+console is at /ui/: the demo prints a user and password to sign in with. Stops on Ctrl-C or
 after --duration, with a summary. The temporary directory (database, master
 key, broker log) is removed at the end unless --keep is given.`)
 	duration := c.fs.Duration("duration", 60*time.Second, "how long to run (0: until Ctrl-C)")
