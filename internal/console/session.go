@@ -46,7 +46,9 @@ type tokens struct {
 // renewal is one refresh of a session's tokens, shared by the requests
 // that present the same refresh token at once (a page, its event stream,
 // a second tab): the provider-style rotation would otherwise see a reuse
-// and revoke the family. Its result is kept for renewalTTL.
+// and revoke the family. Its result is kept for renewalTTL, short, since
+// within it the rotated refresh token still yields the new tokens rather
+// than revoking the family as a reuse.
 type renewal struct {
 	done chan struct{}
 	toks *tokens
@@ -54,7 +56,7 @@ type renewal struct {
 	at   time.Time
 }
 
-const renewalTTL = 30 * time.Second
+const renewalTTL = 10 * time.Second
 
 func (c *Console) setCookie(w http.ResponseWriter, name, value string) {
 	ck := &http.Cookie{Name: name, Value: value, Path: Prefix, HttpOnly: true, Secure: c.secure, SameSite: http.SameSiteStrictMode}
