@@ -151,6 +151,10 @@ func (c *Console) handleEvents() http.Handler {
 		}
 		beat := time.NewTicker(c.cfg.Heartbeat)
 		defer beat.Stop()
+		// At most one change event a second: a page refetches what it shows
+		// after each, and a busy broker changes all the time.
+		var held <-chan time.Time // set while a change waits for the gap
+		last := time.Time{}
 		for {
 			select {
 			case <-r.Context().Done():
@@ -158,9 +162,23 @@ func (c *Console) handleEvents() http.Handler {
 			case <-c.hub.done:
 				return
 			case <-ch:
+				if held != nil {
+					continue
+				}
+				if wait := time.Second - time.Since(last); wait > 0 {
+					held = time.After(wait)
+					continue
+				}
 				if !send("event: change\ndata: {}\n\n") {
 					return
 				}
+				last = time.Now()
+			case <-held:
+				held = nil
+				if !send("event: change\ndata: {}\n\n") {
+					return
+				}
+				last = time.Now()
 			case <-beat.C:
 				if _, err := c.cfg.Auth.Verify(r.Context(), s.token); err != nil {
 					send("event: expired\ndata: {}\n\n")
