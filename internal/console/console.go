@@ -114,13 +114,10 @@ func New(cfg Config) (*Console, error) {
 	}
 	c := &Console{cfg: cfg, log: cfg.Logger.With("component", "console"), now: cfg.Now,
 		refreshes: map[[32]byte]*renewal{}}
-	if cfg.PublicURL != "" {
-		u, err := url.Parse(cfg.PublicURL)
-		if err != nil {
-			return nil, errors.New("console: bad public URL")
-		}
-		c.secure = u.Scheme == "https"
+	if _, err := url.Parse(cfg.PublicURL); err != nil {
+		return nil, errors.New("console: bad public URL")
 	}
+	c.secure = isHTTPS(cfg.PublicURL)
 	var err error
 	if c.pages, err = parsePages(); err != nil {
 		return nil, err
@@ -202,6 +199,12 @@ func (c *Console) routes(mux *http.ServeMux, api *apiClient) {
 	mux.Handle(Prefix, c.page(api, func(p *request) error {
 		return notFound("no such page")
 	}))
+}
+
+// isHTTPS reports whether the public URL is an https URL.
+func isHTTPS(publicURL string) bool {
+	u, err := url.Parse(publicURL)
+	return err == nil && u.Scheme == "https"
 }
 
 // localPath reports whether s is a path of the console to return to after

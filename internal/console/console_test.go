@@ -44,14 +44,21 @@ func TestSignInSessionsAndHeaders(t *testing.T) {
 	if resp.Header.Get("Location") != "/ui/" {
 		t.Fatalf("next outside the console: %s", resp.Header.Get("Location"))
 	}
-	for _, p := range []string{"/ui/", "/ui/credentials", "/ui/providers", "/ui/apikeys", "/ui/clients", "/ui/users", "/ui/audit", "/ui/keys", "/ui/login"} {
-		resp = b.get(p)
+	for _, p := range []string{"/ui/", "/ui/credentials", "/ui/providers", "/ui/apikeys", "/ui/clients", "/ui/users", "/ui/audit", "/ui/keys", "/ui/login?signed-out"} {
+		br := b
+		if strings.HasPrefix(p, "/ui/login") {
+			br = h.browser() // signed in, the sign-in page goes on to the page asked for
+		}
+		resp = br.get(p)
 		if resp.StatusCode != http.StatusOK {
-			t.Errorf("%s: %d %.300s", p, resp.StatusCode, b.last)
+			t.Errorf("%s: %d %.300s", p, resp.StatusCode, br.last)
 		}
 		if resp.Header.Get("Cache-Control") != "no-store" || !strings.Contains(resp.Header.Get("Content-Security-Policy"), "default-src 'none'; script-src 'self'") {
 			t.Errorf("%s: headers %v", p, resp.Header)
 		}
+	}
+	if resp = b.get("/ui/login?next=%2Fui%2Faudit"); resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != "/ui/audit" {
+		t.Errorf("the sign-in page, signed in: %d %s", resp.StatusCode, resp.Header.Get("Location"))
 	}
 	// Sign-out ends the session: the same cookies no longer open a page.
 	b.get("/ui/")

@@ -297,6 +297,10 @@ func (c *Console) handleLoginPage() http.Handler {
 		if !localPath(next) {
 			next = Prefix
 		}
+		if c.session(w, r, nil) != nil {
+			http.Redirect(w, r, next, http.StatusSeeOther)
+			return
+		}
 		c.loginForm(w, r, next, "", "", http.StatusOK)
 	})
 }
