@@ -101,6 +101,7 @@ func TestAdminPages(t *testing.T) {
 		"token_url": {"not a url"}, "authorization_url": {h.idp.AuthorizeURL()}}
 	resp = b.post("/ui/providers", form)
 	if resp.StatusCode != http.StatusUnprocessableEntity || !strings.Contains(b.last, `id="provider-token_url-error"`) ||
+		!strings.Contains(b.last, `aria-invalid="true" aria-describedby="provider-token_url-error"`) ||
 		!strings.Contains(b.last, `value="not a url"`) || strings.Contains(b.last, "hand-secret-value") {
 		t.Fatalf("bad token URL: %d %.1500s", resp.StatusCode, b.last)
 	}

@@ -138,6 +138,14 @@ var funcs = template.FuncMap{
 		return m
 	},
 	"path": pathEscape,
+	// invalid marks a form's control whose field has an error, and points
+	// it at the error's text.
+	"invalid": func(f *form, name, field string) template.HTMLAttr {
+		if f.Err(name, field) == "" {
+			return ""
+		}
+		return template.HTMLAttr(`aria-invalid="true" aria-describedby="` + template.HTMLEscapeString(name+"-"+field) + `-error"`)
+	},
 	"deref64": func(f *float64) float64 {
 		if f == nil {
 			return 0
