@@ -179,7 +179,10 @@ func TestBrowserJourneys(t *testing.T) {
 	}
 	h.waitAudit("user:ada", "connect.create")
 
-	screenshots(t, ctx, h)
+	// The screenshots in a browser of their own: each has 90 s at most.
+	shots := browsertest.Chrome(t, 1280, 900)
+	signInBrowser(t, shots, h, "/ui/", adminUser, adminPassword)
+	screenshots(t, shots, h)
 }
 
 // browsertestShortSkip reports whether -short skips the slow journeys:
