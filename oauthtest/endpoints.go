@@ -160,7 +160,7 @@ const maxResourceBody = 1 << 20
 func (s *Server) handleResource() http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		n, _ := io.Copy(io.Discard, io.LimitReader(r.Body, maxResourceBody))
-		token, ok := bearerToken(r)
+		token, ok := s.resourceToken(r)
 		var h digest
 		if ok {
 			h = hashOf(token)
