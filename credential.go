@@ -95,6 +95,11 @@ type Credential struct {
 	EndUserID    string
 	EndUserName  string
 	EndUserEmail string
+	// Extras are what the provider's profile keeps with the grant besides
+	// its tokens, by response path or redirect parameter: Salesforce's
+	// instance_url, QuickBooks' realmId, Slack's team.id. Identifiers,
+	// never secrets (ValidateExtra): they are stored unsealed and shown.
+	Extras map[string]string
 	// RefreshLead is how long before expiry the token is refreshed; zero
 	// means the broker's default.
 	RefreshLead time.Duration
@@ -163,6 +168,8 @@ type CredentialUpdate struct {
 	EndUserID    *string
 	EndUserName  *string
 	EndUserEmail *string
+	// Extras replaces the credential's extra fields.
+	Extras *map[string]string
 	// NextRefreshAt, when set, reschedules the credential.
 	NextRefreshAt *time.Time
 }
