@@ -139,10 +139,15 @@ type RefreshTokens struct {
 // proxy.
 type API struct {
 	BaseURL string `json:"base_url,omitempty"`
-	// Header carries the token ("" Authorization).
+	// Header carries the token, after Scheme and a space, or bare when
+	// Scheme is empty; with both empty, Authorization: Bearer (RFC 6750).
 	Header string `json:"header,omitempty"`
-	// Prefix precedes the token in Header ("" "Bearer ").
-	Prefix string `json:"prefix,omitempty"`
+	Scheme string `json:"scheme,omitempty"`
+}
+
+// Token is how the API expects the token, as the proxy presents it.
+func (a API) Token() tokenkeeper.APIToken {
+	return tokenkeeper.APIToken{Header: a.Header, Scheme: a.Scheme}.Normalized()
 }
 
 var (
@@ -400,8 +405,11 @@ func (p *Profile) Validate() error {
 			return fieldError("errors.invalid_grant_statuses", "%d is not a 4xx or 5xx status", st)
 		}
 	}
-	if strings.ContainsAny(p.API.Header, " \r\n:") {
-		return fieldError("api.header", "is not a header name")
+	if p.API.Scheme != "" && p.API.Header == "" {
+		return fieldError("api.scheme", "needs api.header")
+	}
+	if err := (tokenkeeper.APIToken{Header: p.API.Header, Scheme: p.API.Scheme}).Validate(); err != nil {
+		return fieldError("api.header", "%s", tokenkeeper.ErrorMessage(err))
 	}
 	return nil
 }
@@ -449,6 +457,12 @@ type Applied struct {
 	InvalidGrantStatuses []int
 	DefaultLifetime      time.Duration
 	APIBaseURL           string
+	APIToken             tokenkeeper.APIToken
+	// Keep and KeepFromRedirect are what a grant keeps besides its tokens:
+	// paths of token response members and query parameters of the
+	// authorization redirect.
+	Keep             []string
+	KeepFromRedirect []string
 }
 
 // Apply fills p's template variables from vars. A variable p needs but
@@ -498,6 +512,9 @@ func (p *Profile) Apply(vars map[string]string) (*Applied, error) {
 			ExpiresIn: p.Response.ExpiresIn, Scope: p.Response.Scope},
 		InvalidGrantStatuses: slices.Clone(p.Errors.InvalidGrantStatuses),
 		APIBaseURL:           fill(p.API.BaseURL),
+		APIToken:             p.API.Token(),
+		Keep:                 slices.Clone(p.Response.Keep),
+		KeepFromRedirect:     slices.Clone(p.Response.KeepFromRedirect),
 	}
 	if *p.PKCE {
 		a.PKCE = tokenkeeper.PKCES256
@@ -532,21 +549,52 @@ func cloneMap(m map[string]string) map[string]string {
 }
 
 // Provider returns a provider named name with a's settings and the given
-// client registration.
+// client registration: its endpoints, client authentication, scopes,
+// parameters, PKCE, and the API base URL and token presentation the proxy
+// uses.
 func (a *Applied) Provider(name, clientID, clientSecret string) *tokenkeeper.Provider {
-	return &tokenkeeper.Provider{
+	p := &tokenkeeper.Provider{
 		Name: name, AuthorizationURL: a.AuthorizationURL, TokenURL: a.TokenURL,
 		DeviceAuthorizationURL: a.DeviceAuthorizationURL, RevocationURL: a.RevocationURL,
 		ClientID: clientID, ClientSecret: clientSecret, AuthStyle: a.AuthStyle,
 		Scopes: slices.Clone(a.Scopes), AuthorizeParams: cloneMap(a.AuthorizeParams),
-		TokenParams: cloneMap(a.TokenParams), PKCE: a.PKCE,
+		TokenParams: cloneMap(a.TokenParams), PKCE: a.PKCE, APIBaseURL: a.APIBaseURL,
 	}
+	if a.APIToken != tokenkeeper.DefaultAPIToken {
+		p.APIToken = a.APIToken
+	}
+	return p
+}
+
+// ForProvider returns the applied profile of a provider made from preset
+// with vars, or nil when preset is "" or no longer applies (a preset
+// removed from the catalog, or changed to need other variables): such a
+// provider is then used as plain RFC 6749.
+func ForProvider(preset string, vars map[string]string) *Applied {
+	if preset == "" {
+		return nil
+	}
+	p, err := Lookup(preset)
+	if err != nil {
+		return nil
+	}
+	a, err := p.Apply(vars)
+	if err != nil {
+		return nil
+	}
+	return a
 }
 
 // Configure sets the departures from RFC 6749 of a on c, the config of a
-// token endpoint for a provider made from a's profile.
+// token endpoint for a provider made from a's profile. c.TokenURL must be
+// set first: the profile's separate refresh URL is used only when
+// c.TokenURL is the profile's token URL (an operator who points a provider
+// at another server means that server for refreshes too).
 func (a *Applied) Configure(c *oauth.Config) {
-	c.RefreshURL = a.RefreshURL
+	c.RefreshURL = ""
+	if c.TokenURL == a.TokenURL {
+		c.RefreshURL = a.RefreshURL
+	}
 	c.BodyFormat = a.BodyFormat
 	c.Accept = a.Accept
 	c.ScopeSeparator = a.ScopeSeparator
@@ -687,16 +735,18 @@ func human(s string) string {
 }
 
 // DefaultKeepAlive is the keep-alive interval of a grant whose access
-// tokens do not expire and whose refresh tokens' idle limit is unknown.
+// tokens do not expire and whose refresh tokens' idle limit is unknown,
+// unless the broker is configured otherwise (serve --keep-alive-interval).
 const DefaultKeepAlive = 24 * time.Hour
 
 // KeepAlive returns how often a grant of p that holds a refresh token must
 // be refreshed even when its access token is still good: half the refresh
-// tokens' idle limit (leaving the other half for retries), or
-// DefaultKeepAlive when the access tokens do not expire and no idle limit
-// is known; 0 when p issues no refresh tokens, or its access tokens expire
-// and no idle limit is known (the normal schedule keeps it alive).
-func (p *Profile) KeepAlive() time.Duration {
+// tokens' idle limit (leaving the other half for retries), or noLimit
+// (DefaultKeepAlive when 0) when the access tokens do not expire and no
+// idle limit is known; 0 when p issues no refresh tokens, or its access
+// tokens expire and no idle limit is known (the normal schedule keeps it
+// alive).
+func (p *Profile) KeepAlive(noLimit time.Duration) time.Duration {
 	if p.RefreshTokens.Issued == nil || !*p.RefreshTokens.Issued {
 		return 0
 	}
@@ -705,7 +755,10 @@ func (p *Profile) KeepAlive() time.Duration {
 		return d / 2
 	}
 	if p.TokensExpire != nil && !*p.TokensExpire {
-		return DefaultKeepAlive
+		if noLimit <= 0 {
+			return DefaultKeepAlive
+		}
+		return noLimit
 	}
 	return 0
 }

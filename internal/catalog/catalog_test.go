@@ -178,15 +178,18 @@ func TestKeepAlive(t *testing.T) {
 		{"atlassian", 45 * 24 * time.Hour}, // 90 days idle
 		{"keycloak", 15 * time.Minute},     // 30 min idle
 		{"slack", DefaultKeepAlive},        // tokens without expiry, idle limit unknown
-		{"shopify", 0},                     // no refresh tokens
+		{"shopify", 45 * 24 * time.Hour},   // 90 days idle
 		{"spotify", 0},                     // expiring tokens keep the grant alive
 	} {
 		p, err := Lookup(tt.preset)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got := p.KeepAlive(); got != tt.want {
+		if got := p.KeepAlive(0); got != tt.want {
 			t.Errorf("%s: KeepAlive() = %s, want %s", tt.preset, got, tt.want)
+		}
+		if got := p.KeepAlive(2 * time.Hour); tt.want == DefaultKeepAlive && got != 2*time.Hour {
+			t.Errorf("%s: KeepAlive(2h) = %s", tt.preset, got)
 		}
 	}
 }
