@@ -283,3 +283,21 @@ func TestPresetKeepAlive(t *testing.T) {
 		t.Errorf("grant without preset: next refresh in %s, want its token's schedule (about 55 min)", d)
 	}
 }
+
+// TestKeepAliveIntervalFlag: serve --keep-alive-interval takes 1h or more
+// and refuses less, naming the flag, before anything starts.
+func TestKeepAliveIntervalFlag(t *testing.T) {
+	db := filepath.Join(t.TempDir(), "tk.db")
+	for _, v := range []string{"30m", "0s", "-1h"} {
+		var out, errb syncBuffer
+		err := run(context.Background(), []string{"tokenkeeper", "serve", "--addr", "127.0.0.1:0", "--database", db, "--keep-alive-interval", v},
+			func(string) string { return "" }, strings.NewReader(""), &out, &errb)
+		if err == nil || !strings.Contains(err.Error()+errb.String(), "--keep-alive-interval must be at least 1h") {
+			t.Errorf("--keep-alive-interval %s: %v %s", v, err, errb.String())
+		}
+	}
+	sb := startServe(t, map[string]string{"TOKENKEEPER_KEEP_ALIVE_INTERVAL": "2h"}, "--database", db)
+	if sb.url == "" {
+		t.Fatal("serve with TOKENKEEPER_KEEP_ALIVE_INTERVAL=2h did not start")
+	}
+}
