@@ -81,6 +81,10 @@ type Credential struct {
 	// Preset and TemplateVars are the provider's (see Provider.Preset).
 	Preset       string
 	TemplateVars map[string]string
+	// APIBaseURL and APIToken are the provider's: where its API is and how
+	// it takes a token (a profile's token check uses them).
+	APIBaseURL string
+	APIToken   APIToken
 
 	GrantType    GrantType
 	RefreshToken string // secret

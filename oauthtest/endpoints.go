@@ -201,6 +201,10 @@ func (s *Server) handleResource() http.HandlerFunc {
 		s.mu.Unlock()
 
 		w.Header().Set("Cache-Control", "no-store")
+		if !valid && s.cfg.personality != nil && s.cfg.personality.ErrorIn200 {
+			writeJSON(w, http.StatusOK, map[string]any{"ok": false, "error": "invalid_auth"})
+			return
+		}
 		if !valid {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="oauthtest", error="invalid_token", error_description="`+desc+`"`)
 			writeJSON(w, http.StatusUnauthorized, errorBody{Error: "invalid_token", Description: desc})

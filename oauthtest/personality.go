@@ -88,9 +88,20 @@ type Personality struct {
 	// resource wants Authorization: Bearer.
 	TokenHeader string
 	TokenScheme string
+	// ResourcePaths are more paths that serve the protected resource, for
+	// any method: a provider's token check such as Slack's /auth.test.
+	// With ErrorIn200, the resource answers a bad token with 200 and
+	// {"ok":false,"error":"invalid_auth"}, as Slack's API does.
+	ResourcePaths []string
 }
 
-var personalityPathRE = regexp.MustCompile(`^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$`)
+var (
+	personalityPathRE = regexp.MustCompile(`^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$`)
+	resourcePathRE    = regexp.MustCompile(`^(/[A-Za-z0-9._~-]+)+$`)
+	// builtinPaths are the server's own endpoints.
+	builtinPaths = map[string]bool{"/token": true, "/authorize": true, "/revoke": true, "/resource": true,
+		deviceAuthorizationPath: true, devicePath: true, cssPath: true, oidcPath: true, metadataPath: true, jwksPath: true}
+)
 
 // WithPersonality makes the server behave as p says; see Personality. It
 // panics at construction if p is invalid.
@@ -121,6 +132,11 @@ func (p *Personality) validate() error {
 		return fmt.Errorf("WithPersonality: InvalidGrantStatus %d is not a 4xx or 5xx status", p.InvalidGrantStatus)
 	case strings.ContainsAny(p.Accept+p.TokenHeader+p.TokenScheme, "\r\n"):
 		return fmt.Errorf("WithPersonality: a header holds a line break")
+	}
+	for _, rp := range p.ResourcePaths {
+		if !resourcePathRE.MatchString(rp) || strings.Contains(rp, "..") || builtinPaths[rp] {
+			return fmt.Errorf("WithPersonality: ResourcePaths: %q is not a free path such as /auth.test", printable(rp, 60))
+		}
 	}
 	paths := map[string]string{"AccessTokenPath": p.AccessTokenPath, "RefreshTokenPath": p.RefreshTokenPath,
 		"ExpiresInPath": p.ExpiresInPath, "ScopePath": p.ScopePath}

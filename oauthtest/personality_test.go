@@ -46,7 +46,7 @@ func TestPersonalitySlackLike(t *testing.T) {
 		AuthStyle: "header", ScopeSeparator: ",", NoPKCE: true,
 		AccessTokenPath: "authed_user.access_token", RefreshTokenPath: "authed_user.refresh_token",
 		ScopePath: "authed_user.scope", OmitExpiresIn: true, Rotates: true, ErrorIn200: true,
-		Extra: map[string]string{"team.id": "T1", "team.name": "Acme"},
+		Extra: map[string]string{"team.id": "T1", "team.name": "Acme"}, ResourcePaths: []string{"/auth.test"},
 	}))
 	defer s.Close()
 	base := url.Values{"response_type": {"code"}, "client_id": {"app"}, "redirect_uri": {"http://127.0.0.1/cb"}}
@@ -89,6 +89,16 @@ func TestPersonalitySlackLike(t *testing.T) {
 	at, rt := user["access_token"].(string), user["refresh_token"].(string)
 	if !s.ValidAccessToken(at) {
 		t.Error("issued access token not valid")
+	}
+	req, _ := http.NewRequest(http.MethodPost, s.URL()+"/auth.test", nil)
+	req.Header.Set("Authorization", "Bearer "+at)
+	if res := do(t, req); res.status != http.StatusOK || res.json["ok"] != true {
+		t.Errorf("/auth.test with a good token: %d %s", res.status, res.raw)
+	}
+	req, _ = http.NewRequest(http.MethodPost, s.URL()+"/auth.test", nil)
+	req.Header.Set("Authorization", "Bearer nope")
+	if res := do(t, req); res.status != http.StatusOK || res.json["ok"] != false || res.str("error") != "invalid_auth" {
+		t.Errorf("/auth.test with a bad token: %d %s", res.status, res.raw)
 	}
 	r = postForm(t, s.TokenURL(), url.Values{"grant_type": {"refresh_token"}, "refresh_token": {rt}}, &basicCreds{"app", "sec"})
 	user, _ = r.json["authed_user"].(map[string]any)
@@ -169,7 +179,8 @@ func TestPersonalityJSONAndHeaders(t *testing.T) {
 
 func TestPersonalityInvalidPanics(t *testing.T) {
 	for _, p := range []Personality{{BodyFormat: "xml"}, {AuthStyle: "both"}, {ScopeSeparator: ";"},
-		{InvalidGrantStatus: 200}, {AccessTokenPath: "a..b"}, {Extra: map[string]string{"a b": "x"}}} {
+		{InvalidGrantStatus: 200}, {AccessTokenPath: "a..b"}, {Extra: map[string]string{"a b": "x"}},
+		{ResourcePaths: []string{"/token"}}, {ResourcePaths: []string{"auth.test"}}, {ResourcePaths: []string{"/a/../b"}}} {
 		func() {
 			defer func() {
 				if recover() == nil {

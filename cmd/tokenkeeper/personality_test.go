@@ -159,6 +159,17 @@ func TestEveryPresetConnects(t *testing.T) {
 			if st := apiDo(t, "GET", sb.url+"/v1/proxy/"+name+"/resource", k.Key, nil, &res); st != http.StatusOK || !res.OK || res.ClientID != "cid" {
 				t.Errorf("resource through the proxy: %d %+v", st, res)
 			}
+			if ck := p.Check; ck != nil {
+				// The profile's token check, as the keep-alive calls it.
+				method := ck.Method
+				if method == "" {
+					method = "GET"
+				}
+				res.OK = false
+				if st := apiDo(t, method, sb.url+"/v1/proxy/"+name+ck.Path, k.Key, nil, &res); st != http.StatusOK || !res.OK {
+					t.Errorf("token check %s %s through the proxy: %d %+v", method, ck.Path, st, res)
+				}
+			}
 
 			// A dead grant: one call, needs_reauth.
 			idp.RevokeClientTokens("cid")

@@ -95,6 +95,25 @@ type Profile struct {
 	Errors        Errors        `json:"errors,omitempty"`
 	RefreshTokens RefreshTokens `json:"refresh_tokens,omitempty"`
 	API           API           `json:"api,omitempty"`
+	// Check, for a provider whose access tokens never expire and whose
+	// refresh tokens have no idle limit, is a call of its API that tells
+	// whether a token is still good: a keep-alive asks it instead of
+	// refreshing, and refreshes only when it fails.
+	Check *Check `json:"check,omitempty"`
+}
+
+// Check is a request to the provider's API, with the token presented as
+// API says, whose answer tells whether the token is still good: a 2xx
+// status and, with OKMember, that member of the JSON body true (Slack
+// answers 200 {"ok":false} for a revoked token).
+type Check struct {
+	// Path is appended to api.base_url: /auth.test.
+	Path string `json:"path"`
+	// Method is GET (the default) or POST.
+	Method string `json:"method,omitempty"`
+	// Headers are sent with the check (Notion-Version).
+	Headers  map[string]string `json:"headers,omitempty"`
+	OKMember string            `json:"ok_member,omitempty"`
 }
 
 // Response locates the members of a token response.
@@ -242,9 +261,10 @@ func Parse(name string, b []byte) (*Profile, error) {
 }
 
 var (
-	nameRE     = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,39}$`)
-	varRE      = regexp.MustCompile(`\{([a-zA-Z_]*)\}`)
-	varValueRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,252}$`)
+	nameRE      = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,39}$`)
+	varRE       = regexp.MustCompile(`\{([a-zA-Z_]*)\}`)
+	varValueRE  = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,252}$`)
+	checkPathRE = regexp.MustCompile(`^(/[A-Za-z0-9._~-]+)+$`)
 )
 
 // fieldError names the JSON field of a problem.
@@ -403,6 +423,28 @@ func (p *Profile) Validate() error {
 	for _, st := range p.Errors.InvalidGrantStatuses {
 		if st < 400 || st > 599 {
 			return fieldError("errors.invalid_grant_statuses", "%d is not a 4xx or 5xx status", st)
+		}
+	}
+	if ck := p.Check; ck != nil {
+		switch {
+		case *p.TokensExpire:
+			return fieldError("check", "is for access tokens that never expire (tokens_expire false); others are kept alive by their expiry")
+		case p.API.BaseURL == "":
+			return fieldError("check", "needs api.base_url")
+		case p.RefreshTokens.IdleLifetime != "":
+			return fieldError("check", "cannot stand in for the keep-alive of refresh tokens that die when idle: that keep-alive must use them")
+		case !checkPathRE.MatchString(ck.Path) || strings.Contains(ck.Path, ".."):
+			return fieldError("check.path", "must be a path under api.base_url such as /auth.test")
+		case ck.Method != "" && ck.Method != "GET" && ck.Method != "POST":
+			return fieldError("check.method", "must be GET or POST")
+		case ck.OKMember != "" && !oauth.ValidPath(ck.OKMember):
+			return fieldError("check.ok_member", "must be a dotted path of letters, digits, '_' and '-'")
+		}
+		for k, v := range ck.Headers {
+			if (tokenkeeper.APIToken{Header: k}).Validate() != nil || strings.EqualFold(k, "Authorization") || strings.ContainsAny(v, "\r\n") ||
+				tokenkeeper.IsSecretParam(k) {
+				return fieldError("check.headers."+k, "is not a header a profile may set")
+			}
 		}
 	}
 	if p.API.Scheme != "" && p.API.Header == "" {
@@ -688,6 +730,9 @@ func (p *Profile) Quirks() []string {
 	if p.API.Header != "" {
 		q = append(q, "API token in "+p.API.Header)
 	}
+	if p.Check != nil {
+		q = append(q, "token checked by "+or(p.Check.Method, "GET")+" "+p.Check.Path)
+	}
 	return q
 }
 
@@ -761,4 +806,11 @@ func (p *Profile) KeepAlive(noLimit time.Duration) time.Duration {
 		return noLimit
 	}
 	return 0
+}
+
+func or(v, d string) string {
+	if v != "" {
+		return v
+	}
+	return d
 }

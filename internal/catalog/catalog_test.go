@@ -99,6 +99,11 @@ func TestBadProfilesNameFileAndField(t *testing.T) {
 		{"contradiction", strings.Replace(good, `{"issued":true}`, `{"issued":false,"rotates":true}`, 1), "field refresh_tokens"},
 		{"scheme-alone", strings.Replace(good, `"pkce":true`, `"pkce":true,"api":{"scheme":"Token"}`, 1), "field api.scheme"},
 		{"bad-header", strings.Replace(good, `"pkce":true`, `"pkce":true,"api":{"header":"Cookie"}`, 1), "field api.header"},
+		{"check-expiring", strings.Replace(good, `"pkce":true`, `"pkce":true,"api":{"base_url":"https://api.example.com"},"check":{"path":"/me"}`, 1), "field check"},
+		{"check-no-api", strings.Replace(strings.Replace(good, `"tokens_expire":true`, `"tokens_expire":false`, 1), `"pkce":true`, `"pkce":true,"check":{"path":"/me"}`, 1), "field check: needs api.base_url"},
+		{"check-path", strings.Replace(strings.Replace(good, `"tokens_expire":true`, `"tokens_expire":false`, 1), `"pkce":true`, `"pkce":true,"api":{"base_url":"https://api.example.com"},"check":{"path":"me/../x"}`, 1), "field check.path"},
+		{"check-idle", strings.Replace(strings.Replace(good, `"tokens_expire":true`, `"tokens_expire":false`, 1), `{"issued":true}`, `{"issued":true,"idle_lifetime":"24h"},"api":{"base_url":"https://api.example.com"},"check":{"path":"/me"}`, 1), "field check: cannot stand in"},
+		{"check-header", strings.Replace(strings.Replace(good, `"tokens_expire":true`, `"tokens_expire":false`, 1), `"pkce":true`, `"pkce":true,"api":{"base_url":"https://api.example.com"},"check":{"path":"/me","headers":{"Authorization":"x"}}`, 1), "field check.headers.Authorization"},
 		{"keep-secret", strings.Replace(good, `"pkce":true`, `"pkce":true,"response":{"keep":["id_token"]}`, 1), "field response.keep[0]"},
 	}
 	for _, tt := range tests {

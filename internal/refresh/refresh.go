@@ -425,7 +425,10 @@ func (r *Refresher) loopRecovered() {
 // (they all read it from the store) until a new token arrives. It returns
 // nil when nothing was committed.
 func (r *Refresher) refresh(callCtx, commitCtx context.Context, c *tokenkeeper.Credential, rejected bool) *tokenkeeper.Credential {
-	res := r.attempt(callCtx, c)
+	res := r.checkInstead(callCtx, c, rejected)
+	if res == nil {
+		res = r.attempt(callCtx, c)
+	}
 	if res == nil {
 		return nil
 	}

@@ -82,6 +82,8 @@ func (s *Store) decodeWith(ctx context.Context, q Querier, r *rawCredential, cac
 		TokenParams:    cloneParams(p.TokenParams),
 		Preset:         p.Preset,
 		TemplateVars:   cloneParams(p.TemplateVars),
+		APIBaseURL:     p.APIBaseURL,
+		APIToken:       p.APIToken,
 		GrantType:      tokenkeeper.GrantType(r.grantType),
 		EndUserID:      r.endUserID,
 		EndUserName:    r.endUserName,
@@ -359,6 +361,8 @@ func withProvider(c *tokenkeeper.Credential, p *tokenkeeper.Provider) tokenkeepe
 	n.Provider, n.ProviderID = p.Name, p.ID
 	n.TokenURL, n.ClientID, n.ClientSecret, n.AuthStyle = p.TokenURL, p.ClientID, p.ClientSecret, p.AuthStyle
 	n.TokenParams = cloneParams(p.TokenParams)
+	n.Preset, n.TemplateVars = p.Preset, cloneParams(p.TemplateVars)
+	n.APIBaseURL, n.APIToken = p.APIBaseURL, p.APIToken
 	return n
 }
 

@@ -23,7 +23,8 @@ func KeptValue(path string) string { return "kept-" + path }
 // response has no expires_in (tokens that never expire, or a default
 // lifetime) gets a personality that omits it; a profile that classifies a
 // dead grant by status gets one that answers it with the first such
-// status and no error code.
+// status and no error code; one with a token check gets its path served
+// as the protected resource.
 func Personality(p *catalog.Profile) oauthtest.Personality {
 	ps := oauthtest.Personality{
 		BodyFormat:       p.BodyFormat,
@@ -59,6 +60,9 @@ func Personality(p *catalog.Profile) oauthtest.Personality {
 	}
 	if p.API.Header != "" {
 		ps.TokenHeader, ps.TokenScheme = p.API.Header, p.API.Scheme
+	}
+	if p.Check != nil {
+		ps.ResourcePaths = []string{p.Check.Path}
 	}
 	return ps
 }
