@@ -21,15 +21,15 @@ const maxCheckBody = 64 << 10
 // for a claimed credential that is due,
 // whose access token never expires (it has more life left than the
 // keep-alive interval, so this is a keep-alive and not an expiry refresh),
-// whose provider has an API base URL, and that no consumer reported as
-// rejected. When the API takes the token, it returns the result to commit:
+// and whose provider has an API base URL; the caller calls it only for a
+// scheduled attempt that no consumer's rejected token asked for. When the API takes the token, it returns the result to commit:
 // the same token, rescheduled at the next keep-alive, no provider token
 // call and no refresh token spent. Otherwise (the check failed, or does
 // not apply) it returns nil and the caller refreshes: a revoked grant then
 // fails with invalid_grant and needs re-authorization.
-func (r *Refresher) checkInstead(ctx context.Context, c *tokenkeeper.Credential, rejected bool) *tokenkeeper.RefreshResult {
+func (r *Refresher) checkInstead(ctx context.Context, c *tokenkeeper.Credential) *tokenkeeper.RefreshResult {
 	now := r.now()
-	if rejected || c.GrantType != tokenkeeper.GrantRefreshToken || c.Status != tokenkeeper.StatusActive ||
+	if c.GrantType != tokenkeeper.GrantRefreshToken || c.Status != tokenkeeper.StatusActive ||
 		c.Token == nil || c.Token.AccessToken == "" || c.APIBaseURL == "" || c.Preset == "" || c.NextRefreshAt.After(now) {
 		return nil
 	}

@@ -358,7 +358,7 @@ func (r *Refresher) pass(ctx context.Context) time.Duration {
 			go func() {
 				defer r.wg.Done()
 				defer func() { <-r.slots; r.Wake() }()
-				r.refresh(r.calls, r.commits, c, false)
+				r.refresh(r.calls, r.commits, c, false, true)
 			}()
 		}
 		if len(claimed) == free {
@@ -423,9 +423,13 @@ func (r *Refresher) loopRecovered() {
 // rejected by the resource server: if the attempt fails, the token is
 // committed with its expiry cut to now, so that no replica serves it again
 // (they all read it from the store) until a new token arrives. It returns
-// nil when nothing was committed.
-func (r *Refresher) refresh(callCtx, commitCtx context.Context, c *tokenkeeper.Credential, rejected bool) *tokenkeeper.Credential {
-	res := r.checkInstead(callCtx, c, rejected)
+// nil when nothing was committed. A scheduled attempt (not a forced one)
+// of a grant whose profile has a token check may be that check instead.
+func (r *Refresher) refresh(callCtx, commitCtx context.Context, c *tokenkeeper.Credential, rejected, scheduled bool) *tokenkeeper.Credential {
+	var res *tokenkeeper.RefreshResult
+	if scheduled && !rejected {
+		res = r.checkInstead(callCtx, c)
+	}
 	if res == nil {
 		res = r.attempt(callCtx, c)
 	}
