@@ -52,6 +52,9 @@ func TestProviderPresetsCLI(t *testing.T) {
 		if len(p.Docs) == 0 {
 			t.Errorf("preset %s cites no documentation", p.Name)
 		}
+		if p.Quirks == nil {
+			t.Errorf("preset %s: quirks is null, want a list", p.Name)
+		}
 	}
 
 	secret := "preset-secret-" + randomString()

@@ -656,7 +656,7 @@ func (a *Applied) Configure(c *oauth.Config) {
 // Quirks lists, in words, how p departs from a textbook RFC 6749 provider;
 // the preset table of the README and `provider presets` show it.
 func (p *Profile) Quirks() []string {
-	var q []string
+	q := []string{} // never nil: presets --json shows [] for a textbook provider
 	if len(p.Vars) > 0 {
 		q = append(q, "templated endpoints ("+strings.Join(p.Needs(), ", ")+")")
 	}
