@@ -72,6 +72,7 @@ func TestKeepAliveIdleLimit(t *testing.T) {
 		}
 	}
 	n := w.refreshes() - start
+	t.Logf("%d keep-alive refreshes in %s with a 2 s idle limit", n, span)
 	// One keep-alive a second (half the idle limit); a loaded machine may
 	// lose a few, but never enough to let 2 s pass idle.
 	if n < int(span/time.Second)/2 || n > 3*int(span/time.Second) {
