@@ -152,6 +152,7 @@ func Run(t *testing.T, newHarness NewHarness) {
 		{"ProviderSecretParamsSealed", testProviderSecretParamsSealed},
 		{"ConnectSessions", testConnectSessions},
 		{"ConnectReconnect", testConnectReconnect},
+		{"ConnectExtras", testConnectExtras},
 		{"DeviceSessions", testDeviceSessions},
 		{"ConsoleSummaries", testConsoleSummaries},
 	}
