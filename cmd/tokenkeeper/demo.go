@@ -79,12 +79,9 @@ given.`)
 				*revokeAfter = *duration / 3
 			}
 		}
+		// Setting up (broker, provider, credentials, keys) is not part of
+		// --duration: on a busy machine it can take seconds.
 		ctx := e.ctx
-		if *duration > 0 {
-			var cancel context.CancelFunc
-			ctx, cancel = context.WithTimeout(ctx, *duration)
-			defer cancel()
-		}
 
 		dir, err := os.MkdirTemp("", "tokenkeeper-demo-")
 		if err != nil {
@@ -175,6 +172,11 @@ given.`)
 			return fmt.Errorf("create console user: %w", err)
 		}
 
+		if *duration > 0 {
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithTimeout(ctx, *duration)
+			defer cancel()
+		}
 		w := e.stdout
 		fmt.Fprintf(w, "tokenkeeper demo: everything runs on this machine, nothing leaves it.\n\n")
 		fmt.Fprintf(w, "  test provider  %s (tokens live %s, refresh tokens rotate, reuse revokes the family)\n", idp.URL(), *lifetime)
