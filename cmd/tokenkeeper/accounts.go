@@ -60,6 +60,7 @@ The password is asked on the terminal, or read from standard input.`)
 	var ao apiOptions
 	ao.register(c)
 	role := c.fs.String("role", "viewer", "admin or viewer")
+	c.completeWords("role", "admin", "viewer")
 	stdin := c.fs.Bool("password-stdin", false, "read the password from standard input")
 	asJSON := c.fs.Bool("json", false, "print JSON")
 	c.noEnv = map[string]bool{"role": true, "password-stdin": true}

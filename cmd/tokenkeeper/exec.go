@@ -55,6 +55,7 @@ var forwardedSignals = []os.Signal{syscall.SIGINT, syscall.SIGTERM, syscall.SIGH
 
 func (e *env) cmdExec(c *command) runFunc {
 	c.describe("tokenkeeper exec --credential NAME [--env VAR] [--min-ttl 30s] -- COMMAND [ARGS...]", execAbout)
+	c.cc.ValidArgsFunction = nil // the command after --: files
 	var ao apiOptions
 	ao.register(c)
 	var kf apiKeyFileOption

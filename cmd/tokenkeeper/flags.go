@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"regexp"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -193,6 +194,66 @@ func valueProblem(f *pflag.Flag, err error) string {
 		return "expected true or false"
 	}
 	return err.Error()
+}
+
+// oldNameFlag keeps --name (the form before the name became positional) as
+// a hidden flag, so that scripts written for it keep working, with a warning.
+func (c *command) oldNameFlag(name, what string) {
+	c.fs.String(name, "", what+" (old form: give it as the first argument)")
+	c.fs.MarkHidden(name)
+	if c.noEnv == nil {
+		c.noEnv = map[string]bool{}
+	}
+	c.noEnv[name] = true
+}
+
+// nameArg returns the name of the thing a command adds: its one positional
+// argument, or the hidden --FLAG of oldNameFlag.
+func (c *command) nameArg(flag, what string) (string, error) {
+	path := c.cc.CommandPath()
+	f := c.fs.Lookup(flag)
+	old := f != nil && f.Changed
+	switch {
+	case len(c.positional) == 1 && !old:
+		return c.positional[0], nil
+	case len(c.positional) == 0 && old && f.Value.String() != "":
+		fmt.Fprintf(c.stderr, "warning: --%s is the old form: write %s %s\n", flag, path, f.Value.String())
+		return f.Value.String(), nil
+	case len(c.positional) == 1 && old:
+		return "", usagef("%s: give %s once, as the argument (--%s is its old form)", path, what, flag)
+	case len(c.positional) > 1:
+		return "", usagef("%s: expected one argument, %s; got %d: %s (see %s --help)", path, what, len(c.positional), strings.Join(c.positional, " "), path)
+	}
+	return "", usagef("%s: expected %s as the argument (see %s --help)", path, what, path)
+}
+
+// flagWords rewrites the API's field names in a broker's error message as
+// the flags of this command (client_secret -> --client-secret): the user
+// typed flags, not JSON fields. A one-word field is rewritten only where
+// it starts the message ("role must be ..."), not inside a sentence.
+func (c *command) flagWords(ae *apiError) {
+	c.fs.VisitAll(func(f *pflag.Flag) {
+		if f.Hidden || f.Name == "help" || f.Name == "json" {
+			return
+		}
+		field := strings.ReplaceAll(f.Name, "-", "_")
+		if !strings.Contains(field, "_") {
+			if strings.HasPrefix(ae.Detail, field+" ") {
+				ae.Detail = "--" + f.Name + ae.Detail[len(field):]
+			}
+			return
+		}
+		re := regexp.MustCompile(`(^|[^-\w])` + regexp.QuoteMeta(field) + `\b`)
+		ae.Detail = re.ReplaceAllString(ae.Detail, "${1}--"+f.Name)
+	})
+}
+
+// flagValue returns the value of flag name, or "" if c has no such flag.
+func (c *command) flagValue(name string) string {
+	if f := c.fs.Lookup(name); f != nil {
+		return f.Value.String()
+	}
+	return ""
 }
 
 // args returns the positional arguments, requiring exactly n of them.

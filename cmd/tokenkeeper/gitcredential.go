@@ -48,6 +48,8 @@ const maxGitCredentialInput = 64 << 10
 
 func (e *env) cmdGitCredential(c *command) runFunc {
 	c.describe("tokenkeeper git-credential (--credential NAME | --map HOST=NAME...) [--username NAME] get|store|erase", gitCredentialAbout)
+	c.cc.ValidArgs = []string{"get", "store", "erase"}
+	c.cc.ValidArgsFunction = nil
 	var ao apiOptions
 	ao.register(c)
 	var kf apiKeyFileOption

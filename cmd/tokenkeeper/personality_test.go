@@ -185,7 +185,7 @@ func TestEveryPresetRefreshes(t *testing.T) {
 			if st := apiDo(t, "POST", sb.url+"/v1/apikeys", sb.key, map[string]string{"name": "k-" + p.Name, "role": "admin"}, &k); st != http.StatusCreated || k.Key == "" {
 				t.Fatalf("apikey: %d", st)
 			}
-			if out, err := cli("rt-0\n", "credential", "add", "--name", name, "--provider", "p-"+p.Name,
+			if out, err := cli("rt-0\n", "credential", "add", name, "--provider", "p-"+p.Name,
 				"--grant-type", "refresh_token", "--refresh-token-file", "-"); err != nil {
 				t.Fatalf("credential add: %v %s (refused: %v)", err, out, ps.refused)
 			}
