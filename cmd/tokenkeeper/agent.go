@@ -58,7 +58,7 @@ func (e *env) cmdAgent(c *command) runFunc {
 	retryMax := c.fs.Duration("retry-max", 15*time.Second, "the longest wait between attempts while the broker fails")
 	var lo logOptions
 	lo.register(c)
-	c.noEnv = map[string]bool{"credential": true, "path": true, "template": true, "mode": true, "on-expiry": true}
+	c.envless("credential", "path", "template", "mode", "on-expiry")
 	return func(args []string) error {
 		logger, err := lo.logger(e.stderr)
 		if err != nil {

@@ -30,10 +30,7 @@ func (o *apiOptions) register(c *command) {
 	c.fs.StringVar(&o.apiKey, "api-key", "", "API key (without one: the session of 'tokenkeeper login')")
 	c.fs.BoolVar(&o.passwordStdin, "login-password-stdin", false, "when the command needs a fresh login (a sensitive change on an old session), read your password from standard input instead of the terminal")
 	c.inlineSecret("api-key", "$TOKENKEEPER_API_KEY")
-	if c.noEnv == nil {
-		c.noEnv = map[string]bool{}
-	}
-	c.noEnv["login-password-stdin"] = true
+	c.envless("login-password-stdin") // a per-run choice, as the password itself
 }
 
 // registerServer adds --server and --allow-insecure-server only.

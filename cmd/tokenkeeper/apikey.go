@@ -20,7 +20,7 @@ token of, and refresh, the credentials it lists; an admin key may do everything.
 	c.completeWords("role", "admin", "consumer")
 	creds := c.fs.String("credentials", "", "credential names a consumer may read, comma separated")
 	asJSON := c.fs.Bool("json", false, "print JSON")
-	c.noEnv = map[string]bool{"name": true, "role": true, "credentials": true}
+	c.envless("name", "role", "credentials")
 	return func(args []string) error {
 		name, err := c.nameArg("name", "the key name")
 		if err != nil {

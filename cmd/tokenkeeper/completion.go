@@ -76,8 +76,8 @@ func (e *env) completions(c *command) {
 	}
 	for name, l := range map[string]nameList{"credential": credentialNames, "provider": providerNames} {
 		if c.fs.Lookup(name) != nil && c.fs.Lookup("server") != nil {
-			_ = c.cc.RegisterFlagCompletionFunc(name, func(*cobra.Command, []string, string) ([]cobra.Completion, cobra.ShellCompDirective) {
-				return e.brokerNames(c, l), cobra.ShellCompDirectiveNoFileComp
+			_ = c.cc.RegisterFlagCompletionFunc(name, func(_ *cobra.Command, _ []string, toComplete string) ([]cobra.Completion, cobra.ShellCompDirective) {
+				return e.brokerNames(c, l, toComplete), cobra.ShellCompDirectiveNoFileComp
 			})
 		}
 	}
@@ -87,18 +87,19 @@ func (e *env) completions(c *command) {
 // of l.
 func (e *env) namesArg(cc *cobra.Command, l nameList) *cobra.Command {
 	c := e.defined[cc]
-	cc.ValidArgsFunction = func(_ *cobra.Command, args []string, _ string) ([]cobra.Completion, cobra.ShellCompDirective) {
+	cc.ValidArgsFunction = func(_ *cobra.Command, args []string, toComplete string) ([]cobra.Completion, cobra.ShellCompDirective) {
 		if len(args) > 0 {
 			return nil, cobra.ShellCompDirectiveNoFileComp
 		}
-		return e.brokerNames(c, l), cobra.ShellCompDirectiveNoFileComp
+		return e.brokerNames(c, l, toComplete), cobra.ShellCompDirectiveNoFileComp
 	}
 	return cc
 }
 
 // brokerNames asks the broker that c's flags and environment select for
-// the names of l, for at most two seconds; without an answer, none.
-func (e *env) brokerNames(c *command, l nameList) []cobra.Completion {
+// the names of l that start with prefix, for at most two seconds; without
+// an answer, none.
+func (e *env) brokerNames(c *command, l nameList, prefix string) []cobra.Completion {
 	if err := c.bind(nil, e.getenv); err != nil {
 		return nil
 	}
@@ -118,7 +119,7 @@ func (e *env) brokerNames(c *command, l nameList) []cobra.Completion {
 	}
 	var names []cobra.Completion
 	for _, it := range out[l.listKey] {
-		if s, ok := it[l.field].(string); ok {
+		if s, ok := it[l.field].(string); ok && strings.HasPrefix(s, prefix) {
 			names = append(names, s)
 		}
 	}

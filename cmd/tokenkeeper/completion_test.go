@@ -79,6 +79,8 @@ func TestCompletion(t *testing.T) {
 	hasAll("--role of a key", complete(t, none, "apikey", "add", "x", "--role", ""), "admin", "consumer")
 	hasAll("--log-level", complete(t, none, "serve", "--log-level", ""), "debug", "info", "warn", "error")
 	hasAll("shells", complete(t, none, "completion", ""), "bash", "zsh", "fish")
+	hasAll("help's commands", complete(t, none, "help", "cred"), "credential")
+	hasAll("help's subcommands", complete(t, none, "help", "credential", ""), "add", "rm")
 
 	// Names come from the broker the flags and the environment select.
 	sb := startServe(t, nil, "--database", t.TempDir()+"/tk.db")
@@ -99,8 +101,9 @@ func TestCompletion(t *testing.T) {
 	}
 }
 
-// The bash script completes in a real bash, calling the binary.
-func TestCompletionInBash(t *testing.T) {
+// The bash script completes in a real bash, calling the binary; so does
+// the fish one in fish.
+func TestCompletionInShells(t *testing.T) {
 	if testing.Short() {
 		t.Skip("skipped with -short: builds the binary")
 	}
@@ -133,5 +136,19 @@ echo "${COMPREPLY[*]}"`
 	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
 	if len(lines) != 2 || !strings.HasPrefix(lines[0], "show") || !strings.HasPrefix(lines[1], "--grant-type") {
 		t.Fatalf("bash completed %q; want show, then --grant-type", lines)
+	}
+
+	// fish completes from its script too, when it is installed.
+	if _, err := exec.LookPath("fish"); err != nil {
+		t.Log("fish is not installed")
+		return
+	}
+	cmd = exec.Command("fish", "-c", `"$TK" completion fish | source; complete -C "tokenkeeper credential sh"; complete -C "tokenkeeper credential add x --grant-type "`)
+	cmd.Env = append(os.Environ(), "TK="+bin, "PATH="+filepath.Dir(bin)+":"+os.Getenv("PATH"))
+	if b, err = cmd.CombinedOutput(); err != nil {
+		t.Fatalf("fish: %v\n%s", err, b)
+	}
+	if got := string(b); !strings.HasPrefix(got, "show\t") || !strings.Contains(got, "\nclient_credentials\nrefresh_token") {
+		t.Fatalf("fish completed %q", got)
 	}
 }

@@ -114,9 +114,8 @@ so that they do not show in the shell history or the process list.`)
 	waitTimeout := c.fs.Duration("wait-timeout", 30*time.Second, "how long to wait for the first token (the broker's --provider-timeout is 10s by default)")
 	c.inlineSecret("client-secret", "--client-secret-file FILE, --client-secret-file - (standard input) or $TOKENKEEPER_CLIENT_SECRET")
 	c.inlineSecret("refresh-token", "--refresh-token-file FILE or --refresh-token-file - (standard input)")
-	c.noEnv = map[string]bool{"name": true, "token-url": true, "grant-type": true, "client-id": true, "scopes": true,
-		"auth-style": true, "refresh-lead": true, "param": true, "refresh-token": true, "refresh-token-file": true,
-		"client-secret-file": true, "provider": true, "end-user-id": true, "no-wait": true, "wait-timeout": true}
+	c.envless("name", "token-url", "grant-type", "client-id", "scopes", "auth-style", "refresh-lead", "param",
+		"refresh-token", "refresh-token-file", "client-secret-file", "provider", "end-user-id", "no-wait", "wait-timeout")
 	return func(args []string) error {
 		name, err := c.nameArg("name", "the credential name (letters, digits, . _ -)")
 		if err != nil {
@@ -216,7 +215,7 @@ func (e *env) cmdCredentialList(c *command) runFunc {
 	c.completeWords("status", "active", "error", "needs_reauth", "disabled")
 	endUser := c.fs.String("end-user-id", "", "only the credentials of this end user")
 	asJSON := c.fs.Bool("json", false, "print JSON")
-	c.noEnv = map[string]bool{"provider": true, "status": true, "end-user-id": true}
+	c.envless("provider", "status", "end-user-id")
 	return func(args []string) error {
 		_, cl, err := e.clientCommand(c, &ao, 0, "no arguments")
 		if err != nil {
@@ -344,9 +343,8 @@ at once. --status disabled stops its refreshes; --status active resumes them.`)
 	asJSON := c.fs.Bool("json", false, "print JSON")
 	c.inlineSecret("client-secret", "--client-secret-file FILE or --client-secret-file - (standard input)")
 	c.inlineSecret("refresh-token", "--refresh-token-file FILE or --refresh-token-file - (standard input)")
-	c.noEnv = map[string]bool{"token-url": true, "client-id": true, "scopes": true, "auth-style": true,
-		"refresh-lead": true, "status": true, "refresh-token": true, "refresh-token-file": true, "client-secret-file": true,
-		"client-secret": true}
+	c.envless("token-url", "client-id", "scopes", "auth-style", "refresh-lead", "status", "refresh-token",
+		"refresh-token-file", "client-secret-file", "client-secret")
 	return func(args []string) error {
 		pos, err := c.args(1, "the credential name")
 		if err != nil {
@@ -465,7 +463,7 @@ func (e *env) cmdCredentialEvents(c *command) runFunc {
 	limit := c.fs.Int("limit", 20, "how many events (1 to 1000)")
 	kind := c.fs.String("kind", "", "only refresh attempts (refresh) or only operator events (operator)")
 	asJSON := c.fs.Bool("json", false, "print JSON")
-	c.noEnv = map[string]bool{"limit": true, "kind": true}
+	c.envless("limit", "kind")
 	return func(args []string) error {
 		pos, cl, err := e.clientCommand(c, &ao, 1, "the credential name")
 		if err != nil {
@@ -522,7 +520,7 @@ func (e *env) cmdToken(c *command) runFunc {
 	ao.register(c)
 	minTTL := c.fs.Duration("min-ttl", 0, "refresh first if the token has less than this left")
 	asJSON := c.fs.Bool("json", false, "print the whole token response as JSON")
-	c.noEnv = map[string]bool{"min-ttl": true}
+	c.envless("min-ttl")
 	return func(args []string) error {
 		pos, err := c.args(1, "the credential name")
 		if err != nil {

@@ -58,7 +58,13 @@ type command struct {
 	usage  string         // first line: "tokenkeeper serve [flags]"
 	about  string         // a paragraph describing the command
 	stderr io.Writer
-	noEnv  map[string]bool // flags without an environment variable
+	noEnv  map[string]bool // flags without an environment variable (envless)
+	// ownEnv lists the flags whose variable carries the command's name,
+	// TOKENKEEPER_<COMMAND>_<FLAG>, because the same variable would mean
+	// something else to another command; allOwnEnv: all of them (tools
+	// such as testidp and demo, which must not read the broker's).
+	ownEnv    map[string]bool
+	allOwnEnv bool
 	// inline lists the flags that take a secret inline, with the safer
 	// forms to use instead: they are listed last in the help, and using
 	// one on the command line prints a warning.
@@ -82,10 +88,51 @@ func (c *command) inlineSecret(name, safer string) {
 	c.inline[name] = safer
 }
 
-// envVar returns the environment variable of flag name, or "" if it has none.
+// envless says flags have no environment variable: per-run choices such
+// as the name of the thing a command changes.
+func (c *command) envless(flags ...string) {
+	if c.noEnv == nil {
+		c.noEnv = map[string]bool{}
+	}
+	for _, f := range flags {
+		c.noEnv[f] = true
+	}
+}
+
+// commandEnv gives flags (all of the command's, without any) variables
+// named after the command: TOKENKEEPER_<COMMAND>_<FLAG>.
+func (c *command) commandEnv(flags ...string) {
+	if len(flags) == 0 {
+		c.allOwnEnv = true
+		return
+	}
+	if c.ownEnv == nil {
+		c.ownEnv = map[string]bool{}
+	}
+	for _, f := range flags {
+		c.ownEnv[f] = true
+	}
+}
+
+// envOnly are the variables that are no flag's: each holds a secret
+// itself, which a flag must not (other users see flags in the process
+// list); a flag names the file that holds it instead.
+var envOnly = []struct{ name, commands, meaning string }{
+	{"TOKENKEEPER_MASTER_KEY", "serve, init, admin recover, keys rotate-master",
+		"the base64 master key itself, instead of `--master-key-file` (for keys rotate-master: the current one)"},
+	{"TOKENKEEPER_NEW_MASTER_KEY", "keys rotate-master", "the new base64 master key itself, instead of `--new-master-key-file`"},
+}
+
+// envVar returns the environment variable of flag name, or "" if it has
+// none: TOKENKEEPER_<FLAG>, or TOKENKEEPER_<COMMAND>_<FLAG> (commandEnv).
+// --json and --help have none.
 func (c *command) envVar(name string) string {
 	if c.noEnv[name] || name == "json" || name == "help" {
 		return ""
+	}
+	if c.allOwnEnv || c.ownEnv[name] {
+		words := strings.Fields(c.cc.CommandPath())[1:] // without "tokenkeeper"
+		return envName(strings.Join(append(words, name), "-"))
 	}
 	return envName(name)
 }
@@ -201,11 +248,11 @@ func valueProblem(f *pflag.Flag, err error) string {
 func (c *command) oldNameFlag(name, what string) {
 	c.fs.String(name, "", what+" (old form: give it as the first argument)")
 	c.fs.MarkHidden(name)
-	if c.noEnv == nil {
-		c.noEnv = map[string]bool{}
-	}
-	c.noEnv[name] = true
+	c.envless(name)
 }
+
+// name is the command's name without the program's: "credential add".
+func (c *command) name() string { return strings.TrimPrefix(c.cc.CommandPath(), "tokenkeeper ") }
 
 // nameArg returns the name of the thing a command adds: its one positional
 // argument, or the hidden --FLAG of oldNameFlag.
@@ -220,11 +267,11 @@ func (c *command) nameArg(flag, what string) (string, error) {
 		fmt.Fprintf(c.stderr, "warning: --%s is the old form: write %s %s\n", flag, path, f.Value.String())
 		return f.Value.String(), nil
 	case len(c.positional) == 1 && old:
-		return "", usagef("%s: give %s once, as the argument (--%s is its old form)", path, what, flag)
+		return "", usagef("%s: give %s once, as the argument (--%s is its old form; see %s --help)", c.name(), what, flag, path)
 	case len(c.positional) > 1:
-		return "", usagef("%s: expected one argument, %s; got %d: %s (see %s --help)", path, what, len(c.positional), strings.Join(c.positional, " "), path)
+		return "", usagef("%s: expected one argument, %s; got %d: %s (see %s --help)", c.name(), what, len(c.positional), strings.Join(c.positional, " "), path)
 	}
-	return "", usagef("%s: expected %s as the argument (see %s --help)", path, what, path)
+	return "", usagef("%s: expected %s as the argument (see %s --help)", c.name(), what, path)
 }
 
 // flagWords rewrites the API's field names in a broker's error message as
@@ -259,7 +306,7 @@ func (c *command) flagValue(name string) string {
 // args returns the positional arguments, requiring exactly n of them.
 func (c *command) args(n int, what string) ([]string, error) {
 	if len(c.positional) != n {
-		return nil, usagef("%s: expected %s (see %s --help)", c.cc.CommandPath(), what, c.cc.CommandPath())
+		return nil, usagef("%s: expected %s (see %s --help)", c.name(), what, c.cc.CommandPath())
 	}
 	return c.positional, nil
 }

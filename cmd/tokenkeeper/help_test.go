@@ -31,9 +31,14 @@ var (
 	readmeFlag = regexp.MustCompile(`(?:^|[\s(\x60'\[])--([a-z][a-z0-9-]*)`)
 )
 
-// allCommands returns every command of the tree run builds, subcommands
-// after their group, without cobra's own help command.
+// allCommands returns every command of the tree run builds.
 func allCommands() []*cobra.Command {
+	return walkCommands((&env{ctx: context.Background(), getenv: func(string) string { return "" }, stdout: io.Discard, stderr: io.Discard}).commands())
+}
+
+// walkCommands returns the commands under root, subcommands after their
+// group, without hidden ones and cobra's own help command.
+func walkCommands(root *cobra.Command) []*cobra.Command {
 	var all []*cobra.Command
 	var walk func(cc *cobra.Command)
 	walk = func(cc *cobra.Command) {
@@ -45,7 +50,7 @@ func allCommands() []*cobra.Command {
 			walk(sub)
 		}
 	}
-	walk((&env{ctx: context.Background(), getenv: func(string) string { return "" }, stdout: io.Discard, stderr: io.Discard}).commands())
+	walk(root)
 	return all
 }
 
@@ -95,7 +100,9 @@ func TestEveryCommandHelp(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	notOurs := map[string]bool{"global": true, "help": true} // git config --global; cobra adds --help to every command as it runs
+	// git config --global; pg_ctlcluster --skip-systemctl-redirect (in bench
+	// chaos's usage); cobra adds --help to every command as it runs.
+	notOurs := map[string]bool{"global": true, "skip-systemctl-redirect": true, "help": true}
 	for _, m := range readmeFlag.FindAllStringSubmatch(string(readme), -1) {
 		if !flags[m[1]] && !notOurs[m[1]] {
 			t.Errorf("the README names --%s, which no command has", m[1])
@@ -166,6 +173,17 @@ func TestErrorsNameFlags(t *testing.T) {
 	// A subcommand group's help is on standard output too.
 	if out, _, err := helpOf(t, "credential"); err != nil || !strings.Contains(out, "add|") {
 		t.Fatalf("credential --help: %v %q", err, out)
+	}
+	// 'help COMMAND' is COMMAND --help; an unknown command is a usage error.
+	var hout, herr syncBuffer
+	if err := run(context.Background(), []string{"tokenkeeper", "help", "credential", "add"}, func(string) string { return "" }, nil, &hout, &herr); err != nil ||
+		!strings.HasPrefix(hout.String(), "Usage: tokenkeeper credential add NAME") {
+		t.Fatalf("help credential add: %v %q", err, hout.String())
+	}
+	for _, args := range [][]string{{"help", "nonexistent"}, {"help", "credential", "bogus"}} {
+		if err := run(context.Background(), append([]string{"tokenkeeper"}, args...), func(string) string { return "" }, nil, &hout, &herr); err == nil || exitCode(err) != 2 {
+			t.Errorf("%v: %v; want a usage error", args, err)
+		}
 	}
 	if out, _, _ := helpOf(t); !strings.Contains(out, "chaos") {
 		t.Fatal("bench chaos is not in the help")

@@ -107,6 +107,7 @@ func (e *env) commands() *cobra.Command {
 	root.SetVersionTemplate("tokenkeeper {{.Version}}\n")
 	root.SetHelpFunc(func(*cobra.Command, []string) { fmt.Fprint(e.stdout, mainUsage) })
 	root.SetFlagErrorFunc(flagError)
+	root.SetHelpCommand(e.helpCommand(root))
 	root.AddCommand(
 		e.leaf("version", e.cmdVersion),
 		e.leaf("completion", e.cmdCompletion),
@@ -179,6 +180,37 @@ func (e *env) commands() *cobra.Command {
 			e.leaf("chaos", e.cmdBenchChaos)),
 	)
 	return root
+}
+
+// helpCommand is 'tokenkeeper help [COMMAND...]': a command's help, as
+// --help prints it; an unknown command is a usage error (cobra's own help
+// command prints the main usage for it).
+func (e *env) helpCommand(root *cobra.Command) *cobra.Command {
+	return &cobra.Command{
+		Use:   "help",
+		Short: "the help of a command, as COMMAND --help prints it",
+		Args:  cobra.ArbitraryArgs,
+		RunE: func(_ *cobra.Command, args []string) error {
+			target, rest, err := root.Find(args)
+			if err != nil || len(rest) > 0 {
+				return usagef("help: unknown command %q; run 'tokenkeeper --help' for the list", strings.Join(args, " "))
+			}
+			return target.Help()
+		},
+		ValidArgsFunction: func(_ *cobra.Command, args []string, toComplete string) ([]cobra.Completion, cobra.ShellCompDirective) {
+			target, rest, err := root.Find(args)
+			if err != nil || len(rest) > 0 {
+				return nil, cobra.ShellCompDirectiveNoFileComp
+			}
+			var names []cobra.Completion
+			for _, sub := range target.Commands() {
+				if sub.IsAvailableCommand() && strings.HasPrefix(sub.Name(), toComplete) {
+					names = append(names, sub.Name())
+				}
+			}
+			return names, cobra.ShellCompDirectiveNoFileComp
+		},
+	}
 }
 
 // summary returns the first sentence of a command's description, cut to

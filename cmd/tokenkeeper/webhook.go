@@ -32,7 +32,7 @@ unless the broker runs with --webhook-allow-private.`)
 	c.oldNameFlag("url", "the endpoint's URL")
 	events := c.fs.String("events", "", "event types to send, comma separated")
 	asJSON := c.fs.Bool("json", false, "print JSON")
-	c.noEnv = map[string]bool{"url": true, "events": true}
+	c.envless("url", "events")
 	return func(args []string) error {
 		u, err := c.nameArg("url", "the endpoint's URL (https)")
 		if err != nil {
@@ -147,6 +147,7 @@ func (e *env) cmdWebhookDeliveries(c *command) runFunc {
 	var ao apiOptions
 	ao.register(c)
 	limit := c.fs.Int("limit", 50, "deliveries to show, at most 1000")
+	c.envless("limit")
 	asJSON := c.fs.Bool("json", false, "print JSON")
 	return func(args []string) error {
 		pos, cl, err := e.clientCommand(c, &ao, 1, "the webhook's id")
