@@ -14,9 +14,11 @@ var shells = []string{"bash", "zsh", "fish"}
 func (e *env) cmdCompletion(c *command) runFunc {
 	c.describe("tokenkeeper completion bash|zsh|fish",
 		`Prints the shell completion script of tokenkeeper: commands, subcommands,
-flags, and the values of flags that take one of a few words. The script asks
-this binary what to complete (the hidden command __complete), so it stays
-right as commands change.
+flags, the values of flags that take one of a few words, and the names of
+credentials and providers, which it asks the broker for (the one --server
+and $TOKENKEEPER_SERVER select, with $TOKENKEEPER_API_KEY or your login). The
+script asks this binary what to complete (the hidden command __complete), so
+it stays right as commands change.
 
   bash:  source <(tokenkeeper completion bash)      # in ~/.bashrc; needs bash-completion
   zsh:   tokenkeeper completion zsh > "${fpath[1]}/_tokenkeeper"

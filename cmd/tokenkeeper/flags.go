@@ -154,7 +154,7 @@ func (c *command) printUsage(w io.Writer) {
 	if n == 0 {
 		return
 	}
-	fmt.Fprintf(w, "\nFlags (each also read from the environment variable shown; a flag on the command line wins):\n")
+	fmt.Fprintf(w, "\nFlags (one with a [$VARIABLE] also reads it from the environment; the command line wins):\n")
 	c.visibleFlags(func(f *pflag.Flag) {
 		if _, ok := c.inline[f.Name]; !ok {
 			c.printFlag(w, f)
