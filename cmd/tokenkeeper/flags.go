@@ -226,7 +226,53 @@ func flagError(cmd *cobra.Command, err error) error {
 		return usagef("invalid value %q for --%s: %s (see %s --help)", iv.GetValue(), iv.GetFlag().Name,
 			valueProblem(iv.GetFlag(), iv.Unwrap()), cmd.CommandPath())
 	}
+	var ne *pflag.NotExistError
+	if errors.As(err, &ne) {
+		if sh := ne.GetSpecifiedShortnames(); len(sh) > 1 && cmd.Flags().Lookup(sh) != nil {
+			// -json: Go's flag package takes one dash, pflag two.
+			return usagef("unknown flag -%s: write --%s (two dashes) (see %s --help)", sh, sh, cmd.CommandPath())
+		}
+		if like := similarFlags(cmd.Flags(), ne.GetSpecifiedName()); len(like) > 0 {
+			return usagef("%v (did you mean %s? see %s --help)", err, strings.Join(like, " or "), cmd.CommandPath())
+		}
+	}
 	return usagef("%v (see %s --help)", err, cmd.CommandPath())
+}
+
+// similarFlags returns the visible flags of fs whose names are close to
+// typed (a typo, or the start of the name), at most three.
+func similarFlags(fs *pflag.FlagSet, typed string) []string {
+	var like []string
+	fs.VisitAll(func(f *pflag.Flag) {
+		if f.Hidden || len(like) == 3 {
+			return
+		}
+		if editDistance(typed, f.Name) <= 2 || (len(typed) >= 3 && strings.HasPrefix(f.Name, typed)) {
+			like = append(like, "--"+f.Name)
+		}
+	})
+	return like
+}
+
+// editDistance is the Levenshtein distance of a and b.
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur := make([]int, len(b)+1)
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev = cur
+	}
+	return prev[len(b)]
 }
 
 // valueProblem says what a flag of f's type expects, instead of a parser's

@@ -145,6 +145,16 @@ func TestErrorsNameFlags(t *testing.T) {
 			t.Errorf("%v: %v (exit %d) %s; want a usage error naming the command", args, err, exitCode(err), out)
 		}
 	}
+	// A mistyped flag gets the likely one; Go's one-dash form, the two-dash one.
+	for args, want := range map[string]string{
+		"credential add x --tokn-url u": "unknown flag: --tokn-url (did you mean --token-url? see tokenkeeper credential add --help)",
+		"credential list -json":         "unknown flag -json: write --json (two dashes)",
+		"serve --foo":                   "unknown flag: --foo (see tokenkeeper serve --help)",
+	} {
+		if _, err := cli("", strings.Fields(args)...); err == nil || exitCode(err) != 2 || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: %v; want %q", args, err, want)
+		}
+	}
 	// Global flags go before the command or after it.
 	keyOnly := cliEnv(map[string]string{"TOKENKEEPER_API_KEY": sb.key})
 	for _, args := range [][]string{
