@@ -211,9 +211,11 @@ func TestToolsIgnoreBrokerVariables(t *testing.T) {
 	}
 	tmp := t.TempDir()
 	t.Setenv("TMPDIR", tmp)
+	// 6 s: the demo sets up its credentials within its --duration, which
+	// takes a few seconds on a loaded machine.
 	var out, errb syncBuffer
 	err := run(context.Background(), []string{"tokenkeeper", "demo"},
-		with(map[string]string{"TOKENKEEPER_DEMO_DURATION": "3s", "TOKENKEEPER_DEMO_LIFETIME": "2s"}), strings.NewReader(""), &out, &errb)
+		with(map[string]string{"TOKENKEEPER_DEMO_DURATION": "6s", "TOKENKEEPER_DEMO_LIFETIME": "2s"}), strings.NewReader(""), &out, &errb)
 	if err != nil || !strings.Contains(out.String(), "payments-api") {
 		t.Fatalf("demo in a broker's environment: %v\n%s%s", err, out.String(), errb.String())
 	}
