@@ -163,7 +163,7 @@ func TestConfigurationTable(t *testing.T) {
 	}
 	notConfig := map[string]bool{ // set for others, or for the tests
 		"TOKENKEEPER_TOKEN": true, "TOKENKEEPER_SINK_PATH": true, "TOKENKEEPER_SINK_CREDENTIAL": true, "TOKENKEEPER_SINK_EVENT": true,
-		"TOKENKEEPER_TEST_DATABASE_URL": true, "TOKENKEEPER_UPDATE_README": true,
+		"TOKENKEEPER_TEST_DATABASE_URL": true, "TOKENKEEPER_UPDATE_README": true, "TOKENKEEPER_SCREENSHOTS": true,
 	}
 	varRE := regexp.MustCompile(`\bTOKENKEEPER_[A-Z0-9_]*[A-Z0-9]\b`)
 	for _, v := range varRE.FindAllString(readme, -1) {
@@ -212,10 +212,11 @@ func TestToolsIgnoreBrokerVariables(t *testing.T) {
 	tmp := t.TempDir()
 	t.Setenv("TMPDIR", tmp)
 	// 6 s: the demo sets up its credentials within its --duration, which
-	// takes a few seconds on a loaded machine.
+	// takes a few seconds on a loaded machine; tokens of 10 s need no
+	// refresh in time for the demo's consumer meanwhile.
 	var out, errb syncBuffer
 	err := run(context.Background(), []string{"tokenkeeper", "demo"},
-		with(map[string]string{"TOKENKEEPER_DEMO_DURATION": "6s", "TOKENKEEPER_DEMO_LIFETIME": "2s"}), strings.NewReader(""), &out, &errb)
+		with(map[string]string{"TOKENKEEPER_DEMO_DURATION": "6s", "TOKENKEEPER_DEMO_LIFETIME": "10s"}), strings.NewReader(""), &out, &errb)
 	if err != nil || !strings.Contains(out.String(), "payments-api") {
 		t.Fatalf("demo in a broker's environment: %v\n%s%s", err, out.String(), errb.String())
 	}

@@ -4,8 +4,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net/url"
 	"os"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -32,6 +34,8 @@ type credentialView struct {
 	LastRefreshAt *time.Time `json:"last_refresh_at"`
 	NextRefreshAt *time.Time `json:"next_refresh_at"`
 	CreatedAt     time.Time  `json:"created_at"`
+
+	Extras map[string]string `json:"extras"` // kept by the provider's profile
 }
 
 // secretValue reads a secret given inline, from a file, or from stdin ("-").
@@ -314,6 +318,9 @@ func (e *env) cmdCredentialShow(c *command) runFunc {
 			{"refresh lead", dash(v.RefreshLead)}, {"expires in", untilString(v.ExpiresAt, now)},
 			{"next refresh", untilString(v.NextRefreshAt, now)}, {"failures", fmt.Sprint(v.FailureCount)},
 			{"last error", dash(v.LastError)},
+		}
+		for _, k := range slices.Sorted(maps.Keys(v.Extras)) {
+			rows = append(rows, [2]string{k, v.Extras[k]}) // kept by the provider's profile: instance_url, realmId, team.id
 		}
 		for _, r := range rows {
 			fmt.Fprintf(tw, "%s:\t%s\n", r[0], r[1])

@@ -30,6 +30,8 @@ type providerView struct {
 	PKCE                   bool                 `json:"pkce"`
 	APIBaseURL             string               `json:"api_base_url"`
 	APIToken               tokenkeeper.APIToken `json:"api_token"`
+	Preset                 string               `json:"preset"`
+	Issuer                 string               `json:"issuer"`
 	Credentials            *int                 `json:"credentials"`
 	Version                int64                `json:"version"`
 	UpdatedAt              time.Time            `json:"updated_at"`
@@ -194,6 +196,7 @@ fails.`)
 			if _, given := body["scopes"]; !given && len(d.Scopes) > 0 {
 				body["scopes"] = d.Scopes
 			}
+			body["issuer"] = d.Issuer
 		}
 		if *preset != "" || *issuer != "" {
 			if _, ok := body["client_secret"]; !ok {
@@ -358,6 +361,7 @@ func (e *env) cmdProviderShow(c *command) runFunc {
 			{"auth style", v.AuthStyle}, {"scopes", dash(strings.Join(v.Scopes, " "))},
 			{"authorize params", formatParams(v.AuthorizeParams)}, {"token params", formatParams(v.TokenParams)},
 			{"pkce", yesNo(v.PKCE, "S256", "off")}, {"api base url", dash(v.APIBaseURL)}, {"api token", v.APIToken.String()},
+			{"preset", dash(v.Preset)}, {"issuer", dash(v.Issuer)},
 			{"credentials", n}, {"version", fmt.Sprint(v.Version)},
 		} {
 			fmt.Fprintf(tw, "%s:\t%s\n", r[0], r[1])
