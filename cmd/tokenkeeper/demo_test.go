@@ -14,7 +14,9 @@ import (
 func TestDemoKeep(t *testing.T) {
 	tmp := t.TempDir()
 	t.Setenv("TMPDIR", tmp)
-	out, errs, err := runCmd(t, "demo", "--duration", "3s", "--lifetime", "2s")
+	// 5 s: the demo sets up within its --duration, which took over 3 s under
+	// -race on a loaded machine; 10 s tokens need no refresh meanwhile.
+	out, errs, err := runCmd(t, "demo", "--duration", "5s", "--lifetime", "10s")
 	if err != nil {
 		t.Fatalf("demo: %v\n%s%s", err, out, errs)
 	}
@@ -25,7 +27,7 @@ func TestDemoKeep(t *testing.T) {
 		t.Fatalf("the demo left %d entries in the temporary directory", len(left))
 	}
 
-	out, errs, err = runCmd(t, "demo", "--duration", "3s", "--lifetime", "2s", "--keep")
+	out, errs, err = runCmd(t, "demo", "--duration", "5s", "--lifetime", "10s", "--keep")
 	if err != nil {
 		t.Fatalf("demo --keep: %v\n%s%s", err, out, errs)
 	}
