@@ -47,6 +47,7 @@ func (d *demoStats) onAttempt(c *tokenkeeper.Credential, ev *tokenkeeper.Event) 
 }
 
 func (e *env) cmdDemo(c *command) runFunc {
+	c.commandEnv() // a tool: its variables must not be the broker's
 	c.describe("tokenkeeper demo [--duration 60s] [--addr 127.0.0.1:0] [--keep]",
 		`Runs tokenkeeper's main job on this machine alone, with no network: a
 built-in OAuth2 test provider with short token lifetimes, refresh-token
@@ -120,6 +121,7 @@ given.`)
 		so := storeOptions{database: filepath.Join(dir, "tokenkeeper.db")}
 		quiet := *e
 		quiet.stderr = io.Discard
+		quiet.getenv = func(string) string { return "" } // the broker's variables ($TOKENKEEPER_MASTER_KEY ...) are not the demo's
 		store, err := quiet.openStore(&so, logger, true)
 		if err != nil {
 			return err

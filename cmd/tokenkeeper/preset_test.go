@@ -163,7 +163,7 @@ func TestPresetRefreshUsesProfile(t *testing.T) {
 	if err != nil || !strings.Contains(out, `"preset": "atlassian"`) && !strings.Contains(out, `"preset":"atlassian"`) {
 		t.Fatalf("provider add --preset atlassian: %v %s", err, out)
 	}
-	if out, err := cli("rt-0\n", "credential", "add", "--name", "alice", "--provider", "jira", "--grant-type", "refresh_token",
+	if out, err := cli("rt-0\n", "credential", "add", "alice", "--provider", "jira", "--grant-type", "refresh_token",
 		"--refresh-token-file", "-"); err != nil {
 		t.Fatalf("credential add: %v %s", err, out)
 	}
@@ -244,7 +244,7 @@ func TestProviderAddIssuer(t *testing.T) {
 	}
 	// The discovered provider works: a client-credentials credential of it
 	// gets a token the provider accepts.
-	if out, err := cli("", "credential", "add", "--name", "svc", "--provider", "idp"); err != nil {
+	if out, err := cli("", "credential", "add", "svc", "--provider", "idp"); err != nil {
 		t.Fatalf("credential add: %v %s", err, out)
 	}
 	if tok, err := cli("", "token", "svc"); err != nil || !idp.ValidAccessToken(strings.TrimSpace(tok)) {
@@ -288,7 +288,7 @@ func TestPresetKeepAlive(t *testing.T) {
 		if out, err := cli("s\n", args...); err != nil {
 			t.Fatalf("provider add %s: %v %s", name, err, out)
 		}
-		if out, err := cli("rt-0\n", "credential", "add", "--name", name+"-alice", "--provider", name, "--grant-type", "refresh_token",
+		if out, err := cli("rt-0\n", "credential", "add", name+"-alice", "--provider", name, "--grant-type", "refresh_token",
 			"--refresh-token-file", "-"); err != nil {
 			t.Fatalf("credential add: %v %s", err, out)
 		}
@@ -340,7 +340,7 @@ func TestKeepAliveIntervalFlag(t *testing.T) {
 	if out, err := cli("s\n", "provider", "add", "nt", "--preset", "notion", "--token-url", idp.URL+"/token", "--client-id", "cid", "--client-secret-file", "-"); err != nil {
 		t.Fatalf("provider add: %v %s", err, out)
 	}
-	if out, err := cli("rt-0\n", "credential", "add", "--name", "nt-alice", "--provider", "nt", "--grant-type", "refresh_token", "--refresh-token-file", "-"); err != nil {
+	if out, err := cli("rt-0\n", "credential", "add", "nt-alice", "--provider", "nt", "--grant-type", "refresh_token", "--refresh-token-file", "-"); err != nil {
 		t.Fatalf("credential add: %v %s", err, out)
 	}
 	out, err := cli("", "credential", "show", "nt-alice", "--json")

@@ -73,11 +73,10 @@ func (pf *providerFlags) register(c *command, update bool) {
 	c.fs.Var(pf.authorizeParams, "authorize-param", "extra authorization request parameter key=value (repeatable)")
 	c.fs.Var(pf.tokenParams, "token-param", "extra token request parameter key=value (repeatable), e.g. audience=...")
 	c.inlineSecret("client-secret", "--client-secret-file FILE, --client-secret-file - (standard input) or $TOKENKEEPER_CLIENT_SECRET")
-	c.noEnv = map[string]bool{"authorization-url": true, "token-url": true, "device-authorization-url": true,
-		"revocation-url": true, "client-id": true, "client-secret-file": true, "auth-style": true, "scopes": true,
-		"pkce": true, "authorize-param": true, "token-param": true, "api-base-url": true, "api-token": true}
+	c.envless("authorization-url", "token-url", "device-authorization-url", "revocation-url", "client-id",
+		"client-secret-file", "auth-style", "scopes", "pkce", "authorize-param", "token-param", "api-base-url", "api-token")
 	if update {
-		c.noEnv["client-secret"] = true
+		c.envless("client-secret")
 	}
 }
 
@@ -157,7 +156,7 @@ fails.`)
 	vars := paramsFlag{}
 	c.fs.Var(vars, "var", "template variable of the preset key=value (repeatable), e.g. tenant=contoso")
 	issuer := c.fs.String("issuer", "", "fill the endpoints from this issuer's OpenID Connect or RFC 8414 metadata")
-	c.noEnv["preset"], c.noEnv["var"], c.noEnv["issuer"] = true, true, true
+	c.envless("preset", "var", "issuer")
 	asJSON := c.fs.Bool("json", false, "print JSON")
 	return func(args []string) error {
 		pos, err := c.args(1, "the provider name")
@@ -253,6 +252,7 @@ variables it needs, how the provider departs from the textbook, and the
 pages of its documentation the profile is written from. No broker needed.`)
 	asJSON := c.fs.Bool("json", false, "print JSON, with each full profile")
 	md := c.fs.Bool("markdown", false, "print the Markdown table of the README")
+	c.envless("markdown")
 	return func(args []string) error {
 		if _, err := c.args(0, "no arguments"); err != nil {
 			return err
