@@ -98,6 +98,10 @@ type Config struct {
 	// ShutdownTimeout bounds how long Run waits, after its context ends, for
 	// refreshes in flight to commit (default ProviderTimeout + 5s).
 	ShutdownTimeout time.Duration
+	// EventPruneInterval is how often Run deletes events past the store's
+	// retention, when the store is an EventPruner (default
+	// DefaultEventPruneInterval; negative: never).
+	EventPruneInterval time.Duration
 	// Now is the clock; default time.Now.
 	Now func() time.Time
 	// OnAttempt, if set, is called after every committed attempt (and every
@@ -212,6 +216,9 @@ func New(cfg Config) (*Refresher, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	if cfg.EventPruneInterval == 0 {
+		cfg.EventPruneInterval = DefaultEventPruneInterval
+	}
 	r := &Refresher{
 		cfg:    cfg,
 		store:  cfg.Store,
@@ -246,10 +253,20 @@ func (r *Refresher) Wake() {
 // commits still retrying get StoreTimeout more before they are given up
 // too. Run thus returns within ShutdownTimeout + StoreTimeout of ctx's end,
 // and returns nil. After Run has returned, Refresh fails with EUNAVAILABLE.
+//
+// With a store that is an EventPruner, Run also deletes events past the
+// store's retention every EventPruneInterval, in small batches beside the
+// refreshes.
 func (r *Refresher) Run(ctx context.Context) error {
 	r.logger.Info("refresher started", "concurrency", r.cfg.Concurrency, "lease", r.cfg.Lease.String())
 	defer r.logger.Info("refresher stopped")
 	defer r.shutdown()
+	if p, ok := r.store.(EventPruner); ok && r.cfg.EventPruneInterval > 0 {
+		pctx, stop := context.WithCancel(ctx)
+		done := make(chan struct{})
+		go func() { defer close(done); r.pruneEventsLoop(pctx, p) }()
+		defer func() { stop(); <-done }()
+	}
 
 	timer := time.NewTimer(0)
 	defer timer.Stop()

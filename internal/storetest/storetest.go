@@ -128,6 +128,7 @@ func Run(t *testing.T, newHarness NewHarness) {
 		{"CompleteRefreshKeepsDisabled", testCompleteRefreshKeepsDisabled},
 		{"NextRefreshAt", testNextRefreshAt},
 		{"Events", testEvents},
+		{"PruneEvents", testPruneEvents},
 		{"RefreshesDoNotEraseOperatorEvents", testRefreshesDoNotEraseOperatorEvents},
 		{"APIKeys", testAPIKeys},
 		{"APIKeyNameReuse", testAPIKeyNameReuse},
