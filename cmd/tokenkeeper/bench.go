@@ -9,8 +9,8 @@ import (
 
 	"github.com/tokenkeeper/tokenkeeper"
 	"github.com/tokenkeeper/tokenkeeper/internal/bench"
-	"github.com/tokenkeeper/tokenkeeper/internal/sqlstore"
 	"github.com/tokenkeeper/tokenkeeper/internal/seal"
+	"github.com/tokenkeeper/tokenkeeper/internal/sqlstore"
 )
 
 // benchWiring is how the harness opens stores and starts brokers: the
