@@ -129,6 +129,7 @@ func Run(t *testing.T, newHarness NewHarness) {
 		{"NextRefreshAt", testNextRefreshAt},
 		{"Events", testEvents},
 		{"PruneEvents", testPruneEvents},
+		{"ImportCredentials", testImportCredentials},
 		{"RefreshesDoNotEraseOperatorEvents", testRefreshesDoNotEraseOperatorEvents},
 		{"APIKeys", testAPIKeys},
 		{"APIKeyNameReuse", testAPIKeyNameReuse},
