@@ -149,7 +149,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		return e.subcommand("keys", rest, map[string]func([]string) error{"rotate": e.cmdKeysRotate, "rotate-master": e.cmdKeysRotateMaster})
 	case "bench":
 		return e.subcommand("bench", rest, map[string]func([]string) error{
-			"refresh": e.cmdBenchRefresh, "read": e.cmdBenchRead, "chaos": e.cmdBenchChaos,
+			"refresh": e.cmdBenchRefresh, "read": e.cmdBenchRead, "chaos": e.cmdBenchChaos, "scale": e.cmdBenchScale,
 		})
 	}
 	return usagef("unknown command %q; run 'tokenkeeper --help' for the list", cmd)

@@ -1,0 +1,574 @@
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/tokenkeeper/tokenkeeper"
+	"github.com/tokenkeeper/tokenkeeper/oauthtest"
+)
+
+// ScaleConfig configures a Scale run.
+type ScaleConfig struct {
+	Credentials int           // seeded credentials, at least 1
+	Lifetime    time.Duration // access token lifetime at the test provider, at least 3s
+	Window      time.Duration // measuring time, positive
+	Latency     time.Duration // test provider latency per token request
+	Concurrency int           // refreshes in flight at most, per replica
+	Database    string        // postgres:// URL; "": a temporary SQLite file
+	Replicas    int           // brokers sharing the credentials (PostgreSQL only for more than 1)
+	// ReadConnections keep-alive connections read tokens throughout, at
+	// ReadRate requests per second in all, during QuietWindow (before the
+	// seeded credentials exist: no refresh load) and during Window.
+	ReadConnections int
+	ReadRate        int
+	QuietWindow     time.Duration
+}
+
+// scaleReadSet is how many credentials, besides the seeded ones, the read
+// load reads: their tokens outlive the run, so reading them costs the
+// refresher nothing.
+const scaleReadSet = 256
+
+// importBatch is how many credentials one ImportCredentials call (one
+// transaction) seeds.
+const importBatch = 10_000
+
+func (c *ScaleConfig) validate() error {
+	if c.Credentials < 1 || c.Lifetime < 3*time.Second || c.Window <= 0 || c.Latency < 0 || c.Concurrency < 1 {
+		return configErrorf("--credentials must be positive, --lifetime at least 3s, --window and --concurrency positive")
+	}
+	if c.Replicas < 1 || (c.Replicas > 1 && !isPostgresURL(c.Database)) {
+		return configErrorf("--replicas must be positive, and more than 1 only with --database postgres://...")
+	}
+	if c.ReadConnections < 1 || c.ReadConnections > 4096 || c.ReadRate < 1 || c.QuietWindow <= 0 {
+		return configErrorf("--read-connections must be from 1 to 4096, --read-rate and --quiet-window positive")
+	}
+	return nil
+}
+
+// ScaleReport is what a Scale run measured.
+type ScaleReport struct {
+	Database        string   `json:"database"`
+	Credentials     int      `json:"credentials"`
+	Lifetime        Duration `json:"lifetime"`
+	Lead            Duration `json:"lead"` // the refresher's default lead for this lifetime
+	Window          Duration `json:"window"`
+	ProviderLatency Duration `json:"provider_latency"`
+	Concurrency     int      `json:"concurrency"`
+	Replicas        int      `json:"replicas"`
+	ReadConnections int      `json:"read_connections"`
+	ReadRate        int      `json:"read_rate"`
+	QuietWindow     Duration `json:"quiet_window"`
+
+	SeedSeconds float64 `json:"seed_seconds"` // bulk insert of every credential
+	// Start-up, from opening the store (the process's start, minus the Go
+	// runtime's) with every credential in it: to the first token served
+	// over HTTP, and to the first refresh committed (the schedule is the
+	// database's next_refresh_at index: nothing is loaded before it works).
+	StartToFirstTokenSeconds   float64 `json:"start_to_first_token_seconds"`
+	StartToFirstRefreshSeconds float64 `json:"start_to_first_refresh_seconds"`
+
+	Refreshes                int     `json:"refreshes"` // successful, in the window
+	RefreshesPerSecond       float64 `json:"refreshes_per_second"`
+	RefreshesPerReplica      []int   `json:"refreshes_per_replica"`
+	LateRefreshes            int     `json:"late_refreshes"`
+	ExpiredUnrefreshed       int     `json:"expired_unrefreshed"`
+	FailedAttempts           int     `json:"failed_attempts"`
+	Fenced                   int     `json:"fenced"`
+	RefreshedBeforeExpiryPct float64 `json:"refreshed_before_expiry_pct"`
+	ProviderCalls            int     `json:"provider_calls"`
+	ProviderCallsPerToken    float64 `json:"provider_calls_per_token"`
+	// Refresh lag: how long before the replaced token's expiry each
+	// refresh committed (negative: after).
+	LagP1Seconds  float64 `json:"lag_p1_seconds"`
+	LagP50Seconds float64 `json:"lag_p50_seconds"`
+	LagP99Seconds float64 `json:"lag_p99_seconds"`
+
+	PeakRSSMiB     float64 `json:"peak_rss_mib"`      // from the restart on (seeding excluded)
+	SeedPeakRSSMiB float64 `json:"seed_peak_rss_mib"` // up to the restart
+
+	ReadQuietP50MS   float64 `json:"read_quiet_p50_ms"`
+	ReadQuietP99MS   float64 `json:"read_quiet_p99_ms"`
+	ReadQuietErrors  int64   `json:"read_quiet_errors"`
+	ReadLoadedP50MS  float64 `json:"read_loaded_p50_ms"`
+	ReadLoadedP99MS  float64 `json:"read_loaded_p99_ms"`
+	ReadLoadedErrors int64   `json:"read_loaded_errors"`
+	ReadLoadedRPS    float64 `json:"read_loaded_rps"`
+
+	DatabaseBytesStart    int64   `json:"database_bytes_start"`
+	DatabaseBytesEnd      int64   `json:"database_bytes_end"`
+	DatabaseGrowthPerHour float64 `json:"database_growth_mib_per_hour"`
+	DatabaseGrowthPerDay  float64 `json:"database_growth_gib_per_day"`
+	// Bytes this process caused to be written to storage during the
+	// window (/proc/self/io write_bytes), per refresh; SQLite only (a
+	// PostgreSQL server writes in its own processes).
+	WrittenBytes           int64   `json:"written_bytes"`
+	WrittenBytesPerRefresh float64 `json:"written_bytes_per_refresh"`
+}
+
+// scaleTracker follows every seeded credential's token expiry (by its
+// number, to keep the harness's own memory small) and the refreshes in the
+// window.
+type scaleTracker struct {
+	mu        sync.Mutex
+	expiry    []int64 // guarded by mu: current token expiry, Unix ns, per seeded credential
+	measuring bool    // guarded by mu
+	ok, late  int     // guarded by mu
+	failed    int     // guarded by mu
+	fenced    int     // guarded by mu
+	lags      []time.Duration
+	perRep    []int // guarded by mu: refreshes per replica, in the window
+	// callWindow is when the provider calls counted lie: Unix ns, end 0
+	// while open; okCalls counts the successful attempts whose call
+	// started in it, committed at any time.
+	callFrom, callTo int64 // guarded by mu
+	okCalls          int   // guarded by mu
+	first            atomic.Int64
+}
+
+// onAttempt returns the OnAttempt hook of replica rep.
+func (t *scaleTracker) onAttempt(rep int) func(c *tokenkeeper.Credential, ev *tokenkeeper.Event) {
+	return func(c *tokenkeeper.Credential, ev *tokenkeeper.Event) {
+		t.first.CompareAndSwap(0, time.Now().UnixNano())
+		num, ok := strings.CutPrefix(c.Name, "scale-")
+		if !ok {
+			return
+		}
+		i, err := strconv.Atoi(num)
+		if err != nil || i < 0 || i >= len(t.expiry) {
+			return
+		}
+		t.mu.Lock()
+		defer t.mu.Unlock()
+		switch ev.Outcome {
+		case tokenkeeper.OutcomeOK:
+		case tokenkeeper.OutcomeFenced:
+			if t.measuring {
+				t.fenced++
+			}
+			return
+		default:
+			if t.measuring {
+				t.failed++
+			}
+			return
+		}
+		if callStart := ev.Time.Add(-ev.Latency).UnixNano(); t.callFrom > 0 && callStart >= t.callFrom && (t.callTo == 0 || callStart < t.callTo) {
+			t.okCalls++
+		}
+		prev := t.expiry[i]
+		if c.Token != nil {
+			t.expiry[i] = c.Token.ExpiresAt.UnixNano()
+		}
+		if !t.measuring {
+			return
+		}
+		t.ok++
+		t.perRep[rep]++
+		lag := time.Duration(prev - ev.Time.UnixNano())
+		t.lags = append(t.lags, lag)
+		if lag < 0 {
+			t.late++
+		}
+	}
+}
+
+// Scale measures the broker at scale in its steady state without waiting
+// for it: it seeds cfg.Credentials credentials of one provider (the test
+// provider, client credentials, cfg.Latency per call) directly in the
+// store, each with a sealed token, their refresh times spread evenly over
+// one refresh period, so that the run starts in steady state. Then it
+// restarts the broker on the full database (start-up figures) and measures
+// for cfg.Window: refreshes, their lag before expiry, provider calls,
+// memory, read latency, database growth and bytes written. Reads of
+// credentials that need no refresh run throughout, and once before the
+// seeding, without refresh load, for comparison. The database it creates
+// is removed before it returns.
+func Scale(ctx context.Context, cfg ScaleConfig, w Wiring, logf Logf) (*ScaleReport, error) {
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	if err := w.need("OpenStore", "StartBroker", "CreateAdminKey"); err != nil {
+		return nil, err
+	}
+	db, err := openBenchStore(ctx, w, cfg.Database)
+	if err != nil {
+		return nil, err
+	}
+	store := db.store
+	defer func() {
+		if store != nil {
+			store.Close()
+		}
+		db.cleanup()
+	}()
+	im, ok := store.(interface {
+		ImportCredentials(ctx context.Context, provider string, cs []*tokenkeeper.Credential) error
+	})
+	if !ok {
+		return nil, errors.New("bench scale: the store cannot import credentials in bulk")
+	}
+	secret := randomSecret()
+	idp := oauthtest.NewServer(oauthtest.WithLifetime(cfg.Lifetime), oauthtest.WithLatency(cfg.Latency), oauthtest.WithClient("bench", secret))
+	defer idp.Close()
+	if err := store.CreateProvider(ctx, &tokenkeeper.Provider{Name: "scale", TokenURL: idp.TokenURL(), ClientID: "bench",
+		ClientSecret: secret, AuthStyle: tokenkeeper.AuthStyleHeader}); err != nil {
+		return nil, fmt.Errorf("create provider: %w", err)
+	}
+	key, err := w.CreateAdminKey(ctx, store, "bench")
+	if err != nil {
+		return nil, err
+	}
+	// The refresher's default lead for this lifetime (refresh.Config:
+	// a third, at most 5 minutes): a token is replaced every period.
+	lead := min(cfg.Lifetime/3, 5*time.Minute)
+	period := cfg.Lifetime - lead
+	rep := &ScaleReport{Database: db.desc, Credentials: cfg.Credentials, Lifetime: Duration(cfg.Lifetime), Lead: Duration(lead),
+		Window: Duration(cfg.Window), ProviderLatency: Duration(cfg.Latency), Concurrency: cfg.Concurrency, Replicas: cfg.Replicas,
+		ReadConnections: cfg.ReadConnections, ReadRate: cfg.ReadRate, QuietWindow: Duration(cfg.QuietWindow)}
+	logf("bench scale: %d credentials, lifetime %s (refreshed %s before expiry), provider latency %s, %d replica(s), %s",
+		cfg.Credentials, cfg.Lifetime, lead, cfg.Latency, cfg.Replicas, db.desc)
+
+	// The read set: tokens that outlive the run.
+	now := time.Now()
+	far := now.Add(cfg.QuietWindow + cfg.Window + 10*cfg.Lifetime + 24*time.Hour)
+	var readSet []*tokenkeeper.Credential
+	for i := range scaleReadSet {
+		readSet = append(readSet, &tokenkeeper.Credential{Name: fmt.Sprintf("read-%03d", i), GrantType: tokenkeeper.GrantClientCredentials,
+			Token:         &tokenkeeper.Token{AccessToken: "read-" + randomSecret(), TokenType: "Bearer", ExpiresAt: far},
+			LastRefreshAt: now, NextRefreshAt: far.Add(-time.Hour)})
+	}
+	if err := im.ImportCredentials(ctx, "scale", readSet); err != nil {
+		return nil, fmt.Errorf("seed the read set: %w", err)
+	}
+	readTargets := make([]string, scaleReadSet)
+	for i := range readTargets {
+		readTargets[i] = fmt.Sprintf("/v1/credentials/read-%03d/token", i)
+	}
+
+	tr := &scaleTracker{expiry: make([]int64, cfg.Credentials), perRep: make([]int, cfg.Replicas)}
+	brokers, err := startScaleBrokers(ctx, w, db, store, cfg, tr)
+	store = nil // the first broker owns it
+	stopAll := func() {
+		for _, b := range brokers {
+			_ = b.Stop()
+		}
+		brokers = nil
+	}
+	defer func() { stopAll() }()
+	if err != nil {
+		return nil, err
+	}
+
+	// Reads without refresh load: nothing is due yet.
+	logf("  reading %d tokens/s over %d connections for %s without refresh load", cfg.ReadRate, cfg.ReadConnections, cfg.QuietWindow)
+	quiet := pacedReads(ctx, brokers[0].URL, key, readTargets, cfg.ReadConnections, cfg.ReadRate, cfg.QuietWindow)
+	rep.ReadQuietP50MS, rep.ReadQuietP99MS, rep.ReadQuietErrors = millis(quiet.P50), millis(quiet.P99), quiet.Errors
+	if ctx.Err() != nil {
+		return nil, ctx.Err()
+	}
+
+	// Seed: refresh times spread evenly over one period from now, tokens
+	// issued one lifetime before their expiry; the running brokers refresh
+	// them as they come due.
+	seedStart := time.Now()
+	seedStore, err := w.OpenStore(ctx, db.database, db.key)
+	if err != nil {
+		return nil, err
+	}
+	seeder, ok := seedStore.(interface {
+		ImportCredentials(ctx context.Context, provider string, cs []*tokenkeeper.Credential) error
+	})
+	if !ok {
+		seedStore.Close()
+		return nil, errors.New("bench scale: the store cannot import credentials in bulk")
+	}
+	for start := 0; start < cfg.Credentials; start += importBatch {
+		end := min(start+importBatch, cfg.Credentials)
+		batch := make([]*tokenkeeper.Credential, 0, end-start)
+		tr.mu.Lock()
+		for i := start; i < end; i++ {
+			next := seedStart.Add(time.Duration(float64(period) * float64(i+1) / float64(cfg.Credentials)))
+			exp := next.Add(lead)
+			tr.expiry[i] = exp.UnixNano()
+			batch = append(batch, &tokenkeeper.Credential{Name: fmt.Sprintf("scale-%07d", i), GrantType: tokenkeeper.GrantClientCredentials,
+				Token:         &tokenkeeper.Token{AccessToken: "seeded-" + randomSecret(), TokenType: "Bearer", ExpiresAt: exp},
+				LastRefreshAt: exp.Add(-cfg.Lifetime), NextRefreshAt: next})
+		}
+		tr.mu.Unlock()
+		if err := seeder.ImportCredentials(ctx, "scale", batch); err != nil {
+			seedStore.Close()
+			return nil, fmt.Errorf("seed credentials %d to %d: %w", start, end, err)
+		}
+		for _, b := range brokers {
+			if b.Wake != nil {
+				b.Wake()
+			}
+		}
+		if end%100_000 == 0 {
+			logf("  seeded %d credentials in %s", end, time.Since(seedStart).Round(time.Second))
+		}
+	}
+	seedStore.Close()
+	rep.SeedSeconds = time.Since(seedStart).Seconds()
+	logf("  seeded %d credentials in %s", cfg.Credentials, time.Since(seedStart).Round(time.Millisecond))
+
+	// Restart on the full database: start-up figures.
+	rep.SeedPeakRSSMiB = float64(peakRSS()) / (1 << 20)
+	stopAll()
+	resetPeakRSS()
+	logf("  restarting %d broker(s) on the full database", cfg.Replicas)
+	restart := time.Now()
+	tr.first.Store(0)
+	st, err := w.OpenStore(ctx, db.database, db.key)
+	if err != nil {
+		return nil, err
+	}
+	if brokers, err = startScaleBrokers(ctx, w, db, st, cfg, tr); err != nil {
+		return nil, err
+	}
+	probe := fmt.Sprintf("/v1/credentials/scale-%07d/token", cfg.Credentials-1)
+	hc := &http.Client{Timeout: 10 * time.Second}
+	for {
+		if ok, err := getOK(ctx, hc, brokers[0].URL+probe, key); err != nil {
+			return nil, err
+		} else if ok {
+			break
+		}
+		if time.Since(restart) > time.Minute {
+			return nil, errors.New("bench scale: no token served within a minute of the restart")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	rep.StartToFirstTokenSeconds = time.Since(restart).Seconds()
+	for tr.first.Load() == 0 {
+		if time.Since(restart) > time.Minute {
+			return nil, errors.New("bench scale: no refresh within a minute of the restart")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	rep.StartToFirstRefreshSeconds = float64(tr.first.Load()-restart.UnixNano()) / 1e9
+	logf("  first token served %.3fs after the restart, first refresh committed after %.3fs; measuring for %s",
+		rep.StartToFirstTokenSeconds, rep.StartToFirstRefreshSeconds, cfg.Window)
+
+	// The window.
+	sizeStart, err := db.size(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("database size: %w", err)
+	}
+	ioStart := writtenBytes()
+	callsStart := sum(idp.Stats().TokenRequests)
+	windowStart := time.Now()
+	tr.mu.Lock()
+	tr.measuring = true
+	tr.callFrom = windowStart.UnixNano()
+	tr.mu.Unlock()
+	loaded := pacedReads(ctx, brokers[0].URL, key, readTargets, cfg.ReadConnections, cfg.ReadRate, cfg.Window)
+	if ctx.Err() != nil {
+		return nil, ctx.Err()
+	}
+	elapsed := time.Since(windowStart)
+	calls := sum(idp.Stats().TokenRequests) - callsStart
+	written := writtenBytes() - ioStart
+	tr.mu.Lock()
+	tr.measuring = false
+	end := time.Now().UnixNano()
+	expired := 0
+	for _, e := range tr.expiry {
+		if e < end {
+			expired++
+		}
+	}
+	rep.Refreshes, rep.LateRefreshes, rep.FailedAttempts, rep.Fenced = tr.ok, tr.late, tr.failed, tr.fenced
+	rep.RefreshesPerReplica = slices.Clone(tr.perRep)
+	lags := slices.Clone(tr.lags)
+	tr.callTo = end
+	tr.mu.Unlock()
+	rep.PeakRSSMiB = float64(peakRSS()) / (1 << 20)
+	sizeEnd, err := db.size(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("database size: %w", err)
+	}
+	// Provider calls per token: the calls the provider received in the
+	// window over the successful attempts whose call started in it, once
+	// the brokers have stopped and committed the ones in flight.
+	stopAll()
+	tr.mu.Lock()
+	okCalls := tr.okCalls
+	tr.mu.Unlock()
+	slices.Sort(lags)
+	rep.ExpiredUnrefreshed = expired
+	rep.RefreshesPerSecond = float64(rep.Refreshes) / elapsed.Seconds()
+	rep.ProviderCalls = calls
+	rep.RefreshedBeforeExpiryPct, _ = refreshRatios(rep.Refreshes, rep.LateRefreshes, expired, calls)
+	if okCalls > 0 {
+		rep.ProviderCallsPerToken = float64(calls) / float64(okCalls)
+	}
+	rep.LagP1Seconds, rep.LagP50Seconds, rep.LagP99Seconds = percentile(lags, 0.01).Seconds(), percentile(lags, 0.5).Seconds(), percentile(lags, 0.99).Seconds()
+	rep.ReadLoadedP50MS, rep.ReadLoadedP99MS, rep.ReadLoadedErrors = millis(loaded.P50), millis(loaded.P99), loaded.Errors
+	rep.ReadLoadedRPS = loaded.RequestsPerSecond
+	rep.DatabaseBytesStart, rep.DatabaseBytesEnd = sizeStart, sizeEnd
+	growth := float64(sizeEnd-sizeStart) / elapsed.Seconds()
+	rep.DatabaseGrowthPerHour = growth * 3600 / (1 << 20)
+	rep.DatabaseGrowthPerDay = growth * 86400 / (1 << 30)
+	if !isPostgresURL(cfg.Database) && written >= 0 {
+		rep.WrittenBytes = written
+		if rep.Refreshes > 0 {
+			rep.WrittenBytesPerRefresh = float64(written) / float64(rep.Refreshes)
+		}
+	}
+	return rep, nil
+}
+
+// scaleBroker is one broker of a Scale run.
+type scaleBroker = Broker
+
+// startScaleBrokers starts cfg.Replicas brokers: the first on first, the
+// others each on a store of its own on the same database. On error, the
+// ones started are returned too, for the caller to stop.
+func startScaleBrokers(ctx context.Context, w Wiring, db *benchStore, first tokenkeeper.Store, cfg ScaleConfig, tr *scaleTracker) ([]*scaleBroker, error) {
+	var out []*scaleBroker
+	for i := range cfg.Replicas {
+		st := first
+		if i > 0 {
+			var err error
+			if st, err = w.OpenStore(ctx, db.database, db.key); err != nil {
+				return out, err
+			}
+		}
+		b, err := w.StartBroker(ctx, st, BrokerConfig{Concurrency: cfg.Concurrency, ProviderTimeout: 10 * time.Second,
+			DefaultLifetime: time.Hour, ShutdownTimeout: 10 * time.Second, OnAttempt: tr.onAttempt(i)})
+		if err != nil {
+			st.Close()
+			return out, err
+		}
+		out = append(out, b)
+	}
+	return out, nil
+}
+
+// getOK reports whether a GET of url with the API key answers 200.
+func getOK(ctx context.Context, hc *http.Client, url, key string) (bool, error) {
+	req, err := http.NewRequestWithContext(ctx, "GET", url, nil)
+	if err != nil {
+		return false, err
+	}
+	req.Header.Set("Authorization", "Bearer "+key)
+	resp, err := hc.Do(req)
+	if err != nil {
+		if ctx.Err() != nil {
+			return false, ctx.Err()
+		}
+		return false, nil
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp.StatusCode == http.StatusOK, nil
+}
+
+// pacedReads reads the targets in turn (GET base+target with the API key)
+// from conns keep-alive connections for d, rate requests per second in
+// all, each connection sending at its own even pace (and at once when it
+// is behind), and measures the latencies.
+func pacedReads(ctx context.Context, base, key string, targets []string, conns, rate int, d time.Duration) ReadRun {
+	ctx, cancel := context.WithTimeout(ctx, d)
+	defer cancel()
+	interval := time.Duration(float64(conns) / float64(rate) * float64(time.Second))
+	var total, errs atomic.Int64
+	lats := make([][]time.Duration, conns)
+	var wg sync.WaitGroup
+	start := time.Now()
+	for c := range conns {
+		wg.Go(func() {
+			tr := &http.Transport{MaxIdleConnsPerHost: 1, MaxConnsPerHost: 1, DisableCompression: true}
+			defer tr.CloseIdleConnections()
+			hc := &http.Client{Transport: tr}
+			// Spread the connections' first requests over one interval.
+			next := start.Add(interval * time.Duration(c) / time.Duration(conns))
+			local := make([]time.Duration, 0, int(d/interval)+1)
+			for n := c; ctx.Err() == nil; n += conns {
+				if wait := time.Until(next); wait > 0 {
+					select {
+					case <-ctx.Done():
+					case <-time.After(wait):
+					}
+					if ctx.Err() != nil {
+						break
+					}
+				}
+				next = next.Add(interval)
+				req, _ := http.NewRequestWithContext(ctx, "GET", base+targets[n%len(targets)], nil)
+				req.Header.Set("Authorization", "Bearer "+key)
+				t0 := time.Now()
+				resp, err := hc.Do(req)
+				if err != nil {
+					if ctx.Err() == nil {
+						errs.Add(1)
+					}
+					continue
+				}
+				_, _ = io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != http.StatusOK {
+					errs.Add(1)
+				}
+				total.Add(1)
+				local = append(local, time.Since(t0))
+			}
+			lats[c] = local
+		})
+	}
+	wg.Wait()
+	all := slices.Concat(lats...)
+	slices.Sort(all)
+	return ReadRun{Requests: total.Load(), Errors: errs.Load(), RequestsPerSecond: float64(total.Load()) / time.Since(start).Seconds(),
+		P50: percentile(all, 0.5), P99: percentile(all, 0.99)}
+}
+
+// WriteText prints the report as the command does without --json.
+func (r *ScaleReport) WriteText(w io.Writer) error {
+	var tw textWriter
+	tw.printf("bench scale on %s\n", r.Database)
+	tw.printf("  settings                        %d credentials, token lifetime %s (refreshed %s before expiry), provider latency %s, concurrency %d, %d replica(s)\n",
+		r.Credentials, r.Lifetime, r.Lead, r.ProviderLatency, r.Concurrency, r.Replicas)
+	tw.printf("  reads                           %d/s over %d keep-alive connections; %s without refresh load, then throughout the window\n",
+		r.ReadRate, r.ReadConnections, r.QuietWindow)
+	tw.printf("  seeding                         %.1fs\n", r.SeedSeconds)
+	tw.printf("  start to first token served     %.3fs\n", r.StartToFirstTokenSeconds)
+	tw.printf("  start to first refresh          %.3fs (the schedule is the database's index: nothing to load)\n", r.StartToFirstRefreshSeconds)
+	tw.printf("  measured                        %s\n", r.Window)
+	tw.printf("  refreshes                       %d (%.1f/s), %d failed attempts, %d fenced\n", r.Refreshes, r.RefreshesPerSecond, r.FailedAttempts, r.Fenced)
+	if r.Replicas > 1 {
+		tw.printf("  refreshes per replica           %v\n", r.RefreshesPerReplica)
+	}
+	tw.printf("  refreshed before expiry         %.2f%% (%d late, %d expired unrefreshed)\n", r.RefreshedBeforeExpiryPct, r.LateRefreshes, r.ExpiredUnrefreshed)
+	tw.printf("  provider calls per token        %.3f (%d calls in the window)\n", r.ProviderCallsPerToken, r.ProviderCalls)
+	tw.printf("  refresh lag before expiry       p1 %.2fs, p50 %.2fs, p99 %.2fs\n", r.LagP1Seconds, r.LagP50Seconds, r.LagP99Seconds)
+	tw.printf("  peak RSS                        %.0f MiB (seeding: %.0f MiB)\n", r.PeakRSSMiB, r.SeedPeakRSSMiB)
+	ratio := math.NaN()
+	if r.ReadQuietP99MS > 0 {
+		ratio = r.ReadLoadedP99MS / r.ReadQuietP99MS
+	}
+	tw.printf("  token reads, no refresh load    p50 %.2fms, p99 %.2fms, %d errors\n", r.ReadQuietP50MS, r.ReadQuietP99MS, r.ReadQuietErrors)
+	tw.printf("  token reads, under load         p50 %.2fms, p99 %.2fms (%.2f× the p99 without), %d errors, %.0f req/s\n",
+		r.ReadLoadedP50MS, r.ReadLoadedP99MS, ratio, r.ReadLoadedErrors, r.ReadLoadedRPS)
+	tw.printf("  database                        %.1f MiB → %.1f MiB: %.1f MiB/hour, %.2f GiB/day extrapolated\n",
+		float64(r.DatabaseBytesStart)/(1<<20), float64(r.DatabaseBytesEnd)/(1<<20), r.DatabaseGrowthPerHour, r.DatabaseGrowthPerDay)
+	if r.WrittenBytes > 0 {
+		tw.printf("  written to disk                 %.1f MiB, %.1f KB per refresh (/proc/self/io)\n", float64(r.WrittenBytes)/(1<<20), r.WrittenBytesPerRefresh/1000)
+	} else {
+		tw.printf("  written to disk                 not measured (PostgreSQL writes in its own processes)\n")
+	}
+	return tw.flush(w)
+}
