@@ -566,7 +566,7 @@ func (r *ScaleReport) WriteText(w io.Writer) error {
 	tw.printf("  database                        %.1f MiB → %.1f MiB: %.1f MiB/hour, %.2f GiB/day extrapolated\n",
 		float64(r.DatabaseBytesStart)/(1<<20), float64(r.DatabaseBytesEnd)/(1<<20), r.DatabaseGrowthPerHour, r.DatabaseGrowthPerDay)
 	if r.WrittenBytes > 0 {
-		tw.printf("  written to disk                 %.1f MiB, %.1f KB per refresh (/proc/self/io)\n", float64(r.WrittenBytes)/(1<<20), r.WrittenBytesPerRefresh/1000)
+		tw.printf("  written to disk                 %.1f MiB, %.1f KB per refresh (/proc/self/io; the token reads' audit records included)\n", float64(r.WrittenBytes)/(1<<20), r.WrittenBytesPerRefresh/1000)
 	} else {
 		tw.printf("  written to disk                 not measured (PostgreSQL writes in its own processes)\n")
 	}

@@ -98,6 +98,12 @@ type Config struct {
 	// ShutdownTimeout bounds how long Run waits, after its context ends, for
 	// refreshes in flight to commit (default ProviderTimeout + 5s).
 	ShutdownTimeout time.Duration
+	// CommitBatchWait is how long a background refresh's result waits for
+	// others to share its commit transaction, on a store that is a
+	// tokenkeeper.RefreshBatchCommitter (default DefaultCommitBatchWait;
+	// negative: every result is committed on its own). Results that a
+	// caller waits for (forced refreshes, reads) do not wait.
+	CommitBatchWait time.Duration
 	// EventPruneInterval is how often Run deletes events past the store's
 	// retention, when the store is an EventPruner (default
 	// DefaultEventPruneInterval; negative: never).
@@ -130,6 +136,7 @@ type Refresher struct {
 	group singleflight.Group // per credential name: forced refreshes and cache loads
 
 	cache *cache
+	batch *batcher // nil: results are committed one by one
 
 	claims atomic.Int64 // numbers each claim's owner string
 	// nextPass is when the loop plans its next pass, in Unix nanoseconds of
@@ -228,6 +235,13 @@ func New(cfg Config) (*Refresher, error) {
 		slots:  make(chan struct{}, cfg.Concurrency),
 	}
 	r.cache = newCache(cfg.PollInterval)
+	if bc, ok := cfg.Store.(tokenkeeper.RefreshBatchCommitter); ok && cfg.CommitBatchWait >= 0 {
+		if cfg.CommitBatchWait == 0 {
+			cfg.CommitBatchWait = DefaultCommitBatchWait
+		}
+		r.cfg.CommitBatchWait = cfg.CommitBatchWait
+		r.batch = &batcher{store: bc, wait: cfg.CommitBatchWait, timeout: cfg.StoreTimeout, kick: make(chan struct{}, 1)}
+	}
 	r.calls, r.abandonCalls = context.WithCancel(context.Background())
 	r.commits, r.abandonCommits = context.WithCancel(context.Background())
 	return r, nil
@@ -355,7 +369,7 @@ func (r *Refresher) pass(ctx context.Context) time.Duration {
 			go func() {
 				defer r.wg.Done()
 				defer func() { <-r.slots; r.Wake() }()
-				r.refresh(r.calls, r.commits, c, false)
+				r.refresh(r.calls, r.commits, c, false, false)
 			}()
 		}
 		if len(claimed) == free {
@@ -421,7 +435,7 @@ func (r *Refresher) loopRecovered() {
 // committed with its expiry cut to now, so that no replica serves it again
 // (they all read it from the store) until a new token arrives. It returns
 // nil when nothing was committed.
-func (r *Refresher) refresh(callCtx, commitCtx context.Context, c *tokenkeeper.Credential, rejected bool) *tokenkeeper.Credential {
+func (r *Refresher) refresh(callCtx, commitCtx context.Context, c *tokenkeeper.Credential, rejected, urgent bool) *tokenkeeper.Credential {
 	res := r.attempt(callCtx, c)
 	if res == nil {
 		return nil
@@ -442,7 +456,7 @@ func (r *Refresher) refresh(callCtx, commitCtx context.Context, c *tokenkeeper.C
 		res.Token = &t
 		res.Event.Message += "; the access token reported as rejected is no longer served"
 	}
-	return r.commit(commitCtx, c, res)
+	return r.commit(commitCtx, c, res, urgent)
 }
 
 // attempt asks the provider for a new token and builds the result to commit.
@@ -518,12 +532,19 @@ func (r *Refresher) attempt(ctx context.Context, c *tokenkeeper.Credential) *tok
 
 // commit writes res, retrying while the store is unreachable: the result may
 // hold the only copy of a rotated refresh token. It gives up only when fenced
-// out or when ctx ends.
-func (r *Refresher) commit(ctx context.Context, c *tokenkeeper.Credential, res *tokenkeeper.RefreshResult) *tokenkeeper.Credential {
+// out or when ctx ends. Urgent results (a caller waits) are committed at
+// once; the others may wait CommitBatchWait to share a transaction.
+func (r *Refresher) commit(ctx context.Context, c *tokenkeeper.Credential, res *tokenkeeper.RefreshResult, urgent bool) *tokenkeeper.Credential {
 	log := r.logger.With("credential", c.Name)
 	wait := 50 * time.Millisecond
 	for {
-		updated, err := r.store.CompleteRefresh(ctx, c.ID, c.LeaseOwner, c.Version, res)
+		var updated *tokenkeeper.Credential
+		var err error
+		if r.batch != nil {
+			updated, err = r.batch.complete(ctx, tokenkeeper.RefreshCommit{ID: c.ID, Owner: c.LeaseOwner, Version: c.Version, Result: res}, urgent)
+		} else {
+			updated, err = r.store.CompleteRefresh(ctx, c.ID, c.LeaseOwner, c.Version, res)
+		}
 		if err == nil {
 			r.cache.put(updated, r.now())
 			r.logAttempt(log, updated, res)
