@@ -39,7 +39,7 @@ func (e *env) benchWiringObs(obs observabilityOptions) bench.Wiring {
 			if err != nil {
 				return nil, err
 			}
-			return &bench.Broker{URL: b.URL, Stop: func() error { b.Stop(); return b.Wait() }, Wake: b.Refresher.Wake}, nil
+			return &bench.Broker{URL: b.URL, Stop: func() error { b.Stop(); return b.Wait() }}, nil
 		},
 		CreateAdminKey: ensureAdminKey,
 		EventRetention: sqlstore.DefaultRefreshEventCount,

@@ -2,11 +2,15 @@ package bench
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"math"
 	"net/http"
+	"runtime"
+	"runtime/debug"
 	"slices"
 	"strconv"
 	"strings"
@@ -15,6 +19,7 @@ import (
 	"time"
 
 	"github.com/tokenkeeper/tokenkeeper"
+	"github.com/tokenkeeper/tokenkeeper/internal/sqlstore"
 	"github.com/tokenkeeper/tokenkeeper/oauthtest"
 )
 
@@ -72,12 +77,20 @@ type ScaleReport struct {
 	QuietWindow     Duration `json:"quiet_window"`
 
 	SeedSeconds float64 `json:"seed_seconds"` // bulk insert of every credential
+	// HistoryEvents is how many refresh events were seeded as history, and
+	// HistoryNote which retention limit they bring into steady state.
+	HistoryEvents int    `json:"history_events"`
+	HistoryNote   string `json:"history_note"`
 	// Start-up, from opening the store (the process's start, minus the Go
 	// runtime's) with every credential in it: to the first token served
 	// over HTTP, and to the first refresh committed (the schedule is the
 	// database's next_refresh_at index: nothing is loaded before it works).
 	StartToFirstTokenSeconds   float64 `json:"start_to_first_token_seconds"`
 	StartToFirstRefreshSeconds float64 `json:"start_to_first_refresh_seconds"`
+	// BacklogAtStart credentials came due while seeding and restarting;
+	// the window starts once as many refreshes have committed.
+	BacklogAtStart        int     `json:"backlog_at_start"`
+	BacklogClearedSeconds float64 `json:"backlog_cleared_seconds"`
 
 	Refreshes                int     `json:"refreshes"` // successful, in the window
 	RefreshesPerSecond       float64 `json:"refreshes_per_second"`
@@ -134,6 +147,7 @@ type scaleTracker struct {
 	// started in it, committed at any time.
 	callFrom, callTo int64 // guarded by mu
 	okCalls          int   // guarded by mu
+	all              int   // guarded by mu: successful refreshes since the restart
 	first            atomic.Int64
 }
 
@@ -167,6 +181,7 @@ func (t *scaleTracker) onAttempt(rep int) func(c *tokenkeeper.Credential, ev *to
 		if callStart := ev.Time.Add(-ev.Latency).UnixNano(); t.callFrom > 0 && callStart >= t.callFrom && (t.callTo == 0 || callStart < t.callTo) {
 			t.okCalls++
 		}
+		t.all++
 		prev := t.expiry[i]
 		if c.Token != nil {
 			t.expiry[i] = c.Token.ExpiresAt.UnixNano()
@@ -279,21 +294,45 @@ func Scale(ctx context.Context, cfg ScaleConfig, w Wiring, logf Logf) (*ScaleRep
 		return nil, ctx.Err()
 	}
 
-	// Seed: refresh times spread evenly over one period from now, tokens
-	// issued one lifetime before their expiry; the running brokers refresh
-	// them as they come due.
-	seedStart := time.Now()
+	// Seed, with the brokers stopped: first the history (events that
+	// bring the events table into its steady state for the window), then
+	// the credentials, their refresh times spread evenly over one period
+	// from the start of their seeding, tokens issued one lifetime before
+	// their expiry. The ones that come due before the restart are the
+	// backlog the restarted brokers clear first.
+	stopAll()
 	seedStore, err := w.OpenStore(ctx, db.database, db.key)
 	if err != nil {
 		return nil, err
 	}
+	defer func() {
+		if seedStore != nil {
+			seedStore.Close()
+		}
+	}()
 	seeder, ok := seedStore.(interface {
 		ImportCredentials(ctx context.Context, provider string, cs []*tokenkeeper.Credential) error
+		ImportEvents(ctx context.Context, events []*tokenkeeper.Event) error
+		EventRetention() sqlstore.EventRetention
 	})
 	if !ok {
-		seedStore.Close()
-		return nil, errors.New("bench scale: the store cannot import credentials in bulk")
+		return nil, errors.New("bench scale: the store cannot import credentials and events in bulk")
 	}
+	idPrefix := randomHexID(8)
+	idOf := func(i int) string { return fmt.Sprintf("%s%016x", idPrefix, i) }
+	histStart := time.Now()
+	// The credentials' seeding is estimated generously (20,000 rows a
+	// second, plus a minute): history that would age out before the
+	// window is not seeded, so a slower estimate can only overstate the
+	// growth.
+	windowStartEst := histStart.Add(time.Duration(cfg.Credentials)*50*time.Microsecond + time.Minute)
+	n, why, err := seedHistory(ctx, seeder, seeder.EventRetention(), idOf, cfg, period, lead, windowStartEst)
+	if err != nil {
+		return nil, err
+	}
+	rep.HistoryEvents, rep.HistoryNote = n, why
+	logf("  seeded %d events of history in %s: %s", n, time.Since(histStart).Round(time.Millisecond), why)
+	seedStart := time.Now()
 	for start := 0; start < cfg.Credentials; start += importBatch {
 		end := min(start+importBatch, cfg.Credentials)
 		batch := make([]*tokenkeeper.Credential, 0, end-start)
@@ -302,27 +341,24 @@ func Scale(ctx context.Context, cfg ScaleConfig, w Wiring, logf Logf) (*ScaleRep
 			next := seedStart.Add(time.Duration(float64(period) * float64(i+1) / float64(cfg.Credentials)))
 			exp := next.Add(lead)
 			tr.expiry[i] = exp.UnixNano()
-			batch = append(batch, &tokenkeeper.Credential{Name: fmt.Sprintf("scale-%07d", i), GrantType: tokenkeeper.GrantClientCredentials,
+			batch = append(batch, &tokenkeeper.Credential{ID: idOf(i), Name: fmt.Sprintf("scale-%07d", i), GrantType: tokenkeeper.GrantClientCredentials,
 				Token:         &tokenkeeper.Token{AccessToken: "seeded-" + randomSecret(), TokenType: "Bearer", ExpiresAt: exp},
 				LastRefreshAt: exp.Add(-cfg.Lifetime), NextRefreshAt: next})
 		}
 		tr.mu.Unlock()
 		if err := seeder.ImportCredentials(ctx, "scale", batch); err != nil {
-			seedStore.Close()
 			return nil, fmt.Errorf("seed credentials %d to %d: %w", start, end, err)
-		}
-		for _, b := range brokers {
-			if b.Wake != nil {
-				b.Wake()
-			}
 		}
 		if end%100_000 == 0 {
 			logf("  seeded %d credentials in %s", end, time.Since(seedStart).Round(time.Second))
 		}
 	}
 	seedStore.Close()
+	seedStore = nil
 	rep.SeedSeconds = time.Since(seedStart).Seconds()
 	logf("  seeded %d credentials in %s", cfg.Credentials, time.Since(seedStart).Round(time.Millisecond))
+	runtime.GC()
+	debug.FreeOSMemory()
 
 	// Restart on the full database: start-up figures.
 	rep.SeedPeakRSSMiB = float64(peakRSS()) / (1 << 20)
@@ -359,8 +395,23 @@ func Scale(ctx context.Context, cfg ScaleConfig, w Wiring, logf Logf) (*ScaleRep
 		time.Sleep(5 * time.Millisecond)
 	}
 	rep.StartToFirstRefreshSeconds = float64(tr.first.Load()-restart.UnixNano()) / 1e9
-	logf("  first token served %.3fs after the restart, first refresh committed after %.3fs; measuring for %s",
-		rep.StartToFirstTokenSeconds, rep.StartToFirstRefreshSeconds, cfg.Window)
+	// The backlog: what came due before the restart.
+	rep.BacklogAtStart = min(cfg.Credentials, int(float64(restart.Sub(seedStart))/float64(period)*float64(cfg.Credentials)))
+	for {
+		tr.mu.Lock()
+		done := tr.all
+		tr.mu.Unlock()
+		if done >= rep.BacklogAtStart {
+			break
+		}
+		if time.Since(restart) > 10*time.Minute {
+			return nil, fmt.Errorf("bench scale: the backlog of %d credentials due at the restart was not cleared within 10 minutes", rep.BacklogAtStart)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	rep.BacklogClearedSeconds = time.Since(restart).Seconds()
+	logf("  first token served %.3fs after the restart, first refresh committed after %.3fs, the %d credentials due at the restart refreshed after %.3fs; measuring for %s",
+		rep.StartToFirstTokenSeconds, rep.StartToFirstRefreshSeconds, rep.BacklogAtStart, rep.BacklogClearedSeconds, cfg.Window)
 
 	// The window.
 	sizeStart, err := db.size(ctx)
@@ -429,6 +480,72 @@ func Scale(ctx context.Context, cfg ScaleConfig, w Wiring, logf Logf) (*ScaleRep
 		}
 	}
 	return rep, nil
+}
+
+// seedHistory seeds the refresh events that bring the events table into
+// its steady state for a window starting at windowStart, given the store's
+// retention: when the age limit binds (a credential refreshes fewer times
+// within it than the count limit), the events that reach that age during
+// the window (and a minute more), which the pruner deletes as new ones
+// arrive; when the count limit binds, that many events per credential, of
+// which each new one pushes out the oldest. Credential i's history lies
+// before the seeded token's refresh, one period apart. It returns how many
+// it seeded and why.
+func seedHistory(ctx context.Context, im interface {
+	ImportEvents(ctx context.Context, events []*tokenkeeper.Event) error
+}, ret sqlstore.EventRetention, idOf func(int) string, cfg ScaleConfig, period, lead time.Duration, windowStart time.Time) (int, string, error) {
+	now := time.Now()
+	ageBinds := int(ret.RefreshMaxAge/period) <= ret.RefreshCount
+	from, to := now.Add(-ret.RefreshMaxAge-time.Minute), now
+	why := fmt.Sprintf("the count limit binds: %d events per credential", ret.RefreshCount)
+	if ageBinds {
+		from = windowStart.Add(-ret.RefreshMaxAge)
+		to = from.Add(cfg.Window + time.Minute)
+		why = fmt.Sprintf("the age limit binds: the events that turn %s old during the window", ret.RefreshMaxAge)
+	}
+	msg := fmt.Sprintf("new token valid for %s", cfg.Lifetime)
+	total := 0
+	var batch []*tokenkeeper.Event
+	flush := func() error {
+		if len(batch) == 0 {
+			return nil
+		}
+		err := im.ImportEvents(ctx, batch)
+		total += len(batch)
+		batch = batch[:0]
+		return err
+	}
+	for i := range cfg.Credentials {
+		// As the credentials are seeded: the token's refresh is at most
+		// a period before now.
+		next := now.Add(time.Duration(float64(period) * float64(i+1) / float64(cfg.Credentials)))
+		issued := next.Add(lead - cfg.Lifetime)
+		n := 0
+		for t := issued.Add(-period); !t.Before(from) && (ageBinds || n < ret.RefreshCount); t = t.Add(-period) {
+			if t.After(to) {
+				continue
+			}
+			batch = append(batch, &tokenkeeper.Event{CredentialID: idOf(i), CredentialName: fmt.Sprintf("scale-%07d", i), Time: t,
+				Kind: tokenkeeper.EventRefresh, Outcome: tokenkeeper.OutcomeOK, Message: msg, Latency: cfg.Latency, Actor: "refresher:seeded"})
+			n++
+		}
+		if len(batch) >= 5*importBatch {
+			if err := flush(); err != nil {
+				return total, why, fmt.Errorf("seed history: %w", err)
+			}
+		}
+	}
+	if err := flush(); err != nil {
+		return total, why, fmt.Errorf("seed history: %w", err)
+	}
+	return total, why, nil
+}
+
+// randomHexID returns n random bytes in hexadecimal.
+func randomHexID(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
 }
 
 // scaleBroker is one broker of a Scale run.
@@ -544,9 +661,10 @@ func (r *ScaleReport) WriteText(w io.Writer) error {
 		r.Credentials, r.Lifetime, r.Lead, r.ProviderLatency, r.Concurrency, r.Replicas)
 	tw.printf("  reads                           %d/s over %d keep-alive connections; %s without refresh load, then throughout the window\n",
 		r.ReadRate, r.ReadConnections, r.QuietWindow)
-	tw.printf("  seeding                         %.1fs\n", r.SeedSeconds)
+	tw.printf("  seeding                         %.1fs; %d events of history (%s)\n", r.SeedSeconds, r.HistoryEvents, r.HistoryNote)
 	tw.printf("  start to first token served     %.3fs\n", r.StartToFirstTokenSeconds)
 	tw.printf("  start to first refresh          %.3fs (the schedule is the database's index: nothing to load)\n", r.StartToFirstRefreshSeconds)
+	tw.printf("  backlog at start                %d credentials due, refreshed %.3fs after the start\n", r.BacklogAtStart, r.BacklogClearedSeconds)
 	tw.printf("  measured                        %s\n", r.Window)
 	tw.printf("  refreshes                       %d (%.1f/s), %d failed attempts, %d fenced\n", r.Refreshes, r.RefreshesPerSecond, r.FailedAttempts, r.Fenced)
 	if r.Replicas > 1 {

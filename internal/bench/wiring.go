@@ -68,9 +68,6 @@ type Broker struct {
 	// Stop stops it gracefully, waits until it has stopped and closed its
 	// store, and returns why it failed, if it did.
 	Stop func() error
-	// Wake, if not nil, makes its refresher look for due credentials now
-	// (Scale calls it after seeding credentials behind its back).
-	Wake func()
 }
 
 // ConfigError is a configuration mistake: a value out of range, or two

@@ -15,7 +15,7 @@ type EventPruner interface {
 const (
 	// DefaultEventPruneInterval is how often Run looks for events past
 	// their retention by default.
-	DefaultEventPruneInterval = 10 * time.Minute
+	DefaultEventPruneInterval = time.Minute
 	// eventPruneBatch is how many events one transaction deletes: small
 	// enough that a commit waiting for it (SQLite has one writer) waits
 	// milliseconds.

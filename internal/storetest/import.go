@@ -11,6 +11,7 @@ import (
 // importer is the part of a store that inserts credentials in bulk.
 type importer interface {
 	ImportCredentials(ctx context.Context, provider string, cs []*tokenkeeper.Credential) error
+	ImportEvents(ctx context.Context, events []*tokenkeeper.Event) error
 }
 
 // testImportCredentials: ImportCredentials inserts credentials of a named
@@ -49,6 +50,9 @@ func testImportCredentials(e *env) {
 		t.Fatal(err)
 	}
 	want := cs[2]
+	if got.ID != want.ID || got.ID == "" {
+		t.Fatalf("imported id %q, the input says %q", got.ID, want.ID)
+	}
 	if got.Provider != "bulk" || got.RefreshToken != want.RefreshToken || got.Token == nil ||
 		got.Token.AccessToken != want.Token.AccessToken || !got.Token.ExpiresAt.Equal(want.Token.ExpiresAt) ||
 		!got.NextRefreshAt.Equal(want.NextRefreshAt) || !got.LastRefreshAt.Equal(want.LastRefreshAt) ||
@@ -65,6 +69,22 @@ func testImportCredentials(e *env) {
 	if err != nil || len(claimed) != 1 || claimed[0].Name != "bulk-0000" {
 		t.Fatalf("ClaimDue after import = %d, %v; want bulk-0000", len(claimed), err)
 	}
+
+	// A history of events, as it is: nothing trimmed.
+	var history []*tokenkeeper.Event
+	for i := range 600 {
+		history = append(history, &tokenkeeper.Event{CredentialID: want.ID, CredentialName: want.Name, Kind: tokenkeeper.EventRefresh,
+			Outcome: tokenkeeper.OutcomeOK, Time: start.Add(-time.Duration(i) * time.Minute), Latency: time.Millisecond, Actor: "refresher:old"})
+	}
+	if err := im.ImportEvents(e.ctx, history); err != nil {
+		t.Fatal(err)
+	}
+	evs, err := e.s.Events(e.ctx, want.Name, 1000)
+	if err != nil || len(evs) != 600 || !evs[0].Time.Equal(start) || evs[599].Actor != "refresher:old" {
+		t.Fatalf("Events after ImportEvents = %d, %v", len(evs), err)
+	}
+	wantCode(t, im.ImportEvents(e.ctx, []*tokenkeeper.Event{{CredentialID: want.ID, CredentialName: want.Name, Kind: "refresh"}}), tokenkeeper.EINVALID)
+	wantCode(t, im.ImportEvents(e.ctx, []*tokenkeeper.Event{{CredentialName: want.Name, Kind: "refresh", Time: start}}), tokenkeeper.EINVALID)
 
 	// A taken name, a bad name, an unknown provider: nothing is inserted.
 	taken := []*tokenkeeper.Credential{{Name: "bulk-new", GrantType: tokenkeeper.GrantClientCredentials},
