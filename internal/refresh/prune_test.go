@@ -9,7 +9,7 @@ import (
 	"github.com/tokenkeeper/tokenkeeper/internal/refresh"
 )
 
-// Run prunes refresh events older than the store's retention (a day by
+// Run prunes refresh events older than the store's retention (12 hours by
 // default) in the background, and leaves younger ones and operator events.
 func TestRunPrunesOldEvents(t *testing.T) {
 	w := newWorld(t, false, nil)

@@ -170,7 +170,7 @@ type eventPruner interface {
 	PruneEvents(ctx context.Context, now time.Time, limit int) (int, error)
 }
 
-// testPruneEvents: PruneEvents deletes refresh events older than a day
+// testPruneEvents: PruneEvents deletes refresh events older than 12 hours
 // and operator events older than 90 days (the default retention), at most
 // limit per call, refresh events first, and nothing younger.
 func testPruneEvents(e *env) {
@@ -190,7 +190,7 @@ func testPruneEvents(e *env) {
 	}
 	add(tokenkeeper.EventRefresh, 30*time.Hour)
 	add(tokenkeeper.EventRefresh, 25*time.Hour)
-	young := add(tokenkeeper.EventRefresh, 23*time.Hour)
+	young := add(tokenkeeper.EventRefresh, 11*time.Hour)
 	add(tokenkeeper.EventCreated, 100*24*time.Hour)
 	kept := add(tokenkeeper.EventCreated, 30*time.Hour)
 	e.clock.Set(start)
@@ -207,7 +207,7 @@ func testPruneEvents(e *env) {
 	}
 	got := e.events(c.Name)
 	if len(got) != 2 || got[0].ID != young.ID || got[1].ID != kept.ID {
-		t.Fatalf("kept %s; want the refresh event of 23 h ago and the created event of 30 h ago", asJSON(got))
+		t.Fatalf("kept %s; want the refresh event of 11 h ago and the created event of 30 h ago", asJSON(got))
 	}
 	for _, limit := range []int{0, -1, 10_001} {
 		_, err := p.PruneEvents(e.ctx, start, limit)

@@ -93,6 +93,16 @@ func testImportCredentials(e *env) {
 	bad := []*tokenkeeper.Credential{{Name: "bulk-new", GrantType: tokenkeeper.GrantClientCredentials},
 		{Name: "bad name!", GrantType: tokenkeeper.GrantClientCredentials}}
 	wantCode(t, im.ImportCredentials(e.ctx, "bulk", bad), tokenkeeper.EINVALID)
+	badID := []*tokenkeeper.Credential{{Name: "bulk-new", GrantType: tokenkeeper.GrantClientCredentials, ID: "not-an-id"}}
+	wantCode(t, im.ImportCredentials(e.ctx, "bulk", badID), tokenkeeper.EINVALID)
+	// A given id is kept.
+	given := []*tokenkeeper.Credential{{Name: "bulk-given", GrantType: tokenkeeper.GrantClientCredentials, ID: "00112233445566778899aabbccddeeff"}}
+	if err := im.ImportCredentials(e.ctx, "bulk", given); err != nil {
+		t.Fatal(err)
+	}
+	if got := e.get("bulk-given"); got.ID != "00112233445566778899aabbccddeeff" {
+		t.Fatalf("given id not kept: %q", got.ID)
+	}
 	wantCode(t, im.ImportCredentials(e.ctx, "nope", taken[:1]), tokenkeeper.ENOTFOUND)
 	if _, err := e.s.Credential(e.ctx, "bulk-new"); tokenkeeper.ErrorCode(err) != tokenkeeper.ENOTFOUND {
 		t.Fatalf("bulk-new after failed imports: %v; want ENOTFOUND", err)

@@ -1,5 +1,5 @@
 -- Events are pruned by age in the background (PruneEvents): refresh
--- attempts after a day, operator events after 90 days by default. This
+-- attempts after 12 hours, operator events after 90 days by default. This
 -- index finds the oldest of each class at once. The index on
 -- (credential_id, time) of 0001 is dropped: events_credential_kind_time
 -- (0004) serves every query by credential, and one index fewer is one
