@@ -94,6 +94,9 @@ type benchStore struct {
 	size func(ctx context.Context) (int64, error)
 	// key is the master key the store is sealed with.
 	key []byte
+	// rows counts the rows of a table (a name of this package's choosing,
+	// never input).
+	rows func(ctx context.Context, table string) (int64, error)
 }
 
 // openBenchStore opens the store a benchmark runs on, with a random master
@@ -115,8 +118,18 @@ func openBenchStore(ctx context.Context, w Wiring, database string) (*benchStore
 			return nil, err
 		}
 		size := func(ctx context.Context) (int64, error) { return sqliteUsedBytes(ctx, path) }
+		rows := func(ctx context.Context, table string) (int64, error) {
+			db, err := sql.Open("sqlite", "file:"+path+"?mode=ro")
+			if err != nil {
+				return 0, err
+			}
+			defer db.Close()
+			var n int64
+			err = db.QueryRowContext(ctx, "SELECT COUNT(*) FROM "+table).Scan(&n)
+			return n, err
+		}
 		return &benchStore{store: store, desc: "SQLite (" + path + ")", cleanup: func() { store.Close(); os.RemoveAll(dir) },
-			database: path, size: size, key: key}, nil
+			database: path, size: size, key: key, rows: rows}, nil
 	}
 	schema := newSchemaName("tokenkeeper_bench_")
 	conn, err := pgx.Connect(ctx, database)
@@ -147,8 +160,13 @@ func openBenchStore(ctx context.Context, w Wiring, database string) (*benchStore
 			JOIN pg_namespace ns ON ns.oid = c.relnamespace WHERE ns.nspname = $1 AND c.relkind = 'r'`, schema).Scan(&n)
 		return n, err
 	}
+	rows := func(ctx context.Context, table string) (int64, error) {
+		var n int64
+		err := conn.QueryRow(ctx, "SELECT COUNT(*) FROM "+pgx.Identifier{schema, table}.Sanitize()).Scan(&n)
+		return n, err
+	}
 	return &benchStore{store: store, desc: "PostgreSQL (schema " + schema + ")", cleanup: func() { store.Close(); drop() },
-		database: dbURL, size: size, key: key}, nil
+		database: dbURL, size: size, key: key, rows: rows}, nil
 }
 
 // sqliteUsedBytes returns the bytes of the SQLite database at path that

@@ -123,6 +123,11 @@ type ScaleReport struct {
 	DatabaseBytesEnd      int64   `json:"database_bytes_end"`
 	DatabaseGrowthPerHour float64 `json:"database_growth_mib_per_hour"`
 	DatabaseGrowthPerDay  float64 `json:"database_growth_gib_per_day"`
+	// Net rows added in the window: refresh and operator events (inserted
+	// less pruned), and audit records (the token reads', aggregated per
+	// reader, credential and second; kept --audit-retention, 90 days).
+	EventRowsAdded int64 `json:"event_rows_added"`
+	AuditRowsAdded int64 `json:"audit_rows_added"`
 	// Bytes this process caused to be written to storage during the
 	// window (/proc/self/io write_bytes), per refresh; SQLite only (a
 	// PostgreSQL server writes in its own processes).
@@ -418,6 +423,11 @@ func Scale(ctx context.Context, cfg ScaleConfig, w Wiring, logf Logf) (*ScaleRep
 	if err != nil {
 		return nil, fmt.Errorf("database size: %w", err)
 	}
+	eventsStart, err1 := db.rows(ctx, "events")
+	auditStart, err2 := db.rows(ctx, "audit")
+	if err := errors.Join(err1, err2); err != nil {
+		return nil, fmt.Errorf("count rows: %w", err)
+	}
 	ioStart := writtenBytes()
 	callsStart := sum(idp.Stats().TokenRequests)
 	windowStart := time.Now()
@@ -451,6 +461,12 @@ func Scale(ctx context.Context, cfg ScaleConfig, w Wiring, logf Logf) (*ScaleRep
 	if err != nil {
 		return nil, fmt.Errorf("database size: %w", err)
 	}
+	eventsEnd, err1 := db.rows(ctx, "events")
+	auditEnd, err2 := db.rows(ctx, "audit")
+	if err := errors.Join(err1, err2); err != nil {
+		return nil, fmt.Errorf("count rows: %w", err)
+	}
+	rep.EventRowsAdded, rep.AuditRowsAdded = eventsEnd-eventsStart, auditEnd-auditStart
 	// Provider calls per token: the calls the provider received in the
 	// window over the successful attempts whose call started in it, once
 	// the brokers have stopped and committed the ones in flight.
@@ -683,6 +699,7 @@ func (r *ScaleReport) WriteText(w io.Writer) error {
 		r.ReadLoadedP50MS, r.ReadLoadedP99MS, ratio, r.ReadLoadedErrors, r.ReadLoadedRPS)
 	tw.printf("  database                        %.1f MiB → %.1f MiB: %.1f MiB/hour, %.2f GiB/day extrapolated\n",
 		float64(r.DatabaseBytesStart)/(1<<20), float64(r.DatabaseBytesEnd)/(1<<20), r.DatabaseGrowthPerHour, r.DatabaseGrowthPerDay)
+	tw.printf("  rows added in the window        events %+d (inserted less pruned), audit records %+d (the token reads')\n", r.EventRowsAdded, r.AuditRowsAdded)
 	if r.WrittenBytes > 0 {
 		tw.printf("  written to disk                 %.1f MiB, %.1f KB per refresh (/proc/self/io; the token reads' audit records included)\n", float64(r.WrittenBytes)/(1<<20), r.WrittenBytesPerRefresh/1000)
 	} else {
