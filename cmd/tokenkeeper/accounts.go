@@ -52,8 +52,8 @@ func (e *env) readPassword(fromStdin bool, what string) (string, error) {
 	return string(a), nil
 }
 
-func (e *env) cmdUserAdd(args []string) error {
-	c := newCommand(e.stderr, "tokenkeeper user add NAME [--role admin|viewer] [--password-stdin] [--json]",
+func (e *env) cmdUserAdd(c *command) runFunc {
+	c.describe("tokenkeeper user add NAME [--role admin|viewer] [--password-stdin] [--json]",
 		`Creates a user who logs in with a password (POST /v1/auth/login). An admin
 may do everything; a viewer may list credentials and events but not read tokens.
 The password is asked on the terminal, or read from standard input.`)
@@ -63,117 +63,127 @@ The password is asked on the terminal, or read from standard input.`)
 	stdin := c.fs.Bool("password-stdin", false, "read the password from standard input")
 	asJSON := c.fs.Bool("json", false, "print JSON")
 	c.noEnv = map[string]bool{"role": true, "password-stdin": true}
-	pos, cl, err := e.clientCommand(c, &ao, args, 1, "the user name")
-	if err != nil {
-		return err
+	return func(args []string) error {
+		pos, cl, err := e.clientCommand(c, &ao, 1, "the user name")
+		if err != nil {
+			return err
+		}
+		pw, err := e.readPassword(*stdin, "Password for "+pos[0])
+		if err != nil {
+			return err
+		}
+		var out json.RawMessage
+		if err := cl.do(e.ctx, "POST", "/v1/users", map[string]string{"username": pos[0], "password": pw, "role": *role}, &out); err != nil {
+			return fmt.Errorf("add user: %w", err)
+		}
+		if *asJSON {
+			return printRaw(e.stdout, out)
+		}
+		fmt.Fprintf(e.stdout, "Added %s user %q.\n", *role, pos[0])
+		return nil
 	}
-	pw, err := e.readPassword(*stdin, "Password for "+pos[0])
-	if err != nil {
-		return err
-	}
-	var out json.RawMessage
-	if err := cl.do(e.ctx, "POST", "/v1/users", map[string]string{"username": pos[0], "password": pw, "role": *role}, &out); err != nil {
-		return fmt.Errorf("add user: %w", err)
-	}
-	if *asJSON {
-		return printRaw(e.stdout, out)
-	}
-	fmt.Fprintf(e.stdout, "Added %s user %q.\n", *role, pos[0])
-	return nil
 }
 
-func (e *env) cmdUserList(args []string) error {
-	c := newCommand(e.stderr, "tokenkeeper user list [--json]", "Lists the users.")
+func (e *env) cmdUserList(c *command) runFunc {
+	c.describe("tokenkeeper user list [--json]", "Lists the users.")
 	var ao apiOptions
 	ao.register(c)
 	asJSON := c.fs.Bool("json", false, "print JSON")
-	_, cl, err := e.clientCommand(c, &ao, args, 0, "no arguments")
-	if err != nil {
-		return err
+	return func(args []string) error {
+		_, cl, err := e.clientCommand(c, &ao, 0, "no arguments")
+		if err != nil {
+			return err
+		}
+		var out json.RawMessage
+		if err := cl.do(e.ctx, "GET", "/v1/users", nil, &out); err != nil {
+			return fmt.Errorf("list users: %w", err)
+		}
+		if *asJSON {
+			return printRaw(e.stdout, out)
+		}
+		var list struct {
+			Users []struct {
+				Username  string    `json:"username"`
+				Role      string    `json:"role"`
+				CreatedAt time.Time `json:"created_at"`
+			} `json:"users"`
+		}
+		if err := json.Unmarshal(out, &list); err != nil {
+			return err
+		}
+		tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "USER\tROLE\tCREATED")
+		for _, u := range list.Users {
+			fmt.Fprintf(tw, "%s\t%s\t%s\n", u.Username, u.Role, u.CreatedAt.Local().Format(timeLayout))
+		}
+		return tw.Flush()
 	}
-	var out json.RawMessage
-	if err := cl.do(e.ctx, "GET", "/v1/users", nil, &out); err != nil {
-		return fmt.Errorf("list users: %w", err)
-	}
-	if *asJSON {
-		return printRaw(e.stdout, out)
-	}
-	var list struct {
-		Users []struct {
-			Username  string    `json:"username"`
-			Role      string    `json:"role"`
-			CreatedAt time.Time `json:"created_at"`
-		} `json:"users"`
-	}
-	if err := json.Unmarshal(out, &list); err != nil {
-		return err
-	}
-	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "USER\tROLE\tCREATED")
-	for _, u := range list.Users {
-		fmt.Fprintf(tw, "%s\t%s\t%s\n", u.Username, u.Role, u.CreatedAt.Local().Format(timeLayout))
-	}
-	return tw.Flush()
 }
 
-func (e *env) cmdUserRemove(args []string) error {
-	c := newCommand(e.stderr, "tokenkeeper user rm NAME", "Deletes a user and ends all its sessions.")
+func (e *env) cmdUserRemove(c *command) runFunc {
+	c.describe("tokenkeeper user rm NAME", "Deletes a user and ends all its sessions.")
 	var ao apiOptions
 	ao.register(c)
-	pos, cl, err := e.clientCommand(c, &ao, args, 1, "the user name")
-	if err != nil {
-		return err
+	return func(args []string) error {
+		pos, cl, err := e.clientCommand(c, &ao, 1, "the user name")
+		if err != nil {
+			return err
+		}
+		if err := cl.do(e.ctx, "DELETE", "/v1/users/"+url.PathEscape(pos[0]), nil, nil); err != nil {
+			return fmt.Errorf("remove user: %w", err)
+		}
+		fmt.Fprintf(e.stdout, "Removed user %q.\n", pos[0])
+		return nil
 	}
-	if err := cl.do(e.ctx, "DELETE", "/v1/users/"+url.PathEscape(pos[0]), nil, nil); err != nil {
-		return fmt.Errorf("remove user: %w", err)
-	}
-	fmt.Fprintf(e.stdout, "Removed user %q.\n", pos[0])
-	return nil
 }
 
-func (e *env) cmdUserPasswd(args []string) error {
-	c := newCommand(e.stderr, "tokenkeeper user passwd NAME [--password-stdin]", "Sets a user's password and ends all the user's sessions.")
+func (e *env) cmdUserPasswd(c *command) runFunc {
+	c.describe("tokenkeeper user passwd NAME [--password-stdin]", "Sets a user's password and ends all the user's sessions.")
 	var ao apiOptions
 	ao.register(c)
 	stdin := c.fs.Bool("password-stdin", false, "read the password from standard input")
 	c.noEnv = map[string]bool{"password-stdin": true}
-	pos, cl, err := e.clientCommand(c, &ao, args, 1, "the user name")
-	if err != nil {
-		return err
+	return func(args []string) error {
+		pos, cl, err := e.clientCommand(c, &ao, 1, "the user name")
+		if err != nil {
+			return err
+		}
+		pw, err := e.readPassword(*stdin, "New password for "+pos[0])
+		if err != nil {
+			return err
+		}
+		if err := cl.do(e.ctx, "PUT", "/v1/users/"+url.PathEscape(pos[0])+"/password", map[string]string{"password": pw}, nil); err != nil {
+			return fmt.Errorf("set password: %w", err)
+		}
+		fmt.Fprintf(e.stdout, "Password of %q changed.\n", pos[0])
+		return nil
 	}
-	pw, err := e.readPassword(*stdin, "New password for "+pos[0])
-	if err != nil {
-		return err
-	}
-	if err := cl.do(e.ctx, "PUT", "/v1/users/"+url.PathEscape(pos[0])+"/password", map[string]string{"password": pw}, nil); err != nil {
-		return fmt.Errorf("set password: %w", err)
-	}
-	fmt.Fprintf(e.stdout, "Password of %q changed.\n", pos[0])
-	return nil
 }
 
-func (e *env) cmdUserRevokeSessions(args []string) error {
-	c := newCommand(e.stderr, "tokenkeeper user revoke-sessions NAME",
+func (e *env) cmdUserRevokeSessions(c *command) runFunc {
+	c.describe("tokenkeeper user revoke-sessions NAME",
 		`Ends every session of a user: its refresh tokens stop working at once and its
 access tokens within a second on every replica. The password stays.`)
 	var ao apiOptions
 	ao.register(c)
-	pos, cl, err := e.clientCommand(c, &ao, args, 1, "the user name")
-	if err != nil {
-		return err
+	return func(args []string) error {
+		pos, cl, err := e.clientCommand(c, &ao, 1, "the user name")
+		if err != nil {
+			return err
+		}
+		var out struct {
+			Revoked int `json:"revoked_sessions"`
+		}
+		if err := cl.do(e.ctx, "POST", "/v1/users/"+url.PathEscape(pos[0])+"/revoke-sessions", nil, &out); err != nil {
+			return fmt.Errorf("revoke sessions: %w", err)
+		}
+		fmt.Fprintf(e.stdout, "Ended %d sessions of %q.\n", out.Revoked, pos[0])
+		return nil
 	}
-	var out struct {
-		Revoked int `json:"revoked_sessions"`
-	}
-	if err := cl.do(e.ctx, "POST", "/v1/users/"+url.PathEscape(pos[0])+"/revoke-sessions", nil, &out); err != nil {
-		return fmt.Errorf("revoke sessions: %w", err)
-	}
-	fmt.Fprintf(e.stdout, "Ended %d sessions of %q.\n", out.Revoked, pos[0])
-	return nil
 }
 
-func (e *env) cmdClientAdd(args []string) error {
-	c := newCommand(e.stderr, "tokenkeeper client add CLIENT_ID --credentials a,b [--json]",
+func (e *env) cmdClientAdd(c *command) runFunc {
+	c.describe("tokenkeeper client add CLIENT_ID --credentials a,b [--json]",
 		`Creates a service client for the broker's OAuth2 token endpoint (/oauth2/token,
 grant_type=client_credentials, scope=credential:NAME) and prints its secret once.`)
 	var ao apiOptions
@@ -181,100 +191,108 @@ grant_type=client_credentials, scope=credential:NAME) and prints its secret once
 	creds := c.fs.String("credentials", "", "credential names the client may read, comma separated")
 	asJSON := c.fs.Bool("json", false, "print JSON")
 	c.noEnv = map[string]bool{"credentials": true}
-	pos, cl, err := e.clientCommand(c, &ao, args, 1, "the client id")
-	if err != nil {
-		return err
+	return func(args []string) error {
+		pos, cl, err := e.clientCommand(c, &ao, 1, "the client id")
+		if err != nil {
+			return err
+		}
+		var out struct {
+			ClientID     string   `json:"client_id"`
+			Credentials  []string `json:"credentials"`
+			ClientSecret string   `json:"client_secret"`
+		}
+		if err := cl.do(e.ctx, "POST", "/v1/clients", map[string]any{"client_id": pos[0], "credentials": splitList(*creds)}, &out); err != nil {
+			return fmt.Errorf("add client: %w", err)
+		}
+		if *asJSON {
+			return printJSON(e.stdout, out)
+		}
+		fmt.Fprintf(e.stdout, "Created client %q for %s. Its secret is shown only this once:\n\n    %s\n\n", out.ClientID, strings.Join(out.Credentials, ", "), out.ClientSecret)
+		fmt.Fprintf(e.stdout, "Token endpoint: %s/oauth2/token (client_secret_basic or client_secret_post, scope=credential:NAME)\n", strings.TrimRight(ao.server, "/"))
+		return nil
 	}
-	var out struct {
-		ClientID     string   `json:"client_id"`
-		Credentials  []string `json:"credentials"`
-		ClientSecret string   `json:"client_secret"`
-	}
-	if err := cl.do(e.ctx, "POST", "/v1/clients", map[string]any{"client_id": pos[0], "credentials": splitList(*creds)}, &out); err != nil {
-		return fmt.Errorf("add client: %w", err)
-	}
-	if *asJSON {
-		return printJSON(e.stdout, out)
-	}
-	fmt.Fprintf(e.stdout, "Created client %q for %s. Its secret is shown only this once:\n\n    %s\n\n", out.ClientID, strings.Join(out.Credentials, ", "), out.ClientSecret)
-	fmt.Fprintf(e.stdout, "Token endpoint: %s/oauth2/token (client_secret_basic or client_secret_post, scope=credential:NAME)\n", strings.TrimRight(ao.server, "/"))
-	return nil
 }
 
-func (e *env) cmdClientList(args []string) error {
-	c := newCommand(e.stderr, "tokenkeeper client list [--json]", "Lists the service clients (never their secrets).")
+func (e *env) cmdClientList(c *command) runFunc {
+	c.describe("tokenkeeper client list [--json]", "Lists the service clients (never their secrets).")
 	var ao apiOptions
 	ao.register(c)
 	asJSON := c.fs.Bool("json", false, "print JSON")
-	_, cl, err := e.clientCommand(c, &ao, args, 0, "no arguments")
-	if err != nil {
-		return err
+	return func(args []string) error {
+		_, cl, err := e.clientCommand(c, &ao, 0, "no arguments")
+		if err != nil {
+			return err
+		}
+		var out json.RawMessage
+		if err := cl.do(e.ctx, "GET", "/v1/clients", nil, &out); err != nil {
+			return fmt.Errorf("list clients: %w", err)
+		}
+		if *asJSON {
+			return printRaw(e.stdout, out)
+		}
+		var list struct {
+			Clients []struct {
+				ClientID    string    `json:"client_id"`
+				Credentials []string  `json:"credentials"`
+				CreatedAt   time.Time `json:"created_at"`
+			} `json:"clients"`
+		}
+		if err := json.Unmarshal(out, &list); err != nil {
+			return err
+		}
+		tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "CLIENT ID\tCREDENTIALS\tCREATED")
+		for _, cc := range list.Clients {
+			fmt.Fprintf(tw, "%s\t%s\t%s\n", cc.ClientID, dash(strings.Join(cc.Credentials, ",")), cc.CreatedAt.Local().Format(timeLayout))
+		}
+		return tw.Flush()
 	}
-	var out json.RawMessage
-	if err := cl.do(e.ctx, "GET", "/v1/clients", nil, &out); err != nil {
-		return fmt.Errorf("list clients: %w", err)
-	}
-	if *asJSON {
-		return printRaw(e.stdout, out)
-	}
-	var list struct {
-		Clients []struct {
-			ClientID    string    `json:"client_id"`
-			Credentials []string  `json:"credentials"`
-			CreatedAt   time.Time `json:"created_at"`
-		} `json:"clients"`
-	}
-	if err := json.Unmarshal(out, &list); err != nil {
-		return err
-	}
-	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "CLIENT ID\tCREDENTIALS\tCREATED")
-	for _, cc := range list.Clients {
-		fmt.Fprintf(tw, "%s\t%s\t%s\n", cc.ClientID, dash(strings.Join(cc.Credentials, ",")), cc.CreatedAt.Local().Format(timeLayout))
-	}
-	return tw.Flush()
 }
 
-func (e *env) cmdClientRemove(args []string) error {
-	c := newCommand(e.stderr, "tokenkeeper client rm CLIENT_ID", "Deletes a service client.")
+func (e *env) cmdClientRemove(c *command) runFunc {
+	c.describe("tokenkeeper client rm CLIENT_ID", "Deletes a service client.")
 	var ao apiOptions
 	ao.register(c)
-	pos, cl, err := e.clientCommand(c, &ao, args, 1, "the client id")
-	if err != nil {
-		return err
+	return func(args []string) error {
+		pos, cl, err := e.clientCommand(c, &ao, 1, "the client id")
+		if err != nil {
+			return err
+		}
+		if err := cl.do(e.ctx, "DELETE", "/v1/clients/"+url.PathEscape(pos[0]), nil, nil); err != nil {
+			return fmt.Errorf("remove client: %w", err)
+		}
+		fmt.Fprintf(e.stdout, "Removed client %q.\n", pos[0])
+		return nil
 	}
-	if err := cl.do(e.ctx, "DELETE", "/v1/clients/"+url.PathEscape(pos[0]), nil, nil); err != nil {
-		return fmt.Errorf("remove client: %w", err)
-	}
-	fmt.Fprintf(e.stdout, "Removed client %q.\n", pos[0])
-	return nil
 }
 
-func (e *env) cmdClientRotate(args []string) error {
-	c := newCommand(e.stderr, "tokenkeeper client rotate-secret CLIENT_ID [--json]", "Gives a service client a new secret, printed once; the old one stops working.")
+func (e *env) cmdClientRotate(c *command) runFunc {
+	c.describe("tokenkeeper client rotate-secret CLIENT_ID [--json]", "Gives a service client a new secret, printed once; the old one stops working.")
 	var ao apiOptions
 	ao.register(c)
 	asJSON := c.fs.Bool("json", false, "print JSON")
-	pos, cl, err := e.clientCommand(c, &ao, args, 1, "the client id")
-	if err != nil {
-		return err
+	return func(args []string) error {
+		pos, cl, err := e.clientCommand(c, &ao, 1, "the client id")
+		if err != nil {
+			return err
+		}
+		var out struct {
+			ClientID     string `json:"client_id"`
+			ClientSecret string `json:"client_secret"`
+		}
+		if err := cl.do(e.ctx, "POST", "/v1/clients/"+url.PathEscape(pos[0])+"/rotate-secret", map[string]string{}, &out); err != nil {
+			return fmt.Errorf("rotate client secret: %w", err)
+		}
+		if *asJSON {
+			return printJSON(e.stdout, out)
+		}
+		fmt.Fprintf(e.stdout, "New secret of %q, shown only this once:\n\n    %s\n\n", out.ClientID, out.ClientSecret)
+		return nil
 	}
-	var out struct {
-		ClientID     string `json:"client_id"`
-		ClientSecret string `json:"client_secret"`
-	}
-	if err := cl.do(e.ctx, "POST", "/v1/clients/"+url.PathEscape(pos[0])+"/rotate-secret", map[string]string{}, &out); err != nil {
-		return fmt.Errorf("rotate client secret: %w", err)
-	}
-	if *asJSON {
-		return printJSON(e.stdout, out)
-	}
-	fmt.Fprintf(e.stdout, "New secret of %q, shown only this once:\n\n    %s\n\n", out.ClientID, out.ClientSecret)
-	return nil
 }
 
-func (e *env) cmdAudit(args []string) error {
-	c := newCommand(e.stderr, "tokenkeeper audit [--limit 50] [--actor A] [--action X] [--before ID] [--json]",
+func (e *env) cmdAudit(c *command) runFunc {
+	c.describe("tokenkeeper audit [--limit 50] [--actor A] [--action X] [--before ID] [--json]",
 		"Prints the audit log, newest first: token reads, logins, refreshes, failed authentications and admin changes.")
 	var ao apiOptions
 	ao.register(c)
@@ -284,46 +302,48 @@ func (e *env) cmdAudit(args []string) error {
 	before := c.fs.Int64("before", 0, "only records older than this id (paging)")
 	asJSON := c.fs.Bool("json", false, "print JSON")
 	c.noEnv = map[string]bool{"limit": true, "actor": true, "action": true, "before": true}
-	_, cl, err := e.clientCommand(c, &ao, args, 0, "no arguments")
-	if err != nil {
-		return err
+	return func(args []string) error {
+		_, cl, err := e.clientCommand(c, &ao, 0, "no arguments")
+		if err != nil {
+			return err
+		}
+		q := url.Values{"limit": {strconv.Itoa(*limit)}}
+		if *actorF != "" {
+			q.Set("actor", *actorF)
+		}
+		if *action != "" {
+			q.Set("action", *action)
+		}
+		if *before > 0 {
+			q.Set("before", strconv.FormatInt(*before, 10))
+		}
+		var out json.RawMessage
+		if err := cl.do(e.ctx, "GET", "/v1/audit?"+q.Encode(), nil, &out); err != nil {
+			return fmt.Errorf("read audit log: %w", err)
+		}
+		if *asJSON {
+			return printRaw(e.stdout, out)
+		}
+		var list struct {
+			Records []struct {
+				ID         int64     `json:"id"`
+				Time       time.Time `json:"time"`
+				Actor      string    `json:"actor"`
+				Action     string    `json:"action"`
+				Target     string    `json:"target"`
+				Outcome    string    `json:"outcome"`
+				RemoteAddr string    `json:"remote_addr"`
+				Detail     string    `json:"detail"`
+			} `json:"records"`
+		}
+		if err := json.Unmarshal(out, &list); err != nil {
+			return err
+		}
+		tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "ID\tTIME\tACTOR\tACTION\tTARGET\tOUTCOME\tFROM\tDETAIL")
+		for _, r := range list.Records {
+			fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.ID, r.Time.Local().Format(timeLayout), r.Actor, r.Action, dash(r.Target), r.Outcome, dash(r.RemoteAddr), oneLine(r.Detail))
+		}
+		return tw.Flush()
 	}
-	q := url.Values{"limit": {strconv.Itoa(*limit)}}
-	if *actorF != "" {
-		q.Set("actor", *actorF)
-	}
-	if *action != "" {
-		q.Set("action", *action)
-	}
-	if *before > 0 {
-		q.Set("before", strconv.FormatInt(*before, 10))
-	}
-	var out json.RawMessage
-	if err := cl.do(e.ctx, "GET", "/v1/audit?"+q.Encode(), nil, &out); err != nil {
-		return fmt.Errorf("read audit log: %w", err)
-	}
-	if *asJSON {
-		return printRaw(e.stdout, out)
-	}
-	var list struct {
-		Records []struct {
-			ID         int64     `json:"id"`
-			Time       time.Time `json:"time"`
-			Actor      string    `json:"actor"`
-			Action     string    `json:"action"`
-			Target     string    `json:"target"`
-			Outcome    string    `json:"outcome"`
-			RemoteAddr string    `json:"remote_addr"`
-			Detail     string    `json:"detail"`
-		} `json:"records"`
-	}
-	if err := json.Unmarshal(out, &list); err != nil {
-		return err
-	}
-	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tTIME\tACTOR\tACTION\tTARGET\tOUTCOME\tFROM\tDETAIL")
-	for _, r := range list.Records {
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.ID, r.Time.Local().Format(timeLayout), r.Actor, r.Action, dash(r.Target), r.Outcome, dash(r.RemoteAddr), oneLine(r.Detail))
-	}
-	return tw.Flush()
 }

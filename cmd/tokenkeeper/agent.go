@@ -41,8 +41,8 @@ to read through the broker's /oauth2/token as a service client.
 For one sink, flags replace the file:
   tokenkeeper agent --credential github --path /run/app/token [-- COMMAND ARGS...]`
 
-func (e *env) cmdAgent(args []string) error {
-	c := newCommand(e.stderr, "tokenkeeper agent (--config FILE | --credential NAME --path FILE [flags] [-- COMMAND ARGS...])", agentAbout)
+func (e *env) cmdAgent(c *command) runFunc {
+	c.describe("tokenkeeper agent (--config FILE | --credential NAME --path FILE [flags] [-- COMMAND ARGS...])", agentAbout)
 	configFile := c.fs.String("config", "", "the JSON configuration file")
 	server := c.fs.String("server", "", "broker URL (overrides the configuration's server; default http://127.0.0.1:8080)")
 	apiKey := c.fs.String("api-key", "", "API key (prefer $TOKENKEEPER_API_KEY or --api-key-file: a flag shows in the process list)")
@@ -58,95 +58,94 @@ func (e *env) cmdAgent(args []string) error {
 	var lo logOptions
 	lo.register(c)
 	c.noEnv = map[string]bool{"credential": true, "path": true, "template": true, "mode": true, "on-expiry": true}
-	if err := c.parse(args, e.getenv); err != nil {
-		return err
-	}
-	logger, err := lo.logger(e.stderr)
-	if err != nil {
-		return err
-	}
-	single := *credential != "" || *path != ""
-	switch {
-	case *configFile != "" && single:
-		return usagef("agent: give --config or --credential and --path, not both")
-	case *configFile == "" && !single:
-		return usagef("agent: give --config FILE, or --credential NAME and --path FILE (see tokenkeeper agent --help)")
-	case single && (*credential == "" || *path == ""):
-		return usagef("agent: --credential and --path go together")
-	case *retryMax < time.Second:
-		return usagef("agent: --retry-max must be at least 1s")
-	case *configFile != "" && len(c.positional) > 0:
-		return usagef("agent: a command after -- goes with --credential; in a configuration file use a sink's \"command\"")
-	}
-	load := func() (*agent.Config, error) {
-		var cfg *agent.Config
-		if *configFile != "" {
-			var err error
-			if cfg, err = agent.LoadConfig(*configFile); err != nil {
+	return func(args []string) error {
+		logger, err := lo.logger(e.stderr)
+		if err != nil {
+			return err
+		}
+		single := *credential != "" || *path != ""
+		switch {
+		case *configFile != "" && single:
+			return usagef("agent: give --config or --credential and --path, not both")
+		case *configFile == "" && !single:
+			return usagef("agent: give --config FILE, or --credential NAME and --path FILE (see tokenkeeper agent --help)")
+		case single && (*credential == "" || *path == ""):
+			return usagef("agent: --credential and --path go together")
+		case *retryMax < time.Second:
+			return usagef("agent: --retry-max must be at least 1s")
+		case *configFile != "" && len(c.positional) > 0:
+			return usagef("agent: a command after -- goes with --credential; in a configuration file use a sink's \"command\"")
+		}
+		load := func() (*agent.Config, error) {
+			var cfg *agent.Config
+			if *configFile != "" {
+				var err error
+				if cfg, err = agent.LoadConfig(*configFile); err != nil {
+					return nil, err
+				}
+			} else {
+				cfg = &agent.Config{Sinks: []agent.Sink{{Credential: *credential, Path: *path,
+					Template: *template, Mode: *mode, OnExpiry: *onExpiry, Command: c.positional}}}
+				if err := cfg.Validate(); err != nil {
+					return nil, usagef("%v", err)
+				}
+			}
+			// Flags and the environment win over the file.
+			if *server != "" {
+				cfg.Server = *server
+			}
+			if cfg.Server == "" {
+				cfg.Server = "http://127.0.0.1:8080"
+			}
+			if *clientID != "" {
+				cfg.ClientID, cfg.APIKeyFile = *clientID, ""
+			}
+			if *clientSecretFile != "" {
+				cfg.ClientSecretFile = *clientSecretFile
+			}
+			if *apiKeyFile != "" {
+				cfg.APIKeyFile = *apiKeyFile
+			}
+			if *apiKey != "" && *apiKeyFile == "" && *clientID == "" {
+				cfg.APIKey = *apiKey
+			}
+			if err := cfg.Resolve(); err != nil {
 				return nil, err
 			}
-		} else {
-			cfg = &agent.Config{Sinks: []agent.Sink{{Credential: *credential, Path: *path,
-				Template: *template, Mode: *mode, OnExpiry: *onExpiry, Command: c.positional}}}
-			if err := cfg.Validate(); err != nil {
-				return nil, usagef("%v", err)
-			}
+			return cfg, nil
 		}
-		// Flags and the environment win over the file.
-		if *server != "" {
-			cfg.Server = *server
+		cfg, err := load()
+		if err != nil {
+			return fmt.Errorf("agent: %w", err)
 		}
-		if cfg.Server == "" {
-			cfg.Server = "http://127.0.0.1:8080"
+		ag := agent.New(agent.Options{Logger: logger, CommandOutput: e.stderr, BackoffMax: *retryMax})
+		if err := ag.Apply(e.ctx, cfg); err != nil {
+			return fmt.Errorf("agent: %w", err)
 		}
-		if *clientID != "" {
-			cfg.ClientID, cfg.APIKeyFile = *clientID, ""
-		}
-		if *clientSecretFile != "" {
-			cfg.ClientSecretFile = *clientSecretFile
-		}
-		if *apiKeyFile != "" {
-			cfg.APIKeyFile = *apiKeyFile
-		}
-		if *apiKey != "" && *apiKeyFile == "" && *clientID == "" {
-			cfg.APIKey = *apiKey
-		}
-		if err := cfg.Resolve(); err != nil {
-			return nil, err
-		}
-		return cfg, nil
-	}
-	cfg, err := load()
-	if err != nil {
-		return fmt.Errorf("agent: %w", err)
-	}
-	ag := agent.New(agent.Options{Logger: logger, CommandOutput: e.stderr, BackoffMax: *retryMax})
-	if err := ag.Apply(e.ctx, cfg); err != nil {
-		return fmt.Errorf("agent: %w", err)
-	}
-	defer ag.Stop()
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
-	logger.Info("agent running", "sinks", len(cfg.Sinks))
-	for {
-		select {
-		case <-e.ctx.Done():
-			logger.Info("agent stopping")
-			return nil
-		case <-hup:
-			cfg, err := load()
-			if err == nil {
-				err = ag.Apply(e.ctx, cfg)
-			}
-			if err != nil {
-				if errors.Is(err, agent.ErrStopped) {
-					return nil
+		defer ag.Stop()
+		hup := make(chan os.Signal, 1)
+		signal.Notify(hup, syscall.SIGHUP)
+		defer signal.Stop(hup)
+		logger.Info("agent running", "sinks", len(cfg.Sinks))
+		for {
+			select {
+			case <-e.ctx.Done():
+				logger.Info("agent stopping")
+				return nil
+			case <-hup:
+				cfg, err := load()
+				if err == nil {
+					err = ag.Apply(e.ctx, cfg)
 				}
-				logger.Error("reload failed; keeping the running configuration", "error", err)
-				continue
+				if err != nil {
+					if errors.Is(err, agent.ErrStopped) {
+						return nil
+					}
+					logger.Error("reload failed; keeping the running configuration", "error", err)
+					continue
+				}
+				logger.Info("configuration reloaded", "sinks", len(cfg.Sinks))
 			}
-			logger.Info("configuration reloaded", "sinks", len(cfg.Sinks))
 		}
 	}
 }

@@ -202,13 +202,10 @@ func printJSON(w io.Writer, v any) error {
 	return enc.Encode(v)
 }
 
-// clientCommand parses a client command's arguments, requiring n positional
-// ones (described by what), and returns them with the API client that
-// --server and --api-key select.
-func (e *env) clientCommand(c *command, ao *apiOptions, args []string, n int, what string) ([]string, *apiClient, error) {
-	if err := c.parse(args, e.getenv); err != nil {
-		return nil, nil, err
-	}
+// clientCommand requires n positional arguments of a client command
+// (described by what), and returns them with the API client that --server
+// and --api-key select.
+func (e *env) clientCommand(c *command, ao *apiOptions, n int, what string) ([]string, *apiClient, error) {
 	pos, err := c.args(n, what)
 	if err != nil {
 		return nil, nil, err

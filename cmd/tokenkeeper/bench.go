@@ -57,8 +57,8 @@ func benchError(err error) error {
 	return err
 }
 
-func (e *env) cmdBenchRefresh(args []string) error {
-	c := newCommand(e.stderr, "tokenkeeper bench refresh [--credentials 10000] [--lifetime 120s] [--database PATH_OR_URL]",
+func (e *env) cmdBenchRefresh(c *command) runFunc {
+	c.describe("tokenkeeper bench refresh [--credentials 10000] [--lifetime 120s] [--database PATH_OR_URL]",
 		`Measures the refresher: runs the test provider (with latency) and the
 broker in one process, creates N credentials, waits until each has its first
 token, then measures for --window (default two lifetimes): the share of
@@ -75,21 +75,20 @@ schema of that database, dropped afterwards; the default is a temporary SQLite f
 	c.fs.IntVar(&cfg.Concurrency, "concurrency", 64, "refreshes in flight at most")
 	asJSON := c.fs.Bool("json", false, "print JSON")
 	c.noEnv = map[string]bool{"database": true}
-	if err := c.parse(args, e.getenv); err != nil {
-		return err
+	return func(args []string) error {
+		rep, err := bench.Refresh(e.ctx, cfg, e.benchWiring(), e.benchLogf)
+		if err != nil {
+			return benchError(err)
+		}
+		if *asJSON {
+			return printJSON(e.stdout, rep)
+		}
+		return rep.WriteText(e.stdout)
 	}
-	rep, err := bench.Refresh(e.ctx, cfg, e.benchWiring(), e.benchLogf)
-	if err != nil {
-		return benchError(err)
-	}
-	if *asJSON {
-		return printJSON(e.stdout, rep)
-	}
-	return rep.WriteText(e.stdout)
 }
 
-func (e *env) cmdBenchRead(args []string) error {
-	c := newCommand(e.stderr, "tokenkeeper bench read [--connections 64] [--duration 10s]",
+func (e *env) cmdBenchRead(c *command) runFunc {
+	c.describe("tokenkeeper bench read [--connections 64] [--duration 10s]",
 		`Measures the token read path: drives GET /v1/credentials/NAME/token over
 loopback keep-alive connections against a broker in this process (SQLite in
 a temporary directory, or a fresh schema of --database postgres://...), as an
@@ -105,19 +104,18 @@ matters for authentication misses and the audit writer.`)
 	withMetrics := c.fs.Bool("metrics", false, "run the broker with /metrics on (as serve --metrics-addr does), to measure what metrics cost")
 	asJSON := c.fs.Bool("json", false, "print JSON")
 	c.noEnv = map[string]bool{"database": true}
-	if err := c.parse(args, e.getenv); err != nil {
-		return err
+	return func(args []string) error {
+		var obs observabilityOptions
+		if *withMetrics {
+			obs.metricsAddr, obs.metricsPoll = "127.0.0.1:0", 15*time.Second
+		}
+		rep, err := bench.Read(e.ctx, cfg, e.benchWiringObs(obs), e.benchLogf)
+		if err != nil {
+			return benchError(err)
+		}
+		if *asJSON {
+			return printJSON(e.stdout, rep)
+		}
+		return rep.WriteText(e.stdout)
 	}
-	var obs observabilityOptions
-	if *withMetrics {
-		obs.metricsAddr, obs.metricsPoll = "127.0.0.1:0", 15*time.Second
-	}
-	rep, err := bench.Read(e.ctx, cfg, e.benchWiringObs(obs), e.benchLogf)
-	if err != nil {
-		return benchError(err)
-	}
-	if *asJSON {
-		return printJSON(e.stdout, rep)
-	}
-	return rep.WriteText(e.stdout)
 }

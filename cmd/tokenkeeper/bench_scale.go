@@ -6,8 +6,8 @@ import (
 	"github.com/tokenkeeper/tokenkeeper/internal/bench"
 )
 
-func (e *env) cmdBenchScale(args []string) error {
-	c := newCommand(e.stderr, "tokenkeeper bench scale [--credentials 1000000] [--lifetime 1h] [--window 10m] [--database PATH_OR_URL] [--replicas N]",
+func (e *env) cmdBenchScale(c *command) runFunc {
+	c.describe("tokenkeeper bench scale [--credentials 1000000] [--lifetime 1h] [--window 10m] [--database PATH_OR_URL] [--replicas N]",
 		`Measures the broker at scale in its steady state without waiting hours:
 seeds --credentials credentials of one provider (the test provider, client
 credentials, --latency per call) directly in the store, each with a sealed
@@ -36,15 +36,14 @@ machine.`)
 	c.fs.DurationVar(&cfg.QuietWindow, "quiet-window", 15*time.Second, "reading time without refresh load, before seeding")
 	asJSON := c.fs.Bool("json", false, "print JSON")
 	c.noEnv = map[string]bool{"database": true}
-	if err := c.parse(args, e.getenv); err != nil {
-		return err
+	return func(args []string) error {
+		rep, err := bench.Scale(e.ctx, cfg, e.benchWiring(), e.benchLogf)
+		if err != nil {
+			return benchError(err)
+		}
+		if *asJSON {
+			return printJSON(e.stdout, rep)
+		}
+		return rep.WriteText(e.stdout)
 	}
-	rep, err := bench.Scale(e.ctx, cfg, e.benchWiring(), e.benchLogf)
-	if err != nil {
-		return benchError(err)
-	}
-	if *asJSON {
-		return printJSON(e.stdout, rep)
-	}
-	return rep.WriteText(e.stdout)
 }

@@ -69,8 +69,8 @@ unexplained loss or reuse detection, a replica that exited by itself, a
 secret in a replica's log, or (with --db-restart-every) refreshes that did
 not resume after a restart.`
 
-func (e *env) cmdBenchChaos(args []string) error {
-	c := newCommand(e.stderr, "tokenkeeper bench chaos --database postgres://... [--replicas 3] [--credentials 2000] [--lifetime 20s] [--duration 10m] [--kill-every 10s] [--signal TERM|KILL] [--grace D] [--db-restart-every D] [--json]", chaosAbout)
+func (e *env) cmdBenchChaos(c *command) runFunc {
+	c.describe("tokenkeeper bench chaos --database postgres://... [--replicas 3] [--credentials 2000] [--lifetime 20s] [--duration 10m] [--kill-every 10s] [--signal TERM|KILL] [--grace D] [--db-restart-every D] [--json]", chaosAbout)
 	var cfg bench.ChaosConfig
 	c.fs.IntVar(&cfg.Replicas, "replicas", 3, "number of 'tokenkeeper serve' replicas")
 	c.fs.IntVar(&cfg.Credentials, "credentials", 2000, "number of credentials")
@@ -92,33 +92,32 @@ func (e *env) cmdBenchChaos(args []string) error {
 	c.fs.StringVar(&cfg.LogDir, "logs", "", "directory for the replicas' logs, kept (default: a temporary one, removed unless a check failed)")
 	asJSON := c.fs.Bool("json", false, "print only the JSON line")
 	c.noEnv = map[string]bool{"binary": true, "logs": true}
-	if err := c.parse(args, e.getenv); err != nil {
-		return err
-	}
-	if _, err := c.args(0, "no arguments"); err != nil {
-		return err
-	}
-	cfg.DBRestartCommand = strings.Fields(*dbCmd)
-	if cfg.Binary == "" {
-		bin, err := os.Executable()
-		if err != nil {
-			return fmt.Errorf("find this binary: %w", err)
-		}
-		cfg.Binary = bin
-	}
-	rep, err := bench.Chaos(e.ctx, cfg, e.benchWiring(), e.benchLogf)
-	if err != nil {
-		return benchError(err)
-	}
-	if !*asJSON {
-		if err := rep.WriteText(e.stdout); err != nil {
+	return func(args []string) error {
+		if _, err := c.args(0, "no arguments"); err != nil {
 			return err
 		}
+		cfg.DBRestartCommand = strings.Fields(*dbCmd)
+		if cfg.Binary == "" {
+			bin, err := os.Executable()
+			if err != nil {
+				return fmt.Errorf("find this binary: %w", err)
+			}
+			cfg.Binary = bin
+		}
+		rep, err := bench.Chaos(e.ctx, cfg, e.benchWiring(), e.benchLogf)
+		if err != nil {
+			return benchError(err)
+		}
+		if !*asJSON {
+			if err := rep.WriteText(e.stdout); err != nil {
+				return err
+			}
+		}
+		line, err := json.Marshal(rep)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintln(e.stdout, string(line))
+		return rep.Err()
 	}
-	line, err := json.Marshal(rep)
-	if err != nil {
-		return err
-	}
-	fmt.Fprintln(e.stdout, string(line))
-	return rep.Err()
 }

@@ -25,8 +25,8 @@ type connectSessionView struct {
 // errConnectFailed is a connect session that ended without a grant.
 var errConnectFailed = errors.New("connect failed")
 
-func (e *env) cmdConnect(args []string) error {
-	c := newCommand(e.stderr, "tokenkeeper connect PROVIDER [--name N] [--scopes S] [--open] [--device]",
+func (e *env) cmdConnect(c *command) runFunc {
+	c.describe("tokenkeeper connect PROVIDER [--name N] [--scopes S] [--open] [--device]",
 		`Obtains a grant from PROVIDER and stores it in a credential: creates a
 connect session, prints its single-use link (valid 30 minutes) to open in a
 browser, or with --device the user code and the page to enter it on, and
@@ -46,103 +46,105 @@ grant is replaced in place. Exits non-zero naming the reason on failure
 	asJSON := c.fs.Bool("json", false, "print JSON (the session as created, then as it ended)")
 	c.noEnv = map[string]bool{"name": true, "end-user-id": true, "scopes": true, "return-to": true, "device": true,
 		"open": true, "no-wait": true, "poll": true}
-	pos, cl, err := e.clientCommand(c, &ao, args, 1, "the provider name")
-	if err != nil {
-		return err
-	}
-	if *poll < 100*time.Millisecond {
-		return usagef("--poll must be at least 100ms")
-	}
-	body := map[string]any{"provider": pos[0]}
-	if *name != "" {
-		body["name"] = *name
-	}
-	if *endUser != "" {
-		body["end_user_id"] = *endUser
-	}
-	if s := splitList(*scopes); len(s) > 0 {
-		body["scopes"] = s
-	}
-	if *returnTo != "" {
-		body["return_to"] = *returnTo
-	}
-	var created map[string]any
-	path := "/v1/connect/sessions"
-	if *device {
-		path = "/v1/connect/device"
-	}
-	if err := cl.do(e.ctx, "POST", path, body, &created); err != nil {
-		return fmt.Errorf("connect %s: %w", pos[0], err)
-	}
-	id, _ := created["id"].(string)
-	if *asJSON {
-		raw, _ := json.Marshal(created)
-		if err := printRaw(e.stdout, raw); err != nil {
+	return func(args []string) error {
+		pos, cl, err := e.clientCommand(c, &ao, 1, "the provider name")
+		if err != nil {
 			return err
 		}
-	} else {
-		what := "Connect"
-		if created["reconnect"] == true {
-			what = "Reconnect"
+		if *poll < 100*time.Millisecond {
+			return usagef("--poll must be at least 100ms")
 		}
+		body := map[string]any{"provider": pos[0]}
+		if *name != "" {
+			body["name"] = *name
+		}
+		if *endUser != "" {
+			body["end_user_id"] = *endUser
+		}
+		if s := splitList(*scopes); len(s) > 0 {
+			body["scopes"] = s
+		}
+		if *returnTo != "" {
+			body["return_to"] = *returnTo
+		}
+		var created map[string]any
+		path := "/v1/connect/sessions"
 		if *device {
-			fmt.Fprintf(e.stdout, "%s credential %q: on any device, open\n\n    %v\n\nand enter the code\n\n    %v\n\n", what, created["credential"], created["verification_uri"], created["user_code"])
-			if u, ok := created["verification_uri_complete"].(string); ok && u != "" {
-				fmt.Fprintf(e.stdout, "(or open %s, which carries the code)\n", u)
+			path = "/v1/connect/device"
+		}
+		if err := cl.do(e.ctx, "POST", path, body, &created); err != nil {
+			return fmt.Errorf("connect %s: %w", pos[0], err)
+		}
+		id, _ := created["id"].(string)
+		if *asJSON {
+			raw, _ := json.Marshal(created)
+			if err := printRaw(e.stdout, raw); err != nil {
+				return err
 			}
 		} else {
-			fmt.Fprintf(e.stdout, "%s credential %q: open this link in a browser (single use, until %v):\n\n    %v\n\n", what, created["credential"], created["expires_at"], created["url"])
-		}
-	}
-	if *open {
-		target, _ := created["url"].(string)
-		if *device {
-			target, _ = created["verification_uri_complete"].(string)
-			if target == "" {
-				target, _ = created["verification_uri"].(string)
+			what := "Connect"
+			if created["reconnect"] == true {
+				what = "Reconnect"
+			}
+			if *device {
+				fmt.Fprintf(e.stdout, "%s credential %q: on any device, open\n\n    %v\n\nand enter the code\n\n    %v\n\n", what, created["credential"], created["verification_uri"], created["user_code"])
+				if u, ok := created["verification_uri_complete"].(string); ok && u != "" {
+					fmt.Fprintf(e.stdout, "(or open %s, which carries the code)\n", u)
+				}
+			} else {
+				fmt.Fprintf(e.stdout, "%s credential %q: open this link in a browser (single use, until %v):\n\n    %v\n\n", what, created["credential"], created["expires_at"], created["url"])
 			}
 		}
-		if err := openBrowser(target); err != nil {
-			fmt.Fprintf(e.stderr, "warning: cannot open a browser (%v); open the link yourself\n", err)
-		}
-	}
-	if *noWait {
-		return nil
-	}
-	if !*asJSON {
-		fmt.Fprintln(e.stdout, "Waiting for the session to end (Ctrl-C stops waiting; the link stays valid)...")
-	}
-	for {
-		var raw json.RawMessage
-		if err := cl.do(e.ctx, "GET", "/v1/connect/sessions/"+id, nil, &raw); err != nil {
-			return fmt.Errorf("connect session %s: %w", id, err)
-		}
-		var s connectSessionView
-		if err := json.Unmarshal(raw, &s); err != nil {
-			return err
-		}
-		if s.Status != "pending" {
-			if *asJSON {
-				if err := printRaw(e.stdout, raw); err != nil {
-					return err
+		if *open {
+			target, _ := created["url"].(string)
+			if *device {
+				target, _ = created["verification_uri_complete"].(string)
+				if target == "" {
+					target, _ = created["verification_uri"].(string)
 				}
 			}
-			if s.Status == "connected" {
-				if !*asJSON {
-					fmt.Fprintf(e.stdout, "Connected: credential %q of provider %q is active.\n", s.Credential, s.Provider)
-				}
-				return nil
+			if err := openBrowser(target); err != nil {
+				fmt.Fprintf(e.stderr, "warning: cannot open a browser (%v); open the link yourself\n", err)
 			}
-			msg := s.Reason
-			if s.Message != "" {
-				msg += ": " + s.Message
-			}
-			return fmt.Errorf("%w: %s", errConnectFailed, strings.TrimSpace(msg))
 		}
-		select {
-		case <-e.ctx.Done():
-			return e.ctx.Err()
-		case <-time.After(*poll):
+		if *noWait {
+			return nil
+		}
+		if !*asJSON {
+			fmt.Fprintln(e.stdout, "Waiting for the session to end (Ctrl-C stops waiting; the link stays valid)...")
+		}
+		for {
+			var raw json.RawMessage
+			if err := cl.do(e.ctx, "GET", "/v1/connect/sessions/"+id, nil, &raw); err != nil {
+				return fmt.Errorf("connect session %s: %w", id, err)
+			}
+			var s connectSessionView
+			if err := json.Unmarshal(raw, &s); err != nil {
+				return err
+			}
+			if s.Status != "pending" {
+				if *asJSON {
+					if err := printRaw(e.stdout, raw); err != nil {
+						return err
+					}
+				}
+				if s.Status == "connected" {
+					if !*asJSON {
+						fmt.Fprintf(e.stdout, "Connected: credential %q of provider %q is active.\n", s.Credential, s.Provider)
+					}
+					return nil
+				}
+				msg := s.Reason
+				if s.Message != "" {
+					msg += ": " + s.Message
+				}
+				return fmt.Errorf("%w: %s", errConnectFailed, strings.TrimSpace(msg))
+			}
+			select {
+			case <-e.ctx.Done():
+				return e.ctx.Err()
+			case <-time.After(*poll):
+			}
 		}
 	}
 }

@@ -67,6 +67,7 @@ func splitList(s string) []string {
 type paramsFlag map[string]string
 
 func (p paramsFlag) String() string { return "" }
+func (p paramsFlag) Type() string   { return "key=value" }
 func (p paramsFlag) Set(v string) error {
 	k, val, ok := strings.Cut(v, "=")
 	if !ok || k == "" {
@@ -76,8 +77,8 @@ func (p paramsFlag) Set(v string) error {
 	return nil
 }
 
-func (e *env) cmdCredentialAdd(args []string) error {
-	c := newCommand(e.stderr, "tokenkeeper credential add --name NAME (--provider P | --token-url URL --client-id ID) --grant-type TYPE [flags]",
+func (e *env) cmdCredentialAdd(c *command) runFunc {
+	c.describe("tokenkeeper credential add --name NAME (--provider P | --token-url URL --client-id ID) --grant-type TYPE [flags]",
 		`Adds a credential to the broker, which fetches its first token at once, and
 waits for that first token: it exits 0 with the token's expiry, or non-zero
 with the provider's error code and message (a wrong secret: invalid_client).
@@ -116,88 +117,87 @@ so that they do not show in the shell history or the process list.`)
 	c.noEnv = map[string]bool{"name": true, "token-url": true, "grant-type": true, "client-id": true, "scopes": true,
 		"auth-style": true, "refresh-lead": true, "param": true, "refresh-token": true, "refresh-token-file": true,
 		"client-secret-file": true, "provider": true, "end-user-id": true, "no-wait": true, "wait-timeout": true}
-	if err := c.parse(args, e.getenv); err != nil {
-		return err
-	}
-	if _, err := c.args(0, "no positional arguments"); err != nil {
-		return err
-	}
-	if *waitTimeout <= 0 {
-		return usagef("--wait-timeout must be positive")
-	}
-	if *secretFile == "-" && *rtFile == "-" {
-		return usagef("only one secret can be read from standard input")
-	}
-	if *provider != "" {
-		set := map[string]bool{}
-		c.fs.Visit(func(f *flagT) { set[f.Name] = true })
-		for _, f := range []string{"token-url", "client-id", "client-secret", "client-secret-file", "auth-style"} {
-			if set[f] && !(f == "client-secret" && *secret == e.getenv(envName(f))) {
-				return usagef("--%s is the provider's: give either --provider or the client inline", f)
+	return func(args []string) error {
+		if _, err := c.args(0, "no positional arguments"); err != nil {
+			return err
+		}
+		if *waitTimeout <= 0 {
+			return usagef("--wait-timeout must be positive")
+		}
+		if *secretFile == "-" && *rtFile == "-" {
+			return usagef("only one secret can be read from standard input")
+		}
+		if *provider != "" {
+			set := map[string]bool{}
+			c.fs.Visit(func(f *flagT) { set[f.Name] = true })
+			for _, f := range []string{"token-url", "client-id", "client-secret", "client-secret-file", "auth-style"} {
+				if set[f] && !(f == "client-secret" && *secret == e.getenv(envName(f))) {
+					return usagef("--%s is the provider's: give either --provider or the client inline", f)
+				}
+			}
+			*secret = "" // from the environment: the provider has its own
+		}
+		sec, err := e.secretValue(*secret, *secretFile, "client secret")
+		if err != nil {
+			return err
+		}
+		rtok, err := e.secretValue(*rt, *rtFile, "refresh token")
+		if err != nil {
+			return err
+		}
+		// The other required fields are the broker's to check; flagWords
+		// names them as the flags they come from.
+		if *name == "" {
+			return usagef("--name is required (see tokenkeeper credential add --help)")
+		}
+		if ao.passwordStdin && (*secretFile == "-" || *rtFile == "-") {
+			return usagef("--login-password-stdin and a secret file '-' cannot both read standard input")
+		}
+		cl, err := e.apiClient(&ao)
+		if err != nil {
+			return err
+		}
+		body := map[string]any{
+			"name": *name, "token_url": *tokenURL, "grant_type": *grant, "client_id": *clientID,
+			"client_secret": sec, "refresh_token": rtok, "scopes": splitList(*scopes), "auth_style": *authStyle,
+			"refresh_lead": *lead,
+		}
+		if len(params) > 0 {
+			body["params"] = map[string]string(params)
+		}
+		if *provider != "" {
+			body = map[string]any{"name": *name, "provider": *provider, "grant_type": *grant, "refresh_token": rtok,
+				"scopes": splitList(*scopes), "refresh_lead": *lead, "params": body["params"]}
+		}
+		if *endUser != "" {
+			body["end_user_id"] = *endUser
+		}
+		var out json.RawMessage
+		if err := cl.do(e.ctx, "POST", "/v1/credentials", body, &out); err != nil {
+			return fmt.Errorf("add credential: %w", flagWords(err))
+		}
+		if *noWait {
+			if *asJSON {
+				return printRaw(e.stdout, out)
+			}
+			fmt.Fprintf(e.stdout, "Added credential %q; the broker is fetching its first token.\n", *name)
+			return nil
+		}
+		raw, v, err := cl.waitFirstToken(e.ctx, *name, *waitTimeout)
+		if *asJSON && raw != nil {
+			if perr := printRaw(e.stdout, raw); perr != nil {
+				return perr
 			}
 		}
-		*secret = "" // from the environment: the provider has its own
-	}
-	sec, err := e.secretValue(*secret, *secretFile, "client secret")
-	if err != nil {
-		return err
-	}
-	rtok, err := e.secretValue(*rt, *rtFile, "refresh token")
-	if err != nil {
-		return err
-	}
-	// The other required fields are the broker's to check; flagWords
-	// names them as the flags they come from.
-	if *name == "" {
-		return usagef("--name is required (see tokenkeeper credential add --help)")
-	}
-	if ao.passwordStdin && (*secretFile == "-" || *rtFile == "-") {
-		return usagef("--login-password-stdin and a secret file '-' cannot both read standard input")
-	}
-	cl, err := e.apiClient(&ao)
-	if err != nil {
-		return err
-	}
-	body := map[string]any{
-		"name": *name, "token_url": *tokenURL, "grant_type": *grant, "client_id": *clientID,
-		"client_secret": sec, "refresh_token": rtok, "scopes": splitList(*scopes), "auth_style": *authStyle,
-		"refresh_lead": *lead,
-	}
-	if len(params) > 0 {
-		body["params"] = map[string]string(params)
-	}
-	if *provider != "" {
-		body = map[string]any{"name": *name, "provider": *provider, "grant_type": *grant, "refresh_token": rtok,
-			"scopes": splitList(*scopes), "refresh_lead": *lead, "params": body["params"]}
-	}
-	if *endUser != "" {
-		body["end_user_id"] = *endUser
-	}
-	var out json.RawMessage
-	if err := cl.do(e.ctx, "POST", "/v1/credentials", body, &out); err != nil {
-		return fmt.Errorf("add credential: %w", flagWords(err))
-	}
-	if *noWait {
-		if *asJSON {
-			return printRaw(e.stdout, out)
+		if err != nil {
+			return err
 		}
-		fmt.Fprintf(e.stdout, "Added credential %q; the broker is fetching its first token.\n", *name)
+		if !*asJSON {
+			fmt.Fprintf(e.stdout, "Added credential %q; its first token expires in %s (at %s).\n", *name,
+				untilString(v.ExpiresAt, time.Now()), v.ExpiresAt.Local().Format(timeLayout))
+		}
 		return nil
 	}
-	raw, v, err := cl.waitFirstToken(e.ctx, *name, *waitTimeout)
-	if *asJSON && raw != nil {
-		if perr := printRaw(e.stdout, raw); perr != nil {
-			return perr
-		}
-	}
-	if err != nil {
-		return err
-	}
-	if !*asJSON {
-		fmt.Fprintf(e.stdout, "Added credential %q; its first token expires in %s (at %s).\n", *name,
-			untilString(v.ExpiresAt, time.Now()), v.ExpiresAt.Local().Format(timeLayout))
-	}
-	return nil
 }
 
 func printRaw(w io.Writer, raw json.RawMessage) error {
@@ -208,8 +208,8 @@ func printRaw(w io.Writer, raw json.RawMessage) error {
 	return printJSON(w, v)
 }
 
-func (e *env) cmdCredentialList(args []string) error {
-	c := newCommand(e.stderr, "tokenkeeper credential list [--provider P] [--status S] [--end-user-id U] [--json]",
+func (e *env) cmdCredentialList(c *command) runFunc {
+	c.describe("tokenkeeper credential list [--provider P] [--status S] [--end-user-id U] [--json]",
 		"Lists the credentials with their status (no secrets), all or those of a provider, status or end user.")
 	var ao apiOptions
 	ao.register(c)
@@ -218,45 +218,47 @@ func (e *env) cmdCredentialList(args []string) error {
 	endUser := c.fs.String("end-user-id", "", "only the credentials of this end user")
 	asJSON := c.fs.Bool("json", false, "print JSON")
 	c.noEnv = map[string]bool{"provider": true, "status": true, "end-user-id": true}
-	_, cl, err := e.clientCommand(c, &ao, args, 0, "no arguments")
-	if err != nil {
-		return err
-	}
-	q := url.Values{}
-	for k, v := range map[string]string{"provider": *provider, "status": *status, "end_user_id": *endUser} {
-		if v != "" {
-			q.Set(k, v)
+	return func(args []string) error {
+		_, cl, err := e.clientCommand(c, &ao, 0, "no arguments")
+		if err != nil {
+			return err
 		}
+		q := url.Values{}
+		for k, v := range map[string]string{"provider": *provider, "status": *status, "end_user_id": *endUser} {
+			if v != "" {
+				q.Set(k, v)
+			}
+		}
+		path := "/v1/credentials"
+		if len(q) > 0 {
+			path += "?" + q.Encode()
+		}
+		var out json.RawMessage
+		if err := cl.do(e.ctx, "GET", path, nil, &out); err != nil {
+			return fmt.Errorf("list credentials: %w", err)
+		}
+		if *asJSON {
+			return printRaw(e.stdout, out)
+		}
+		var list struct {
+			Credentials []credentialView `json:"credentials"`
+			Unreadable  []string         `json:"unreadable"`
+		}
+		if err := json.Unmarshal(out, &list); err != nil {
+			return err
+		}
+		if len(list.Unreadable) > 0 {
+			fmt.Fprintf(e.stderr, "warning: %d credentials skipped: their stored secrets do not open (tampered with, or sealed with another key): %s\n",
+				len(list.Unreadable), strings.Join(list.Unreadable, ", "))
+		}
+		tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "NAME\tPROVIDER\tGRANT\tSTATUS\tEXPIRES IN\tNEXT REFRESH\tLAST ERROR")
+		now := time.Now()
+		for _, v := range list.Credentials {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", v.Name, v.Provider, v.GrantType, v.Status, untilString(v.ExpiresAt, now), untilString(v.NextRefreshAt, now), dash(v.LastErrorCode))
+		}
+		return tw.Flush()
 	}
-	path := "/v1/credentials"
-	if len(q) > 0 {
-		path += "?" + q.Encode()
-	}
-	var out json.RawMessage
-	if err := cl.do(e.ctx, "GET", path, nil, &out); err != nil {
-		return fmt.Errorf("list credentials: %w", err)
-	}
-	if *asJSON {
-		return printRaw(e.stdout, out)
-	}
-	var list struct {
-		Credentials []credentialView `json:"credentials"`
-		Unreadable  []string         `json:"unreadable"`
-	}
-	if err := json.Unmarshal(out, &list); err != nil {
-		return err
-	}
-	if len(list.Unreadable) > 0 {
-		fmt.Fprintf(e.stderr, "warning: %d credentials skipped: their stored secrets do not open (tampered with, or sealed with another key): %s\n",
-			len(list.Unreadable), strings.Join(list.Unreadable, ", "))
-	}
-	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "NAME\tPROVIDER\tGRANT\tSTATUS\tEXPIRES IN\tNEXT REFRESH\tLAST ERROR")
-	now := time.Now()
-	for _, v := range list.Credentials {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", v.Name, v.Provider, v.GrantType, v.Status, untilString(v.ExpiresAt, now), untilString(v.NextRefreshAt, now), dash(v.LastErrorCode))
-	}
-	return tw.Flush()
 }
 
 func dash(s string) string {
@@ -284,44 +286,46 @@ func untilString(t *time.Time, now time.Time) string {
 	return d.Round(time.Second).String()
 }
 
-func (e *env) cmdCredentialShow(args []string) error {
-	c := newCommand(e.stderr, "tokenkeeper credential show NAME [--json]", "Shows one credential (no secrets).")
+func (e *env) cmdCredentialShow(c *command) runFunc {
+	c.describe("tokenkeeper credential show NAME [--json]", "Shows one credential (no secrets).")
 	var ao apiOptions
 	ao.register(c)
 	asJSON := c.fs.Bool("json", false, "print JSON")
-	pos, cl, err := e.clientCommand(c, &ao, args, 1, "the credential name")
-	if err != nil {
-		return err
+	return func(args []string) error {
+		pos, cl, err := e.clientCommand(c, &ao, 1, "the credential name")
+		if err != nil {
+			return err
+		}
+		var out json.RawMessage
+		if err := cl.do(e.ctx, "GET", "/v1/credentials/"+url.PathEscape(pos[0]), nil, &out); err != nil {
+			return fmt.Errorf("show credential: %w", err)
+		}
+		if *asJSON {
+			return printRaw(e.stdout, out)
+		}
+		var v credentialView
+		if err := json.Unmarshal(out, &v); err != nil {
+			return err
+		}
+		now := time.Now()
+		tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+		rows := [][2]string{
+			{"name", v.Name}, {"provider", v.Provider}, {"end user", dash(strings.TrimSpace(v.EndUserID + " " + v.EndUserName + " " + v.EndUserEmail))},
+			{"status", v.Status}, {"grant type", v.GrantType}, {"token url", v.TokenURL},
+			{"client id", v.ClientID}, {"auth style", v.AuthStyle}, {"scopes", dash(strings.Join(v.Scopes, " "))},
+			{"refresh lead", dash(v.RefreshLead)}, {"expires in", untilString(v.ExpiresAt, now)},
+			{"next refresh", untilString(v.NextRefreshAt, now)}, {"failures", fmt.Sprint(v.FailureCount)},
+			{"last error", dash(v.LastError)},
+		}
+		for _, r := range rows {
+			fmt.Fprintf(tw, "%s:\t%s\n", r[0], r[1])
+		}
+		return tw.Flush()
 	}
-	var out json.RawMessage
-	if err := cl.do(e.ctx, "GET", "/v1/credentials/"+url.PathEscape(pos[0]), nil, &out); err != nil {
-		return fmt.Errorf("show credential: %w", err)
-	}
-	if *asJSON {
-		return printRaw(e.stdout, out)
-	}
-	var v credentialView
-	if err := json.Unmarshal(out, &v); err != nil {
-		return err
-	}
-	now := time.Now()
-	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
-	rows := [][2]string{
-		{"name", v.Name}, {"provider", v.Provider}, {"end user", dash(strings.TrimSpace(v.EndUserID + " " + v.EndUserName + " " + v.EndUserEmail))},
-		{"status", v.Status}, {"grant type", v.GrantType}, {"token url", v.TokenURL},
-		{"client id", v.ClientID}, {"auth style", v.AuthStyle}, {"scopes", dash(strings.Join(v.Scopes, " "))},
-		{"refresh lead", dash(v.RefreshLead)}, {"expires in", untilString(v.ExpiresAt, now)},
-		{"next refresh", untilString(v.NextRefreshAt, now)}, {"failures", fmt.Sprint(v.FailureCount)},
-		{"last error", dash(v.LastError)},
-	}
-	for _, r := range rows {
-		fmt.Fprintf(tw, "%s:\t%s\n", r[0], r[1])
-	}
-	return tw.Flush()
 }
 
-func (e *env) cmdCredentialUpdate(args []string) error {
-	c := newCommand(e.stderr, "tokenkeeper credential update NAME [flags]",
+func (e *env) cmdCredentialUpdate(c *command) runFunc {
+	c.describe("tokenkeeper credential update NAME [flags]",
 		`Changes a credential. Replacing its client secret or refresh token (after a
 re-authorization) makes a needs_reauth credential active again and refreshes it
 at once. --status disabled stops its refreshes; --status active resumes them.`)
@@ -343,82 +347,83 @@ at once. --status disabled stops its refreshes; --status active resumes them.`)
 	c.noEnv = map[string]bool{"token-url": true, "client-id": true, "scopes": true, "auth-style": true,
 		"refresh-lead": true, "status": true, "refresh-token": true, "refresh-token-file": true, "client-secret-file": true,
 		"client-secret": true}
-	if err := c.parse(args, e.getenv); err != nil {
-		return err
-	}
-	pos, err := c.args(1, "the credential name")
-	if err != nil {
-		return err
-	}
-	if *secretFile == "-" && *rtFile == "-" {
-		return usagef("only one secret can be read from standard input")
-	}
-	body := map[string]any{}
-	set := map[string]bool{}
-	c.fs.Visit(func(f *flagT) { set[f.Name] = true })
-	if set["token-url"] {
-		body["token_url"] = *tokenURL
-	}
-	if set["client-id"] {
-		body["client_id"] = *clientID
-	}
-	if set["client-secret"] || set["client-secret-file"] {
-		v, err := e.secretValue(*secret, *secretFile, "client secret")
+	return func(args []string) error {
+		pos, err := c.args(1, "the credential name")
 		if err != nil {
 			return err
 		}
-		body["client_secret"] = v
-	}
-	if set["refresh-token"] || set["refresh-token-file"] {
-		v, err := e.secretValue(*rt, *rtFile, "refresh token")
+		if *secretFile == "-" && *rtFile == "-" {
+			return usagef("only one secret can be read from standard input")
+		}
+		body := map[string]any{}
+		set := map[string]bool{}
+		c.fs.Visit(func(f *flagT) { set[f.Name] = true })
+		if set["token-url"] {
+			body["token_url"] = *tokenURL
+		}
+		if set["client-id"] {
+			body["client_id"] = *clientID
+		}
+		if set["client-secret"] || set["client-secret-file"] {
+			v, err := e.secretValue(*secret, *secretFile, "client secret")
+			if err != nil {
+				return err
+			}
+			body["client_secret"] = v
+		}
+		if set["refresh-token"] || set["refresh-token-file"] {
+			v, err := e.secretValue(*rt, *rtFile, "refresh token")
+			if err != nil {
+				return err
+			}
+			body["refresh_token"] = v
+		}
+		if set["scopes"] {
+			body["scopes"] = splitList(*scopes)
+		}
+		if set["auth-style"] {
+			body["auth_style"] = *authStyle
+		}
+		if set["refresh-lead"] {
+			body["refresh_lead"] = *lead
+		}
+		if set["status"] {
+			body["status"] = *status
+		}
+		if len(body) == 0 {
+			return usagef("nothing to update: give at least one flag (see tokenkeeper credential update --help)")
+		}
+		cl, err := e.apiClient(&ao)
 		if err != nil {
 			return err
 		}
-		body["refresh_token"] = v
+		var out json.RawMessage
+		if err := cl.do(e.ctx, "PATCH", "/v1/credentials/"+url.PathEscape(pos[0]), body, &out); err != nil {
+			return fmt.Errorf("update credential: %w", flagWords(err))
+		}
+		if *asJSON {
+			return printRaw(e.stdout, out)
+		}
+		fmt.Fprintf(e.stdout, "Updated credential %q.\n", pos[0])
+		return nil
 	}
-	if set["scopes"] {
-		body["scopes"] = splitList(*scopes)
-	}
-	if set["auth-style"] {
-		body["auth_style"] = *authStyle
-	}
-	if set["refresh-lead"] {
-		body["refresh_lead"] = *lead
-	}
-	if set["status"] {
-		body["status"] = *status
-	}
-	if len(body) == 0 {
-		return usagef("nothing to update: give at least one flag (see tokenkeeper credential update --help)")
-	}
-	cl, err := e.apiClient(&ao)
-	if err != nil {
-		return err
-	}
-	var out json.RawMessage
-	if err := cl.do(e.ctx, "PATCH", "/v1/credentials/"+url.PathEscape(pos[0]), body, &out); err != nil {
-		return fmt.Errorf("update credential: %w", flagWords(err))
-	}
-	if *asJSON {
-		return printRaw(e.stdout, out)
-	}
-	fmt.Fprintf(e.stdout, "Updated credential %q.\n", pos[0])
-	return nil
 }
 
-func (e *env) cmdCredentialRemove(args []string) error {
-	c := newCommand(e.stderr, "tokenkeeper credential rm NAME", "Deletes a credential, its secrets and its events.")
+func (e *env) cmdCredentialRemove(c *command) runFunc {
+	c.describe("tokenkeeper credential rm NAME", "Deletes a credential, its secrets and its events.")
 	var ao apiOptions
 	ao.register(c)
-	pos, cl, err := e.clientCommand(c, &ao, args, 1, "the credential name")
-	if err != nil {
-		return err
+	return func(args []string) error {
+		pos, cl, err := e.clientCommand(c, &ao, 1, "the credential name")
+		if err != nil {
+			return err
+		}
+		if err := cl.do(e.ctx, "DELETE", "/v1/credentials/"+url.PathEscape(pos[0]), nil, nil); err != nil {
+			return fmt.Errorf("remove credential: %w", err)
+		}
+		fmt.Fprintf(e.stdout, "Removed credential %q.\n", pos[0])
+		return nil
 	}
-	if err := cl.do(e.ctx, "DELETE", "/v1/credentials/"+url.PathEscape(pos[0]), nil, nil); err != nil {
-		return fmt.Errorf("remove credential: %w", err)
-	}
-	fmt.Fprintf(e.stdout, "Removed credential %q.\n", pos[0])
-	return nil
 }
 
 type tokenView struct {
@@ -428,30 +433,32 @@ type tokenView struct {
 	ExpiresIn   *int64     `json:"expires_in"`
 }
 
-func (e *env) cmdCredentialRefresh(args []string) error {
-	c := newCommand(e.stderr, "tokenkeeper credential refresh NAME [--json]",
+func (e *env) cmdCredentialRefresh(c *command) runFunc {
+	c.describe("tokenkeeper credential refresh NAME [--json]",
 		`Forces a refresh now, whatever the schedule and status (a needs_reauth
 credential is tried again). Prints when the new token expires.`)
 	var ao apiOptions
 	ao.register(c)
 	asJSON := c.fs.Bool("json", false, "print JSON (including the new access token)")
-	pos, cl, err := e.clientCommand(c, &ao, args, 1, "the credential name")
-	if err != nil {
-		return err
+	return func(args []string) error {
+		pos, cl, err := e.clientCommand(c, &ao, 1, "the credential name")
+		if err != nil {
+			return err
+		}
+		var tv tokenView
+		if err := cl.do(e.ctx, "POST", "/v1/credentials/"+url.PathEscape(pos[0])+"/refresh", map[string]string{}, &tv); err != nil {
+			return fmt.Errorf("refresh credential: %w", err)
+		}
+		if *asJSON {
+			return printJSON(e.stdout, tv)
+		}
+		fmt.Fprintf(e.stdout, "Refreshed %q; the token expires in %s.\n", pos[0], untilString(tv.ExpiresAt, time.Now()))
+		return nil
 	}
-	var tv tokenView
-	if err := cl.do(e.ctx, "POST", "/v1/credentials/"+url.PathEscape(pos[0])+"/refresh", map[string]string{}, &tv); err != nil {
-		return fmt.Errorf("refresh credential: %w", err)
-	}
-	if *asJSON {
-		return printJSON(e.stdout, tv)
-	}
-	fmt.Fprintf(e.stdout, "Refreshed %q; the token expires in %s.\n", pos[0], untilString(tv.ExpiresAt, time.Now()))
-	return nil
 }
 
-func (e *env) cmdCredentialEvents(args []string) error {
-	c := newCommand(e.stderr, "tokenkeeper credential events NAME [--limit N] [--kind refresh|operator] [--json]",
+func (e *env) cmdCredentialEvents(c *command) runFunc {
+	c.describe("tokenkeeper credential events NAME [--limit N] [--kind refresh|operator] [--json]",
 		"Lists a credential's events, newest first: refresh attempts with outcome, error code and latency, and operator actions.")
 	var ao apiOptions
 	ao.register(c)
@@ -459,44 +466,46 @@ func (e *env) cmdCredentialEvents(args []string) error {
 	kind := c.fs.String("kind", "", "only refresh attempts (refresh) or only operator events (operator)")
 	asJSON := c.fs.Bool("json", false, "print JSON")
 	c.noEnv = map[string]bool{"limit": true, "kind": true}
-	pos, cl, err := e.clientCommand(c, &ao, args, 1, "the credential name")
-	if err != nil {
-		return err
-	}
-	q := url.Values{"limit": {fmt.Sprint(*limit)}}
-	if *kind != "" {
-		q.Set("kind", *kind)
-	}
-	var out json.RawMessage
-	if err := cl.do(e.ctx, "GET", "/v1/credentials/"+url.PathEscape(pos[0])+"/events?"+q.Encode(), nil, &out); err != nil {
-		return fmt.Errorf("list events: %w", err)
-	}
-	if *asJSON {
-		return printRaw(e.stdout, out)
-	}
-	var list struct {
-		Events []struct {
-			Time      time.Time `json:"time"`
-			Kind      string    `json:"kind"`
-			Outcome   string    `json:"outcome"`
-			ErrorCode string    `json:"error_code"`
-			Message   string    `json:"message"`
-			LatencyMS *float64  `json:"latency_ms"`
-		} `json:"events"`
-	}
-	if err := json.Unmarshal(out, &list); err != nil {
-		return err
-	}
-	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "TIME\tKIND\tOUTCOME\tERROR\tLATENCY\tMESSAGE")
-	for _, ev := range list.Events {
-		lat := "-"
-		if ev.LatencyMS != nil {
-			lat = fmt.Sprintf("%.0fms", *ev.LatencyMS)
+	return func(args []string) error {
+		pos, cl, err := e.clientCommand(c, &ao, 1, "the credential name")
+		if err != nil {
+			return err
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", ev.Time.Local().Format(timeLayoutMilli), ev.Kind, ev.Outcome, dash(ev.ErrorCode), lat, oneLine(ev.Message))
+		q := url.Values{"limit": {fmt.Sprint(*limit)}}
+		if *kind != "" {
+			q.Set("kind", *kind)
+		}
+		var out json.RawMessage
+		if err := cl.do(e.ctx, "GET", "/v1/credentials/"+url.PathEscape(pos[0])+"/events?"+q.Encode(), nil, &out); err != nil {
+			return fmt.Errorf("list events: %w", err)
+		}
+		if *asJSON {
+			return printRaw(e.stdout, out)
+		}
+		var list struct {
+			Events []struct {
+				Time      time.Time `json:"time"`
+				Kind      string    `json:"kind"`
+				Outcome   string    `json:"outcome"`
+				ErrorCode string    `json:"error_code"`
+				Message   string    `json:"message"`
+				LatencyMS *float64  `json:"latency_ms"`
+			} `json:"events"`
+		}
+		if err := json.Unmarshal(out, &list); err != nil {
+			return err
+		}
+		tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "TIME\tKIND\tOUTCOME\tERROR\tLATENCY\tMESSAGE")
+		for _, ev := range list.Events {
+			lat := "-"
+			if ev.LatencyMS != nil {
+				lat = fmt.Sprintf("%.0fms", *ev.LatencyMS)
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", ev.Time.Local().Format(timeLayoutMilli), ev.Kind, ev.Outcome, dash(ev.ErrorCode), lat, oneLine(ev.Message))
+		}
+		return tw.Flush()
 	}
-	return tw.Flush()
 }
 
 // oneLine keeps a message whole (never truncated: the cause is often at
@@ -505,8 +514,8 @@ func oneLine(s string) string {
 	return strings.Join(strings.Fields(s), " ")
 }
 
-func (e *env) cmdToken(args []string) error {
-	c := newCommand(e.stderr, "tokenkeeper token NAME [--min-ttl 30s] [--json]",
+func (e *env) cmdToken(c *command) runFunc {
+	c.describe("tokenkeeper token NAME [--min-ttl 30s] [--json]",
 		`Prints only the current access token of a credential, for scripts:
   curl -H "Authorization: Bearer $(tokenkeeper token github)" ...`)
 	var ao apiOptions
@@ -514,31 +523,30 @@ func (e *env) cmdToken(args []string) error {
 	minTTL := c.fs.Duration("min-ttl", 0, "refresh first if the token has less than this left")
 	asJSON := c.fs.Bool("json", false, "print the whole token response as JSON")
 	c.noEnv = map[string]bool{"min-ttl": true}
-	if err := c.parse(args, e.getenv); err != nil {
-		return err
+	return func(args []string) error {
+		pos, err := c.args(1, "the credential name")
+		if err != nil {
+			return err
+		}
+		if *minTTL < 0 {
+			return usagef("--min-ttl must not be negative")
+		}
+		cl, err := e.apiClient(&ao)
+		if err != nil {
+			return err
+		}
+		path := "/v1/credentials/" + url.PathEscape(pos[0]) + "/token"
+		if *minTTL > 0 {
+			path += "?min_ttl=" + url.QueryEscape(minTTL.String())
+		}
+		var tv tokenView
+		if err := cl.do(e.ctx, "GET", path, nil, &tv); err != nil {
+			return fmt.Errorf("get token: %w", flagWords(err))
+		}
+		if *asJSON {
+			return printJSON(e.stdout, tv)
+		}
+		fmt.Fprintln(e.stdout, tv.AccessToken)
+		return nil
 	}
-	pos, err := c.args(1, "the credential name")
-	if err != nil {
-		return err
-	}
-	if *minTTL < 0 {
-		return usagef("--min-ttl must not be negative")
-	}
-	cl, err := e.apiClient(&ao)
-	if err != nil {
-		return err
-	}
-	path := "/v1/credentials/" + url.PathEscape(pos[0]) + "/token"
-	if *minTTL > 0 {
-		path += "?min_ttl=" + url.QueryEscape(minTTL.String())
-	}
-	var tv tokenView
-	if err := cl.do(e.ctx, "GET", path, nil, &tv); err != nil {
-		return fmt.Errorf("get token: %w", flagWords(err))
-	}
-	if *asJSON {
-		return printJSON(e.stdout, tv)
-	}
-	fmt.Fprintln(e.stdout, tv.AccessToken)
-	return nil
 }

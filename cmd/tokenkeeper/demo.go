@@ -46,8 +46,8 @@ func (d *demoStats) onAttempt(c *tokenkeeper.Credential, ev *tokenkeeper.Event) 
 	d.last[c.Name] = fmt.Sprintf("%s refresh %s, %dms", ev.Time.Local().Format("15:04:05"), msg, ev.Latency.Milliseconds())
 }
 
-func (e *env) cmdDemo(args []string) error {
-	c := newCommand(e.stderr, "tokenkeeper demo [--duration 60s] [--addr 127.0.0.1:0] [--keep]",
+func (e *env) cmdDemo(c *command) runFunc {
+	c.describe("tokenkeeper demo [--duration 60s] [--addr 127.0.0.1:0] [--keep]",
 		`Runs tokenkeeper's main job on this machine alone, with no network: a
 built-in OAuth2 test provider with short token lifetimes, refresh-token
 rotation and reuse detection; the broker on a SQLite database in a temporary
@@ -64,269 +64,268 @@ key, broker log) is removed at the end unless --keep is given.`)
 	revokeAfter := c.fs.Duration("revoke-after", 0, "when the provider revokes the third credential's grant (default: a third of --duration, or 20s)")
 	autoApprove := c.fs.Bool("auto-approve", false, "follow the reconnect link itself (the test provider then approves at once) instead of waiting for you to open it")
 	keep := c.fs.Bool("keep", false, "keep the temporary directory (database, master key, broker log) and print where it is")
-	if err := c.parse(args, e.getenv); err != nil {
-		return err
-	}
-	if _, err := c.args(0, "no arguments"); err != nil {
-		return err
-	}
-	if *duration < 0 || *lifetime < time.Second || *revokeAfter < 0 {
-		return usagef("--duration must not be negative and --lifetime must be at least 1s")
-	}
-	if *revokeAfter == 0 {
-		*revokeAfter = 20 * time.Second
+	return func(args []string) error {
+		if _, err := c.args(0, "no arguments"); err != nil {
+			return err
+		}
+		if *duration < 0 || *lifetime < time.Second || *revokeAfter < 0 {
+			return usagef("--duration must not be negative and --lifetime must be at least 1s")
+		}
+		if *revokeAfter == 0 {
+			*revokeAfter = 20 * time.Second
+			if *duration > 0 {
+				*revokeAfter = *duration / 3
+			}
+		}
+		ctx := e.ctx
 		if *duration > 0 {
-			*revokeAfter = *duration / 3
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithTimeout(ctx, *duration)
+			defer cancel()
 		}
-	}
-	ctx := e.ctx
-	if *duration > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, *duration)
-		defer cancel()
-	}
 
-	dir, err := os.MkdirTemp("", "tokenkeeper-demo-")
-	if err != nil {
-		return fmt.Errorf("create temp dir: %w", err)
-	}
-	defer func() {
-		if *keep {
-			fmt.Fprintf(e.stdout, "\nKept the database, its master key and the broker log in %s (remove it when done).\n", dir)
-			return
+		dir, err := os.MkdirTemp("", "tokenkeeper-demo-")
+		if err != nil {
+			return fmt.Errorf("create temp dir: %w", err)
 		}
-		os.RemoveAll(dir)
-	}()
+		defer func() {
+			if *keep {
+				fmt.Fprintf(e.stdout, "\nKept the database, its master key and the broker log in %s (remove it when done).\n", dir)
+				return
+			}
+			os.RemoveAll(dir)
+		}()
 
-	// The provider.
-	secrets := map[string]string{"payments-service": randomString(), "calendar-app": randomString(), "crm-app": randomString()}
-	// Without --auto-approve a person approves the reconnect on the
-	// provider's consent page.
-	opts := []oauthtest.Option{oauthtest.WithLifetime(*lifetime), oauthtest.WithRotation(true), oauthtest.WithReuseDetection(0),
-		oauthtest.WithConsent(!*autoApprove)}
-	for id, s := range secrets {
-		opts = append(opts, oauthtest.WithClient(id, s))
-	}
-	idp := oauthtest.NewServer(opts...)
-	defer idp.Close()
-
-	// The broker, on an embedded SQLite database in the temp dir. Its logs
-	// go to a file so that the table stays readable.
-	logPath := filepath.Join(dir, "broker.log")
-	logFile, err := os.Create(logPath)
-	if err != nil {
-		return err
-	}
-	defer logFile.Close()
-	lo := logOptions{level: "info", format: "text"}
-	logger, _ := lo.logger(logFile)
-	so := storeOptions{database: filepath.Join(dir, "tokenkeeper.db")}
-	quiet := *e
-	quiet.stderr = io.Discard
-	store, err := quiet.openStore(&so, logger, true)
-	if err != nil {
-		return err
-	}
-	adminKey, err := ensureAdminKey(ctx, store, "admin")
-	if err != nil {
-		store.Close()
-		return err
-	}
-	stats := &demoStats{refreshes: map[string]int{}, failures: map[string]int{}, last: map[string]string{}}
-	bo := brokerOptions{addr: *addr, concurrency: 8, providerTimeout: 10 * time.Second, defaultLifetime: time.Hour, shutdownTimeout: 10 * time.Second}
-	b, err := startBroker(context.WithoutCancel(ctx), store, bo, logger, stats.onAttempt)
-	if err != nil {
-		store.Close()
-		return err
-	}
-	defer func() { b.Stop(); _ = b.Wait() }()
-
-	api := &apiClient{base: b.URL, key: adminKey, client: &http.Client{Timeout: 30 * time.Second}}
-	creds := []map[string]any{
-		{"name": "payments-api", "token_url": idp.TokenURL(), "grant_type": "client_credentials",
-			"client_id": "payments-service", "client_secret": secrets["payments-service"], "scopes": []string{"payments.read"}},
-		{"name": "calendar", "token_url": idp.TokenURL(), "grant_type": "refresh_token", "client_id": "calendar-app",
-			"client_secret": secrets["calendar-app"], "refresh_token": idp.IssueRefreshToken("calendar-app", "calendar.read")},
-		{"name": "crm", "provider": "crm-idp", "grant_type": "refresh_token",
-			"refresh_token": idp.IssueRefreshToken("crm-app", "contacts.read")},
-	}
-	// crm's provider has an authorization endpoint, so that a connect link
-	// can repair its grant.
-	if err := api.do(ctx, "POST", "/v1/providers", map[string]any{"name": "crm-idp", "authorization_url": idp.AuthorizeURL(),
-		"token_url": idp.TokenURL(), "client_id": "crm-app", "client_secret": secrets["crm-app"], "auth_style": "body",
-		"scopes": []string{"contacts.read"}}, nil); err != nil {
-		return fmt.Errorf("create demo provider: %w", err)
-	}
-	for _, cr := range creds {
-		if err := api.do(ctx, "POST", "/v1/credentials", cr, nil); err != nil {
-			return fmt.Errorf("create demo credential %s: %w", cr["name"], err)
+		// The provider.
+		secrets := map[string]string{"payments-service": randomString(), "calendar-app": randomString(), "crm-app": randomString()}
+		// Without --auto-approve a person approves the reconnect on the
+		// provider's consent page.
+		opts := []oauthtest.Option{oauthtest.WithLifetime(*lifetime), oauthtest.WithRotation(true), oauthtest.WithReuseDetection(0),
+			oauthtest.WithConsent(!*autoApprove)}
+		for id, s := range secrets {
+			opts = append(opts, oauthtest.WithClient(id, s))
 		}
-	}
-	var consumer struct {
-		Key string `json:"key"`
-	}
-	if err := api.do(ctx, "POST", "/v1/apikeys", map[string]any{"name": "demo-consumer", "role": "consumer", "credentials": []string{"payments-api", "calendar"}}, &consumer); err != nil {
-		return fmt.Errorf("create consumer key: %w", err)
-	}
+		idp := oauthtest.NewServer(opts...)
+		defer idp.Close()
 
-	w := e.stdout
-	fmt.Fprintf(w, "tokenkeeper demo: everything runs on this machine, nothing leaves it.\n\n")
-	fmt.Fprintf(w, "  test provider  %s (tokens live %s, refresh tokens rotate, reuse revokes the family)\n", idp.URL(), *lifetime)
-	if *keep {
-		fmt.Fprintf(w, "  broker         %s (SQLite in %s, logs in %s; kept at the end)\n", b.URL, dir, logPath)
-	} else {
-		fmt.Fprintf(w, "  broker         %s (SQLite and its logs in a temporary directory, removed at the end; --keep keeps them)\n", b.URL)
-	}
-	fmt.Fprintf(w, "  admin API key  %s\n\n", adminKey)
-	fmt.Fprintf(w, "Try, in another terminal while it runs:\n")
-	fmt.Fprintf(w, "  curl -s -H 'Authorization: Bearer %s' %s/v1/credentials\n", adminKey, b.URL)
-	fmt.Fprintf(w, "  curl -s -H 'Authorization: Bearer %s' %s/v1/credentials/calendar/token\n\n", adminKey, b.URL)
-	fmt.Fprintf(w, "A consumer calls the provider's protected API every second for payments-api and calendar,\n")
-	fmt.Fprintf(w, "through client.Transport fed by the broker. At %s the provider revokes crm's grant.\n\n", revokeAfter.Round(time.Second))
-
-	// The consumers: the Go library against the broker.
-	var wg sync.WaitGroup
-	consumerErrs := make(chan string, 64)
-	for _, name := range []string{"payments-api", "calendar"} {
-		src, err := client.NewBroker(client.BrokerConfig{URL: b.URL, APIKey: consumer.Key, Credential: name}, client.WithLogger(logger.With("component", "consumer", "credential", name)))
+		// The broker, on an embedded SQLite database in the temp dir. Its logs
+		// go to a file so that the table stays readable.
+		logPath := filepath.Join(dir, "broker.log")
+		logFile, err := os.Create(logPath)
 		if err != nil {
 			return err
 		}
-		defer src.Close()
-		hc := &http.Client{Transport: &client.Transport{Source: src}, Timeout: 10 * time.Second}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			tick := time.NewTicker(time.Second)
-			defer tick.Stop()
-			for {
-				if err := callResource(ctx, hc, idp.ResourceURL()); err != nil {
-					if ctx.Err() != nil {
-						return
+		defer logFile.Close()
+		lo := logOptions{level: "info", format: "text"}
+		logger, _ := lo.logger(logFile)
+		so := storeOptions{database: filepath.Join(dir, "tokenkeeper.db")}
+		quiet := *e
+		quiet.stderr = io.Discard
+		store, err := quiet.openStore(&so, logger, true)
+		if err != nil {
+			return err
+		}
+		adminKey, err := ensureAdminKey(ctx, store, "admin")
+		if err != nil {
+			store.Close()
+			return err
+		}
+		stats := &demoStats{refreshes: map[string]int{}, failures: map[string]int{}, last: map[string]string{}}
+		bo := brokerOptions{addr: *addr, concurrency: 8, providerTimeout: 10 * time.Second, defaultLifetime: time.Hour, shutdownTimeout: 10 * time.Second}
+		b, err := startBroker(context.WithoutCancel(ctx), store, bo, logger, stats.onAttempt)
+		if err != nil {
+			store.Close()
+			return err
+		}
+		defer func() { b.Stop(); _ = b.Wait() }()
+
+		api := &apiClient{base: b.URL, key: adminKey, client: &http.Client{Timeout: 30 * time.Second}}
+		creds := []map[string]any{
+			{"name": "payments-api", "token_url": idp.TokenURL(), "grant_type": "client_credentials",
+				"client_id": "payments-service", "client_secret": secrets["payments-service"], "scopes": []string{"payments.read"}},
+			{"name": "calendar", "token_url": idp.TokenURL(), "grant_type": "refresh_token", "client_id": "calendar-app",
+				"client_secret": secrets["calendar-app"], "refresh_token": idp.IssueRefreshToken("calendar-app", "calendar.read")},
+			{"name": "crm", "provider": "crm-idp", "grant_type": "refresh_token",
+				"refresh_token": idp.IssueRefreshToken("crm-app", "contacts.read")},
+		}
+		// crm's provider has an authorization endpoint, so that a connect link
+		// can repair its grant.
+		if err := api.do(ctx, "POST", "/v1/providers", map[string]any{"name": "crm-idp", "authorization_url": idp.AuthorizeURL(),
+			"token_url": idp.TokenURL(), "client_id": "crm-app", "client_secret": secrets["crm-app"], "auth_style": "body",
+			"scopes": []string{"contacts.read"}}, nil); err != nil {
+			return fmt.Errorf("create demo provider: %w", err)
+		}
+		for _, cr := range creds {
+			if err := api.do(ctx, "POST", "/v1/credentials", cr, nil); err != nil {
+				return fmt.Errorf("create demo credential %s: %w", cr["name"], err)
+			}
+		}
+		var consumer struct {
+			Key string `json:"key"`
+		}
+		if err := api.do(ctx, "POST", "/v1/apikeys", map[string]any{"name": "demo-consumer", "role": "consumer", "credentials": []string{"payments-api", "calendar"}}, &consumer); err != nil {
+			return fmt.Errorf("create consumer key: %w", err)
+		}
+
+		w := e.stdout
+		fmt.Fprintf(w, "tokenkeeper demo: everything runs on this machine, nothing leaves it.\n\n")
+		fmt.Fprintf(w, "  test provider  %s (tokens live %s, refresh tokens rotate, reuse revokes the family)\n", idp.URL(), *lifetime)
+		if *keep {
+			fmt.Fprintf(w, "  broker         %s (SQLite in %s, logs in %s; kept at the end)\n", b.URL, dir, logPath)
+		} else {
+			fmt.Fprintf(w, "  broker         %s (SQLite and its logs in a temporary directory, removed at the end; --keep keeps them)\n", b.URL)
+		}
+		fmt.Fprintf(w, "  admin API key  %s\n\n", adminKey)
+		fmt.Fprintf(w, "Try, in another terminal while it runs:\n")
+		fmt.Fprintf(w, "  curl -s -H 'Authorization: Bearer %s' %s/v1/credentials\n", adminKey, b.URL)
+		fmt.Fprintf(w, "  curl -s -H 'Authorization: Bearer %s' %s/v1/credentials/calendar/token\n\n", adminKey, b.URL)
+		fmt.Fprintf(w, "A consumer calls the provider's protected API every second for payments-api and calendar,\n")
+		fmt.Fprintf(w, "through client.Transport fed by the broker. At %s the provider revokes crm's grant.\n\n", revokeAfter.Round(time.Second))
+
+		// The consumers: the Go library against the broker.
+		var wg sync.WaitGroup
+		consumerErrs := make(chan string, 64)
+		for _, name := range []string{"payments-api", "calendar"} {
+			src, err := client.NewBroker(client.BrokerConfig{URL: b.URL, APIKey: consumer.Key, Credential: name}, client.WithLogger(logger.With("component", "consumer", "credential", name)))
+			if err != nil {
+				return err
+			}
+			defer src.Close()
+			hc := &http.Client{Transport: &client.Transport{Source: src}, Timeout: 10 * time.Second}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				tick := time.NewTicker(time.Second)
+				defer tick.Stop()
+				for {
+					if err := callResource(ctx, hc, idp.ResourceURL()); err != nil {
+						if ctx.Err() != nil {
+							return
+						}
+						stats.consumerFailed.Add(1)
+						select {
+						case consumerErrs <- fmt.Sprintf("%s: %v", name, err):
+						default:
+						}
+					} else {
+						stats.consumerOK.Add(1)
 					}
-					stats.consumerFailed.Add(1)
 					select {
-					case consumerErrs <- fmt.Sprintf("%s: %v", name, err):
-					default:
+					case <-ctx.Done():
+						return
+					case <-tick.C:
 					}
-				} else {
-					stats.consumerOK.Add(1)
 				}
-				select {
-				case <-ctx.Done():
-					return
-				case <-tick.C:
-				}
-			}
-		}()
-	}
+			}()
+		}
 
-	start := time.Now()
-	revoked := false
-	reconnectLink, reconnectID, reconnected := "", "", false
-	tty := isTerminal(w)
-	tick := time.NewTicker(time.Second)
-	defer tick.Stop()
-	lines := 0
-	for loop := 0; ; loop++ {
-		select {
-		case <-ctx.Done():
-		case <-tick.C:
-		}
-		if ctx.Err() != nil {
-			break
-		}
-		if !revoked && time.Since(start) >= *revokeAfter {
-			idp.RevokeClientTokens("crm-app")
-			revoked = true
-		}
-		// Once crm needs re-authorization, a reconnect link repairs it.
-		if revoked && reconnectID == "" {
-			var cur struct {
-				Status string `json:"status"`
-			}
-			if api.do(ctx, "GET", "/v1/credentials/crm", nil, &cur) == nil && cur.Status == "needs_reauth" {
-				var sess struct {
-					ID  string `json:"id"`
-					URL string `json:"url"`
-				}
-				if err := api.do(ctx, "POST", "/v1/connect/sessions", map[string]any{"provider": "crm-idp", "name": "crm"}, &sess); err != nil {
-					fmt.Fprintf(w, "  cannot create a reconnect session for crm: %v\n", err)
-				} else {
-					reconnectID, reconnectLink = sess.ID, sess.URL
-					fmt.Fprintf(w, "\ncrm needs re-authorization. Open this reconnect link in a browser and click Approve:\n  %s\n\n", reconnectLink)
-					lines = 0
-					if *autoApprove {
-						go followLink(ctx, reconnectLink)
-					}
-				}
-			}
-		}
-		if reconnectID != "" && !reconnected {
-			var sess struct {
-				Status string `json:"status"`
-				Reason string `json:"reason"`
-			}
-			if api.do(ctx, "GET", "/v1/connect/sessions/"+reconnectID, nil, &sess) == nil && sess.Status != "pending" {
-				reconnected = sess.Status == "connected"
-				fmt.Fprintf(w, "\ncrm reconnect session ended: %s %s\n\n", sess.Status, sess.Reason)
-				lines = 0
-			}
-		}
-		if !tty && loop%5 != 4 {
-			continue
-		}
-		table := e.demoTable(ctx, api, stats, time.Since(start))
-		if tty && lines > 0 {
-			fmt.Fprintf(w, "\033[%dA\033[J", lines)
-		}
-		fmt.Fprint(w, table)
-		lines = strings.Count(table, "\n")
-	drain:
-		for {
+		start := time.Now()
+		revoked := false
+		reconnectLink, reconnectID, reconnected := "", "", false
+		tty := isTerminal(w)
+		tick := time.NewTicker(time.Second)
+		defer tick.Stop()
+		lines := 0
+		for loop := 0; ; loop++ {
 			select {
-			case m := <-consumerErrs:
-				fmt.Fprintf(w, "  consumer error: %s\n", m)
-				lines++
-			default:
-				break drain
+			case <-ctx.Done():
+			case <-tick.C:
+			}
+			if ctx.Err() != nil {
+				break
+			}
+			if !revoked && time.Since(start) >= *revokeAfter {
+				idp.RevokeClientTokens("crm-app")
+				revoked = true
+			}
+			// Once crm needs re-authorization, a reconnect link repairs it.
+			if revoked && reconnectID == "" {
+				var cur struct {
+					Status string `json:"status"`
+				}
+				if api.do(ctx, "GET", "/v1/credentials/crm", nil, &cur) == nil && cur.Status == "needs_reauth" {
+					var sess struct {
+						ID  string `json:"id"`
+						URL string `json:"url"`
+					}
+					if err := api.do(ctx, "POST", "/v1/connect/sessions", map[string]any{"provider": "crm-idp", "name": "crm"}, &sess); err != nil {
+						fmt.Fprintf(w, "  cannot create a reconnect session for crm: %v\n", err)
+					} else {
+						reconnectID, reconnectLink = sess.ID, sess.URL
+						fmt.Fprintf(w, "\ncrm needs re-authorization. Open this reconnect link in a browser and click Approve:\n  %s\n\n", reconnectLink)
+						lines = 0
+						if *autoApprove {
+							go followLink(ctx, reconnectLink)
+						}
+					}
+				}
+			}
+			if reconnectID != "" && !reconnected {
+				var sess struct {
+					Status string `json:"status"`
+					Reason string `json:"reason"`
+				}
+				if api.do(ctx, "GET", "/v1/connect/sessions/"+reconnectID, nil, &sess) == nil && sess.Status != "pending" {
+					reconnected = sess.Status == "connected"
+					fmt.Fprintf(w, "\ncrm reconnect session ended: %s %s\n\n", sess.Status, sess.Reason)
+					lines = 0
+				}
+			}
+			if !tty && loop%5 != 4 {
+				continue
+			}
+			table := e.demoTable(ctx, api, stats, time.Since(start))
+			if tty && lines > 0 {
+				fmt.Fprintf(w, "\033[%dA\033[J", lines)
+			}
+			fmt.Fprint(w, table)
+			lines = strings.Count(table, "\n")
+		drain:
+			for {
+				select {
+				case m := <-consumerErrs:
+					fmt.Fprintf(w, "  consumer error: %s\n", m)
+					lines++
+				default:
+					break drain
+				}
 			}
 		}
-	}
-	wg.Wait()
+		wg.Wait()
 
-	// Summary.
-	final := e.demoTable(context.Background(), api, stats, time.Since(start))
-	fmt.Fprintf(w, "\nFinal state:\n%s\n", final)
-	st := idp.Stats()
-	stats.mu.Lock()
-	total, failed := 0, 0
-	for _, n := range stats.refreshes {
-		total += n
+		// Summary.
+		final := e.demoTable(context.Background(), api, stats, time.Since(start))
+		fmt.Fprintf(w, "\nFinal state:\n%s\n", final)
+		st := idp.Stats()
+		stats.mu.Lock()
+		total, failed := 0, 0
+		for _, n := range stats.refreshes {
+			total += n
+		}
+		for _, n := range stats.failures {
+			failed += n
+		}
+		stats.mu.Unlock()
+		fmt.Fprintf(w, "Summary after %s:\n", time.Since(start).Round(time.Second))
+		fmt.Fprintf(w, "  refreshes            %d succeeded, %d failed attempts\n", total, failed)
+		fmt.Fprintf(w, "  consumer requests    %d succeeded, %d failed\n", stats.consumerOK.Load(), stats.consumerFailed.Load())
+		fmt.Fprintf(w, "  provider             %d token requests, %d refresh-token reuse detections, max presentations of one refresh token: %d\n",
+			sumMap(st.TokenRequests), st.ReuseDetections, idp.MaxPresentations())
+		switch {
+		case reconnected:
+			fmt.Fprintf(w, "  crm                  the provider revoked its grant; after one invalid_grant the broker marked it\n")
+			fmt.Fprintf(w, "                       needs_reauth, stopped calling the provider, and was reconnected in place\n")
+			fmt.Fprintf(w, "                       through a connect link (same credential, events kept): crm reconnected\n")
+		case revoked:
+			fmt.Fprintf(w, "  crm                  the provider revoked its grant; after one invalid_grant the broker marked it\n")
+			fmt.Fprintf(w, "                       needs_reauth and stopped calling the provider until it is reconnected:\n")
+			fmt.Fprintf(w, "                       tokenkeeper connect crm-idp --name crm\n")
+		}
+		if stats.consumerFailed.Load() > 0 || st.ReuseDetections > 0 {
+			return fmt.Errorf("demo saw %d consumer failures and %d reuse detections", stats.consumerFailed.Load(), st.ReuseDetections)
+		}
+		return nil
 	}
-	for _, n := range stats.failures {
-		failed += n
-	}
-	stats.mu.Unlock()
-	fmt.Fprintf(w, "Summary after %s:\n", time.Since(start).Round(time.Second))
-	fmt.Fprintf(w, "  refreshes            %d succeeded, %d failed attempts\n", total, failed)
-	fmt.Fprintf(w, "  consumer requests    %d succeeded, %d failed\n", stats.consumerOK.Load(), stats.consumerFailed.Load())
-	fmt.Fprintf(w, "  provider             %d token requests, %d refresh-token reuse detections, max presentations of one refresh token: %d\n",
-		sumMap(st.TokenRequests), st.ReuseDetections, idp.MaxPresentations())
-	switch {
-	case reconnected:
-		fmt.Fprintf(w, "  crm                  the provider revoked its grant; after one invalid_grant the broker marked it\n")
-		fmt.Fprintf(w, "                       needs_reauth, stopped calling the provider, and was reconnected in place\n")
-		fmt.Fprintf(w, "                       through a connect link (same credential, events kept): crm reconnected\n")
-	case revoked:
-		fmt.Fprintf(w, "  crm                  the provider revoked its grant; after one invalid_grant the broker marked it\n")
-		fmt.Fprintf(w, "                       needs_reauth and stopped calling the provider until it is reconnected:\n")
-		fmt.Fprintf(w, "                       tokenkeeper connect crm-idp --name crm\n")
-	}
-	if stats.consumerFailed.Load() > 0 || st.ReuseDetections > 0 {
-		return fmt.Errorf("demo saw %d consumer failures and %d reuse detections", stats.consumerFailed.Load(), st.ReuseDetections)
-	}
-	return nil
 }
 
 // followLink opens a connect link as a browser would, following the

@@ -53,8 +53,8 @@ func (s exitStatus) Error() string { return fmt.Sprintf("the command exited with
 var forwardedSignals = []os.Signal{syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGQUIT,
 	syscall.SIGUSR1, syscall.SIGUSR2, syscall.SIGWINCH}
 
-func (e *env) cmdExec(args []string) error {
-	c := newCommand(e.stderr, "tokenkeeper exec --credential NAME [--env VAR] [--min-ttl 30s] -- COMMAND [ARGS...]", execAbout)
+func (e *env) cmdExec(c *command) runFunc {
+	c.describe("tokenkeeper exec --credential NAME [--env VAR] [--min-ttl 30s] -- COMMAND [ARGS...]", execAbout)
 	var ao apiOptions
 	ao.register(c)
 	var kf apiKeyFileOption
@@ -63,86 +63,82 @@ func (e *env) cmdExec(args []string) error {
 	envVar := c.fs.String("env", "TOKENKEEPER_TOKEN", "the environment variable that holds the token")
 	minTTL := c.fs.Duration("min-ttl", 0, "the token has at least this much life left (the broker refreshes first if needed)")
 	c.noEnv = map[string]bool{"credential": true, "env": true, "min-ttl": true}
-	dash := slices.Index(args, "--")
-	if dash < 0 {
-		if slices.ContainsFunc(args, func(a string) bool { return a == "-h" || a == "--help" || a == "-help" }) {
-			return &helpRequest{c}
+	return func(args []string) error {
+		if c.dashAt < 0 {
+			c.printUsage(e.stderr)
+			return usagef("exec: put -- before the command: tokenkeeper exec --credential NAME -- COMMAND [ARGS...]")
 		}
-		c.printUsage(e.stderr)
-		return usagef("exec: put -- before the command: tokenkeeper exec --credential NAME -- COMMAND [ARGS...]")
-	}
-	if err := c.parse(args[:dash], e.getenv); err != nil {
-		return err
-	}
-	argv := args[dash+1:]
-	switch {
-	case len(argv) == 0 || argv[0] == "":
-		c.printUsage(e.stderr)
-		return usagef("exec: no command after --")
-	case len(c.positional) > 0:
-		return usagef("exec: unexpected argument %q before --", c.positional[0])
-	case *credential == "":
-		return usagef("exec: --credential is required")
-	case !envVarName(*envVar):
-		return usagef("exec: --env %q is not a variable name", *envVar)
-	case *minTTL < 0:
-		return usagef("exec: --min-ttl must not be negative")
-	}
-	if err := kf.apply(&ao); err != nil {
-		return err
-	}
-	cl, err := e.apiClient(&ao)
-	if err != nil {
-		return err
-	}
-	path := "/v1/credentials/" + url.PathEscape(*credential) + "/token"
-	if *minTTL > 0 {
-		path += "?min_ttl=" + url.QueryEscape(minTTL.String())
-	}
-	var tv tokenView
-	if err := cl.do(e.ctx, "GET", path, nil, &tv); err != nil {
-		return fmt.Errorf("exec: get the token of %s: %w", *credential, err)
-	}
-	if tv.AccessToken == "" {
-		return fmt.Errorf("exec: the broker answered without a token")
-	}
-	if *minTTL > 0 && tv.ExpiresAt != nil && time.Until(*tv.ExpiresAt) < *minTTL {
-		return fmt.Errorf("exec: the token of %s has %s left, less than --min-ttl %s", *credential,
-			time.Until(*tv.ExpiresAt).Round(time.Second), *minTTL)
-	}
+		argv := args[c.dashAt:]
+		c.positional = args[:c.dashAt]
+		switch {
+		case len(argv) == 0 || argv[0] == "":
+			c.printUsage(e.stderr)
+			return usagef("exec: no command after --")
+		case len(c.positional) > 0:
+			return usagef("exec: unexpected argument %q before --", c.positional[0])
+		case *credential == "":
+			return usagef("exec: --credential is required")
+		case !envVarName(*envVar):
+			return usagef("exec: --env %q is not a variable name", *envVar)
+		case *minTTL < 0:
+			return usagef("exec: --min-ttl must not be negative")
+		}
+		if err := kf.apply(&ao); err != nil {
+			return err
+		}
+		cl, err := e.apiClient(&ao)
+		if err != nil {
+			return err
+		}
+		path := "/v1/credentials/" + url.PathEscape(*credential) + "/token"
+		if *minTTL > 0 {
+			path += "?min_ttl=" + url.QueryEscape(minTTL.String())
+		}
+		var tv tokenView
+		if err := cl.do(e.ctx, "GET", path, nil, &tv); err != nil {
+			return fmt.Errorf("exec: get the token of %s: %w", *credential, err)
+		}
+		if tv.AccessToken == "" {
+			return fmt.Errorf("exec: the broker answered without a token")
+		}
+		if *minTTL > 0 && tv.ExpiresAt != nil && time.Until(*tv.ExpiresAt) < *minTTL {
+			return fmt.Errorf("exec: the token of %s has %s left, less than --min-ttl %s", *credential,
+				time.Until(*tv.ExpiresAt).Round(time.Second), *minTTL)
+		}
 
-	cmd := exec.Command(argv[0], argv[1:]...)
-	cmd.Env = append(withoutVars(os.Environ(), "TOKENKEEPER_API_KEY", *envVar), *envVar+"="+tv.AccessToken)
-	cmd.Stdin, cmd.Stdout, cmd.Stderr = e.stdin, e.stdout, e.stderr
-	sigs := make(chan os.Signal, 8)
-	signal.Notify(sigs, forwardedSignals...)
-	defer signal.Stop(sigs)
-	if err := cmd.Start(); err != nil {
-		if errors.Is(err, exec.ErrNotFound) || errors.Is(err, os.ErrNotExist) {
-			fmt.Fprintf(e.stderr, "tokenkeeper exec: %s: command not found\n", argv[0])
-			return exitStatus(127)
+		cmd := exec.Command(argv[0], argv[1:]...)
+		cmd.Env = append(withoutVars(os.Environ(), "TOKENKEEPER_API_KEY", *envVar), *envVar+"="+tv.AccessToken)
+		cmd.Stdin, cmd.Stdout, cmd.Stderr = e.stdin, e.stdout, e.stderr
+		sigs := make(chan os.Signal, 8)
+		signal.Notify(sigs, forwardedSignals...)
+		defer signal.Stop(sigs)
+		if err := cmd.Start(); err != nil {
+			if errors.Is(err, exec.ErrNotFound) || errors.Is(err, os.ErrNotExist) {
+				fmt.Fprintf(e.stderr, "tokenkeeper exec: %s: command not found\n", argv[0])
+				return exitStatus(127)
+			}
+			fmt.Fprintf(e.stderr, "tokenkeeper exec: %v\n", err)
+			return exitStatus(126)
 		}
-		fmt.Fprintf(e.stderr, "tokenkeeper exec: %v\n", err)
-		return exitStatus(126)
-	}
-	waited := make(chan error, 1)
-	go func() { waited <- cmd.Wait() }()
-	for {
-		select {
-		case s := <-sigs:
-			_ = cmd.Process.Signal(s)
-		case err := <-waited:
-			if err == nil {
-				return nil
+		waited := make(chan error, 1)
+		go func() { waited <- cmd.Wait() }()
+		for {
+			select {
+			case s := <-sigs:
+				_ = cmd.Process.Signal(s)
+			case err := <-waited:
+				if err == nil {
+					return nil
+				}
+				var ee *exec.ExitError
+				if !errors.As(err, &ee) {
+					return fmt.Errorf("exec: %w", err)
+				}
+				if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+					return exitStatus(128 + int(ws.Signal()))
+				}
+				return exitStatus(ee.ExitCode())
 			}
-			var ee *exec.ExitError
-			if !errors.As(err, &ee) {
-				return fmt.Errorf("exec: %w", err)
-			}
-			if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
-				return exitStatus(128 + int(ws.Signal()))
-			}
-			return exitStatus(ee.ExitCode())
 		}
 	}
 }

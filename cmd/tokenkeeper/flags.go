@@ -2,10 +2,12 @@ package main
 
 import (
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"strings"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 )
 
 // errUsageShown reports that the usage text was already printed.
@@ -25,12 +27,6 @@ func exitCode(err error) int {
 	return 1
 }
 
-// helpRequest is a --help (or -h): run prints the command's usage on
-// standard output and exits 0.
-type helpRequest struct{ c *command }
-
-func (h *helpRequest) Error() string { return "help requested" }
-
 // usageError is a mistake in the command line.
 type usageError struct{ msg string }
 
@@ -44,11 +40,22 @@ func envName(flagName string) string {
 	return "TOKENKEEPER_" + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
 }
 
-// command is one CLI command's flag set, usage and environment.
+// runFunc is the body of a command: it runs after the command line and
+// the environment have filled the command's flags, with the positional
+// arguments.
+type runFunc func(args []string) error
+
+// defineFunc declares one command: its usage and flags on c, and returns
+// the body that runs with them.
+type defineFunc func(c *command) runFunc
+
+// command is one CLI command: its cobra command (which parses the command
+// line), usage text and environment variables.
 type command struct {
-	fs     *flag.FlagSet
-	usage  string // first line: "tokenkeeper serve [flags]"
-	about  string // a paragraph describing the command
+	cc     *cobra.Command
+	fs     *pflag.FlagSet // cc.Flags()
+	usage  string         // first line: "tokenkeeper serve [flags]"
+	about  string         // a paragraph describing the command
 	stderr io.Writer
 	noEnv  map[string]bool // flags without an environment variable
 	// inline lists the flags that take a secret inline, with the safer
@@ -57,20 +64,12 @@ type command struct {
 	inline map[string]string
 
 	positional []string // arguments that are not flags, in order
+	dashAt     int      // how many positional arguments came before "--"; -1 without "--"
 }
 
-func newCommand(stderr io.Writer, usage, about string) *command {
-	// The command's name: the leading lower-case words of its usage line.
-	var name []string
-	for _, w := range strings.Fields(usage) {
-		if w == "" || w[0] < 'a' || w[0] > 'z' {
-			break
-		}
-		name = append(name, w)
-	}
-	c := &command{fs: flag.NewFlagSet(strings.Join(name, " "), flag.ContinueOnError), usage: usage, about: about, stderr: stderr}
-	c.fs.SetOutput(io.Discard)
-	return c
+// describe sets the command's usage line and description.
+func (c *command) describe(usage, about string) {
+	c.usage, c.about = usage, about
 }
 
 // inlineSecret marks flag name as taking a secret inline; safer names the
@@ -82,15 +81,33 @@ func (c *command) inlineSecret(name, safer string) {
 	c.inline[name] = safer
 }
 
+// envVar returns the environment variable of flag name, or "" if it has none.
+func (c *command) envVar(name string) string {
+	if c.noEnv[name] || name == "json" || name == "help" {
+		return ""
+	}
+	return envName(name)
+}
+
+// visibleFlags calls fn for each of the command's own flags, in name order,
+// without cobra's --help.
+func (c *command) visibleFlags(fn func(*pflag.Flag)) {
+	c.fs.VisitAll(func(f *pflag.Flag) {
+		if f.Name != "help" && !f.Hidden {
+			fn(f)
+		}
+	})
+}
+
 func (c *command) printUsage(w io.Writer) {
 	fmt.Fprintf(w, "Usage: %s\n\n%s\n", c.usage, c.about)
 	n := 0
-	c.fs.VisitAll(func(*flag.Flag) { n++ })
+	c.visibleFlags(func(*pflag.Flag) { n++ })
 	if n == 0 {
 		return
 	}
 	fmt.Fprintf(w, "\nFlags (each also read from the environment variable shown; a flag on the command line wins):\n")
-	c.fs.VisitAll(func(f *flag.Flag) {
+	c.visibleFlags(func(f *pflag.Flag) {
 		if _, ok := c.inline[f.Name]; !ok {
 			c.printFlag(w, f)
 		}
@@ -99,7 +116,7 @@ func (c *command) printUsage(w io.Writer) {
 		return
 	}
 	fmt.Fprintf(w, "\nSecrets inline (for tests and demos only: other users see them in the process list):\n")
-	c.fs.VisitAll(func(f *flag.Flag) {
+	c.visibleFlags(func(f *pflag.Flag) {
 		if safer, ok := c.inline[f.Name]; ok {
 			c.printFlag(w, f)
 			fmt.Fprintf(w, "      prefer %s\n", safer)
@@ -107,76 +124,84 @@ func (c *command) printUsage(w io.Writer) {
 	})
 }
 
-func (c *command) printFlag(w io.Writer, f *flag.Flag) {
-	typ, u := flag.UnquoteUsage(f)
+func (c *command) printFlag(w io.Writer, f *pflag.Flag) {
+	typ, u := pflag.UnquoteUsage(f)
 	line := "  --" + f.Name
-	if typ != "" {
+	if typ != "" && typ != "bool" {
 		line += " " + typ
 	}
 	fmt.Fprintf(w, "%s\n      %s", line, u)
-	if f.DefValue != "" && f.DefValue != "false" && f.DefValue != "0" && f.DefValue != "0s" {
+	if f.DefValue != "" && f.DefValue != "false" && f.DefValue != "0" && f.DefValue != "0s" && f.DefValue != "[]" {
 		fmt.Fprintf(w, " (default %s)", f.DefValue)
 	}
-	if !c.noEnv[f.Name] && f.Name != "json" {
-		fmt.Fprintf(w, " [$%s]", envName(f.Name))
+	if v := c.envVar(f.Name); v != "" {
+		fmt.Fprintf(w, " [$%s]", v)
 	}
 	fmt.Fprintln(w)
 }
 
-// parse parses args, then fills every flag not given on the command line
-// from its environment variable. -h/--help returns a *helpRequest, which run
-// answers with the usage on standard output.
-// Flags and positional arguments may be interleaved ("show NAME --json");
-// "--" ends the flags.
-func (c *command) parse(args []string, getenv func(string) string) error {
-	var positional []string
-	for {
-		if err := c.fs.Parse(args); err != nil {
-			if errors.Is(err, flag.ErrHelp) {
-				return &helpRequest{c}
-			}
-			return usagef("%v (see %s --help)", err, c.fs.Name())
-		}
-		rest := c.fs.Args()
-		if len(rest) == 0 {
-			break
-		}
-		if len(args) > len(rest) && args[len(args)-len(rest)-1] == "--" {
-			positional = append(positional, rest...)
-			break
-		}
-		positional = append(positional, rest[0])
-		args = rest[1:]
+// bind runs after cobra has parsed the command line: it keeps the
+// positional arguments, warns about secrets given inline, and fills every
+// flag not given on the command line from its environment variable.
+func (c *command) bind(args []string, getenv func(string) string) error {
+	c.positional = nil
+	if len(args) > 0 {
+		c.positional = args
 	}
-	c.positional = positional
-	set := map[string]bool{}
-	c.fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
-	c.fs.VisitAll(func(f *flag.Flag) {
-		if safer, ok := c.inline[f.Name]; ok && set[f.Name] {
+	c.dashAt = c.cc.ArgsLenAtDash()
+	c.visibleFlags(func(f *pflag.Flag) {
+		if safer, ok := c.inline[f.Name]; ok && f.Changed {
 			fmt.Fprintf(c.stderr, "warning: --%s puts a secret on the command line, where other users can see it in the process list; use %s instead\n", f.Name, safer)
 		}
 	})
 	var err error
-	c.fs.VisitAll(func(f *flag.Flag) {
-		if set[f.Name] || c.noEnv[f.Name] || f.Name == "json" || err != nil {
+	c.visibleFlags(func(f *pflag.Flag) {
+		name := c.envVar(f.Name)
+		if f.Changed || name == "" || err != nil {
 			return
 		}
-		if v := getenv(envName(f.Name)); v != "" {
+		if v := getenv(name); v != "" {
 			if e := c.fs.Set(f.Name, v); e != nil {
-				err = usagef("invalid value in $%s: %v", envName(f.Name), e)
+				// Not the value: it may be a secret.
+				err = usagef("invalid value in $%s (--%s): %s", name, f.Name, valueProblem(f, e))
 			}
 		}
 	})
 	return err
 }
 
+// flagError is the error of a command line cobra cannot parse: a usage
+// error that names the flag as typed and points to the command's help.
+func flagError(cmd *cobra.Command, err error) error {
+	var iv *pflag.InvalidValueError
+	if errors.As(err, &iv) {
+		return usagef("invalid value %q for --%s: %s (see %s --help)", iv.GetValue(), iv.GetFlag().Name,
+			valueProblem(iv.GetFlag(), iv.Unwrap()), cmd.CommandPath())
+	}
+	return usagef("%v (see %s --help)", err, cmd.CommandPath())
+}
+
+// valueProblem says what a flag of f's type expects, instead of a parser's
+// message such as strconv.ParseInt's.
+func valueProblem(f *pflag.Flag, err error) string {
+	switch f.Value.Type() {
+	case "int", "int64", "uint", "uint64":
+		return "expected a whole number"
+	case "duration":
+		return "expected a duration such as 30s, 5m or 1h30m"
+	case "bool":
+		return "expected true or false"
+	}
+	return err.Error()
+}
+
 // args returns the positional arguments, requiring exactly n of them.
 func (c *command) args(n int, what string) ([]string, error) {
 	if len(c.positional) != n {
-		return nil, usagef("%s: expected %s (see %s --help)", c.fs.Name(), what, c.fs.Name())
+		return nil, usagef("%s: expected %s (see %s --help)", c.cc.CommandPath(), what, c.cc.CommandPath())
 	}
 	return c.positional, nil
 }
 
-// flagT is flag.Flag, for Visit callbacks.
-type flagT = flag.Flag
+// flagT is pflag.Flag, for Visit callbacks.
+type flagT = pflag.Flag

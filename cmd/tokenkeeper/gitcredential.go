@@ -32,6 +32,7 @@ current one. The broker and API key come from --server and $TOKENKEEPER_API_KEY
 type hostMap map[string]string
 
 func (m hostMap) String() string { return "" }
+func (m hostMap) Type() string   { return "HOST=CREDENTIAL" }
 
 func (m hostMap) Set(v string) error {
 	host, cred, ok := strings.Cut(v, "=")
@@ -45,8 +46,8 @@ func (m hostMap) Set(v string) error {
 // maxGitCredentialInput bounds what a helper reads from git.
 const maxGitCredentialInput = 64 << 10
 
-func (e *env) cmdGitCredential(args []string) error {
-	c := newCommand(e.stderr, "tokenkeeper git-credential (--credential NAME | --map HOST=NAME...) [--username NAME] get|store|erase", gitCredentialAbout)
+func (e *env) cmdGitCredential(c *command) runFunc {
+	c.describe("tokenkeeper git-credential (--credential NAME | --map HOST=NAME...) [--username NAME] get|store|erase", gitCredentialAbout)
 	var ao apiOptions
 	ao.register(c)
 	var kf apiKeyFileOption
@@ -56,66 +57,65 @@ func (e *env) cmdGitCredential(args []string) error {
 	c.fs.Var(hosts, "map", "HOST=CREDENTIAL: the credential of one host (HOST may include :PORT); repeatable")
 	username := c.fs.String("username", "x-access-token", "the user name given to git with the token")
 	c.noEnv = map[string]bool{"credential": true, "map": true, "username": true}
-	if err := c.parse(args, e.getenv); err != nil {
-		return err
-	}
-	pos, err := c.args(1, "one operation: get, store or erase")
-	if err != nil {
-		return err
-	}
-	op := pos[0]
-	if op != "get" && op != "store" && op != "erase" {
-		return usagef("git-credential: unknown operation %q: expected get, store or erase", op)
-	}
-	if *credential == "" && len(hosts) == 0 {
-		return usagef("git-credential: give --credential NAME or --map HOST=NAME")
-	}
-	if strings.ContainsAny(*username, "\n\x00") {
-		return usagef("git-credential: --username must be one line")
-	}
-	attrs, err := readGitAttrs(e.stdin)
-	if err != nil {
-		return fmt.Errorf("git-credential: %w", err)
-	}
-	if op == "store" {
-		return nil // the broker keeps the token; nothing to store
-	}
-	name := credentialForGit(attrs, *credential, hosts)
-	if name == "" {
-		return nil // not ours: git asks its next helper
-	}
-	if err := kf.apply(&ao); err != nil {
-		return err
-	}
-	cl, err := e.apiClient(&ao)
-	if err != nil {
-		return err
-	}
-	base := "/v1/credentials/" + url.PathEscape(name)
-	if op == "erase" {
-		if attrs["password"] == "" {
+	return func(args []string) error {
+		pos, err := c.args(1, "one operation: get, store or erase")
+		if err != nil {
+			return err
+		}
+		op := pos[0]
+		if op != "get" && op != "store" && op != "erase" {
+			return usagef("git-credential: unknown operation %q: expected get, store or erase", op)
+		}
+		if *credential == "" && len(hosts) == 0 {
+			return usagef("git-credential: give --credential NAME or --map HOST=NAME")
+		}
+		if strings.ContainsAny(*username, "\n\x00") {
+			return usagef("git-credential: --username must be one line")
+		}
+		attrs, err := readGitAttrs(e.stdin)
+		if err != nil {
+			return fmt.Errorf("git-credential: %w", err)
+		}
+		if op == "store" {
+			return nil // the broker keeps the token; nothing to store
+		}
+		name := credentialForGit(attrs, *credential, hosts)
+		if name == "" {
+			return nil // not ours: git asks its next helper
+		}
+		if err := kf.apply(&ao); err != nil {
+			return err
+		}
+		cl, err := e.apiClient(&ao)
+		if err != nil {
+			return err
+		}
+		base := "/v1/credentials/" + url.PathEscape(name)
+		if op == "erase" {
+			if attrs["password"] == "" {
+				return nil
+			}
+			// Refreshes only if the rejected token is still the current one.
+			if err := cl.do(e.ctx, "POST", base+"/refresh", map[string]string{"rejected_token": attrs["password"]}, nil); err != nil {
+				fmt.Fprintf(e.stderr, "tokenkeeper git-credential: reporting the rejected token of %s: %v\n", name, err)
+			}
 			return nil
 		}
-		// Refreshes only if the rejected token is still the current one.
-		if err := cl.do(e.ctx, "POST", base+"/refresh", map[string]string{"rejected_token": attrs["password"]}, nil); err != nil {
-			fmt.Fprintf(e.stderr, "tokenkeeper git-credential: reporting the rejected token of %s: %v\n", name, err)
+		var tv tokenView
+		if err := cl.do(e.ctx, "GET", base+"/token", nil, &tv); err != nil {
+			return fmt.Errorf("git-credential: get the token of %s: %w", name, err)
 		}
-		return nil
+		if tv.AccessToken == "" || strings.ContainsAny(tv.AccessToken, "\n\x00") {
+			return fmt.Errorf("git-credential: the broker's answer for %s holds no usable token", name)
+		}
+		out := fmt.Sprintf("username=%s\npassword=%s\n", *username, tv.AccessToken)
+		if tv.ExpiresAt != nil {
+			// Git 2.41 and later forget the password at this time.
+			out += fmt.Sprintf("password_expiry_utc=%d\n", tv.ExpiresAt.Unix())
+		}
+		_, err = io.WriteString(e.stdout, out)
+		return err
 	}
-	var tv tokenView
-	if err := cl.do(e.ctx, "GET", base+"/token", nil, &tv); err != nil {
-		return fmt.Errorf("git-credential: get the token of %s: %w", name, err)
-	}
-	if tv.AccessToken == "" || strings.ContainsAny(tv.AccessToken, "\n\x00") {
-		return fmt.Errorf("git-credential: the broker's answer for %s holds no usable token", name)
-	}
-	out := fmt.Sprintf("username=%s\npassword=%s\n", *username, tv.AccessToken)
-	if tv.ExpiresAt != nil {
-		// Git 2.41 and later forget the password at this time.
-		out += fmt.Sprintf("password_expiry_utc=%d\n", tv.ExpiresAt.Unix())
-	}
-	_, err = io.WriteString(e.stdout, out)
-	return err
 }
 
 // readGitAttrs reads git's key=value lines up to a blank line or the end.

@@ -2,11 +2,14 @@ package main
 
 import (
 	"context"
+	"io"
 	"os"
 	"regexp"
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/spf13/cobra"
 )
 
 // helpOf runs `tokenkeeper ARGS... --help`.
@@ -20,26 +23,37 @@ func helpOf(t *testing.T, args ...string) (stdout, stderr string, err error) {
 var (
 	// datedRE is a time as tables print it: date, time and zone.
 	datedRE = regexp.MustCompile(`\b\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}(\.\d{3})? ([A-Z][A-Z0-9]*|[+-]\d{2,4})\b`)
-	// dispatched finds the command names of run's switch in run.go.
-	dispatched = regexp.MustCompile(`(?m)^\tcase ((?:"[a-z-]+"(?:, )?)+):`)
 	// usageLine finds a command listed in the main usage.
 	usageLine = regexp.MustCompile(`(?m)^  ([a-z][a-z-]*)\s`)
-	// groupUsage is the usage line of a command with subcommands.
-	groupUsage = regexp.MustCompile(`^Usage: tokenkeeper ([a-z-]+) ([a-z|-]+) \[flags\]`)
 	// flagLine is a flag in a command's usage.
 	flagLine = regexp.MustCompile(`(?m)^  --([a-z][a-z0-9-]*)`)
 	// readmeFlag is a long flag named in the README.
 	readmeFlag = regexp.MustCompile(`(?:^|[\s(\x60'\[])--([a-z][a-z0-9-]*)`)
 )
 
-// Every command and subcommand answers --help on standard output with
-// exit 0; every command run dispatches is in the main usage; every flag the
-// README names exists on some command.
-func TestEveryCommandHelp(t *testing.T) {
-	src, err := os.ReadFile("run.go")
-	if err != nil {
-		t.Fatal(err)
+// commandPaths returns the words of every command of the tree run builds,
+// subcommands after their group, without cobra's own help command.
+func commandPaths() [][]string {
+	var paths [][]string
+	var walk func(prefix []string, cc *cobra.Command)
+	walk = func(prefix []string, cc *cobra.Command) {
+		for _, sub := range cc.Commands() {
+			if sub.Hidden || sub.Name() == "help" {
+				continue
+			}
+			p := append(slices.Clone(prefix), sub.Name())
+			paths = append(paths, p)
+			walk(p, sub)
+		}
 	}
+	walk(nil, (&env{ctx: context.Background(), getenv: func(string) string { return "" }, stdout: io.Discard, stderr: io.Discard}).commands())
+	return paths
+}
+
+// Every command and subcommand answers --help on standard output with
+// exit 0; every command is in the main usage; every flag the README names
+// exists on some command.
+func TestEveryCommandHelp(t *testing.T) {
 	main, _, err := helpOf(t)
 	if err != nil {
 		t.Fatal(err)
@@ -48,49 +62,27 @@ func TestEveryCommandHelp(t *testing.T) {
 	for _, m := range usageLine.FindAllStringSubmatch(main, -1) {
 		listed[m[1]] = true
 	}
-	var commands []string
-	for _, m := range dispatched.FindAllStringSubmatch(string(src), -1) {
-		names := strings.Split(strings.ReplaceAll(m[1], `"`, ""), ", ")
-		if names[0] == "-h" { // the main help itself
-			continue
-		}
-		if !slices.ContainsFunc(names, func(n string) bool { return listed[n] }) && names[0] != "version" {
-			t.Errorf("command %s is dispatched but not in 'tokenkeeper --help'", names[0])
-		}
-		commands = append(commands, names[0])
+	paths := commandPaths()
+	if len(paths) < 40 {
+		t.Fatalf("found only %d commands: %v", len(paths), paths)
 	}
-	if len(commands) < 15 {
-		t.Fatalf("found only %d commands in run.go: %v", len(commands), commands)
-	}
-
 	flags := map[string]bool{}
-	checked := 0
-	check := func(args ...string) string {
-		t.Helper()
-		out, errs, err := helpOf(t, args...)
-		if err != nil {
-			t.Errorf("%v --help: %v (exit %d)", args, err, exitCode(err))
+	for _, p := range paths {
+		if len(p) == 1 && !listed[p[0]] && p[0] != "version" {
+			t.Errorf("command %s is not in 'tokenkeeper --help'", p[0])
 		}
-		if strings.TrimSpace(out) == "" {
-			t.Errorf("%v --help printed nothing on standard output (stderr: %q)", args, errs)
+		out, errs, err := helpOf(t, p...)
+		if err != nil {
+			t.Errorf("%v --help: %v (exit %d)", p, err, exitCode(err))
+		}
+		if !strings.HasPrefix(out, "Usage: tokenkeeper "+strings.Join(p, " ")) {
+			t.Errorf("%v --help printed no usage of its own on standard output: %q (stderr: %q)", p, out, errs)
 		}
 		for _, m := range flagLine.FindAllStringSubmatch(out, -1) {
 			flags[m[1]] = true
 		}
-		checked++
-		return out
 	}
-	for _, cmd := range commands {
-		out := check(cmd)
-		m := groupUsage.FindStringSubmatch(out)
-		if m == nil {
-			continue
-		}
-		for _, sub := range strings.Split(m[2], "|") {
-			check(cmd, sub)
-		}
-	}
-	t.Logf("%d commands and subcommands answer --help; %d flags", checked, len(flags))
+	t.Logf("%d commands and subcommands answer --help; %d flags", len(paths), len(flags))
 
 	readme, err := os.ReadFile("../../README.md")
 	if err != nil {

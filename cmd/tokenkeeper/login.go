@@ -41,8 +41,8 @@ func (e *env) readLoginPassword(fromStdin bool, prompt string) (string, error) {
 	return string(pw), nil
 }
 
-func (e *env) cmdLogin(args []string) error {
-	c := newCommand(e.stderr, "tokenkeeper login USER [--password-stdin] [--server URL]",
+func (e *env) cmdLogin(c *command) runFunc {
+	c.describe("tokenkeeper login USER [--password-stdin] [--server URL]",
 		`Signs in to the broker as a user and keeps the session for later commands,
 which then need no API key: the refresh token, rotated on every use, and the
 current access token, in $XDG_CONFIG_HOME/tokenkeeper/sessions.json (default
@@ -55,117 +55,117 @@ longer fresh. $TOKENKEEPER_API_KEY, when set, wins over the session.`)
 	ao.registerServer(c)
 	stdin := c.fs.Bool("password-stdin", false, "read the password from standard input (the first line)")
 	c.noEnv = map[string]bool{"password-stdin": true}
-	if err := c.parse(args, e.getenv); err != nil {
-		return err
+	return func(args []string) error {
+		pos, err := c.args(1, "the user name")
+		if err != nil {
+			return err
+		}
+		base, err := ao.serverURL()
+		if err != nil {
+			return err
+		}
+		store, err := e.sessionStore()
+		if err != nil {
+			return err
+		}
+		pw, err := e.readLoginPassword(*stdin, "Password for "+pos[0])
+		if err != nil {
+			return err
+		}
+		hc := &http.Client{Timeout: 60 * time.Second}
+		var ans loginAnswer
+		if err := postJSON(e.ctx, hc, base+"/v1/auth/login", map[string]string{"username": pos[0], "password": pw}, &ans); err != nil {
+			return fmt.Errorf("log in: %w", err)
+		}
+		if err := store.update(base, func(*session) (*session, error) { return ans.session(pos[0], time.Now()), nil }); err != nil {
+			return err
+		}
+		fmt.Fprintf(e.stdout, "Logged in to %s as %s. The session is kept in %s.\n", base, pos[0], store.path())
+		if e.getenv("TOKENKEEPER_API_KEY") != "" {
+			fmt.Fprintln(e.stderr, "warning: $TOKENKEEPER_API_KEY is set and wins over the session: unset it to use the login")
+		}
+		return nil
 	}
-	pos, err := c.args(1, "the user name")
-	if err != nil {
-		return err
-	}
-	base, err := ao.serverURL()
-	if err != nil {
-		return err
-	}
-	store, err := e.sessionStore()
-	if err != nil {
-		return err
-	}
-	pw, err := e.readLoginPassword(*stdin, "Password for "+pos[0])
-	if err != nil {
-		return err
-	}
-	hc := &http.Client{Timeout: 60 * time.Second}
-	var ans loginAnswer
-	if err := postJSON(e.ctx, hc, base+"/v1/auth/login", map[string]string{"username": pos[0], "password": pw}, &ans); err != nil {
-		return fmt.Errorf("log in: %w", err)
-	}
-	if err := store.update(base, func(*session) (*session, error) { return ans.session(pos[0], time.Now()), nil }); err != nil {
-		return err
-	}
-	fmt.Fprintf(e.stdout, "Logged in to %s as %s. The session is kept in %s.\n", base, pos[0], store.path())
-	if e.getenv("TOKENKEEPER_API_KEY") != "" {
-		fmt.Fprintln(e.stderr, "warning: $TOKENKEEPER_API_KEY is set and wins over the session: unset it to use the login")
-	}
-	return nil
 }
 
-func (e *env) cmdLogout(args []string) error {
-	c := newCommand(e.stderr, "tokenkeeper logout [--server URL]",
+func (e *env) cmdLogout(c *command) runFunc {
+	c.describe("tokenkeeper logout [--server URL]",
 		"Ends the login session with this broker: the broker revokes it, and it is removed from the sessions file.")
 	var ao apiOptions
 	ao.registerServer(c)
-	if err := c.parse(args, e.getenv); err != nil {
-		return err
-	}
-	if _, err := c.args(0, "no arguments"); err != nil {
-		return err
-	}
-	base, err := ao.serverURL()
-	if err != nil {
-		return err
-	}
-	store, err := e.sessionStore()
-	if err != nil {
-		return err
-	}
-	sess, err := store.get(base)
-	if err != nil {
-		return err
-	}
-	if sess == nil {
-		fmt.Fprintf(e.stdout, "Not logged in to %s.\n", base)
+	return func(args []string) error {
+		if _, err := c.args(0, "no arguments"); err != nil {
+			return err
+		}
+		base, err := ao.serverURL()
+		if err != nil {
+			return err
+		}
+		store, err := e.sessionStore()
+		if err != nil {
+			return err
+		}
+		sess, err := store.get(base)
+		if err != nil {
+			return err
+		}
+		if sess == nil {
+			fmt.Fprintf(e.stdout, "Not logged in to %s.\n", base)
+			return nil
+		}
+		cl := &apiClient{base: base, client: &http.Client{Timeout: 60 * time.Second},
+			sess: &sessionAuth{store: store, server: base, username: sess.Username, hc: &http.Client{Timeout: 60 * time.Second}}}
+		err = cl.do(e.ctx, "POST", "/v1/auth/logout", nil, nil)
+		var ended *errSessionEnded
+		if err != nil && !errors.As(err, &ended) {
+			return fmt.Errorf("log out: %w", err)
+		}
+		if err := store.update(base, func(*session) (*session, error) { return nil, nil }); err != nil {
+			return err
+		}
+		fmt.Fprintf(e.stdout, "Logged out of %s (user %s).\n", base, sess.Username)
 		return nil
 	}
-	cl := &apiClient{base: base, client: &http.Client{Timeout: 60 * time.Second},
-		sess: &sessionAuth{store: store, server: base, username: sess.Username, hc: &http.Client{Timeout: 60 * time.Second}}}
-	err = cl.do(e.ctx, "POST", "/v1/auth/logout", nil, nil)
-	var ended *errSessionEnded
-	if err != nil && !errors.As(err, &ended) {
-		return fmt.Errorf("log out: %w", err)
-	}
-	if err := store.update(base, func(*session) (*session, error) { return nil, nil }); err != nil {
-		return err
-	}
-	fmt.Fprintf(e.stdout, "Logged out of %s (user %s).\n", base, sess.Username)
-	return nil
 }
 
-func (e *env) cmdWhoami(args []string) error {
-	c := newCommand(e.stderr, "tokenkeeper whoami [--json]",
+func (e *env) cmdWhoami(c *command) runFunc {
+	c.describe("tokenkeeper whoami [--json]",
 		"Says who the broker takes you for: the API key's or the logged-in user's name, role and freshness.")
 	var ao apiOptions
 	ao.register(c)
 	asJSON := c.fs.Bool("json", false, "print JSON")
-	_, cl, err := e.clientCommand(c, &ao, args, 0, "no arguments")
-	if err != nil {
-		return err
-	}
-	var who struct {
-		Kind      string     `json:"kind"`
-		Name      string     `json:"name"`
-		Role      string     `json:"role"`
-		Fresh     bool       `json:"fresh"`
-		ExpiresAt *time.Time `json:"expires_at,omitempty"`
-		AuthTime  *time.Time `json:"auth_time,omitempty"`
-	}
-	if err := cl.do(e.ctx, "GET", "/v1/auth/whoami", nil, &who); err != nil {
-		return fmt.Errorf("whoami: %w", err)
-	}
-	if *asJSON {
-		return printJSON(e.stdout, who)
-	}
-	how := "API key"
-	if cl.sess != nil {
-		how = "login session"
-	}
-	fmt.Fprintf(e.stdout, "%s %s, role %s, on %s (%s)", who.Kind, who.Name, who.Role, cl.base, how)
-	if who.AuthTime != nil {
-		fresh := "not fresh: sensitive commands ask for the password"
-		if who.Fresh {
-			fresh = "fresh"
+	return func(args []string) error {
+		_, cl, err := e.clientCommand(c, &ao, 0, "no arguments")
+		if err != nil {
+			return err
 		}
-		fmt.Fprintf(e.stdout, "; logged in at %s, %s", who.AuthTime.Local().Format(timeLayout), fresh)
+		var who struct {
+			Kind      string     `json:"kind"`
+			Name      string     `json:"name"`
+			Role      string     `json:"role"`
+			Fresh     bool       `json:"fresh"`
+			ExpiresAt *time.Time `json:"expires_at,omitempty"`
+			AuthTime  *time.Time `json:"auth_time,omitempty"`
+		}
+		if err := cl.do(e.ctx, "GET", "/v1/auth/whoami", nil, &who); err != nil {
+			return fmt.Errorf("whoami: %w", err)
+		}
+		if *asJSON {
+			return printJSON(e.stdout, who)
+		}
+		how := "API key"
+		if cl.sess != nil {
+			how = "login session"
+		}
+		fmt.Fprintf(e.stdout, "%s %s, role %s, on %s (%s)", who.Kind, who.Name, who.Role, cl.base, how)
+		if who.AuthTime != nil {
+			fresh := "not fresh: sensitive commands ask for the password"
+			if who.Fresh {
+				fresh = "fresh"
+			}
+			fmt.Fprintf(e.stdout, "; logged in at %s, %s", who.AuthTime.Local().Format(timeLayout), fresh)
+		}
+		fmt.Fprintln(e.stdout)
+		return nil
 	}
-	fmt.Fprintln(e.stdout)
-	return nil
 }

@@ -325,20 +325,19 @@ func TestHelpAndFlagsFromEnvironment(t *testing.T) {
 		t.Fatalf("serve --help: %v %s", err, out.String())
 	}
 	// An environment variable sets a flag; the command line wins.
-	c := newCommand(io.Discard, "x", "")
-	addr := c.fs.String("addr", "default", "")
-	env := map[string]string{"TOKENKEEPER_ADDR": "from-env"}
-	if err := c.parse(nil, func(k string) string { return env[k] }); err != nil || *addr != "from-env" {
-		t.Fatalf("env: %v %q", err, *addr)
+	runEnv := func(env map[string]string, args ...string) error {
+		var out, errb syncBuffer
+		return run(context.Background(), append([]string{"tokenkeeper"}, args...), func(k string) string { return env[k] }, strings.NewReader(""), &out, &errb)
 	}
-	c = newCommand(io.Discard, "x", "")
-	addr = c.fs.String("addr", "default", "")
-	if err := c.parse([]string{"--addr", "flag"}, func(k string) string { return env[k] }); err != nil || *addr != "flag" {
-		t.Fatalf("flag: %v %q", err, *addr)
+	env := map[string]string{"TOKENKEEPER_SERVER": "ftp://from-env"}
+	if err := runEnv(env, "token", "x"); err == nil || !strings.Contains(err.Error(), "ftp://from-env") {
+		t.Fatalf("env: %v", err)
 	}
-	c = newCommand(io.Discard, "x", "")
-	c.fs.Duration("lifetime", 0, "")
-	if err := c.parse(nil, func(k string) string { return map[string]string{"TOKENKEEPER_LIFETIME": "soon"}[k] }); err == nil || !strings.Contains(err.Error(), "TOKENKEEPER_LIFETIME") {
+	if err := runEnv(env, "token", "x", "--server", "ftp://from-flag"); err == nil || !strings.Contains(err.Error(), "ftp://from-flag") {
+		t.Fatalf("flag: %v", err)
+	}
+	err = runEnv(map[string]string{"TOKENKEEPER_PROVIDER_TIMEOUT": "soon"}, "serve")
+	if err == nil || !strings.Contains(err.Error(), "TOKENKEEPER_PROVIDER_TIMEOUT") || exitCode(err) != 2 {
 		t.Fatalf("bad env value: %v", err)
 	}
 	_ = fmt.Sprint()

@@ -129,8 +129,8 @@ func (pf *providerFlags) body(e *env, c *command, all bool) (map[string]any, err
 	return body, nil
 }
 
-func (e *env) cmdProviderAdd(args []string) error {
-	c := newCommand(e.stderr, "tokenkeeper provider add NAME (--token-url URL | --preset PRESET [--var KEY=VALUE]) --client-id ID [flags]",
+func (e *env) cmdProviderAdd(c *command) runFunc {
+	c.describe("tokenkeeper provider add NAME (--token-url URL | --preset PRESET [--var KEY=VALUE]) --client-id ID [flags]",
 		`Adds a provider: one OAuth client at an authorization server, shared by
 every credential (grant) of it. Its client secret is stored once, sealed;
 give it from a file or standard input ('-'), or $TOKENKEEPER_CLIENT_SECRET,
@@ -157,81 +157,80 @@ fails.`)
 	issuer := c.fs.String("issuer", "", "fill the endpoints from this issuer's OpenID Connect or RFC 8414 metadata")
 	c.noEnv["preset"], c.noEnv["var"], c.noEnv["issuer"] = true, true, true
 	asJSON := c.fs.Bool("json", false, "print JSON")
-	if err := c.parse(args, e.getenv); err != nil {
-		return err
-	}
-	pos, err := c.args(1, "the provider name")
-	if err != nil {
-		return err
-	}
-	if *preset == "" && len(vars) > 0 {
-		return usagef("--var needs --preset")
-	}
-	if *preset != "" && *issuer != "" {
-		return usagef("give --preset or --issuer, not both")
-	}
-	// With a preset or an issuer, only the flags given are sent: the
-	// preset or the discovered metadata fills the rest.
-	body, err := pf.body(e, c, *preset == "" && *issuer == "")
-	if err != nil {
-		return err
-	}
-	if *issuer != "" {
-		d, err := catalog.Discover(e.ctx, &http.Client{Timeout: 30 * time.Second}, *issuer)
+	return func(args []string) error {
+		pos, err := c.args(1, "the provider name")
 		if err != nil {
+			return err
+		}
+		if *preset == "" && len(vars) > 0 {
+			return usagef("--var needs --preset")
+		}
+		if *preset != "" && *issuer != "" {
+			return usagef("give --preset or --issuer, not both")
+		}
+		// With a preset or an issuer, only the flags given are sent: the
+		// preset or the discovered metadata fills the rest.
+		body, err := pf.body(e, c, *preset == "" && *issuer == "")
+		if err != nil {
+			return err
+		}
+		if *issuer != "" {
+			d, err := catalog.Discover(e.ctx, &http.Client{Timeout: 30 * time.Second}, *issuer)
+			if err != nil {
+				return fmt.Errorf("add provider: %w", err)
+			}
+			fill := func(field, v string) {
+				if _, given := body[field]; !given && v != "" {
+					body[field] = v
+				}
+			}
+			fill("authorization_url", d.AuthorizationURL)
+			fill("token_url", d.TokenURL)
+			fill("device_authorization_url", d.DeviceAuthorizationURL)
+			fill("revocation_url", d.RevocationURL)
+			fill("auth_style", string(d.AuthStyle))
+			if _, given := body["pkce"]; !given {
+				body["pkce"] = d.PKCE != "none"
+			}
+			if _, given := body["scopes"]; !given && len(d.Scopes) > 0 {
+				body["scopes"] = d.Scopes
+			}
+		}
+		if *preset != "" || *issuer != "" {
+			if _, ok := body["client_secret"]; !ok {
+				v, err := e.secretValue(*pf.secret, *pf.secretFile, "client secret")
+				if err != nil {
+					return err
+				}
+				body["client_secret"] = v
+			}
+			body["client_id"] = *pf.clientID
+			if *preset != "" {
+				body["preset"] = *preset
+			}
+			if len(vars) > 0 {
+				body["template_vars"] = map[string]string(vars)
+			}
+		}
+		body["name"] = pos[0]
+		cl, err := e.apiClient(&ao)
+		if err != nil {
+			return err
+		}
+		var out json.RawMessage
+		if err := cl.do(e.ctx, "POST", "/v1/providers", body, &out); err != nil {
 			return fmt.Errorf("add provider: %w", err)
 		}
-		fill := func(field, v string) {
-			if _, given := body[field]; !given && v != "" {
-				body[field] = v
-			}
+		if *asJSON {
+			return printRaw(e.stdout, out)
 		}
-		fill("authorization_url", d.AuthorizationURL)
-		fill("token_url", d.TokenURL)
-		fill("device_authorization_url", d.DeviceAuthorizationURL)
-		fill("revocation_url", d.RevocationURL)
-		fill("auth_style", string(d.AuthStyle))
-		if _, given := body["pkce"]; !given {
-			body["pkce"] = d.PKCE != "none"
-		}
-		if _, given := body["scopes"]; !given && len(d.Scopes) > 0 {
-			body["scopes"] = d.Scopes
-		}
-	}
-	if *preset != "" || *issuer != "" {
-		if _, ok := body["client_secret"]; !ok {
-			v, err := e.secretValue(*pf.secret, *pf.secretFile, "client secret")
-			if err != nil {
-				return err
-			}
-			body["client_secret"] = v
-		}
-		body["client_id"] = *pf.clientID
 		if *preset != "" {
-			body["preset"] = *preset
+			fmt.Fprintf(e.stdout, "Added provider %q from preset %s.\n", pos[0], *preset)
+			return nil
 		}
-		if len(vars) > 0 {
-			body["template_vars"] = map[string]string(vars)
-		}
-	}
-	body["name"] = pos[0]
-	cl, err := e.apiClient(&ao)
-	if err != nil {
-		return err
-	}
-	var out json.RawMessage
-	if err := cl.do(e.ctx, "POST", "/v1/providers", body, &out); err != nil {
-		return fmt.Errorf("add provider: %w", err)
-	}
-	if *asJSON {
-		return printRaw(e.stdout, out)
-	}
-	if *preset != "" {
-		fmt.Fprintf(e.stdout, "Added provider %q from preset %s.\n", pos[0], *preset)
+		fmt.Fprintf(e.stdout, "Added provider %q.\n", pos[0])
 		return nil
 	}
-	fmt.Fprintf(e.stdout, "Added provider %q.\n", pos[0])
-	return nil
 }
 
 // presetView is one preset as `provider presets --json` prints it.
@@ -244,69 +243,70 @@ type presetView struct {
 	Profile     *catalog.Profile  `json:"profile"`
 }
 
-func (e *env) cmdProviderPresets(args []string) error {
-	c := newCommand(e.stderr, "tokenkeeper provider presets [--json] [--markdown]",
+func (e *env) cmdProviderPresets(c *command) runFunc {
+	c.describe("tokenkeeper provider presets [--json] [--markdown]",
 		`Lists the provider presets this binary knows: each with the template
 variables it needs, how the provider departs from the textbook, and the
 pages of its documentation the profile is written from. No broker needed.`)
 	asJSON := c.fs.Bool("json", false, "print JSON, with each full profile")
 	md := c.fs.Bool("markdown", false, "print the Markdown table of the README")
-	if err := c.parse(args, e.getenv); err != nil {
-		return err
-	}
-	if _, err := c.args(0, "no arguments"); err != nil {
-		return err
-	}
-	ps := catalog.All()
-	switch {
-	case *asJSON:
-		out := make([]presetView, 0, len(ps))
-		for _, p := range ps {
-			out = append(out, presetView{Name: p.Name, DisplayName: p.DisplayName, Vars: p.Vars, Quirks: p.Quirks(), Docs: p.Docs, Profile: p})
+	return func(args []string) error {
+		if _, err := c.args(0, "no arguments"); err != nil {
+			return err
 		}
-		enc := json.NewEncoder(e.stdout)
-		enc.SetIndent("", "  ")
-		return enc.Encode(map[string]any{"presets": out})
-	case *md:
-		fmt.Fprint(e.stdout, catalog.MarkdownTable())
-		return nil
+		ps := catalog.All()
+		switch {
+		case *asJSON:
+			out := make([]presetView, 0, len(ps))
+			for _, p := range ps {
+				out = append(out, presetView{Name: p.Name, DisplayName: p.DisplayName, Vars: p.Vars, Quirks: p.Quirks(), Docs: p.Docs, Profile: p})
+			}
+			enc := json.NewEncoder(e.stdout)
+			enc.SetIndent("", "  ")
+			return enc.Encode(map[string]any{"presets": out})
+		case *md:
+			fmt.Fprint(e.stdout, catalog.MarkdownTable())
+			return nil
+		}
+		tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "PRESET\tPROVIDER\tNEEDS\tQUIRKS")
+		for _, p := range ps {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", p.Name, p.DisplayName, dash(strings.Join(p.Needs(), ", ")), dash(strings.Join(p.Quirks(), "; ")))
+		}
+		return tw.Flush()
 	}
-	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "PRESET\tPROVIDER\tNEEDS\tQUIRKS")
-	for _, p := range ps {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", p.Name, p.DisplayName, dash(strings.Join(p.Needs(), ", ")), dash(strings.Join(p.Quirks(), "; ")))
-	}
-	return tw.Flush()
 }
 
-func (e *env) cmdProviderList(args []string) error {
-	c := newCommand(e.stderr, "tokenkeeper provider list [--json]", "Lists the providers (no secrets).")
+func (e *env) cmdProviderList(c *command) runFunc {
+	c.describe("tokenkeeper provider list [--json]", "Lists the providers (no secrets).")
 	var ao apiOptions
 	ao.register(c)
 	asJSON := c.fs.Bool("json", false, "print JSON")
-	_, cl, err := e.clientCommand(c, &ao, args, 0, "no arguments")
-	if err != nil {
-		return err
+	return func(args []string) error {
+		_, cl, err := e.clientCommand(c, &ao, 0, "no arguments")
+		if err != nil {
+			return err
+		}
+		var out json.RawMessage
+		if err := cl.do(e.ctx, "GET", "/v1/providers", nil, &out); err != nil {
+			return fmt.Errorf("list providers: %w", err)
+		}
+		if *asJSON {
+			return printRaw(e.stdout, out)
+		}
+		var list struct {
+			Providers []providerView `json:"providers"`
+		}
+		if err := json.Unmarshal(out, &list); err != nil {
+			return err
+		}
+		tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "NAME\tTOKEN URL\tCLIENT ID\tSECRET\tPKCE")
+		for _, v := range list.Providers {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", v.Name, v.TokenURL, v.ClientID, yesNo(v.HasClientSecret, "sealed", "none"), yesNo(v.PKCE, "S256", "off"))
+		}
+		return tw.Flush()
 	}
-	var out json.RawMessage
-	if err := cl.do(e.ctx, "GET", "/v1/providers", nil, &out); err != nil {
-		return fmt.Errorf("list providers: %w", err)
-	}
-	if *asJSON {
-		return printRaw(e.stdout, out)
-	}
-	var list struct {
-		Providers []providerView `json:"providers"`
-	}
-	if err := json.Unmarshal(out, &list); err != nil {
-		return err
-	}
-	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "NAME\tTOKEN URL\tCLIENT ID\tSECRET\tPKCE")
-	for _, v := range list.Providers {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", v.Name, v.TokenURL, v.ClientID, yesNo(v.HasClientSecret, "sealed", "none"), yesNo(v.PKCE, "S256", "off"))
-	}
-	return tw.Flush()
 }
 
 func yesNo(b bool, yes, no string) string {
@@ -325,47 +325,49 @@ func formatParams(p map[string]string) string {
 	return dash(strings.Join(out, " "))
 }
 
-func (e *env) cmdProviderShow(args []string) error {
-	c := newCommand(e.stderr, "tokenkeeper provider show NAME [--json]", "Shows one provider and how many credentials use it (no secrets).")
+func (e *env) cmdProviderShow(c *command) runFunc {
+	c.describe("tokenkeeper provider show NAME [--json]", "Shows one provider and how many credentials use it (no secrets).")
 	var ao apiOptions
 	ao.register(c)
 	asJSON := c.fs.Bool("json", false, "print JSON")
-	pos, cl, err := e.clientCommand(c, &ao, args, 1, "the provider name")
-	if err != nil {
-		return err
+	return func(args []string) error {
+		pos, cl, err := e.clientCommand(c, &ao, 1, "the provider name")
+		if err != nil {
+			return err
+		}
+		var out json.RawMessage
+		if err := cl.do(e.ctx, "GET", "/v1/providers/"+url.PathEscape(pos[0]), nil, &out); err != nil {
+			return fmt.Errorf("show provider: %w", err)
+		}
+		if *asJSON {
+			return printRaw(e.stdout, out)
+		}
+		var v providerView
+		if err := json.Unmarshal(out, &v); err != nil {
+			return err
+		}
+		n := "-"
+		if v.Credentials != nil {
+			n = fmt.Sprint(*v.Credentials)
+		}
+		tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+		for _, r := range [][2]string{
+			{"name", v.Name}, {"authorization url", dash(v.AuthorizationURL)}, {"token url", v.TokenURL},
+			{"device authorization url", dash(v.DeviceAuthorizationURL)}, {"revocation url", dash(v.RevocationURL)},
+			{"client id", v.ClientID}, {"client secret", yesNo(v.HasClientSecret, "sealed", "none (public client)")},
+			{"auth style", v.AuthStyle}, {"scopes", dash(strings.Join(v.Scopes, " "))},
+			{"authorize params", formatParams(v.AuthorizeParams)}, {"token params", formatParams(v.TokenParams)},
+			{"pkce", yesNo(v.PKCE, "S256", "off")}, {"api base url", dash(v.APIBaseURL)}, {"api token", v.APIToken.String()},
+			{"credentials", n}, {"version", fmt.Sprint(v.Version)},
+		} {
+			fmt.Fprintf(tw, "%s:\t%s\n", r[0], r[1])
+		}
+		return tw.Flush()
 	}
-	var out json.RawMessage
-	if err := cl.do(e.ctx, "GET", "/v1/providers/"+url.PathEscape(pos[0]), nil, &out); err != nil {
-		return fmt.Errorf("show provider: %w", err)
-	}
-	if *asJSON {
-		return printRaw(e.stdout, out)
-	}
-	var v providerView
-	if err := json.Unmarshal(out, &v); err != nil {
-		return err
-	}
-	n := "-"
-	if v.Credentials != nil {
-		n = fmt.Sprint(*v.Credentials)
-	}
-	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
-	for _, r := range [][2]string{
-		{"name", v.Name}, {"authorization url", dash(v.AuthorizationURL)}, {"token url", v.TokenURL},
-		{"device authorization url", dash(v.DeviceAuthorizationURL)}, {"revocation url", dash(v.RevocationURL)},
-		{"client id", v.ClientID}, {"client secret", yesNo(v.HasClientSecret, "sealed", "none (public client)")},
-		{"auth style", v.AuthStyle}, {"scopes", dash(strings.Join(v.Scopes, " "))},
-		{"authorize params", formatParams(v.AuthorizeParams)}, {"token params", formatParams(v.TokenParams)},
-		{"pkce", yesNo(v.PKCE, "S256", "off")}, {"api base url", dash(v.APIBaseURL)}, {"api token", v.APIToken.String()},
-		{"credentials", n}, {"version", fmt.Sprint(v.Version)},
-	} {
-		fmt.Fprintf(tw, "%s:\t%s\n", r[0], r[1])
-	}
-	return tw.Flush()
 }
 
-func (e *env) cmdProviderUpdate(args []string) error {
-	c := newCommand(e.stderr, "tokenkeeper provider update NAME [flags]",
+func (e *env) cmdProviderUpdate(c *command) runFunc {
+	c.describe("tokenkeeper provider update NAME [flags]",
 		`Changes a provider. A new client secret is one update: every credential of
 the provider uses it from its next refresh, and those refused for a bad client
 (invalid_client) are tried again at once. Changing the secret, or where and
@@ -376,46 +378,47 @@ another host clears the stored client secret unless a new one is given.`)
 	var pf providerFlags
 	pf.register(c, true)
 	asJSON := c.fs.Bool("json", false, "print JSON")
-	if err := c.parse(args, e.getenv); err != nil {
-		return err
+	return func(args []string) error {
+		pos, err := c.args(1, "the provider name")
+		if err != nil {
+			return err
+		}
+		body, err := pf.body(e, c, false)
+		if err != nil {
+			return err
+		}
+		if len(body) == 0 {
+			return usagef("nothing to update: give at least one flag (see tokenkeeper provider update --help)")
+		}
+		cl, err := e.apiClient(&ao)
+		if err != nil {
+			return err
+		}
+		var out json.RawMessage
+		if err := cl.do(e.ctx, "PATCH", "/v1/providers/"+url.PathEscape(pos[0]), body, &out); err != nil {
+			return fmt.Errorf("update provider: %w", err)
+		}
+		if *asJSON {
+			return printRaw(e.stdout, out)
+		}
+		fmt.Fprintf(e.stdout, "Updated provider %q.\n", pos[0])
+		return nil
 	}
-	pos, err := c.args(1, "the provider name")
-	if err != nil {
-		return err
-	}
-	body, err := pf.body(e, c, false)
-	if err != nil {
-		return err
-	}
-	if len(body) == 0 {
-		return usagef("nothing to update: give at least one flag (see tokenkeeper provider update --help)")
-	}
-	cl, err := e.apiClient(&ao)
-	if err != nil {
-		return err
-	}
-	var out json.RawMessage
-	if err := cl.do(e.ctx, "PATCH", "/v1/providers/"+url.PathEscape(pos[0]), body, &out); err != nil {
-		return fmt.Errorf("update provider: %w", err)
-	}
-	if *asJSON {
-		return printRaw(e.stdout, out)
-	}
-	fmt.Fprintf(e.stdout, "Updated provider %q.\n", pos[0])
-	return nil
 }
 
-func (e *env) cmdProviderRemove(args []string) error {
-	c := newCommand(e.stderr, "tokenkeeper provider rm NAME", "Deletes a provider that no credential uses.")
+func (e *env) cmdProviderRemove(c *command) runFunc {
+	c.describe("tokenkeeper provider rm NAME", "Deletes a provider that no credential uses.")
 	var ao apiOptions
 	ao.register(c)
-	pos, cl, err := e.clientCommand(c, &ao, args, 1, "the provider name")
-	if err != nil {
-		return err
+	return func(args []string) error {
+		pos, cl, err := e.clientCommand(c, &ao, 1, "the provider name")
+		if err != nil {
+			return err
+		}
+		if err := cl.do(e.ctx, "DELETE", "/v1/providers/"+url.PathEscape(pos[0]), nil, nil); err != nil {
+			return fmt.Errorf("remove provider: %w", err)
+		}
+		fmt.Fprintf(e.stdout, "Removed provider %q.\n", pos[0])
+		return nil
 	}
-	if err := cl.do(e.ctx, "DELETE", "/v1/providers/"+url.PathEscape(pos[0]), nil, nil); err != nil {
-		return fmt.Errorf("remove provider: %w", err)
-	}
-	fmt.Fprintf(e.stdout, "Removed provider %q.\n", pos[0])
-	return nil
 }

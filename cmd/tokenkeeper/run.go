@@ -2,12 +2,13 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"runtime/debug"
-	"slices"
 	"strings"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -64,95 +65,132 @@ Run 'tokenkeeper COMMAND --help' for a command's flags.
 `
 
 // run is the whole program: main only calls it.
-func run(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) (err error) {
+func run(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) error {
 	e := &env{ctx: ctx, getenv: getenv, stdin: stdin, stdout: stdout, stderr: stderr}
-	defer func() {
-		// Every command's --help: its usage on standard output, exit 0.
-		var hr *helpRequest
-		if errors.As(err, &hr) {
-			hr.c.printUsage(stdout)
-			err = nil
+	root := e.commands()
+	if len(args) > 0 {
+		args = args[1:]
+	}
+	root.SetArgs(args)
+	root.SetIn(stdin)
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	return root.ExecuteContext(ctx)
+}
+
+// commands returns the command tree. The tree is built anew for each run:
+// a command's flags are bound to the variables of that one run.
+func (e *env) commands() *cobra.Command {
+	root := &cobra.Command{
+		Use:           "tokenkeeper",
+		Version:       versionString(),
+		Args:          cobra.ArbitraryArgs,
+		SilenceErrors: true, // main prints the error, and the exit code says what it was
+		SilenceUsage:  true,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if len(args) == 0 {
+				fmt.Fprint(e.stderr, mainUsage)
+				return errUsageShown
+			}
+			return usagef("unknown command %q%s; run 'tokenkeeper --help' for the list", args[0], suggest(cmd, args[0]))
+		},
+	}
+	root.CompletionOptions.DisableDefaultCmd = true
+	root.SetVersionTemplate("tokenkeeper {{.Version}}\n")
+	root.SetHelpFunc(func(*cobra.Command, []string) { fmt.Fprint(e.stdout, mainUsage) })
+	root.SetFlagErrorFunc(flagError)
+	root.AddCommand(
+		e.leaf("version", e.cmdVersion),
+		e.leaf("serve", e.cmdServe),
+		e.leaf("init", e.cmdInit),
+		e.leaf("migrate", e.cmdMigrate),
+		e.leaf("demo", e.cmdDemo),
+		e.leaf("testidp", e.cmdTestIDP),
+		e.group("credential", []string{"credentials", "cred"},
+			e.leaf("add", e.cmdCredentialAdd),
+			e.leaf("list", e.cmdCredentialList),
+			e.leaf("show", e.cmdCredentialShow),
+			e.leaf("update", e.cmdCredentialUpdate),
+			e.leaf("rm", e.cmdCredentialRemove),
+			e.leaf("refresh", e.cmdCredentialRefresh),
+			e.leaf("events", e.cmdCredentialEvents)),
+		e.group("provider", []string{"providers"},
+			e.leaf("add", e.cmdProviderAdd),
+			e.leaf("list", e.cmdProviderList),
+			e.leaf("show", e.cmdProviderShow),
+			e.leaf("update", e.cmdProviderUpdate),
+			e.leaf("rm", e.cmdProviderRemove),
+			e.leaf("presets", e.cmdProviderPresets)),
+		e.leaf("connect", e.cmdConnect),
+		e.leaf("token", e.cmdToken),
+		e.leaf("login", e.cmdLogin),
+		e.leaf("logout", e.cmdLogout),
+		e.leaf("whoami", e.cmdWhoami),
+		e.group("apikey", []string{"apikeys"},
+			e.leaf("add", e.cmdAPIKeyCreate, "create"), // the verbs of the other nouns
+			e.leaf("list", e.cmdAPIKeyList),
+			e.leaf("rm", e.cmdAPIKeyRevoke, "revoke")),
+		e.group("user", []string{"users"},
+			e.leaf("add", e.cmdUserAdd),
+			e.leaf("list", e.cmdUserList),
+			e.leaf("rm", e.cmdUserRemove),
+			e.leaf("passwd", e.cmdUserPasswd),
+			e.leaf("revoke-sessions", e.cmdUserRevokeSessions)),
+		e.group("client", []string{"clients"},
+			e.leaf("add", e.cmdClientAdd),
+			e.leaf("list", e.cmdClientList),
+			e.leaf("rm", e.cmdClientRemove),
+			e.leaf("rotate-secret", e.cmdClientRotate)),
+		e.leaf("audit", e.cmdAudit),
+		e.leaf("agent", e.cmdAgent),
+		e.leaf("exec", e.cmdExec),
+		e.leaf("git-credential", e.cmdGitCredential),
+		e.group("webhook", []string{"webhooks"},
+			e.leaf("add", e.cmdWebhookAdd),
+			e.leaf("list", e.cmdWebhookList),
+			e.leaf("rm", e.cmdWebhookRemove),
+			e.leaf("test", e.cmdWebhookTest),
+			e.leaf("deliveries", e.cmdWebhookDeliveries)),
+		e.group("admin", nil,
+			e.leaf("recover", e.cmdAdminRecover)),
+		e.group("keys", nil,
+			e.leaf("rotate", e.cmdKeysRotate),
+			e.leaf("rotate-master", e.cmdKeysRotateMaster)),
+		e.group("bench", nil,
+			e.leaf("refresh", e.cmdBenchRefresh),
+			e.leaf("read", e.cmdBenchRead),
+			e.leaf("scale", e.cmdBenchScale),
+			e.leaf("chaos", e.cmdBenchChaos)),
+	)
+	return root
+}
+
+// summary returns the first sentence of a command's description, cut to
+// fit on a line of the group's help.
+func summary(about string) string {
+	s := strings.Join(strings.Fields(about), " ")
+	if i := strings.Index(s, ". "); i >= 0 {
+		s = s[:i]
+	}
+	s = strings.TrimSuffix(s, ".")
+	const width = 72
+	if len(s) > width {
+		cut := strings.LastIndexAny(s[:width], ",:;(")
+		if cut < width/2 {
+			cut = strings.LastIndex(s[:width], " ")
 		}
-	}()
-	if len(args) < 2 {
-		fmt.Fprint(stderr, mainUsage)
-		return errUsageShown
+		s = strings.TrimSpace(s[:cut]) + " …"
 	}
-	cmd, rest := args[1], args[2:]
-	switch cmd {
-	case "-h", "--help", "-help", "help":
-		fmt.Fprint(stdout, mainUsage)
-		return nil
-	case "version", "--version":
-		return e.cmdVersion(rest)
-	case "serve":
-		return e.cmdServe(rest)
-	case "init":
-		return e.cmdInit(rest)
-	case "migrate":
-		return e.cmdMigrate(rest)
-	case "demo":
-		return e.cmdDemo(rest)
-	case "testidp":
-		return e.cmdTestIDP(rest)
-	case "credential", "credentials", "cred":
-		return e.subcommand("credential", rest, map[string]func([]string) error{
-			"add": e.cmdCredentialAdd, "list": e.cmdCredentialList, "show": e.cmdCredentialShow,
-			"update": e.cmdCredentialUpdate, "rm": e.cmdCredentialRemove, "refresh": e.cmdCredentialRefresh,
-			"events": e.cmdCredentialEvents,
-		})
-	case "provider", "providers":
-		return e.subcommand("provider", rest, map[string]func([]string) error{
-			"add": e.cmdProviderAdd, "list": e.cmdProviderList, "show": e.cmdProviderShow,
-			"update": e.cmdProviderUpdate, "rm": e.cmdProviderRemove, "presets": e.cmdProviderPresets,
-		})
-	case "connect":
-		return e.cmdConnect(rest)
-	case "token":
-		return e.cmdToken(rest)
-	case "login":
-		return e.cmdLogin(rest)
-	case "logout":
-		return e.cmdLogout(rest)
-	case "whoami":
-		return e.cmdWhoami(rest)
-	case "apikey", "apikeys":
-		return e.subcommand("apikey", rest, map[string]func([]string) error{
-			"create": e.cmdAPIKeyCreate, "list": e.cmdAPIKeyList, "revoke": e.cmdAPIKeyRevoke,
-			"add": e.cmdAPIKeyCreate, "rm": e.cmdAPIKeyRevoke, // the verbs of the other nouns
-		})
-	case "user", "users":
-		return e.subcommand("user", rest, map[string]func([]string) error{
-			"add": e.cmdUserAdd, "list": e.cmdUserList, "rm": e.cmdUserRemove, "passwd": e.cmdUserPasswd,
-			"revoke-sessions": e.cmdUserRevokeSessions,
-		})
-	case "client", "clients":
-		return e.subcommand("client", rest, map[string]func([]string) error{
-			"add": e.cmdClientAdd, "list": e.cmdClientList, "rm": e.cmdClientRemove, "rotate-secret": e.cmdClientRotate,
-		})
-	case "audit":
-		return e.cmdAudit(rest)
-	case "agent":
-		return e.cmdAgent(rest)
-	case "exec":
-		return e.cmdExec(rest)
-	case "git-credential":
-		return e.cmdGitCredential(rest)
-	case "webhook", "webhooks":
-		return e.subcommand("webhook", rest, map[string]func([]string) error{
-			"add": e.cmdWebhookAdd, "list": e.cmdWebhookList, "rm": e.cmdWebhookRemove, "test": e.cmdWebhookTest,
-			"deliveries": e.cmdWebhookDeliveries,
-		})
-	case "admin":
-		return e.subcommand("admin", rest, map[string]func([]string) error{"recover": e.cmdAdminRecover})
-	case "keys":
-		return e.subcommand("keys", rest, map[string]func([]string) error{"rotate": e.cmdKeysRotate, "rotate-master": e.cmdKeysRotateMaster})
-	case "bench":
-		return e.subcommand("bench", rest, map[string]func([]string) error{
-			"refresh": e.cmdBenchRefresh, "read": e.cmdBenchRead, "chaos": e.cmdBenchChaos, "scale": e.cmdBenchScale,
-		})
+	return s
+}
+
+// suggest returns " (did you mean ...?)" for a mistyped command, or "".
+func suggest(cmd *cobra.Command, typed string) string {
+	cmd.SuggestionsMinimumDistance = 2
+	if s := cmd.SuggestionsFor(typed); len(s) > 0 {
+		return fmt.Sprintf(" (did you mean %s?)", strings.Join(s, " or "))
 	}
-	return usagef("unknown command %q; run 'tokenkeeper --help' for the list", cmd)
+	return ""
 }
 
 // env is what every command may use.
@@ -163,39 +201,72 @@ type env struct {
 	stdout, stderr io.Writer
 }
 
-func (e *env) subcommand(group string, args []string, cmds map[string]func([]string) error) error {
-	names := make([]string, 0, len(cmds))
-	for n := range cmds {
-		names = append(names, n)
-	}
-	slices.Sort(names)
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "-help" || args[0] == "help" {
-		w := e.stdout
-		if len(args) == 0 {
-			w = e.stderr
+// leaf returns a command that runs: define declares its flags, and the
+// body it returns runs once cobra has parsed the command line and bind has
+// read the environment.
+func (e *env) leaf(name string, define defineFunc, aliases ...string) *cobra.Command {
+	cc := &cobra.Command{Use: name, Aliases: aliases, Args: cobra.ArbitraryArgs}
+	c := &command{cc: cc, fs: cc.Flags(), stderr: e.stderr}
+	body := define(c)
+	cc.Short = summary(c.about)
+	cc.SetHelpFunc(func(*cobra.Command, []string) { c.printUsage(e.stdout) })
+	cc.RunE = func(_ *cobra.Command, args []string) error {
+		if err := c.bind(args, e.getenv); err != nil {
+			return err
 		}
-		fmt.Fprintf(w, "Usage: tokenkeeper %s %s [flags]\n\nRun 'tokenkeeper %s SUBCOMMAND --help' for its flags.\n", group, strings.Join(names, "|"), group)
-		if len(args) == 0 {
-			return errUsageShown
-		}
-		return nil
+		return body(c.positional)
 	}
-	f, ok := cmds[args[0]]
-	if !ok {
-		return usagef("unknown subcommand %q of %s; expected one of %s", args[0], group, strings.Join(names, ", "))
-	}
-	return f(args[1:])
+	return cc
 }
 
-func (e *env) cmdVersion(args []string) error {
-	c := newCommand(e.stderr, "tokenkeeper version [--json]", "Prints the version of this binary.")
+// group returns a command made of subcommands ("credential add").
+func (e *env) group(name string, aliases []string, subs ...*cobra.Command) *cobra.Command {
+	cc := &cobra.Command{Use: name, Aliases: aliases, Args: cobra.ArbitraryArgs}
+	cc.AddCommand(subs...)
+	usage := func(w io.Writer) {
+		var names []string
+		for _, s := range cc.Commands() {
+			names = append(names, s.Name())
+		}
+		fmt.Fprintf(w, "Usage: tokenkeeper %s %s [flags]\n\n", name, strings.Join(names, "|"))
+		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+		for _, s := range cc.Commands() {
+			also := ""
+			if len(s.Aliases) > 0 {
+				also = " (also " + strings.Join(s.Aliases, ", ") + ")"
+			}
+			fmt.Fprintf(tw, "  %s%s\t%s\n", s.Name(), also, s.Short)
+		}
+		tw.Flush()
+		fmt.Fprintf(w, "\nRun 'tokenkeeper %s SUBCOMMAND --help' for its flags.\n", name)
+	}
+	cc.SetHelpFunc(func(*cobra.Command, []string) { usage(e.stdout) })
+	cc.RunE = func(cmd *cobra.Command, args []string) error {
+		if len(args) == 0 {
+			usage(e.stderr)
+			return errUsageShown
+		}
+		if args[0] == "help" {
+			usage(e.stdout)
+			return nil
+		}
+		var names []string
+		for _, s := range cc.Commands() {
+			names = append(names, s.Name())
+		}
+		return usagef("unknown subcommand %q of %s%s; expected one of %s", args[0], name, suggest(cmd, args[0]), strings.Join(names, ", "))
+	}
+	return cc
+}
+
+func (e *env) cmdVersion(c *command) runFunc {
+	c.describe("tokenkeeper version [--json]", "Prints the version of this binary.")
 	asJSON := c.fs.Bool("json", false, "print JSON")
-	if err := c.parse(args, e.getenv); err != nil {
-		return err
+	return func(args []string) error {
+		if *asJSON {
+			return printJSON(e.stdout, map[string]string{"version": versionString()})
+		}
+		fmt.Fprintln(e.stdout, "tokenkeeper", versionString())
+		return nil
 	}
-	if *asJSON {
-		return printJSON(e.stdout, map[string]string{"version": versionString()})
-	}
-	fmt.Fprintln(e.stdout, "tokenkeeper", versionString())
-	return nil
 }

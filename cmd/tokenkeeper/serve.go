@@ -352,8 +352,8 @@ func printAdminKey(w io.Writer, key string) {
 	fmt.Fprintf(w, "Use it with: export TOKENKEEPER_API_KEY=%s\n\n", key)
 }
 
-func (e *env) cmdServe(args []string) error {
-	c := newCommand(e.stderr, "tokenkeeper serve [flags]",
+func (e *env) cmdServe(c *command) runFunc {
+	c.describe("tokenkeeper serve [flags]",
 		`Runs the broker: refreshes every credential ahead of expiry and serves the
 current tokens over HTTP. On the embedded default (SQLite) the first start
 creates the database, its master key file and an admin API key, printed once.
@@ -368,75 +368,74 @@ one thing: the first admin API key, when serve creates it.`)
 	so.register(c)
 	bo.register(c)
 	lo.register(c)
-	if err := c.parse(args, e.getenv); err != nil {
-		return err
-	}
-	if _, err := c.args(0, "no arguments"); err != nil {
-		return err
-	}
-	if err := bo.validate(); err != nil {
-		return err
-	}
-	logger, err := lo.logger(e.stderr)
-	if err != nil {
-		return err
-	}
-	if err := so.check(); err != nil {
-		return err
-	}
-	if !isPostgres(so.database) {
-		if err := checkPrivate(so.database); err != nil {
+	return func(args []string) error {
+		if _, err := c.args(0, "no arguments"); err != nil {
 			return err
 		}
-	}
-	if !isPostgres(so.database) {
-		// One broker process per SQLite file; leases left by a previous
-		// process (killed between claim and commit) are released at once.
-		unlock, err := sqlite.Lock(so.database)
+		if err := bo.validate(); err != nil {
+			return err
+		}
+		logger, err := lo.logger(e.stderr)
 		if err != nil {
 			return err
 		}
-		defer unlock()
-	}
-	store, err := e.openStore(&so, logger, true)
-	if err != nil {
-		return err
-	}
-	if db, ok := store.(*sqlite.DB); ok {
-		n, err := db.ReleaseLeases(e.ctx)
+		if err := so.check(); err != nil {
+			return err
+		}
+		if !isPostgres(so.database) {
+			if err := checkPrivate(so.database); err != nil {
+				return err
+			}
+		}
+		if !isPostgres(so.database) {
+			// One broker process per SQLite file; leases left by a previous
+			// process (killed between claim and commit) are released at once.
+			unlock, err := sqlite.Lock(so.database)
+			if err != nil {
+				return err
+			}
+			defer unlock()
+		}
+		store, err := e.openStore(&so, logger, true)
 		if err != nil {
-			store.Close()
-			return fmt.Errorf("release stale leases: %w", err)
+			return err
 		}
-		if n > 0 {
-			logger.Info("released refresh leases left by a previous process", "count", n)
+		if db, ok := store.(*sqlite.DB); ok {
+			n, err := db.ReleaseLeases(e.ctx)
+			if err != nil {
+				store.Close()
+				return fmt.Errorf("release stale leases: %w", err)
+			}
+			if n > 0 {
+				logger.Info("released refresh leases left by a previous process", "count", n)
+			}
+			if n, err := db.ReleaseWebhookLeases(e.ctx); err != nil {
+				store.Close()
+				return fmt.Errorf("release stale webhook leases: %w", err)
+			} else if n > 0 {
+				logger.Info("released webhook delivery leases left by a previous process", "count", n)
+			}
 		}
-		if n, err := db.ReleaseWebhookLeases(e.ctx); err != nil {
-			store.Close()
-			return fmt.Errorf("release stale webhook leases: %w", err)
-		} else if n > 0 {
-			logger.Info("released webhook delivery leases left by a previous process", "count", n)
+		if !isPostgres(so.database) {
+			key, err := ensureAdminKey(e.ctx, store, "admin")
+			if err != nil {
+				store.Close()
+				return err
+			}
+			if key != "" {
+				printAdminKey(e.stdout, key)
+			}
+		} else if keys, err := store.APIKeys(e.ctx); err == nil && len(keys) == 0 {
+			logger.Warn("the database has no API key yet: run 'tokenkeeper init --database ...' once to create the first admin key")
 		}
-	}
-	if !isPostgres(so.database) {
-		key, err := ensureAdminKey(e.ctx, store, "admin")
+		b, err := startBroker(e.ctx, store, bo, logger, nil)
 		if err != nil {
 			store.Close()
 			return err
 		}
-		if key != "" {
-			printAdminKey(e.stdout, key)
-		}
-	} else if keys, err := store.APIKeys(e.ctx); err == nil && len(keys) == 0 {
-		logger.Warn("the database has no API key yet: run 'tokenkeeper init --database ...' once to create the first admin key")
+		logger.Info("tokenkeeper serving", "url", b.URL, "version", versionString(), "database", redactURL(so.database))
+		return b.Wait()
 	}
-	b, err := startBroker(e.ctx, store, bo, logger, nil)
-	if err != nil {
-		store.Close()
-		return err
-	}
-	logger.Info("tokenkeeper serving", "url", b.URL, "version", versionString(), "database", redactURL(so.database))
-	return b.Wait()
 }
 
 // kvPassword finds the password of a keyword/value connection string,

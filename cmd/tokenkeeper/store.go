@@ -120,49 +120,48 @@ func (e *env) openStore(o *storeOptions, logger *slog.Logger, mayCreate bool) (t
 	return db, nil
 }
 
-func (e *env) cmdMigrate(args []string) error {
-	c := newCommand(e.stderr, "tokenkeeper migrate [--database PATH_OR_URL] [--json]",
+func (e *env) cmdMigrate(c *command) runFunc {
+	c.describe("tokenkeeper migrate [--database PATH_OR_URL] [--json]",
 		"Applies the pending schema migrations (serve also applies them at start).")
 	var o storeOptions
 	var lo logOptions
 	c.fs.StringVar(&o.database, "database", defaultDatabase, "SQLite file path (its directory must exist), or PostgreSQL: a postgres:// or postgresql:// URL or a host=... dbname=... connection string")
 	asJSON := c.fs.Bool("json", false, "print JSON on standard output instead of log lines on standard error")
 	lo.register(c)
-	if err := c.parse(args, e.getenv); err != nil {
-		return err
-	}
-	logger, err := lo.logger(e.stderr)
-	if err != nil {
-		return err
-	}
-	if err := o.check(); err != nil {
-		return err
-	}
-	var applied []string
-	if isPostgres(o.database) {
-		applied, err = postgres.Migrate(e.ctx, o.database)
-	} else {
-		if err := createPrivate(o.database); err != nil {
+	return func(args []string) error {
+		logger, err := lo.logger(e.stderr)
+		if err != nil {
 			return err
 		}
-		applied, err = sqlite.Migrate(e.ctx, o.database)
-	}
-	if err != nil {
-		return fmt.Errorf("migrate: %w", err)
-	}
-	if *asJSON {
-		if applied == nil {
-			applied = []string{}
+		if err := o.check(); err != nil {
+			return err
 		}
-		return printJSON(e.stdout, map[string]any{"applied": applied})
+		var applied []string
+		if isPostgres(o.database) {
+			applied, err = postgres.Migrate(e.ctx, o.database)
+		} else {
+			if err := createPrivate(o.database); err != nil {
+				return err
+			}
+			applied, err = sqlite.Migrate(e.ctx, o.database)
+		}
+		if err != nil {
+			return fmt.Errorf("migrate: %w", err)
+		}
+		if *asJSON {
+			if applied == nil {
+				applied = []string{}
+			}
+			return printJSON(e.stdout, map[string]any{"applied": applied})
+		}
+		if len(applied) == 0 {
+			logger.Info("the schema is up to date", "database", redactURL(o.database))
+		}
+		for _, m := range applied {
+			logger.Info("applied database migration", "name", m, "database", redactURL(o.database))
+		}
+		return nil
 	}
-	if len(applied) == 0 {
-		logger.Info("the schema is up to date", "database", redactURL(o.database))
-	}
-	for _, m := range applied {
-		logger.Info("applied database migration", "name", m, "database", redactURL(o.database))
-	}
-	return nil
 }
 
 // createPrivate creates the SQLite database file at path, if it does not

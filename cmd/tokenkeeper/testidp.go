@@ -14,6 +14,7 @@ import (
 type clientsFlag [][2]string
 
 func (c *clientsFlag) String() string { return "" }
+func (c *clientsFlag) Type() string   { return "ID:SECRET" }
 func (c *clientsFlag) Set(v string) error {
 	id, secret, ok := strings.Cut(v, ":")
 	if !ok || id == "" || secret == "" {
@@ -23,8 +24,8 @@ func (c *clientsFlag) Set(v string) error {
 	return nil
 }
 
-func (e *env) cmdTestIDP(args []string) error {
-	c := newCommand(e.stderr, "tokenkeeper testidp [--addr 127.0.0.1:9090] [--lifetime 60s] [--rotate] [--reuse-detection] [--revoke-previous] [--consent] [--oidc] --clients-file FILE|-",
+func (e *env) cmdTestIDP(c *command) runFunc {
+	c.describe("tokenkeeper testidp [--addr 127.0.0.1:9090] [--lifetime 60s] [--rotate] [--reuse-detection] [--revoke-previous] [--consent] [--oidc] --clients-file FILE|-",
 		`Runs the OAuth2 test authorization server (package oauthtest): a token
 endpoint (client_credentials, refresh_token, authorization_code with PKCE,
 device_code), an authorize endpoint that approves at once or, with
@@ -48,72 +49,71 @@ logged, never a secret.`)
 	lo.register(c)
 	c.noEnv = map[string]bool{"client": true, "public-client": true}
 	c.inlineSecret("client", "--clients-file (or '-' for standard input)")
-	if err := c.parse(args, e.getenv); err != nil {
-		return err
-	}
-	if *clientsFile != "" {
-		text, err := e.secretValue("", *clientsFile, "clients file")
+	return func(args []string) error {
+		if *clientsFile != "" {
+			text, err := e.secretValue("", *clientsFile, "clients file")
+			if err != nil {
+				return err
+			}
+			for i, line := range strings.Split(text, "\n") {
+				if line = strings.TrimSpace(line); line == "" || strings.HasPrefix(line, "#") {
+					continue
+				}
+				if err := clients.Set(line); err != nil {
+					return usagef("--clients-file line %d: %v", i+1, err)
+				}
+			}
+		}
+		if _, err := c.args(0, "no positional arguments"); err != nil {
+			return err
+		}
+		if len(clients) == 0 && len(fl.public) == 0 {
+			return usagef("register at least one client with --clients-file FILE (lines of ID:SECRET), --client ID:SECRET or --public-client ID")
+		}
+		flowOpts, err := fl.options()
 		if err != nil {
 			return err
 		}
-		for i, line := range strings.Split(text, "\n") {
-			if line = strings.TrimSpace(line); line == "" || strings.HasPrefix(line, "#") {
-				continue
-			}
-			if err := clients.Set(line); err != nil {
-				return usagef("--clients-file line %d: %v", i+1, err)
-			}
+		if *lifetime <= 0 || *latency < 0 || *grace < 0 {
+			return usagef("--lifetime must be positive, --latency and --grace not negative")
 		}
+		if *grace > 0 && !*reuse {
+			return usagef("--grace needs --reuse-detection")
+		}
+		logger, err := lo.logger(e.stderr)
+		if err != nil {
+			return err
+		}
+		opts := []oauthtest.Option{
+			oauthtest.WithLifetime(*lifetime), oauthtest.WithRotation(*rotate), oauthtest.WithLatency(*latency),
+			oauthtest.WithRevokePrevious(*revokePrev),
+			oauthtest.WithLogger(logger.With("component", "testidp")),
+		}
+		if *reuse {
+			opts = append(opts, oauthtest.WithReuseDetection(*grace))
+		}
+		for _, cl := range clients {
+			opts = append(opts, oauthtest.WithClient(cl[0], cl[1]))
+		}
+		opts = append(opts, flowOpts...)
+		ln, err := net.Listen("tcp", *addr)
+		if err != nil {
+			return fmt.Errorf("listen on %s: %w", *addr, err)
+		}
+		srv := oauthtest.NewServerOn(ln, opts...)
+		defer srv.Close()
+		fmt.Fprintf(e.stdout, "oauthtest authorization server (in memory, for tests)\n")
+		fmt.Fprintf(e.stdout, "  issuer:    %s\n  token URL: %s\n  authorize: %s\n  resource:  %s\n", srv.URL(), srv.TokenURL(), srv.AuthorizeURL(), srv.ResourceURL())
+		fl.printURLs(e.stdout, srv)
+		if len(clients) > 0 {
+			fmt.Fprintf(e.stdout, "Try: curl -u %s:SECRET -d grant_type=client_credentials %s\n", clients[0][0], srv.TokenURL())
+		}
+		logger.Info("testidp started", "issuer", srv.URL(), "clients", len(clients)+len(fl.public), "lifetime", lifetime.String(), "rotate", *rotate, "reuse_detection", *reuse,
+			"revoke_previous", *revokePrev, "consent", *fl.consent, "oidc", *fl.oidc)
+		<-e.ctx.Done()
+		logger.Info("testidp stopped")
+		return nil
 	}
-	if _, err := c.args(0, "no positional arguments"); err != nil {
-		return err
-	}
-	if len(clients) == 0 && len(fl.public) == 0 {
-		return usagef("register at least one client with --clients-file FILE (lines of ID:SECRET), --client ID:SECRET or --public-client ID")
-	}
-	flowOpts, err := fl.options()
-	if err != nil {
-		return err
-	}
-	if *lifetime <= 0 || *latency < 0 || *grace < 0 {
-		return usagef("--lifetime must be positive, --latency and --grace not negative")
-	}
-	if *grace > 0 && !*reuse {
-		return usagef("--grace needs --reuse-detection")
-	}
-	logger, err := lo.logger(e.stderr)
-	if err != nil {
-		return err
-	}
-	opts := []oauthtest.Option{
-		oauthtest.WithLifetime(*lifetime), oauthtest.WithRotation(*rotate), oauthtest.WithLatency(*latency),
-		oauthtest.WithRevokePrevious(*revokePrev),
-		oauthtest.WithLogger(logger.With("component", "testidp")),
-	}
-	if *reuse {
-		opts = append(opts, oauthtest.WithReuseDetection(*grace))
-	}
-	for _, cl := range clients {
-		opts = append(opts, oauthtest.WithClient(cl[0], cl[1]))
-	}
-	opts = append(opts, flowOpts...)
-	ln, err := net.Listen("tcp", *addr)
-	if err != nil {
-		return fmt.Errorf("listen on %s: %w", *addr, err)
-	}
-	srv := oauthtest.NewServerOn(ln, opts...)
-	defer srv.Close()
-	fmt.Fprintf(e.stdout, "oauthtest authorization server (in memory, for tests)\n")
-	fmt.Fprintf(e.stdout, "  issuer:    %s\n  token URL: %s\n  authorize: %s\n  resource:  %s\n", srv.URL(), srv.TokenURL(), srv.AuthorizeURL(), srv.ResourceURL())
-	fl.printURLs(e.stdout, srv)
-	if len(clients) > 0 {
-		fmt.Fprintf(e.stdout, "Try: curl -u %s:SECRET -d grant_type=client_credentials %s\n", clients[0][0], srv.TokenURL())
-	}
-	logger.Info("testidp started", "issuer", srv.URL(), "clients", len(clients)+len(fl.public), "lifetime", lifetime.String(), "rotate", *rotate, "reuse_detection", *reuse,
-		"revoke_previous", *revokePrev, "consent", *fl.consent, "oidc", *fl.oidc)
-	<-e.ctx.Done()
-	logger.Info("testidp stopped")
-	return nil
 }
 
 func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }

@@ -14,6 +14,7 @@ import (
 type publicClientsFlag []string
 
 func (p *publicClientsFlag) String() string { return "" }
+func (p *publicClientsFlag) Type() string   { return "ID" }
 func (p *publicClientsFlag) Set(v string) error {
 	if v == "" || strings.Contains(v, ":") {
 		return fmt.Errorf("expected a client ID without a secret")
