@@ -9,8 +9,10 @@ import (
 )
 
 // DefaultCommitBatchWait is how long, by default, a background refresh's
-// result waits for others to share its commit transaction.
-const DefaultCommitBatchWait = 50 * time.Millisecond
+// result waits for others to share its commit transaction. It is short:
+// a background refresh comes after its token's advertised expiry, so a
+// read in between waits for its commit (see Refresher.Token).
+const DefaultCommitBatchWait = 10 * time.Millisecond
 
 // maxCommitBatch caps the results one transaction commits.
 const maxCommitBatch = 128
