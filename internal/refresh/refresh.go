@@ -546,7 +546,14 @@ func (r *Refresher) commit(ctx context.Context, c *tokenkeeper.Credential, res *
 			updated, err = r.store.CompleteRefresh(ctx, c.ID, c.LeaseOwner, c.Version, res)
 		}
 		if err == nil {
-			r.cache.put(updated, r.now())
+			if urgent {
+				r.cache.put(updated, r.now())
+			} else {
+				// A background refresh updates the cached state of a
+				// credential someone reads, and caches no other: the
+				// cache holds what is read, not every credential.
+				r.cache.replace(updated, r.now())
+			}
 			r.logAttempt(log, updated, res)
 			if r.cfg.OnAttempt != nil {
 				r.cfg.OnAttempt(updated, res.Event)
