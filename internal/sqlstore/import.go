@@ -35,15 +35,11 @@ func (s *Store) ImportCredentials(ctx context.Context, provider string, cs []*to
 		return nil
 	}
 	now := s.now()
-	var p *tokenkeeper.Provider
-	err := s.conn.Tx(ctx, func(tx Querier) error {
-		r, err := scanProvider(tx.QueryRow(ctx, `SELECT `+ProviderColumns+` FROM providers WHERE name = $1`, provider))
-		if err != nil {
-			return orNotFound(err, providerNotFound(provider))
-		}
-		p, err = s.decodeProvider(ctx, tx, r)
-		return err
-	})
+	r, err := scanProvider(s.conn.QueryRow(ctx, `SELECT `+ProviderColumns+` FROM providers WHERE name = $1`, provider))
+	if err != nil {
+		return s.err("import credentials", orNotFound(err, providerNotFound(provider)))
+	}
+	p, err := s.decodeProvider(ctx, s.conn, r)
 	if err != nil {
 		return s.err("import credentials", err)
 	}
@@ -91,6 +87,11 @@ func (s *Store) ImportCredentials(ctx context.Context, provider string, cs []*to
 			sealed.accessToken, tokenType, expiresAt, string(n.Status), nullTime(utc(n.LastRefreshAt)), utc(n.NextRefreshAt), now})
 	}
 	err = s.write(ctx, "import credentials", func(tx Querier) error {
+		// The provider read above may have been deleted since.
+		var id string
+		if err := tx.QueryRow(ctx, `SELECT id FROM providers WHERE id = $1`+s.d.ForShare, p.ID).Scan(&id); err != nil {
+			return orNotFound(err, providerNotFound(provider))
+		}
 		for start := 0; start < len(rows); start += importChunk {
 			chunk := rows[start:min(start+importChunk, len(rows))]
 			var q strings.Builder
