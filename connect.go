@@ -90,6 +90,9 @@ type Grant struct {
 	// EndUserSubject is the ID token's sub; it becomes the end user id of
 	// a credential that was given none.
 	EndUserSubject string
+	// Extras become the credential's Extras (see Credential.Extras); on a
+	// reconnect they replace the old ones when any is given.
+	Extras map[string]string
 }
 
 // ConnectStore keeps connect sessions. Every method is safe for concurrent

@@ -81,6 +81,10 @@ type Credential struct {
 	// Preset and TemplateVars are the provider's (see Provider.Preset).
 	Preset       string
 	TemplateVars map[string]string
+	// APIBaseURL and APIToken are the provider's: where its API is and how
+	// it takes a token (a profile's token check uses them).
+	APIBaseURL string
+	APIToken   APIToken
 
 	GrantType    GrantType
 	RefreshToken string // secret
@@ -95,6 +99,11 @@ type Credential struct {
 	EndUserID    string
 	EndUserName  string
 	EndUserEmail string
+	// Extras are what the provider's profile keeps with the grant besides
+	// its tokens, by response path or redirect parameter: Salesforce's
+	// instance_url, QuickBooks' realmId, Slack's team.id. Identifiers,
+	// never secrets (ValidateExtra): they are stored unsealed and shown.
+	Extras map[string]string
 	// RefreshLead is how long before expiry the token is refreshed; zero
 	// means the broker's default.
 	RefreshLead time.Duration
@@ -163,6 +172,8 @@ type CredentialUpdate struct {
 	EndUserID    *string
 	EndUserName  *string
 	EndUserEmail *string
+	// Extras replaces the credential's extra fields.
+	Extras *map[string]string
 	// NextRefreshAt, when set, reschedules the credential.
 	NextRefreshAt *time.Time
 }

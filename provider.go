@@ -55,6 +55,10 @@ type Provider struct {
 	// departures from RFC 6749. Both are set on creation only.
 	Preset       string
 	TemplateVars map[string]string
+	// Issuer is the issuer whose OpenID Connect or RFC 8414 metadata the
+	// provider's endpoints were discovered from, "" for none. Set on
+	// creation only.
+	Issuer string
 
 	// Version moves on every update. An update of anything a refresh
 	// depends on (token URL, client id and secret, auth style, token
@@ -194,6 +198,11 @@ func (p *Provider) Validate() error {
 
 	if p.Preset != "" && ValidateName(p.Preset) != nil {
 		return Errorf(EINVALID, "invalid preset name %q", truncate(p.Preset, 80))
+	}
+	if p.Issuer != "" {
+		if err := ValidateEndpoint("issuer", p.Issuer); err != nil {
+			return err
+		}
 	}
 	if len(p.TemplateVars) > 0 && p.Preset == "" {
 		return Errorf(EINVALID, "template_vars need a preset")

@@ -113,6 +113,14 @@ func (c *Credential) Validate() error {
 			return Errorf(EINVALID, "%s must be at most 256 characters without control characters", f.name)
 		}
 	}
+	if len(c.Extras) > MaxExtras {
+		return Errorf(EINVALID, "at most %d extra fields", MaxExtras)
+	}
+	for k, v := range c.Extras {
+		if err := ValidateExtra(k, v); err != nil {
+			return err
+		}
+	}
 	if c.RefreshLead < 0 || c.RefreshLead > 24*time.Hour {
 		return Errorf(EINVALID, "refresh_lead must be between 0 and 24h")
 	}

@@ -175,6 +175,10 @@ func TestBrokerReadsAndRefreshesAhead(t *testing.T) {
 	clk.waitTimer(t, tok.Expiry.Add(-5*time.Minute))
 	clk.AdvanceTo(tok.Expiry.Add(-5 * time.Minute))
 	eventually(t, func() bool { gets, _, _ := b.counts(); return gets == 2 }, "the refresh ahead")
+	// The source has installed the answer once it has set its next timer:
+	// advancing the clock while the answer is still on its way would make
+	// the source measure the token's lifetime at the later time.
+	eventually(t, func() bool { return clk.pending() > 0 }, "the next timer")
 	if got := mustToken(t, s).AccessToken; got != "broker-token-1" {
 		t.Fatalf("token before the broker replaced it: %q", got)
 	}

@@ -72,6 +72,11 @@ func (s *Server) handleAuthorize() http.HandlerFunc {
 			return
 		}
 
+		scope, pcode, pdesc := s.checkAuthorize(q)
+		if pcode != "" {
+			fail(pcode, pdesc)
+			return
+		}
 		req := &codeRequest{
 			redirect:    target,
 			redirectURI: redirectURI,
@@ -79,8 +84,10 @@ func (s *Server) handleAuthorize() http.HandlerFunc {
 			iss:         s.issuerFor(r),
 			challenge:   challenge,
 			nonce:       q.Get("nonce"),
+			extras:      url.Values{},
 		}
-		scope := normalizeScope(q.Get("scope"))
+		s.redirectExtras(req.extras)
+		scope = normalizeScope(scope)
 		if s.cfg.flows.consent {
 			s.showConsent(w, r, &consentRequest{client: c, scope: scope, code: req})
 			return
@@ -89,7 +96,9 @@ func (s *Server) handleAuthorize() http.HandlerFunc {
 		s.cfg.logger.LogAttrs(r.Context(), slog.LevelInfo, "oauthtest: authorization request",
 			slog.String("client_id", c.id), slog.String("outcome", "approved"),
 			slog.Bool("pkce", challenge != ""))
-		redirect(url.Values{"code": {code}})
+		params := url.Values{"code": {code}}
+		s.redirectExtras(params)
+		redirect(params)
 	}
 }
 
@@ -97,10 +106,11 @@ func (s *Server) handleAuthorize() http.HandlerFunc {
 type codeRequest struct {
 	redirect    *url.URL // redirect_uri, parsed
 	redirectURI string
-	state       string // "" when the client sent none
-	iss         string // the issuer announced in the redirect
-	challenge   string // S256 code challenge; "" without PKCE
-	nonce       string // OpenID Connect nonce; "" when none
+	state       string     // "" when the client sent none
+	iss         string     // the issuer announced in the redirect
+	challenge   string     // S256 code challenge; "" without PKCE
+	nonce       string     // OpenID Connect nonce; "" when none
+	extras      url.Values // added to a redirect with a code (Personality.RedirectParams)
 }
 
 // redirectTo returns the redirect URI with params, state and iss added to
@@ -108,6 +118,11 @@ type codeRequest struct {
 func (q *codeRequest) redirectTo(params url.Values) string {
 	if q.state != "" {
 		params.Set("state", q.state)
+	}
+	if params.Has("code") {
+		for k, v := range q.extras {
+			params[k] = v
+		}
 	}
 	params.Set("iss", q.iss)
 	u := *q.redirect

@@ -56,6 +56,18 @@
 // one place (startGrantLocked), which is where configurable response shapes
 // belong.
 //
+// # Personalities
+//
+// WithPersonality makes the server behave as a particular real provider
+// does where it departs from RFC 6749 (see Personality): JSON request
+// bodies, one client authentication style, a required Accept header,
+// comma-separated scopes, PKCE refused, tokens under nested response
+// paths, no expires_in, extra response members and redirect parameters,
+// a dead grant as a bare status or every error in a 200 body, and the
+// header the protected resource reads the token from. The server refuses
+// requests that do not follow the personality, so that a client that gets
+// a quirk wrong fails its test.
+//
 // # Refresh token families
 //
 // Every refresh token belongs to a family, started by IssueRefreshToken or by

@@ -160,7 +160,7 @@ const maxResourceBody = 1 << 20
 func (s *Server) handleResource() http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		n, _ := io.Copy(io.Discard, io.LimitReader(r.Body, maxResourceBody))
-		token, ok := bearerToken(r)
+		token, ok := s.resourceToken(r)
 		var h digest
 		if ok {
 			h = hashOf(token)
@@ -201,6 +201,10 @@ func (s *Server) handleResource() http.HandlerFunc {
 		s.mu.Unlock()
 
 		w.Header().Set("Cache-Control", "no-store")
+		if !valid && s.cfg.personality != nil && s.cfg.personality.ErrorIn200 {
+			writeJSON(w, http.StatusOK, map[string]any{"ok": false, "error": "invalid_auth"})
+			return
+		}
 		if !valid {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="oauthtest", error="invalid_token", error_description="`+desc+`"`)
 			writeJSON(w, http.StatusUnauthorized, errorBody{Error: "invalid_token", Description: desc})

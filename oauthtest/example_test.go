@@ -167,3 +167,44 @@ func ExampleServer_ApproveDevice() {
 	// poll: authorization_pending
 	// poll: Bearer watch true
 }
+
+// A server that behaves as Slack's token endpoint does: tokens under
+// authed_user, scopes joined with commas, no expires_in, the team kept in
+// the response, and a dead grant answered 200 with ok false.
+func ExampleWithPersonality() {
+	srv := oauthtest.NewServer(
+		oauthtest.WithClient("app", "app-secret"),
+		oauthtest.WithPersonality(oauthtest.Personality{
+			AuthStyle: "header", ScopeSeparator: ",", OmitExpiresIn: true, ErrorIn200: true, Rotates: true,
+			AccessTokenPath: "authed_user.access_token", RefreshTokenPath: "authed_user.refresh_token",
+			ScopePath: "authed_user.scope", Extra: map[string]string{"team.id": "T0001"},
+		}),
+	)
+	defer srv.Close()
+
+	refresh := func(rt string) map[string]any {
+		form := url.Values{"grant_type": {"refresh_token"}, "refresh_token": {rt}}
+		req, _ := http.NewRequest(http.MethodPost, srv.TokenURL(), strings.NewReader(form.Encode()))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.SetBasicAuth("app", "app-secret")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return nil
+		}
+		defer resp.Body.Close()
+		var body map[string]any
+		json.NewDecoder(resp.Body).Decode(&body)
+		fmt.Println("HTTP", resp.StatusCode)
+		return body
+	}
+	body := refresh(srv.IssueRefreshToken("app", "chat:write channels:read"))
+	user := body["authed_user"].(map[string]any)
+	fmt.Println(user["scope"], body["team"], body["expires_in"])
+	body = refresh("not-a-refresh-token")
+	fmt.Println(body["ok"], body["error"])
+	// Output:
+	// HTTP 200
+	// chat:write,channels:read map[id:T0001] <nil>
+	// HTTP 200
+	// false invalid_grant
+}

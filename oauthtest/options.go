@@ -25,7 +25,8 @@ type config struct {
 	latency         time.Duration
 	now             func() time.Time
 	logger          *slog.Logger
-	flows           flowConfig // consent, device grant, OIDC: flowoptions.go
+	flows           flowConfig   // consent, device grant, OIDC: flowoptions.go
+	personality     *Personality // nil: RFC 6749 behaviour; personality.go
 }
 
 type clientSpec struct{ id, secret string }
@@ -46,6 +47,11 @@ func defaultConfig() config {
 func (c *config) validate() error {
 	if err := c.flows.validate(); err != nil {
 		return err
+	}
+	if c.personality != nil {
+		if err := c.personality.validate(); err != nil {
+			return err
+		}
 	}
 	switch {
 	case c.lifetime <= 0:

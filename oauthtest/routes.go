@@ -19,5 +19,10 @@ func (s *Server) routes() http.Handler {
 	mux.Handle("POST /revoke", s.handleRevoke())
 	mux.Handle("GET "+metadataPath, s.handleMetadata())
 	mux.Handle("/resource", s.handleResource()) // any method, so that clients can replay bodies
+	if p := s.cfg.personality; p != nil {
+		for _, rp := range p.ResourcePaths {
+			mux.Handle(rp, s.handleResource())
+		}
+	}
 	return mux
 }

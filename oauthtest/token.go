@@ -37,7 +37,7 @@ type grantResult struct {
 func (s *Server) handleToken() http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
-		form, perr := readForm(w, r)
+		form, perr := s.readTokenRequest(w, r)
 		grant := form.Get("grant_type")
 		s.countTokenRequest(grant)
 		fault, faulted := s.nextFault()
@@ -62,11 +62,11 @@ func (s *Server) handleToken() http.HandlerFunc {
 			res = s.grant(r, grant, form)
 		}
 		if res.err != nil {
-			writeOAuthError(w, res.err)
+			s.writeError(w, res.err)
 			s.logGrant(r.Context(), grant, res, "rejected", fault, faulted, start)
 			return
 		}
-		writeTokenResponse(w, res.resp, fault.Kind)
+		s.writeTokenResponse(w, res.resp, fault.Kind)
 		s.logGrant(r.Context(), grant, res, "issued", fault, faulted, start)
 	}
 }
@@ -139,8 +139,8 @@ func (s *Server) logGrant(ctx context.Context, grant string, res grantResult, ou
 }
 
 // writeTokenResponse writes a successful token response, shaped by a
-// success-kind fault (or kind 0 for none).
-func writeTokenResponse(w http.ResponseWriter, resp *tokenResponse, kind FaultKind) {
+// success-kind fault (or kind 0 for none) and the personality.
+func (s *Server) writeTokenResponse(w http.ResponseWriter, resp *tokenResponse, kind FaultKind) {
 	setNoStore(w.Header())
 	switch kind {
 	case FaultMissingExpiresIn:
@@ -164,6 +164,10 @@ func writeTokenResponse(w http.ResponseWriter, resp *tokenResponse, kind FaultKi
 		w.Header().Set("Content-Type", "application/x-www-form-urlencoded")
 		w.WriteHeader(http.StatusOK)
 		_, _ = w.Write([]byte(v.Encode()))
+		return
+	}
+	if s.cfg.personality != nil {
+		writeJSON(w, http.StatusOK, s.shapeResponse(resp))
 		return
 	}
 	writeJSON(w, http.StatusOK, resp)

@@ -60,9 +60,10 @@ The password is asked on the terminal, or read from standard input.`)
 	var ao apiOptions
 	ao.register(c)
 	role := c.fs.String("role", "viewer", "admin or viewer")
+	c.completeWords("role", "admin", "viewer")
 	stdin := c.fs.Bool("password-stdin", false, "read the password from standard input")
 	asJSON := c.fs.Bool("json", false, "print JSON")
-	c.noEnv = map[string]bool{"role": true, "password-stdin": true}
+	c.envless("role", "password-stdin")
 	return func(args []string) error {
 		pos, cl, err := e.clientCommand(c, &ao, 1, "the user name")
 		if err != nil {
@@ -142,7 +143,7 @@ func (e *env) cmdUserPasswd(c *command) runFunc {
 	var ao apiOptions
 	ao.register(c)
 	stdin := c.fs.Bool("password-stdin", false, "read the password from standard input")
-	c.noEnv = map[string]bool{"password-stdin": true}
+	c.envless("password-stdin")
 	return func(args []string) error {
 		pos, cl, err := e.clientCommand(c, &ao, 1, "the user name")
 		if err != nil {
@@ -190,7 +191,7 @@ grant_type=client_credentials, scope=credential:NAME) and prints its secret once
 	ao.register(c)
 	creds := c.fs.String("credentials", "", "credential names the client may read, comma separated")
 	asJSON := c.fs.Bool("json", false, "print JSON")
-	c.noEnv = map[string]bool{"credentials": true}
+	c.envless("credentials")
 	return func(args []string) error {
 		pos, cl, err := e.clientCommand(c, &ao, 1, "the client id")
 		if err != nil {
@@ -301,7 +302,7 @@ func (e *env) cmdAudit(c *command) runFunc {
 	action := c.fs.String("action", "", "only this action, e.g. auth.login")
 	before := c.fs.Int64("before", 0, "only records older than this id (paging)")
 	asJSON := c.fs.Bool("json", false, "print JSON")
-	c.noEnv = map[string]bool{"limit": true, "actor": true, "action": true, "before": true}
+	c.envless("limit", "actor", "action", "before")
 	return func(args []string) error {
 		_, cl, err := e.clientCommand(c, &ao, 0, "no arguments")
 		if err != nil {

@@ -14,6 +14,7 @@ import (
 // (as Vault's operator generate-root is). Whoever holds the database and
 // the master key can read every secret anyway, so it grants nothing more.
 func (e *env) cmdAdminRecover(c *command) runFunc {
+	c.commandEnv("key-name") // init's --key-name names the first key
 	c.describe("tokenkeeper admin recover [--database PATH_OR_URL] [--master-key-file PATH] [--json]",
 		`Creates a new admin API key directly in the database, without a running
 broker, and prints it once: the way back in when no admin API key or admin

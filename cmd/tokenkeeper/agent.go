@@ -43,6 +43,7 @@ For one sink, flags replace the file:
 
 func (e *env) cmdAgent(c *command) runFunc {
 	c.describe("tokenkeeper agent (--config FILE | --credential NAME --path FILE [flags] [-- COMMAND ARGS...])", agentAbout)
+	c.cc.ValidArgsFunction = nil // the command after --: files
 	configFile := c.fs.String("config", "", "the JSON configuration file")
 	server := c.fs.String("server", "", "broker URL (overrides the configuration's server; default http://127.0.0.1:8080)")
 	apiKey := c.fs.String("api-key", "", "API key (prefer $TOKENKEEPER_API_KEY or --api-key-file: a flag shows in the process list)")
@@ -57,7 +58,7 @@ func (e *env) cmdAgent(c *command) runFunc {
 	retryMax := c.fs.Duration("retry-max", 15*time.Second, "the longest wait between attempts while the broker fails")
 	var lo logOptions
 	lo.register(c)
-	c.noEnv = map[string]bool{"credential": true, "path": true, "template": true, "mode": true, "on-expiry": true}
+	c.envless("credential", "path", "template", "mode", "on-expiry")
 	return func(args []string) error {
 		logger, err := lo.logger(e.stderr)
 		if err != nil {

@@ -30,10 +30,7 @@ func (o *apiOptions) register(c *command) {
 	c.fs.StringVar(&o.apiKey, "api-key", "", "API key (without one: the session of 'tokenkeeper login')")
 	c.fs.BoolVar(&o.passwordStdin, "login-password-stdin", false, "when the command needs a fresh login (a sensitive change on an old session), read your password from standard input instead of the terminal")
 	c.inlineSecret("api-key", "$TOKENKEEPER_API_KEY")
-	if c.noEnv == nil {
-		c.noEnv = map[string]bool{}
-	}
-	c.noEnv["login-password-stdin"] = true
+	c.envless("login-password-stdin") // a per-run choice, as the password itself
 }
 
 // registerServer adds --server and --allow-insecure-server only.
@@ -48,6 +45,9 @@ type apiClient struct {
 	key    string       // an API key; empty with a session
 	sess   *sessionAuth // the login session; nil with an API key
 	client *http.Client
+	// flagWords, if set, names the API's fields in its errors as the
+	// running command's flags.
+	flagWords func(*apiError)
 }
 
 // serverURL checks --server and returns it without a trailing slash.
@@ -71,7 +71,7 @@ func (e *env) apiClient(o *apiOptions) (*apiClient, error) {
 	}
 	hc := &http.Client{Timeout: 60 * time.Second}
 	if o.apiKey != "" {
-		return &apiClient{base: base, key: o.apiKey, client: hc}, nil
+		return &apiClient{base: base, key: o.apiKey, client: hc, flagWords: e.flagWords()}, nil
 	}
 	store, err := e.sessionStore()
 	if err != nil {
@@ -88,7 +88,15 @@ func (e *env) apiClient(o *apiOptions) (*apiClient, error) {
 		password: func(user string) (string, error) {
 			return e.readLoginPassword(o.passwordStdin, "This command needs a fresh login. Password for "+user)
 		}}
-	return &apiClient{base: base, sess: sa, client: hc}, nil
+	return &apiClient{base: base, sess: sa, client: hc, flagWords: e.flagWords()}, nil
+}
+
+// flagWords returns the running command's flagWords, or nil.
+func (e *env) flagWords() func(*apiError) {
+	if e.cmd == nil {
+		return nil
+	}
+	return e.cmd.flagWords
 }
 
 // apiError is a problem answer from the broker.
@@ -179,6 +187,9 @@ func (c *apiClient) send(ctx context.Context, method, path, tok string, in, out 
 			ae.Detail = strings.TrimSpace(http.StatusText(resp.StatusCode))
 		}
 		ae.Status = resp.StatusCode
+		if c.flagWords != nil {
+			c.flagWords(ae)
+		}
 		return ae
 	}
 	if out != nil && len(data) > 0 {

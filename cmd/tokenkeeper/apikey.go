@@ -10,22 +10,27 @@ import (
 )
 
 func (e *env) cmdAPIKeyCreate(c *command) runFunc {
-	c.describe("tokenkeeper apikey add --name NAME --role admin|consumer [--credentials a,b] [--json]",
+	c.describe("tokenkeeper apikey add NAME [--role admin|consumer] [--credentials a,b] [--json]",
 		`Creates an API key and prints it once. A consumer key may only read the
 token of, and refresh, the credentials it lists; an admin key may do everything.`)
 	var ao apiOptions
 	ao.register(c)
-	name := c.fs.String("name", "", "key name")
+	c.oldNameFlag("name", "the key name")
 	role := c.fs.String("role", "consumer", "admin or consumer")
+	c.completeWords("role", "admin", "consumer")
 	creds := c.fs.String("credentials", "", "credential names a consumer may read, comma separated")
 	asJSON := c.fs.Bool("json", false, "print JSON")
-	c.noEnv = map[string]bool{"name": true, "role": true, "credentials": true}
+	c.envless("name", "role", "credentials")
 	return func(args []string) error {
-		_, cl, err := e.clientCommand(c, &ao, 0, "no positional arguments")
+		name, err := c.nameArg("name", "the key name")
 		if err != nil {
 			return err
 		}
-		body := map[string]any{"name": *name, "role": *role}
+		cl, err := e.apiClient(&ao)
+		if err != nil {
+			return err
+		}
+		body := map[string]any{"name": name, "role": *role}
 		if list := splitList(*creds); len(list) > 0 {
 			body["credentials"] = list
 		}

@@ -58,6 +58,7 @@ func benchError(err error) error {
 }
 
 func (e *env) cmdBenchRefresh(c *command) runFunc {
+	c.commandEnv() // a tool: its variables must not be the broker's
 	c.describe("tokenkeeper bench refresh [--credentials 10000] [--lifetime 120s] [--database PATH_OR_URL]",
 		`Measures the refresher: runs the test provider (with latency) and the
 broker in one process, creates N credentials, waits until each has its first
@@ -74,7 +75,6 @@ schema of that database, dropped afterwards; the default is a temporary SQLite f
 	c.fs.StringVar(&cfg.Database, "database", "", "postgres:// URL (default: a temporary SQLite file)")
 	c.fs.IntVar(&cfg.Concurrency, "concurrency", 64, "refreshes in flight at most")
 	asJSON := c.fs.Bool("json", false, "print JSON")
-	c.noEnv = map[string]bool{"database": true}
 	return func(args []string) error {
 		rep, err := bench.Refresh(e.ctx, cfg, e.benchWiring(), e.benchLogf)
 		if err != nil {
@@ -88,6 +88,7 @@ schema of that database, dropped afterwards; the default is a temporary SQLite f
 }
 
 func (e *env) cmdBenchRead(c *command) runFunc {
+	c.commandEnv() // a tool: its variables must not be the broker's
 	c.describe("tokenkeeper bench read [--connections 64] [--duration 10s]",
 		`Measures the token read path: drives GET /v1/credentials/NAME/token over
 loopback keep-alive connections against a broker in this process (SQLite in
@@ -103,7 +104,6 @@ matters for authentication misses and the audit writer.`)
 	c.fs.StringVar(&cfg.Database, "database", "", "postgres:// URL (default: a temporary SQLite file)")
 	withMetrics := c.fs.Bool("metrics", false, "run the broker with /metrics on (as serve --metrics-addr does), to measure what metrics cost")
 	asJSON := c.fs.Bool("json", false, "print JSON")
-	c.noEnv = map[string]bool{"database": true}
 	return func(args []string) error {
 		var obs observabilityOptions
 		if *withMetrics {

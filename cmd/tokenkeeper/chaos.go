@@ -70,6 +70,7 @@ secret in a replica's log, or (with --db-restart-every) refreshes that did
 not resume after a restart.`
 
 func (e *env) cmdBenchChaos(c *command) runFunc {
+	c.commandEnv() // a tool: its variables must not be the broker's
 	c.describe("tokenkeeper bench chaos --database postgres://... [--replicas 3] [--credentials 2000] [--lifetime 20s] [--duration 10m] [--kill-every 10s] [--signal TERM|KILL] [--grace D] [--db-restart-every D] [--json]", chaosAbout)
 	var cfg bench.ChaosConfig
 	c.fs.IntVar(&cfg.Replicas, "replicas", 3, "number of 'tokenkeeper serve' replicas")
@@ -91,10 +92,13 @@ func (e *env) cmdBenchChaos(c *command) runFunc {
 	c.fs.StringVar(&cfg.Binary, "binary", "", "tokenkeeper binary to run the replicas with (default: this one)")
 	c.fs.StringVar(&cfg.LogDir, "logs", "", "directory for the replicas' logs, kept (default: a temporary one, removed unless a check failed)")
 	asJSON := c.fs.Bool("json", false, "print only the JSON line")
-	c.noEnv = map[string]bool{"binary": true, "logs": true}
+	c.envless("binary", "logs")
 	return func(args []string) error {
 		if _, err := c.args(0, "no arguments"); err != nil {
 			return err
+		}
+		if cfg.Database == "" {
+			return usagef("--database (or $%s) is required: a postgres:// URL", c.envVar("database"))
 		}
 		cfg.DBRestartCommand = strings.Fields(*dbCmd)
 		if cfg.Binary == "" {

@@ -119,7 +119,7 @@ func TestBenchChaosFlags(t *testing.T) {
 		args []string
 		want string
 	}{
-		{nil, "--database (or $TOKENKEEPER_DATABASE) is required"},
+		{nil, "--database (or $TOKENKEEPER_BENCH_CHAOS_DATABASE) is required"},
 		{[]string{"--database", "tk.db"}, "must be a PostgreSQL URL"},
 		{[]string{"--database", pg, "--signal", "HUP"}, "--signal must be TERM or KILL"},
 		{[]string{"--database", pg, "--replicas", "0"}, "--replicas"},
@@ -136,12 +136,18 @@ func TestBenchChaosFlags(t *testing.T) {
 			t.Errorf("%v: err %v; want a usage error containing %q", tc.args, err, tc.want)
 		}
 	}
-	// The database comes from the environment too.
+	// The database comes from the environment too: the command's own
+	// variable, not the broker's.
 	var out, errb syncBuffer
 	err := run(context.Background(), []string{"tokenkeeper", "bench", "chaos", "--signal", "USR1"},
-		func(k string) string { return map[string]string{"TOKENKEEPER_DATABASE": pg}[k] }, strings.NewReader(""), &out, &errb)
+		func(k string) string { return map[string]string{"TOKENKEEPER_BENCH_CHAOS_DATABASE": pg}[k] }, strings.NewReader(""), &out, &errb)
 	if err == nil || !strings.Contains(err.Error(), "--signal") {
-		t.Errorf("with $TOKENKEEPER_DATABASE: %v", err)
+		t.Errorf("with $TOKENKEEPER_BENCH_CHAOS_DATABASE: %v", err)
+	}
+	err = run(context.Background(), []string{"tokenkeeper", "bench", "chaos", "--signal", "USR1"},
+		func(k string) string { return map[string]string{"TOKENKEEPER_DATABASE": pg}[k] }, strings.NewReader(""), &out, &errb)
+	if err == nil || !strings.Contains(err.Error(), "--database (or $TOKENKEEPER_BENCH_CHAOS_DATABASE) is required") {
+		t.Errorf("with the broker's $TOKENKEEPER_DATABASE: %v", err)
 	}
 	// --help documents the counting method.
 	out.buf.Reset()

@@ -44,8 +44,7 @@ grant is replaced in place. Exits non-zero naming the reason on failure
 	noWait := c.fs.Bool("no-wait", false, "print the link or code and return at once")
 	poll := c.fs.Duration("poll", time.Second, "how often to ask the broker whether the session ended")
 	asJSON := c.fs.Bool("json", false, "print JSON (the session as created, then as it ended)")
-	c.noEnv = map[string]bool{"name": true, "end-user-id": true, "scopes": true, "return-to": true, "device": true,
-		"open": true, "no-wait": true, "poll": true}
+	c.envless("name", "end-user-id", "scopes", "return-to", "device", "open", "no-wait", "poll")
 	return func(args []string) error {
 		pos, cl, err := e.clientCommand(c, &ao, 1, "the provider name")
 		if err != nil {

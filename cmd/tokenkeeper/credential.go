@@ -4,8 +4,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net/url"
 	"os"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -32,6 +34,8 @@ type credentialView struct {
 	LastRefreshAt *time.Time `json:"last_refresh_at"`
 	NextRefreshAt *time.Time `json:"next_refresh_at"`
 	CreatedAt     time.Time  `json:"created_at"`
+
+	Extras map[string]string `json:"extras"` // kept by the provider's profile
 }
 
 // secretValue reads a secret given inline, from a file, or from stdin ("-").
@@ -78,7 +82,7 @@ func (p paramsFlag) Set(v string) error {
 }
 
 func (e *env) cmdCredentialAdd(c *command) runFunc {
-	c.describe("tokenkeeper credential add --name NAME (--provider P | --token-url URL --client-id ID) --grant-type TYPE [flags]",
+	c.describe("tokenkeeper credential add NAME (--provider P | --token-url URL --client-id ID) [--grant-type TYPE] [flags]",
 		`Adds a credential to the broker, which fetches its first token at once, and
 waits for that first token: it exits 0 with the token's expiry, or non-zero
 with the provider's error code and message (a wrong secret: invalid_client).
@@ -94,7 +98,7 @@ Secrets may be given inline, or better from a file or standard input ('-'),
 so that they do not show in the shell history or the process list.`)
 	var ao apiOptions
 	ao.register(c)
-	name := c.fs.String("name", "", "credential name (letters, digits, . _ -)")
+	c.oldNameFlag("name", "the credential name")
 	provider := c.fs.String("provider", "", "the provider whose grant this is")
 	endUser := c.fs.String("end-user-id", "", "your id of the end user the grant belongs to (optional)")
 	tokenURL := c.fs.String("token-url", "", "the provider's token endpoint (https, or http to loopback)")
@@ -114,11 +118,11 @@ so that they do not show in the shell history or the process list.`)
 	waitTimeout := c.fs.Duration("wait-timeout", 30*time.Second, "how long to wait for the first token (the broker's --provider-timeout is 10s by default)")
 	c.inlineSecret("client-secret", "--client-secret-file FILE, --client-secret-file - (standard input) or $TOKENKEEPER_CLIENT_SECRET")
 	c.inlineSecret("refresh-token", "--refresh-token-file FILE or --refresh-token-file - (standard input)")
-	c.noEnv = map[string]bool{"name": true, "token-url": true, "grant-type": true, "client-id": true, "scopes": true,
-		"auth-style": true, "refresh-lead": true, "param": true, "refresh-token": true, "refresh-token-file": true,
-		"client-secret-file": true, "provider": true, "end-user-id": true, "no-wait": true, "wait-timeout": true}
+	c.envless("name", "token-url", "grant-type", "client-id", "scopes", "auth-style", "refresh-lead", "param",
+		"refresh-token", "refresh-token-file", "client-secret-file", "provider", "end-user-id", "no-wait", "wait-timeout")
 	return func(args []string) error {
-		if _, err := c.args(0, "no positional arguments"); err != nil {
+		name, err := c.nameArg("name", "the credential name (letters, digits, . _ -)")
+		if err != nil {
 			return err
 		}
 		if *waitTimeout <= 0 {
@@ -147,9 +151,6 @@ so that they do not show in the shell history or the process list.`)
 		}
 		// The other required fields are the broker's to check; flagWords
 		// names them as the flags they come from.
-		if *name == "" {
-			return usagef("--name is required (see tokenkeeper credential add --help)")
-		}
 		if ao.passwordStdin && (*secretFile == "-" || *rtFile == "-") {
 			return usagef("--login-password-stdin and a secret file '-' cannot both read standard input")
 		}
@@ -158,7 +159,7 @@ so that they do not show in the shell history or the process list.`)
 			return err
 		}
 		body := map[string]any{
-			"name": *name, "token_url": *tokenURL, "grant_type": *grant, "client_id": *clientID,
+			"name": name, "token_url": *tokenURL, "grant_type": *grant, "client_id": *clientID,
 			"client_secret": sec, "refresh_token": rtok, "scopes": splitList(*scopes), "auth_style": *authStyle,
 			"refresh_lead": *lead,
 		}
@@ -166,7 +167,7 @@ so that they do not show in the shell history or the process list.`)
 			body["params"] = map[string]string(params)
 		}
 		if *provider != "" {
-			body = map[string]any{"name": *name, "provider": *provider, "grant_type": *grant, "refresh_token": rtok,
+			body = map[string]any{"name": name, "provider": *provider, "grant_type": *grant, "refresh_token": rtok,
 				"scopes": splitList(*scopes), "refresh_lead": *lead, "params": body["params"]}
 		}
 		if *endUser != "" {
@@ -174,16 +175,16 @@ so that they do not show in the shell history or the process list.`)
 		}
 		var out json.RawMessage
 		if err := cl.do(e.ctx, "POST", "/v1/credentials", body, &out); err != nil {
-			return fmt.Errorf("add credential: %w", flagWords(err))
+			return fmt.Errorf("add credential: %w", err)
 		}
 		if *noWait {
 			if *asJSON {
 				return printRaw(e.stdout, out)
 			}
-			fmt.Fprintf(e.stdout, "Added credential %q; the broker is fetching its first token.\n", *name)
+			fmt.Fprintf(e.stdout, "Added credential %q; the broker is fetching its first token.\n", name)
 			return nil
 		}
-		raw, v, err := cl.waitFirstToken(e.ctx, *name, *waitTimeout)
+		raw, v, err := cl.waitFirstToken(e.ctx, name, *waitTimeout)
 		if *asJSON && raw != nil {
 			if perr := printRaw(e.stdout, raw); perr != nil {
 				return perr
@@ -193,7 +194,7 @@ so that they do not show in the shell history or the process list.`)
 			return err
 		}
 		if !*asJSON {
-			fmt.Fprintf(e.stdout, "Added credential %q; its first token expires in %s (at %s).\n", *name,
+			fmt.Fprintf(e.stdout, "Added credential %q; its first token expires in %s (at %s).\n", name,
 				untilString(v.ExpiresAt, time.Now()), v.ExpiresAt.Local().Format(timeLayout))
 		}
 		return nil
@@ -215,9 +216,10 @@ func (e *env) cmdCredentialList(c *command) runFunc {
 	ao.register(c)
 	provider := c.fs.String("provider", "", "only the credentials of this provider")
 	status := c.fs.String("status", "", "only credentials in this status: active, error, needs_reauth or disabled")
+	c.completeWords("status", "active", "error", "needs_reauth", "disabled")
 	endUser := c.fs.String("end-user-id", "", "only the credentials of this end user")
 	asJSON := c.fs.Bool("json", false, "print JSON")
-	c.noEnv = map[string]bool{"provider": true, "status": true, "end-user-id": true}
+	c.envless("provider", "status", "end-user-id")
 	return func(args []string) error {
 		_, cl, err := e.clientCommand(c, &ao, 0, "no arguments")
 		if err != nil {
@@ -317,6 +319,9 @@ func (e *env) cmdCredentialShow(c *command) runFunc {
 			{"next refresh", untilString(v.NextRefreshAt, now)}, {"failures", fmt.Sprint(v.FailureCount)},
 			{"last error", dash(v.LastError)},
 		}
+		for _, k := range slices.Sorted(maps.Keys(v.Extras)) {
+			rows = append(rows, [2]string{k, v.Extras[k]}) // kept by the provider's profile: instance_url, realmId, team.id
+		}
 		for _, r := range rows {
 			fmt.Fprintf(tw, "%s:\t%s\n", r[0], r[1])
 		}
@@ -341,12 +346,12 @@ at once. --status disabled stops its refreshes; --status active resumes them.`)
 	authStyle := c.fs.String("auth-style", "", "header or body")
 	lead := c.fs.String("refresh-lead", "", "new refresh lead (0 for the default)")
 	status := c.fs.String("status", "", "active or disabled")
+	c.completeWords("status", "active", "disabled")
 	asJSON := c.fs.Bool("json", false, "print JSON")
 	c.inlineSecret("client-secret", "--client-secret-file FILE or --client-secret-file - (standard input)")
 	c.inlineSecret("refresh-token", "--refresh-token-file FILE or --refresh-token-file - (standard input)")
-	c.noEnv = map[string]bool{"token-url": true, "client-id": true, "scopes": true, "auth-style": true,
-		"refresh-lead": true, "status": true, "refresh-token": true, "refresh-token-file": true, "client-secret-file": true,
-		"client-secret": true}
+	c.envless("token-url", "client-id", "scopes", "auth-style", "refresh-lead", "status", "refresh-token",
+		"refresh-token-file", "client-secret-file", "client-secret")
 	return func(args []string) error {
 		pos, err := c.args(1, "the credential name")
 		if err != nil {
@@ -399,7 +404,7 @@ at once. --status disabled stops its refreshes; --status active resumes them.`)
 		}
 		var out json.RawMessage
 		if err := cl.do(e.ctx, "PATCH", "/v1/credentials/"+url.PathEscape(pos[0]), body, &out); err != nil {
-			return fmt.Errorf("update credential: %w", flagWords(err))
+			return fmt.Errorf("update credential: %w", err)
 		}
 		if *asJSON {
 			return printRaw(e.stdout, out)
@@ -465,7 +470,7 @@ func (e *env) cmdCredentialEvents(c *command) runFunc {
 	limit := c.fs.Int("limit", 20, "how many events (1 to 1000)")
 	kind := c.fs.String("kind", "", "only refresh attempts (refresh) or only operator events (operator)")
 	asJSON := c.fs.Bool("json", false, "print JSON")
-	c.noEnv = map[string]bool{"limit": true, "kind": true}
+	c.envless("limit", "kind")
 	return func(args []string) error {
 		pos, cl, err := e.clientCommand(c, &ao, 1, "the credential name")
 		if err != nil {
@@ -522,7 +527,7 @@ func (e *env) cmdToken(c *command) runFunc {
 	ao.register(c)
 	minTTL := c.fs.Duration("min-ttl", 0, "refresh first if the token has less than this left")
 	asJSON := c.fs.Bool("json", false, "print the whole token response as JSON")
-	c.noEnv = map[string]bool{"min-ttl": true}
+	c.envless("min-ttl")
 	return func(args []string) error {
 		pos, err := c.args(1, "the credential name")
 		if err != nil {
@@ -541,7 +546,7 @@ func (e *env) cmdToken(c *command) runFunc {
 		}
 		var tv tokenView
 		if err := cl.do(e.ctx, "GET", path, nil, &tv); err != nil {
-			return fmt.Errorf("get token: %w", flagWords(err))
+			return fmt.Errorf("get token: %w", err)
 		}
 		if *asJSON {
 			return printJSON(e.stdout, tv)

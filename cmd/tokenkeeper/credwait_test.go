@@ -19,13 +19,13 @@ func TestCredentialAddWaitsForFirstToken(t *testing.T) {
 	sb := startServe(t, nil, "--database", filepath.Join(t.TempDir(), "tk.db"), "--provider-timeout", "3s")
 	cli := cliEnv(map[string]string{"TOKENKEEPER_SERVER": sb.url, "TOKENKEEPER_API_KEY": sb.key})
 
-	out, err := cli(secret+"\n", "credential", "add", "--name", "good", "--token-url", idp.TokenURL(), "--client-id", "app", "--client-secret-file", "-")
+	out, err := cli(secret+"\n", "credential", "add", "good", "--token-url", idp.TokenURL(), "--client-id", "app", "--client-secret-file", "-")
 	if err != nil || !strings.Contains(out, "first token expires in") {
 		t.Fatalf("add with the right secret: %v %s", err, out)
 	}
 
 	start := time.Now()
-	out, err = cli("wrong-secret\n", "credential", "add", "--name", "bad", "--token-url", idp.TokenURL(), "--client-id", "app", "--client-secret-file", "-")
+	out, err = cli("wrong-secret\n", "credential", "add", "bad", "--token-url", idp.TokenURL(), "--client-id", "app", "--client-secret-file", "-")
 	took := time.Since(start)
 	if err == nil || exitCode(err) == 0 {
 		t.Fatalf("add with a wrong secret succeeded: %s", out)
@@ -51,13 +51,13 @@ func TestCredentialAddWaitsForFirstToken(t *testing.T) {
 	dead := oauthtest.NewServer()
 	deadURL := dead.TokenURL()
 	dead.Close()
-	out, err = cli("s\n", "credential", "add", "--name", "unreachable", "--token-url", deadURL, "--client-id", "app", "--client-secret-file", "-")
+	out, err = cli("s\n", "credential", "add", "unreachable", "--token-url", deadURL, "--client-id", "app", "--client-secret-file", "-")
 	if err == nil || !strings.Contains(err.Error()+out, "status error") {
 		t.Fatalf("add with an unreachable token URL: %v %s", err, out)
 	}
 
 	// --no-wait returns at once, whatever the provider will say.
-	out, err = cli("wrong\n", "credential", "add", "--no-wait", "--name", "later", "--token-url", idp.TokenURL(), "--client-id", "app", "--client-secret-file", "-")
+	out, err = cli("wrong\n", "credential", "add", "later", "--no-wait", "--token-url", idp.TokenURL(), "--client-id", "app", "--client-secret-file", "-")
 	if err != nil || !strings.Contains(out, "fetching its first token") {
 		t.Fatalf("add --no-wait: %v %s", err, out)
 	}
@@ -67,10 +67,10 @@ func TestCredentialAddWaitsForFirstToken(t *testing.T) {
 		args []string
 		want string
 	}{
-		{[]string{"credential", "add", "--token-url", idp.TokenURL(), "--client-id", "app", "--client-secret", "x"}, "--name is required"},
-		{[]string{"credential", "add", "--name", "n", "--client-id", "app", "--client-secret", "x"}, "--token-url is required"},
-		{[]string{"credential", "add", "--name", "n", "--token-url", idp.TokenURL(), "--client-secret", "x"}, "--client-id is required"},
-		{[]string{"credential", "add", "--name", "n", "--token-url", idp.TokenURL(), "--client-id", "app"}, "--client-secret is required for --grant-type client_credentials"},
+		{[]string{"credential", "add", "--token-url", idp.TokenURL(), "--client-id", "app", "--client-secret", "x"}, "expected the credential name"},
+		{[]string{"credential", "add", "n", "--client-id", "app", "--client-secret", "x"}, "--token-url is required"},
+		{[]string{"credential", "add", "n", "--token-url", idp.TokenURL(), "--client-secret", "x"}, "--client-id is required"},
+		{[]string{"credential", "add", "n", "--token-url", idp.TokenURL(), "--client-id", "app"}, "--client-secret is required for --grant-type client_credentials"},
 	} {
 		if out, err := cli("", tc.args...); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%v: %v %s; want %q", tc.args, err, out, tc.want)

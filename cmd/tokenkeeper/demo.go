@@ -47,6 +47,7 @@ func (d *demoStats) onAttempt(c *tokenkeeper.Credential, ev *tokenkeeper.Event) 
 }
 
 func (e *env) cmdDemo(c *command) runFunc {
+	c.commandEnv() // a tool: its variables must not be the broker's
 	c.describe("tokenkeeper demo [--duration 60s] [--addr 127.0.0.1:0] [--keep]",
 		`Runs tokenkeeper's main job on this machine alone, with no network: a
 built-in OAuth2 test provider with short token lifetimes, refresh-token
@@ -55,9 +56,11 @@ directory; three credentials (client credentials, a rotating refresh token,
 and one whose grant the provider revokes midway, repaired through a
 reconnect link the demo prints: open it and click Approve, or pass
 --auto-approve); and a consumer that calls the provider's protected API
-every second through the Go library, fed by the broker. Stops on Ctrl-C or
-after --duration, with a summary. The temporary directory (database, master
-key, broker log) is removed at the end unless --keep is given.`)
+every second through the Go library, fed by the broker. The broker's web
+console is at /ui/: the demo prints a user and password to sign in with.
+Stops on Ctrl-C or after --duration, with a summary. The temporary directory
+(database, master key, broker log) is removed at the end unless --keep is
+given.`)
 	duration := c.fs.Duration("duration", 60*time.Second, "how long to run (0: until Ctrl-C)")
 	addr := c.fs.String("addr", "127.0.0.1:0", "broker address (port 0: any free port)")
 	lifetime := c.fs.Duration("lifetime", 6*time.Second, "access token lifetime at the test provider")
@@ -77,12 +80,9 @@ key, broker log) is removed at the end unless --keep is given.`)
 				*revokeAfter = *duration / 3
 			}
 		}
+		// Setting up (broker, provider, credentials, keys) is not part of
+		// --duration: on a busy machine it can take seconds.
 		ctx := e.ctx
-		if *duration > 0 {
-			var cancel context.CancelFunc
-			ctx, cancel = context.WithTimeout(ctx, *duration)
-			defer cancel()
-		}
 
 		dir, err := os.MkdirTemp("", "tokenkeeper-demo-")
 		if err != nil {
@@ -121,6 +121,7 @@ key, broker log) is removed at the end unless --keep is given.`)
 		so := storeOptions{database: filepath.Join(dir, "tokenkeeper.db")}
 		quiet := *e
 		quiet.stderr = io.Discard
+		quiet.getenv = func(string) string { return "" } // the broker's variables ($TOKENKEEPER_MASTER_KEY ...) are not the demo's
 		store, err := quiet.openStore(&so, logger, true)
 		if err != nil {
 			return err
@@ -167,6 +168,17 @@ key, broker log) is removed at the end unless --keep is given.`)
 			return fmt.Errorf("create consumer key: %w", err)
 		}
 
+		// A user for the web console, with a per-run password.
+		consolePassword := randomString()
+		if err := api.do(ctx, "POST", "/v1/users", map[string]any{"username": "demo", "password": consolePassword, "role": "admin"}, nil); err != nil {
+			return fmt.Errorf("create console user: %w", err)
+		}
+
+		if *duration > 0 {
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithTimeout(ctx, *duration)
+			defer cancel()
+		}
 		w := e.stdout
 		fmt.Fprintf(w, "tokenkeeper demo: everything runs on this machine, nothing leaves it.\n\n")
 		fmt.Fprintf(w, "  test provider  %s (tokens live %s, refresh tokens rotate, reuse revokes the family)\n", idp.URL(), *lifetime)
@@ -175,7 +187,8 @@ key, broker log) is removed at the end unless --keep is given.`)
 		} else {
 			fmt.Fprintf(w, "  broker         %s (SQLite and its logs in a temporary directory, removed at the end; --keep keeps them)\n", b.URL)
 		}
-		fmt.Fprintf(w, "  admin API key  %s\n\n", adminKey)
+		fmt.Fprintf(w, "  admin API key  %s\n", adminKey)
+		fmt.Fprintf(w, "  web console    %s/ui/ (sign in as demo, password %s)\n\n", b.URL, consolePassword)
 		fmt.Fprintf(w, "Try, in another terminal while it runs:\n")
 		fmt.Fprintf(w, "  curl -s -H 'Authorization: Bearer %s' %s/v1/credentials\n", adminKey, b.URL)
 		fmt.Fprintf(w, "  curl -s -H 'Authorization: Bearer %s' %s/v1/credentials/calendar/token\n\n", adminKey, b.URL)

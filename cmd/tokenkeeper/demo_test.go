@@ -10,11 +10,12 @@ import (
 )
 
 // The demo prints no path it deletes; with --keep it keeps its directory
-// and says where it is.
+// and says where it is. Its tokens live 10 s: the test is about files, and
+// 2 s tokens made a consumer of the demo fail on a loaded machine.
 func TestDemoKeep(t *testing.T) {
 	tmp := t.TempDir()
 	t.Setenv("TMPDIR", tmp)
-	out, errs, err := runCmd(t, "demo", "--duration", "3s", "--lifetime", "2s")
+	out, errs, err := runCmd(t, "demo", "--duration", "3s", "--lifetime", "10s")
 	if err != nil {
 		t.Fatalf("demo: %v\n%s%s", err, out, errs)
 	}
@@ -25,7 +26,7 @@ func TestDemoKeep(t *testing.T) {
 		t.Fatalf("the demo left %d entries in the temporary directory", len(left))
 	}
 
-	out, errs, err = runCmd(t, "demo", "--duration", "3s", "--lifetime", "2s", "--keep")
+	out, errs, err = runCmd(t, "demo", "--duration", "3s", "--lifetime", "10s", "--keep")
 	if err != nil {
 		t.Fatalf("demo --keep: %v\n%s%s", err, out, errs)
 	}

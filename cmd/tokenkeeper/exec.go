@@ -55,6 +55,7 @@ var forwardedSignals = []os.Signal{syscall.SIGINT, syscall.SIGTERM, syscall.SIGH
 
 func (e *env) cmdExec(c *command) runFunc {
 	c.describe("tokenkeeper exec --credential NAME [--env VAR] [--min-ttl 30s] -- COMMAND [ARGS...]", execAbout)
+	c.cc.ValidArgsFunction = nil // the command after --: files
 	var ao apiOptions
 	ao.register(c)
 	var kf apiKeyFileOption
@@ -62,7 +63,7 @@ func (e *env) cmdExec(c *command) runFunc {
 	credential := c.fs.String("credential", "", "the credential whose token the command gets (required)")
 	envVar := c.fs.String("env", "TOKENKEEPER_TOKEN", "the environment variable that holds the token")
 	minTTL := c.fs.Duration("min-ttl", 0, "the token has at least this much life left (the broker refreshes first if needed)")
-	c.noEnv = map[string]bool{"credential": true, "env": true, "min-ttl": true}
+	c.envless("credential", "env", "min-ttl")
 	return func(args []string) error {
 		if c.dashAt < 0 {
 			c.printUsage(e.stderr)

@@ -48,6 +48,8 @@ const maxGitCredentialInput = 64 << 10
 
 func (e *env) cmdGitCredential(c *command) runFunc {
 	c.describe("tokenkeeper git-credential (--credential NAME | --map HOST=NAME...) [--username NAME] get|store|erase", gitCredentialAbout)
+	c.cc.ValidArgs = []string{"get", "store", "erase"}
+	c.cc.ValidArgsFunction = nil
 	var ao apiOptions
 	ao.register(c)
 	var kf apiKeyFileOption
@@ -56,7 +58,7 @@ func (e *env) cmdGitCredential(c *command) runFunc {
 	hosts := hostMap{}
 	c.fs.Var(hosts, "map", "HOST=CREDENTIAL: the credential of one host (HOST may include :PORT); repeatable")
 	username := c.fs.String("username", "x-access-token", "the user name given to git with the token")
-	c.noEnv = map[string]bool{"credential": true, "map": true, "username": true}
+	c.envless("credential", "map", "username")
 	return func(args []string) error {
 		pos, err := c.args(1, "one operation: get, store or erase")
 		if err != nil {

@@ -21,7 +21,7 @@ database that already has API keys.`)
 	keyName := c.fs.String("key-name", "admin", "name of the first admin API key")
 	adminUser := c.fs.String("admin-user", "", "also create this admin user (asks for the password, or see --password-stdin)")
 	pwStdin := c.fs.Bool("password-stdin", false, "read the admin user's password from standard input")
-	c.noEnv = map[string]bool{"password-stdin": true}
+	c.envless("password-stdin")
 	return func(args []string) error {
 		if _, err := c.args(0, "no arguments"); err != nil {
 			return err

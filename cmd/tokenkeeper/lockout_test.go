@@ -42,7 +42,7 @@ func TestNoLockOutAndAdminRecover(t *testing.T) {
 		t.Fatalf("the refused revocation locked us out: %v %s", err, out)
 	}
 	// With a second admin key the first may go; revoking it twice says so.
-	if out, err := cli("", "apikey", "create", "--name", "ops", "--role", "admin"); err != nil {
+	if out, err := cli("", "apikey", "create", "ops", "--role", "admin"); err != nil {
 		t.Fatalf("apikey create: %v %s", err, out)
 	}
 	if out, err := cli("", "apikey", "revoke", "ops"); err != nil || !strings.Contains(out, "Revoked") {
@@ -52,7 +52,7 @@ func TestNoLockOutAndAdminRecover(t *testing.T) {
 		t.Fatalf("revoke twice: %v %s", err, out)
 	}
 	// The name of a revoked key can be given to a new one.
-	if out, err := cli("", "apikey", "add", "--name", "ops", "--role", "admin"); err != nil {
+	if out, err := cli("", "apikey", "add", "ops", "--role", "admin"); err != nil {
 		t.Fatalf("reuse a revoked key's name: %v %s", err, out)
 	}
 	if out, err := cli("", "apikey", "rm", "ops"); err != nil || !strings.Contains(out, "Revoked") {

@@ -54,7 +54,7 @@ longer fresh. $TOKENKEEPER_API_KEY, when set, wins over the session.`)
 	var ao apiOptions
 	ao.registerServer(c)
 	stdin := c.fs.Bool("password-stdin", false, "read the password from standard input (the first line)")
-	c.noEnv = map[string]bool{"password-stdin": true}
+	c.envless("password-stdin")
 	return func(args []string) error {
 		pos, err := c.args(1, "the user name")
 		if err != nil {

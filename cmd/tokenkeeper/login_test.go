@@ -74,10 +74,10 @@ func TestLoginSession(t *testing.T) {
 		t.Fatal("the session was not refreshed and rotated")
 	}
 	// The refreshed session is not fresh: a sensitive command asks again.
-	if out, err := cli("", "apikey", "create", "--name", "ops", "--role", "admin"); err == nil || !strings.Contains(err.Error(), "--login-password-stdin") {
+	if out, err := cli("", "apikey", "create", "ops", "--role", "admin"); err == nil || !strings.Contains(err.Error(), "--login-password-stdin") {
 		t.Fatalf("a sensitive command without a terminal: %v %s", err, out)
 	}
-	if out, err := cli(password+"\n", "apikey", "create", "--name", "ops", "--role", "admin", "--login-password-stdin"); err != nil {
+	if out, err := cli(password+"\n", "apikey", "create", "ops", "--role", "admin", "--login-password-stdin"); err != nil {
 		t.Fatalf("a sensitive command with --login-password-stdin: %v %s", err, out)
 	}
 	if out, err := cli("", "whoami"); err != nil || !strings.Contains(out, "alice") {

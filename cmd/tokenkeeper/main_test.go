@@ -237,7 +237,7 @@ func TestCLIAgainstServe(t *testing.T) {
 		err := run(context.Background(), append([]string{"tokenkeeper"}, args...), func(k string) string { return env[k] }, strings.NewReader(stdin), &out, &errb)
 		return out.String() + errb.String(), err
 	}
-	if out, err := cli(secret+"\n", "credential", "add", "--name", "svc", "--token-url", idp.TokenURL(), "--client-id", "app", "--client-secret-file", "-"); err != nil {
+	if out, err := cli(secret+"\n", "credential", "add", "svc", "--token-url", idp.TokenURL(), "--client-id", "app", "--client-secret-file", "-"); err != nil {
 		t.Fatalf("add: %v %s", err, out)
 	}
 	tok, err := cli("", "token", "svc")
@@ -265,7 +265,7 @@ func TestCLIAgainstServe(t *testing.T) {
 	if out, err := cli("", "credential", "refresh", "svc"); err != nil || !strings.Contains(out, "expires in") {
 		t.Fatalf("refresh: %v %s", err, out)
 	}
-	out, err = cli("", "apikey", "create", "--name", "reader", "--role", "consumer", "--credentials", "svc", "--json")
+	out, err = cli("", "apikey", "create", "reader", "--role", "consumer", "--credentials", "svc", "--json")
 	var created struct{ Key string }
 	if err != nil || json.Unmarshal([]byte(out), &created) != nil || !strings.HasPrefix(created.Key, "tk_") {
 		t.Fatalf("apikey create: %v %s", err, out)
@@ -283,8 +283,8 @@ func TestCLIAgainstServe(t *testing.T) {
 		want string
 	}{
 		{[]string{"token", "nope"}, `credential "nope" not found`},
-		{[]string{"credential", "add", "--name", "bad name", "--token-url", idp.TokenURL(), "--client-id", "x", "--client-secret", "y"}, "invalid name"},
-		{[]string{"credential", "add", "--name", "plain", "--token-url", "http://example.com/t", "--client-id", "x", "--client-secret", "y"}, "https"},
+		{[]string{"credential", "add", "bad name", "--token-url", idp.TokenURL(), "--client-id", "x", "--client-secret", "y"}, "invalid name"},
+		{[]string{"credential", "add", "plain", "--token-url", "http://example.com/t", "--client-id", "x", "--client-secret", "y"}, "https"},
 		{[]string{"token"}, "expected the credential name"},
 		{[]string{"frobnicate"}, "unknown command"},
 		{[]string{"credential", "update", "svc"}, "nothing to update"},

@@ -2,138 +2,43 @@ package main
 
 import (
 	"context"
-	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
-	"net/http/httptest"
+	"net/http/cookiejar"
 	"net/url"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
+	"time"
 
 	"github.com/tokenkeeper/tokenkeeper/internal/catalog"
+	"github.com/tokenkeeper/tokenkeeper/internal/catalog/catalogtest"
+	"github.com/tokenkeeper/tokenkeeper/oauthtest"
 )
 
-// personality is a loopback token endpoint that behaves as a profile says
-// its provider does: it takes only the body format and client
-// authentication of the profile (and its Accept header), answers in the
-// profile's response shape (nested paths, no expires_in where the provider
-// sends none), rotates refresh tokens when the profile says so, and
-// answers a dead grant in the profile's error style.
-type personality struct {
-	p       *catalog.Profile
-	mu      sync.Mutex
-	current string // the refresh token that works
-	n       int
-	calls   int
-	dead    bool
-	refused []string // why requests were refused
-}
-
-func setPath(m map[string]any, path string, v any) {
-	segs := strings.Split(path, ".")
-	for _, s := range segs[:len(segs)-1] {
-		sub, ok := m[s].(map[string]any)
-		if !ok {
-			sub = map[string]any{}
-			m[s] = sub
-		}
-		m = sub
-	}
-	m[segs[len(segs)-1]] = v
-}
-
-func (ps *personality) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	ps.mu.Lock()
-	defer ps.mu.Unlock()
-	ps.calls++
-	refuse := func(why string) {
-		ps.refused = append(ps.refused, why)
-		w.WriteHeader(http.StatusBadRequest)
-		fmt.Fprint(w, `{"error":"invalid_request"}`)
-	}
-	p := ps.p
-	body, _ := io.ReadAll(r.Body)
-	params := map[string]string{}
-	if p.BodyFormat == "json" {
-		if r.Header.Get("Content-Type") != "application/json" || json.Unmarshal(body, &params) != nil {
-			refuse("not a JSON body")
-			return
-		}
-	} else {
-		q, err := url.ParseQuery(string(body))
-		if err != nil || r.Header.Get("Content-Type") != "application/x-www-form-urlencoded" {
-			refuse("not a form body")
-			return
-		}
-		for k := range q {
-			params[k] = q.Get(k)
-		}
-	}
-	if p.Accept != "" && r.Header.Get("Accept") != p.Accept {
-		refuse("wrong Accept")
-		return
-	}
-	if p.AuthStyle == "header" {
-		if r.Header.Get("Authorization") != "Basic "+base64.StdEncoding.EncodeToString([]byte("cid:csecret")) || params["client_secret"] != "" {
-			refuse("not client_secret_basic")
-			return
-		}
-	} else if params["client_id"] != "cid" || params["client_secret"] != "csecret" || r.Header.Get("Authorization") != "" {
-		refuse("not client_secret_post")
-		return
-	}
-	for k, v := range p.TokenParams {
-		if params[k] != v {
-			refuse("token param " + k + " missing")
-			return
-		}
-	}
-	if params["grant_type"] != "refresh_token" || ps.dead || params["refresh_token"] != ps.current {
-		if len(p.Errors.InvalidGrantStatuses) > 0 {
-			w.WriteHeader(p.Errors.InvalidGrantStatuses[0])
-			fmt.Fprint(w, "<html>no</html>")
-			return
-		}
-		status := http.StatusBadRequest
-		if p.Errors.ErrorIn200 {
-			status = http.StatusOK
-		}
-		w.WriteHeader(status)
-		fmt.Fprint(w, `{"ok":false,"error":"invalid_grant"}`)
-		return
-	}
-	ps.n++
-	resp := map[string]any{"token_type": "Bearer"}
-	at := fmt.Sprintf("at-%d", ps.n)
-	setPath(resp, or(p.Response.AccessToken, "access_token"), at)
-	if p.RefreshTokens.Rotates {
-		ps.current = fmt.Sprintf("rt-%d", ps.n)
-	}
-	setPath(resp, or(p.Response.RefreshToken, "refresh_token"), ps.current)
-	if *p.TokensExpire && p.DefaultLifetime == "" {
-		setPath(resp, or(p.Response.ExpiresIn, "expires_in"), 3600)
-	}
-	w.Header().Set("Content-Type", "application/json")
-	json.NewEncoder(w).Encode(resp)
-}
-
-func or(a, b string) string {
-	if a != "" {
-		return a
-	}
-	return b
-}
-
-// TestEveryPresetRefreshes runs each preset that issues refresh tokens
-// against its personality through serve: a provider from the preset
-// (its token URL pointed at the personality), a grant, two refreshes that
-// each serve the provider's new token, and a dead grant that turns
-// needs_reauth after one call.
-func TestEveryPresetRefreshes(t *testing.T) {
+// TestEveryPresetConnects runs every preset of the catalog through serve
+// against an oauthtest server with the preset's personality (its body
+// format, client authentication, Accept header, scope separator, PKCE,
+// parameters, response shape, errors, rotation and token presentation),
+// one subtest each:
+//
+//   - provider add --preset (template variables given as --var), with the
+//     endpoints and API base URL pointed at the personality;
+//   - the connect flow: a connect session, its link opened by a browser
+//     (an HTTP client with cookies), the authorization request (whose
+//     parameters are checked against the profile), auto-approval, the
+//     callback and the code exchange;
+//   - the fields the profile keeps (instance_url, realmId, team.id) shown
+//     by credential show;
+//   - two forced refreshes, each serving a new token the provider accepts;
+//   - a call of the protected resource through the broker's proxy, which
+//     presents the token as the profile says;
+//   - the grant revoked at the provider: the next refresh is one provider
+//     call, answered in the profile's error style, and the credential
+//     turns needs_reauth.
+func TestEveryPresetConnects(t *testing.T) {
 	sb := startServe(t, nil, "--database", filepath.Join(t.TempDir(), "tk.db"))
 	env := map[string]string{"TOKENKEEPER_SERVER": sb.url, "TOKENKEEPER_API_KEY": sb.key}
 	cli := func(stdin string, args ...string) (string, error) {
@@ -143,7 +48,7 @@ func TestEveryPresetRefreshes(t *testing.T) {
 	}
 	// Forced refreshes are rate-limited per caller: each preset's are
 	// made with a key of its own.
-	forced := func(key, name, rejected string) string {
+	forced := func(t *testing.T, key, name, rejected string) string {
 		req, _ := http.NewRequest("POST", sb.url+"/v1/credentials/"+name+"/refresh", strings.NewReader(fmt.Sprintf(`{"rejected_token":%q}`, rejected)))
 		req.Header.Set("Authorization", "Bearer "+key)
 		resp, err := http.DefaultClient.Do(req)
@@ -156,61 +61,159 @@ func TestEveryPresetRefreshes(t *testing.T) {
 			AccessToken string `json:"access_token"`
 		}
 		if json.Unmarshal(b, &tv) != nil || tv.AccessToken == "" {
-			t.Logf("forced refresh of %s: HTTP %d %s", name, resp.StatusCode, b)
+			t.Logf("forced refresh of %s: HTTP %d %.300s", name, resp.StatusCode, b)
 		}
 		return tv.AccessToken
 	}
 	tested := 0
 	for _, p := range catalog.All() {
-		if !*p.RefreshTokens.Issued {
-			continue
-		}
 		tested++
 		t.Run(p.Name, func(t *testing.T) {
-			ps := &personality{p: p, current: "rt-0"}
-			srv := httptest.NewServer(ps)
-			defer srv.Close()
-			args := []string{"provider", "add", "p-" + p.Name, "--preset", p.Name, "--token-url", srv.URL + "/token",
+			idp := oauthtest.NewServer(oauthtest.WithClient("cid", "csecret"), oauthtest.WithLifetime(time.Hour),
+				oauthtest.WithPersonality(catalogtest.Personality(p)))
+			defer idp.Close()
+			prov, name := "p-"+p.Name, "c-"+p.Name
+			args := []string{"provider", "add", prov, "--preset", p.Name, "--token-url", idp.TokenURL(),
+				"--authorization-url", idp.AuthorizeURL(), "--api-base-url", idp.URL(),
 				"--client-id", "cid", "--client-secret-file", "-"}
 			for _, v := range p.Needs() {
-				args = append(args, "--var", v+"=acme.example.com")
+				args = append(args, "--var", v+"=acme")
 			}
 			if out, err := cli("csecret\n", args...); err != nil {
 				t.Fatalf("provider add: %v %s", err, out)
 			}
-			name := "c-" + p.Name
 			var k struct {
 				Key string `json:"key"`
 			}
 			if st := apiDo(t, "POST", sb.url+"/v1/apikeys", sb.key, map[string]string{"name": "k-" + p.Name, "role": "admin"}, &k); st != http.StatusCreated || k.Key == "" {
 				t.Fatalf("apikey: %d", st)
 			}
-			if out, err := cli("rt-0\n", "credential", "add", "--name", name, "--provider", "p-"+p.Name,
-				"--grant-type", "refresh_token", "--refresh-token-file", "-"); err != nil {
-				t.Fatalf("credential add: %v %s (refused: %v)", err, out, ps.refused)
+
+			// The connect flow, the test being the browser.
+			var session struct {
+				URL string `json:"url"`
 			}
-			for i := 2; i <= 3; i++ {
-				if got := forced(k.Key, name, fmt.Sprintf("at-%d", i-1)); got != fmt.Sprintf("at-%d", i) {
-					t.Fatalf("refresh %d served %q (refused: %v)", i, got, ps.refused)
+			if st := apiDo(t, "POST", sb.url+"/v1/connect/sessions", k.Key, map[string]string{"provider": prov, "name": name}, &session); st != http.StatusCreated {
+				t.Fatalf("connect session: %d", st)
+			}
+			jar, _ := cookiejar.New(nil)
+			var authorize *url.URL
+			browser := &http.Client{Jar: jar, Timeout: 30 * time.Second, CheckRedirect: func(r *http.Request, _ []*http.Request) error {
+				if strings.HasPrefix(r.URL.String(), idp.AuthorizeURL()) {
+					authorize = r.URL
+				}
+				return nil
+			}}
+			resp, err := browser.Get(session.URL)
+			if err != nil {
+				t.Fatal(err)
+			}
+			page, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusOK || authorize == nil {
+				t.Fatalf("connect flow: HTTP %d %.500s", resp.StatusCode, page)
+			}
+			checkAuthorizeRequest(t, p, authorize.Query())
+
+			out, err := cli("", "credential", "show", name, "--json")
+			var shown struct {
+				Status string            `json:"status"`
+				Extras map[string]string `json:"extras"`
+			}
+			if err != nil || json.Unmarshal([]byte(out), &shown) != nil || shown.Status != "active" {
+				t.Fatalf("credential after connect: %v %s", err, out)
+			}
+			for _, kept := range append(append([]string{}, p.Response.Keep...), p.Response.KeepFromRedirect...) {
+				if shown.Extras[kept] != catalogtest.KeptValue(kept) {
+					t.Errorf("kept field %s = %q (extras %v)", kept, shown.Extras[kept], shown.Extras)
 				}
 			}
-			ps.mu.Lock()
-			ps.dead = true
-			before := ps.calls
-			ps.mu.Unlock()
-			forced(k.Key, name, "at-3")
-			out, err := cli("", "credential", "show", name, "--json")
-			if err != nil || !strings.Contains(out, "needs_reauth") {
+			if text, _ := cli("", "credential", "show", name); len(p.Response.Keep)+len(p.Response.KeepFromRedirect) > 0 &&
+				!strings.Contains(text, catalogtest.KeptValue(append(p.Response.Keep, p.Response.KeepFromRedirect...)[0])) {
+				t.Errorf("credential show does not show the kept fields: %s", text)
+			}
+
+			var tok struct {
+				AccessToken string `json:"access_token"`
+			}
+			if st := apiDo(t, "GET", sb.url+"/v1/credentials/"+name+"/token", k.Key, nil, &tok); st != http.StatusOK || !idp.ValidAccessToken(tok.AccessToken) {
+				t.Fatalf("token after connect: %d, valid %v", st, idp.ValidAccessToken(tok.AccessToken))
+			}
+			prev := tok.AccessToken
+			for i := 1; i <= 2; i++ {
+				got := forced(t, k.Key, name, prev)
+				if got == "" || got == prev || !idp.ValidAccessToken(got) {
+					t.Fatalf("refresh %d served %q, valid at the provider: %v", i, got, idp.ValidAccessToken(got))
+				}
+				prev = got
+			}
+			if n := idp.Stats().TokenRequests["refresh_token"]; n != 2 {
+				t.Errorf("%d refresh requests, want 2", n)
+			}
+
+			// The protected resource, through the proxy.
+			var res struct {
+				OK       bool   `json:"ok"`
+				ClientID string `json:"client_id"`
+			}
+			if st := apiDo(t, "GET", sb.url+"/v1/proxy/"+name+"/resource", k.Key, nil, &res); st != http.StatusOK || !res.OK || res.ClientID != "cid" {
+				t.Errorf("resource through the proxy: %d %+v", st, res)
+			}
+			if ck := p.Check; ck != nil {
+				// The profile's token check, as the keep-alive calls it.
+				method := ck.Method
+				if method == "" {
+					method = "GET"
+				}
+				res.OK = false
+				if st := apiDo(t, method, sb.url+"/v1/proxy/"+name+ck.Path, k.Key, nil, &res); st != http.StatusOK || !res.OK {
+					t.Errorf("token check %s %s through the proxy: %d %+v", method, ck.Path, st, res)
+				}
+			}
+
+			// A dead grant: one call, needs_reauth.
+			idp.RevokeClientTokens("cid")
+			before := idp.Stats().TokenRequests["refresh_token"]
+			forced(t, k.Key, name, prev)
+			if n := idp.Stats().TokenRequests["refresh_token"] - before; n != 1 {
+				t.Errorf("%d provider calls for the dead grant, want 1", n)
+			}
+			if out, err := cli("", "credential", "show", name, "--json"); err != nil || !strings.Contains(out, `"needs_reauth"`) {
 				t.Errorf("dead grant: %v %s", err, out)
 			}
-			ps.mu.Lock()
-			if ps.calls-before != 1 || len(ps.refused) > 0 {
-				t.Errorf("%d calls for the dead grant (want 1); refused: %v", ps.calls-before, ps.refused)
-			}
-			ps.mu.Unlock()
 		})
 	}
 	if tested < 25 {
 		t.Errorf("only %d presets exercised", tested)
+	}
+	if strings.Contains(sb.stderr.String()+sb.stdout.String(), "csecret") {
+		t.Error("a client secret reached the broker's log")
+	}
+}
+
+// checkAuthorizeRequest checks the authorization request the broker sent
+// for p's provider: the profile's authorize parameters (Google's
+// access_type=offline and prompt=consent, Dropbox's token_access_type,
+// Atlassian's audience and prompt), its default scopes joined with its
+// separator, and a code challenge exactly when the profile uses PKCE.
+func checkAuthorizeRequest(t *testing.T, p *catalog.Profile, q url.Values) {
+	t.Helper()
+	for k, v := range p.AuthorizeParams {
+		if q.Get(k) != v {
+			t.Errorf("authorize param %s = %q, want %q", k, q.Get(k), v)
+		}
+	}
+	sep := p.ScopeSeparator
+	if sep == "" {
+		sep = " "
+	}
+	if want := strings.Join(p.DefaultScopes, sep); q.Get("scope") != want {
+		t.Errorf("scope %q, want %q", q.Get("scope"), want)
+	}
+	if has := q.Get("code_challenge") != "" && q.Get("code_challenge_method") == "S256"; has != *p.PKCE {
+		t.Errorf("code challenge sent: %v, profile's pkce: %v", has, *p.PKCE)
+	}
+	if q.Get("response_type") != "code" || q.Get("client_id") != "cid" || q.Get("state") == "" {
+		t.Errorf("authorization request: %v", q)
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tokenkeeper/tokenkeeper"
 	"github.com/tokenkeeper/tokenkeeper/internal/catalog"
 	"github.com/tokenkeeper/tokenkeeper/oauthtest"
 )
@@ -51,6 +52,9 @@ func TestProviderPresetsCLI(t *testing.T) {
 		if len(p.Docs) == 0 {
 			t.Errorf("preset %s cites no documentation", p.Name)
 		}
+		if p.Quirks == nil {
+			t.Errorf("preset %s: quirks is null, want a list", p.Name)
+		}
 	}
 
 	secret := "preset-secret-" + randomString()
@@ -63,6 +67,20 @@ func TestProviderPresetsCLI(t *testing.T) {
 	if p["token_url"] != "https://oauth2.googleapis.com/token" || p["auth_style"] != "body" || ap["access_type"] != "offline" || ap["prompt"] != "consent" ||
 		p["has_client_secret"] != true || strings.Contains(out, secret) {
 		t.Errorf("google preset not applied: %s", out)
+	}
+	if p["api_base_url"] != "https://www.googleapis.com" {
+		t.Errorf("google preset's API base URL not applied: %s", out)
+	}
+	// Shopify's API takes the bare token in a header of its own: the
+	// provider's token presentation comes from the preset.
+	out, err = cli(secret+"\n", "provider", "add", "shop", "--preset", "shopify", "--var", "shop=acme", "--client-id", "x", "--client-secret-file", "-", "--json")
+	var sp struct {
+		APIBaseURL string               `json:"api_base_url"`
+		APIToken   tokenkeeper.APIToken `json:"api_token"`
+	}
+	if err != nil || json.Unmarshal([]byte(out), &sp) != nil || sp.APIBaseURL != "https://acme.myshopify.com/admin/api" ||
+		sp.APIToken != (tokenkeeper.APIToken{Header: "X-Shopify-Access-Token"}) {
+		t.Errorf("shopify preset's API not applied: %v %s", err, out)
 	}
 
 	// A missing template variable: refused naming it, nothing created.
@@ -145,7 +163,7 @@ func TestPresetRefreshUsesProfile(t *testing.T) {
 	if err != nil || !strings.Contains(out, `"preset": "atlassian"`) && !strings.Contains(out, `"preset":"atlassian"`) {
 		t.Fatalf("provider add --preset atlassian: %v %s", err, out)
 	}
-	if out, err := cli("rt-0\n", "credential", "add", "--name", "alice", "--provider", "jira", "--grant-type", "refresh_token",
+	if out, err := cli("rt-0\n", "credential", "add", "alice", "--provider", "jira", "--grant-type", "refresh_token",
 		"--refresh-token-file", "-"); err != nil {
 		t.Fatalf("credential add: %v %s", err, out)
 	}
@@ -215,9 +233,18 @@ func TestProviderAddIssuer(t *testing.T) {
 	if err != nil || !strings.Contains(out, idp.TokenURL()) || !strings.Contains(out, idp.AuthorizeURL()) {
 		t.Fatalf("provider add --issuer: %v %s", err, out)
 	}
+	var added struct {
+		Issuer string `json:"issuer"`
+	}
+	if json.Unmarshal([]byte(out), &added) != nil || added.Issuer != idp.URL() {
+		t.Errorf("provider add --issuer does not keep the issuer: %s", out)
+	}
+	if out, err := cli("", "provider", "show", "idp"); err != nil || !strings.Contains(out, "issuer:") || !strings.Contains(out, idp.URL()) {
+		t.Errorf("provider show does not show the issuer: %v %s", err, out)
+	}
 	// The discovered provider works: a client-credentials credential of it
 	// gets a token the provider accepts.
-	if out, err := cli("", "credential", "add", "--name", "svc", "--provider", "idp"); err != nil {
+	if out, err := cli("", "credential", "add", "svc", "--provider", "idp"); err != nil {
 		t.Fatalf("credential add: %v %s", err, out)
 	}
 	if tok, err := cli("", "token", "svc"); err != nil || !idp.ValidAccessToken(strings.TrimSpace(tok)) {
@@ -261,7 +288,7 @@ func TestPresetKeepAlive(t *testing.T) {
 		if out, err := cli("s\n", args...); err != nil {
 			t.Fatalf("provider add %s: %v %s", name, err, out)
 		}
-		if out, err := cli("rt-0\n", "credential", "add", "--name", name+"-alice", "--provider", name, "--grant-type", "refresh_token",
+		if out, err := cli("rt-0\n", "credential", "add", name+"-alice", "--provider", name, "--grant-type", "refresh_token",
 			"--refresh-token-file", "-"); err != nil {
 			t.Fatalf("credential add: %v %s", err, out)
 		}
@@ -281,5 +308,49 @@ func TestPresetKeepAlive(t *testing.T) {
 	}
 	if d := next("plain-alice"); d < 50*time.Minute {
 		t.Errorf("grant without preset: next refresh in %s, want its token's schedule (about 55 min)", d)
+	}
+}
+
+// TestKeepAliveIntervalFlag: serve --keep-alive-interval takes 1h or more
+// and refuses less, naming the flag, before anything starts.
+func TestKeepAliveIntervalFlag(t *testing.T) {
+	db := filepath.Join(t.TempDir(), "tk.db")
+	for _, v := range []string{"30m", "0s", "-1h"} {
+		var out, errb syncBuffer
+		err := run(context.Background(), []string{"tokenkeeper", "serve", "--addr", "127.0.0.1:0", "--database", db, "--keep-alive-interval", v},
+			func(string) string { return "" }, strings.NewReader(""), &out, &errb)
+		if err == nil || !strings.Contains(err.Error()+errb.String(), "--keep-alive-interval must be at least 1h") {
+			t.Errorf("--keep-alive-interval %s: %v %s", v, err, errb.String())
+		}
+	}
+	// Notion's tokens never expire and no idle limit is known: its grants
+	// are kept alive at the configured interval.
+	idp := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprint(w, `{"access_token":"at","refresh_token":"rt-next","token_type":"bearer","bot_id":"b"}`)
+	}))
+	defer idp.Close()
+	sb := startServe(t, map[string]string{"TOKENKEEPER_KEEP_ALIVE_INTERVAL": "2h"}, "--database", db)
+	env := map[string]string{"TOKENKEEPER_SERVER": sb.url, "TOKENKEEPER_API_KEY": sb.key}
+	cli := func(stdin string, args ...string) (string, error) {
+		var out, errb syncBuffer
+		err := run(context.Background(), append([]string{"tokenkeeper"}, args...), func(k string) string { return env[k] }, strings.NewReader(stdin), &out, &errb)
+		return out.String() + errb.String(), err
+	}
+	if out, err := cli("s\n", "provider", "add", "nt", "--preset", "notion", "--token-url", idp.URL+"/token", "--client-id", "cid", "--client-secret-file", "-"); err != nil {
+		t.Fatalf("provider add: %v %s", err, out)
+	}
+	if out, err := cli("rt-0\n", "credential", "add", "nt-alice", "--provider", "nt", "--grant-type", "refresh_token", "--refresh-token-file", "-"); err != nil {
+		t.Fatalf("credential add: %v %s", err, out)
+	}
+	out, err := cli("", "credential", "show", "nt-alice", "--json")
+	var v struct {
+		NextRefreshAt time.Time `json:"next_refresh_at"`
+	}
+	if err != nil || json.Unmarshal([]byte(out), &v) != nil {
+		t.Fatalf("credential show: %v %s", err, out)
+	}
+	if d := time.Until(v.NextRefreshAt); d < 115*time.Minute || d > 2*time.Hour {
+		t.Errorf("notion grant's next refresh in %s, want the 2h keep-alive interval", d)
 	}
 }

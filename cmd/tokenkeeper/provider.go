@@ -30,6 +30,8 @@ type providerView struct {
 	PKCE                   bool                 `json:"pkce"`
 	APIBaseURL             string               `json:"api_base_url"`
 	APIToken               tokenkeeper.APIToken `json:"api_token"`
+	Preset                 string               `json:"preset"`
+	Issuer                 string               `json:"issuer"`
 	Credentials            *int                 `json:"credentials"`
 	Version                int64                `json:"version"`
 	UpdatedAt              time.Time            `json:"updated_at"`
@@ -71,11 +73,10 @@ func (pf *providerFlags) register(c *command, update bool) {
 	c.fs.Var(pf.authorizeParams, "authorize-param", "extra authorization request parameter key=value (repeatable)")
 	c.fs.Var(pf.tokenParams, "token-param", "extra token request parameter key=value (repeatable), e.g. audience=...")
 	c.inlineSecret("client-secret", "--client-secret-file FILE, --client-secret-file - (standard input) or $TOKENKEEPER_CLIENT_SECRET")
-	c.noEnv = map[string]bool{"authorization-url": true, "token-url": true, "device-authorization-url": true,
-		"revocation-url": true, "client-id": true, "client-secret-file": true, "auth-style": true, "scopes": true,
-		"pkce": true, "authorize-param": true, "token-param": true, "api-base-url": true, "api-token": true}
+	c.envless("authorization-url", "token-url", "device-authorization-url", "revocation-url", "client-id",
+		"client-secret-file", "auth-style", "scopes", "pkce", "authorize-param", "token-param", "api-base-url", "api-token")
 	if update {
-		c.noEnv["client-secret"] = true
+		c.envless("client-secret")
 	}
 }
 
@@ -155,7 +156,7 @@ fails.`)
 	vars := paramsFlag{}
 	c.fs.Var(vars, "var", "template variable of the preset key=value (repeatable), e.g. tenant=contoso")
 	issuer := c.fs.String("issuer", "", "fill the endpoints from this issuer's OpenID Connect or RFC 8414 metadata")
-	c.noEnv["preset"], c.noEnv["var"], c.noEnv["issuer"] = true, true, true
+	c.envless("preset", "var", "issuer")
 	asJSON := c.fs.Bool("json", false, "print JSON")
 	return func(args []string) error {
 		pos, err := c.args(1, "the provider name")
@@ -195,6 +196,7 @@ fails.`)
 			if _, given := body["scopes"]; !given && len(d.Scopes) > 0 {
 				body["scopes"] = d.Scopes
 			}
+			body["issuer"] = d.Issuer
 		}
 		if *preset != "" || *issuer != "" {
 			if _, ok := body["client_secret"]; !ok {
@@ -250,6 +252,7 @@ variables it needs, how the provider departs from the textbook, and the
 pages of its documentation the profile is written from. No broker needed.`)
 	asJSON := c.fs.Bool("json", false, "print JSON, with each full profile")
 	md := c.fs.Bool("markdown", false, "print the Markdown table of the README")
+	c.envless("markdown")
 	return func(args []string) error {
 		if _, err := c.args(0, "no arguments"); err != nil {
 			return err
@@ -358,6 +361,7 @@ func (e *env) cmdProviderShow(c *command) runFunc {
 			{"auth style", v.AuthStyle}, {"scopes", dash(strings.Join(v.Scopes, " "))},
 			{"authorize params", formatParams(v.AuthorizeParams)}, {"token params", formatParams(v.TokenParams)},
 			{"pkce", yesNo(v.PKCE, "S256", "off")}, {"api base url", dash(v.APIBaseURL)}, {"api token", v.APIToken.String()},
+			{"preset", dash(v.Preset)}, {"issuer", dash(v.Issuer)},
 			{"credentials", n}, {"version", fmt.Sprint(v.Version)},
 		} {
 			fmt.Fprintf(tw, "%s:\t%s\n", r[0], r[1])

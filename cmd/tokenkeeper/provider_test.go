@@ -44,11 +44,11 @@ func TestProviderCLI(t *testing.T) {
 	}
 
 	rt := idp.IssueRefreshToken("app", "read write") // the provider's default scopes
-	if out, err := cli(rt+"\n", "credential", "add", "--name", "alice", "--provider", "idp", "--grant-type", "refresh_token",
+	if out, err := cli(rt+"\n", "credential", "add", "alice", "--provider", "idp", "--grant-type", "refresh_token",
 		"--refresh-token-file", "-", "--end-user-id", "alice@corp"); err != nil {
 		t.Fatalf("credential add --provider: %v %s", err, out)
 	}
-	if out, err := cli("", "credential", "add", "--name", "svc", "--provider", "idp"); err != nil {
+	if out, err := cli("", "credential", "add", "svc", "--provider", "idp"); err != nil {
 		t.Fatalf("credential add --provider (client credentials): %v %s", err, out)
 	}
 	for _, name := range []string{"alice", "svc"} {
@@ -104,8 +104,8 @@ func TestProviderCLI(t *testing.T) {
 		{[]string{"provider", "show", "nope"}, `provider "nope" not found`},
 		{[]string{"provider", "update", "idp"}, "nothing to update"},
 		{[]string{"provider", "add", "x", "--token-url", "http://example.com/t", "--client-id", "x"}, "https"},
-		{[]string{"credential", "add", "--name", "y", "--provider", "idp", "--token-url", idp.TokenURL()}, "--token-url is the provider's"},
-		{[]string{"credential", "add", "--name", "y", "--provider", "nope"}, `provider "nope" not found`},
+		{[]string{"credential", "add", "y", "--provider", "idp", "--token-url", idp.TokenURL()}, "--token-url is the provider's"},
+		{[]string{"credential", "add", "y", "--provider", "nope"}, `provider "nope" not found`},
 	} {
 		out, err := cli("", tc.args...)
 		if err == nil || !strings.Contains(err.Error()+out, tc.want) {

@@ -78,7 +78,7 @@ func TestTamperedRowSkippedInList(t *testing.T) {
 		return out.String(), errb.String(), err
 	}
 	for _, name := range []string{"good", "bad"} {
-		if out, errOut, err := cli("credential", "add", "--name", name, "--token-url", idp.TokenURL(), "--client-id", "app", "--client-secret-file", "-", "--param", "api_secret=param-secret-"+name); err != nil {
+		if out, errOut, err := cli("credential", "add", name, "--token-url", idp.TokenURL(), "--client-id", "app", "--client-secret-file", "-", "--param", "api_secret=param-secret-"+name); err != nil {
 			t.Fatalf("add %s: %v %s %s", name, err, out, errOut)
 		}
 	}

@@ -85,7 +85,7 @@ func TestServeRefusesReadableDatabase(t *testing.T) {
 // help lists the file, standard input and environment forms first.
 func TestInlineSecretFlagsWarn(t *testing.T) {
 	_, errs, err := runCmd(t, "credential", "add", "--server", "http://127.0.0.1:1", "--api-key", "tk_x",
-		"--name", "a", "--token-url", "https://idp.example.com/token", "--client-id", "c", "--client-secret", "s")
+		"a", "--token-url", "https://idp.example.com/token", "--client-id", "c", "--client-secret", "s")
 	if err == nil {
 		t.Fatal("credential add against a closed port succeeded")
 	}

@@ -17,7 +17,9 @@ import (
 
 	"github.com/tokenkeeper/tokenkeeper"
 	"github.com/tokenkeeper/tokenkeeper/internal/auth"
+	"github.com/tokenkeeper/tokenkeeper/internal/catalog"
 	"github.com/tokenkeeper/tokenkeeper/internal/connect"
+	"github.com/tokenkeeper/tokenkeeper/internal/console"
 	tkhttp "github.com/tokenkeeper/tokenkeeper/internal/http"
 	"github.com/tokenkeeper/tokenkeeper/internal/netguard"
 	"github.com/tokenkeeper/tokenkeeper/internal/postgres"
@@ -77,6 +79,8 @@ type brokerOptions struct {
 
 	proxyReplayBody, proxyMaxBody int64 // bytes; the proxy's replay buffer and hard limit
 	proxyTimeout                  time.Duration
+
+	keepAlive time.Duration // --keep-alive-interval
 }
 
 func (o *brokerOptions) register(c *command) {
@@ -95,6 +99,7 @@ func (o *brokerOptions) register(c *command) {
 	c.fs.Int64Var(&o.proxyReplayBody, "proxy-replay-body", proxy.DefaultMaxReplayBody, "the proxy buffers request bodies up to this many bytes, so that it can replay them after a 401; larger ones stream once")
 	c.fs.Int64Var(&o.proxyMaxBody, "proxy-max-body", proxy.DefaultMaxBody, "the largest request body the proxy forwards, in bytes (413 beyond)")
 	c.fs.DurationVar(&o.proxyTimeout, "proxy-timeout", proxy.DefaultTimeout, "how long the proxy waits for an API's response headers (502 beyond)")
+	c.fs.DurationVar(&o.keepAlive, "keep-alive-interval", catalog.DefaultKeepAlive, "how often a grant whose access tokens never expire, and whose preset knows no idle limit for its refresh tokens, is refreshed to keep it alive (at least 1h)")
 	c.fs.DurationVar(&o.accessTTL, "access-token-lifetime", 15*time.Minute, "lifetime of the access tokens users get by login and refresh (10s to 24h)")
 }
 
@@ -127,6 +132,9 @@ func (o *brokerOptions) validate() error {
 	}
 	if o.auditRetention < 0 || (o.auditRetention > 0 && o.auditRetention < time.Hour) {
 		return usagef("--audit-retention must be at least 1h, or 0 to keep the audit log forever")
+	}
+	if o.keepAlive < time.Hour {
+		return usagef("--keep-alive-interval must be at least 1h, got %s", o.keepAlive)
 	}
 	if o.providerTimeout <= 0 || o.defaultLifetime <= 0 || o.shutdownTimeout <= 0 {
 		return usagef("--provider-timeout, --default-lifetime and --shutdown-timeout must be positive durations")
@@ -180,7 +188,7 @@ func startBroker(ctx context.Context, store tokenkeeper.Store, opts brokerOption
 	}
 	ref, err := refresh.New(refresh.Config{
 		Store: store, Logger: logger, Concurrency: opts.concurrency, ProviderTimeout: opts.providerTimeout,
-		DefaultLifetime: opts.defaultLifetime, ShutdownTimeout: opts.shutdownTimeout, OnAttempt: obs.onAttempt(onAttempt),
+		DefaultLifetime: opts.defaultLifetime, ShutdownTimeout: opts.shutdownTimeout, KeepAliveInterval: opts.keepAlive, OnAttempt: obs.onAttempt(onAttempt),
 		HTTPClient: obs.providerClient(providerClient, opts.providerTimeout), OnClaim: obs.metrics.Claimed, StartAttempt: obs.startAttempt(),
 	})
 	if err != nil {
@@ -223,7 +231,23 @@ func startBroker(ctx context.Context, store tokenkeeper.Store, opts brokerOption
 		obs.close()
 		return nil, err
 	}
-	handler := tkhttp.NewServer(tkhttp.Config{Issuer: issuer, Connect: connectSvc, Store: store, Refresher: ref, Logger: logger, Version: versionString(),
+	// The web console (/ui/) signs users in with the broker's accounts.
+	var ui *console.Console
+	if authSvc != nil {
+		changes, _ := store.(tokenkeeper.ChangeNotifier)
+		cs, _ := store.(tokenkeeper.ConsoleStore)
+		if ui, err = console.New(console.Config{Store: cs, Auth: authSvc, Changes: changes, PublicURL: opts.publicURL,
+			RedirectURI: connectSvc.RedirectURI(), Logger: logger}); err != nil {
+			ln.Close()
+			obs.close()
+			return nil, err
+		}
+	}
+	var mountUI func(http.Handler) http.Handler
+	if ui != nil {
+		mountUI = ui.Handler
+	}
+	handler := tkhttp.NewServer(tkhttp.Config{Issuer: issuer, Console: mountUI, Connect: connectSvc, Store: store, Refresher: ref, Logger: logger, Version: versionString(),
 		Auth: authSvc, AuthStore: authStore, KeyCacheMaxStale: opts.keyMaxStale, AuditRetention: auditRetention(opts.auditRetention), TrustedProxies: opts.proxies, TokenURLCheck: tokenURLCheck,
 		Metrics: obs.metrics, AccessLog: obs.accessLog, WebhookURLCheck: obs.webhookURLCheck, WakeWebhooks: obs.wakeWebhooks,
 		Tracer: obs.tracer,
@@ -243,6 +267,9 @@ func startBroker(ctx context.Context, store tokenkeeper.Store, opts brokerOption
 			WriteTimeout: opts.providerTimeout + 30*time.Second, IdleTimeout: 2 * time.Minute,
 			ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 		},
+	}
+	if ui != nil {
+		b.srv.RegisterOnShutdown(ui.Close) // event streams end, so that shutdown need not wait for them
 	}
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	b.cancel = cancel

@@ -25,6 +25,7 @@ func (c *clientsFlag) Set(v string) error {
 }
 
 func (e *env) cmdTestIDP(c *command) runFunc {
+	c.commandEnv() // a tool: its variables must not be the broker's
 	c.describe("tokenkeeper testidp [--addr 127.0.0.1:9090] [--lifetime 60s] [--rotate] [--reuse-detection] [--revoke-previous] [--consent] [--oidc] --clients-file FILE|-",
 		`Runs the OAuth2 test authorization server (package oauthtest): a token
 endpoint (client_credentials, refresh_token, authorization_code with PKCE,
@@ -47,7 +48,7 @@ logged, never a secret.`)
 	fl := registerFlowFlags(c)
 	var lo logOptions
 	lo.register(c)
-	c.noEnv = map[string]bool{"client": true, "public-client": true}
+	c.envless("client", "public-client")
 	c.inlineSecret("client", "--clients-file (or '-' for standard input)")
 	return func(args []string) error {
 		if *clientsFile != "" {

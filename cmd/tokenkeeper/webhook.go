@@ -19,7 +19,7 @@ type webhookOut struct {
 }
 
 func (e *env) cmdWebhookAdd(c *command) runFunc {
-	c.describe("tokenkeeper webhook add --url URL --events a,b [--json]",
+	c.describe("tokenkeeper webhook add URL --events a,b [--json]",
 		`Registers a webhook endpoint and prints its signing secret once. Events:
 credential.connected, credential.needs_reauth, credential.error,
 credential.recovered, credential.deleted, connect_session.failed. Deliveries
@@ -29,17 +29,21 @@ URLs on loopback, private, link-local or metadata addresses are refused
 unless the broker runs with --webhook-allow-private.`)
 	var ao apiOptions
 	ao.register(c)
-	u := c.fs.String("url", "", "the endpoint's URL (https)")
+	c.oldNameFlag("url", "the endpoint's URL")
 	events := c.fs.String("events", "", "event types to send, comma separated")
 	asJSON := c.fs.Bool("json", false, "print JSON")
-	c.noEnv = map[string]bool{"url": true, "events": true}
+	c.envless("url", "events")
 	return func(args []string) error {
-		_, cl, err := e.clientCommand(c, &ao, 0, "no positional arguments")
+		u, err := c.nameArg("url", "the endpoint's URL (https)")
+		if err != nil {
+			return err
+		}
+		cl, err := e.apiClient(&ao)
 		if err != nil {
 			return err
 		}
 		var out webhookOut
-		if err := cl.do(e.ctx, "POST", "/v1/webhooks", map[string]any{"url": *u, "events": splitList(*events)}, &out); err != nil {
+		if err := cl.do(e.ctx, "POST", "/v1/webhooks", map[string]any{"url": u, "events": splitList(*events)}, &out); err != nil {
 			return fmt.Errorf("add webhook: %w", err)
 		}
 		if *asJSON {
@@ -143,6 +147,7 @@ func (e *env) cmdWebhookDeliveries(c *command) runFunc {
 	var ao apiOptions
 	ao.register(c)
 	limit := c.fs.Int("limit", 50, "deliveries to show, at most 1000")
+	c.envless("limit")
 	asJSON := c.fs.Bool("json", false, "print JSON")
 	return func(args []string) error {
 		pos, cl, err := e.clientCommand(c, &ao, 1, "the webhook's id")

@@ -95,6 +95,25 @@ type Profile struct {
 	Errors        Errors        `json:"errors,omitempty"`
 	RefreshTokens RefreshTokens `json:"refresh_tokens,omitempty"`
 	API           API           `json:"api,omitempty"`
+	// Check, for a provider whose access tokens never expire and whose
+	// refresh tokens have no idle limit, is a call of its API that tells
+	// whether a token is still good: a keep-alive asks it instead of
+	// refreshing, and refreshes only when it fails.
+	Check *Check `json:"check,omitempty"`
+}
+
+// Check is a request to the provider's API, with the token presented as
+// API says, whose answer tells whether the token is still good: a 2xx
+// status and, with OKMember, that member of the JSON body true (Slack
+// answers 200 {"ok":false} for a revoked token).
+type Check struct {
+	// Path is appended to api.base_url: /auth.test.
+	Path string `json:"path"`
+	// Method is GET (the default) or POST.
+	Method string `json:"method,omitempty"`
+	// Headers are sent with the check (Notion-Version).
+	Headers  map[string]string `json:"headers,omitempty"`
+	OKMember string            `json:"ok_member,omitempty"`
 }
 
 // Response locates the members of a token response.
@@ -139,10 +158,15 @@ type RefreshTokens struct {
 // proxy.
 type API struct {
 	BaseURL string `json:"base_url,omitempty"`
-	// Header carries the token ("" Authorization).
+	// Header carries the token, after Scheme and a space, or bare when
+	// Scheme is empty; with both empty, Authorization: Bearer (RFC 6750).
 	Header string `json:"header,omitempty"`
-	// Prefix precedes the token in Header ("" "Bearer ").
-	Prefix string `json:"prefix,omitempty"`
+	Scheme string `json:"scheme,omitempty"`
+}
+
+// Token is how the API expects the token, as the proxy presents it.
+func (a API) Token() tokenkeeper.APIToken {
+	return tokenkeeper.APIToken{Header: a.Header, Scheme: a.Scheme}.Normalized()
 }
 
 var (
@@ -237,9 +261,10 @@ func Parse(name string, b []byte) (*Profile, error) {
 }
 
 var (
-	nameRE     = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,39}$`)
-	varRE      = regexp.MustCompile(`\{([a-zA-Z_]*)\}`)
-	varValueRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,252}$`)
+	nameRE      = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,39}$`)
+	varRE       = regexp.MustCompile(`\{([a-zA-Z_]*)\}`)
+	varValueRE  = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,252}$`)
+	checkPathRE = regexp.MustCompile(`^(/[A-Za-z0-9._~-]+)+$`)
 )
 
 // fieldError names the JSON field of a problem.
@@ -400,8 +425,33 @@ func (p *Profile) Validate() error {
 			return fieldError("errors.invalid_grant_statuses", "%d is not a 4xx or 5xx status", st)
 		}
 	}
-	if strings.ContainsAny(p.API.Header, " \r\n:") {
-		return fieldError("api.header", "is not a header name")
+	if ck := p.Check; ck != nil {
+		switch {
+		case *p.TokensExpire:
+			return fieldError("check", "is for access tokens that never expire (tokens_expire false); others are kept alive by their expiry")
+		case p.API.BaseURL == "":
+			return fieldError("check", "needs api.base_url")
+		case p.RefreshTokens.IdleLifetime != "":
+			return fieldError("check", "cannot stand in for the keep-alive of refresh tokens that die when idle: that keep-alive must use them")
+		case !checkPathRE.MatchString(ck.Path) || strings.Contains(ck.Path, ".."):
+			return fieldError("check.path", "must be a path under api.base_url such as /auth.test")
+		case ck.Method != "" && ck.Method != "GET" && ck.Method != "POST":
+			return fieldError("check.method", "must be GET or POST")
+		case ck.OKMember != "" && !oauth.ValidPath(ck.OKMember):
+			return fieldError("check.ok_member", "must be a dotted path of letters, digits, '_' and '-'")
+		}
+		for k, v := range ck.Headers {
+			if (tokenkeeper.APIToken{Header: k}).Validate() != nil || strings.EqualFold(k, "Authorization") || strings.ContainsAny(v, "\r\n") ||
+				tokenkeeper.IsSecretParam(k) {
+				return fieldError("check.headers."+k, "is not a header a profile may set")
+			}
+		}
+	}
+	if p.API.Scheme != "" && p.API.Header == "" {
+		return fieldError("api.scheme", "needs api.header")
+	}
+	if err := (tokenkeeper.APIToken{Header: p.API.Header, Scheme: p.API.Scheme}).Validate(); err != nil {
+		return fieldError("api.header", "%s", tokenkeeper.ErrorMessage(err))
 	}
 	return nil
 }
@@ -449,6 +499,12 @@ type Applied struct {
 	InvalidGrantStatuses []int
 	DefaultLifetime      time.Duration
 	APIBaseURL           string
+	APIToken             tokenkeeper.APIToken
+	// Keep and KeepFromRedirect are what a grant keeps besides its tokens:
+	// paths of token response members and query parameters of the
+	// authorization redirect.
+	Keep             []string
+	KeepFromRedirect []string
 }
 
 // Apply fills p's template variables from vars. A variable p needs but
@@ -498,6 +554,9 @@ func (p *Profile) Apply(vars map[string]string) (*Applied, error) {
 			ExpiresIn: p.Response.ExpiresIn, Scope: p.Response.Scope},
 		InvalidGrantStatuses: slices.Clone(p.Errors.InvalidGrantStatuses),
 		APIBaseURL:           fill(p.API.BaseURL),
+		APIToken:             p.API.Token(),
+		Keep:                 slices.Clone(p.Response.Keep),
+		KeepFromRedirect:     slices.Clone(p.Response.KeepFromRedirect),
 	}
 	if *p.PKCE {
 		a.PKCE = tokenkeeper.PKCES256
@@ -532,21 +591,52 @@ func cloneMap(m map[string]string) map[string]string {
 }
 
 // Provider returns a provider named name with a's settings and the given
-// client registration.
+// client registration: its endpoints, client authentication, scopes,
+// parameters, PKCE, and the API base URL and token presentation the proxy
+// uses.
 func (a *Applied) Provider(name, clientID, clientSecret string) *tokenkeeper.Provider {
-	return &tokenkeeper.Provider{
+	p := &tokenkeeper.Provider{
 		Name: name, AuthorizationURL: a.AuthorizationURL, TokenURL: a.TokenURL,
 		DeviceAuthorizationURL: a.DeviceAuthorizationURL, RevocationURL: a.RevocationURL,
 		ClientID: clientID, ClientSecret: clientSecret, AuthStyle: a.AuthStyle,
 		Scopes: slices.Clone(a.Scopes), AuthorizeParams: cloneMap(a.AuthorizeParams),
-		TokenParams: cloneMap(a.TokenParams), PKCE: a.PKCE,
+		TokenParams: cloneMap(a.TokenParams), PKCE: a.PKCE, APIBaseURL: a.APIBaseURL,
 	}
+	if a.APIToken != tokenkeeper.DefaultAPIToken {
+		p.APIToken = a.APIToken
+	}
+	return p
+}
+
+// ForProvider returns the applied profile of a provider made from preset
+// with vars, or nil when preset is "" or no longer applies (a preset
+// removed from the catalog, or changed to need other variables): such a
+// provider is then used as plain RFC 6749.
+func ForProvider(preset string, vars map[string]string) *Applied {
+	if preset == "" {
+		return nil
+	}
+	p, err := Lookup(preset)
+	if err != nil {
+		return nil
+	}
+	a, err := p.Apply(vars)
+	if err != nil {
+		return nil
+	}
+	return a
 }
 
 // Configure sets the departures from RFC 6749 of a on c, the config of a
-// token endpoint for a provider made from a's profile.
+// token endpoint for a provider made from a's profile. c.TokenURL must be
+// set first: the profile's separate refresh URL is used only when
+// c.TokenURL is the profile's token URL (an operator who points a provider
+// at another server means that server for refreshes too).
 func (a *Applied) Configure(c *oauth.Config) {
-	c.RefreshURL = a.RefreshURL
+	c.RefreshURL = ""
+	if c.TokenURL == a.TokenURL {
+		c.RefreshURL = a.RefreshURL
+	}
 	c.BodyFormat = a.BodyFormat
 	c.Accept = a.Accept
 	c.ScopeSeparator = a.ScopeSeparator
@@ -566,7 +656,7 @@ func (a *Applied) Configure(c *oauth.Config) {
 // Quirks lists, in words, how p departs from a textbook RFC 6749 provider;
 // the preset table of the README and `provider presets` show it.
 func (p *Profile) Quirks() []string {
-	var q []string
+	q := []string{} // never nil: presets --json shows [] for a textbook provider
 	if len(p.Vars) > 0 {
 		q = append(q, "templated endpoints ("+strings.Join(p.Needs(), ", ")+")")
 	}
@@ -640,6 +730,9 @@ func (p *Profile) Quirks() []string {
 	if p.API.Header != "" {
 		q = append(q, "API token in "+p.API.Header)
 	}
+	if p.Check != nil {
+		q = append(q, "token checked by "+or(p.Check.Method, "GET")+" "+p.Check.Path)
+	}
 	return q
 }
 
@@ -687,16 +780,18 @@ func human(s string) string {
 }
 
 // DefaultKeepAlive is the keep-alive interval of a grant whose access
-// tokens do not expire and whose refresh tokens' idle limit is unknown.
+// tokens do not expire and whose refresh tokens' idle limit is unknown,
+// unless the broker is configured otherwise (serve --keep-alive-interval).
 const DefaultKeepAlive = 24 * time.Hour
 
 // KeepAlive returns how often a grant of p that holds a refresh token must
 // be refreshed even when its access token is still good: half the refresh
-// tokens' idle limit (leaving the other half for retries), or
-// DefaultKeepAlive when the access tokens do not expire and no idle limit
-// is known; 0 when p issues no refresh tokens, or its access tokens expire
-// and no idle limit is known (the normal schedule keeps it alive).
-func (p *Profile) KeepAlive() time.Duration {
+// tokens' idle limit (leaving the other half for retries), or noLimit
+// (DefaultKeepAlive when 0) when the access tokens do not expire and no
+// idle limit is known; 0 when p issues no refresh tokens, or its access
+// tokens expire and no idle limit is known (the normal schedule keeps it
+// alive).
+func (p *Profile) KeepAlive(noLimit time.Duration) time.Duration {
 	if p.RefreshTokens.Issued == nil || !*p.RefreshTokens.Issued {
 		return 0
 	}
@@ -705,7 +800,17 @@ func (p *Profile) KeepAlive() time.Duration {
 		return d / 2
 	}
 	if p.TokensExpire != nil && !*p.TokensExpire {
-		return DefaultKeepAlive
+		if noLimit <= 0 {
+			return DefaultKeepAlive
+		}
+		return noLimit
 	}
 	return 0
+}
+
+func or(v, d string) string {
+	if v != "" {
+		return v
+	}
+	return d
 }

@@ -97,6 +97,14 @@ func TestBadProfilesNameFileAndField(t *testing.T) {
 		{"bad-status", strings.Replace(good, `"pkce":true`, `"pkce":true,"errors":{"invalid_grant_statuses":[200]}`, 1), "field errors.invalid_grant_statuses"},
 		{"separator", strings.Replace(good, `"pkce":true`, `"pkce":true,"scope_separator":";"`, 1), "field scope_separator"},
 		{"contradiction", strings.Replace(good, `{"issued":true}`, `{"issued":false,"rotates":true}`, 1), "field refresh_tokens"},
+		{"scheme-alone", strings.Replace(good, `"pkce":true`, `"pkce":true,"api":{"scheme":"Token"}`, 1), "field api.scheme"},
+		{"bad-header", strings.Replace(good, `"pkce":true`, `"pkce":true,"api":{"header":"Cookie"}`, 1), "field api.header"},
+		{"check-expiring", strings.Replace(good, `"pkce":true`, `"pkce":true,"api":{"base_url":"https://api.example.com"},"check":{"path":"/me"}`, 1), "field check"},
+		{"check-no-api", strings.Replace(strings.Replace(good, `"tokens_expire":true`, `"tokens_expire":false`, 1), `"pkce":true`, `"pkce":true,"check":{"path":"/me"}`, 1), "field check: needs api.base_url"},
+		{"check-path", strings.Replace(strings.Replace(good, `"tokens_expire":true`, `"tokens_expire":false`, 1), `"pkce":true`, `"pkce":true,"api":{"base_url":"https://api.example.com"},"check":{"path":"me/../x"}`, 1), "field check.path"},
+		{"check-idle", strings.Replace(strings.Replace(good, `"tokens_expire":true`, `"tokens_expire":false`, 1), `{"issued":true}`, `{"issued":true,"idle_lifetime":"24h"},"api":{"base_url":"https://api.example.com"},"check":{"path":"/me"}`, 1), "field check: cannot stand in"},
+		{"check-header", strings.Replace(strings.Replace(good, `"tokens_expire":true`, `"tokens_expire":false`, 1), `"pkce":true`, `"pkce":true,"api":{"base_url":"https://api.example.com"},"check":{"path":"/me","headers":{"Authorization":"x"}}`, 1), "field check.headers.Authorization"},
+		{"keep-secret", strings.Replace(good, `"pkce":true`, `"pkce":true,"response":{"keep":["id_token"]}`, 1), "field response.keep[0]"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -178,15 +186,49 @@ func TestKeepAlive(t *testing.T) {
 		{"atlassian", 45 * 24 * time.Hour}, // 90 days idle
 		{"keycloak", 15 * time.Minute},     // 30 min idle
 		{"slack", DefaultKeepAlive},        // tokens without expiry, idle limit unknown
-		{"shopify", 0},                     // no refresh tokens
+		{"shopify", 45 * 24 * time.Hour},   // 90 days idle
 		{"spotify", 0},                     // expiring tokens keep the grant alive
 	} {
 		p, err := Lookup(tt.preset)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got := p.KeepAlive(); got != tt.want {
+		if got := p.KeepAlive(0); got != tt.want {
 			t.Errorf("%s: KeepAlive() = %s, want %s", tt.preset, got, tt.want)
 		}
+		if got := p.KeepAlive(2 * time.Hour); tt.want == DefaultKeepAlive && got != 2*time.Hour {
+			t.Errorf("%s: KeepAlive(2h) = %s", tt.preset, got)
+		}
+	}
+}
+
+// TestForProviderAndConfigure: ForProvider applies a provider's preset or
+// gives nil; Configure keeps the profile's refresh URL only with its own
+// token URL; Provider carries the API base URL and token presentation.
+func TestForProviderAndConfigure(t *testing.T) {
+	if ForProvider("", nil) != nil || ForProvider("nope", nil) != nil || ForProvider("microsoft", nil) != nil {
+		t.Error("ForProvider without a usable preset should be nil")
+	}
+	a := ForProvider("figma", nil)
+	if a == nil {
+		t.Fatal("figma")
+	}
+	c := &oauth.Config{TokenURL: a.TokenURL}
+	a.Configure(c)
+	if c.RefreshURL != "https://api.figma.com/v1/oauth/refresh" {
+		t.Errorf("refresh URL with the profile's token URL: %q", c.RefreshURL)
+	}
+	c = &oauth.Config{TokenURL: "http://127.0.0.1:9/token", RefreshURL: "https://stale.example/refresh"}
+	a.Configure(c)
+	if c.RefreshURL != "" {
+		t.Errorf("refresh URL with another token URL: %q", c.RefreshURL)
+	}
+	shop := ForProvider("shopify", map[string]string{"shop": "acme"})
+	p := shop.Provider("s", "id", "secret")
+	if p.APIBaseURL != "https://acme.myshopify.com/admin/api" || p.APIToken != (tokenkeeper.APIToken{Header: "X-Shopify-Access-Token"}) {
+		t.Errorf("shopify provider API: %q %+v", p.APIBaseURL, p.APIToken)
+	}
+	if g := ForProvider("google", nil).Provider("g", "id", "secret"); g.APIToken != (tokenkeeper.APIToken{}) || g.APIBaseURL != "https://www.googleapis.com" {
+		t.Errorf("google provider API: %q %+v", g.APIBaseURL, g.APIToken)
 	}
 }

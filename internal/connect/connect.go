@@ -43,6 +43,7 @@ import (
 	"github.com/coreos/go-oidc/v3/oidc"
 
 	"github.com/tokenkeeper/tokenkeeper"
+	"github.com/tokenkeeper/tokenkeeper/internal/catalog"
 	"github.com/tokenkeeper/tokenkeeper/internal/oauth"
 )
 
@@ -389,7 +390,11 @@ func (s *Service) OpenLink(ctx context.Context, link string) (string, *Failure) 
 	q.Set("client_id", p.ClientID)
 	q.Set("redirect_uri", cs.RedirectURI)
 	if len(cs.Scopes) > 0 {
-		q.Set("scope", strings.Join(cs.Scopes, " "))
+		sep := " "
+		if a := catalog.ForProvider(p.Preset, p.TemplateVars); a != nil && a.ScopeSeparator != "" {
+			sep = a.ScopeSeparator // Slack, Shopify, Strava: commas
+		}
+		q.Set("scope", strings.Join(cs.Scopes, sep))
 	}
 	q.Set("state", derive("state", link))
 	if p.PKCE != tokenkeeper.PKCENone {
@@ -463,13 +468,19 @@ func (s *Service) Callback(ctx context.Context, q url.Values) (*Result, *Failure
 	}
 	cfg := s.oauthConfig(p, nil)
 	start := s.now()
-	tok, err := cfg.Exchange(ctx, code, cs.RedirectURI, cs.CodeVerifier)
+	verifier := cs.CodeVerifier
+	if p.PKCE == tokenkeeper.PKCENone {
+		// No code challenge was sent: a verifier would make a strict
+		// server refuse the code.
+		verifier = ""
+	}
+	tok, err := cfg.Exchange(ctx, code, cs.RedirectURI, verifier)
 	if err != nil {
 		reason, msg := exchangeFailure(err)
 		return nil, s.fail(ctx, cs, http.StatusBadGateway, reason, msg)
 	}
 	s.log.Debug("connect code exchanged", "session", cs.ID, "latency", s.now().Sub(start))
-	return s.finish(ctx, cs, p, tok)
+	return s.finish(ctx, cs, p, tok, keptFromRedirect(p, q))
 }
 
 // exchangeFailure returns the reason and message of a failed token request.
@@ -536,7 +547,28 @@ func issuerCandidates(p *tokenkeeper.Provider, iss string) []string {
 	return out
 }
 
-// oauthConfig is the token endpoint configuration of p, with scopes.
+// keptFromRedirect returns the query parameters of the authorization
+// redirect that p's profile keeps with the grant (QuickBooks' realmId).
+func keptFromRedirect(p *tokenkeeper.Provider, q url.Values) map[string]string {
+	a := catalog.ForProvider(p.Preset, p.TemplateVars)
+	if a == nil {
+		return nil
+	}
+	var out map[string]string
+	for _, k := range a.KeepFromRedirect {
+		if v := q.Get(k); v != "" && len(v) <= 512 && tokenkeeper.ValidateExtra(k, v) == nil {
+			if out == nil {
+				out = map[string]string{}
+			}
+			out[k] = v
+		}
+	}
+	return out
+}
+
+// oauthConfig is the token endpoint configuration of p, with scopes: a
+// provider made from a preset gets its profile's departures from RFC 6749
+// (body format, Accept, response paths, error classes).
 func (s *Service) oauthConfig(p *tokenkeeper.Provider, scopes []string) *oauth.Config {
 	style := oauth.AuthStyleHeader
 	if p.AuthStyle == tokenkeeper.AuthStyleBody {
@@ -549,12 +581,18 @@ func (s *Service) oauthConfig(p *tokenkeeper.Provider, scopes []string) *oauth.C
 			params.Set(k, v)
 		}
 	}
-	return &oauth.Config{TokenURL: p.TokenURL, ClientID: p.ClientID, ClientSecret: p.ClientSecret, AuthStyle: style,
+	c := &oauth.Config{TokenURL: p.TokenURL, ClientID: p.ClientID, ClientSecret: p.ClientSecret, AuthStyle: style,
 		Scopes: scopes, Params: params, HTTPClient: s.cfg.HTTPClient, Now: s.now}
+	if a := catalog.ForProvider(p.Preset, p.TemplateVars); a != nil {
+		a.Configure(c)
+	}
+	return c
 }
 
 // finish verifies a token response of cs and commits its grant.
-func (s *Service) finish(ctx context.Context, cs *tokenkeeper.ConnectSession, p *tokenkeeper.Provider, tok *oauth.Token) (*Result, *Failure) {
+// kept are the redirect's parameters to keep; the token response's are
+// added from p's profile.
+func (s *Service) finish(ctx context.Context, cs *tokenkeeper.ConnectSession, p *tokenkeeper.Provider, tok *oauth.Token, kept map[string]string) (*Result, *Failure) {
 	ctx = context.WithoutCancel(ctx) // the grant is obtained: store it even if the browser went away
 	if tok.RefreshToken == "" {
 		msg := "The provider issued no refresh token, so the broker cannot keep this grant alive; nothing was stored."
@@ -570,6 +608,18 @@ func (s *Service) finish(ctx context.Context, cs *tokenkeeper.ConnectSession, p 
 	if tok.Scope != "" {
 		g.Scopes = strings.Fields(tok.Scope)
 	}
+	if a := catalog.ForProvider(p.Preset, p.TemplateVars); a != nil {
+		for k, v := range tok.Keep(a.Keep) {
+			if tokenkeeper.ValidateExtra(k, v) != nil {
+				continue
+			}
+			if kept == nil {
+				kept = map[string]string{}
+			}
+			kept[k] = v
+		}
+	}
+	g.Extras = kept
 	if raw, _ := tok.Raw["id_token"].(string); raw != "" && slices.Contains(cs.Scopes, "openid") {
 		if err := s.verifyIDToken(ctx, cs, p, raw, g); err != nil {
 			s.log.Warn("connect: ID token refused", "session", cs.ID, "provider", p.Name, "err", err)

@@ -1,6 +1,7 @@
 package connect
 
 import (
+	"net/url"
 	"testing"
 
 	"github.com/tokenkeeper/tokenkeeper"
@@ -105,5 +106,41 @@ func TestDeriveAndChallenge(t *testing.T) {
 	// RFC 7636 Appendix B.
 	if got := challenge("dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"); got != "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM" {
 		t.Fatalf("challenge = %s", got)
+	}
+}
+
+// TestProfileApplied: a provider made from a preset gets its profile in
+// the code exchange (Notion: JSON body; Slack: comma scopes and the
+// response shape) and keeps only the redirect parameters its profile names
+// (QuickBooks' realmId); a provider without preset is plain RFC 6749.
+func TestProfileApplied(t *testing.T) {
+	s, err := newForTest(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	notion := &tokenkeeper.Provider{Name: "n", Preset: "notion", TokenURL: "https://api.notion.com/v1/oauth/token", ClientID: "c", AuthStyle: tokenkeeper.AuthStyleHeader}
+	if c := s.oauthConfig(notion, nil); c.BodyFormat.String() != "json" {
+		t.Errorf("notion exchange body: %s", c.BodyFormat)
+	}
+	slack := &tokenkeeper.Provider{Name: "s", Preset: "slack-user", TokenURL: "https://slack.com/api/oauth.v2.access", ClientID: "c", AuthStyle: tokenkeeper.AuthStyleHeader}
+	if c := s.oauthConfig(slack, nil); c.ScopeSeparator != "," || c.Response.AccessToken != "authed_user.access_token" {
+		t.Errorf("slack-user exchange: %q %+v", c.ScopeSeparator, c.Response)
+	}
+	plain := &tokenkeeper.Provider{Name: "p", TokenURL: "https://idp.example/token", ClientID: "c", AuthStyle: tokenkeeper.AuthStyleHeader}
+	if c := s.oauthConfig(plain, nil); c.BodyFormat.String() != "form" || c.ScopeSeparator != "" {
+		t.Errorf("plain provider: %s %q", c.BodyFormat, c.ScopeSeparator)
+	}
+
+	q := url.Values{"code": {"x"}, "state": {"y"}, "realmId": {"4620816365"}, "other": {"z"}}
+	qb := &tokenkeeper.Provider{Name: "q", Preset: "quickbooks"}
+	if got := keptFromRedirect(qb, q); len(got) != 1 || got["realmId"] != "4620816365" {
+		t.Errorf("quickbooks keeps %v", got)
+	}
+	if got := keptFromRedirect(plain, q); got != nil {
+		t.Errorf("a provider without preset keeps %v", got)
+	}
+	q.Set("realmId", "bad\nvalue")
+	if got := keptFromRedirect(qb, q); got != nil {
+		t.Errorf("a control character was kept: %v", got)
 	}
 }

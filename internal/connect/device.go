@@ -120,7 +120,7 @@ func (s *Service) poll(ctx context.Context, cs *tokenkeeper.ConnectSession) {
 		}
 		tok, err := s.oauthConfig(p, nil).DeviceToken(ctx, cs.DeviceCode)
 		if err == nil {
-			s.finish(ctx, cs, p, tok)
+			s.finish(ctx, cs, p, tok, nil)
 			return
 		}
 		var oe *oauth.Error

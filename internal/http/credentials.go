@@ -17,6 +17,7 @@ type credentialJSON struct {
 	EndUserID       string            `json:"end_user_id,omitempty"`
 	EndUserName     string            `json:"end_user_name,omitempty"`
 	EndUserEmail    string            `json:"end_user_email,omitempty"`
+	Extras          map[string]string `json:"extras,omitempty"` // kept by the provider's profile
 	TokenURL        string            `json:"token_url"`
 	GrantType       string            `json:"grant_type"`
 	ClientID        string            `json:"client_id"`
@@ -48,7 +49,7 @@ func utcPtr(t time.Time) *time.Time {
 
 func toCredentialJSON(c *tokenkeeper.Credential) *credentialJSON {
 	j := &credentialJSON{
-		ID: c.ID, Name: c.Name, Provider: c.Provider, EndUserID: c.EndUserID, EndUserName: c.EndUserName, EndUserEmail: c.EndUserEmail,
+		ID: c.ID, Name: c.Name, Provider: c.Provider, EndUserID: c.EndUserID, EndUserName: c.EndUserName, EndUserEmail: c.EndUserEmail, Extras: c.Extras,
 		TokenURL: c.TokenURL, GrantType: string(c.GrantType), ClientID: c.ClientID,
 		Scopes: c.Scopes, AuthStyle: string(c.AuthStyle), Params: maskParams(c.Params),
 		Status: string(c.Status), FailureCount: c.FailureCount, LastError: c.LastError, LastErrorCode: c.LastErrorCode,

@@ -27,6 +27,7 @@ type providerJSON struct {
 	APIToken               tokenkeeper.APIToken `json:"api_token"`
 	Preset                 string               `json:"preset,omitempty"`
 	TemplateVars           map[string]string    `json:"template_vars,omitempty"`
+	Issuer                 string               `json:"issuer,omitempty"`
 	Credentials            *int                 `json:"credentials,omitempty"` // how many use it (show only)
 	Version                int64                `json:"version"`
 	CreatedAt              time.Time            `json:"created_at"`
@@ -39,7 +40,7 @@ func toProviderJSON(p *tokenkeeper.Provider) *providerJSON {
 		DeviceAuthorizationURL: p.DeviceAuthorizationURL, RevocationURL: p.RevocationURL,
 		ClientID: p.ClientID, HasClientSecret: p.ClientSecret != "", AuthStyle: string(p.AuthStyle),
 		Scopes: p.Scopes, AuthorizeParams: maskParams(p.AuthorizeParams), TokenParams: maskParams(p.TokenParams),
-		PKCE: p.PKCE != tokenkeeper.PKCENone, Preset: p.Preset, TemplateVars: p.TemplateVars, Version: p.Version,
+		PKCE: p.PKCE != tokenkeeper.PKCENone, Preset: p.Preset, TemplateVars: p.TemplateVars, Issuer: p.Issuer, Version: p.Version,
 		APIBaseURL: p.APIBaseURL, APIToken: p.APIToken.Normalized(),
 		CreatedAt: p.CreatedAt.UTC(), UpdatedAt: p.UpdatedAt.UTC(),
 	}
@@ -75,6 +76,9 @@ type providerCreateRequest struct {
 	// given; TemplateVars fill its {tenant}, {subdomain}, ... endpoints.
 	Preset       string            `json:"preset"`
 	TemplateVars map[string]string `json:"template_vars"`
+	// Issuer is the issuer the endpoints were discovered from (provider
+	// add --issuer), kept for people to see.
+	Issuer string `json:"issuer"`
 }
 
 // fromPreset returns the provider req describes when it names a preset: the
@@ -184,6 +188,7 @@ func (s *server) handleProviderCreate() http.Handler {
 		if req.APIToken != nil {
 			p.APIToken = *req.APIToken
 		}
+		p.Issuer = req.Issuer
 		if err := p.Validate(); err != nil {
 			s.Error(w, r, err)
 			return

@@ -21,6 +21,9 @@ import (
 //	                 and how the secrets are sent (token URL, client id,
 //	                 auth style, params, scopes), and for managing users,
 //	                 API keys, service clients and keys
+//
+// The web console, when configured, is served under /ui/ (NewServer
+// mounts it); it calls these routes in-process as the signed-in user.
 func (s *server) routes(mux *http.ServeMux) {
 	admin := tokenkeeper.RoleAdmin
 	viewer := tokenkeeper.RoleViewer

@@ -98,6 +98,10 @@ type Config struct {
 	// Proxy configures the proxy (/v1/proxy/{credential}/...); its
 	// WriteError and Logger are the server's.
 	Proxy proxy.Config
+	// Console, if set, is given the API's handler (without the access log,
+	// which already logs the console's own request) and returns the web
+	// console, served under /ui/ (internal/console).
+	Console func(api http.Handler) http.Handler
 }
 
 // server carries the dependencies of the handlers.
@@ -245,6 +249,11 @@ func NewServer(cfg Config) *Server {
 	mux := http.NewServeMux()
 	s.routes(mux)
 	var h http.Handler = s.notFoundOrMethod(mux)
+	if cfg.Console != nil {
+		ui := cfg.Console(s.recoverPanics(s.clientAddress(h)))
+		mux.Handle("/ui/", ui)
+		mux.Handle("GET /ui", http.RedirectHandler("/ui/", http.StatusSeeOther))
+	}
 	if cfg.AccessLog != nil {
 		h = notePattern(h)
 	}

@@ -484,7 +484,7 @@ func (c *Config) post(ctx context.Context, params url.Values) (*Token, error) {
 	// Expiry counts from the moment the request was sent: the provider
 	// issued the token later, so the computed expiry is never late.
 	return parseTokenResponse(res.status, res.header, res.body, res.start, c.DefaultLifetime, res.secrets,
-		parseOptions{paths: c.Response, invalidGrantStatuses: c.InvalidGrantStatuses})
+		parseOptions{paths: c.Response, invalidGrantStatuses: c.InvalidGrantStatuses, scopeSeparator: c.ScopeSeparator})
 }
 
 // response is an endpoint's answer as read by send.

@@ -255,3 +255,39 @@ func TestQuirkValidation(t *testing.T) {
 		t.Error("ParseBodyFormat(xml) succeeded")
 	}
 }
+
+// TestKeepAndScopeSeparator: the members a profile keeps are read by path
+// as strings (objects, lists, empty and oversized values left out), and a
+// scope joined with the provider's separator is split.
+func TestKeepAndScopeSeparator(t *testing.T) {
+	body := `{"access_token":"at","scope":"chat:write,channels:read","instance_url":"https://acme.my.salesforce.com",
+	"team":{"id":"T1","name":"Acme"},"issued_at":1700000000123,"ok":true,"list":["a"],"obj":{"a":1},"empty":"",
+	"big":"` + strings.Repeat("x", 600) + `"}`
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		io.WriteString(w, body)
+	}))
+	defer srv.Close()
+	c := &Config{TokenURL: srv.URL, ClientID: "c", ClientSecret: "s", AuthStyle: AuthStyleHeader, ScopeSeparator: ","}
+	tok, err := c.Refresh(context.Background(), "rt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tok.Scope != "chat:write channels:read" {
+		t.Errorf("scope %q", tok.Scope)
+	}
+	got := tok.Keep([]string{"instance_url", "team.id", "team.name", "issued_at", "ok", "list", "obj", "empty", "big", "missing", "team.id.x"})
+	want := map[string]string{"instance_url": "https://acme.my.salesforce.com", "team.id": "T1", "team.name": "Acme",
+		"issued_at": "1700000000123", "ok": "true"}
+	if len(got) != len(want) {
+		t.Errorf("kept %v, want %v", got, want)
+	}
+	for k, v := range want {
+		if got[k] != v {
+			t.Errorf("kept %s = %q, want %q", k, got[k], v)
+		}
+	}
+	if (&Token{}).Keep([]string{"a"}) != nil {
+		t.Error("nothing to keep should be nil")
+	}
+}

@@ -46,6 +46,43 @@ type Token struct {
 	Raw map[string]any
 }
 
+// Keep returns the members of the response at the given dotted paths
+// whose values are strings, numbers or booleans, as strings: the fields a
+// provider profile keeps with a grant (instance_url, team.id). Paths that
+// lead nowhere, to an object or a list, or to a value longer than 512
+// bytes or holding control characters, are left out; nil when none is
+// found.
+func (t *Token) Keep(paths []string) map[string]string {
+	var out map[string]string
+	for _, p := range paths {
+		v, ok := lookupPath(t.Raw, p)
+		if !ok {
+			continue
+		}
+		var s string
+		switch v := v.(type) {
+		case string:
+			s = v
+		case float64:
+			s = strconv.FormatFloat(v, 'f', -1, 64)
+		case json.Number:
+			s = v.String()
+		case bool:
+			s = strconv.FormatBool(v)
+		default:
+			continue
+		}
+		if s == "" || len(s) > 512 || hasControl(s) {
+			continue
+		}
+		if out == nil {
+			out = map[string]string{}
+		}
+		out[p] = s
+	}
+	return out
+}
+
 // String describes t without its access and refresh tokens.
 func (t Token) String() string {
 	return fmt.Sprintf("oauth.Token{TokenType: %q, Expiry: %s, Scope: %q, AccessToken: %s, RefreshToken: %s}",
@@ -84,6 +121,7 @@ func ParseTokenResponse(status int, header http.Header, body []byte, now time.Ti
 type parseOptions struct {
 	paths                ResponsePaths
 	invalidGrantStatuses []int
+	scopeSeparator       string // "" or " ": RFC 6749; "," or "+" also split the granted scope
 }
 
 // member returns the member at path p, or the top-level member std when p
@@ -166,7 +204,7 @@ func parseTokenResponse(status int, header http.Header, body []byte, now time.Ti
 		AccessToken:  at,
 		TokenType:    tokenType(members["token_type"]),
 		RefreshToken: stringOf(member(members, opts.paths.RefreshToken, "refresh_token")),
-		Scope:        scopeOf(member(members, opts.paths.Scope, "scope")),
+		Scope:        scopeOf(member(members, opts.paths.Scope, "scope"), opts.scopeSeparator),
 		Raw:          normalize(members).(map[string]any),
 	}
 	if d, ok := parseExpiresIn(member(members, opts.paths.ExpiresIn, "expires_in")); ok {
@@ -323,10 +361,14 @@ func tokenType(v any) string {
 }
 
 // scopeOf returns the scope as a space-separated string; a JSON array of
-// strings, which some providers send, is joined.
-func scopeOf(v any) string {
+// strings, which some providers send, is joined, and a string is split at
+// sep too (a provider that takes scopes joined with commas answers so).
+func scopeOf(v any, sep string) string {
 	switch v := v.(type) {
 	case string:
+		if sep != "" && sep != " " {
+			v = strings.ReplaceAll(v, sep, " ")
+		}
 		return strings.Join(strings.Fields(v), " ")
 	case []any:
 		var parts []string

@@ -116,6 +116,17 @@ type Config struct {
 	// OnClaim, if set, is told how many leases each claim obtained
 	// (metrics). It must not block.
 	OnClaim func(n int)
+	// KeepAliveInterval is how often a grant whose access tokens never
+	// expire, and whose profile knows no idle limit for its refresh
+	// tokens, is refreshed to keep it alive (and to learn early that it
+	// was revoked); default catalog.DefaultKeepAlive.
+	KeepAliveInterval time.Duration
+	// MinKeepAlive is the shortest keep-alive interval, whatever a profile
+	// says; default one minute.
+	MinKeepAlive time.Duration
+	// Profiles looks up the profile of a provider's preset; default
+	// catalog.Lookup.
+	Profiles func(name string) (*catalog.Profile, error)
 	// StartAttempt, if set, is called before each provider call with the
 	// claimed credential (metrics, tracing). It returns the context for
 	// the call and a function, called with the attempt's event once the
@@ -192,6 +203,15 @@ func New(cfg Config) (*Refresher, error) {
 	}
 	if cfg.HTTPClient == nil {
 		cfg.HTTPClient = &http.Client{Timeout: cfg.ProviderTimeout}
+	}
+	if cfg.KeepAliveInterval <= 0 {
+		cfg.KeepAliveInterval = catalog.DefaultKeepAlive
+	}
+	if cfg.MinKeepAlive <= 0 {
+		cfg.MinKeepAlive = time.Minute
+	}
+	if cfg.Profiles == nil {
+		cfg.Profiles = catalog.Lookup
 	}
 	if cfg.DefaultLifetime <= 0 {
 		cfg.DefaultLifetime = DefaultLifetime
@@ -369,7 +389,7 @@ func (r *Refresher) pass(ctx context.Context) time.Duration {
 			go func() {
 				defer r.wg.Done()
 				defer func() { <-r.slots; r.Wake() }()
-				r.refresh(r.calls, r.commits, c, false, false)
+				r.refresh(r.calls, r.commits, c, false, true)
 			}()
 		}
 		if len(claimed) == free {
@@ -434,9 +454,16 @@ func (r *Refresher) loopRecovered() {
 // rejected by the resource server: if the attempt fails, the token is
 // committed with its expiry cut to now, so that no replica serves it again
 // (they all read it from the store) until a new token arrives. It returns
-// nil when nothing was committed.
-func (r *Refresher) refresh(callCtx, commitCtx context.Context, c *tokenkeeper.Credential, rejected, urgent bool) *tokenkeeper.Credential {
-	res := r.attempt(callCtx, c)
+// nil when nothing was committed. A scheduled attempt (not a forced one)
+// of a grant whose profile has a token check may be that check instead.
+func (r *Refresher) refresh(callCtx, commitCtx context.Context, c *tokenkeeper.Credential, rejected, scheduled bool) *tokenkeeper.Credential {
+	var res *tokenkeeper.RefreshResult
+	if scheduled && !rejected {
+		res = r.checkInstead(callCtx, c)
+	}
+	if res == nil {
+		res = r.attempt(callCtx, c)
+	}
 	if res == nil {
 		return nil
 	}
@@ -456,7 +483,7 @@ func (r *Refresher) refresh(callCtx, commitCtx context.Context, c *tokenkeeper.C
 		res.Token = &t
 		res.Event.Message += "; the access token reported as rejected is no longer served"
 	}
-	return r.commit(commitCtx, c, res, urgent)
+	return r.commit(commitCtx, c, res, !scheduled) // a forced result is waited for
 }
 
 // attempt asks the provider for a new token and builds the result to commit.
@@ -632,14 +659,9 @@ func (r *Refresher) oauthConfig(c *tokenkeeper.Credential) *oauth.Config {
 	// 6749 (body format, response paths, error classes, ...). The
 	// provider's own token URL stays: an operator may have overridden it.
 	if c.Preset != "" {
-		if prof, err := catalog.Lookup(c.Preset); err == nil {
+		if prof, err := r.cfg.Profiles(c.Preset); err == nil {
 			if a, err := prof.Apply(c.TemplateVars); err == nil {
-				a.Configure(cfg)
-				if a.TokenURL != c.TokenURL {
-					// The operator pointed the provider at another
-					// server: the profile's refresh URL is not its.
-					cfg.RefreshURL = ""
-				}
+				a.Configure(cfg) // the profile's refresh URL only with its token URL
 			}
 		}
 	}
@@ -674,29 +696,30 @@ func (r *Refresher) schedule(c *tokenkeeper.Credential, t *tokenkeeper.Token, no
 	lead := r.Lead(c, lifetime)
 	jitter := time.Duration(mrand.Int64N(int64(lead/10) + 1))
 	at := t.ExpiresAt.Add(-lead - jitter)
-	if ka := keepAlive(c); ka > 0 && now.Add(ka).Before(at) {
+	if ka := r.keepAlive(c); ka > 0 && now.Add(ka).Before(at) {
 		at = now.Add(ka)
 	}
 	return at
 }
 
 // keepAlive returns the keep-alive interval of c's profile (see
-// catalog.Profile.KeepAlive: half the idle limit, or 24 h when the tokens
-// never expire and no limit is known), never under a minute; 0 for a
-// credential without a preset or without a refresh token.
-func keepAlive(c *tokenkeeper.Credential) time.Duration {
+// catalog.Profile.KeepAlive: half the idle limit, or KeepAliveInterval when
+// the tokens never expire and no limit is known), never under
+// MinKeepAlive; 0 for a credential without a preset or without a refresh
+// token.
+func (r *Refresher) keepAlive(c *tokenkeeper.Credential) time.Duration {
 	if c.Preset == "" || c.GrantType != tokenkeeper.GrantRefreshToken || c.RefreshToken == "" {
 		return 0
 	}
-	prof, err := catalog.Lookup(c.Preset)
+	prof, err := r.cfg.Profiles(c.Preset)
 	if err != nil {
 		return 0
 	}
-	ka := prof.KeepAlive()
+	ka := prof.KeepAlive(r.cfg.KeepAliveInterval)
 	if ka <= 0 {
 		return 0
 	}
-	return max(ka, time.Minute)
+	return max(ka, r.cfg.MinKeepAlive)
 }
 
 // backoff returns the wait before attempt n+1 after n consecutive temporary

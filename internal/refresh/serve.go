@@ -520,7 +520,7 @@ func (r *Refresher) forced(ctx context.Context, name, rejected string, reject bo
 				// Replaced between our read and our claim.
 				return r.release(ctx, claimed)
 			}
-			if updated := r.refresh(callCtx, commitCtx, claimed, reject, true); updated != nil {
+			if updated := r.refresh(callCtx, commitCtx, claimed, reject, false); updated != nil {
 				return updated, nil
 			}
 			// Fenced out: whoever won has the newer state.

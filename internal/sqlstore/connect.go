@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"regexp"
 	"time"
 
@@ -355,6 +356,9 @@ func (s *Store) CompleteConnectSession(ctx context.Context, id string, g *tokenk
 		if g.EndUserEmail != "" {
 			upd.EndUserEmail = &g.EndUserEmail
 		}
+		if len(g.Extras) > 0 {
+			upd.Extras = &g.Extras
+		}
 		active := tokenkeeper.StatusActive
 		upd.Status = &active
 		next := nextRefresh(now, tok.ExpiresAt)
@@ -375,7 +379,7 @@ func (s *Store) CompleteConnectSession(ctx context.Context, id string, g *tokenk
 	c := &tokenkeeper.Credential{
 		Name: cs.CredentialName, Provider: cs.Provider, GrantType: tokenkeeper.GrantRefreshToken, RefreshToken: g.RefreshToken,
 		Scopes: scopes, Token: &tok, EndUserID: endUser, EndUserName: g.EndUserName, EndUserEmail: g.EndUserEmail,
-		NextRefreshAt: nextRefresh(now, tok.ExpiresAt),
+		NextRefreshAt: nextRefresh(now, tok.ExpiresAt), Extras: maps.Clone(g.Extras),
 	}
 	err = s.createCredential(ctx, c, func(tx Querier, credID string) error {
 		if err := post(tx); err != nil {

@@ -18,7 +18,7 @@ import (
 const CredentialColumns = `id, name, provider_id, grant_type, refresh_token,
 	scopes, params, refresh_lead, access_token, token_type, expires_at, status,
 	failure_count, last_error, last_error_code, last_refresh_at, next_refresh_at, version,
-	lease_owner, lease_expires_at, created_at, updated_at, end_user_id, end_user_name, end_user_email`
+	lease_owner, lease_expires_at, created_at, updated_at, end_user_id, end_user_name, end_user_email, extras`
 
 // rawCredential is a credentials row as stored: secrets still sealed.
 type rawCredential struct {
@@ -38,6 +38,7 @@ type rawCredential struct {
 	leaseExpiresAt                       *time.Time
 	createdAt, updatedAt                 time.Time
 	endUserID, endUserName, endUserEmail string
+	extras                               string // a JSON object of strings
 }
 
 func scanCredential(row Row) (*rawCredential, error) {
@@ -45,7 +46,7 @@ func scanCredential(row Row) (*rawCredential, error) {
 	err := row.Scan(&r.id, &r.name, &r.providerID, &r.grantType, &r.refreshToken,
 		&r.scopes, &r.params, &r.refreshLead, &r.accessToken, &r.tokenType, &r.expiresAt, &r.status,
 		&r.failureCount, &r.lastError, &r.lastErrorCode, &r.lastRefreshAt, &r.nextRefreshAt, &r.version,
-		&r.leaseOwner, &r.leaseExpiresAt, &r.createdAt, &r.updatedAt, &r.endUserID, &r.endUserName, &r.endUserEmail)
+		&r.leaseOwner, &r.leaseExpiresAt, &r.createdAt, &r.updatedAt, &r.endUserID, &r.endUserName, &r.endUserEmail, &r.extras)
 	if err != nil {
 		return nil, err
 	}
@@ -81,6 +82,8 @@ func (s *Store) decodeWith(ctx context.Context, q Querier, r *rawCredential, cac
 		TokenParams:    cloneParams(p.TokenParams),
 		Preset:         p.Preset,
 		TemplateVars:   cloneParams(p.TemplateVars),
+		APIBaseURL:     p.APIBaseURL,
+		APIToken:       p.APIToken,
 		GrantType:      tokenkeeper.GrantType(r.grantType),
 		EndUserID:      r.endUserID,
 		EndUserName:    r.endUserName,
@@ -122,6 +125,12 @@ func (s *Store) decodeWith(ctx context.Context, q Querier, r *rawCredential, cac
 	}
 	if err := s.openParams(ctx, q, r.id, c.Params); err != nil {
 		return nil, err
+	}
+	if err := json.Unmarshal([]byte(r.extras), &c.Extras); err != nil {
+		return nil, fmt.Errorf("decode extras of credential %s: %w", r.id, errors.Join(errUndecodable, err))
+	}
+	if len(c.Extras) == 0 {
+		c.Extras = nil
 	}
 	return c, nil
 }
@@ -311,12 +320,12 @@ func (s *Store) createCredential(ctx context.Context, c *tokenkeeper.Credential,
 			return err
 		}
 		_, err := tx.Exec(ctx, `INSERT INTO credentials (`+CredentialColumns+`)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, '', NULL, $19, $19, $20, $21, $22)`,
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, '', NULL, $19, $19, $20, $21, $22, $23)`,
 			n.ID, n.Name, p.ID, string(n.GrantType), sealed.refreshToken,
 			encodeList(n.Scopes), params, int64(n.RefreshLead),
 			sealed.accessToken, tokenType, expiresAt, string(n.Status),
 			n.FailureCount, n.LastError, n.LastErrorCode, nullTime(n.LastRefreshAt), n.NextRefreshAt, n.Version,
-			now, n.EndUserID, n.EndUserName, n.EndUserEmail)
+			now, n.EndUserID, n.EndUserName, n.EndUserEmail, encodeVars(n.Extras))
 		if s.d.IsUniqueViolation(err) {
 			return tokenkeeper.Errorf(tokenkeeper.ECONFLICT, "credential %q already exists", n.Name)
 		} else if err != nil {
@@ -352,6 +361,8 @@ func withProvider(c *tokenkeeper.Credential, p *tokenkeeper.Provider) tokenkeepe
 	n.Provider, n.ProviderID = p.Name, p.ID
 	n.TokenURL, n.ClientID, n.ClientSecret, n.AuthStyle = p.TokenURL, p.ClientID, p.ClientSecret, p.AuthStyle
 	n.TokenParams = cloneParams(p.TokenParams)
+	n.Preset, n.TemplateVars = p.Preset, cloneParams(p.TemplateVars)
+	n.APIBaseURL, n.APIToken = p.APIBaseURL, p.APIToken
 	return n
 }
 
@@ -472,6 +483,9 @@ func applyUpdate(cur *tokenkeeper.Credential, upd tokenkeeper.CredentialUpdate, 
 			*f.dst = *f.v
 		}
 	}
+	if upd.Extras != nil {
+		n.Extras = maps.Clone(*upd.Extras)
+	}
 	if reauthorized {
 		if n.Status == tokenkeeper.StatusNeedsReauth || n.Status == tokenkeeper.StatusError {
 			n.Status = tokenkeeper.StatusActive
@@ -580,12 +594,12 @@ func (s *Store) updateCredential(ctx context.Context, name string, upd tokenkeep
 				provider_id = $1, refresh_token = $2, scopes = $3, end_user_id = $4, end_user_name = $5, end_user_email = $6,
 				params = $7, refresh_lead = $8, status = $9, failure_count = $10,
 				last_error = $11, last_error_code = $12, next_refresh_at = $13, version = $14, updated_at = $15,
-				access_token = $17, token_type = $18, expires_at = $19
+				access_token = $17, token_type = $18, expires_at = $19, extras = $20
 			WHERE id = $16 RETURNING `+CredentialColumns,
 			providerID, refreshToken, encodeList(n.Scopes), n.EndUserID, n.EndUserName, n.EndUserEmail,
 			params, int64(n.RefreshLead), string(n.Status), n.FailureCount,
 			n.LastError, n.LastErrorCode, n.NextRefreshAt, n.Version, now,
-			n.ID, accessToken, tokenType, expiresAt))
+			n.ID, accessToken, tokenType, expiresAt, encodeVars(n.Extras)))
 		if err != nil {
 			return err
 		}

@@ -16,7 +16,7 @@ import (
 // order scanProvider reads.
 const ProviderColumns = `id, name, authorization_url, token_url, device_authorization_url, revocation_url,
 	client_id, client_secret, client_secret_ad, auth_style, scopes, authorize_params, token_params, pkce,
-	version, created_at, updated_at, api_base_url, api_token_header, api_token_scheme, api_token_query, preset, template_vars`
+	version, created_at, updated_at, api_base_url, api_token_header, api_token_scheme, api_token_query, preset, template_vars, issuer`
 
 // rawProvider is a providers row as stored: the secret still sealed.
 type rawProvider struct {
@@ -35,7 +35,7 @@ func scanProvider(row Row) (*rawProvider, error) {
 	p := &r.p
 	err := row.Scan(&p.ID, &p.Name, &p.AuthorizationURL, &p.TokenURL, &p.DeviceAuthorizationURL, &p.RevocationURL,
 		&p.ClientID, &r.clientSecret, &r.secretAD, &r.authStyle, &r.scopes, &r.authorizeParams, &r.tokenParams, &p.PKCE,
-		&p.Version, &p.CreatedAt, &p.UpdatedAt, &p.APIBaseURL, &p.APIToken.Header, &p.APIToken.Scheme, &p.APIToken.Query, &p.Preset, &r.templateVars)
+		&p.Version, &p.CreatedAt, &p.UpdatedAt, &p.APIBaseURL, &p.APIToken.Header, &p.APIToken.Scheme, &p.APIToken.Query, &p.Preset, &r.templateVars, &p.Issuer)
 	if err != nil {
 		return nil, err
 	}
@@ -135,10 +135,10 @@ func (s *Store) insertProvider(ctx context.Context, tx Querier, n *tokenkeeper.P
 		return err
 	}
 	_, err = tx.Exec(ctx, `INSERT INTO providers (`+ProviderColumns+`)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, '', $9, $10, $11, $12, $13, $14, $15, $15, $16, $17, $18, $19, $20, $21)`,
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, '', $9, $10, $11, $12, $13, $14, $15, $15, $16, $17, $18, $19, $20, $21, $22)`,
 		n.ID, n.Name, n.AuthorizationURL, n.TokenURL, n.DeviceAuthorizationURL, n.RevocationURL,
 		n.ClientID, secret, string(n.AuthStyle), encodeList(n.Scopes), authorizeParams,
-		tokenParams, n.PKCE, n.Version, n.CreatedAt, n.APIBaseURL, n.APIToken.Header, n.APIToken.Scheme, n.APIToken.Query, n.Preset, encodeVars(n.TemplateVars))
+		tokenParams, n.PKCE, n.Version, n.CreatedAt, n.APIBaseURL, n.APIToken.Header, n.APIToken.Scheme, n.APIToken.Query, n.Preset, encodeVars(n.TemplateVars), n.Issuer)
 	if s.d.IsUniqueViolation(err) {
 		return tokenkeeper.Errorf(tokenkeeper.ECONFLICT, "provider %q already exists", n.Name)
 	}

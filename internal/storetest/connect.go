@@ -3,6 +3,7 @@ package storetest
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"strings"
 	"sync"
 	"time"
 
@@ -252,4 +253,69 @@ func testDeviceSessions(e *env) {
 	noCode := *cs
 	noCode.DeviceCode = ""
 	wantCode(t, e.s.CreateConnectSession(e.ctx, &noCode), tokenkeeper.EINVALID)
+}
+
+// testConnectExtras: the fields a profile keeps with a grant are stored
+// with the credential (unsealed, identifiers only), replaced by a
+// reconnect that brings new ones and kept by one that brings none; a
+// secret-looking name or a control character is refused; a provider's
+// issuer is kept.
+func testConnectExtras(e *env) {
+	t := e.t
+	p := newProvider("xp")
+	p.Issuer = "https://login.example.com/tenant"
+	e.createProvider(p)
+	if got, err := e.s.Provider(e.ctx, "xp"); err != nil || got.Issuer != p.Issuer {
+		t.Fatalf("issuer: %s, %v", asJSON(got), err)
+	}
+	bad := newProvider("xp-bad")
+	bad.Issuer = "not a url"
+	wantCode(t, e.s.CreateProvider(e.ctx, bad), tokenkeeper.EINVALID)
+
+	cs, _, _ := newSession("xp", "xc")
+	if err := e.s.CreateConnectSession(e.ctx, cs); err != nil {
+		t.Fatal(err)
+	}
+	g := grantFor("xc")
+	g.Extras = map[string]string{"instance_url": "https://acme.my.salesforce.com", "realmId": "4620816365", "team.id": "T1"}
+	if _, err := e.s.CompleteConnectSession(e.ctx, cs.ID, g); err != nil {
+		t.Fatal(err)
+	}
+	got := e.get("xc")
+	if len(got.Extras) != 3 || got.Extras["realmId"] != "4620816365" || got.Extras["team.id"] != "T1" {
+		t.Fatalf("extras: %v", got.Extras)
+	}
+	if !strings.Contains(string(e.RawDump(t)), "4620816365") {
+		t.Error("extras are identifiers: they are stored unsealed")
+	}
+	// A reconnect without extras keeps them; one with extras replaces them.
+	for i, extras := range []map[string]string{nil, {"realmId": "999"}} {
+		rs, _, _ := newSession("xp", "xc")
+		rs.Reconnect = true
+		if err := e.s.CreateConnectSession(e.ctx, rs); err != nil {
+			t.Fatal(err)
+		}
+		g := grantFor("xc")
+		g.Extras = extras
+		if _, err := e.s.CompleteConnectSession(e.ctx, rs.ID, g); err != nil {
+			t.Fatal(err)
+		}
+		got := e.get("xc")
+		if (i == 0 && len(got.Extras) != 3) || (i == 1 && (len(got.Extras) != 1 || got.Extras["realmId"] != "999")) {
+			t.Fatalf("reconnect %d: extras %v", i, got.Extras)
+		}
+	}
+	for _, extras := range []map[string]string{{"refresh_token": "x"}, {"id": "a\nb"}, {"a b": "x"}} {
+		ns, _, _ := newSession("xp", "xc-"+strings.Repeat("b", len(extras)))
+		if err := e.s.CreateConnectSession(e.ctx, ns); err != nil {
+			t.Fatal(err)
+		}
+		g := grantFor("bad")
+		g.Extras = extras
+		_, err := e.s.CompleteConnectSession(e.ctx, ns.ID, g)
+		wantCode(t, err, tokenkeeper.EINVALID)
+		if err := e.s.FailConnectSession(e.ctx, ns.ID, "cancelled", "test"); err != nil {
+			t.Fatal(err)
+		}
+	}
 }

@@ -155,7 +155,9 @@ func Run(t *testing.T, newHarness NewHarness) {
 		{"ProviderSecretParamsSealed", testProviderSecretParamsSealed},
 		{"ConnectSessions", testConnectSessions},
 		{"ConnectReconnect", testConnectReconnect},
+		{"ConnectExtras", testConnectExtras},
 		{"DeviceSessions", testDeviceSessions},
+		{"ConsoleSummaries", testConsoleSummaries},
 	}
 	tests = append(tests, webhookTests...)
 	for _, tt := range tests {
