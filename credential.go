@@ -194,6 +194,28 @@ type RefreshResult struct {
 	Event *Event
 }
 
+// RefreshCommit is one result of a batch of commits (see
+// RefreshBatchCommitter): the credential's ID, the lease owner and fencing
+// version of its claim, and the result to commit.
+type RefreshCommit struct {
+	ID      string
+	Owner   string
+	Version int64
+	Result  *RefreshResult
+}
+
+// RefreshBatchCommitter is a Store that commits several refresh results in
+// one transaction. CompleteRefreshes commits each of batch as
+// CompleteRefresh would, and returns per item the committed credential or
+// its error (ECONFLICT when fenced out, ENOTFOUND, EINVALID); an error that
+// concerns the whole transaction (the database is unreachable) is every
+// item's error, and nothing is committed. It must be safe for concurrent
+// use. Fewer transactions write fewer pages: on SQLite, the pages the
+// events' tail and the schedule's index share are written once per batch.
+type RefreshBatchCommitter interface {
+	CompleteRefreshes(ctx context.Context, batch []RefreshCommit) ([]*Credential, []error)
+}
+
 // Event records something that happened to a credential: a refresh attempt
 // with its outcome, or an operator action. An event never holds a secret.
 type Event struct {

@@ -9,8 +9,8 @@ import (
 
 	"github.com/tokenkeeper/tokenkeeper"
 	"github.com/tokenkeeper/tokenkeeper/internal/bench"
-	"github.com/tokenkeeper/tokenkeeper/internal/postgres"
 	"github.com/tokenkeeper/tokenkeeper/internal/seal"
+	"github.com/tokenkeeper/tokenkeeper/internal/sqlstore"
 )
 
 // benchWiring is how the harness opens stores and starts brokers: the
@@ -42,7 +42,7 @@ func (e *env) benchWiringObs(obs observabilityOptions) bench.Wiring {
 			return &bench.Broker{URL: b.URL, Stop: func() error { b.Stop(); return b.Wait() }}, nil
 		},
 		CreateAdminKey: ensureAdminKey,
-		EventRetention: postgres.DefaultEventRetention,
+		EventRetention: sqlstore.DefaultRefreshEventCount,
 	}
 }
 

@@ -177,6 +177,7 @@ func (e *env) commands() *cobra.Command {
 		e.group("bench", nil, "measure the broker",
 			e.leaf("refresh", e.cmdBenchRefresh),
 			e.leaf("read", e.cmdBenchRead),
+			e.leaf("scale", e.cmdBenchScale),
 			e.leaf("chaos", e.cmdBenchChaos)),
 	)
 	return root

@@ -3,6 +3,7 @@ package bench
 import (
 	"context"
 	"crypto/rand"
+	"database/sql"
 	"encoding/hex"
 	"fmt"
 	"net/url"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	_ "modernc.org/sqlite" // the "sqlite" driver, for sqliteUsedBytes
 
 	"github.com/tokenkeeper/tokenkeeper"
 	"github.com/tokenkeeper/tokenkeeper/internal/seal"
@@ -84,6 +86,17 @@ type benchStore struct {
 	// cleanup closes the store and removes the database: the temporary
 	// directory, or the schema.
 	cleanup func()
+	// database reopens the same database (the SQLite path, or the URL with
+	// the schema's search_path) for OpenStore.
+	database string
+	// size returns the bytes the database takes: the SQLite file and its
+	// WAL, or every relation of the schema (tables, indexes, TOAST).
+	size func(ctx context.Context) (int64, error)
+	// key is the master key the store is sealed with.
+	key []byte
+	// rows counts the rows of a table (a name of this package's choosing,
+	// never input).
+	rows func(ctx context.Context, table string) (int64, error)
 }
 
 // openBenchStore opens the store a benchmark runs on, with a random master
@@ -104,7 +117,19 @@ func openBenchStore(ctx context.Context, w Wiring, database string) (*benchStore
 			os.RemoveAll(dir)
 			return nil, err
 		}
-		return &benchStore{store: store, desc: "SQLite (" + path + ")", cleanup: func() { store.Close(); os.RemoveAll(dir) }}, nil
+		size := func(ctx context.Context) (int64, error) { return sqliteUsedBytes(ctx, path) }
+		rows := func(ctx context.Context, table string) (int64, error) {
+			db, err := sql.Open("sqlite", "file:"+path+"?mode=ro")
+			if err != nil {
+				return 0, err
+			}
+			defer db.Close()
+			var n int64
+			err = db.QueryRowContext(ctx, "SELECT COUNT(*) FROM "+table).Scan(&n)
+			return n, err
+		}
+		return &benchStore{store: store, desc: "SQLite (" + path + ")", cleanup: func() { store.Close(); os.RemoveAll(dir) },
+			database: path, size: size, key: key, rows: rows}, nil
 	}
 	schema := newSchemaName("tokenkeeper_bench_")
 	conn, err := pgx.Connect(ctx, database)
@@ -129,5 +154,39 @@ func openBenchStore(ctx context.Context, w Wiring, database string) (*benchStore
 		drop()
 		return nil, err
 	}
-	return &benchStore{store: store, desc: "PostgreSQL (schema " + schema + ")", cleanup: func() { store.Close(); drop() }}, nil
+	size := func(ctx context.Context) (int64, error) {
+		var n int64
+		err := conn.QueryRow(ctx, `SELECT COALESCE(SUM(pg_total_relation_size(c.oid)), 0)::bigint FROM pg_class c
+			JOIN pg_namespace ns ON ns.oid = c.relnamespace WHERE ns.nspname = $1 AND c.relkind = 'r'`, schema).Scan(&n)
+		return n, err
+	}
+	rows := func(ctx context.Context, table string) (int64, error) {
+		var n int64
+		err := conn.QueryRow(ctx, "SELECT COUNT(*) FROM "+pgx.Identifier{schema, table}.Sanitize()).Scan(&n)
+		return n, err
+	}
+	return &benchStore{store: store, desc: "PostgreSQL (schema " + schema + ")", cleanup: func() { store.Close(); drop() },
+		database: dbURL, size: size, key: key, rows: rows}, nil
+}
+
+// sqliteUsedBytes returns the bytes of the SQLite database at path that
+// hold data: its pages less the free ones, as of the last commit (WAL
+// included). The file itself only grows at checkpoints, and the WAL is
+// reused, so their sizes say little about growth over minutes.
+func sqliteUsedBytes(ctx context.Context, path string) (int64, error) {
+	db, err := sql.Open("sqlite", "file:"+path+"?mode=ro")
+	if err != nil {
+		return 0, err
+	}
+	defer db.Close()
+	var pages, free, size int64
+	for _, q := range []struct {
+		pragma string
+		dest   *int64
+	}{{"page_count", &pages}, {"freelist_count", &free}, {"page_size", &size}} {
+		if err := db.QueryRowContext(ctx, "PRAGMA "+q.pragma).Scan(q.dest); err != nil {
+			return 0, fmt.Errorf("read %s: %w", q.pragma, err)
+		}
+	}
+	return (pages - free) * size, nil
 }

@@ -3,6 +3,11 @@
 //   - Refresh measures the refresher: N credentials on one broker in this
 //     process, the share of refreshes made before the token they replace
 //     expired, provider calls per token, latency and memory (refresh.go).
+//   - Scale seeds up to a million credentials directly in the store, in
+//     steady state (expiries spread over one refresh period), restarts the
+//     broker on them and measures refreshes, lag, memory, start-up, read
+//     latency with and without refresh load, database growth and bytes
+//     written per refresh (scale.go).
 //   - Read measures the token read path over loopback keep-alive
 //     connections against a bare net/http handler (read.go).
 //   - Chaos runs several 'tokenkeeper serve' replicas as subprocesses on one

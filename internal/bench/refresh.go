@@ -57,6 +57,10 @@ type RefreshReport struct {
 	Refreshes                int      `json:"refreshes"` // successful, in the window
 	RefreshesPerSecond       float64  `json:"refreshes_per_second"`
 	Window                   Duration `json:"window"`
+	// WrittenBytesPerRefresh is what this process caused to be written to
+	// storage in the window (/proc/self/io), per refresh; 0 on PostgreSQL,
+	// whose server writes in its own processes.
+	WrittenBytesPerRefresh float64 `json:"written_bytes_per_refresh"`
 }
 
 // refreshTracker follows every credential's token to tell whether each
@@ -170,6 +174,7 @@ func Refresh(ctx context.Context, cfg RefreshConfig, w Wiring, logf Logf) (*Refr
 	fill := time.Since(fillStart)
 	logf("  first tokens for all in %s; measuring for %s", fill.Round(time.Millisecond), cfg.Window)
 	callsBefore := sum(idp.Stats().TokenRequests)
+	ioBefore := writtenBytes()
 	tr.setMeasuring(true)
 	select {
 	case <-time.After(cfg.Window):
@@ -177,6 +182,7 @@ func Refresh(ctx context.Context, cfg RefreshConfig, w Wiring, logf Logf) (*Refr
 		return nil, ctx.Err()
 	}
 	calls := sum(idp.Stats().TokenRequests) - callsBefore
+	written := writtenBytes() - ioBefore
 	tr.mu.Lock()
 	tr.measuring = false
 	// Tokens that expired without being replaced count as late too.
@@ -200,6 +206,9 @@ func Refresh(ctx context.Context, cfg RefreshConfig, w Wiring, logf Logf) (*Refr
 		PeakRSSMiB: float64(peakRSS()) / (1 << 20),
 	}
 	rep.RefreshedBeforeExpiryPct, rep.ProviderCallsPerToken = refreshRatios(ok, late, expiredUnrefreshed, calls)
+	if !isPostgresURL(cfg.Database) && ioBefore >= 0 && ok > 0 {
+		rep.WrittenBytesPerRefresh = float64(written) / float64(ok)
+	}
 	return rep, nil
 }
 
@@ -236,5 +245,8 @@ func (r *RefreshReport) WriteText(w io.Writer) error {
 	tw.printf("  calls per credential per %-7s %.2f of wall time (each token is replaced a third of its lifetime early)\n", r.Lifetime.String(), perCredential)
 	tw.printf("  refresh latency                 p50 %.1fms, p99 %.1fms\n", r.RefreshLatencyP50MS, r.RefreshLatencyP99MS)
 	tw.printf("  peak RSS                        %.0f MiB\n", r.PeakRSSMiB)
+	if r.WrittenBytesPerRefresh > 0 {
+		tw.printf("  written to disk per refresh     %.1f KB (/proc/self/io)\n", r.WrittenBytesPerRefresh/1000)
+	}
 	return tw.flush(w)
 }

@@ -23,7 +23,7 @@ func TestRefreshReportJSON(t *testing.T) {
 	}
 	var m map[string]any
 	_ = json.Unmarshal(b, &m)
-	if len(m) != 18 || m["lifetime"] != "10s" || m["window"] != "20s" || m["provider_latency"] != "20ms" {
+	if len(m) != 19 || m["lifetime"] != "10s" || m["window"] != "20s" || m["provider_latency"] != "20ms" {
 		t.Errorf("%d keys: %s", len(m), b)
 	}
 }

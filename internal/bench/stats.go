@@ -91,3 +91,26 @@ func (t *textWriter) flush(w io.Writer) error {
 	_, err := io.WriteString(w, t.b.String())
 	return err
 }
+
+// resetPeakRSS resets this process's peak resident set size to the
+// current one (Linux: clear_refs 5), so that peakRSS measures from now.
+func resetPeakRSS() { _ = os.WriteFile("/proc/self/clear_refs", []byte("5"), 0) }
+
+// writtenBytes reads the bytes this process caused to be written to
+// storage (/proc/self/io write_bytes); -1 where unknown.
+func writtenBytes() int64 {
+	b, err := os.ReadFile("/proc/self/io")
+	if err != nil {
+		return -1
+	}
+	for line := range strings.SplitSeq(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "write_bytes:"); ok {
+			n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+			if err != nil {
+				return -1
+			}
+			return n
+		}
+	}
+	return -1
+}

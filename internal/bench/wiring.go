@@ -23,7 +23,8 @@ type Wiring struct {
 	// CreateAdminKey creates an admin API key named name in store and
 	// returns it. Used by Read.
 	CreateAdminKey func(ctx context.Context, store tokenkeeper.Store, name string) (string, error)
-	// EventRetention is how many events the store keeps per credential;
+	// EventRetention is how many refresh events the store keeps per
+	// credential (sqlstore.DefaultRefreshEventCount for serve);
 	// Chaos uses it to tell a credential whose events were truncated.
 	EventRetention int
 }

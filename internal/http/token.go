@@ -1,7 +1,10 @@
 package http
 
 import (
+	"encoding/json"
 	"net/http"
+	"strconv"
+	"sync"
 	"time"
 
 	"github.com/tokenkeeper/tokenkeeper"
@@ -21,18 +24,64 @@ type tokenJSON struct {
 }
 
 // writeToken writes t with its advertised expiry at (zero: unknown), which
-// the caller made sure is at least refresh.MinServedLife away.
+// the caller made sure is at least refresh.MinServedLife away. It is the
+// hot path of every token read: the body is appended to a pooled buffer,
+// byte for byte what json.Marshal of tokenJSON makes (appendTokenJSON).
 func (s *server) writeToken(w http.ResponseWriter, t *tokenkeeper.Token, at time.Time) {
-	j := tokenJSON{AccessToken: t.AccessToken, TokenType: t.TokenType}
-	if j.TokenType == "" {
-		j.TokenType = "Bearer"
+	tokenType := t.TokenType
+	if tokenType == "" {
+		tokenType = "Bearer"
 	}
+	var in int64
 	if !at.IsZero() {
 		at = at.UTC()
-		in := expiresIn(at, s.now())
-		j.ExpiresAt, j.ExpiresIn = &at, &in
+		in = expiresIn(at, s.now())
 	}
-	writeJSON(w, http.StatusOK, &j)
+	bp := tokenBufs.Get().(*[]byte)
+	body := appendTokenJSON((*bp)[:0], t.AccessToken, tokenType, at, in)
+	body = append(body, '\n')
+	h := w.Header()
+	h["Content-Type"] = []string{"application/json"}
+	h["Cache-Control"] = []string{"no-store"}
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(body)
+	*bp = body
+	tokenBufs.Put(bp)
+}
+
+// tokenBufs holds the buffers token answers are encoded in.
+var tokenBufs = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}
+
+// appendTokenJSON appends the JSON of tokenJSON{accessToken, tokenType,
+// at, in} to b (at zero: neither expires_at nor expires_in), as
+// json.Marshal writes it.
+func appendTokenJSON(b []byte, accessToken, tokenType string, at time.Time, in int64) []byte {
+	b = append(b, `{"access_token":`...)
+	b = appendJSONString(b, accessToken)
+	b = append(b, `,"token_type":`...)
+	b = appendJSONString(b, tokenType)
+	if !at.IsZero() {
+		b = append(b, `,"expires_at":"`...)
+		b = at.AppendFormat(b, time.RFC3339Nano)
+		b = append(b, `","expires_in":`...)
+		b = strconv.AppendInt(b, in, 10)
+	}
+	return append(b, '}')
+}
+
+// appendJSONString appends s as a JSON string, as json.Marshal writes it:
+// directly when it holds only printable ASCII that needs no escape, and
+// through encoding/json otherwise.
+func appendJSONString(b []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c >= 0x80 || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			q, _ := json.Marshal(s) // a string always marshals
+			return append(b, q...)
+		}
+	}
+	b = append(b, '"')
+	b = append(b, s...)
+	return append(b, '"')
 }
 
 // expiresIn is the life left until at in whole seconds, rounded down so that

@@ -67,9 +67,9 @@ type DB struct {
 }
 
 type config struct {
-	log            *slog.Logger
-	eventRetention int
-	pool           []func(*pgxpool.Config)
+	log       *slog.Logger
+	retention sqlstore.EventRetention
+	pool      []func(*pgxpool.Config)
 }
 
 // Option configures Open and Migrate.
@@ -84,14 +84,22 @@ func WithLogger(l *slog.Logger) Option {
 	}
 }
 
-// WithEventRetention sets how many events are kept per credential; older
-// ones are deleted as new ones arrive (default DefaultEventRetention).
+// WithEventRetention sets how many events of each class (refresh attempts,
+// operator events) are kept per credential; older ones are deleted as new
+// ones arrive (defaults sqlstore.DefaultRefreshEventCount and
+// DefaultEventRetention).
 func WithEventRetention(n int) Option {
 	return func(c *config) {
 		if n > 0 {
-			c.eventRetention = n
+			c.retention.RefreshCount, c.retention.OperatorCount = n, n
 		}
 	}
+}
+
+// WithEventPolicy sets which events are kept, by count and age (see
+// sqlstore.EventRetention; zero fields keep their defaults).
+func WithEventPolicy(r sqlstore.EventRetention) Option {
+	return func(c *config) { c.retention = r }
 }
 
 // WithPoolConfig lets the caller adjust the pool configuration parsed from
@@ -106,7 +114,7 @@ func WithPoolConfig(fn func(*pgxpool.Config)) Option {
 }
 
 func newConfig(opts []Option) config {
-	c := config{log: slog.New(slog.DiscardHandler), eventRetention: DefaultEventRetention}
+	c := config{log: slog.New(slog.DiscardHandler)}
 	for _, o := range opts {
 		o(&c)
 	}
@@ -178,7 +186,7 @@ func Open(ctx context.Context, url string, masterKey []byte, opts ...Option) (*D
 		pool.Close()
 		return nil, err
 	}
-	st, err := sqlstore.New(ctx, conn{pool}, dialect, masterKey, cfg.log, cfg.eventRetention)
+	st, err := sqlstore.New(ctx, conn{pool}, dialect, masterKey, cfg.log, cfg.retention)
 	if err != nil {
 		pool.Close()
 		return nil, err

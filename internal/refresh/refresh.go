@@ -98,6 +98,16 @@ type Config struct {
 	// ShutdownTimeout bounds how long Run waits, after its context ends, for
 	// refreshes in flight to commit (default ProviderTimeout + 5s).
 	ShutdownTimeout time.Duration
+	// CommitBatchWait is how long a background refresh's result waits for
+	// others to share its commit transaction, on a store that is a
+	// tokenkeeper.RefreshBatchCommitter (default DefaultCommitBatchWait;
+	// negative: every result is committed on its own). Results that a
+	// caller waits for (forced refreshes, reads) do not wait.
+	CommitBatchWait time.Duration
+	// EventPruneInterval is how often Run deletes events past the store's
+	// retention, when the store is an EventPruner (default
+	// DefaultEventPruneInterval; negative: never).
+	EventPruneInterval time.Duration
 	// Now is the clock; default time.Now.
 	Now func() time.Time
 	// OnAttempt, if set, is called after every committed attempt (and every
@@ -137,6 +147,7 @@ type Refresher struct {
 	group singleflight.Group // per credential name: forced refreshes and cache loads
 
 	cache *cache
+	batch *batcher // nil: results are committed one by one
 
 	claims atomic.Int64 // numbers each claim's owner string
 	// nextPass is when the loop plans its next pass, in Unix nanoseconds of
@@ -232,6 +243,9 @@ func New(cfg Config) (*Refresher, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	if cfg.EventPruneInterval == 0 {
+		cfg.EventPruneInterval = DefaultEventPruneInterval
+	}
 	r := &Refresher{
 		cfg:    cfg,
 		store:  cfg.Store,
@@ -241,6 +255,13 @@ func New(cfg Config) (*Refresher, error) {
 		slots:  make(chan struct{}, cfg.Concurrency),
 	}
 	r.cache = newCache(cfg.PollInterval)
+	if bc, ok := cfg.Store.(tokenkeeper.RefreshBatchCommitter); ok && cfg.CommitBatchWait >= 0 {
+		if cfg.CommitBatchWait == 0 {
+			cfg.CommitBatchWait = DefaultCommitBatchWait
+		}
+		r.cfg.CommitBatchWait = cfg.CommitBatchWait
+		r.batch = &batcher{store: bc, wait: cfg.CommitBatchWait, timeout: cfg.StoreTimeout, kick: make(chan struct{}, 1)}
+	}
 	r.calls, r.abandonCalls = context.WithCancel(context.Background())
 	r.commits, r.abandonCommits = context.WithCancel(context.Background())
 	return r, nil
@@ -266,10 +287,20 @@ func (r *Refresher) Wake() {
 // commits still retrying get StoreTimeout more before they are given up
 // too. Run thus returns within ShutdownTimeout + StoreTimeout of ctx's end,
 // and returns nil. After Run has returned, Refresh fails with EUNAVAILABLE.
+//
+// With a store that is an EventPruner, Run also deletes events past the
+// store's retention every EventPruneInterval, in small batches beside the
+// refreshes.
 func (r *Refresher) Run(ctx context.Context) error {
 	r.logger.Info("refresher started", "concurrency", r.cfg.Concurrency, "lease", r.cfg.Lease.String())
 	defer r.logger.Info("refresher stopped")
 	defer r.shutdown()
+	if p, ok := r.store.(EventPruner); ok && r.cfg.EventPruneInterval > 0 {
+		pctx, stop := context.WithCancel(ctx)
+		done := make(chan struct{})
+		go func() { defer close(done); r.pruneEventsLoop(pctx, p) }()
+		defer func() { stop(); <-done }()
+	}
 
 	timer := time.NewTimer(0)
 	defer timer.Stop()
@@ -452,7 +483,7 @@ func (r *Refresher) refresh(callCtx, commitCtx context.Context, c *tokenkeeper.C
 		res.Token = &t
 		res.Event.Message += "; the access token reported as rejected is no longer served"
 	}
-	return r.commit(commitCtx, c, res)
+	return r.commit(commitCtx, c, res, !scheduled) // a forced result is waited for
 }
 
 // attempt asks the provider for a new token and builds the result to commit.
@@ -528,14 +559,28 @@ func (r *Refresher) attempt(ctx context.Context, c *tokenkeeper.Credential) *tok
 
 // commit writes res, retrying while the store is unreachable: the result may
 // hold the only copy of a rotated refresh token. It gives up only when fenced
-// out or when ctx ends.
-func (r *Refresher) commit(ctx context.Context, c *tokenkeeper.Credential, res *tokenkeeper.RefreshResult) *tokenkeeper.Credential {
+// out or when ctx ends. Urgent results (a caller waits) are committed at
+// once; the others may wait CommitBatchWait to share a transaction.
+func (r *Refresher) commit(ctx context.Context, c *tokenkeeper.Credential, res *tokenkeeper.RefreshResult, urgent bool) *tokenkeeper.Credential {
 	log := r.logger.With("credential", c.Name)
 	wait := 50 * time.Millisecond
 	for {
-		updated, err := r.store.CompleteRefresh(ctx, c.ID, c.LeaseOwner, c.Version, res)
+		var updated *tokenkeeper.Credential
+		var err error
+		if r.batch != nil {
+			updated, err = r.batch.complete(ctx, tokenkeeper.RefreshCommit{ID: c.ID, Owner: c.LeaseOwner, Version: c.Version, Result: res}, urgent)
+		} else {
+			updated, err = r.store.CompleteRefresh(ctx, c.ID, c.LeaseOwner, c.Version, res)
+		}
 		if err == nil {
-			r.cache.put(updated, r.now())
+			if urgent {
+				r.cache.put(updated, r.now())
+			} else {
+				// A background refresh updates the cached state of a
+				// credential someone reads, and caches no other: the
+				// cache holds what is read, not every credential.
+				r.cache.replace(updated, r.now())
+			}
 			r.logAttempt(log, updated, res)
 			if r.cfg.OnAttempt != nil {
 				r.cfg.OnAttempt(updated, res.Event)

@@ -189,6 +189,28 @@ func (c *cache) put(cred *tokenkeeper.Credential, now time.Time) *entry {
 	return e
 }
 
+// replace stores the state of cred like put, but only if the cache already
+// holds an entry for its name.
+func (c *cache) replace(cred *tokenkeeper.Credential, now time.Time) {
+	c.mu.RLock()
+	_, ok := c.entries[cred.Name]
+	c.mu.RUnlock()
+	if ok {
+		c.put(cred, now)
+	}
+}
+
+// len returns how many entries the cache holds.
+func (c *cache) len() int {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return len(c.entries)
+}
+
+// Cached returns how many credentials the token cache holds: those read
+// (or refreshed on a caller's behalf) since they last changed elsewhere.
+func (r *Refresher) Cached() int { return r.cache.len() }
+
 // retryLater postpones the next reload of e, unless it was replaced.
 func (c *cache) retryLater(e *entry, at time.Time) {
 	c.mu.Lock()

@@ -71,10 +71,10 @@ type DB struct {
 }
 
 type config struct {
-	log            *slog.Logger
-	busyTimeout    time.Duration
-	maxReaders     int
-	eventRetention int
+	log         *slog.Logger
+	busyTimeout time.Duration
+	maxReaders  int
+	retention   sqlstore.EventRetention
 }
 
 // Option configures Open and Migrate.
@@ -108,22 +108,29 @@ func WithMaxReaders(n int) Option {
 	}
 }
 
-// WithEventRetention sets how many events are kept per credential; older
-// ones are deleted as new ones arrive (default DefaultEventRetention).
+// WithEventRetention sets how many events of each class (refresh attempts,
+// operator events) are kept per credential; older ones are deleted as new
+// ones arrive (defaults sqlstore.DefaultRefreshEventCount and
+// DefaultEventRetention).
 func WithEventRetention(n int) Option {
 	return func(c *config) {
 		if n > 0 {
-			c.eventRetention = n
+			c.retention.RefreshCount, c.retention.OperatorCount = n, n
 		}
 	}
 }
 
+// WithEventPolicy sets which events are kept, by count and age (see
+// sqlstore.EventRetention; zero fields keep their defaults).
+func WithEventPolicy(r sqlstore.EventRetention) Option {
+	return func(c *config) { c.retention = r }
+}
+
 func newConfig(opts []Option) config {
 	c := config{
-		log:            slog.New(slog.DiscardHandler),
-		busyTimeout:    DefaultBusyTimeout,
-		maxReaders:     4,
-		eventRetention: DefaultEventRetention,
+		log:         slog.New(slog.DiscardHandler),
+		busyTimeout: DefaultBusyTimeout,
+		maxReaders:  4,
 	}
 	for _, o := range opts {
 		o(&c)
@@ -242,7 +249,7 @@ func Open(ctx context.Context, path string, masterKey []byte, opts ...Option) (*
 	}
 	db.reader.SetMaxOpenConns(cfg.maxReaders)
 	db.reader.SetMaxIdleConns(cfg.maxReaders)
-	if db.Store, err = sqlstore.New(ctx, db.conn(), dialect, masterKey, cfg.log, cfg.eventRetention); err != nil {
+	if db.Store, err = sqlstore.New(ctx, db.conn(), dialect, masterKey, cfg.log, cfg.retention); err != nil {
 		db.Close()
 		return nil, err
 	}

@@ -117,10 +117,25 @@ func leaseConflict(ctx context.Context, tx Querier, id string) error {
 // refresh token may be the only valid one). Returns ECONFLICT when fenced
 // out (nothing is written), ENOTFOUND or EINVALID.
 func (s *Store) CompleteRefresh(ctx context.Context, id, owner string, version int64, r *tokenkeeper.RefreshResult) (*tokenkeeper.Credential, error) {
+	creds, errs := s.CompleteRefreshes(ctx, []tokenkeeper.RefreshCommit{{ID: id, Owner: owner, Version: version, Result: r}})
+	return creds[0], errs[0]
+}
+
+// sealedResult is a refresh result ready to write: checked and sealed.
+type sealedResult struct {
+	setToken                  bool
+	accessToken, refreshToken []byte
+	tokenType                 string
+	expiresAt                 any
+}
+
+// prepareResult checks c's result and seals its secrets.
+func (s *Store) prepareResult(c *tokenkeeper.RefreshCommit) (*sealedResult, error) {
+	r := c.Result
 	if r == nil {
 		return nil, tokenkeeper.Errorf(tokenkeeper.EINVALID, "refresh result is required")
 	}
-	if owner == "" {
+	if c.Owner == "" {
 		return nil, tokenkeeper.Errorf(tokenkeeper.EINVALID, "lease owner is required")
 	}
 	if !r.Status.Valid() {
@@ -135,66 +150,126 @@ func (s *Store) CompleteRefresh(ctx context.Context, id, owner string, version i
 		NextRefreshAt: r.NextRefreshAt, LastRefreshAt: r.LastRefreshAt}); err != nil {
 		return nil, err
 	}
-	now := s.now()
-	var (
-		setToken    bool
-		accessToken []byte
-		tokenType   string
-		expiresAt   any
-		err         error
-	)
+	var sr sealedResult
+	var err error
 	if r.Token != nil {
-		setToken = true
-		if accessToken, err = sealValue(s.ring, r.Token.AccessToken, "credentials", id, "access_token"); err != nil {
+		sr.setToken = true
+		if sr.accessToken, err = sealValue(s.ring, r.Token.AccessToken, "credentials", c.ID, "access_token"); err != nil {
 			return nil, err
 		}
-		tokenType, expiresAt = r.Token.TokenType, nullTime(r.Token.ExpiresAt)
+		sr.tokenType, sr.expiresAt = r.Token.TokenType, nullTime(r.Token.ExpiresAt)
 	}
-	refreshToken, err := sealValue(s.ring, r.RefreshToken, "credentials", id, "refresh_token")
-	if err != nil {
+	if sr.refreshToken, err = sealValue(s.ring, r.RefreshToken, "credentials", c.ID, "refresh_token"); err != nil {
 		return nil, err
 	}
-	var raw *rawCredential
-	err = s.write(ctx, "complete refresh", func(tx Querier) error {
-		prevStatus, prevFailures, err := s.webhookPrev(ctx, tx, id)
-		if err != nil {
-			return err
+	return &sr, nil
+}
+
+// CompleteRefreshes commits a batch of refresh results in one transaction
+// (tokenkeeper.RefreshBatchCommitter): each as CompleteRefresh commits one,
+// fenced and checked on its own. An item that is invalid, fenced out
+// (ECONFLICT) or gone (ENOTFOUND) gets its error and writes nothing; the
+// others are committed. A failure of the transaction itself is every
+// item's error.
+func (s *Store) CompleteRefreshes(ctx context.Context, batch []tokenkeeper.RefreshCommit) ([]*tokenkeeper.Credential, []error) {
+	creds := make([]*tokenkeeper.Credential, len(batch))
+	errs := make([]error, len(batch))
+	sealed := make([]*sealedResult, len(batch))
+	pending := 0
+	for i := range batch {
+		if sealed[i], errs[i] = s.prepareResult(&batch[i]); errs[i] == nil {
+			pending++
 		}
-		raw, err = scanCredential(tx.QueryRow(ctx, `UPDATE credentials SET
-				access_token = CASE WHEN $1::boolean THEN $2::bytea ELSE access_token END,
-				token_type = CASE WHEN $1::boolean THEN $3::text ELSE token_type END,
-				expires_at = CASE WHEN $1::boolean THEN $4::timestamptz ELSE expires_at END,
-				refresh_token = COALESCE($5::bytea, refresh_token),
-				status = CASE WHEN status = 'disabled' THEN status ELSE $6 END, failure_count = $7, last_error = $8, last_error_code = $9,
-				last_refresh_at = COALESCE($10::timestamptz, last_refresh_at),
-				next_refresh_at = COALESCE($11::timestamptz, next_refresh_at),
-				version = version + 1, lease_owner = '', lease_expires_at = NULL, updated_at = $12
-			WHERE id = $13 AND version = $14 AND lease_owner = $15
-			RETURNING `+CredentialColumns,
-			setToken, accessToken, tokenType, expiresAt,
-			refreshToken,
-			string(r.Status), r.FailureCount, r.LastError, r.LastErrorCode,
-			nullTime(r.LastRefreshAt), nullTime(r.NextRefreshAt), now,
-			id, version, owner))
-		if err != nil {
-			return orNotFound(err, leaseConflict(ctx, tx, id))
-		}
-		if r.Event != nil {
-			e := *r.Event
-			e.CredentialID, e.CredentialName = raw.id, raw.name
-			if err := s.insertEvent(ctx, tx, &e, now); err != nil {
+	}
+	if pending == 0 {
+		return creds, errs
+	}
+	now := s.now()
+	raws := make([]*rawCredential, len(batch))
+	itemErrs := make([]error, len(batch))
+	// Rows are locked in id order, so that two batches (replicas) never
+	// wait for each other in a cycle.
+	order := make([]int, len(batch))
+	for i := range order {
+		order[i] = i
+	}
+	sort.SliceStable(order, func(a, b int) bool { return batch[order[a]].ID < batch[order[b]].ID })
+	err := s.write(ctx, "complete refresh", func(tx Querier) error {
+		// The transaction may be retried: start over each time.
+		clear(raws)
+		clear(itemErrs)
+		for _, i := range order {
+			if sealed[i] == nil {
+				continue
+			}
+			raw, fenced, err := s.completeOne(ctx, tx, &batch[i], sealed[i], now)
+			if err != nil {
 				return err
 			}
+			raws[i], itemErrs[i] = raw, fenced
 		}
-		if err := s.webhookOnChange(ctx, tx, prevStatus, prevFailures, raw); err != nil {
-			return err
-		}
-		return s.notify(ctx, tx, rawChange(tokenkeeper.ChangeRefresh, raw))
+		return nil
 	})
-	if err != nil {
-		return nil, err
+	for i := range batch {
+		switch {
+		case sealed[i] == nil:
+		case err != nil:
+			errs[i] = err
+		case itemErrs[i] != nil:
+			errs[i] = s.err("complete refresh", itemErrs[i])
+		default:
+			creds[i], errs[i] = s.decode(ctx, s.conn, raws[i])
+		}
 	}
-	return s.decode(ctx, s.conn, raw)
+	return creds, errs
+}
+
+// completeOne writes one prepared result in tx. fenced is the item's own
+// failure (ECONFLICT, ENOTFOUND), which leaves tx usable; err fails tx.
+func (s *Store) completeOne(ctx context.Context, tx Querier, c *tokenkeeper.RefreshCommit, sr *sealedResult, now time.Time) (raw *rawCredential, fenced, err error) {
+	r := c.Result
+	prevStatus, prevFailures, err := s.webhookPrev(ctx, tx, c.ID)
+	if err != nil {
+		return nil, nil, err
+	}
+	raw, err = scanCredential(tx.QueryRow(ctx, `UPDATE credentials SET
+			access_token = CASE WHEN $1::boolean THEN $2::bytea ELSE access_token END,
+			token_type = CASE WHEN $1::boolean THEN $3::text ELSE token_type END,
+			expires_at = CASE WHEN $1::boolean THEN $4::timestamptz ELSE expires_at END,
+			refresh_token = COALESCE($5::bytea, refresh_token),
+			status = CASE WHEN status = 'disabled' THEN status ELSE $6 END, failure_count = $7, last_error = $8, last_error_code = $9,
+			last_refresh_at = COALESCE($10::timestamptz, last_refresh_at),
+			next_refresh_at = COALESCE($11::timestamptz, next_refresh_at),
+			version = version + 1, lease_owner = '', lease_expires_at = NULL, updated_at = $12
+		WHERE id = $13 AND version = $14 AND lease_owner = $15
+		RETURNING `+CredentialColumns,
+		sr.setToken, sr.accessToken, sr.tokenType, sr.expiresAt,
+		sr.refreshToken,
+		string(r.Status), r.FailureCount, r.LastError, r.LastErrorCode,
+		nullTime(r.LastRefreshAt), nullTime(r.NextRefreshAt), now,
+		c.ID, c.Version, c.Owner))
+	if errors.Is(err, sql.ErrNoRows) {
+		lerr := leaseConflict(ctx, tx, c.ID)
+		switch tokenkeeper.ErrorCode(lerr) {
+		case tokenkeeper.ECONFLICT, tokenkeeper.ENOTFOUND:
+			return nil, lerr, nil
+		}
+		return nil, nil, lerr
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	if r.Event != nil {
+		e := *r.Event
+		e.CredentialID, e.CredentialName = raw.id, raw.name
+		if err := s.insertEvent(ctx, tx, &e, now); err != nil {
+			return nil, nil, err
+		}
+	}
+	if err := s.webhookOnChange(ctx, tx, prevStatus, prevFailures, raw); err != nil {
+		return nil, nil, err
+	}
+	return raw, nil, s.notify(ctx, tx, rawChange(tokenkeeper.ChangeRefresh, raw))
 }
 
 // NextRefreshAt returns the earliest time at which a refreshable credential

@@ -34,14 +34,14 @@ func (s *Store) insertEvent(ctx context.Context, tx Querier, e *tokenkeeper.Even
 	if e.CredentialID != "" {
 		// Refresh events and operator events are trimmed apart: no volume
 		// of refreshes pushes an operator event out.
-		class := `kind = 'refresh'`
+		class, keep := `kind = 'refresh'`, s.retention.RefreshCount
 		if e.Kind != tokenkeeper.EventRefresh {
-			class = `kind <> 'refresh'`
+			class, keep = `kind <> 'refresh'`, s.retention.OperatorCount
 		}
 		_, err = tx.Exec(ctx, `DELETE FROM events WHERE id IN (
 				SELECT id FROM events WHERE credential_id = $1 AND `+class+`
 				ORDER BY time DESC, id DESC LIMIT `+s.d.LimitAll+` OFFSET $2)`,
-			e.CredentialID, s.eventRetention)
+			e.CredentialID, keep)
 	}
 	return err
 }
@@ -58,8 +58,8 @@ func checkEvent(e *tokenkeeper.Event) error {
 
 // AddEvent records an event, assigning its ID and, if zero, its Time. An
 // event naming a credential by name only gets that credential's id. The
-// newest events of each credential are kept (see WithEventRetention), as
-// many refresh events and as many operator events.
+// newest events of each credential are kept, refresh events and operator
+// events each to their own count (see EventRetention).
 func (s *Store) AddEvent(ctx context.Context, e *tokenkeeper.Event) error {
 	if err := checkEvent(e); err != nil {
 		return err
@@ -122,4 +122,49 @@ func (s *Store) EventsOfClass(ctx context.Context, credentialName, class string,
 		return &e, nil
 	})
 	return out, s.err("list events", err)
+}
+
+// EventRetention returns the retention limits the store applies.
+func (s *Store) EventRetention() EventRetention { return s.retention }
+
+// PruneEvents deletes at most limit events older than the retention's age
+// limits at now, refresh attempts first (oldest first), then operator
+// events, and returns how many it deleted. Each class is one short
+// transaction; the events_kind_time index makes finding them cheap, so a
+// caller that loops until fewer than limit come back holds up the
+// refreshes' commits (SQLite has one writer) for milliseconds at a time.
+// Returns EINVALID (limit not from 1 to MaxPruneBatch, now out of range).
+func (s *Store) PruneEvents(ctx context.Context, now time.Time, limit int) (int, error) {
+	if limit < 1 || limit > MaxPruneBatch {
+		return 0, tokenkeeper.Errorf(tokenkeeper.EINVALID, "prune limit must be from 1 to %d", MaxPruneBatch)
+	}
+	if err := CheckRequiredTime("now", now); err != nil {
+		return 0, err
+	}
+	now = utc(now)
+	total := 0
+	for _, class := range []struct {
+		cond   string
+		before time.Time
+	}{
+		{`kind = 'refresh'`, now.Add(-s.retention.RefreshMaxAge)},
+		{`kind <> 'refresh'`, now.Add(-s.retention.OperatorMaxAge)},
+	} {
+		if total >= limit {
+			break
+		}
+		var n int64
+		err := s.write(ctx, "prune events", func(tx Querier) error {
+			var err error
+			n, err = tx.Exec(ctx, `DELETE FROM events WHERE id IN (
+					SELECT id FROM events WHERE `+class.cond+` AND time < $1 ORDER BY time, id LIMIT $2)`,
+				class.before, limit-total)
+			return err
+		})
+		total += int(n)
+		if err != nil {
+			return total, err
+		}
+	}
+	return total, nil
 }

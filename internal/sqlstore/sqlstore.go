@@ -37,9 +37,53 @@ import (
 	"github.com/tokenkeeper/tokenkeeper/internal/seal"
 )
 
-// DefaultEventRetention is how many events are kept per credential unless
-// the dialect's options say otherwise.
+// DefaultEventRetention is how many operator events are kept per
+// credential unless the dialect's options say otherwise.
 const DefaultEventRetention = 1000
+
+// Defaults of EventRetention. At a million credentials with one-hour
+// tokens (one refresh every ~55 minutes, about 26 a day each) the age
+// limit binds: the events table holds at most 12 hours of refresh
+// attempts, about 13 million rows (~3.4 GiB on SQLite), and stops growing
+// after its first 12 hours (README, "Event history and database growth").
+const (
+	DefaultRefreshEventCount   = 100
+	DefaultRefreshEventMaxAge  = 24 * time.Hour
+	DefaultOperatorEventCount  = DefaultEventRetention
+	DefaultOperatorEventMaxAge = 90 * 24 * time.Hour
+)
+
+// EventRetention says which events of a credential the store keeps. Events
+// come in two classes (tokenkeeper.EventClassRefresh: refresh attempts;
+// tokenkeeper.EventClassOperator: creation, connection, status changes and
+// every other kind), trimmed apart so that no volume of refreshes pushes an
+// operator event out. The count limits are kept as events arrive (the
+// newest Count events of a credential's class survive an insert); the age
+// limits are applied by PruneEvents, which a background loop calls in
+// small batches. A zero field takes its default.
+type EventRetention struct {
+	RefreshCount   int           // newest refresh events kept per credential
+	RefreshMaxAge  time.Duration // refresh events older than this are pruned
+	OperatorCount  int           // newest operator events kept per credential
+	OperatorMaxAge time.Duration // operator events older than this are pruned
+}
+
+// withDefaults returns r with every zero field set to its default.
+func (r EventRetention) withDefaults() EventRetention {
+	if r.RefreshCount <= 0 {
+		r.RefreshCount = DefaultRefreshEventCount
+	}
+	if r.RefreshMaxAge <= 0 {
+		r.RefreshMaxAge = DefaultRefreshEventMaxAge
+	}
+	if r.OperatorCount <= 0 {
+		r.OperatorCount = DefaultOperatorEventCount
+	}
+	if r.OperatorMaxAge <= 0 {
+		r.OperatorMaxAge = DefaultOperatorEventMaxAge
+	}
+	return r
+}
 
 // Row is one result row.
 type Row interface {
@@ -130,12 +174,12 @@ type Store struct {
 	// endpoint's log keeps; zero means DefaultWebhookLogRetention.
 	WebhookLogRetention int
 
-	conn           Conn
-	d              *Dialect
-	master         []byte
-	ring           *seal.Ring // safe for concurrent use
-	log            *slog.Logger
-	eventRetention int
+	conn      Conn
+	d         *Dialect
+	master    []byte
+	ring      *seal.Ring // safe for concurrent use
+	log       *slog.Logger
+	retention EventRetention
 
 	reloadMu sync.Mutex // serializes reloads of ring from data_keys
 }
@@ -144,15 +188,12 @@ type Store struct {
 // first data key if there is none and loads the data keys with masterKey;
 // a masterKey that cannot unwrap them gives an error matching
 // seal.ErrMasterKeyMismatch.
-func New(ctx context.Context, conn Conn, d *Dialect, masterKey []byte, log *slog.Logger, eventRetention int) (*Store, error) {
+func New(ctx context.Context, conn Conn, d *Dialect, masterKey []byte, log *slog.Logger, retention EventRetention) (*Store, error) {
 	if err := CheckMasterKey(masterKey); err != nil {
 		return nil, err
 	}
-	if eventRetention <= 0 {
-		eventRetention = DefaultEventRetention
-	}
 	s := &Store{Now: time.Now, conn: conn, d: d, master: append([]byte(nil), masterKey...),
-		ring: seal.NewRing(), log: log, eventRetention: eventRetention}
+		ring: seal.NewRing(), log: log, retention: retention.withDefaults()}
 	if err := s.initKeys(ctx); err != nil {
 		return nil, err
 	}

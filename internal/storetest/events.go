@@ -2,6 +2,7 @@ package storetest
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"fmt"
 	"time"
@@ -162,4 +163,56 @@ func testAPIKeys(e *env) {
 
 	// API keys are stored as hashes only.
 	checkNoSecret(t, "raw database dump", e.RawDump(t), []string{adminKey, consumerKey})
+}
+
+// eventPruner is the part of a store that prunes events by age.
+type eventPruner interface {
+	PruneEvents(ctx context.Context, now time.Time, limit int) (int, error)
+}
+
+// testPruneEvents: PruneEvents deletes refresh events older than 12 hours
+// and operator events older than 90 days (the default retention), at most
+// limit per call, refresh events first, and nothing younger.
+func testPruneEvents(e *env) {
+	t := e.t
+	p, ok := e.s.(eventPruner)
+	if !ok {
+		t.Fatal("the store does not prune events (PruneEvents)")
+	}
+	c := e.create(newCred("old"))
+	add := func(kind string, age time.Duration) *tokenkeeper.Event {
+		ev := &tokenkeeper.Event{CredentialID: c.ID, CredentialName: c.Name, Kind: kind, Time: start.Add(-age),
+			Outcome: tokenkeeper.OutcomeOK, Actor: "refresher:x"}
+		if err := e.s.AddEvent(e.ctx, ev); err != nil {
+			t.Fatal(err)
+		}
+		return ev
+	}
+	add(tokenkeeper.EventRefresh, 30*time.Hour)
+	add(tokenkeeper.EventRefresh, 25*time.Hour)
+	young := add(tokenkeeper.EventRefresh, 11*time.Hour)
+	add(tokenkeeper.EventCreated, 100*24*time.Hour)
+	kept := add(tokenkeeper.EventCreated, 30*time.Hour)
+	e.clock.Set(start)
+
+	n, err := p.PruneEvents(e.ctx, start, 1)
+	if err != nil || n != 1 {
+		t.Fatalf("PruneEvents(limit 1) = %d, %v; want 1", n, err)
+	}
+	if n, err = p.PruneEvents(e.ctx, start, 10); err != nil || n != 2 {
+		t.Fatalf("second PruneEvents = %d, %v; want 2", n, err)
+	}
+	if n, err = p.PruneEvents(e.ctx, start, 10); err != nil || n != 0 {
+		t.Fatalf("third PruneEvents = %d, %v; want 0", n, err)
+	}
+	got := e.events(c.Name)
+	if len(got) != 2 || got[0].ID != young.ID || got[1].ID != kept.ID {
+		t.Fatalf("kept %s; want the refresh event of 11 h ago and the created event of 30 h ago", asJSON(got))
+	}
+	for _, limit := range []int{0, -1, 10_001} {
+		_, err := p.PruneEvents(e.ctx, start, limit)
+		wantCode(t, err, tokenkeeper.EINVALID)
+	}
+	_, err = p.PruneEvents(e.ctx, time.Time{}, 10)
+	wantCode(t, err, tokenkeeper.EINVALID)
 }

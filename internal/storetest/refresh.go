@@ -464,3 +464,67 @@ func testPing(e *env) {
 		e.t.Fatal(err)
 	}
 }
+
+// testCompleteRefreshes: a batch commits each result as CompleteRefresh
+// would, on its own terms: the fenced and the invalid ones get their
+// errors and write nothing, the others are committed with their events.
+func testCompleteRefreshes(e *env) {
+	t := e.t
+	bc, ok := e.s.(tokenkeeper.RefreshBatchCommitter)
+	if !ok {
+		t.Fatal("the store does not commit refresh results in batches (CompleteRefreshes)")
+	}
+	a := e.create(newCred("batch-a"))
+	b := e.create(newCred("batch-b"))
+	f := e.create(newCred("batch-fenced"))
+	ca, cb, cf := e.claim(a.ID, "w"), e.claim(b.ID, "w"), e.claim(f.ID, "w")
+	now := e.clock.Add(time.Second)
+	result := func(label string) *tokenkeeper.RefreshResult {
+		return &tokenkeeper.RefreshResult{
+			Token:        &tokenkeeper.Token{AccessToken: secret(label), TokenType: "Bearer", ExpiresAt: now.Add(time.Hour)},
+			RefreshToken: secret(label + "-rotated"), Status: tokenkeeper.StatusActive, LastRefreshAt: now,
+			NextRefreshAt: now.Add(50 * time.Minute),
+			Event:         &tokenkeeper.Event{Kind: tokenkeeper.EventRefresh, Outcome: tokenkeeper.OutcomeOK, Actor: "refresher:w"},
+		}
+	}
+	ra, rb, rf := result("a"), result("b"), result("f")
+	creds, errs := bc.CompleteRefreshes(e.ctx, []tokenkeeper.RefreshCommit{
+		{ID: b.ID, Owner: "w", Version: cb.Version, Result: rb},
+		{ID: f.ID, Owner: "w", Version: cf.Version - 1, Result: rf}, // fenced: an older version
+		{ID: a.ID, Owner: "w", Version: ca.Version, Result: ra},
+		{ID: a.ID, Owner: "", Version: ca.Version, Result: ra}, // invalid: no owner
+		{ID: "0123456789abcdef0123456789abcdef", Owner: "w", Version: 1, Result: result("gone")},
+	})
+	if len(creds) != 5 || len(errs) != 5 {
+		t.Fatalf("CompleteRefreshes returned %d credentials and %d errors for 5 items", len(creds), len(errs))
+	}
+	for i, want := range []struct {
+		name string
+		r    *tokenkeeper.RefreshResult
+	}{{"batch-b", rb}, {"", nil}, {"batch-a", ra}} {
+		if want.r == nil {
+			continue
+		}
+		if errs[i] != nil || creds[i] == nil || creds[i].Name != want.name || creds[i].Token.AccessToken != want.r.Token.AccessToken ||
+			creds[i].RefreshToken != want.r.RefreshToken || creds[i].LeaseOwner != "" {
+			t.Fatalf("item %d: %v, %s", i, errs[i], asJSON(creds[i]))
+		}
+		if got := e.get(want.name); got.Token.AccessToken != want.r.Token.AccessToken || got.Version != creds[i].Version {
+			t.Fatalf("%s as stored: %s", want.name, asJSON(got))
+		}
+		if evs := e.events(want.name); len(evs) != 1 || evs[0].Outcome != tokenkeeper.OutcomeOK {
+			t.Fatalf("%s events: %s", want.name, asJSON(evs))
+		}
+	}
+	wantCode(t, errs[1], tokenkeeper.ECONFLICT)
+	wantCode(t, errs[3], tokenkeeper.EINVALID)
+	wantCode(t, errs[4], tokenkeeper.ENOTFOUND)
+	for _, err := range errs {
+		checkErrNoSecret(t, err, []string{rf.Token.AccessToken, rf.RefreshToken})
+	}
+	sameCredential(t, e.get("batch-fenced"), cf)
+	if evs := e.events("batch-fenced"); len(evs) != 0 {
+		t.Fatalf("a fenced item recorded %d events", len(evs))
+	}
+	checkNoSecret(t, "raw dump after a batch", e.RawDump(t), []string{rf.Token.AccessToken, rf.RefreshToken})
+}

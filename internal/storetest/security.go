@@ -103,7 +103,7 @@ func testRefreshesDoNotEraseOperatorEvents(e *env) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// The rolling history still has a cap (the stores' default, 1000).
+	// The rolling history still has a cap (the stores' default, 100).
 	if len(refreshes) == 0 || len(refreshes) >= n || refreshes[0].Message != fmt.Sprint(n-1) {
 		t.Fatalf("%d refresh events kept, newest %q: want the newest, and fewer than %d", len(refreshes), refreshes[0].Message, n)
 	}

@@ -1,0 +1,90 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestBenchScale runs bench scale at a tiny size through the command line,
+// on a temporary SQLite file, and checks that its figures are measured.
+func TestBenchScale(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs for about 15 s")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	var out, errb syncBuffer
+	err := run(ctx, []string{"tokenkeeper", "bench", "scale", "--credentials", "200", "--lifetime", "30s", "--window", "5s",
+		"--quiet-window", "1s", "--latency", "1ms", "--read-connections", "4", "--read-rate", "100", "--json"},
+		func(string) string { return "" }, strings.NewReader(""), &out, &errb)
+	if err != nil {
+		t.Fatalf("bench scale: %v\n%s", err, errb.String())
+	}
+	var rep struct {
+		Credentials              int     `json:"credentials"`
+		Lifetime                 string  `json:"lifetime"`
+		Refreshes                int     `json:"refreshes"`
+		RefreshesPerReplica      []int   `json:"refreshes_per_replica"`
+		RefreshedBeforeExpiryPct float64 `json:"refreshed_before_expiry_pct"`
+		ProviderCalls            int     `json:"provider_calls"`
+		ProviderCallsPerToken    float64 `json:"provider_calls_per_token"`
+		LagP50                   float64 `json:"lag_p50_seconds"`
+		LagP99                   float64 `json:"lag_p99_seconds"`
+		PeakRSSMiB               float64 `json:"peak_rss_mib"`
+		FirstToken               float64 `json:"start_to_first_token_seconds"`
+		FirstRefresh             float64 `json:"start_to_first_refresh_seconds"`
+		QuietP99                 float64 `json:"read_quiet_p99_ms"`
+		LoadedP99                float64 `json:"read_loaded_p99_ms"`
+		QuietErrors              int     `json:"read_quiet_errors"`
+		LoadedErrors             int     `json:"read_loaded_errors"`
+		DatabaseBytesEnd         int64   `json:"database_bytes_end"`
+		WrittenBytes             int64   `json:"written_bytes"`
+		WrittenPerRefresh        float64 `json:"written_bytes_per_refresh"`
+	}
+	if err := json.Unmarshal([]byte(out.String()), &rep); err != nil {
+		t.Fatalf("bench scale --json: %v\n%s", err, out.String())
+	}
+	// A 30 s token is replaced every 20 s: 200 credentials make about 10
+	// refreshes a second, 50 in the window.
+	if rep.Credentials != 200 || rep.Lifetime != "30s" || rep.Refreshes < 10 || len(rep.RefreshesPerReplica) != 1 ||
+		rep.RefreshesPerReplica[0] != rep.Refreshes {
+		t.Errorf("refreshes: %s", out.String())
+	}
+	if rep.ProviderCalls < 10 || rep.ProviderCallsPerToken < 0.9 || rep.ProviderCallsPerToken > 1.1 {
+		t.Errorf("provider calls per token %.3f (%d calls)", rep.ProviderCallsPerToken, rep.ProviderCalls)
+	}
+	if rep.RefreshedBeforeExpiryPct < 50 || rep.LagP50 <= 0 || rep.LagP99 < rep.LagP50 || rep.LagP99 > 10 {
+		t.Errorf("%.2f%% before expiry, lag p50 %.2fs p99 %.2fs (lead 10s)", rep.RefreshedBeforeExpiryPct, rep.LagP50, rep.LagP99)
+	}
+	if rep.PeakRSSMiB <= 0 || rep.FirstToken <= 0 || rep.FirstRefresh <= 0 || rep.QuietP99 <= 0 || rep.LoadedP99 <= 0 ||
+		rep.QuietErrors != 0 || rep.LoadedErrors != 0 || rep.DatabaseBytesEnd <= 0 || rep.WrittenBytes <= 0 || rep.WrittenPerRefresh <= 0 {
+		t.Errorf("figures not measured: %s", out.String())
+	}
+	if !strings.Contains(errb.String(), "bench scale: 200 credentials, lifetime 30s (refreshed 10s before expiry)") {
+		t.Errorf("progress: %s", errb.String())
+	}
+}
+
+func TestBenchScaleFlags(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--credentials", "0"}, "--credentials must be positive"},
+		{[]string{"--lifetime", "2s"}, "--lifetime at least 3s"},
+		{[]string{"--window", "0s"}, "--window and --concurrency positive"},
+		{[]string{"--replicas", "3"}, "more than 1 only with --database postgres://"},
+		{[]string{"--read-rate", "0"}, "--read-rate and --quiet-window positive"},
+		{[]string{"--read-connections", "5000"}, "--read-connections must be from 1 to 4096"},
+	} {
+		var out, errb syncBuffer
+		err := run(context.Background(), append([]string{"tokenkeeper", "bench", "scale"}, tc.args...),
+			func(string) string { return "" }, strings.NewReader(""), &out, &errb)
+		if err == nil || !strings.Contains(err.Error(), tc.want) || exitCode(err) != 2 {
+			t.Errorf("%v: err %v; want a usage error containing %q", tc.args, err, tc.want)
+		}
+	}
+}

@@ -1,0 +1,709 @@
+package bench
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"net/http"
+	"runtime"
+	"runtime/debug"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/tokenkeeper/tokenkeeper"
+	"github.com/tokenkeeper/tokenkeeper/internal/sqlstore"
+	"github.com/tokenkeeper/tokenkeeper/oauthtest"
+)
+
+// ScaleConfig configures a Scale run.
+type ScaleConfig struct {
+	Credentials int           // seeded credentials, at least 1
+	Lifetime    time.Duration // access token lifetime at the test provider, at least 3s
+	Window      time.Duration // measuring time, positive
+	Latency     time.Duration // test provider latency per token request
+	Concurrency int           // refreshes in flight at most, per replica
+	Database    string        // postgres:// URL; "": a temporary SQLite file
+	Replicas    int           // brokers sharing the credentials (PostgreSQL only for more than 1)
+	// ReadConnections keep-alive connections read tokens throughout, at
+	// ReadRate requests per second in all, during QuietWindow (before the
+	// seeded credentials exist: no refresh load) and during Window.
+	ReadConnections int
+	ReadRate        int
+	QuietWindow     time.Duration
+}
+
+// scaleReadSet is how many credentials, besides the seeded ones, the read
+// load reads: their tokens outlive the run, so reading them costs the
+// refresher nothing.
+const scaleReadSet = 256
+
+// importBatch is how many credentials one ImportCredentials call (one
+// transaction) seeds.
+const importBatch = 10_000
+
+func (c *ScaleConfig) validate() error {
+	if c.Credentials < 1 || c.Lifetime < 3*time.Second || c.Window <= 0 || c.Latency < 0 || c.Concurrency < 1 {
+		return configErrorf("--credentials must be positive, --lifetime at least 3s, --window and --concurrency positive")
+	}
+	if c.Replicas < 1 || (c.Replicas > 1 && !isPostgresURL(c.Database)) {
+		return configErrorf("--replicas must be positive, and more than 1 only with --database postgres://...")
+	}
+	if c.ReadConnections < 1 || c.ReadConnections > 4096 || c.ReadRate < 1 || c.QuietWindow <= 0 {
+		return configErrorf("--read-connections must be from 1 to 4096, --read-rate and --quiet-window positive")
+	}
+	return nil
+}
+
+// ScaleReport is what a Scale run measured.
+type ScaleReport struct {
+	Database        string   `json:"database"`
+	Credentials     int      `json:"credentials"`
+	Lifetime        Duration `json:"lifetime"`
+	Lead            Duration `json:"lead"` // the refresher's default lead for this lifetime
+	Window          Duration `json:"window"`
+	ProviderLatency Duration `json:"provider_latency"`
+	Concurrency     int      `json:"concurrency"`
+	Replicas        int      `json:"replicas"`
+	ReadConnections int      `json:"read_connections"`
+	ReadRate        int      `json:"read_rate"`
+	QuietWindow     Duration `json:"quiet_window"`
+
+	SeedSeconds float64 `json:"seed_seconds"` // bulk insert of every credential
+	// HistoryEvents is how many refresh events were seeded as history, and
+	// HistoryNote which retention limit they bring into steady state.
+	HistoryEvents int    `json:"history_events"`
+	HistoryNote   string `json:"history_note"`
+	// Start-up, from opening the store (the process's start, minus the Go
+	// runtime's) with every credential in it: to the first token served
+	// over HTTP, and to the first refresh committed (the schedule is the
+	// database's next_refresh_at index: nothing is loaded before it works).
+	StartToFirstTokenSeconds   float64 `json:"start_to_first_token_seconds"`
+	StartToFirstRefreshSeconds float64 `json:"start_to_first_refresh_seconds"`
+	// BacklogAtStart credentials came due while seeding and restarting;
+	// the window starts once as many refreshes have committed.
+	BacklogAtStart        int     `json:"backlog_at_start"`
+	BacklogClearedSeconds float64 `json:"backlog_cleared_seconds"`
+
+	Refreshes                int     `json:"refreshes"` // successful, in the window
+	RefreshesPerSecond       float64 `json:"refreshes_per_second"`
+	RefreshesPerReplica      []int   `json:"refreshes_per_replica"`
+	LateRefreshes            int     `json:"late_refreshes"`
+	ExpiredUnrefreshed       int     `json:"expired_unrefreshed"`
+	FailedAttempts           int     `json:"failed_attempts"`
+	Fenced                   int     `json:"fenced"`
+	RefreshedBeforeExpiryPct float64 `json:"refreshed_before_expiry_pct"`
+	ProviderCalls            int     `json:"provider_calls"`
+	ProviderCallsPerToken    float64 `json:"provider_calls_per_token"`
+	// Refresh lag: how long before the replaced token's expiry each
+	// refresh committed (negative: after).
+	LagP1Seconds  float64 `json:"lag_p1_seconds"`
+	LagP50Seconds float64 `json:"lag_p50_seconds"`
+	LagP99Seconds float64 `json:"lag_p99_seconds"`
+
+	PeakRSSMiB     float64 `json:"peak_rss_mib"`      // from the restart on (seeding excluded)
+	SeedPeakRSSMiB float64 `json:"seed_peak_rss_mib"` // up to the restart
+
+	ReadQuietP50MS   float64 `json:"read_quiet_p50_ms"`
+	ReadQuietP99MS   float64 `json:"read_quiet_p99_ms"`
+	ReadQuietErrors  int64   `json:"read_quiet_errors"`
+	ReadLoadedP50MS  float64 `json:"read_loaded_p50_ms"`
+	ReadLoadedP99MS  float64 `json:"read_loaded_p99_ms"`
+	ReadLoadedErrors int64   `json:"read_loaded_errors"`
+	ReadLoadedRPS    float64 `json:"read_loaded_rps"`
+
+	DatabaseBytesStart    int64   `json:"database_bytes_start"`
+	DatabaseBytesEnd      int64   `json:"database_bytes_end"`
+	DatabaseGrowthPerHour float64 `json:"database_growth_mib_per_hour"`
+	DatabaseGrowthPerDay  float64 `json:"database_growth_gib_per_day"`
+	// Net rows added in the window: refresh and operator events (inserted
+	// less pruned), and audit records (the token reads', aggregated per
+	// reader, credential and second; kept --audit-retention, 90 days).
+	EventRowsAdded int64 `json:"event_rows_added"`
+	AuditRowsAdded int64 `json:"audit_rows_added"`
+	// Bytes this process caused to be written to storage during the
+	// window (/proc/self/io write_bytes), per refresh; SQLite only (a
+	// PostgreSQL server writes in its own processes).
+	WrittenBytes           int64   `json:"written_bytes"`
+	WrittenBytesPerRefresh float64 `json:"written_bytes_per_refresh"`
+}
+
+// scaleTracker follows every seeded credential's token expiry (by its
+// number, to keep the harness's own memory small) and the refreshes in the
+// window.
+type scaleTracker struct {
+	mu        sync.Mutex
+	expiry    []int64 // guarded by mu: current token expiry, Unix ns, per seeded credential
+	measuring bool    // guarded by mu
+	ok, late  int     // guarded by mu
+	failed    int     // guarded by mu
+	fenced    int     // guarded by mu
+	lags      []time.Duration
+	perRep    []int // guarded by mu: refreshes per replica, in the window
+	// callWindow is when the provider calls counted lie: Unix ns, end 0
+	// while open; okCalls counts the successful attempts whose call
+	// started in it, committed at any time.
+	callFrom, callTo int64 // guarded by mu
+	okCalls          int   // guarded by mu
+	all              int   // guarded by mu: successful refreshes since the restart
+	first            atomic.Int64
+}
+
+// onAttempt returns the OnAttempt hook of replica rep.
+func (t *scaleTracker) onAttempt(rep int) func(c *tokenkeeper.Credential, ev *tokenkeeper.Event) {
+	return func(c *tokenkeeper.Credential, ev *tokenkeeper.Event) {
+		t.first.CompareAndSwap(0, time.Now().UnixNano())
+		num, ok := strings.CutPrefix(c.Name, "scale-")
+		if !ok {
+			return
+		}
+		i, err := strconv.Atoi(num)
+		if err != nil || i < 0 || i >= len(t.expiry) {
+			return
+		}
+		t.mu.Lock()
+		defer t.mu.Unlock()
+		switch ev.Outcome {
+		case tokenkeeper.OutcomeOK:
+		case tokenkeeper.OutcomeFenced:
+			if t.measuring {
+				t.fenced++
+			}
+			return
+		default:
+			if t.measuring {
+				t.failed++
+			}
+			return
+		}
+		if callStart := ev.Time.Add(-ev.Latency).UnixNano(); t.callFrom > 0 && callStart >= t.callFrom && (t.callTo == 0 || callStart < t.callTo) {
+			t.okCalls++
+		}
+		t.all++
+		prev := t.expiry[i]
+		if c.Token != nil {
+			t.expiry[i] = c.Token.ExpiresAt.UnixNano()
+		}
+		if !t.measuring {
+			return
+		}
+		t.ok++
+		t.perRep[rep]++
+		lag := time.Duration(prev - ev.Time.UnixNano())
+		t.lags = append(t.lags, lag)
+		if lag < 0 {
+			t.late++
+		}
+	}
+}
+
+// Scale measures the broker at scale in its steady state without waiting
+// for it: it seeds cfg.Credentials credentials of one provider (the test
+// provider, client credentials, cfg.Latency per call) directly in the
+// store, each with a sealed token, their refresh times spread evenly over
+// one refresh period, so that the run starts in steady state. Then it
+// restarts the broker on the full database (start-up figures) and measures
+// for cfg.Window: refreshes, their lag before expiry, provider calls,
+// memory, read latency, database growth and bytes written. Reads of
+// credentials that need no refresh run throughout, and once before the
+// seeding, without refresh load, for comparison. The database it creates
+// is removed before it returns.
+func Scale(ctx context.Context, cfg ScaleConfig, w Wiring, logf Logf) (*ScaleReport, error) {
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	if err := w.need("OpenStore", "StartBroker", "CreateAdminKey"); err != nil {
+		return nil, err
+	}
+	db, err := openBenchStore(ctx, w, cfg.Database)
+	if err != nil {
+		return nil, err
+	}
+	store := db.store
+	defer func() {
+		if store != nil {
+			store.Close()
+		}
+		db.cleanup()
+	}()
+	im, ok := store.(interface {
+		ImportCredentials(ctx context.Context, provider string, cs []*tokenkeeper.Credential) error
+	})
+	if !ok {
+		return nil, errors.New("bench scale: the store cannot import credentials in bulk")
+	}
+	secret := randomSecret()
+	idp := oauthtest.NewServer(oauthtest.WithLifetime(cfg.Lifetime), oauthtest.WithLatency(cfg.Latency), oauthtest.WithClient("bench", secret))
+	defer idp.Close()
+	if err := store.CreateProvider(ctx, &tokenkeeper.Provider{Name: "scale", TokenURL: idp.TokenURL(), ClientID: "bench",
+		ClientSecret: secret, AuthStyle: tokenkeeper.AuthStyleHeader}); err != nil {
+		return nil, fmt.Errorf("create provider: %w", err)
+	}
+	key, err := w.CreateAdminKey(ctx, store, "bench")
+	if err != nil {
+		return nil, err
+	}
+	// The refresher's default lead for this lifetime (refresh.Config:
+	// a third, at most 5 minutes): a token is replaced every period.
+	lead := min(cfg.Lifetime/3, 5*time.Minute)
+	period := cfg.Lifetime - lead
+	rep := &ScaleReport{Database: db.desc, Credentials: cfg.Credentials, Lifetime: Duration(cfg.Lifetime), Lead: Duration(lead),
+		Window: Duration(cfg.Window), ProviderLatency: Duration(cfg.Latency), Concurrency: cfg.Concurrency, Replicas: cfg.Replicas,
+		ReadConnections: cfg.ReadConnections, ReadRate: cfg.ReadRate, QuietWindow: Duration(cfg.QuietWindow)}
+	logf("bench scale: %d credentials, lifetime %s (refreshed %s before expiry), provider latency %s, %d replica(s), %s",
+		cfg.Credentials, cfg.Lifetime, lead, cfg.Latency, cfg.Replicas, db.desc)
+
+	// The read set: tokens that outlive the run.
+	now := time.Now()
+	far := now.Add(cfg.QuietWindow + cfg.Window + 10*cfg.Lifetime + 24*time.Hour)
+	var readSet []*tokenkeeper.Credential
+	for i := range scaleReadSet {
+		readSet = append(readSet, &tokenkeeper.Credential{Name: fmt.Sprintf("read-%03d", i), GrantType: tokenkeeper.GrantClientCredentials,
+			Token:         &tokenkeeper.Token{AccessToken: "read-" + randomSecret(), TokenType: "Bearer", ExpiresAt: far},
+			LastRefreshAt: now, NextRefreshAt: far.Add(-time.Hour)})
+	}
+	if err := im.ImportCredentials(ctx, "scale", readSet); err != nil {
+		return nil, fmt.Errorf("seed the read set: %w", err)
+	}
+	readTargets := make([]string, scaleReadSet)
+	for i := range readTargets {
+		readTargets[i] = fmt.Sprintf("/v1/credentials/read-%03d/token", i)
+	}
+
+	tr := &scaleTracker{expiry: make([]int64, cfg.Credentials), perRep: make([]int, cfg.Replicas)}
+	brokers, err := startScaleBrokers(ctx, w, db, store, cfg, tr)
+	store = nil // the first broker owns it
+	stopAll := func() {
+		for _, b := range brokers {
+			_ = b.Stop()
+		}
+		brokers = nil
+	}
+	defer func() { stopAll() }()
+	if err != nil {
+		return nil, err
+	}
+
+	// Reads without refresh load: nothing is due yet.
+	logf("  reading %d tokens/s over %d connections for %s without refresh load", cfg.ReadRate, cfg.ReadConnections, cfg.QuietWindow)
+	quiet := pacedReads(ctx, brokers[0].URL, key, readTargets, cfg.ReadConnections, cfg.ReadRate, cfg.QuietWindow)
+	rep.ReadQuietP50MS, rep.ReadQuietP99MS, rep.ReadQuietErrors = millis(quiet.P50), millis(quiet.P99), quiet.Errors
+	if ctx.Err() != nil {
+		return nil, ctx.Err()
+	}
+
+	// Seed, with the brokers stopped: first the history (events that
+	// bring the events table into its steady state for the window), then
+	// the credentials, their refresh times spread evenly over one period
+	// from the start of their seeding, tokens issued one lifetime before
+	// their expiry. The ones that come due before the restart are the
+	// backlog the restarted brokers clear first.
+	stopAll()
+	seedStore, err := w.OpenStore(ctx, db.database, db.key)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if seedStore != nil {
+			seedStore.Close()
+		}
+	}()
+	seeder, ok := seedStore.(interface {
+		ImportCredentials(ctx context.Context, provider string, cs []*tokenkeeper.Credential) error
+		ImportEvents(ctx context.Context, events []*tokenkeeper.Event) error
+		EventRetention() sqlstore.EventRetention
+	})
+	if !ok {
+		return nil, errors.New("bench scale: the store cannot import credentials and events in bulk")
+	}
+	idPrefix := randomHexID(8)
+	idOf := func(i int) string { return fmt.Sprintf("%s%016x", idPrefix, i) }
+	histStart := time.Now()
+	// The credentials' seeding is estimated generously (20,000 rows a
+	// second, plus a minute): history that would age out before the
+	// window is not seeded, so a slower estimate can only overstate the
+	// growth.
+	windowStartEst := histStart.Add(time.Duration(cfg.Credentials)*50*time.Microsecond + time.Minute)
+	n, why, err := seedHistory(ctx, seeder, seeder.EventRetention(), idOf, cfg, period, lead, windowStartEst)
+	if err != nil {
+		return nil, err
+	}
+	rep.HistoryEvents, rep.HistoryNote = n, why
+	logf("  seeded %d events of history in %s: %s", n, time.Since(histStart).Round(time.Millisecond), why)
+	seedStart := time.Now()
+	for start := 0; start < cfg.Credentials; start += importBatch {
+		end := min(start+importBatch, cfg.Credentials)
+		batch := make([]*tokenkeeper.Credential, 0, end-start)
+		tr.mu.Lock()
+		for i := start; i < end; i++ {
+			next := seedStart.Add(time.Duration(float64(period) * float64(i+1) / float64(cfg.Credentials)))
+			exp := next.Add(lead)
+			tr.expiry[i] = exp.UnixNano()
+			batch = append(batch, &tokenkeeper.Credential{ID: idOf(i), Name: fmt.Sprintf("scale-%07d", i), GrantType: tokenkeeper.GrantClientCredentials,
+				Token:         &tokenkeeper.Token{AccessToken: "seeded-" + randomSecret(), TokenType: "Bearer", ExpiresAt: exp},
+				LastRefreshAt: exp.Add(-cfg.Lifetime), NextRefreshAt: next})
+		}
+		tr.mu.Unlock()
+		if err := seeder.ImportCredentials(ctx, "scale", batch); err != nil {
+			return nil, fmt.Errorf("seed credentials %d to %d: %w", start, end, err)
+		}
+		if end%100_000 == 0 {
+			logf("  seeded %d credentials in %s", end, time.Since(seedStart).Round(time.Second))
+		}
+	}
+	seedStore.Close()
+	seedStore = nil
+	rep.SeedSeconds = time.Since(seedStart).Seconds()
+	logf("  seeded %d credentials in %s", cfg.Credentials, time.Since(seedStart).Round(time.Millisecond))
+	runtime.GC()
+	debug.FreeOSMemory()
+
+	// Restart on the full database: start-up figures.
+	rep.SeedPeakRSSMiB = float64(peakRSS()) / (1 << 20)
+	stopAll()
+	resetPeakRSS()
+	logf("  restarting %d broker(s) on the full database", cfg.Replicas)
+	restart := time.Now()
+	tr.first.Store(0)
+	st, err := w.OpenStore(ctx, db.database, db.key)
+	if err != nil {
+		return nil, err
+	}
+	if brokers, err = startScaleBrokers(ctx, w, db, st, cfg, tr); err != nil {
+		return nil, err
+	}
+	probe := fmt.Sprintf("/v1/credentials/scale-%07d/token", cfg.Credentials-1)
+	hc := &http.Client{Timeout: 10 * time.Second}
+	for {
+		if ok, err := getOK(ctx, hc, brokers[0].URL+probe, key); err != nil {
+			return nil, err
+		} else if ok {
+			break
+		}
+		if time.Since(restart) > time.Minute {
+			return nil, errors.New("bench scale: no token served within a minute of the restart")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	rep.StartToFirstTokenSeconds = time.Since(restart).Seconds()
+	for tr.first.Load() == 0 {
+		if time.Since(restart) > time.Minute {
+			return nil, errors.New("bench scale: no refresh within a minute of the restart")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	rep.StartToFirstRefreshSeconds = float64(tr.first.Load()-restart.UnixNano()) / 1e9
+	// The backlog: what came due before the restart.
+	rep.BacklogAtStart = min(cfg.Credentials, int(float64(restart.Sub(seedStart))/float64(period)*float64(cfg.Credentials)))
+	for {
+		tr.mu.Lock()
+		done := tr.all
+		tr.mu.Unlock()
+		if done >= rep.BacklogAtStart {
+			break
+		}
+		if time.Since(restart) > 10*time.Minute {
+			return nil, fmt.Errorf("bench scale: the backlog of %d credentials due at the restart was not cleared within 10 minutes", rep.BacklogAtStart)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	rep.BacklogClearedSeconds = time.Since(restart).Seconds()
+	logf("  first token served %.3fs after the restart, first refresh committed after %.3fs, the %d credentials due at the restart refreshed after %.3fs; measuring for %s",
+		rep.StartToFirstTokenSeconds, rep.StartToFirstRefreshSeconds, rep.BacklogAtStart, rep.BacklogClearedSeconds, cfg.Window)
+
+	// The window.
+	sizeStart, err := db.size(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("database size: %w", err)
+	}
+	eventsStart, err1 := db.rows(ctx, "events")
+	auditStart, err2 := db.rows(ctx, "audit")
+	if err := errors.Join(err1, err2); err != nil {
+		return nil, fmt.Errorf("count rows: %w", err)
+	}
+	ioStart := writtenBytes()
+	callsStart := sum(idp.Stats().TokenRequests)
+	windowStart := time.Now()
+	tr.mu.Lock()
+	tr.measuring = true
+	tr.callFrom = windowStart.UnixNano()
+	tr.mu.Unlock()
+	loaded := pacedReads(ctx, brokers[0].URL, key, readTargets, cfg.ReadConnections, cfg.ReadRate, cfg.Window)
+	if ctx.Err() != nil {
+		return nil, ctx.Err()
+	}
+	elapsed := time.Since(windowStart)
+	calls := sum(idp.Stats().TokenRequests) - callsStart
+	written := writtenBytes() - ioStart
+	tr.mu.Lock()
+	tr.measuring = false
+	end := time.Now().UnixNano()
+	expired := 0
+	for _, e := range tr.expiry {
+		if e < end {
+			expired++
+		}
+	}
+	rep.Refreshes, rep.LateRefreshes, rep.FailedAttempts, rep.Fenced = tr.ok, tr.late, tr.failed, tr.fenced
+	rep.RefreshesPerReplica = slices.Clone(tr.perRep)
+	lags := slices.Clone(tr.lags)
+	tr.callTo = end
+	tr.mu.Unlock()
+	rep.PeakRSSMiB = float64(peakRSS()) / (1 << 20)
+	sizeEnd, err := db.size(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("database size: %w", err)
+	}
+	eventsEnd, err1 := db.rows(ctx, "events")
+	auditEnd, err2 := db.rows(ctx, "audit")
+	if err := errors.Join(err1, err2); err != nil {
+		return nil, fmt.Errorf("count rows: %w", err)
+	}
+	rep.EventRowsAdded, rep.AuditRowsAdded = eventsEnd-eventsStart, auditEnd-auditStart
+	// Provider calls per token: the calls the provider received in the
+	// window over the successful attempts whose call started in it, once
+	// the brokers have stopped and committed the ones in flight.
+	stopAll()
+	tr.mu.Lock()
+	okCalls := tr.okCalls
+	tr.mu.Unlock()
+	slices.Sort(lags)
+	rep.ExpiredUnrefreshed = expired
+	rep.RefreshesPerSecond = float64(rep.Refreshes) / elapsed.Seconds()
+	rep.ProviderCalls = calls
+	rep.RefreshedBeforeExpiryPct, _ = refreshRatios(rep.Refreshes, rep.LateRefreshes, expired, calls)
+	if okCalls > 0 {
+		rep.ProviderCallsPerToken = float64(calls) / float64(okCalls)
+	}
+	rep.LagP1Seconds, rep.LagP50Seconds, rep.LagP99Seconds = percentile(lags, 0.01).Seconds(), percentile(lags, 0.5).Seconds(), percentile(lags, 0.99).Seconds()
+	rep.ReadLoadedP50MS, rep.ReadLoadedP99MS, rep.ReadLoadedErrors = millis(loaded.P50), millis(loaded.P99), loaded.Errors
+	rep.ReadLoadedRPS = loaded.RequestsPerSecond
+	rep.DatabaseBytesStart, rep.DatabaseBytesEnd = sizeStart, sizeEnd
+	growth := float64(sizeEnd-sizeStart) / elapsed.Seconds()
+	rep.DatabaseGrowthPerHour = growth * 3600 / (1 << 20)
+	rep.DatabaseGrowthPerDay = growth * 86400 / (1 << 30)
+	if !isPostgresURL(cfg.Database) && written >= 0 {
+		rep.WrittenBytes = written
+		if rep.Refreshes > 0 {
+			rep.WrittenBytesPerRefresh = float64(written) / float64(rep.Refreshes)
+		}
+	}
+	return rep, nil
+}
+
+// seedHistory seeds the refresh events that bring the events table into
+// its steady state for a window starting at windowStart, given the store's
+// retention: when the age limit binds (a credential refreshes fewer times
+// within it than the count limit), the events that reach that age during
+// the window (and a minute more), which the pruner deletes as new ones
+// arrive; when the count limit binds, that many events per credential, of
+// which each new one pushes out the oldest. Credential i's history lies
+// before the seeded token's refresh, one period apart. It returns how many
+// it seeded and why.
+func seedHistory(ctx context.Context, im interface {
+	ImportEvents(ctx context.Context, events []*tokenkeeper.Event) error
+}, ret sqlstore.EventRetention, idOf func(int) string, cfg ScaleConfig, period, lead time.Duration, windowStart time.Time) (int, string, error) {
+	now := time.Now()
+	ageBinds := int(ret.RefreshMaxAge/period) <= ret.RefreshCount
+	from, to := now.Add(-ret.RefreshMaxAge-time.Minute), now
+	why := fmt.Sprintf("the count limit binds: %d events per credential", ret.RefreshCount)
+	if ageBinds {
+		from = windowStart.Add(-ret.RefreshMaxAge)
+		to = from.Add(cfg.Window + time.Minute)
+		why = fmt.Sprintf("the age limit binds: the events that turn %s old during the window", ret.RefreshMaxAge)
+	}
+	msg := fmt.Sprintf("new token valid for %s", cfg.Lifetime)
+	total := 0
+	var batch []*tokenkeeper.Event
+	flush := func() error {
+		if len(batch) == 0 {
+			return nil
+		}
+		err := im.ImportEvents(ctx, batch)
+		total += len(batch)
+		batch = batch[:0]
+		return err
+	}
+	for i := range cfg.Credentials {
+		// As the credentials are seeded: the token's refresh is at most
+		// a period before now.
+		next := now.Add(time.Duration(float64(period) * float64(i+1) / float64(cfg.Credentials)))
+		issued := next.Add(lead - cfg.Lifetime)
+		n := 0
+		for t := issued.Add(-period); !t.Before(from) && (ageBinds || n < ret.RefreshCount); t = t.Add(-period) {
+			if t.After(to) {
+				continue
+			}
+			batch = append(batch, &tokenkeeper.Event{CredentialID: idOf(i), CredentialName: fmt.Sprintf("scale-%07d", i), Time: t,
+				Kind: tokenkeeper.EventRefresh, Outcome: tokenkeeper.OutcomeOK, Message: msg, Latency: cfg.Latency, Actor: "refresher:seeded"})
+			n++
+		}
+		if len(batch) >= 5*importBatch {
+			if err := flush(); err != nil {
+				return total, why, fmt.Errorf("seed history: %w", err)
+			}
+		}
+	}
+	if err := flush(); err != nil {
+		return total, why, fmt.Errorf("seed history: %w", err)
+	}
+	return total, why, nil
+}
+
+// randomHexID returns n random bytes in hexadecimal.
+func randomHexID(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// scaleBroker is one broker of a Scale run.
+type scaleBroker = Broker
+
+// startScaleBrokers starts cfg.Replicas brokers: the first on first, the
+// others each on a store of its own on the same database. On error, the
+// ones started are returned too, for the caller to stop.
+func startScaleBrokers(ctx context.Context, w Wiring, db *benchStore, first tokenkeeper.Store, cfg ScaleConfig, tr *scaleTracker) ([]*scaleBroker, error) {
+	var out []*scaleBroker
+	for i := range cfg.Replicas {
+		st := first
+		if i > 0 {
+			var err error
+			if st, err = w.OpenStore(ctx, db.database, db.key); err != nil {
+				return out, err
+			}
+		}
+		b, err := w.StartBroker(ctx, st, BrokerConfig{Concurrency: cfg.Concurrency, ProviderTimeout: 10 * time.Second,
+			DefaultLifetime: time.Hour, ShutdownTimeout: 10 * time.Second, OnAttempt: tr.onAttempt(i)})
+		if err != nil {
+			st.Close()
+			return out, err
+		}
+		out = append(out, b)
+	}
+	return out, nil
+}
+
+// getOK reports whether a GET of url with the API key answers 200.
+func getOK(ctx context.Context, hc *http.Client, url, key string) (bool, error) {
+	req, err := http.NewRequestWithContext(ctx, "GET", url, nil)
+	if err != nil {
+		return false, err
+	}
+	req.Header.Set("Authorization", "Bearer "+key)
+	resp, err := hc.Do(req)
+	if err != nil {
+		if ctx.Err() != nil {
+			return false, ctx.Err()
+		}
+		return false, nil
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp.StatusCode == http.StatusOK, nil
+}
+
+// pacedReads reads the targets in turn (GET base+target with the API key)
+// from conns keep-alive connections for d, rate requests per second in
+// all, each connection sending at its own even pace (and at once when it
+// is behind), and measures the latencies.
+func pacedReads(ctx context.Context, base, key string, targets []string, conns, rate int, d time.Duration) ReadRun {
+	ctx, cancel := context.WithTimeout(ctx, d)
+	defer cancel()
+	interval := time.Duration(float64(conns) / float64(rate) * float64(time.Second))
+	var total, errs atomic.Int64
+	lats := make([][]time.Duration, conns)
+	var wg sync.WaitGroup
+	start := time.Now()
+	for c := range conns {
+		wg.Go(func() {
+			tr := &http.Transport{MaxIdleConnsPerHost: 1, MaxConnsPerHost: 1, DisableCompression: true}
+			defer tr.CloseIdleConnections()
+			hc := &http.Client{Transport: tr}
+			// Spread the connections' first requests over one interval.
+			next := start.Add(interval * time.Duration(c) / time.Duration(conns))
+			local := make([]time.Duration, 0, int(d/interval)+1)
+			for n := c; ctx.Err() == nil; n += conns {
+				if wait := time.Until(next); wait > 0 {
+					select {
+					case <-ctx.Done():
+					case <-time.After(wait):
+					}
+					if ctx.Err() != nil {
+						break
+					}
+				}
+				next = next.Add(interval)
+				req, _ := http.NewRequestWithContext(ctx, "GET", base+targets[n%len(targets)], nil)
+				req.Header.Set("Authorization", "Bearer "+key)
+				t0 := time.Now()
+				resp, err := hc.Do(req)
+				if err != nil {
+					if ctx.Err() == nil {
+						errs.Add(1)
+					}
+					continue
+				}
+				_, _ = io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != http.StatusOK {
+					errs.Add(1)
+				}
+				total.Add(1)
+				local = append(local, time.Since(t0))
+			}
+			lats[c] = local
+		})
+	}
+	wg.Wait()
+	all := slices.Concat(lats...)
+	slices.Sort(all)
+	return ReadRun{Requests: total.Load(), Errors: errs.Load(), RequestsPerSecond: float64(total.Load()) / time.Since(start).Seconds(),
+		P50: percentile(all, 0.5), P99: percentile(all, 0.99)}
+}
+
+// WriteText prints the report as the command does without --json.
+func (r *ScaleReport) WriteText(w io.Writer) error {
+	var tw textWriter
+	tw.printf("bench scale on %s\n", r.Database)
+	tw.printf("  settings                        %d credentials, token lifetime %s (refreshed %s before expiry), provider latency %s, concurrency %d, %d replica(s)\n",
+		r.Credentials, r.Lifetime, r.Lead, r.ProviderLatency, r.Concurrency, r.Replicas)
+	tw.printf("  reads                           %d/s over %d keep-alive connections; %s without refresh load, then throughout the window\n",
+		r.ReadRate, r.ReadConnections, r.QuietWindow)
+	tw.printf("  seeding                         %.1fs; %d events of history (%s)\n", r.SeedSeconds, r.HistoryEvents, r.HistoryNote)
+	tw.printf("  start to first token served     %.3fs\n", r.StartToFirstTokenSeconds)
+	tw.printf("  start to first refresh          %.3fs (the schedule is the database's index: nothing to load)\n", r.StartToFirstRefreshSeconds)
+	tw.printf("  backlog at start                %d credentials due, refreshed %.3fs after the start\n", r.BacklogAtStart, r.BacklogClearedSeconds)
+	tw.printf("  measured                        %s\n", r.Window)
+	tw.printf("  refreshes                       %d (%.1f/s), %d failed attempts, %d fenced\n", r.Refreshes, r.RefreshesPerSecond, r.FailedAttempts, r.Fenced)
+	if r.Replicas > 1 {
+		tw.printf("  refreshes per replica           %v\n", r.RefreshesPerReplica)
+	}
+	tw.printf("  refreshed before expiry         %.2f%% (%d late, %d expired unrefreshed)\n", r.RefreshedBeforeExpiryPct, r.LateRefreshes, r.ExpiredUnrefreshed)
+	tw.printf("  provider calls per token        %.3f (%d calls in the window)\n", r.ProviderCallsPerToken, r.ProviderCalls)
+	tw.printf("  refresh lag before expiry       p1 %.2fs, p50 %.2fs, p99 %.2fs\n", r.LagP1Seconds, r.LagP50Seconds, r.LagP99Seconds)
+	tw.printf("  peak RSS                        %.0f MiB (seeding: %.0f MiB)\n", r.PeakRSSMiB, r.SeedPeakRSSMiB)
+	ratio := math.NaN()
+	if r.ReadQuietP99MS > 0 {
+		ratio = r.ReadLoadedP99MS / r.ReadQuietP99MS
+	}
+	tw.printf("  token reads, no refresh load    p50 %.2fms, p99 %.2fms, %d errors\n", r.ReadQuietP50MS, r.ReadQuietP99MS, r.ReadQuietErrors)
+	tw.printf("  token reads, under load         p50 %.2fms, p99 %.2fms (%.2f× the p99 without), %d errors, %.0f req/s\n",
+		r.ReadLoadedP50MS, r.ReadLoadedP99MS, ratio, r.ReadLoadedErrors, r.ReadLoadedRPS)
+	tw.printf("  database                        %.1f MiB → %.1f MiB: %.1f MiB/hour, %.2f GiB/day extrapolated\n",
+		float64(r.DatabaseBytesStart)/(1<<20), float64(r.DatabaseBytesEnd)/(1<<20), r.DatabaseGrowthPerHour, r.DatabaseGrowthPerDay)
+	tw.printf("  rows added in the window        events %+d (inserted less pruned), audit records %+d (the token reads')\n", r.EventRowsAdded, r.AuditRowsAdded)
+	if r.WrittenBytes > 0 {
+		tw.printf("  written to disk                 %.1f MiB, %.1f KB per refresh (/proc/self/io; the token reads' audit records included)\n", float64(r.WrittenBytes)/(1<<20), r.WrittenBytesPerRefresh/1000)
+	} else {
+		tw.printf("  written to disk                 not measured (PostgreSQL writes in its own processes)\n")
+	}
+	return tw.flush(w)
+}

@@ -1,0 +1,127 @@
+package refresh
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/tokenkeeper/tokenkeeper"
+)
+
+// DefaultCommitBatchWait is how long, by default, a background refresh's
+// result waits for others to share its commit transaction. It is short:
+// a background refresh comes after its token's advertised expiry, so a
+// read in between waits for its commit (see Refresher.Token).
+const DefaultCommitBatchWait = 10 * time.Millisecond
+
+// maxCommitBatch caps the results one transaction commits.
+const maxCommitBatch = 128
+
+// commitReq is one result waiting in a batch.
+type commitReq struct {
+	ctx    context.Context
+	commit tokenkeeper.RefreshCommit
+	urgent bool // a caller waits for it: no lingering
+	cred   *tokenkeeper.Credential
+	err    error
+	done   chan struct{}
+}
+
+// batcher gathers refresh results into shared commit transactions on a
+// store that is a tokenkeeper.RefreshBatchCommitter. A flushing goroutine
+// runs while results are pending: it waits up to wait for more (not when
+// an urgent one is pending) and commits what it has in one transaction,
+// while the next ones gather. All methods are safe for concurrent use.
+type batcher struct {
+	store   tokenkeeper.RefreshBatchCommitter
+	wait    time.Duration
+	timeout time.Duration // of one transaction
+	kick    chan struct{} // capacity 1: an urgent result is pending
+
+	mu       sync.Mutex
+	pending  []*commitReq // guarded by mu
+	flushing bool         // guarded by mu: a goroutine runs flush
+}
+
+// complete commits one result, in a batch, and returns the committed
+// credential or the item's error. It returns ctx's error if ctx ends first
+// (the result may still be committed: the caller treats it as not).
+func (b *batcher) complete(ctx context.Context, c tokenkeeper.RefreshCommit, urgent bool) (*tokenkeeper.Credential, error) {
+	req := &commitReq{ctx: ctx, commit: c, urgent: urgent, done: make(chan struct{})}
+	b.mu.Lock()
+	b.pending = append(b.pending, req)
+	if urgent {
+		select {
+		case b.kick <- struct{}{}:
+		default:
+		}
+	}
+	if !b.flushing {
+		b.flushing = true
+		go b.flush()
+	}
+	b.mu.Unlock()
+	select {
+	case <-req.done:
+		return req.cred, req.err
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// flush commits batches until none is pending.
+func (b *batcher) flush() {
+	for {
+		b.mu.Lock()
+		urgent := false
+		for _, r := range b.pending {
+			urgent = urgent || r.urgent
+		}
+		b.mu.Unlock()
+		if !urgent && b.wait > 0 {
+			t := time.NewTimer(b.wait)
+			select {
+			case <-t.C:
+			case <-b.kick:
+			}
+			t.Stop()
+		}
+		b.mu.Lock()
+		n := min(len(b.pending), maxCommitBatch)
+		batch := b.pending[:n:n]
+		b.pending = b.pending[n:]
+		if n == 0 {
+			b.flushing = false
+			b.mu.Unlock()
+			return
+		}
+		b.mu.Unlock()
+		b.commit(batch)
+	}
+}
+
+// commit writes batch in one transaction and hands each its result. Items
+// whose caller has given up are left out.
+func (b *batcher) commit(batch []*commitReq) {
+	live := batch[:0:0]
+	items := make([]tokenkeeper.RefreshCommit, 0, len(batch))
+	for _, r := range batch {
+		if r.ctx.Err() != nil {
+			r.err = r.ctx.Err()
+			close(r.done)
+			continue
+		}
+		live = append(live, r)
+		items = append(items, r.commit)
+	}
+	if len(live) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), b.timeout)
+	defer cancel()
+	creds, errs := b.store.CompleteRefreshes(ctx, items)
+	for i, r := range live {
+		r.cred, r.err = creds[i], errs[i]
+		close(r.done)
+	}
+}
