@@ -480,6 +480,13 @@ func (r *Refresher) shared(ctx context.Context, name, seen string, reject bool) 
 }
 
 func (r *Refresher) forced(ctx context.Context, name, rejected string, reject bool) (*tokenkeeper.Credential, error) {
+	// The commit is not bounded by the lease: once the provider has answered,
+	// the result may hold the only copy of a rotated refresh token, and a
+	// late commit is still taken if nobody claimed the credential since (the
+	// fencing version refuses it otherwise). It retries until then, or until
+	// Run abandons commits at shutdown. (Bounded by the lease, a commit on a
+	// database slowed to seconds per write lost such a token.)
+	commitBase := ctx
 	ctx, cancel := context.WithTimeout(ctx, r.cfg.Lease)
 	defer cancel()
 	// The provider call ends when Run abandons calls at shutdown, the commit
@@ -487,7 +494,7 @@ func (r *Refresher) forced(ctx context.Context, name, rejected string, reject bo
 	callCtx, stopCall := context.WithCancel(ctx)
 	defer stopCall()
 	defer context.AfterFunc(r.calls, stopCall)()
-	commitCtx, stopCommit := context.WithCancel(ctx)
+	commitCtx, stopCommit := context.WithCancel(commitBase)
 	defer stopCommit()
 	defer context.AfterFunc(r.commits, stopCommit)()
 
