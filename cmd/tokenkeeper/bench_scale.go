@@ -35,7 +35,7 @@ machine.`)
 	c.fs.IntVar(&cfg.ReadRate, "read-rate", 1000, "token reads per second, over all connections")
 	c.fs.DurationVar(&cfg.QuietWindow, "quiet-window", 15*time.Second, "reading time without refresh load, before seeding")
 	asJSON := c.fs.Bool("json", false, "print JSON")
-	c.noEnv = map[string]bool{"database": true}
+	c.commandEnv() // a tool: its variables must not be the broker's
 	return func(args []string) error {
 		rep, err := bench.Scale(e.ctx, cfg, e.benchWiring(), e.benchLogf)
 		if err != nil {
