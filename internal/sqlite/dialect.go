@@ -22,13 +22,14 @@ var dialect = &sqlstore.Dialect{
 	ClaimDue: `UPDATE credentials
 		SET lease_owner = $1, lease_expires_at = $2, version = version + 1
 		WHERE id IN (
-			SELECT id FROM credentials
+			SELECT id FROM credentials INDEXED BY credentials_next_refresh_at
 			WHERE status IN ('active', 'error') AND next_refresh_at <= $3
 				AND (lease_owner = '' OR lease_expires_at <= $3)
 			ORDER BY next_refresh_at, id
 			LIMIT $4)
 		RETURNING ` + sqlstore.CredentialColumns,
 	LimitAll:          "-1",
+	IndexedBy:         func(index string) string { return " INDEXED BY " + index },
 	IsUniqueViolation: isUniqueViolation,
 	IsUnavailable:     isUnavailable,
 }

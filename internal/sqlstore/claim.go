@@ -277,12 +277,19 @@ func (s *Store) completeOne(ctx context.Context, tx Querier, c *tokenkeeper.Refr
 // later. ok is false when no credential is refreshable.
 func (s *Store) NextRefreshAt(ctx context.Context) (time.Time, bool, error) {
 	var t *time.Time
+	// Both parts read an index, never the whole table: the soonest unleased
+	// credential in next_refresh_at order, and the leased ones through the
+	// partial index credentials_leased (WHERE lease_owner <> '').
+	ix := func(string) string { return "" }
+	if s.d.IndexedBy != nil {
+		ix = s.d.IndexedBy
+	}
 	err := s.conn.QueryRow(ctx, `SELECT MIN(t) FROM (
-			SELECT next_refresh_at AS t FROM (SELECT next_refresh_at FROM credentials
+			SELECT next_refresh_at AS t FROM (SELECT next_refresh_at FROM credentials`+ix("credentials_next_refresh_at")+`
 				WHERE status IN ('active', 'error') AND lease_owner = ''
 				ORDER BY next_refresh_at LIMIT 1) AS soonest
 			UNION ALL
-			SELECT CASE WHEN lease_expires_at > next_refresh_at THEN lease_expires_at ELSE next_refresh_at END FROM credentials
+			SELECT CASE WHEN lease_expires_at > next_refresh_at THEN lease_expires_at ELSE next_refresh_at END FROM credentials`+ix("credentials_leased")+`
 			WHERE lease_owner <> '' AND status IN ('active', 'error')
 		) AS candidates`).Scan(&t)
 	if err != nil {

@@ -147,6 +147,13 @@ type Dialect struct {
 	ForUpdate, ForShare, SkipLocked string
 	// LimitAll is the LIMIT that means no limit, for an OFFSET alone.
 	LimitAll string
+	// IndexedBy returns the clause that makes a query on credentials read
+	// through the named index (" INDEXED BY name" on SQLite), or "" where
+	// the planner's statistics choose well. The refresher's queries need it
+	// on SQLite: without statistics its planner preferred the console's
+	// (status, updated_at) index, which matches every active credential,
+	// and sorted them all on every pass.
+	IndexedBy func(index string) string
 	// Lock takes the transaction-scoped advisory lock named key; nil where
 	// a write transaction already excludes every other writer.
 	Lock func(ctx context.Context, q Querier, key string) error
