@@ -48,7 +48,7 @@ const DefaultEventRetention = 1000
 // after its first 12 hours (README, "Event history and database growth").
 const (
 	DefaultRefreshEventCount   = 100
-	DefaultRefreshEventMaxAge  = 24 * time.Hour
+	DefaultRefreshEventMaxAge  = 12 * time.Hour
 	DefaultOperatorEventCount  = DefaultEventRetention
 	DefaultOperatorEventMaxAge = 90 * 24 * time.Hour
 )
