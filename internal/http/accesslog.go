@@ -30,10 +30,15 @@ func noteCaller(r *http.Request, kind, name string) {
 func notePattern(mux http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		mux.ServeHTTP(w, r)
-		if ri, _ := r.Context().Value(reqInfoKey).(*reqInfo); ri != nil {
-			ri.pattern = r.Pattern
-		}
+		notePatternOf(r, r.Pattern)
 	})
+}
+
+// notePatternOf records the route of r for the access log, if it is on.
+func notePatternOf(r *http.Request, pattern string) {
+	if ri, _ := r.Context().Value(reqInfoKey).(*reqInfo); ri != nil {
+		ri.pattern = pattern
+	}
 }
 
 // statusWriter remembers the status written.

@@ -46,12 +46,21 @@ type caller struct {
 	fresh  bool     // API keys count as fresh: they are not obtained by refresh
 	grants []string // the credentials a consumer key may read
 	claims *auth.Claims
+	id     string // kind:name, as actor returns it
+}
+
+// newCaller returns the caller kind:name with role.
+func newCaller(kind, name string, role tokenkeeper.Role) *caller {
+	return &caller{kind: kind, name: name, role: role, id: kind + ":" + name}
 }
 
 // actor names the caller in events and audit records.
 func (c *caller) actor() string {
 	if c == nil {
 		return "anonymous"
+	}
+	if c.id != "" {
+		return c.id
 	}
 	return c.kind + ":" + c.name
 }
@@ -76,6 +85,17 @@ func callerFrom(ctx context.Context) *caller {
 	return c
 }
 
+// keyHash is the SHA-256 of an API key, as stored. Keys of the usual size
+// are hashed from a buffer on the stack: no allocation per request.
+func keyHash(key string) [sha256.Size]byte {
+	var buf [128]byte
+	if len(key) > len(buf) {
+		return sha256.Sum256([]byte(key))
+	}
+	n := copy(buf[:], key)
+	return sha256.Sum256(buf[:n])
+}
+
 // keyCache remembers recently authenticated API keys so that the token read
 // path costs no database query per request. An entry is trusted without a
 // query for ttl; past that, each use asks the store, and while the store
@@ -91,7 +111,15 @@ type keyCache struct {
 
 type cachedKey struct {
 	key     *tokenkeeper.APIKey
+	caller  *caller   // made from key once, shared by its requests (read-only)
 	checked time.Time // the last successful check against the store
+}
+
+// apiKeyCaller returns the caller an API key authenticates.
+func apiKeyCaller(k *tokenkeeper.APIKey) *caller {
+	c := newCaller("apikey", k.Name, k.Role)
+	c.fresh, c.grants = true, k.Credentials
+	return c
 }
 
 func newKeyCache(ttl, maxStale time.Duration) *keyCache {
@@ -102,7 +130,7 @@ func newKeyCache(ttl, maxStale time.Duration) *keyCache {
 // entry younger than maxStale is returned (not fresh), so that a key seen
 // before keeps working for a while when the store cannot be reached; an
 // older one is evicted and nil is returned.
-func (c *keyCache) get(h [sha256.Size]byte, now time.Time) (k *tokenkeeper.APIKey, fresh bool) {
+func (c *keyCache) get(h [sha256.Size]byte, now time.Time) (k *caller, fresh bool) {
 	c.mu.RLock()
 	e, ok := c.entries[h]
 	c.mu.RUnlock()
@@ -114,7 +142,7 @@ func (c *keyCache) get(h [sha256.Size]byte, now time.Time) (k *tokenkeeper.APIKe
 		c.drop(h)
 		return nil, false
 	}
-	return e.key, age <= c.ttl
+	return e.caller, age <= c.ttl
 }
 
 func (c *keyCache) put(h [sha256.Size]byte, k *tokenkeeper.APIKey, now time.Time) {
@@ -130,12 +158,12 @@ func (c *keyCache) put(h [sha256.Size]byte, k *tokenkeeper.APIKey, now time.Time
 			clear(c.entries)
 		}
 	}
-	c.entries[h] = cachedKey{key: k, checked: now}
+	c.entries[h] = cachedKey{key: k, caller: apiKeyCaller(k), checked: now}
 }
 
 // known reports whether key has an entry that is still fresh.
 func (c *keyCache) known(key string, now time.Time) bool {
-	k, fresh := c.get(sha256.Sum256([]byte(key)), now)
+	k, fresh := c.get(keyHash(key), now)
 	return k != nil && fresh
 }
 
@@ -163,60 +191,77 @@ func (c *keyCache) purge() {
 	c.mu.Unlock()
 }
 
-// authenticate resolves the caller: a bearer API key (tk_...) or a user's
-// access token (a JWT, verified from memory). A missing or bad credential
-// gets 401 and an audit record.
+// authenticate resolves the caller (callerOf) and passes it on in the
+// request's context.
 func (s *server) authenticate(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		auth := r.Header.Get("Authorization")
-		scheme, token, ok := strings.Cut(auth, " ")
-		if auth == "" {
-			s.Error(w, r, tokenkeeper.Errorf(tokenkeeper.EUNAUTHORIZED, "authentication required: send Authorization: Bearer with an API key or an access token"))
+		c, ok := s.callerOf(w, r)
+		if !ok {
 			return
 		}
-		if !ok || !strings.EqualFold(scheme, "Bearer") || token == "" {
-			s.authFailed(w, r, "malformed Authorization header", tokenkeeper.Errorf(tokenkeeper.EUNAUTHORIZED, "malformed Authorization header: expected Bearer and a token"))
-			return
-		}
-		var c *caller
-		if strings.HasPrefix(token, APIKeyPrefix) {
-			if blocked, wait := s.failBlocked(r); blocked && !s.keys.known(token, s.now()) {
-				// An address that keeps failing gets no database
-				// lookups for keys this replica does not know.
-				s.failLimited(w, r, wait)
-				return
-			}
-			k, err := s.apiKey(r.Context(), token)
-			if err != nil {
-				if tokenkeeper.ErrorCode(err) == tokenkeeper.EUNAUTHORIZED {
-					s.authFailed(w, r, "invalid API key", err)
-				} else {
-					s.Error(w, r, err)
-				}
-				return
-			}
-			c = &caller{kind: "apikey", name: k.Name, role: k.Role, fresh: true, grants: k.Credentials}
-		} else {
-			if s.auth == nil {
-				s.authFailed(w, r, "access token without accounts", tokenkeeper.Errorf(tokenkeeper.EUNAUTHORIZED, "invalid API key"))
-				return
-			}
-			cl, err := s.auth.Verify(r.Context(), token)
-			if err != nil {
-				w.Header().Set("WWW-Authenticate", `Bearer realm="tokenkeeper", error="invalid_token"`)
-				s.authFailed(w, r, "invalid access token", err)
-				return
-			}
-			c = &caller{kind: "user", name: cl.Username, role: cl.Role, fresh: cl.IsFresh(s.now()), claims: cl}
-		}
-		noteCaller(r, c.kind, c.name)
-		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), callerKey, c)))
+		next.ServeHTTP(w, withCaller(r, c))
 	})
 }
 
-// apiKey resolves an API key, from memory when it was seen recently.
-func (s *server) apiKey(ctx context.Context, key string) (*tokenkeeper.APIKey, error) {
-	h := sha256.Sum256([]byte(key))
+// withCaller returns r with c as its authenticated caller.
+func withCaller(r *http.Request, c *caller) *http.Request {
+	return r.WithContext(context.WithValue(r.Context(), callerKey, c))
+}
+
+// callerOf resolves the caller of r: a bearer API key (tk_...) or a user's
+// access token (a JWT, verified from memory). A missing or bad credential
+// gets 401 and an audit record: callerOf has answered when it returns
+// false. An API key's caller is shared by its requests: never modify it.
+func (s *server) callerOf(w http.ResponseWriter, r *http.Request) (*caller, bool) {
+	auth := r.Header.Get("Authorization")
+	scheme, token, ok := strings.Cut(auth, " ")
+	if auth == "" {
+		s.Error(w, r, tokenkeeper.Errorf(tokenkeeper.EUNAUTHORIZED, "authentication required: send Authorization: Bearer with an API key or an access token"))
+		return nil, false
+	}
+	if !ok || !strings.EqualFold(scheme, "Bearer") || token == "" {
+		s.authFailed(w, r, "malformed Authorization header", tokenkeeper.Errorf(tokenkeeper.EUNAUTHORIZED, "malformed Authorization header: expected Bearer and a token"))
+		return nil, false
+	}
+	var c *caller
+	if strings.HasPrefix(token, APIKeyPrefix) {
+		if blocked, wait := s.failBlocked(r); blocked && !s.keys.known(token, s.now()) {
+			// An address that keeps failing gets no database
+			// lookups for keys this replica does not know.
+			s.failLimited(w, r, wait)
+			return nil, false
+		}
+		var err error
+		if c, err = s.apiKey(r.Context(), token); err != nil {
+			if tokenkeeper.ErrorCode(err) == tokenkeeper.EUNAUTHORIZED {
+				s.authFailed(w, r, "invalid API key", err)
+			} else {
+				s.Error(w, r, err)
+			}
+			return nil, false
+		}
+	} else {
+		if s.auth == nil {
+			s.authFailed(w, r, "access token without accounts", tokenkeeper.Errorf(tokenkeeper.EUNAUTHORIZED, "invalid API key"))
+			return nil, false
+		}
+		cl, err := s.auth.Verify(r.Context(), token)
+		if err != nil {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="tokenkeeper", error="invalid_token"`)
+			s.authFailed(w, r, "invalid access token", err)
+			return nil, false
+		}
+		c = newCaller("user", cl.Username, cl.Role)
+		c.fresh, c.claims = cl.IsFresh(s.now()), cl
+	}
+	noteCaller(r, c.kind, c.name)
+	return c, true
+}
+
+// apiKey resolves an API key to its caller, from memory when it was seen
+// recently.
+func (s *server) apiKey(ctx context.Context, key string) (*caller, error) {
+	h := keyHash(key)
 	now := s.now()
 	cached, fresh := s.keys.get(h, now)
 	if fresh {
@@ -231,7 +276,9 @@ func (s *server) apiKey(ctx context.Context, key string) (*tokenkeeper.APIKey, e
 	}
 	qctx, cancel := context.WithTimeout(ctx, wait)
 	defer cancel()
-	k, err := s.store.APIKeyByHash(qctx, h[:])
+	hb := h // a copy on the heap, made only past the cache
+	hash := hb[:]
+	k, err := s.store.APIKeyByHash(qctx, hash)
 	switch {
 	case tokenkeeper.ErrorCode(err) == tokenkeeper.ENOTFOUND:
 		s.keys.drop(h)
@@ -244,7 +291,7 @@ func (s *server) apiKey(ctx context.Context, key string) (*tokenkeeper.APIKey, e
 		return nil, err
 	}
 	s.keys.put(h, k, now)
-	return k, nil
+	return apiKeyCaller(k), nil
 }
 
 // authFailed answers 401 and records the failure (never the credential),
@@ -282,15 +329,22 @@ func (s *server) failLimited(w http.ResponseWriter, r *http.Request, wait time.D
 func (s *server) requireRole(roles ...tokenkeeper.Role) func(http.Handler) http.Handler {
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			c := callerFrom(r.Context())
-			if c == nil || !slices.Contains(roles, c.role) {
-				s.audit(r, c.actor(), "auth.forbidden", r.Method+" "+r.URL.Path, "denied", "")
-				s.Error(w, r, tokenkeeper.Errorf(tokenkeeper.EFORBIDDEN, "this operation requires the role %s", joinRoles(roles)))
-				return
+			if s.hasRole(w, r, callerFrom(r.Context()), roles) {
+				next.ServeHTTP(w, r)
 			}
-			next.ServeHTTP(w, r)
 		})
 	}
+}
+
+// hasRole reports whether c has one of roles, and answers 403 (audited)
+// when it has not.
+func (s *server) hasRole(w http.ResponseWriter, r *http.Request, c *caller, roles []tokenkeeper.Role) bool {
+	if c == nil || !slices.Contains(roles, c.role) {
+		s.audit(r, c.actor(), "auth.forbidden", r.Method+" "+r.URL.Path, "denied", "")
+		s.Error(w, r, tokenkeeper.Errorf(tokenkeeper.EFORBIDDEN, "this operation requires the role %s", joinRoles(roles)))
+		return false
+	}
+	return true
 }
 
 func joinRoles(roles []tokenkeeper.Role) string {
@@ -328,18 +382,25 @@ func (s *server) freshRequired(w http.ResponseWriter, r *http.Request) {
 // viewer gets 403: viewers never read tokens.
 func (s *server) requireGrant(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		name := r.PathValue("name")
-		c := callerFrom(r.Context())
-		if c != nil && c.role == tokenkeeper.RoleViewer {
-			s.Error(w, r, tokenkeeper.Errorf(tokenkeeper.EFORBIDDEN, "viewers may not read tokens"))
-			return
+		if s.granted(w, r, callerFrom(r.Context()), r.PathValue("name")) {
+			next.ServeHTTP(w, r)
 		}
-		if !c.canReadToken(name) {
-			s.Error(w, r, errNotFound(name))
-			return
-		}
-		next.ServeHTTP(w, r)
 	})
+}
+
+// granted reports whether c may read the token of, and refresh, the named
+// credential, and answers when it may not: 403 to a viewer, and to anyone
+// else the same 404 whether or not the credential exists.
+func (s *server) granted(w http.ResponseWriter, r *http.Request, c *caller, name string) bool {
+	if c != nil && c.role == tokenkeeper.RoleViewer {
+		s.Error(w, r, tokenkeeper.Errorf(tokenkeeper.EFORBIDDEN, "viewers may not read tokens"))
+		return false
+	}
+	if !c.canReadToken(name) {
+		s.Error(w, r, errNotFound(name))
+		return false
+	}
+	return true
 }
 
 func errNotFound(name string) error {

@@ -45,7 +45,10 @@ func (s *server) routes(mux *http.ServeMux) {
 	mux.Handle("PATCH /v1/credentials/{name}", as(s.handleCredentialUpdate(), false, admin)) // fresh when secrets or their destination change
 	mux.Handle("DELETE /v1/credentials/{name}", as(s.handleCredentialDelete(), true, admin))
 	mux.Handle("GET /v1/credentials/{name}/events", as(s.handleCredentialEvents(), false, admin, viewer))
-	mux.Handle("GET /v1/credentials/{name}/token", as(s.requireGrant(s.handleToken()), false, admin, consumer, viewer))
+	// The token read, the hot path, is answered before the mux
+	// (tokenReads); the route serves what that leaves to the mux (HEAD,
+	// escaped or uncleaned paths) and makes 405 work.
+	mux.Handle(tokenReadPattern, as(s.requireGrant(s.handleToken()), false, tokenReadRoles...))
 	mux.Handle("POST /v1/credentials/{name}/refresh", as(s.requireGrant(s.handleRefresh()), false, admin, consumer, viewer))
 
 	// Any method; the path below the credential is the API's, cleaned by

@@ -257,7 +257,7 @@ func NewServer(cfg Config) *Server {
 	if cfg.AccessLog != nil {
 		h = notePattern(h)
 	}
-	h = s.recoverPanics(s.clientAddress(h))
+	h = s.recoverPanics(s.clientAddress(s.tokenReads(h)))
 	if cfg.AccessLog != nil {
 		h = accessLog(cfg.AccessLog, h)
 	}
