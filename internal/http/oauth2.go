@@ -3,9 +3,11 @@ package http
 import (
 	"encoding/json"
 	"errors"
+	"io"
 	"mime"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 
 	"github.com/tokenkeeper/tokenkeeper"
@@ -45,27 +47,25 @@ const CredentialScopePrefix = "credential:"
 // life (see tokenJSON).
 func (s *server) handleOAuth2Token() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
-		if mt != "application/x-www-form-urlencoded" {
-			writeOAuthError(w, &oauthError{status: 400, Code: "invalid_request", Description: "the body must be application/x-www-form-urlencoded"})
-			return
+		if ct := r.Header.Get("Content-Type"); ct != formContentType {
+			if mt, _, _ := mime.ParseMediaType(ct); mt != formContentType {
+				writeOAuthError(w, &oauthError{status: 400, Code: "invalid_request", Description: "the body must be application/x-www-form-urlencoded"})
+				return
+			}
 		}
-		r.Body = http.MaxBytesReader(w, r.Body, 16<<10)
-		if err := r.ParseForm(); err != nil {
+		form, err := readTokenForm(w, r)
+		if err != nil {
 			var mbe *http.MaxBytesError
-			if errors.As(err, &mbe) {
+			var rep repeatedParam
+			switch {
+			case errors.As(err, &mbe):
 				writeOAuthError(w, &oauthError{status: http.StatusRequestEntityTooLarge, Code: "invalid_request", Description: "the body is larger than 16 KiB"})
-				return
+			case errors.As(err, &rep):
+				writeOAuthError(w, &oauthError{status: 400, Code: "invalid_request", Description: "parameter " + truncate(string(rep), 40) + " is repeated"})
+			default:
+				writeOAuthError(w, &oauthError{status: 400, Code: "invalid_request", Description: "malformed form body"})
 			}
-			writeOAuthError(w, &oauthError{status: 400, Code: "invalid_request", Description: "malformed form body"})
 			return
-		}
-		form := r.PostForm
-		for k, v := range form {
-			if len(v) > 1 {
-				writeOAuthError(w, &oauthError{status: 400, Code: "invalid_request", Description: "parameter " + truncate(k, 40) + " is repeated"})
-				return
-			}
 		}
 		// Client authentication: exactly one of client_secret_basic and
 		// client_secret_post.
@@ -138,14 +138,137 @@ func (s *server) handleOAuth2Token() http.Handler {
 		// advertised life left, replacing it first otherwise (concurrent
 		// clients share the replacement): expires_in is never 0.
 		s.auditw.tokenRead("client:"+client.ClientID, name, remoteHost(r))
-		out := map[string]any{"access_token": sv.Token.AccessToken, "token_type": "Bearer", "scope": scopes[0]}
+		var in int64 = -1
 		if !sv.ExpiresAt.IsZero() {
-			out["expires_in"] = expiresIn(sv.ExpiresAt, s.now())
+			in = expiresIn(sv.ExpiresAt, s.now())
 		}
+		bp := tokenBufs.Get().(*[]byte)
+		body := append(appendOAuthToken((*bp)[:0], sv.Token.AccessToken, scopes[0], in), '\n')
 		h := w.Header()
-		h.Set("Pragma", "no-cache")
-		writeJSON(w, http.StatusOK, out)
+		h["Content-Type"] = jsonContentType
+		h["Cache-Control"] = noStore
+		h["Pragma"] = noCache
+		w.WriteHeader(http.StatusOK)
+		_, _ = w.Write(body)
+		*bp = body
+		tokenBufs.Put(bp)
 	})
+}
+
+// formContentType is the token endpoint's request body type.
+const formContentType = "application/x-www-form-urlencoded"
+
+// noCache is the Pragma of the token endpoint's answers, shared (see
+// jsonContentType).
+var noCache = []string{"no-cache"}[:1:1]
+
+// appendOAuthToken appends the token endpoint's answer (RFC 6749 §5.1) to
+// b, byte for byte what json.Marshal of the map {access_token,
+// expires_in, scope, token_type: Bearer} writes; in < 0 leaves expires_in
+// out.
+func appendOAuthToken(b []byte, accessToken, scope string, in int64) []byte {
+	b = append(b, `{"access_token":`...)
+	b = appendJSONString(b, accessToken)
+	if in >= 0 {
+		b = append(b, `,"expires_in":`...)
+		b = strconv.AppendInt(b, in, 10)
+	}
+	b = append(b, `,"scope":`...)
+	b = appendJSONString(b, scope)
+	return append(b, `,"token_type":"Bearer"}`...)
+}
+
+// tokenForm is the token endpoint's form: its parameters in order, each
+// once.
+type tokenForm []formParam
+
+type formParam struct{ key, value string }
+
+// Get returns the value of key, or "".
+func (f tokenForm) Get(key string) string {
+	for _, p := range f {
+		if p.key == key {
+			return p.value
+		}
+	}
+	return ""
+}
+
+// repeatedParam is the error of a form that gives a parameter twice.
+type repeatedParam string
+
+func (r repeatedParam) Error() string { return "parameter " + string(r) + " is repeated" }
+
+// maxTokenForm is the largest token endpoint body read.
+const maxTokenForm = 16 << 10
+
+// readTokenForm reads and parses the urlencoded body of a token request
+// (at most maxTokenForm bytes: a *http.MaxBytesError beyond), as
+// url.ParseQuery does (a semicolon or a bad escape is an error), refusing
+// a parameter given twice (repeatedParam). It is the token endpoint's hot
+// path: one read into a buffer, no map.
+func readTokenForm(w http.ResponseWriter, r *http.Request) (tokenForm, error) {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxTokenForm))
+	if err != nil {
+		return nil, err
+	}
+	return parseTokenForm(string(body))
+}
+
+func parseTokenForm(body string) (tokenForm, error) {
+	form := make(tokenForm, 0, 4)
+	var seen map[string]bool // past a few parameters: repeats found in O(1)
+	for body != "" {
+		var kv string
+		kv, body, _ = strings.Cut(body, "&")
+		if strings.Contains(kv, ";") {
+			return nil, errors.New("invalid semicolon separator in form")
+		}
+		if kv == "" {
+			continue
+		}
+		k, v, _ := strings.Cut(kv, "=")
+		k, err := formUnescape(k)
+		if err != nil {
+			return nil, err
+		}
+		if v, err = formUnescape(v); err != nil {
+			return nil, err
+		}
+		switch {
+		case seen != nil:
+			if seen[k] {
+				return nil, repeatedParam(k)
+			}
+			seen[k] = true
+		case len(form) == 8:
+			seen = make(map[string]bool, 16)
+			for _, p := range form {
+				seen[p.key] = true
+			}
+			if seen[k] {
+				return nil, repeatedParam(k)
+			}
+			seen[k] = true
+		default:
+			for _, p := range form {
+				if p.key == k {
+					return nil, repeatedParam(k)
+				}
+			}
+		}
+		form = append(form, formParam{k, v})
+	}
+	return form, nil
+}
+
+// formUnescape decodes a form key or value, without copying one that
+// holds no escape.
+func formUnescape(s string) (string, error) {
+	if strings.IndexByte(s, '%') < 0 && strings.IndexByte(s, '+') < 0 {
+		return s, nil
+	}
+	return url.QueryUnescape(s)
 }
 
 func urlUnescape(s string) (string, error) {
