@@ -62,6 +62,46 @@ func TestAuditRetentionFlag(t *testing.T) {
 	}
 }
 
+// --audit-read-window takes a duration from 1s to 1h; anything else is
+// refused with an error naming the flag, before anything starts.
+func TestAuditReadWindowFlag(t *testing.T) {
+	for _, v := range []string{"0", "500ms", "-1m", "2h", "a minute"} {
+		_, stderr, err := runCmd(t, "serve", "--database", filepath.Join(t.TempDir(), "tk.db"), "--audit-read-window", v)
+		if err == nil || !strings.Contains(stderr+err.Error(), "audit-read-window") {
+			t.Errorf("--audit-read-window %s: %v %s", v, err, stderr)
+		}
+	}
+}
+
+// TOKENKEEPER_AUDIT_READ_WINDOW sets the window of the token reads' audit
+// records: with 1s, three reads make one record within a few seconds.
+func TestAuditReadWindowServe(t *testing.T) {
+	idp := oauthtest.NewServer(oauthtest.WithLifetime(time.Hour), oauthtest.WithClient("app", "window-secret"))
+	defer idp.Close()
+	sb := startServe(t, map[string]string{"TOKENKEEPER_AUDIT_READ_WINDOW": "1s"}, "--database", filepath.Join(t.TempDir(), "tk.db"))
+	env := map[string]string{"TOKENKEEPER_SERVER": sb.url, "TOKENKEEPER_API_KEY": sb.key}
+	var out, errb syncBuffer
+	if err := run(context.Background(), []string{"tokenkeeper", "credential", "add", "w", "--token-url", idp.TokenURL(), "--client-id", "app", "--client-secret-file", "-"},
+		func(k string) string { return env[k] }, strings.NewReader("window-secret\n"), &out, &errb); err != nil {
+		t.Fatalf("add: %v %s %s", err, out.String(), errb.String())
+	}
+	for range 3 {
+		if st := apiDo(t, "GET", sb.url+"/v1/credentials/w/token", sb.key, nil, nil); st != http.StatusOK {
+			t.Fatalf("token read: %d", st)
+		}
+	}
+	waitFor(t, "the token.read record", 5*time.Second, func() string {
+		var audit struct {
+			Records []struct{ Detail string } `json:"records"`
+		}
+		apiDo(t, "GET", sb.url+"/v1/audit?action=token.read", sb.key, nil, &audit)
+		if len(audit.Records) == 1 && strings.HasPrefix(audit.Records[0].Detail, "3 reads in ") {
+			return "ok"
+		}
+		return ""
+	})
+}
+
 // Info (tampered row): a credential whose sealed fields do not open is
 // skipped by GET /v1/credentials and named in "unreadable", instead of a
 // 500; the CLI list shows the others and a warning line.

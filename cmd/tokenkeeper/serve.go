@@ -64,6 +64,7 @@ type brokerOptions struct {
 	shutdownTimeout time.Duration
 	keyMaxStale     time.Duration // 0: the server's default
 	auditRetention  time.Duration // 0: keep the audit log forever
+	auditReadWindow time.Duration // token reads and proxied requests: one audit record per window; 0: the server's default
 	accessTTL       time.Duration // users' access tokens; 0: the auth default
 	trustedProxies  string        // CIDRs whose X-Forwarded-For is believed
 	proxies         []netip.Prefix
@@ -95,6 +96,7 @@ func (o *brokerOptions) register(c *command) {
 	c.fs.StringVar(&o.trustedProxies, "trusted-proxies", "", "CIDRs of reverse proxies whose X-Forwarded-For names the client address (comma separated); without it the header is ignored")
 	c.fs.DurationVar(&o.keyMaxStale, "api-key-max-stale", time.Minute, "how long a cached API key keeps working while the database does not answer; then it fails closed")
 	c.fs.DurationVar(&o.auditRetention, "audit-retention", tkhttp.DefaultAuditRetention, "how long audit records are kept (default 90 days); older ones are deleted in the background; 0 keeps them forever")
+	c.fs.DurationVar(&o.auditReadWindow, "audit-read-window", tkhttp.DefaultAuditReadWindow, "token reads and proxied requests are audited as one record per reader, credential and address for each such window (default 1m); refusals are aggregated per second")
 	o.obs.register(c)
 	c.fs.Int64Var(&o.proxyReplayBody, "proxy-replay-body", proxy.DefaultMaxReplayBody, "the proxy buffers request bodies up to this many bytes, so that it can replay them after a 401; larger ones stream once")
 	c.fs.Int64Var(&o.proxyMaxBody, "proxy-max-body", proxy.DefaultMaxBody, "the largest request body the proxy forwards, in bytes (413 beyond)")
@@ -132,6 +134,9 @@ func (o *brokerOptions) validate() error {
 	}
 	if o.auditRetention < 0 || (o.auditRetention > 0 && o.auditRetention < time.Hour) {
 		return usagef("--audit-retention must be at least 1h, or 0 to keep the audit log forever")
+	}
+	if o.auditReadWindow < time.Second || o.auditReadWindow > time.Hour {
+		return usagef("--audit-read-window must be from 1s to 1h, got %s", o.auditReadWindow)
 	}
 	if o.keepAlive < time.Hour {
 		return usagef("--keep-alive-interval must be at least 1h, got %s", o.keepAlive)
@@ -248,7 +253,7 @@ func startBroker(ctx context.Context, store tokenkeeper.Store, opts brokerOption
 		mountUI = ui.Handler
 	}
 	handler := tkhttp.NewServer(tkhttp.Config{Issuer: issuer, Console: mountUI, Connect: connectSvc, Store: store, Refresher: ref, Logger: logger, Version: versionString(),
-		Auth: authSvc, AuthStore: authStore, KeyCacheMaxStale: opts.keyMaxStale, AuditRetention: auditRetention(opts.auditRetention), TrustedProxies: opts.proxies, TokenURLCheck: tokenURLCheck,
+		Auth: authSvc, AuthStore: authStore, KeyCacheMaxStale: opts.keyMaxStale, AuditRetention: auditRetention(opts.auditRetention), AuditReadWindow: opts.auditReadWindow, TrustedProxies: opts.proxies, TokenURLCheck: tokenURLCheck,
 		Metrics: obs.metrics, AccessLog: obs.accessLog, WebhookURLCheck: obs.webhookURLCheck, WakeWebhooks: obs.wakeWebhooks,
 		Tracer: obs.tracer,
 		// The proxy sends tokens to API base URLs, which are checked like

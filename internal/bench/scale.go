@@ -125,7 +125,8 @@ type ScaleReport struct {
 	DatabaseGrowthPerDay  float64 `json:"database_growth_gib_per_day"`
 	// Net rows added in the window: refresh and operator events (inserted
 	// less pruned), and audit records (the token reads', aggregated per
-	// reader, credential and second; kept --audit-retention, 90 days).
+	// reader, credential, address and --audit-read-window, one minute by
+	// default; kept --audit-retention, 90 days).
 	EventRowsAdded int64 `json:"event_rows_added"`
 	AuditRowsAdded int64 `json:"audit_rows_added"`
 	// Bytes this process caused to be written to storage during the

@@ -77,6 +77,11 @@ type Config struct {
 	// ones in the background. Default DefaultAuditRetention; negative
 	// keeps them forever.
 	AuditRetention time.Duration
+	// AuditReadWindow is how long token reads and proxied requests are
+	// aggregated into one audit record per reader, credential and address
+	// (measured on Now); default DefaultAuditReadWindow. Refusals are
+	// aggregated per second whatever it is.
+	AuditReadWindow time.Duration
 	// AuditPruneInterval is how often Run looks for records past
 	// AuditRetention; default DefaultAuditPruneInterval.
 	AuditPruneInterval time.Duration
@@ -234,7 +239,7 @@ func NewServer(cfg Config) *Server {
 		forceRate:      newBuckets(cfg.ForcedRefreshPerMinute, time.Minute, cfg.ForcedRefreshBurst),
 	}
 	if cfg.AuthStore != nil {
-		s.auditw = newAuditWriter(cfg.AuthStore, s.logger, cfg.Now, 4096)
+		s.auditw = newAuditWriter(cfg.AuthStore, s.logger, cfg.Now, 4096, cfg.AuditReadWindow)
 	}
 	s.metrics, s.tracer = cfg.Metrics, cfg.Tracer
 	s.webhooks, s.webhookURLCheck, s.wakeWebhooks = cfg.Webhooks, cfg.WebhookURLCheck, cfg.WakeWebhooks

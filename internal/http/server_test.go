@@ -130,7 +130,10 @@ func newHarnessWith(t *testing.T, configure func(*tkhttp.Config), idpOpts ...oau
 	// rate limits set them back to the defaults.
 	cfg := tkhttp.Config{Store: store, Refresher: h.ref, Logger: logger, Auth: h.auth, AuthStore: store,
 		ForcedRefreshFloor: -1, ForcedRefreshPerMinute: 1 << 30, ForcedRefreshBurst: 1 << 30,
-		AuthFailuresPerSecond: 1 << 30, AuthFailuresBurst: 1 << 30, Connect: h.connect}
+		AuthFailuresPerSecond: 1 << 30, AuthFailuresBurst: 1 << 30, Connect: h.connect,
+		// Token reads and proxied requests are audited within about two
+		// seconds, not at the end of the default minute.
+		AuditReadWindow: time.Second}
 	if configure != nil {
 		configure(&cfg)
 	}
