@@ -155,6 +155,9 @@ func (s *server) handleOAuth2Token() http.Handler {
 	})
 }
 
+// oauth2TokenPattern is the token endpoint's route.
+const oauth2TokenPattern = "POST /oauth2/token"
+
 // formContentType is the token endpoint's request body type.
 const formContentType = "application/x-www-form-urlencoded"
 
@@ -208,11 +211,25 @@ const maxTokenForm = 16 << 10
 // a parameter given twice (repeatedParam). It is the token endpoint's hot
 // path: one read into a buffer, no map.
 func readTokenForm(w http.ResponseWriter, r *http.Request) (tokenForm, error) {
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxTokenForm))
-	if err != nil {
-		return nil, err
+	bp := tokenBufs.Get().(*[]byte)
+	defer tokenBufs.Put(bp)
+	body := (*bp)[:0]
+	rd := http.MaxBytesReader(w, r.Body, maxTokenForm)
+	for {
+		if len(body) == cap(body) {
+			body = append(body, 0)[:len(body)]
+		}
+		n, err := rd.Read(body[len(body):cap(body)])
+		body = body[:len(body)+n]
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return nil, err
+		}
 	}
-	return parseTokenForm(string(body))
+	*bp = body
+	return parseTokenForm(string(body)) // one copy: the values outlive the buffer
 }
 
 func parseTokenForm(body string) (tokenForm, error) {

@@ -101,7 +101,8 @@ func (s *server) routes(mux *http.ServeMux) {
 
 		mux.Handle("GET /v1/audit", as(s.handleAudit(), false, admin))
 
-		mux.Handle("POST /oauth2/token", s.handleOAuth2Token())
+		s.oauth2Token = s.handleOAuth2Token() // also answered before the mux: tokenReads
+		mux.Handle(oauth2TokenPattern, s.oauth2Token)
 		mux.Handle("GET /.well-known/oauth-authorization-server", s.handleMetadata())
 	}
 

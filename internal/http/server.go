@@ -142,6 +142,7 @@ type server struct {
 
 	proxy        *proxy.Proxy
 	proxyRoute   http.Handler // authentication, role, handleProxy
+	oauth2Token  http.Handler // POST /oauth2/token, when accounts are on
 	proxyTargets *proxyTargets
 }
 

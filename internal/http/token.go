@@ -158,7 +158,8 @@ func (s *server) serveToken(w http.ResponseWriter, r *http.Request, c *caller, n
 	s.writeToken(w, sv.Token, sv.ExpiresAt)
 }
 
-// tokenReads answers the token reads, the hot path, before the mux: the
+// tokenReads answers the token reads, the hot path, before the mux (and
+// the service clients' POST /oauth2/token, which has no path values): the
 // same authentication, role and grant checks and the same answers as the
 // route tokenReadPattern, without routing the request through the mux or
 // copying it to carry the caller in its context. Any other request, and a
@@ -167,6 +168,11 @@ func (s *server) tokenReads(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		name, ok := tokenReadName(r)
 		if !ok {
+			if s.oauth2Token != nil && r.Method == http.MethodPost && r.URL.Path == "/oauth2/token" && r.URL.RawPath == "" {
+				notePatternOf(r, oauth2TokenPattern)
+				s.oauth2Token.ServeHTTP(w, r)
+				return
+			}
 			next.ServeHTTP(w, r)
 			return
 		}
