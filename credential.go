@@ -192,6 +192,17 @@ type RefreshResult struct {
 	NextRefreshAt time.Time
 	// Event is recorded in the same transaction as the result.
 	Event *Event
+	// Claimed, if not nil, is the credential as the worker claimed it: the
+	// grant the attempt used. It is not written. When the commit is fenced
+	// out by a newer version while the worker still holds the lease (an
+	// operator's edit, not another worker's claim), a store commits the
+	// result on top of the new version if the grant is still Claimed's
+	// (provider, token URL, client, auth style, grant type, refresh token,
+	// scopes, params, status), so that a rotated refresh token is not lost;
+	// otherwise it discards the result and releases the lease at once. A
+	// nil Claimed keeps the plain fence: refused, the lease left to expire.
+	// The lease owner of a commit with Claimed must be unique to its claim.
+	Claimed *Credential
 }
 
 // RefreshCommit is one result of a batch of commits (see
@@ -332,8 +343,11 @@ type Store interface {
 	// owner holds an unexpired lease.
 	ClaimCredential(ctx context.Context, id, owner string, now time.Time, lease time.Duration) (*Credential, error)
 	// CompleteRefresh commits r and releases the lease if the credential's
-	// version still equals version and owner still holds the lease. Returns
-	// ECONFLICT when fenced out (nothing is written) or ENOTFOUND.
+	// version still equals version and owner still holds the lease; with
+	// r.Claimed, also over an operator's edit that kept the grant, and
+	// otherwise the lease owner still holds is released (see
+	// RefreshResult.Claimed). Returns ECONFLICT when fenced out (nothing of
+	// r is written) or ENOTFOUND.
 	CompleteRefresh(ctx context.Context, id, owner string, version int64, r *RefreshResult) (*Credential, error)
 	// NextRefreshAt returns the earliest NextRefreshAt among refreshable
 	// credentials (taking unexpired leases into account), ok=false if none.

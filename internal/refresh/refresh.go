@@ -563,6 +563,10 @@ func (r *Refresher) attempt(ctx context.Context, c *tokenkeeper.Credential) *tok
 // once; the others may wait CommitBatchWait to share a transaction.
 func (r *Refresher) commit(ctx context.Context, c *tokenkeeper.Credential, res *tokenkeeper.RefreshResult, urgent bool) *tokenkeeper.Credential {
 	log := r.logger.With("credential", c.Name)
+	// The store commits on top of an operator's edit that left the grant
+	// as claimed, and otherwise releases the lease at once (see
+	// tokenkeeper.RefreshResult.Claimed).
+	res.Claimed = c
 	wait := 50 * time.Millisecond
 	for {
 		var updated *tokenkeeper.Credential
@@ -590,8 +594,10 @@ func (r *Refresher) commit(ctx context.Context, c *tokenkeeper.Credential, res *
 		switch tokenkeeper.ErrorCode(err) {
 		case tokenkeeper.ECONFLICT, tokenkeeper.ENOTFOUND:
 			// Someone else owns the credential now (our lease expired and it
-			// was claimed again, an operator replaced its secrets, or it was
-			// deleted): their state wins.
+			// was claimed again, an operator replaced its grant, or it was
+			// deleted): their state wins. When the operator's edit fenced us
+			// out, the store released our lease in the same transaction;
+			// the loop looks again at once for what is due.
 			log.Warn("refresh result discarded: credential changed or was claimed by another worker", "outcome", res.Event.Outcome)
 			ev := *res.Event
 			ev.Outcome = tokenkeeper.OutcomeFenced
@@ -605,6 +611,7 @@ func (r *Refresher) commit(ctx context.Context, c *tokenkeeper.Credential, res *
 				r.cfg.OnAttempt(c, &ev)
 			}
 			r.cache.invalidate(c.Name)
+			r.Wake()
 			return nil
 		}
 		if ctx.Err() != nil {

@@ -570,6 +570,7 @@ func isToken(t *tokenkeeper.Token, s string) bool {
 func (r *Refresher) release(ctx context.Context, c *tokenkeeper.Credential) (*tokenkeeper.Credential, error) {
 	updated, err := r.store.CompleteRefresh(ctx, c.ID, c.LeaseOwner, c.Version, &tokenkeeper.RefreshResult{
 		Status: c.Status, FailureCount: c.FailureCount, LastError: c.LastError, LastErrorCode: c.LastErrorCode,
+		Claimed: c, // an operator's edit meanwhile: released at once, or on top of it
 	})
 	if err != nil {
 		if tokenkeeper.ErrorCode(err) != tokenkeeper.ECONFLICT {

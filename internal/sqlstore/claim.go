@@ -4,6 +4,8 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"maps"
+	"slices"
 	"sort"
 	"time"
 
@@ -114,8 +116,11 @@ func leaseConflict(ctx context.Context, tx Querier, id string) error {
 // LastRefreshAt or NextRefreshAt keep the stored values. A disabled
 // credential stays disabled: an operator's switch-off is never undone by a
 // refresh that was in flight (its token is still kept, since a rotated
-// refresh token may be the only valid one). Returns ECONFLICT when fenced
-// out (nothing is written), ENOTFOUND or EINVALID.
+// refresh token may be the only valid one). When the version moved but
+// owner still holds the lease (an operator's edit), r is committed on top
+// of the new version if r.Claimed's grant is unchanged, and otherwise the
+// lease is released (see completeOne). Returns ECONFLICT when fenced out
+// (nothing of r is written), ENOTFOUND or EINVALID.
 func (s *Store) CompleteRefresh(ctx context.Context, id, owner string, version int64, r *tokenkeeper.RefreshResult) (*tokenkeeper.Credential, error) {
 	creds, errs := s.CompleteRefreshes(ctx, []tokenkeeper.RefreshCommit{{ID: id, Owner: owner, Version: version, Result: r}})
 	return creds[0], errs[0]
@@ -226,13 +231,32 @@ func (s *Store) CompleteRefreshes(ctx context.Context, batch []tokenkeeper.Refre
 
 // completeOne writes one prepared result in tx. fenced is the item's own
 // failure (ECONFLICT, ENOTFOUND), which leaves tx usable; err fails tx.
+//
+// A commit whose version is no longer current while c.Owner still holds
+// the lease was overtaken by an operator's edit (UpdateCredential,
+// UpdateProvider), not by another worker: a claim by another worker needs
+// the lease first. Such an edit is resolved here, in the commit's
+// transaction, so that the single and the batched commit paths and every
+// dialect behave alike:
+//   - the grant is still the claimed one (c.Result.Claimed, see
+//     sameGrant): the result is committed on top of the new version, and a
+//     rotated refresh token is kept;
+//   - otherwise the result is discarded (ECONFLICT) and the lease released
+//     at once, so that the next claim (forced or scheduled) starts from the
+//     operator's state without waiting for the lease to expire.
+//
+// Both need c.Result.Claimed: without it the commit is refused as before
+// and the lease left to expire. Lease owners must then be unique per
+// claim (the refresher's are), since a holder that claimed again under
+// the same owner also moves the version.
 func (s *Store) completeOne(ctx context.Context, tx Querier, c *tokenkeeper.RefreshCommit, sr *sealedResult, now time.Time) (raw *rawCredential, fenced, err error) {
 	r := c.Result
 	prevStatus, prevFailures, err := s.webhookPrev(ctx, tx, c.ID)
 	if err != nil {
 		return nil, nil, err
 	}
-	raw, err = scanCredential(tx.QueryRow(ctx, `UPDATE credentials SET
+	update := func(version int64) (*rawCredential, error) {
+		return scanCredential(tx.QueryRow(ctx, `UPDATE credentials SET
 			access_token = CASE WHEN $1::boolean THEN $2::bytea ELSE access_token END,
 			token_type = CASE WHEN $1::boolean THEN $3::text ELSE token_type END,
 			expires_at = CASE WHEN $1::boolean THEN $4::timestamptz ELSE expires_at END,
@@ -243,18 +267,18 @@ func (s *Store) completeOne(ctx context.Context, tx Querier, c *tokenkeeper.Refr
 			version = version + 1, lease_owner = '', lease_expires_at = NULL, updated_at = $12
 		WHERE id = $13 AND version = $14 AND lease_owner = $15
 		RETURNING `+CredentialColumns,
-		sr.setToken, sr.accessToken, sr.tokenType, sr.expiresAt,
-		sr.refreshToken,
-		string(r.Status), r.FailureCount, r.LastError, r.LastErrorCode,
-		nullTime(r.LastRefreshAt), nullTime(r.NextRefreshAt), now,
-		c.ID, c.Version, c.Owner))
+			sr.setToken, sr.accessToken, sr.tokenType, sr.expiresAt,
+			sr.refreshToken,
+			string(r.Status), r.FailureCount, r.LastError, r.LastErrorCode,
+			nullTime(r.LastRefreshAt), nullTime(r.NextRefreshAt), now,
+			c.ID, version, c.Owner))
+	}
+	raw, err = update(c.Version)
 	if errors.Is(err, sql.ErrNoRows) {
-		lerr := leaseConflict(ctx, tx, c.ID)
-		switch tokenkeeper.ErrorCode(lerr) {
-		case tokenkeeper.ECONFLICT, tokenkeeper.ENOTFOUND:
-			return nil, lerr, nil
+		raw, fenced, err = s.overtaken(ctx, tx, c, update)
+		if raw == nil {
+			return nil, fenced, err
 		}
-		return nil, nil, lerr
 	}
 	if err != nil {
 		return nil, nil, err
@@ -270,6 +294,70 @@ func (s *Store) completeOne(ctx context.Context, tx Querier, c *tokenkeeper.Refr
 		return nil, nil, err
 	}
 	return raw, nil, s.notify(ctx, tx, rawChange(tokenkeeper.ChangeRefresh, raw))
+}
+
+// overtaken resolves a commit of c that matched no row (see completeOne):
+// it returns the row committed by update at the current version, or the
+// item's failure (ECONFLICT, ENOTFOUND), or an error that fails tx.
+func (s *Store) overtaken(ctx context.Context, tx Querier, c *tokenkeeper.RefreshCommit, update func(version int64) (*rawCredential, error)) (raw *rawCredential, fenced, err error) {
+	// Lock the row, so that the retry below commits on the version read.
+	cur, err := scanCredential(tx.QueryRow(ctx, `SELECT `+CredentialColumns+` FROM credentials WHERE id = $1`+s.d.ForUpdate, c.ID))
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, tokenkeeper.Errorf(tokenkeeper.ENOTFOUND, "credential with id %q not found", c.ID), nil
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	conflict := tokenkeeper.Errorf(tokenkeeper.ECONFLICT, "credential %s is leased by another worker or has changed since it was claimed", c.ID)
+	claimed := c.Result.Claimed
+	if claimed == nil || cur.leaseOwner != c.Owner || cur.version == c.Version {
+		// A caller that does not say what it claimed keeps the plain
+		// fence. Another worker's lease (ours expired and it claimed
+		// again), or none: their state wins and the lease is not ours to
+		// release.
+		return nil, conflict, nil
+	}
+	if s.sameGrant(ctx, tx, cur, claimed) {
+		raw, err = update(cur.version)
+		if errors.Is(err, sql.ErrNoRows) { // cannot happen under the row lock
+			return nil, conflict, nil
+		}
+		return raw, nil, err
+	}
+	// Released without moving the version: the version fences commits of
+	// a claim that still holds the lease, and this claim no longer does
+	// (lease_owner = '' refuses its commit whatever the version); the next
+	// claim moves the version itself. The notification wakes the loops
+	// (this replica's and the others') planned for the lease's expiry.
+	cur, err = scanCredential(tx.QueryRow(ctx, `UPDATE credentials SET lease_owner = '', lease_expires_at = NULL
+		WHERE id = $1 AND lease_owner = $2 RETURNING `+CredentialColumns, c.ID, c.Owner))
+	if err != nil {
+		return nil, nil, err
+	}
+	s.log.Info("refresh result discarded: the credential's grant was changed while it was refreshed; lease released",
+		"credential", cur.name, "id", cur.id)
+	return nil, conflict, s.notify(ctx, tx, rawChange(tokenkeeper.ChangeUpdated, cur))
+}
+
+// sameGrant reports whether the credential row cur still has the grant
+// and status of claimed: the same provider and provider settings, grant
+// type, refresh token, scopes, params and status. Then an edit that moved
+// the version in between (an access token set by hand, a provider edit
+// that was undone) changed nothing the attempt used or that its result
+// would overwrite against the operator's intent. A row whose secrets do
+// not open is not the same.
+func (s *Store) sameGrant(ctx context.Context, tx Querier, cur *rawCredential, claimed *tokenkeeper.Credential) bool {
+	if claimed.ID != cur.id {
+		return false
+	}
+	n, err := s.decode(ctx, tx, cur)
+	if err != nil {
+		return false
+	}
+	return n.ProviderID == claimed.ProviderID && n.TokenURL == claimed.TokenURL && n.ClientID == claimed.ClientID &&
+		n.ClientSecret == claimed.ClientSecret && n.AuthStyle == claimed.AuthStyle && n.GrantType == claimed.GrantType &&
+		n.RefreshToken == claimed.RefreshToken && slices.Equal(n.Scopes, claimed.Scopes) &&
+		maps.Equal(n.Params, claimed.Params) && n.Status == claimed.Status
 }
 
 // NextRefreshAt returns the earliest time at which a refreshable credential

@@ -329,6 +329,142 @@ func testCompleteRefreshFenced(e *env) {
 	checkNoSecret(t, "raw dump after fenced commits", e.RawDump(t), []string{res.Token.AccessToken, res.RefreshToken})
 }
 
+// testCompleteRefreshOvertaken: a commit refused because an operator's
+// edit moved the version while the worker still holds the lease is
+// committed on top of the edit when the grant is as claimed (the rotated
+// refresh token is kept), and otherwise discarded with the lease released
+// at once; single and batched commits alike. A lease that is no longer
+// the worker's is left alone.
+func testCompleteRefreshOvertaken(e *env) {
+	t := e.t
+	bc, ok := e.s.(tokenkeeper.RefreshBatchCommitter)
+	if !ok {
+		t.Fatal("the store does not commit refresh results in batches (CompleteRefreshes)")
+	}
+	commits := map[string]func(id, owner string, version int64, r *tokenkeeper.RefreshResult) (*tokenkeeper.Credential, error){
+		"single": func(id, owner string, version int64, r *tokenkeeper.RefreshResult) (*tokenkeeper.Credential, error) {
+			return e.s.CompleteRefresh(e.ctx, id, owner, version, r)
+		},
+		"batch": func(id, owner string, version int64, r *tokenkeeper.RefreshResult) (*tokenkeeper.Credential, error) {
+			creds, errs := bc.CompleteRefreshes(e.ctx, []tokenkeeper.RefreshCommit{{ID: id, Owner: owner, Version: version, Result: r}})
+			return creds[0], errs[0]
+		},
+	}
+	result := func(claimed *tokenkeeper.Credential, label string) *tokenkeeper.RefreshResult {
+		return &tokenkeeper.RefreshResult{
+			Token:        &tokenkeeper.Token{AccessToken: secret("at-" + label), TokenType: "Bearer", ExpiresAt: start.Add(time.Hour)},
+			RefreshToken: secret("rotated-" + label), Status: tokenkeeper.StatusActive,
+			LastRefreshAt: start, NextRefreshAt: start.Add(50 * time.Minute),
+			Event:   &tokenkeeper.Event{Kind: tokenkeeper.EventRefresh, Outcome: tokenkeeper.OutcomeOK},
+			Claimed: claimed,
+		}
+	}
+	for _, mode := range []string{"single", "batch"} {
+		commit := commits[mode]
+		name := "overtaken-" + mode
+		c := e.create(newCred(name))
+
+		// An access token set by hand moves the version but leaves the
+		// grant: the result is committed on the new version.
+		claimed := e.claim(c.ID, "w1")
+		hand := &tokenkeeper.Token{AccessToken: secret("by-hand"), TokenType: "Bearer", ExpiresAt: start.Add(time.Minute)}
+		edited, err := e.s.UpdateCredential(e.ctx, name, tokenkeeper.CredentialUpdate{Token: hand, RefreshLead: ptr(time.Minute)}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if edited.Version == claimed.Version {
+			t.Fatalf("%s: setting the access token did not move the version", mode)
+		}
+		res := result(claimed, mode+"-1")
+		got, err := commit(c.ID, "w1", claimed.Version, res)
+		if err != nil {
+			t.Fatalf("%s: commit over an edit that kept the grant: %v", mode, err)
+		}
+		if got.RefreshToken != res.RefreshToken || got.Token.AccessToken != res.Token.AccessToken ||
+			got.LeaseOwner != "" || got.Version <= edited.Version || got.RefreshLead != time.Minute {
+			t.Fatalf("%s: after commit over an edit: %s", mode, asJSON(got))
+		}
+		if evs := e.events(name); len(evs) != 1 || evs[0].Outcome != tokenkeeper.OutcomeOK {
+			t.Fatalf("%s: events = %s", mode, asJSON(evs))
+		}
+
+		// Without the claimed credential: the plain fence, refused and the
+		// lease left to expire.
+		claimed = e.claim(c.ID, "w2")
+		if _, err := e.s.UpdateCredential(e.ctx, name, tokenkeeper.CredentialUpdate{Token: hand}, nil); err != nil {
+			t.Fatal(err)
+		}
+		res = result(nil, mode+"-2")
+		_, err = commit(c.ID, "w2", claimed.Version, res)
+		wantCode(t, err, tokenkeeper.ECONFLICT)
+		if cur := e.get(name); cur.LeaseOwner != "w2" || cur.RefreshToken == res.RefreshToken {
+			t.Fatalf("%s: after a refused commit without the claim: %s", mode, asJSON(cur))
+		}
+		e.clock.Add(2 * time.Minute)
+
+		// A new refresh token (a re-authorization): discarded, lease
+		// released at once; the operator's grant stays.
+		claimed = e.claim(c.ID, "w3")
+		reauth := secret("reauth-" + mode)
+		edited, err = e.s.UpdateCredential(e.ctx, name, tokenkeeper.CredentialUpdate{RefreshToken: &reauth}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res = result(claimed, mode+"-3")
+		_, err = commit(c.ID, "w3", claimed.Version, res)
+		wantCode(t, err, tokenkeeper.ECONFLICT)
+		checkErrNoSecret(t, err, []string{res.Token.AccessToken, res.RefreshToken})
+		cur := e.get(name)
+		if cur.LeaseOwner != "" || !cur.LeaseExpiresAt.IsZero() || cur.RefreshToken != reauth || cur.Token.AccessToken == res.Token.AccessToken {
+			t.Fatalf("%s: after a refused commit over a re-authorization: %s", mode, asJSON(cur))
+		}
+		if cur.Version < edited.Version {
+			t.Fatalf("%s: the release moved the version back: %d < %d", mode, cur.Version, edited.Version)
+		}
+		// The next claim, by anyone, succeeds at once.
+		next := e.claim(c.ID, "w4")
+		if next.RefreshToken != reauth {
+			t.Fatalf("%s: the next claim does not see the new grant", mode)
+		}
+		// A stale commit of the released claim stays refused and leaves
+		// the new lease alone.
+		_, err = commit(c.ID, "w3", claimed.Version, res)
+		wantCode(t, err, tokenkeeper.ECONFLICT)
+		if cur := e.get(name); cur.LeaseOwner != "w4" {
+			t.Fatalf("%s: a stale commit touched another worker's lease: %s", mode, asJSON(cur))
+		}
+
+		// A status change with a version move (disabled with new secrets):
+		// discarded, released.
+		if _, err := commit(c.ID, "w4", next.Version, result(next, mode+"-4")); err != nil {
+			t.Fatal(err)
+		}
+		claimed = e.claim(c.ID, "w5")
+		if _, err := e.s.UpdateCredential(e.ctx, name, tokenkeeper.CredentialUpdate{Status: ptr(tokenkeeper.StatusDisabled), Token: hand}, nil); err != nil {
+			t.Fatal(err)
+		}
+		_, err = commit(c.ID, "w5", claimed.Version, result(claimed, mode+"-5"))
+		wantCode(t, err, tokenkeeper.ECONFLICT)
+		if cur := e.get(name); cur.LeaseOwner != "" || cur.Status != tokenkeeper.StatusDisabled {
+			t.Fatalf("%s: after a refused commit over a switch-off: %s", mode, asJSON(cur))
+		}
+		if _, err := e.s.UpdateCredential(e.ctx, name, tokenkeeper.CredentialUpdate{Status: ptr(tokenkeeper.StatusActive)}, nil); err != nil {
+			t.Fatal(err)
+		}
+
+		// Our lease expired and another worker claimed: its lease is left
+		// alone, even when the grant is as we claimed it.
+		claimed = e.claim(c.ID, "w6")
+		e.clock.Add(2 * time.Minute)
+		e.claim(c.ID, "w7")
+		_, err = commit(c.ID, "w6", claimed.Version, result(claimed, mode+"-6"))
+		wantCode(t, err, tokenkeeper.ECONFLICT)
+		if cur := e.get(name); cur.LeaseOwner != "w7" {
+			t.Fatalf("%s: a late commit touched another worker's lease: %s", mode, asJSON(cur))
+		}
+	}
+}
+
 func testCompleteRefreshInvalid(e *env) {
 	t := e.t
 	c := e.create(newCred("badres"))

@@ -124,6 +124,7 @@ func Run(t *testing.T, newHarness NewHarness) {
 		{"CompleteRefresh", testCompleteRefresh},
 		{"CompleteRefreshFailureKeepsToken", testCompleteRefreshFailure},
 		{"CompleteRefreshFenced", testCompleteRefreshFenced},
+		{"CompleteRefreshOvertakenByEdit", testCompleteRefreshOvertaken},
 		{"CompleteRefreshes", testCompleteRefreshes},
 		{"CompleteRefreshInvalid", testCompleteRefreshInvalid},
 		{"CompleteRefreshKeepsDisabled", testCompleteRefreshKeepsDisabled},
