@@ -1,6 +1,7 @@
 package main
 
 import (
+	"os"
 	"time"
 
 	"github.com/tokenkeeper/tokenkeeper/internal/bench"
@@ -35,8 +36,17 @@ machine.`)
 	c.fs.IntVar(&cfg.ReadRate, "read-rate", 1000, "token reads per second, over all connections")
 	c.fs.DurationVar(&cfg.QuietWindow, "quiet-window", 15*time.Second, "reading time without refresh load, before seeding")
 	asJSON := c.fs.Bool("json", false, "print JSON")
+	cpuProfile := c.fs.String("cpu-profile", "", "write a CPU profile of the window (go tool pprof) to this file")
 	c.commandEnv() // a tool: its variables must not be the broker's
 	return func(args []string) error {
+		if *cpuProfile != "" {
+			f, err := os.Create(*cpuProfile)
+			if err != nil {
+				return usagef("--cpu-profile: %v", err)
+			}
+			defer f.Close()
+			cfg.CPUProfile = f
+		}
 		rep, err := bench.Scale(e.ctx, cfg, e.benchWiring(), e.benchLogf)
 		if err != nil {
 			return benchError(err)

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"runtime"
 	"runtime/debug"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -38,6 +39,8 @@ type ScaleConfig struct {
 	ReadConnections int
 	ReadRate        int
 	QuietWindow     time.Duration
+	// CPUProfile, if not nil, receives a CPU profile of the window.
+	CPUProfile io.Writer
 }
 
 // scaleReadSet is how many credentials, besides the seeded ones, the read
@@ -431,6 +434,11 @@ func Scale(ctx context.Context, cfg ScaleConfig, w Wiring, logf Logf) (*ScaleRep
 	}
 	ioStart := writtenBytes()
 	callsStart := sum(idp.Stats().TokenRequests)
+	if cfg.CPUProfile != nil {
+		if err := pprof.StartCPUProfile(cfg.CPUProfile); err != nil {
+			return nil, fmt.Errorf("cpu profile: %w", err)
+		}
+	}
 	windowStart := time.Now()
 	tr.mu.Lock()
 	tr.measuring = true
@@ -441,6 +449,9 @@ func Scale(ctx context.Context, cfg ScaleConfig, w Wiring, logf Logf) (*ScaleRep
 		return nil, ctx.Err()
 	}
 	elapsed := time.Since(windowStart)
+	if cfg.CPUProfile != nil {
+		pprof.StopCPUProfile()
+	}
 	calls := sum(idp.Stats().TokenRequests) - callsStart
 	written := writtenBytes() - ioStart
 	tr.mu.Lock()

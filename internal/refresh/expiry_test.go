@@ -108,7 +108,10 @@ func TestReadInLastSecondWaitsForPlannedRefresh(t *testing.T) {
 		if sent := evs[0].Time.Add(-evs[0].Latency); sent.Before(sv.ExpiresAt) || sent.Before(c.NextRefreshAt.Add(-5*time.Millisecond)) {
 			t.Fatalf("round %d: refreshed at %v, before the advertised expiry %v or the refresh time %v", round, sent, sv.ExpiresAt, c.NextRefreshAt)
 		}
-		if took > time.Second {
+		// The planned refresh comes about 0.8 s after these reads; the
+		// bound leaves a loaded machine (CI runs packages in parallel)
+		// slack while still failing a wait for a lease or a poll.
+		if took > 2*time.Second {
 			t.Fatalf("round %d: the last-second reads waited %s", round, took)
 		}
 		t.Logf("round %d: last-second reads waited %s for the planned refresh", round, took.Round(time.Millisecond))

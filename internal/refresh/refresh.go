@@ -104,6 +104,14 @@ type Config struct {
 	// negative: every result is committed on its own). Results that a
 	// caller waits for (forced refreshes, reads) do not wait.
 	CommitBatchWait time.Duration
+	// ClaimBatchWait is the least time between two claims of due
+	// credentials while refreshes are in flight, so that at a steady rate
+	// one claim (a write transaction: a scan of the due index, a commit)
+	// serves the credentials that came due meanwhile rather than each
+	// alone (default DefaultClaimBatchWait; negative: claim on every
+	// pass). With nothing in flight the loop claims at once. Forced
+	// refreshes and reads never wait for it.
+	ClaimBatchWait time.Duration
 	// EventPruneInterval is how often Run deletes events past the store's
 	// retention, when the store is an EventPruner (default
 	// DefaultEventPruneInterval; negative: never).
@@ -168,7 +176,13 @@ type Refresher struct {
 	// store, since when, and when that was last logged.
 	loopFailures              int
 	loopDownSince, loopLogged time.Time
+	// lastClaim is when the loop last claimed due credentials (see
+	// ClaimBatchWait).
+	lastClaim time.Time
 }
+
+// DefaultClaimBatchWait is the default Config.ClaimBatchWait.
+const DefaultClaimBatchWait = 10 * time.Millisecond
 
 // claimOwner returns a lease owner unique to one claim: this process's name
 // and a sequence number. Two claims in one process (a background refresh and
@@ -261,6 +275,9 @@ func New(cfg Config) (*Refresher, error) {
 		}
 		r.cfg.CommitBatchWait = cfg.CommitBatchWait
 		r.batch = &batcher{store: bc, wait: cfg.CommitBatchWait, timeout: cfg.StoreTimeout, kick: make(chan struct{}, 1)}
+	}
+	if cfg.ClaimBatchWait == 0 {
+		r.cfg.ClaimBatchWait = DefaultClaimBatchWait
 	}
 	r.calls, r.abandonCalls = context.WithCancel(context.Background())
 	r.commits, r.abandonCommits = context.WithCancel(context.Background())
@@ -366,7 +383,15 @@ func (r *Refresher) shutdown() {
 // pass claims what is due and returns how long to sleep before the next one.
 func (r *Refresher) pass(ctx context.Context) time.Duration {
 	free := cap(r.slots) - len(r.slots)
+	if free > 0 && len(r.slots) > 0 && r.cfg.ClaimBatchWait > 0 {
+		// Refreshes in flight: the credentials due now wait a moment for
+		// those coming due, to be claimed together.
+		if since := time.Since(r.lastClaim); since < r.cfg.ClaimBatchWait {
+			return r.cfg.ClaimBatchWait - since
+		}
+	}
 	if free > 0 {
+		r.lastClaim = time.Now()
 		now := r.now()
 		// A claim that takes long eats into the lease the provider call
 		// needs (attempt cuts the call short rather than outlive the lease).

@@ -39,19 +39,23 @@ var dialect = &sqlstore.Dialect{
 type conn struct {
 	querier
 	writer *sql.DB
+	stmts  *stmtCache // the writer's prepared statements; nil: none
 }
 
 // Tx runs fn in a BEGIN IMMEDIATE transaction on the writer connection and
 // commits it. If another process holds the write lock beyond the busy
 // timeout, the whole transaction is retried with backoff.
 func (c conn) Tx(ctx context.Context, fn func(q sqlstore.Querier) error) error {
+	// The statements first seen in the transaction are prepared once it
+	// has released the writer's connection.
+	defer c.stmts.prepareNoted(context.WithoutCancel(ctx))
 	return withRetry(ctx, func() error {
 		tx, err := c.writer.BeginTx(ctx, nil)
 		if err != nil {
 			return err
 		}
 		defer tx.Rollback()
-		if err := fn(querier{tx}); err != nil {
+		if err := fn(querier{q: tx, tx: tx, stmts: c.stmts}); err != nil {
 			return err
 		}
 		return tx.Commit()
@@ -66,10 +70,36 @@ type querier struct {
 		QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
 		QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
 	}
+	tx    *sql.Tx    // q, when it is a transaction
+	stmts *stmtCache // the prepared statements of q's database; nil: none
+}
+
+// runner returns what runs query: its prepared statement when there is
+// one (bound to the transaction), else q itself.
+func (q querier) runner(ctx context.Context, query string) interface {
+	ExecContext(ctx context.Context, args ...any) (sql.Result, error)
+	QueryContext(ctx context.Context, args ...any) (*sql.Rows, error)
+	QueryRowContext(ctx context.Context, args ...any) *sql.Row
+} {
+	st := q.stmts.get(ctx, query, q.tx != nil)
+	if st == nil {
+		return nil
+	}
+	if q.tx != nil {
+		return q.tx.StmtContext(ctx, st)
+	}
+	return st
 }
 
 func (q querier) Exec(ctx context.Context, query string, args ...any) (int64, error) {
-	res, err := q.q.ExecContext(ctx, translate(query), timeArgs(args)...)
+	query, args = translate(query), timeArgs(args)
+	var res sql.Result
+	var err error
+	if st := q.runner(ctx, query); st != nil {
+		res, err = st.ExecContext(ctx, args...)
+	} else {
+		res, err = q.q.ExecContext(ctx, query, args...)
+	}
 	if err != nil {
 		return 0, err
 	}
@@ -77,7 +107,14 @@ func (q querier) Exec(ctx context.Context, query string, args ...any) (int64, er
 }
 
 func (q querier) Query(ctx context.Context, query string, args ...any) (sqlstore.Rows, error) {
-	rs, err := q.q.QueryContext(ctx, translate(query), timeArgs(args)...)
+	query, args = translate(query), timeArgs(args)
+	var rs *sql.Rows
+	var err error
+	if st := q.runner(ctx, query); st != nil {
+		rs, err = st.QueryContext(ctx, args...)
+	} else {
+		rs, err = q.q.QueryContext(ctx, query, args...)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -85,7 +122,11 @@ func (q querier) Query(ctx context.Context, query string, args ...any) (sqlstore
 }
 
 func (q querier) QueryRow(ctx context.Context, query string, args ...any) sqlstore.Row {
-	return row{q.q.QueryRowContext(ctx, translate(query), timeArgs(args)...)}
+	query, args = translate(query), timeArgs(args)
+	if st := q.runner(ctx, query); st != nil {
+		return row{st.QueryRowContext(ctx, args...)}
+	}
+	return row{q.q.QueryRowContext(ctx, query, args...)}
 }
 
 type row struct{ r *sql.Row }

@@ -68,6 +68,8 @@ type DB struct {
 	path   string
 	writer *sql.DB // one connection; every write is a BEGIN IMMEDIATE transaction
 	reader *sql.DB // read-only connections
+	// The statements prepared on each.
+	writeStmts, readStmts *stmtCache
 }
 
 type config struct {
@@ -249,6 +251,7 @@ func Open(ctx context.Context, path string, masterKey []byte, opts ...Option) (*
 	}
 	db.reader.SetMaxOpenConns(cfg.maxReaders)
 	db.reader.SetMaxIdleConns(cfg.maxReaders)
+	db.writeStmts, db.readStmts = newStmtCache(db.writer), newStmtCache(db.reader)
 	if db.Store, err = sqlstore.New(ctx, db.conn(), dialect, masterKey, cfg.log, cfg.retention); err != nil {
 		db.Close()
 		return nil, err
@@ -280,13 +283,15 @@ func Migrate(ctx context.Context, path string, opts ...Option) ([]string, error)
 }
 
 func migrate(ctx context.Context, w *sql.DB, log *slog.Logger) ([]string, error) {
-	return sqlstore.Migrate(ctx, conn{querier{w}, w}, dialect, Migrations,
+	return sqlstore.Migrate(ctx, conn{querier: querier{q: w}, writer: w}, dialect, Migrations,
 		`CREATE TABLE IF NOT EXISTS schema_migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL) STRICT`, log)
 }
 
 // Close closes the database.
 func (db *DB) Close() error {
 	var errs []error
+	db.readStmts.close()
+	db.writeStmts.close()
 	if db.reader != nil {
 		errs = append(errs, db.reader.Close())
 	}
@@ -309,4 +314,6 @@ func (db *DB) Ping(ctx context.Context) error {
 	return sqlstore.Err(dialect, "ping database", err)
 }
 
-func (db *DB) conn() conn { return conn{querier{db.reader}, db.writer} }
+func (db *DB) conn() conn {
+	return conn{querier: querier{q: db.reader, stmts: db.readStmts}, writer: db.writer, stmts: db.writeStmts}
+}

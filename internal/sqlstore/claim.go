@@ -215,6 +215,7 @@ func (s *Store) CompleteRefreshes(ctx context.Context, batch []tokenkeeper.Refre
 		}
 		return nil
 	})
+	cache := providers{} // a batch's credentials mostly share their provider
 	for i := range batch {
 		switch {
 		case sealed[i] == nil:
@@ -223,7 +224,7 @@ func (s *Store) CompleteRefreshes(ctx context.Context, batch []tokenkeeper.Refre
 		case itemErrs[i] != nil:
 			errs[i] = s.err("complete refresh", itemErrs[i])
 		default:
-			creds[i], errs[i] = s.decode(ctx, s.conn, raws[i])
+			creds[i], errs[i] = s.decodeWith(ctx, s.conn, raws[i], cache)
 		}
 	}
 	return creds, errs

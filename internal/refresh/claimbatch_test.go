@@ -1,0 +1,59 @@
+package refresh_test
+
+import (
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/tokenkeeper/tokenkeeper/internal/refresh"
+	"github.com/tokenkeeper/tokenkeeper/oauthtest"
+)
+
+// While refreshes are in flight, credentials coming due one after another
+// are claimed together (ClaimBatchWait): at 200 due a second with 20 ms
+// provider calls, a claim every 50 ms takes about ten of them, where
+// claiming on every pass takes them one or two at a time. Every one is
+// still refreshed, once.
+func TestClaimBatchWaitClaimsTogether(t *testing.T) {
+	var unbatched float64
+	for _, tc := range []struct {
+		name string
+		wait time.Duration
+	}{
+		{"unbatched", -1},
+		{"batched", 50 * time.Millisecond},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			w := newWorld(t, false, nil, oauthtest.WithLatency(20*time.Millisecond))
+			st := w.open("a", nil)
+			const n = 200
+			start := time.Now().Add(500 * time.Millisecond)
+			for i := range n {
+				w.credential(st, fmt.Sprintf("c%03d", i), start.Add(time.Duration(i)*5*time.Millisecond))
+			}
+			var mu sync.Mutex
+			var claims, claimed int
+			w.replica("a", st, refresh.Config{Concurrency: 64, ClaimBatchWait: tc.wait, OnClaim: func(k int) {
+				mu.Lock()
+				claims++
+				claimed += k
+				mu.Unlock()
+			}}, false)
+			eventually(t, 20*time.Second, "every credential refreshed", func() bool { return w.refreshes() >= n })
+			mu.Lock()
+			batch := float64(claimed) / float64(claims)
+			mu.Unlock()
+			t.Logf("%d credentials claimed in %d claims: %.1f a claim", claimed, claims, batch)
+			if tc.wait < 0 {
+				unbatched = batch
+			} else if batch < max(3, 2*unbatched) {
+				t.Errorf("%.1f credentials a claim, want at least 3 and twice the %.1f of claims on every pass", batch, unbatched)
+			}
+			if got := w.refreshes(); got != n {
+				t.Errorf("%d refreshes, want %d", got, n)
+			}
+			w.checkProvider()
+		})
+	}
+}
