@@ -28,34 +28,11 @@ func BenchmarkReadPath(b *testing.B) {
 			name = "metrics=on"
 		}
 		b.Run(name, func(b *testing.B) {
-			ctx := context.Background()
-			key := make([]byte, 32)
-			rand.Read(key)
-			store, err := sqlite.Open(ctx, filepath.Join(b.TempDir(), "tk.db"), key)
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer store.Close()
-			c := &tokenkeeper.Credential{Name: "api", TokenURL: "https://idp.example/token", GrantType: tokenkeeper.GrantClientCredentials,
-				ClientID: "id", ClientSecret: "s", AuthStyle: tokenkeeper.AuthStyleHeader,
-				Token:         &tokenkeeper.Token{AccessToken: "access-token", TokenType: "Bearer", ExpiresAt: time.Now().Add(24 * time.Hour)},
-				NextRefreshAt: time.Now().Add(23 * time.Hour)}
-			if err := store.CreateCredential(ctx, c); err != nil {
-				b.Fatal(err)
-			}
-			apiKey, rec := tkhttp.NewAPIKey("bench", tokenkeeper.RoleAdmin, nil)
-			if err := store.CreateAPIKey(ctx, rec); err != nil {
-				b.Fatal(err)
-			}
-			ref, err := refresh.New(refresh.Config{Store: store, Logger: slog.New(slog.DiscardHandler)})
-			if err != nil {
-				b.Fatal(err)
-			}
-			cfg := tkhttp.Config{Store: store, Refresher: ref}
+			cfg := tkhttp.Config{}
 			if withMetrics {
 				cfg.Metrics = metrics.New(metrics.Config{})
 			}
-			h := tkhttp.NewServer(cfg)
+			h, apiKey := readPathServer(b, cfg)
 			read := func() int {
 				req := httptest.NewRequest("GET", "/v1/credentials/api/token", nil)
 				req.Header.Set("Authorization", "Bearer "+apiKey)
@@ -78,4 +55,36 @@ func BenchmarkReadPath(b *testing.B) {
 			})
 		})
 	}
+}
+
+// readPathServer returns the API of a broker on a fresh SQLite store (cfg
+// with its Store, Refresher and AuthStore set) holding the credential "api", whose
+// token outlives the test, and an admin API key.
+func readPathServer(tb testing.TB, cfg tkhttp.Config) (http.Handler, string) {
+	tb.Helper()
+	ctx := context.Background()
+	key := make([]byte, 32)
+	rand.Read(key)
+	store, err := sqlite.Open(ctx, filepath.Join(tb.TempDir(), "tk.db"), key)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { store.Close() })
+	c := &tokenkeeper.Credential{Name: "api", TokenURL: "https://idp.example/token", GrantType: tokenkeeper.GrantClientCredentials,
+		ClientID: "id", ClientSecret: "s", AuthStyle: tokenkeeper.AuthStyleHeader,
+		Token:         &tokenkeeper.Token{AccessToken: "access-token", TokenType: "Bearer", ExpiresAt: time.Now().Add(24 * time.Hour)},
+		NextRefreshAt: time.Now().Add(23 * time.Hour)}
+	if err := store.CreateCredential(ctx, c); err != nil {
+		tb.Fatal(err)
+	}
+	apiKey, rec := tkhttp.NewAPIKey("bench", tokenkeeper.RoleAdmin, nil)
+	if err := store.CreateAPIKey(ctx, rec); err != nil {
+		tb.Fatal(err)
+	}
+	ref, err := refresh.New(refresh.Config{Store: store, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	cfg.Store, cfg.Refresher, cfg.AuthStore = store, ref, store // AuthStore: token reads audited, as serve does
+	return tkhttp.NewServer(cfg), apiKey
 }

@@ -1,20 +1,14 @@
 package http_test
 
 import (
-	"context"
-	"crypto/rand"
 	"encoding/json"
 	"fmt"
-	"log/slog"
 	"net/http"
-	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/tokenkeeper/tokenkeeper"
 	tkhttp "github.com/tokenkeeper/tokenkeeper/internal/http"
-	"github.com/tokenkeeper/tokenkeeper/internal/refresh"
-	"github.com/tokenkeeper/tokenkeeper/internal/sqlite"
 	"github.com/tokenkeeper/tokenkeeper/oauthtest"
 )
 
@@ -108,30 +102,7 @@ func TestTokenReadFastPathAnswersAsTheRoute(t *testing.T) {
 // once. It guards the hot path against a regression that a benchmark
 // would only show as a slower figure.
 func TestTokenReadAllocations(t *testing.T) {
-	ctx := context.Background()
-	key := make([]byte, 32)
-	rand.Read(key)
-	store, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "tk.db"), key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer store.Close()
-	c := &tokenkeeper.Credential{Name: "api", TokenURL: "https://idp.example/token", GrantType: tokenkeeper.GrantClientCredentials,
-		ClientID: "id", ClientSecret: "s", AuthStyle: tokenkeeper.AuthStyleHeader,
-		Token:         &tokenkeeper.Token{AccessToken: "access-token", TokenType: "Bearer", ExpiresAt: time.Now().Add(24 * time.Hour)},
-		NextRefreshAt: time.Now().Add(23 * time.Hour)}
-	if err := store.CreateCredential(ctx, c); err != nil {
-		t.Fatal(err)
-	}
-	apiKey, rec := tkhttp.NewAPIKey("bench", tokenkeeper.RoleAdmin, nil)
-	if err := store.CreateAPIKey(ctx, rec); err != nil {
-		t.Fatal(err)
-	}
-	ref, err := refresh.New(refresh.Config{Store: store, Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := tkhttp.NewServer(tkhttp.Config{Store: store, Refresher: ref, AuthStore: store})
+	srv, apiKey := readPathServer(t, tkhttp.Config{})
 	req, _ := http.NewRequest("GET", "/v1/credentials/api/token", nil)
 	req.Header.Set("Authorization", "Bearer "+apiKey)
 	req.RemoteAddr = "127.0.0.1:5000"
