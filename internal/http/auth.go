@@ -49,7 +49,8 @@ type caller struct {
 	id     string // kind:name, as actor returns it
 }
 
-// newCaller returns the caller kind:name with role.
+// newCaller returns the caller kind:name with role; every caller is made
+// by it, so that its actor name is made once.
 func newCaller(kind, name string, role tokenkeeper.Role) *caller {
 	return &caller{kind: kind, name: name, role: role, id: kind + ":" + name}
 }
@@ -59,10 +60,7 @@ func (c *caller) actor() string {
 	if c == nil {
 		return "anonymous"
 	}
-	if c.id != "" {
-		return c.id
-	}
-	return c.kind + ":" + c.name
+	return c.id
 }
 
 // canReadToken reports whether the caller may read the token of, and
@@ -110,8 +108,7 @@ type keyCache struct {
 }
 
 type cachedKey struct {
-	key     *tokenkeeper.APIKey
-	caller  *caller   // made from key once, shared by its requests (read-only)
+	caller  *caller   // made from the key once, shared by its requests (read-only)
 	checked time.Time // the last successful check against the store
 }
 
@@ -145,7 +142,8 @@ func (c *keyCache) get(h [sha256.Size]byte, now time.Time) (k *caller, fresh boo
 	return e.caller, age <= c.ttl
 }
 
-func (c *keyCache) put(h [sha256.Size]byte, k *tokenkeeper.APIKey, now time.Time) {
+// put caches the key k under its hash h and returns its caller.
+func (c *keyCache) put(h [sha256.Size]byte, k *tokenkeeper.APIKey, now time.Time) *caller {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if len(c.entries) >= 10000 { // bounded: evict expired entries, then everything
@@ -158,7 +156,9 @@ func (c *keyCache) put(h [sha256.Size]byte, k *tokenkeeper.APIKey, now time.Time
 			clear(c.entries)
 		}
 	}
-	c.entries[h] = cachedKey{key: k, caller: apiKeyCaller(k), checked: now}
+	e := cachedKey{caller: apiKeyCaller(k), checked: now}
+	c.entries[h] = e
+	return e.caller
 }
 
 // known reports whether key has an entry that is still fresh.
@@ -290,8 +290,7 @@ func (s *server) apiKey(ctx context.Context, key string) (*caller, error) {
 	case err != nil:
 		return nil, err
 	}
-	s.keys.put(h, k, now)
-	return apiKeyCaller(k), nil
+	return s.keys.put(h, k, now), nil
 }
 
 // authFailed answers 401 and records the failure (never the credential),

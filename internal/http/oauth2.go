@@ -1,9 +1,9 @@
 package http
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
-	"io"
 	"mime"
 	"net/http"
 	"net/url"
@@ -143,15 +143,7 @@ func (s *server) handleOAuth2Token() http.Handler {
 			in = expiresIn(sv.ExpiresAt, s.now())
 		}
 		bp := tokenBufs.Get().(*[]byte)
-		body := append(appendOAuthToken((*bp)[:0], sv.Token.AccessToken, scopes[0], in), '\n')
-		h := w.Header()
-		h["Content-Type"] = jsonContentType
-		h["Cache-Control"] = noStore
-		h["Pragma"] = noCache
-		w.WriteHeader(http.StatusOK)
-		_, _ = w.Write(body)
-		*bp = body
-		tokenBufs.Put(bp)
+		answerToken(w, bp, appendOAuthToken((*bp)[:0], sv.Token.AccessToken, scopes[0], in), true)
 	})
 }
 
@@ -160,10 +152,6 @@ const oauth2TokenPattern = "POST /oauth2/token"
 
 // formContentType is the token endpoint's request body type.
 const formContentType = "application/x-www-form-urlencoded"
-
-// noCache is the Pragma of the token endpoint's answers, shared (see
-// jsonContentType).
-var noCache = []string{"no-cache"}[:1:1]
 
 // appendOAuthToken appends the token endpoint's answer (RFC 6749 §5.1) to
 // b, byte for byte what json.Marshal of the map {access_token,
@@ -189,12 +177,22 @@ type formParam struct{ key, value string }
 
 // Get returns the value of key, or "".
 func (f tokenForm) Get(key string) string {
-	for _, p := range f {
-		if p.key == key {
-			return p.value
-		}
+	if i := f.index(key); i >= 0 {
+		return f[i].value
 	}
 	return ""
+}
+
+// has reports whether f gives key.
+func (f tokenForm) has(key string) bool { return f.index(key) >= 0 }
+
+func (f tokenForm) index(key string) int {
+	for i, p := range f {
+		if p.key == key {
+			return i
+		}
+	}
+	return -1
 }
 
 // repeatedParam is the error of a form that gives a parameter twice.
@@ -213,23 +211,13 @@ const maxTokenForm = 16 << 10
 func readTokenForm(w http.ResponseWriter, r *http.Request) (tokenForm, error) {
 	bp := tokenBufs.Get().(*[]byte)
 	defer tokenBufs.Put(bp)
-	body := (*bp)[:0]
-	rd := http.MaxBytesReader(w, r.Body, maxTokenForm)
-	for {
-		if len(body) == cap(body) {
-			body = append(body, 0)[:len(body)]
-		}
-		n, err := rd.Read(body[len(body):cap(body)])
-		body = body[:len(body)+n]
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			return nil, err
-		}
+	buf := bytes.NewBuffer((*bp)[:0])
+	_, err := buf.ReadFrom(http.MaxBytesReader(w, r.Body, maxTokenForm))
+	*bp = buf.Bytes()
+	if err != nil {
+		return nil, err
 	}
-	*bp = body
-	return parseTokenForm(string(body)) // one copy: the values outlive the buffer
+	return parseTokenForm(buf.String()) // a copy: the values outlive the buffer
 }
 
 func parseTokenForm(body string) (tokenForm, error) {
@@ -252,27 +240,17 @@ func parseTokenForm(body string) (tokenForm, error) {
 		if v, err = formUnescape(v); err != nil {
 			return nil, err
 		}
-		switch {
-		case seen != nil:
-			if seen[k] {
-				return nil, repeatedParam(k)
-			}
-			seen[k] = true
-		case len(form) == 8:
+		if seen == nil && len(form) == 8 {
 			seen = make(map[string]bool, 16)
 			for _, p := range form {
 				seen[p.key] = true
 			}
-			if seen[k] {
-				return nil, repeatedParam(k)
-			}
+		}
+		if seen[k] || (seen == nil && form.has(k)) {
+			return nil, repeatedParam(k)
+		}
+		if seen != nil {
 			seen[k] = true
-		default:
-			for _, p := range form {
-				if p.key == k {
-					return nil, repeatedParam(k)
-				}
-			}
 		}
 		form = append(form, formParam{k, v})
 	}

@@ -131,9 +131,10 @@ func (s *server) authenticateProxy(next http.Handler) http.Handler {
 			s.Error(w, r, tokenkeeper.Errorf(tokenkeeper.EUNAVAILABLE, "client authentication is unavailable: try again shortly"))
 			return
 		}
-		c := &caller{kind: "client", name: cl.ClientID, role: tokenkeeper.RoleConsumer, grants: cl.Credentials}
+		c := newCaller("client", cl.ClientID, tokenkeeper.RoleConsumer)
+		c.grants = cl.Credentials
 		noteCaller(r, c.kind, c.name)
-		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), callerKey, c)))
+		next.ServeHTTP(w, withCaller(r, c))
 	})
 }
 

@@ -39,11 +39,20 @@ func (s *server) writeToken(w http.ResponseWriter, t *tokenkeeper.Token, at time
 		in = expiresIn(at, s.now())
 	}
 	bp := tokenBufs.Get().(*[]byte)
-	body := appendTokenJSON((*bp)[:0], t.AccessToken, tokenType, at, in)
+	answerToken(w, bp, appendTokenJSON((*bp)[:0], t.AccessToken, tokenType, at, in), false)
+}
+
+// answerToken writes body, a JSON answer that carries a token, built in
+// the pooled buffer bp, and puts bp back: 200, never to be cached (with
+// pragma, also Pragma: no-cache, as RFC 6749 asks of the token endpoint).
+func answerToken(w http.ResponseWriter, bp *[]byte, body []byte, pragma bool) {
 	body = append(body, '\n')
 	h := w.Header()
 	h["Content-Type"] = jsonContentType
 	h["Cache-Control"] = noStore
+	if pragma {
+		h["Pragma"] = noCache
+	}
 	w.WriteHeader(http.StatusOK)
 	_, _ = w.Write(body)
 	*bp = body
@@ -56,6 +65,7 @@ func (s *server) writeToken(w http.ResponseWriter, t *tokenkeeper.Token, at time
 var (
 	jsonContentType = []string{"application/json"}[:1:1]
 	noStore         = []string{"no-store"}[:1:1]
+	noCache         = []string{"no-cache"}[:1:1]
 )
 
 // tokenBufs holds the buffers token answers are encoded in.
