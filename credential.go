@@ -127,6 +127,10 @@ type Credential struct {
 	LeaseOwner     string
 	LeaseExpiresAt time.Time
 
+	// CreatedAt is when the credential was created; UpdatedAt the last
+	// change of its settings or status. A refresh that leaves the status
+	// as it was does not move UpdatedAt: LastRefreshAt says when the
+	// token last changed.
 	CreatedAt time.Time
 	UpdatedAt time.Time
 }

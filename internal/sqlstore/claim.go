@@ -256,23 +256,36 @@ func (s *Store) completeOne(ctx context.Context, tx Querier, c *tokenkeeper.Refr
 	if err != nil {
 		return nil, nil, err
 	}
+	// A refresh that leaves the status as it was assigns neither status
+	// nor updated_at (tokenkeeper.Credential.UpdatedAt is the last change
+	// of settings or status; a refresh's time is LastRefreshAt). SQLite
+	// rewrites every index on an assigned column, even to the same value:
+	// the console's indexes on (status, name), updated_at and (status,
+	// updated_at) took a third of the bytes written per refresh (56 KB
+	// against 36 KB in bench refresh with 30,000 credentials).
+	statusSet := ""
+	if prevStatus != string(tokenkeeper.StatusDisabled) && prevStatus != string(r.Status) {
+		statusSet = "status = $14, updated_at = $15, "
+	}
 	update := func(version int64) (*rawCredential, error) {
-		return scanCredential(tx.QueryRow(ctx, `UPDATE credentials SET
+		args := []any{sr.setToken, sr.accessToken, sr.tokenType, sr.expiresAt,
+			sr.refreshToken, r.FailureCount, r.LastError, r.LastErrorCode,
+			nullTime(r.LastRefreshAt), nullTime(r.NextRefreshAt),
+			c.ID, version, c.Owner}
+		if statusSet != "" {
+			args = append(args, string(r.Status), now)
+		}
+		return scanCredential(tx.QueryRow(ctx, `UPDATE credentials SET `+statusSet+`
 			access_token = CASE WHEN $1::boolean THEN $2::bytea ELSE access_token END,
 			token_type = CASE WHEN $1::boolean THEN $3::text ELSE token_type END,
 			expires_at = CASE WHEN $1::boolean THEN $4::timestamptz ELSE expires_at END,
 			refresh_token = COALESCE($5::bytea, refresh_token),
-			status = CASE WHEN status = 'disabled' THEN status ELSE $6 END, failure_count = $7, last_error = $8, last_error_code = $9,
-			last_refresh_at = COALESCE($10::timestamptz, last_refresh_at),
-			next_refresh_at = COALESCE($11::timestamptz, next_refresh_at),
-			version = version + 1, lease_owner = '', lease_expires_at = NULL, updated_at = $12
-		WHERE id = $13 AND version = $14 AND lease_owner = $15
-		RETURNING `+CredentialColumns,
-			sr.setToken, sr.accessToken, sr.tokenType, sr.expiresAt,
-			sr.refreshToken,
-			string(r.Status), r.FailureCount, r.LastError, r.LastErrorCode,
-			nullTime(r.LastRefreshAt), nullTime(r.NextRefreshAt), now,
-			c.ID, version, c.Owner))
+			failure_count = $6, last_error = $7, last_error_code = $8,
+			last_refresh_at = COALESCE($9::timestamptz, last_refresh_at),
+			next_refresh_at = COALESCE($10::timestamptz, next_refresh_at),
+			version = version + 1, lease_owner = '', lease_expires_at = NULL
+		WHERE id = $11 AND version = $12 AND lease_owner = $13
+		RETURNING `+CredentialColumns, args...))
 	}
 	raw, err = update(c.Version)
 	if errors.Is(err, sql.ErrNoRows) {

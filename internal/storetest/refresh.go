@@ -237,7 +237,7 @@ func testCompleteRefresh(e *env) {
 	want.NextRefreshAt = now.Add(50 * time.Minute)
 	want.Version = claimed.Version + 1
 	want.LeaseOwner, want.LeaseExpiresAt = "", time.Time{}
-	want.UpdatedAt = now
+	// The status did not change: UpdatedAt stays (LastRefreshAt moved).
 	sameCredential(t, got, &want)
 	sameCredential(t, e.get("done"), &want)
 
@@ -295,6 +295,37 @@ func testCompleteRefreshFailure(e *env) {
 	evs := e.events("fail")
 	if len(evs) != 1 || evs[0].ErrorCode != "http_503" {
 		t.Fatalf("events = %s", asJSON(evs))
+	}
+	// The status changed (active to error): UpdatedAt moved with it. A
+	// second failure leaves the status, and UpdatedAt, as they were.
+	failedAt := e.clock.Now()
+	if !got.UpdatedAt.Equal(failedAt) {
+		t.Fatalf("UpdatedAt = %v after the status changed at %v", got.UpdatedAt, failedAt)
+	}
+	e.clock.Add(10 * time.Second)
+	claimed = e.claim(c.ID, "w")
+	got, err = e.s.CompleteRefresh(e.ctx, c.ID, "w", claimed.Version, &tokenkeeper.RefreshResult{
+		Status: tokenkeeper.StatusError, FailureCount: 4, LastError: "provider answered 503",
+		LastErrorCode: "http_503", NextRefreshAt: start.Add(30 * time.Second),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.FailureCount != 4 || !got.UpdatedAt.Equal(failedAt) {
+		t.Fatalf("a second failure: FailureCount %d, UpdatedAt %v (want 4, %v)", got.FailureCount, got.UpdatedAt, failedAt)
+	}
+	// Back to active: UpdatedAt moves again.
+	e.clock.Add(10 * time.Second)
+	claimed = e.claim(c.ID, "w")
+	got, err = e.s.CompleteRefresh(e.ctx, c.ID, "w", claimed.Version, &tokenkeeper.RefreshResult{
+		Token:  &tokenkeeper.Token{AccessToken: secret("recovered"), TokenType: "Bearer", ExpiresAt: e.clock.Now().Add(time.Hour)},
+		Status: tokenkeeper.StatusActive, NextRefreshAt: e.clock.Now().Add(50 * time.Minute),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Status != tokenkeeper.StatusActive || got.FailureCount != 0 || !got.UpdatedAt.Equal(e.clock.Now()) {
+		t.Fatalf("recovered: %s", asJSON(got))
 	}
 }
 
