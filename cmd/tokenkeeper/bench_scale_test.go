@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -86,5 +87,47 @@ func TestBenchScaleFlags(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), tc.want) || exitCode(err) != 2 {
 			t.Errorf("%v: err %v; want a usage error containing %q", tc.args, err, tc.want)
 		}
+	}
+}
+
+// TestBenchScalePostgresReplicas runs bench scale on PostgreSQL with two
+// replicas: the seeded schema is vacuumed and analyzed before the window,
+// and the refreshes are spread over both.
+func TestBenchScalePostgresReplicas(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs for about 15 s")
+	}
+	db := os.Getenv("TOKENKEEPER_TEST_DATABASE_URL")
+	if db == "" {
+		if os.Getenv("TOKENKEEPER_REQUIRE_POSTGRES") != "" {
+			t.Fatal("TOKENKEEPER_REQUIRE_POSTGRES is set but TOKENKEEPER_TEST_DATABASE_URL is not")
+		}
+		t.Skip("TOKENKEEPER_TEST_DATABASE_URL is not set")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	var out, errb syncBuffer
+	err := run(ctx, []string{"tokenkeeper", "bench", "scale", "--credentials", "300", "--lifetime", "30s", "--window", "5s",
+		"--quiet-window", "1s", "--latency", "1ms", "--read-connections", "4", "--read-rate", "100", "--replicas", "2",
+		"--database", db, "--json"},
+		func(string) string { return "" }, strings.NewReader(""), &out, &errb)
+	if err != nil {
+		t.Fatalf("bench scale: %v\n%s", err, errb.String())
+	}
+	var rep struct {
+		Refreshes           int     `json:"refreshes"`
+		RefreshesPerReplica []int   `json:"refreshes_per_replica"`
+		CallsPerToken       float64 `json:"provider_calls_per_token"`
+		DatabaseBytesEnd    int64   `json:"database_bytes_end"`
+	}
+	if err := json.Unmarshal([]byte(out.String()), &rep); err != nil {
+		t.Fatalf("bench scale --json: %v\n%s", err, out.String())
+	}
+	if len(rep.RefreshesPerReplica) != 2 || rep.RefreshesPerReplica[0]+rep.RefreshesPerReplica[1] != rep.Refreshes ||
+		rep.Refreshes < 20 || rep.CallsPerToken < 0.9 || rep.CallsPerToken > 1.1 || rep.DatabaseBytesEnd <= 0 {
+		t.Errorf("report: %s", out.String())
+	}
+	if !strings.Contains(errb.String(), "vacuumed and analyzed in ") {
+		t.Errorf("the seeded schema was not vacuumed before the window: %s", errb.String())
 	}
 }

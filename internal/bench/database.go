@@ -97,6 +97,9 @@ type benchStore struct {
 	// rows counts the rows of a table (a name of this package's choosing,
 	// never input).
 	rows func(ctx context.Context, table string) (int64, error)
+	// settle, if not nil, brings a freshly seeded database into the state
+	// a long-running one is in (PostgreSQL: VACUUM ANALYZE).
+	settle func(ctx context.Context) error
 }
 
 // openBenchStore opens the store a benchmark runs on, with a random master
@@ -165,8 +168,23 @@ func openBenchStore(ctx context.Context, w Wiring, database string) (*benchStore
 		err := conn.QueryRow(ctx, "SELECT COUNT(*) FROM "+pgx.Identifier{schema, table}.Sanitize()).Scan(&n)
 		return n, err
 	}
+	settle := func(ctx context.Context) error {
+		var tables []string
+		rows, err := conn.Query(ctx, `SELECT tablename FROM pg_tables WHERE schemaname = $1 ORDER BY 1`, schema)
+		if err == nil {
+			tables, err = pgx.CollectRows(rows, pgx.RowTo[string])
+		}
+		if err != nil || len(tables) == 0 {
+			return err
+		}
+		for i, t := range tables {
+			tables[i] = pgx.Identifier{schema, t}.Sanitize()
+		}
+		_, err = conn.Exec(ctx, "VACUUM ANALYZE "+strings.Join(tables, ", "))
+		return err
+	}
 	return &benchStore{store: store, desc: "PostgreSQL (schema " + schema + ")", cleanup: func() { store.Close(); drop() },
-		database: dbURL, size: size, key: key, rows: rows}, nil
+		database: dbURL, size: size, key: key, rows: rows, settle: settle}, nil
 }
 
 // sqliteUsedBytes returns the bytes of the SQLite database at path that

@@ -303,12 +303,12 @@ func Scale(ctx context.Context, cfg ScaleConfig, w Wiring, logf Logf) (*ScaleRep
 		return nil, ctx.Err()
 	}
 
-	// Seed, with the brokers stopped: first the history (events that
-	// bring the events table into its steady state for the window), then
-	// the credentials, their refresh times spread evenly over one period
-	// from the start of their seeding, tokens issued one lifetime before
-	// their expiry. The ones that come due before the restart are the
-	// backlog the restarted brokers clear first.
+	// Seed, with the brokers stopped: first the credentials, their
+	// refresh times spread evenly over one period from the start of their
+	// seeding, tokens issued one lifetime before their expiry (the ones
+	// that come due before the restart are the backlog the restarted
+	// brokers clear first), then the history: events that bring the
+	// events table into its steady state for the window.
 	stopAll()
 	seedStore, err := w.OpenStore(ctx, db.database, db.key)
 	if err != nil {
@@ -329,18 +329,6 @@ func Scale(ctx context.Context, cfg ScaleConfig, w Wiring, logf Logf) (*ScaleRep
 	}
 	idPrefix := randomHexID(8)
 	idOf := func(i int) string { return fmt.Sprintf("%s%016x", idPrefix, i) }
-	histStart := time.Now()
-	// The credentials' seeding is estimated generously (20,000 rows a
-	// second, plus a minute): history that would age out before the
-	// window is not seeded, so a slower estimate can only overstate the
-	// growth.
-	windowStartEst := histStart.Add(time.Duration(cfg.Credentials)*50*time.Microsecond + time.Minute)
-	n, why, err := seedHistory(ctx, seeder, seeder.EventRetention(), idOf, cfg, period, lead, windowStartEst)
-	if err != nil {
-		return nil, err
-	}
-	rep.HistoryEvents, rep.HistoryNote = n, why
-	logf("  seeded %d events of history in %s: %s", n, time.Since(histStart).Round(time.Millisecond), why)
 	seedStart := time.Now()
 	for start := 0; start < cfg.Credentials; start += importBatch {
 		end := min(start+importBatch, cfg.Credentials)
@@ -361,6 +349,29 @@ func Scale(ctx context.Context, cfg ScaleConfig, w Wiring, logf Logf) (*ScaleRep
 		if end%100_000 == 0 {
 			logf("  seeded %d credentials in %s", end, time.Since(seedStart).Round(time.Second))
 		}
+	}
+	// The history, once the credentials are in: the events that turn
+	// old enough to be pruned from now until a minute after the window.
+	// The window starts later than now (the restart, the backlog), and
+	// the events that age out before it are pruned when the brokers
+	// start, before it: the window prunes what it would in the steady
+	// state, no more and no less.
+	histStart := time.Now()
+	n, why, err := seedHistory(ctx, seeder, seeder.EventRetention(), idOf, cfg, period, lead, histStart)
+	if err != nil {
+		return nil, err
+	}
+	rep.HistoryEvents, rep.HistoryNote = n, why
+	logf("  seeded %d events of history in %s: %s", n, time.Since(histStart).Round(time.Millisecond), why)
+	// A database in its steady state has been vacuumed and analyzed
+	// (PostgreSQL's advice after a bulk load): its free space map, its
+	// visibility map and the planner's statistics exist before the window.
+	if db.settle != nil {
+		settleStart := time.Now()
+		if err := db.settle(ctx); err != nil {
+			return nil, fmt.Errorf("vacuum and analyze after seeding: %w", err)
+		}
+		logf("  vacuumed and analyzed in %s", time.Since(settleStart).Round(time.Millisecond))
 	}
 	seedStore.Close()
 	seedStore = nil
@@ -511,10 +522,11 @@ func Scale(ctx context.Context, cfg ScaleConfig, w Wiring, logf Logf) (*ScaleRep
 }
 
 // seedHistory seeds the refresh events that bring the events table into
-// its steady state for a window starting at windowStart, given the store's
-// retention: when the age limit binds (a credential refreshes fewer times
-// within it than the count limit), the events that reach that age during
-// the window (and a minute more), which the pruner deletes as new ones
+// its steady state for a window starting at or soon after windowStart,
+// given the store's retention: when the age limit binds (a credential
+// refreshes fewer times within it than the count limit), the events that
+// reach that age from windowStart to five minutes after the window's
+// length, which the pruner deletes as new ones
 // arrive; when the count limit binds, that many events per credential, of
 // which each new one pushes out the oldest. Credential i's history lies
 // before the seeded token's refresh, one period apart. It returns how many
@@ -527,8 +539,10 @@ func seedHistory(ctx context.Context, im interface {
 	from, to := now.Add(-ret.RefreshMaxAge-time.Minute), now
 	why := fmt.Sprintf("the count limit binds: %d events per credential", ret.RefreshCount)
 	if ageBinds {
+		// The window starts after the restart and the backlog, a minute
+		// or so after windowStart: five minutes more cover its end.
 		from = windowStart.Add(-ret.RefreshMaxAge)
-		to = from.Add(cfg.Window + time.Minute)
+		to = from.Add(cfg.Window + 5*time.Minute)
 		why = fmt.Sprintf("the age limit binds: the events that turn %s old during the window", ret.RefreshMaxAge)
 	}
 	msg := fmt.Sprintf("new token valid for %s", cfg.Lifetime)

@@ -116,6 +116,9 @@ type Config struct {
 	// retention, when the store is an EventPruner (default
 	// DefaultEventPruneInterval; negative: never).
 	EventPruneInterval time.Duration
+	// VacuumInterval is how often Run asks the store to vacuum, when it is
+	// a Vacuumer (default DefaultVacuumInterval; negative: never).
+	VacuumInterval time.Duration
 	// Now is the clock; default time.Now.
 	Now func() time.Time
 	// OnAttempt, if set, is called after every committed attempt (and every
@@ -260,6 +263,9 @@ func New(cfg Config) (*Refresher, error) {
 	if cfg.EventPruneInterval == 0 {
 		cfg.EventPruneInterval = DefaultEventPruneInterval
 	}
+	if cfg.VacuumInterval == 0 {
+		cfg.VacuumInterval = DefaultVacuumInterval
+	}
 	r := &Refresher{
 		cfg:    cfg,
 		store:  cfg.Store,
@@ -307,7 +313,8 @@ func (r *Refresher) Wake() {
 //
 // With a store that is an EventPruner, Run also deletes events past the
 // store's retention every EventPruneInterval, in small batches beside the
-// refreshes.
+// refreshes; with a store that is a Vacuumer, it asks it to vacuum every
+// VacuumInterval.
 func (r *Refresher) Run(ctx context.Context) error {
 	r.logger.Info("refresher started", "concurrency", r.cfg.Concurrency, "lease", r.cfg.Lease.String())
 	defer r.logger.Info("refresher stopped")
@@ -316,6 +323,12 @@ func (r *Refresher) Run(ctx context.Context) error {
 		pctx, stop := context.WithCancel(ctx)
 		done := make(chan struct{})
 		go func() { defer close(done); r.pruneEventsLoop(pctx, p) }()
+		defer func() { stop(); <-done }()
+	}
+	if v, ok := r.store.(Vacuumer); ok && r.cfg.VacuumInterval > 0 {
+		vctx, stop := context.WithCancel(ctx)
+		done := make(chan struct{})
+		go func() { defer close(done); r.vacuumLoop(vctx, v) }()
 		defer func() { stop(); <-done }()
 	}
 

@@ -1,0 +1,63 @@
+package postgres
+
+import (
+	"context"
+	"slices"
+	"testing"
+	"time"
+)
+
+// Vacuum vacuums a churned table once its dead rows pass the threshold,
+// as the database's statistics count them, and leaves it alone after.
+func TestVacuumReclaimsDeadRows(t *testing.T) {
+	_, inSchema := freshSchema(t)
+	db := openTest(t, testKey(t), time.Now, inSchema)
+	ctx := context.Background()
+	// 5,000 events recorded and deleted: 5,000 dead rows, over the
+	// threshold of an events table with no live rows.
+	if _, err := db.pool.Exec(ctx, `INSERT INTO events (credential_id, credential_name, time, kind, outcome, error_code, message, latency, actor)
+		SELECT '', 'gone', now(), 'refresh', 'ok', '', '', 0, 'test' FROM generate_series(1, 5000)`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.pool.Exec(ctx, `DELETE FROM events`); err != nil {
+		t.Fatal(err)
+	}
+	stat := func() (dead, vacuums int64) {
+		t.Helper()
+		err := db.pool.QueryRow(ctx, `SELECT n_dead_tup, vacuum_count FROM pg_stat_user_tables WHERE relid = to_regclass('events')`).Scan(&dead, &vacuums)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return dead, vacuums
+	}
+	// The statistics reach the view within a second or so of the commit.
+	deadline := time.Now().Add(30 * time.Second)
+	var done []string
+	for {
+		var err error
+		if done, err = db.Vacuum(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if slices.Contains(done, "events") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("events not vacuumed within 30s (vacuumed %v); dead rows by the statistics: %d", done, func() int64 { d, _ := stat(); return d }())
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		dead, vacuums := stat()
+		if vacuums >= 1 && dead < vacuumMinDead {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after Vacuum: %d dead rows, %d vacuums", dead, vacuums)
+		}
+	}
+	// Nothing dead any more: the next call leaves events alone.
+	done, err := db.Vacuum(ctx)
+	if err != nil || slices.Contains(done, "events") {
+		t.Fatalf("a second Vacuum: %v, %v; events has nothing to reclaim", done, err)
+	}
+}
