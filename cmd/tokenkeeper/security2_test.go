@@ -258,3 +258,17 @@ func TestKeysRotateMaster(t *testing.T) {
 		})
 	}
 }
+
+// --vacuum-interval takes 0 (never) or a duration of at least 1s; anything
+// else is refused with an error naming the flag, before anything starts.
+func TestVacuumIntervalFlag(t *testing.T) {
+	for _, v := range []string{"500ms", "-1s", "often"} {
+		_, stderr, err := runCmd(t, "serve", "--database", filepath.Join(t.TempDir(), "tk.db"), "--vacuum-interval", v)
+		if err == nil || !strings.Contains(stderr+err.Error(), "vacuum-interval") {
+			t.Errorf("--vacuum-interval %s: %v %s", v, err, stderr)
+		}
+	}
+	if vacuumInterval(0) >= 0 || vacuumInterval(time.Minute) != time.Minute {
+		t.Errorf("vacuumInterval(0) = %s, want negative (never); vacuumInterval(1m) = %s", vacuumInterval(0), vacuumInterval(time.Minute))
+	}
+}

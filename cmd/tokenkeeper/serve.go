@@ -82,6 +82,8 @@ type brokerOptions struct {
 	proxyTimeout                  time.Duration
 
 	keepAlive time.Duration // --keep-alive-interval
+
+	vacuumInterval time.Duration // --vacuum-interval; 0: never
 }
 
 func (o *brokerOptions) register(c *command) {
@@ -103,6 +105,7 @@ func (o *brokerOptions) register(c *command) {
 	c.fs.DurationVar(&o.proxyTimeout, "proxy-timeout", proxy.DefaultTimeout, "how long the proxy waits for an API's response headers (502 beyond)")
 	c.fs.DurationVar(&o.keepAlive, "keep-alive-interval", catalog.DefaultKeepAlive, "how often a grant whose access tokens never expire, and whose preset knows no idle limit for its refresh tokens, is refreshed to keep it alive (at least 1h)")
 	c.fs.DurationVar(&o.accessTTL, "access-token-lifetime", 15*time.Minute, "lifetime of the access tokens users get by login and refresh (10s to 24h)")
+	c.fs.DurationVar(&o.vacuumInterval, "vacuum-interval", refresh.DefaultVacuumInterval, "PostgreSQL: how often to check whether the tables refreshes churn (credentials, events, audit) have 2% of their rows dead, and vacuum those that do (0: leave them to autovacuum); unused on SQLite")
 }
 
 func (o *brokerOptions) validate() error {
@@ -138,6 +141,9 @@ func (o *brokerOptions) validate() error {
 	if o.auditReadWindow < time.Second || o.auditReadWindow > time.Hour {
 		return usagef("--audit-read-window must be from 1s to 1h, got %s", o.auditReadWindow)
 	}
+	if o.vacuumInterval < 0 || (o.vacuumInterval > 0 && o.vacuumInterval < time.Second) {
+		return usagef("--vacuum-interval must be at least 1s, or 0 to leave vacuuming to autovacuum, got %s", o.vacuumInterval)
+	}
 	if o.keepAlive < time.Hour {
 		return usagef("--keep-alive-interval must be at least 1h, got %s", o.keepAlive)
 	}
@@ -145,6 +151,14 @@ func (o *brokerOptions) validate() error {
 		return usagef("--provider-timeout, --default-lifetime and --shutdown-timeout must be positive durations")
 	}
 	return o.obs.validate()
+}
+
+// vacuumInterval maps the flag's 0 (never) to the refresher's negative.
+func vacuumInterval(d time.Duration) time.Duration {
+	if d == 0 {
+		return -1
+	}
+	return d
 }
 
 // auditRetention maps the flag's 0 (keep forever) to the server's
@@ -195,6 +209,7 @@ func startBroker(ctx context.Context, store tokenkeeper.Store, opts brokerOption
 		Store: store, Logger: logger, Concurrency: opts.concurrency, ProviderTimeout: opts.providerTimeout,
 		DefaultLifetime: opts.defaultLifetime, ShutdownTimeout: opts.shutdownTimeout, KeepAliveInterval: opts.keepAlive, OnAttempt: obs.onAttempt(onAttempt),
 		HTTPClient: obs.providerClient(providerClient, opts.providerTimeout), OnClaim: obs.metrics.Claimed, StartAttempt: obs.startAttempt(),
+		VacuumInterval: vacuumInterval(opts.vacuumInterval),
 	})
 	if err != nil {
 		obs.close()
