@@ -12,8 +12,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/spf13/pflag"
 	"github.com/tokenkeeper/tokenkeeper"
 	"github.com/tokenkeeper/tokenkeeper/internal/postgres"
+	"github.com/tokenkeeper/tokenkeeper/internal/refresh"
 	"github.com/tokenkeeper/tokenkeeper/internal/seal"
 	"github.com/tokenkeeper/tokenkeeper/internal/sqlite"
 	"github.com/tokenkeeper/tokenkeeper/oauthtest"
@@ -268,7 +270,24 @@ func TestVacuumIntervalFlag(t *testing.T) {
 			t.Errorf("--vacuum-interval %s: %v %s", v, err, stderr)
 		}
 	}
-	if vacuumInterval(0) >= 0 || vacuumInterval(time.Minute) != time.Minute {
-		t.Errorf("vacuumInterval(0) = %s, want negative (never); vacuumInterval(1m) = %s", vacuumInterval(0), vacuumInterval(time.Minute))
+	// The flag's 0 is never; brokers that take no flags (bench, demo)
+	// keep the refresher's default (the zero value).
+	for v, want := range map[string]time.Duration{"0": -1, "1m": time.Minute, "": refresh.DefaultVacuumInterval} {
+		var o brokerOptions
+		c := &command{fs: pflag.NewFlagSet("serve", pflag.ContinueOnError)}
+		o.register(c)
+		var args []string
+		if v != "" {
+			args = []string{"--vacuum-interval", v}
+		}
+		if err := c.fs.Parse(args); err != nil {
+			t.Fatal(err)
+		}
+		if err := o.validate(); err != nil || o.vacuumInterval != want {
+			t.Errorf("--vacuum-interval %q: %v, %s; want %s", v, err, o.vacuumInterval, want)
+		}
+	}
+	if (brokerOptions{}).vacuumInterval != 0 {
+		t.Error("the zero brokerOptions must leave the refresher's default")
 	}
 }

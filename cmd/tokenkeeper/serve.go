@@ -83,7 +83,9 @@ type brokerOptions struct {
 
 	keepAlive time.Duration // --keep-alive-interval
 
-	vacuumInterval time.Duration // --vacuum-interval; 0: never
+	// vacuumInterval is the refresher's VacuumInterval: 0 its default,
+	// negative never (validate maps the flag's 0 to that).
+	vacuumInterval time.Duration
 }
 
 func (o *brokerOptions) register(c *command) {
@@ -144,6 +146,9 @@ func (o *brokerOptions) validate() error {
 	if o.vacuumInterval < 0 || (o.vacuumInterval > 0 && o.vacuumInterval < time.Second) {
 		return usagef("--vacuum-interval must be at least 1s, or 0 to leave vacuuming to autovacuum, got %s", o.vacuumInterval)
 	}
+	if o.vacuumInterval == 0 {
+		o.vacuumInterval = -1 // never
+	}
 	if o.keepAlive < time.Hour {
 		return usagef("--keep-alive-interval must be at least 1h, got %s", o.keepAlive)
 	}
@@ -151,14 +156,6 @@ func (o *brokerOptions) validate() error {
 		return usagef("--provider-timeout, --default-lifetime and --shutdown-timeout must be positive durations")
 	}
 	return o.obs.validate()
-}
-
-// vacuumInterval maps the flag's 0 (never) to the refresher's negative.
-func vacuumInterval(d time.Duration) time.Duration {
-	if d == 0 {
-		return -1
-	}
-	return d
 }
 
 // auditRetention maps the flag's 0 (keep forever) to the server's
@@ -209,7 +206,7 @@ func startBroker(ctx context.Context, store tokenkeeper.Store, opts brokerOption
 		Store: store, Logger: logger, Concurrency: opts.concurrency, ProviderTimeout: opts.providerTimeout,
 		DefaultLifetime: opts.defaultLifetime, ShutdownTimeout: opts.shutdownTimeout, KeepAliveInterval: opts.keepAlive, OnAttempt: obs.onAttempt(onAttempt),
 		HTTPClient: obs.providerClient(providerClient, opts.providerTimeout), OnClaim: obs.metrics.Claimed, StartAttempt: obs.startAttempt(),
-		VacuumInterval: vacuumInterval(opts.vacuumInterval),
+		VacuumInterval: opts.vacuumInterval,
 	})
 	if err != nil {
 		obs.close()
