@@ -350,6 +350,7 @@ func Scale(ctx context.Context, cfg ScaleConfig, w Wiring, logf Logf) (*ScaleRep
 			logf("  seeded %d credentials in %s", end, time.Since(seedStart).Round(time.Second))
 		}
 	}
+	logf("  seeded %d credentials in %s", cfg.Credentials, time.Since(seedStart).Round(time.Millisecond))
 	// The history, once the credentials are in: the events that turn
 	// old enough to be pruned from now until a minute after the window.
 	// The window starts later than now (the restart, the backlog), and
@@ -376,7 +377,6 @@ func Scale(ctx context.Context, cfg ScaleConfig, w Wiring, logf Logf) (*ScaleRep
 	seedStore.Close()
 	seedStore = nil
 	rep.SeedSeconds = time.Since(seedStart).Seconds()
-	logf("  seeded %d credentials in %s", cfg.Credentials, time.Since(seedStart).Round(time.Millisecond))
 	runtime.GC()
 	debug.FreeOSMemory()
 
