@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -97,13 +96,7 @@ func TestBenchScalePostgresReplicas(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs for about 15 s")
 	}
-	db := os.Getenv("TOKENKEEPER_TEST_DATABASE_URL")
-	if db == "" {
-		if os.Getenv("TOKENKEEPER_REQUIRE_POSTGRES") != "" {
-			t.Fatal("TOKENKEEPER_REQUIRE_POSTGRES is set but TOKENKEEPER_TEST_DATABASE_URL is not")
-		}
-		t.Skip("TOKENKEEPER_TEST_DATABASE_URL is not set")
-	}
+	db := postgresTestURL(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	var out, errb syncBuffer

@@ -12,7 +12,6 @@ import (
 	mrand "math/rand/v2"
 	"net/http"
 	"net/url"
-	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -97,13 +96,7 @@ func newExpiryWorld(t *testing.T, replicas int, pg bool, lifetime time.Duration)
 // dropped at the end of the test, with a shared master key.
 func pgEnv(t *testing.T) map[string]string {
 	t.Helper()
-	db := os.Getenv("TOKENKEEPER_TEST_DATABASE_URL")
-	if db == "" {
-		if os.Getenv("TOKENKEEPER_REQUIRE_POSTGRES") != "" {
-			t.Fatal("TOKENKEEPER_REQUIRE_POSTGRES is set but TOKENKEEPER_TEST_DATABASE_URL is not")
-		}
-		t.Skip("TOKENKEEPER_TEST_DATABASE_URL is not set")
-	}
+	db := postgresTestURL(t)
 	var b [4]byte
 	_, _ = rand.Read(b[:])
 	schema := "tk_expiry_" + hex.EncodeToString(b[:])
