@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/tokenkeeper/tokenkeeper/internal/storetest"
 )
 
 // TestBenchScale runs bench scale at a tiny size through the command line,
@@ -96,7 +98,7 @@ func TestBenchScalePostgresReplicas(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs for about 15 s")
 	}
-	db := postgresTestURL(t)
+	db := storetest.PostgresURL(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	var out, errb syncBuffer

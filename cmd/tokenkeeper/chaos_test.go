@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"os"
 	"regexp"
 	"strings"
 	"testing"
@@ -12,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/tokenkeeper/tokenkeeper/internal/bench"
+	"github.com/tokenkeeper/tokenkeeper/internal/storetest"
 )
 
 // TestBenchChaosShort is the shortened chaos scenario of CI: three replicas
@@ -24,7 +24,7 @@ func TestBenchChaosShort(t *testing.T) {
 	if testing.Short() {
 		t.Skip("skipped with -short: builds the binary and runs replicas for about 70 s")
 	}
-	db := postgresTestURL(t)
+	db := storetest.PostgresURL(t)
 	bin := buildBinary(t, t.TempDir())
 	// 64 readers: with 5 s tokens a read often lands in the last second of
 	// a token's advertised life and waits (up to about 1.5 s) for the planned
@@ -149,18 +149,4 @@ func TestBenchChaosFlags(t *testing.T) {
 	if err != nil || !strings.Contains(out.String(), "never presented") || !strings.Contains(out.String(), "refresh lead") {
 		t.Errorf("--help: %v\n%s", err, out.String())
 	}
-}
-
-// postgresTestURL returns TOKENKEEPER_TEST_DATABASE_URL, or skips the test
-// without it (fails it when TOKENKEEPER_REQUIRE_POSTGRES is set, as in CI).
-func postgresTestURL(t *testing.T) string {
-	t.Helper()
-	db := os.Getenv("TOKENKEEPER_TEST_DATABASE_URL")
-	if db == "" {
-		if os.Getenv("TOKENKEEPER_REQUIRE_POSTGRES") != "" {
-			t.Fatal("TOKENKEEPER_REQUIRE_POSTGRES is set but TOKENKEEPER_TEST_DATABASE_URL is not")
-		}
-		t.Skip("TOKENKEEPER_TEST_DATABASE_URL is not set")
-	}
-	return db
 }

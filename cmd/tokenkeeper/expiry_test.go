@@ -23,6 +23,7 @@ import (
 	"golang.org/x/oauth2"
 	"golang.org/x/oauth2/clientcredentials"
 
+	"github.com/tokenkeeper/tokenkeeper/internal/storetest"
 	"github.com/tokenkeeper/tokenkeeper/oauthtest"
 )
 
@@ -96,7 +97,7 @@ func newExpiryWorld(t *testing.T, replicas int, pg bool, lifetime time.Duration)
 // dropped at the end of the test, with a shared master key.
 func pgEnv(t *testing.T) map[string]string {
 	t.Helper()
-	db := postgresTestURL(t)
+	db := storetest.PostgresURL(t)
 	var b [4]byte
 	_, _ = rand.Read(b[:])
 	schema := "tk_expiry_" + hex.EncodeToString(b[:])

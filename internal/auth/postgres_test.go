@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
-	"os"
 	"sync"
 	"testing"
 	"time"
@@ -15,6 +14,7 @@ import (
 
 	"github.com/tokenkeeper/tokenkeeper"
 	"github.com/tokenkeeper/tokenkeeper/internal/postgres"
+	"github.com/tokenkeeper/tokenkeeper/internal/storetest"
 )
 
 // openPostgresReplicas opens n stores on one fresh PostgreSQL schema, each
@@ -23,13 +23,7 @@ import (
 // TOKENKEEPER_REQUIRE_POSTGRES asks for PostgreSQL).
 func openPostgresReplicas(t *testing.T, clock *fakeClock, n int) []*postgres.DB {
 	t.Helper()
-	url := os.Getenv("TOKENKEEPER_TEST_DATABASE_URL")
-	if url == "" {
-		if os.Getenv("TOKENKEEPER_REQUIRE_POSTGRES") != "" {
-			t.Fatal("TOKENKEEPER_REQUIRE_POSTGRES is set but TOKENKEEPER_TEST_DATABASE_URL is not")
-		}
-		t.Skip("TOKENKEEPER_TEST_DATABASE_URL is not set")
-	}
+	url := storetest.PostgresURL(t)
 	ctx := context.Background()
 	b := make([]byte, 8)
 	_, _ = rand.Read(b)

@@ -352,7 +352,8 @@ func Scale(ctx context.Context, cfg ScaleConfig, w Wiring, logf Logf) (*ScaleRep
 	}
 	logf("  seeded %d credentials in %s", cfg.Credentials, time.Since(seedStart).Round(time.Millisecond))
 	// The history, once the credentials are in: the events that turn
-	// old enough to be pruned from now until a minute after the window.
+	// old enough to be pruned from now until five minutes past the
+	// window's length.
 	// The window starts later than now (the restart, the backlog), and
 	// the events that age out before it are pruned when the brokers
 	// start, before it: the window prunes what it would in the steady

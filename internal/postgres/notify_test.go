@@ -13,6 +13,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/tokenkeeper/tokenkeeper"
 	"github.com/tokenkeeper/tokenkeeper/internal/faultproxy"
+	"github.com/tokenkeeper/tokenkeeper/internal/storetest"
 )
 
 // subscriber collects the changes a subscription delivers.
@@ -106,7 +107,7 @@ func TestNotifyChanges(t *testing.T) {
 	other := openTest(t, testKey(t), time.Now, otherSchema)
 
 	// A raw listener sees the payloads exactly as sent.
-	raw, err := pgx.Connect(ctx, testURL(t))
+	raw, err := pgx.Connect(ctx, storetest.PostgresURL(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -235,7 +236,7 @@ func TestNotifyReconnect(t *testing.T) {
 // proxied opens a DB on the test database through a fault proxy.
 func proxied(t *testing.T, master []byte, opts ...Option) (*DB, *faultproxy.Proxy) {
 	t.Helper()
-	u, err := url.Parse(testURL(t))
+	u, err := url.Parse(storetest.PostgresURL(t))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"io/fs"
-	"os"
 	"path"
 	"slices"
 	"strings"
@@ -21,19 +20,6 @@ import (
 	"github.com/tokenkeeper/tokenkeeper/internal/sqlstore"
 	"github.com/tokenkeeper/tokenkeeper/internal/storetest"
 )
-
-// testURL returns TOKENKEEPER_TEST_DATABASE_URL or skips the test.
-func testURL(t testing.TB) string {
-	t.Helper()
-	u := os.Getenv("TOKENKEEPER_TEST_DATABASE_URL")
-	if u == "" {
-		if os.Getenv("TOKENKEEPER_REQUIRE_POSTGRES") != "" {
-			t.Fatal("TOKENKEEPER_REQUIRE_POSTGRES is set but TOKENKEEPER_TEST_DATABASE_URL is not")
-		}
-		t.Skip("TOKENKEEPER_TEST_DATABASE_URL is not set")
-	}
-	return u
-}
 
 func testKey(t testing.TB) []byte {
 	t.Helper()
@@ -54,7 +40,7 @@ func randomName(prefix string) string {
 // option that makes a pool use it.
 func freshSchema(t testing.TB) (string, Option) {
 	t.Helper()
-	url := testURL(t)
+	url := storetest.PostgresURL(t)
 	ctx := context.Background()
 	schema := randomName("tk_test_")
 	conn, err := pgx.Connect(ctx, url)
@@ -84,7 +70,7 @@ func freshSchema(t testing.TB) (string, Option) {
 
 func openTest(t testing.TB, master []byte, now func() time.Time, opts ...Option) *DB {
 	t.Helper()
-	db, err := Open(context.Background(), testURL(t), master, opts...)
+	db, err := Open(context.Background(), storetest.PostgresURL(t), master, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -149,7 +135,7 @@ func TestStore(t *testing.T) {
 func TestMigrateOnceAndConcurrently(t *testing.T) {
 	_, inSchema := freshSchema(t)
 	ctx := context.Background()
-	url := testURL(t)
+	url := storetest.PostgresURL(t)
 	master := testKey(t)
 
 	// Replicas starting together on an empty schema all succeed and agree
@@ -192,11 +178,11 @@ func TestWrongMasterKey(t *testing.T) {
 	ctx := context.Background()
 	db := openTest(t, testKey(t), time.Now, inSchema)
 	db.Close()
-	_, err := Open(ctx, testURL(t), testKey(t), inSchema)
+	_, err := Open(ctx, storetest.PostgresURL(t), testKey(t), inSchema)
 	if !errors.Is(err, seal.ErrMasterKeyMismatch) || !strings.Contains(err.Error(), "master key does not match this database") {
 		t.Fatalf("Open with another master key = %v", err)
 	}
-	if _, err := Open(ctx, testURL(t), []byte("short"), inSchema); err == nil {
+	if _, err := Open(ctx, storetest.PostgresURL(t), []byte("short"), inSchema); err == nil {
 		t.Fatal("Open with a short master key succeeded")
 	}
 }
@@ -235,7 +221,7 @@ func TestConnectionLost(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	admin, err := pgx.Connect(ctx, testURL(t))
+	admin, err := pgx.Connect(ctx, storetest.PostgresURL(t))
 	if err != nil {
 		t.Fatal(err)
 	}

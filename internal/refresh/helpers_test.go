@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
-	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -23,22 +22,9 @@ import (
 	"github.com/tokenkeeper/tokenkeeper/internal/postgres"
 	"github.com/tokenkeeper/tokenkeeper/internal/refresh"
 	"github.com/tokenkeeper/tokenkeeper/internal/sqlite"
+	"github.com/tokenkeeper/tokenkeeper/internal/storetest"
 	"github.com/tokenkeeper/tokenkeeper/oauthtest"
 )
-
-// testURL returns TOKENKEEPER_TEST_DATABASE_URL or skips the test (fails it
-// when TOKENKEEPER_REQUIRE_POSTGRES is set).
-func testURL(t testing.TB) string {
-	t.Helper()
-	u := os.Getenv("TOKENKEEPER_TEST_DATABASE_URL")
-	if u == "" {
-		if os.Getenv("TOKENKEEPER_REQUIRE_POSTGRES") != "" {
-			t.Fatal("TOKENKEEPER_REQUIRE_POSTGRES is set but TOKENKEEPER_TEST_DATABASE_URL is not")
-		}
-		t.Skip("TOKENKEEPER_TEST_DATABASE_URL is not set")
-	}
-	return u
-}
 
 func randomHex(n int) string {
 	b := make([]byte, n)
@@ -97,7 +83,7 @@ func newWorld(t *testing.T, pg bool, wrap func(http.Handler) http.Handler, opts 
 	}
 	t.Cleanup(w.idp.Close)
 	if pg {
-		w.url = testURL(t)
+		w.url = storetest.PostgresURL(t)
 		w.schema = "tk_refresh_" + randomHex(6)
 		ctx := context.Background()
 		conn, err := pgx.Connect(ctx, w.url)

@@ -16,6 +16,7 @@ package storetest
 
 import (
 	"context"
+	"os"
 	"sync"
 	"testing"
 	"time"
@@ -171,4 +172,19 @@ func Run(t *testing.T, newHarness NewHarness) {
 			tt.fn(&env{Harness: h, t: t, ctx: ctx, clock: clock, s: h.Store})
 		})
 	}
+}
+
+// PostgresURL returns the PostgreSQL database the tests run against,
+// TOKENKEEPER_TEST_DATABASE_URL, or skips the test without it: fails it
+// instead when TOKENKEEPER_REQUIRE_POSTGRES is set, as CI does.
+func PostgresURL(tb testing.TB) string {
+	tb.Helper()
+	u := os.Getenv("TOKENKEEPER_TEST_DATABASE_URL")
+	if u == "" {
+		if os.Getenv("TOKENKEEPER_REQUIRE_POSTGRES") != "" {
+			tb.Fatal("TOKENKEEPER_REQUIRE_POSTGRES is set but TOKENKEEPER_TEST_DATABASE_URL is not")
+		}
+		tb.Skip("TOKENKEEPER_TEST_DATABASE_URL is not set")
+	}
+	return u
 }
