@@ -59,22 +59,23 @@ func (r *Refresher) applyChange(ch tokenkeeper.Change) {
 func (c *cache) stale(name, id string, version int64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	e := c.entries[name]
+	e := c.get(name)
 	if e == nil || (id != "" && e.id == id && e.version >= version) {
 		return
 	}
 	cp := *e
 	cp.checkAfter = time.Time{}
-	c.entries[name] = &cp
+	c.storeLocked(name, &cp)
 }
 
 // staleAll marks every entry for a reload at its next read.
 func (c *cache) staleAll() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	for name, e := range c.entries {
-		cp := *e
+	c.entries.Range(func(name, v any) bool {
+		cp := *v.(*entry)
 		cp.checkAfter = time.Time{}
-		c.entries[name] = &cp
-	}
+		c.entries.Store(name, &cp)
+		return true
+	})
 }

@@ -115,6 +115,7 @@ type entry struct {
 	// refresh time has passed and another process may have refreshed it): a
 	// read after it reloads the credential from the store once.
 	checkAfter time.Time
+	sv         Served // what reads are answered with: served
 }
 
 // cache holds one entry per credential name.
@@ -122,20 +123,31 @@ type cache struct {
 	// maxAge bounds how long an entry is trusted without a reload, so that
 	// without change notifications another process's edits and deletions
 	// still show within it.
-	maxAge  time.Duration
-	mu      sync.RWMutex
-	entries map[string]*entry // guarded by mu; entries are never mutated
+	maxAge time.Duration
+	// entries maps names to *entry, which are never mutated: a change
+	// stores a new one. Readers take no lock; mu serialises the writers,
+	// so that each one's look and store are one step, and guards n.
+	entries sync.Map
+	mu      sync.Mutex
+	n       int // the number of entries; guarded by mu
 }
 
 func newCache(maxAge time.Duration) *cache {
-	return &cache{maxAge: maxAge, entries: make(map[string]*entry)}
+	return &cache{maxAge: maxAge}
 }
 
 func (c *cache) get(name string) *entry {
-	c.mu.RLock()
-	e := c.entries[name]
-	c.mu.RUnlock()
-	return e
+	if v, ok := c.entries.Load(name); ok {
+		return v.(*entry)
+	}
+	return nil
+}
+
+// storeLocked sets the entry of name; c.mu must be held.
+func (c *cache) storeLocked(name string, e *entry) {
+	if _, loaded := c.entries.Swap(name, e); !loaded {
+		c.n++
+	}
 }
 
 // put stores the state of cred, unless the cache already holds a newer
@@ -180,31 +192,29 @@ func (c *cache) put(cred *tokenkeeper.Credential, now time.Time) *entry {
 	if cred.Token != nil && !cred.Token.ExpiresAt.IsZero() && cred.Token.ExpiresAt.Before(e.checkAfter) {
 		e.checkAfter = cred.Token.ExpiresAt
 	}
+	e.sv = Served{Name: e.name, Token: e.token, ExpiresAt: e.expiresAt, Status: e.status, LastErrorCode: e.lastErrorCode}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if old := c.entries[cred.Name]; old != nil && old.id == cred.ID && old.version > cred.Version {
+	if old := c.get(cred.Name); old != nil && old.id == cred.ID && old.version > cred.Version {
 		return old
 	}
-	c.entries[cred.Name] = e
+	c.storeLocked(cred.Name, e)
 	return e
 }
 
 // replace stores the state of cred like put, but only if the cache already
 // holds an entry for its name.
 func (c *cache) replace(cred *tokenkeeper.Credential, now time.Time) {
-	c.mu.RLock()
-	_, ok := c.entries[cred.Name]
-	c.mu.RUnlock()
-	if ok {
+	if c.get(cred.Name) != nil {
 		c.put(cred, now)
 	}
 }
 
 // len returns how many entries the cache holds.
 func (c *cache) len() int {
-	c.mu.RLock()
-	defer c.mu.RUnlock()
-	return len(c.entries)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.n
 }
 
 // Cached returns how many credentials the token cache holds: those read
@@ -215,10 +225,10 @@ func (r *Refresher) Cached() int { return r.cache.len() }
 func (c *cache) retryLater(e *entry, at time.Time) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.entries[e.name] == e {
+	if c.get(e.name) == e {
 		cp := *e
 		cp.checkAfter = at
-		c.entries[e.name] = &cp
+		c.storeLocked(e.name, &cp)
 	}
 }
 
@@ -231,7 +241,9 @@ func minTime(a, b time.Time) time.Time {
 
 func (c *cache) invalidate(name string) {
 	c.mu.Lock()
-	delete(c.entries, name)
+	if _, loaded := c.entries.LoadAndDelete(name); loaded {
+		c.n--
+	}
 	c.mu.Unlock()
 }
 
@@ -269,6 +281,7 @@ func (e *entry) left(now time.Time) time.Duration {
 // 200 ms) a cached token is served until its advertised expiry, never
 // beyond: another replica may still reach the store and replace it. Returns ENOTFOUND, EINVALID (minTTL longer than the
 // advertised life of this credential's tokens), ENOTREADY or EUNAVAILABLE.
+// The Served is shared with other reads: never modify it.
 func (r *Refresher) Token(ctx context.Context, name string, minTTL time.Duration) (*Served, error) {
 	now := r.now()
 	e := r.cache.get(name)
@@ -348,9 +361,9 @@ func (r *Refresher) Token(ctx context.Context, name string, minTTL time.Duration
 		// A token so short-lived (a few seconds) that even a new one has
 		// less than a second of advertised life left: advertise one second,
 		// which the broker's schedule still leaves it.
-		sv := e.served()
+		sv := *e.served()
 		sv.ExpiresAt = now.Add(MinServedLife)
-		return sv, nil
+		return &sv, nil
 	}
 	return e.served(), notReady(e)
 }
@@ -388,8 +401,10 @@ func notReady(e *entry) error {
 	return tokenkeeper.Errorf(tokenkeeper.ENOTREADY, "%s", msg)
 }
 
+// served returns what a read of e is answered with: one Served per entry,
+// shared by its reads, so that a read allocates nothing.
 func (e *entry) served() *Served {
-	return &Served{Name: e.name, Token: e.token, ExpiresAt: e.expiresAt, Status: e.status, LastErrorCode: e.lastErrorCode}
+	return &e.sv
 }
 
 // staleWait is the longest a read that holds a valid cached token waits for
