@@ -10,6 +10,7 @@ import (
 	"maps"
 	"runtime"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -123,6 +124,7 @@ type Service struct {
 	hashSem   chan struct{}
 	dummyHash string
 	clients   *clientCache
+	verified  *verifiedCache
 }
 
 type pendingRevocation struct {
@@ -149,6 +151,7 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 		limiter:  newLoginLimiter(cfg.LoginRateUser, cfg.LoginRateAddress, cfg.LoginRatePair),
 		hashSem:  make(chan struct{}, cfg.MaxConcurrentHashes),
 		clients:  newClientCache(cfg.ClientCacheTTL),
+		verified: newVerifiedCache(),
 	}
 	s.revoked.Store(&revokedSet{})
 	var pw [24]byte
@@ -376,8 +379,30 @@ func (s *Service) addSigningKey(ctx context.Context) (string, error) {
 // required; iss, aud and typ "access" must match; nbf and iat may not be in
 // the future and exp may not be past, each within Leeway; a token of a
 // revoked family is refused. Every failure is EUNAUTHORIZED.
+//
+// A token verified before is not decoded again: its expiry, key and
+// family are checked from memory (verifiedCache). The Claims returned are
+// shared by every use of the token: never modify them.
 func (s *Service) Verify(ctx context.Context, accessToken string) (*Claims, error) {
-	return verifyToken(accessToken, s.keys.Load(), *s.revoked.Load(), &s.params, s.now())
+	now, ks, revoked := s.now(), s.keys.Load(), *s.revoked.Load()
+	if len(accessToken) > MaxTokenSize {
+		return nil, errTooLarge
+	}
+	h := tokenHash(accessToken)
+	if v := s.verified.get(h); v != nil {
+		if v.ok(ks, revoked, now) {
+			return v.claims, nil
+		}
+		s.verified.drop(h)
+	}
+	c, err := verifyToken(accessToken, ks, revoked, &s.params, now)
+	if err != nil {
+		return nil, err
+	}
+	header, _, _ := strings.Cut(accessToken, ".")
+	leeway := int64((s.params.leeway + time.Second - 1) / time.Second)
+	s.verified.put(h, &verified{claims: c, header: strings.Clone(header), until: c.ExpiresAt.Unix() + leeway}, now)
+	return c, nil
 }
 
 // Login checks a username and password and starts a refresh-token family.
