@@ -279,11 +279,9 @@ func startBroker(ctx context.Context, store tokenkeeper.Store, opts brokerOption
 	b := &broker{
 		URL: "http://" + ln.Addr().String(), Store: store, Refresher: ref, Connect: connectSvc, done: make(chan struct{}),
 		opts: opts, logger: logger, obs: obs, MetricsURL: obs.metricsURL(),
-		srv: &http.Server{
-			Handler: handler, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
-			WriteTimeout: opts.providerTimeout + 30*time.Second, IdleTimeout: 2 * time.Minute,
-			ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
-		},
+		srv: handler.HTTPServer(tkhttp.Timeouts{Header: 10 * time.Second, Body: 30 * time.Second,
+			Write: opts.providerTimeout + 30*time.Second, Idle: 2 * time.Minute},
+			slog.NewLogLogger(logger.Handler(), slog.LevelWarn)),
 	}
 	if ui != nil {
 		b.srv.RegisterOnShutdown(ui.Close) // event streams end, so that shutdown need not wait for them

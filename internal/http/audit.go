@@ -110,13 +110,13 @@ func aggregated(outcome string) bool {
 	return false
 }
 
-// tokenRead counts one token read for the record of the current window.
-func (a *auditWriter) tokenRead(actor, target, remote string) {
+// tokenRead counts one token read, made at now (the server's clock), for
+// the record of the current window.
+func (a *auditWriter) tokenRead(actor, target, remote string, now time.Time) {
 	if a == nil {
 		return
 	}
 	k := readKey{actor, target, remote}
-	now := a.now()
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if a.started.IsZero() {

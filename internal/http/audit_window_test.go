@@ -100,10 +100,10 @@ func TestAuditReadWindow(t *testing.T) {
 			a := newAuditWriter(st, slog.New(slog.DiscardHandler), clock.Now, 16, time.Minute)
 			for i := range 100 {
 				clock.Set(t0.Add(time.Duration(i) * 300 * time.Millisecond)) // the last at 29.7 s
-				a.tokenRead("apikey:svc", "payments", "10.0.0.1")
+				a.tokenRead("apikey:svc", "payments", "10.0.0.1", a.now())
 				a.proxyRequest("apikey:svc", "payments", "10.0.0.1", i%10 == 0, i == 99)
 			}
-			a.tokenRead("apikey:other", "payments", "10.0.0.2")
+			a.tokenRead("apikey:other", "payments", "10.0.0.2", a.now())
 			for _, s := range []time.Duration{time.Second, 30 * time.Second, 59*time.Second + 999*time.Millisecond} {
 				clock.Set(t0.Add(s))
 				a.flush(false, time.Time{})
@@ -135,7 +135,7 @@ func TestAuditReadWindow(t *testing.T) {
 
 			// The next window starts with the next read.
 			clock.Set(t0.Add(61 * time.Second))
-			a.tokenRead("apikey:svc", "payments", "10.0.0.1")
+			a.tokenRead("apikey:svc", "payments", "10.0.0.1", a.now())
 			clock.Set(t0.Add(120 * time.Second))
 			a.flush(false, time.Time{})
 			if recs := auditOf(t, st, "token.read"); len(recs) != 2 {
@@ -172,7 +172,7 @@ func TestAuditReadWindowShutdownAndRefusals(t *testing.T) {
 			}()
 			first := time.Now()
 			for range 5 {
-				a.tokenRead("apikey:svc", "payments", "10.0.0.1")
+				a.tokenRead("apikey:svc", "payments", "10.0.0.1", a.now())
 			}
 			a.proxyRequest("apikey:svc", "payments", "10.0.0.1", false, false)
 			refused := time.Now()

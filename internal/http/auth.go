@@ -103,8 +103,11 @@ func keyHash(key string) [sha256.Size]byte {
 type keyCache struct {
 	ttl      time.Duration
 	maxStale time.Duration
-	mu       sync.RWMutex
-	entries  map[[sha256.Size]byte]cachedKey // guarded by mu
+	entries  sync.Map // [sha256.Size]byte → *cachedKey: reads take no lock
+	// mu serialises the writers and guards n, the number of entries, so
+	// that the cache stays bounded; readers do not take it.
+	mu sync.Mutex
+	n  int
 }
 
 type cachedKey struct {
@@ -119,8 +122,12 @@ func apiKeyCaller(k *tokenkeeper.APIKey) *caller {
 	return c
 }
 
+// maxCachedKeys bounds the key cache: past it, entries past maxStale are
+// dropped, and if none is, all.
+const maxCachedKeys = 10_000
+
 func newKeyCache(ttl, maxStale time.Duration) *keyCache {
-	return &keyCache{ttl: ttl, maxStale: max(maxStale, ttl), entries: make(map[[sha256.Size]byte]cachedKey)}
+	return &keyCache{ttl: ttl, maxStale: max(maxStale, ttl)}
 }
 
 // get returns the cached key and whether its entry is still fresh. A stale
@@ -128,12 +135,11 @@ func newKeyCache(ttl, maxStale time.Duration) *keyCache {
 // before keeps working for a while when the store cannot be reached; an
 // older one is evicted and nil is returned.
 func (c *keyCache) get(h [sha256.Size]byte, now time.Time) (k *caller, fresh bool) {
-	c.mu.RLock()
-	e, ok := c.entries[h]
-	c.mu.RUnlock()
+	v, ok := c.entries.Load(h)
 	if !ok {
 		return nil, false
 	}
+	e := v.(*cachedKey)
 	age := now.Sub(e.checked)
 	if age > c.maxStale {
 		c.drop(h)
@@ -146,25 +152,18 @@ func (c *keyCache) get(h [sha256.Size]byte, now time.Time) (k *caller, fresh boo
 func (c *keyCache) put(h [sha256.Size]byte, k *tokenkeeper.APIKey, now time.Time) *caller {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if len(c.entries) >= 10000 { // bounded: evict expired entries, then everything
-		for kh, e := range c.entries {
-			if now.Sub(e.checked) > c.maxStale {
-				delete(c.entries, kh)
-			}
-		}
-		if len(c.entries) >= 10000 {
-			clear(c.entries)
+	if c.n >= maxCachedKeys {
+		c.evictLocked(now)
+		if c.n >= maxCachedKeys {
+			c.entries.Clear()
+			c.n = 0
 		}
 	}
-	e := cachedKey{caller: apiKeyCaller(k), checked: now}
-	c.entries[h] = e
+	e := &cachedKey{caller: apiKeyCaller(k), checked: now}
+	if _, loaded := c.entries.Swap(h, e); !loaded {
+		c.n++
+	}
 	return e.caller
-}
-
-// known reports whether key has an entry that is still fresh.
-func (c *keyCache) known(key string, now time.Time) bool {
-	k, fresh := c.get(keyHash(key), now)
-	return k != nil && fresh
 }
 
 // evictStale removes the entries past maxStale; the server calls it
@@ -172,22 +171,31 @@ func (c *keyCache) known(key string, now time.Time) bool {
 func (c *keyCache) evictStale(now time.Time) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	for kh, e := range c.entries {
-		if now.Sub(e.checked) > c.maxStale {
-			delete(c.entries, kh)
+	c.evictLocked(now)
+}
+
+func (c *keyCache) evictLocked(now time.Time) {
+	c.entries.Range(func(h, v any) bool {
+		if now.Sub(v.(*cachedKey).checked) > c.maxStale {
+			c.entries.Delete(h)
+			c.n--
 		}
-	}
+		return true
+	})
 }
 
 func (c *keyCache) drop(h [sha256.Size]byte) {
 	c.mu.Lock()
-	delete(c.entries, h)
+	if _, loaded := c.entries.LoadAndDelete(h); loaded {
+		c.n--
+	}
 	c.mu.Unlock()
 }
 
 func (c *keyCache) purge() {
 	c.mu.Lock()
-	clear(c.entries)
+	c.entries.Clear()
+	c.n = 0
 	c.mu.Unlock()
 }
 
@@ -225,20 +233,26 @@ func (s *server) callerOf(w http.ResponseWriter, r *http.Request) (*caller, bool
 	}
 	var c *caller
 	if strings.HasPrefix(token, APIKeyPrefix) {
-		if blocked, wait := s.failBlocked(r); blocked && !s.keys.known(token, s.now()) {
-			// An address that keeps failing gets no database
-			// lookups for keys this replica does not know.
-			s.failLimited(w, r, wait)
-			return nil, false
-		}
-		var err error
-		if c, err = s.apiKey(r.Context(), token); err != nil {
-			if tokenkeeper.ErrorCode(err) == tokenkeeper.EUNAUTHORIZED {
-				s.authFailed(w, r, "invalid API key", err)
-			} else {
-				s.Error(w, r, err)
+		h, now := keyHash(token), s.now()
+		cached, fresh := s.keys.get(h, now)
+		if fresh {
+			c = cached // the hot path: a key checked against the store within KeyCacheTTL
+		} else {
+			if blocked, wait := s.failBlocked(r); blocked {
+				// An address that keeps failing gets no database
+				// lookups for keys this replica does not know.
+				s.failLimited(w, r, wait)
+				return nil, false
 			}
-			return nil, false
+			var err error
+			if c, err = s.apiKey(r.Context(), h, cached, now); err != nil {
+				if tokenkeeper.ErrorCode(err) == tokenkeeper.EUNAUTHORIZED {
+					s.authFailed(w, r, "invalid API key", err)
+				} else {
+					s.Error(w, r, err)
+				}
+				return nil, false
+			}
 		}
 	} else {
 		if s.auth == nil {
@@ -258,15 +272,10 @@ func (s *server) callerOf(w http.ResponseWriter, r *http.Request) (*caller, bool
 	return c, true
 }
 
-// apiKey resolves an API key to its caller, from memory when it was seen
-// recently.
-func (s *server) apiKey(ctx context.Context, key string) (*caller, error) {
-	h := keyHash(key)
-	now := s.now()
-	cached, fresh := s.keys.get(h, now)
-	if fresh {
-		return cached, nil
-	}
+// apiKey resolves the API key whose hash is h to its caller from the
+// store, at now; cached is the caller the cache holds for it past
+// KeyCacheTTL (nil: none).
+func (s *server) apiKey(ctx context.Context, h [sha256.Size]byte, cached *caller, now time.Time) (*caller, error) {
 	// Bounded: while the database is down, a key seen before keeps working
 	// for at most maxStale after its last successful check (revocations
 	// made meanwhile apply when it is back); then it fails closed.

@@ -50,7 +50,7 @@ func (s *server) forcedRefreshGate(w http.ResponseWriter, r *http.Request, name,
 				// token about to be replaced.
 				if sv, err := s.refresher.Token(r.Context(), name, 0); err == nil {
 					s.audit(r, who, "credential.refresh", name, "skipped", "younger than the floor")
-					s.writeToken(w, sv.Token, sv.ExpiresAt)
+					s.writeToken(w, sv.Token, sv.ExpiresAt, s.now())
 					return true
 				}
 			}

@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"io"
 	"mime"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -137,10 +139,11 @@ func (s *server) handleOAuth2Token() http.Handler {
 		// The refresher serves a token only with at least a second of
 		// advertised life left, replacing it first otherwise (concurrent
 		// clients share the replacement): expires_in is never 0.
-		s.auditw.tokenRead("client:"+client.ClientID, name, remoteHost(r))
+		now := s.now()
+		s.auditw.tokenRead("client:"+client.ClientID, name, remoteHost(r), now)
 		var in int64 = -1
 		if !sv.ExpiresAt.IsZero() {
-			in = expiresIn(sv.ExpiresAt, s.now())
+			in = expiresIn(sv.ExpiresAt, now)
 		}
 		bp := tokenBufs.Get().(*[]byte)
 		answerToken(w, bp, appendOAuthToken((*bp)[:0], sv.Token.AccessToken, scopes[0], in), true)
@@ -211,6 +214,16 @@ const maxTokenForm = 16 << 10
 func readTokenForm(w http.ResponseWriter, r *http.Request) (tokenForm, error) {
 	bp := tokenBufs.Get().(*[]byte)
 	defer tokenBufs.Put(bp)
+	if n := r.ContentLength; n >= 0 && n <= maxTokenForm {
+		// The usual request: its length is known, and small. One read,
+		// which also sees the body's end.
+		b := slices.Grow((*bp)[:0], int(n))[:n]
+		*bp = b
+		if _, err := io.ReadFull(r.Body, b); err != nil {
+			return nil, err
+		}
+		return parseTokenForm(string(b)) // a copy: the values outlive the buffer
+	}
 	buf := bytes.NewBuffer((*bp)[:0])
 	_, err := buf.ReadFrom(http.MaxBytesReader(w, r.Body, maxTokenForm))
 	*bp = buf.Bytes()

@@ -25,10 +25,11 @@ type tokenJSON struct {
 }
 
 // writeToken writes t with its advertised expiry at (zero: unknown), which
-// the caller made sure is at least refresh.MinServedLife away. It is the
+// the caller made sure is at least refresh.MinServedLife away at now, the
+// time expires_in counts from. It is the
 // hot path of every token read: the body is appended to a pooled buffer,
 // byte for byte what json.Marshal of tokenJSON makes (appendTokenJSON).
-func (s *server) writeToken(w http.ResponseWriter, t *tokenkeeper.Token, at time.Time) {
+func (s *server) writeToken(w http.ResponseWriter, t *tokenkeeper.Token, at, now time.Time) {
 	tokenType := t.TokenType
 	if tokenType == "" {
 		tokenType = "Bearer"
@@ -36,7 +37,7 @@ func (s *server) writeToken(w http.ResponseWriter, t *tokenkeeper.Token, at time
 	var in int64
 	if !at.IsZero() {
 		at = at.UTC()
-		in = expiresIn(at, s.now())
+		in = expiresIn(at, now)
 	}
 	bp := tokenBufs.Get().(*[]byte)
 	answerToken(w, bp, appendTokenJSON((*bp)[:0], t.AccessToken, tokenType, at, in), false)
@@ -164,8 +165,9 @@ func (s *server) serveToken(w http.ResponseWriter, r *http.Request, c *caller, n
 		s.writeServedError(w, r, name, sv, err)
 		return
 	}
-	s.auditw.tokenRead(c.actor(), name, remoteHost(r))
-	s.writeToken(w, sv.Token, sv.ExpiresAt)
+	now := s.now()
+	s.auditw.tokenRead(c.actor(), name, remoteHost(r), now)
+	s.writeToken(w, sv.Token, sv.ExpiresAt, now)
 }
 
 // tokenReads answers the token reads, the hot path, before the mux (and
@@ -178,7 +180,7 @@ func (s *server) tokenReads(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		name, ok := tokenReadName(r)
 		if !ok {
-			if s.oauth2Token != nil && r.Method == http.MethodPost && r.URL.Path == "/oauth2/token" && r.URL.RawPath == "" {
+			if s.oauth2TokenPost(r) {
 				notePatternOf(r, oauth2TokenPattern)
 				s.oauth2Token.ServeHTTP(w, r)
 				return
@@ -243,13 +245,13 @@ func (s *server) handleRefresh() http.Handler {
 		// to expire: say why there is no better one.
 		if t := c.Token; c.Status == tokenkeeper.StatusActive && t.Valid(s.now(), time.Second) && (req.RejectedToken == "" || t.AccessToken != req.RejectedToken) {
 			if at := refresh.AdvertisedExpiry(c); at.IsZero() || at.Sub(s.now()) >= refresh.MinServedLife {
-				s.writeToken(w, t, at)
+				s.writeToken(w, t, at, s.now())
 				return
 			}
 			// Too little advertised life left (a refresh elsewhere came
 			// first and is about to be replaced): read as a consumer does.
 			if sv, err := s.refresher.Token(r.Context(), name, 0); err == nil && sv.Token.AccessToken != req.RejectedToken {
-				s.writeToken(w, sv.Token, sv.ExpiresAt)
+				s.writeToken(w, sv.Token, sv.ExpiresAt, s.now())
 				return
 			}
 		}
