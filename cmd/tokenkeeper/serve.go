@@ -198,6 +198,7 @@ func startBroker(ctx context.Context, store tokenkeeper.Store, opts brokerOption
 		providerClient = netguard.NewHTTPClient(opts.providerTimeout, false)
 		tokenURLCheck = netguard.CheckURL
 	}
+	tuneGC()
 	obs, err := newObservability(ctx, store, opts.obs, logger)
 	if err != nil {
 		return nil, err

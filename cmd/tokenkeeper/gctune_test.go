@@ -1,0 +1,75 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"runtime"
+	"runtime/metrics"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestGCPercentFor(t *testing.T) {
+	for _, c := range []struct {
+		live uint64
+		want int
+	}{
+		{0, maxGCPercent},
+		{1 << 20, maxGCPercent}, // 1 MiB: 6300 would be the floor
+		{4 << 20, 1500},         // 4 MiB live, goal 64 MiB
+		{16 << 20, 300},         // 16 MiB live, goal 64 MiB
+		{30 << 20, 113},         // just under half the floor
+		{32 << 20, 100},         // half the floor and more: Go's default
+		{500 << 20, 100},        // a large fleet: unchanged
+		{heapFloor/2 - 1, 100},  // goal a little over the floor
+	} {
+		if got := gcPercentFor(c.live); got != c.want {
+			t.Errorf("gcPercentFor(%d MiB) = %d, want %d", c.live>>20, got, c.want)
+		}
+	}
+}
+
+// TestTuneGC runs the tuner in a child process (it changes the process's
+// collector for good): after a collection GOGC is set for the floor, and
+// an operator's GOGC is left alone.
+func TestTuneGC(t *testing.T) {
+	if os.Getenv("TK_TUNEGC_CHILD") != "" {
+		s := []metrics.Sample{{Name: "/gc/gogc:percent"}}
+		metrics.Read(s)
+		before := s[0].Value.Uint64()
+		tuneGC()
+		for range 3 {
+			runtime.GC() // each collection runs the tuner (a finalizer) again
+		}
+		for deadline := time.Now().Add(time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+			if metrics.Read(s); s[0].Value.Uint64() != before {
+				break
+			}
+		}
+		fmt.Printf("gogc=%d\n", s[0].Value.Uint64())
+		return
+	}
+	run := func(env ...string) string {
+		cmd := exec.Command(os.Args[0], "-test.run=^TestTuneGC$", "-test.count=1")
+		cmd.Env = append(os.Environ(), append(env, "TK_TUNEGC_CHILD=1")...)
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("child: %v\n%s", err, out)
+		}
+		for _, l := range strings.Split(string(out), "\n") {
+			if v, ok := strings.CutPrefix(l, "gogc="); ok {
+				return v
+			}
+		}
+		t.Fatalf("child printed no gogc:\n%s", out)
+		return ""
+	}
+	if got := run(); got == "100" {
+		t.Errorf("GOGC after a collection with the tuner on: %s, want it raised for a heap of a few MiB", got)
+	}
+	if got := run("GOGC=150"); got != "150" {
+		t.Errorf("GOGC=150 set by the operator: the tuner made it %s", got)
+	}
+}
