@@ -329,7 +329,7 @@ func startBroker(ctx context.Context, store tokenkeeper.Store, opts brokerOption
 	var serveErr error
 	go func() {
 		defer wg.Done()
-		if err := b.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		if err := b.srv.Serve(tkhttp.CoarseDeadlines(ln)); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			serveErr = err
 			cancel()
 			auditCancel()

@@ -37,7 +37,7 @@ func deadlineServer(t *testing.T, to Timeouts) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	go func() { _ = srv.Serve(ln) }()
+	go func() { _ = srv.Serve(CoarseDeadlines(ln)) }() // as serve runs it
 	t.Cleanup(func() { srv.Close() })
 	return ln.Addr().String()
 }
