@@ -388,12 +388,11 @@ func (s *Service) Verify(ctx context.Context, accessToken string) (*Claims, erro
 	if len(accessToken) > MaxTokenSize {
 		return nil, errTooLarge
 	}
-	h := tokenHash(accessToken)
-	if v := s.verified.get(h); v != nil {
+	if v := s.verified.get(accessToken); v != nil {
 		if v.ok(ks, revoked, now) {
 			return v.claims, nil
 		}
-		s.verified.drop(h)
+		s.verified.drop(v)
 	}
 	c, err := verifyToken(accessToken, ks, revoked, &s.params, now)
 	if err != nil {
@@ -401,7 +400,7 @@ func (s *Service) Verify(ctx context.Context, accessToken string) (*Claims, erro
 	}
 	header, _, _ := strings.Cut(accessToken, ".")
 	leeway := int64((s.params.leeway + time.Second - 1) / time.Second)
-	s.verified.put(h, &verified{claims: c, header: strings.Clone(header), until: c.ExpiresAt.Unix() + leeway}, now)
+	s.verified.put(&verified{token: accessToken, claims: c, header: strings.Clone(header), until: c.ExpiresAt.Unix() + leeway}, now)
 	return c, nil
 }
 

@@ -1,7 +1,7 @@
 package auth
 
 import (
-	"crypto/sha256"
+	"strings"
 	"sync"
 	"time"
 )
@@ -10,15 +10,17 @@ import (
 // dropped, and if none is, all.
 const maxVerified = 10_000
 
-// verifiedCache remembers the access tokens Verify accepted, by their
-// SHA-256 (the tokens themselves are not kept), so that a token presented
-// again is not decoded and its signature not computed again. What can
-// change after a token was verified is checked on every use (verified.ok):
-// its expiry, its key (still known, not retired) and its family
-// (not revoked). The rest (the signature, issuer, audience, type, the
-// claims' shape) cannot change for the same bytes.
+// verifiedCache remembers the access tokens Verify accepted, so that a
+// token presented again is not decoded and its signature not computed
+// again. An entry is found by the token's signature segment (43 bytes of
+// base64url, cheaper to hash than the whole token) and used only when the
+// whole token equals the one verified. What can change after a token was
+// verified is checked on every use (verified.ok): its expiry, its key
+// (still known, not retired) and its family (not revoked). The rest (the
+// signature, issuer, audience, type, the claims' shape) cannot change for
+// the same bytes.
 type verifiedCache struct {
-	m sync.Map // [sha256.Size]byte → *verified: reads take no lock
+	m sync.Map // signature segment → *verified: reads take no lock
 	// n counts the entries; mu serialises the writers, so that the bound
 	// holds (the readers do not take it).
 	mu sync.Mutex
@@ -27,6 +29,7 @@ type verifiedCache struct {
 
 // verified is a token Verify accepted.
 type verified struct {
+	token  string  // the whole token
 	claims *Claims // shared by every use: never modified
 	header string  // the token's header segment, which names its key
 	until  int64   // the Unix second from which it is expired (exp + leeway)
@@ -36,24 +39,36 @@ func newVerifiedCache() *verifiedCache {
 	return &verifiedCache{}
 }
 
-// tokenHash hashes an access token; tokens of the usual size from a
-// buffer on the stack, without an allocation.
-func tokenHash(tok string) [sha256.Size]byte {
-	var buf [1024]byte
-	if len(tok) > len(buf) {
-		return sha256.Sum256([]byte(tok))
+// signature returns the signature segment of tok, "" if it has none of
+// the right length (verifyToken says why).
+func signature(tok string) string {
+	if len(tok) <= sigLen || tok[len(tok)-sigLen-1] != '.' {
+		return ""
 	}
-	return sha256.Sum256(buf[:copy(buf[:], tok)])
+	return tok[len(tok)-sigLen:]
 }
 
-func (c *verifiedCache) get(h [sha256.Size]byte) *verified {
-	if v, ok := c.m.Load(h); ok {
-		return v.(*verified)
+// get returns the entry of tok, nil if there is none.
+func (c *verifiedCache) get(tok string) *verified {
+	sig := signature(tok)
+	if sig == "" {
+		return nil
+	}
+	if v, ok := c.m.Load(sig); ok {
+		if v := v.(*verified); v.token == tok {
+			return v
+		}
 	}
 	return nil
 }
 
-func (c *verifiedCache) put(h [sha256.Size]byte, v *verified, now time.Time) {
+// put remembers v, a copy of whose token it holds.
+func (c *verifiedCache) put(v *verified, now time.Time) {
+	v.token = strings.Clone(v.token) // not a part of a larger string it would keep alive
+	sig := signature(v.token)
+	if sig == "" {
+		return
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.n >= maxVerified {
@@ -69,14 +84,15 @@ func (c *verifiedCache) put(h [sha256.Size]byte, v *verified, now time.Time) {
 			c.n = 0
 		}
 	}
-	if _, loaded := c.m.Swap(h, v); !loaded {
+	if _, loaded := c.m.Swap(sig, v); !loaded {
 		c.n++
 	}
 }
 
-func (c *verifiedCache) drop(h [sha256.Size]byte) {
+// drop forgets v.
+func (c *verifiedCache) drop(v *verified) {
 	c.mu.Lock()
-	if _, loaded := c.m.LoadAndDelete(h); loaded {
+	if c.m.CompareAndDelete(signature(v.token), v) {
 		c.n--
 	}
 	c.mu.Unlock()

@@ -2,8 +2,9 @@ package auth
 
 import (
 	"context"
-	"crypto/sha256"
 	"errors"
+	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -73,22 +74,40 @@ func TestVerifyRemembersTokens(t *testing.T) {
 func TestVerifiedCacheBounded(t *testing.T) {
 	c := newVerifiedCache()
 	now := time.Unix(1_800_000_000, 0)
-	v := func(until time.Time) *verified { return &verified{claims: &Claims{}, until: until.Unix()} }
+	v := func(tok string, until time.Time) *verified {
+		return &verified{token: tok, claims: &Claims{}, until: until.Unix()}
+	}
 	for i := range maxVerified {
 		until := now.Add(time.Hour)
 		if i%2 == 0 {
 			until = now.Add(-time.Second) // expired
 		}
-		c.put(sha256.Sum256([]byte{byte(i), byte(i >> 8), byte(i >> 16)}), v(until), now)
+		c.put(v(fmt.Sprintf("h.p.%043d", i), until), now)
 	}
-	c.put(sha256.Sum256([]byte("one more")), v(now.Add(time.Hour)), now)
+	c.put(v("h.p."+strings.Repeat("x", sigLen), now.Add(time.Hour)), now)
 	if n := c.len(); n != maxVerified/2+1 {
 		t.Fatalf("%d entries after the cache filled up, want the %d unexpired", n, maxVerified/2+1)
 	}
 	for i := range maxVerified {
-		c.put(sha256.Sum256([]byte{byte(i), byte(i >> 8), byte(i >> 16), 1}), v(now.Add(time.Hour)), now)
+		c.put(v(fmt.Sprintf("h.q.%043d", i), now.Add(time.Hour)), now)
 	}
 	if n := c.len(); n > maxVerified {
 		t.Fatalf("%d entries, more than %d", n, maxVerified)
+	}
+}
+
+// TestVerifiedCacheMatchesWholeToken: an entry is found by the signature
+// but serves only the very token verified.
+func TestVerifiedCacheMatchesWholeToken(t *testing.T) {
+	c := newVerifiedCache()
+	sig := strings.Repeat("s", sigLen)
+	c.put(&verified{token: "h.p." + sig, claims: &Claims{}, until: 1 << 40}, time.Unix(0, 0))
+	if c.get("h.p."+sig) == nil {
+		t.Fatal("the token verified is not found")
+	}
+	for _, tok := range []string{"h.q." + sig, "x.p." + sig, "h.p" + sig, sig, "", "h.p." + sig[1:] + "t"} {
+		if c.get(tok) != nil {
+			t.Errorf("get(%q) found the entry of another token", tok)
+		}
 	}
 }

@@ -199,6 +199,38 @@ func (c *keyCache) purge() {
 	c.mu.Unlock()
 }
 
+// userCallers holds the caller of each user's access token Verify
+// accepted, so that a token used again is not made a caller again. An
+// entry is keyed by the token's Claims, which Verify returns the same for
+// the same token while it remembers it.
+type userCallers struct {
+	m  sync.Map // *auth.Claims → *caller (read-only, shared by the token's requests)
+	mu sync.Mutex
+	n  int // entries; guarded by mu
+}
+
+// caller returns the caller of the verified claims cl at now.
+func (u *userCallers) caller(cl *auth.Claims, now time.Time) *caller {
+	fresh := cl.IsFresh(now)
+	if v, ok := u.m.Load(cl); ok {
+		if c := v.(*caller); c.fresh == fresh {
+			return c
+		}
+	}
+	c := newCaller("user", cl.Username, cl.Role)
+	c.fresh, c.claims = fresh, cl
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.n >= maxCachedKeys { // tokens Verify no longer remembers leave no trace
+		u.m.Clear()
+		u.n = 0
+	}
+	if _, loaded := u.m.Swap(cl, c); !loaded {
+		u.n++
+	}
+	return c
+}
+
 // authenticate resolves the caller (callerOf) and passes it on in the
 // request's context.
 func (s *server) authenticate(next http.Handler) http.Handler {
@@ -219,7 +251,8 @@ func withCaller(r *http.Request, c *caller) *http.Request {
 // callerOf resolves the caller of r: a bearer API key (tk_...) or a user's
 // access token (a JWT, verified from memory). A missing or bad credential
 // gets 401 and an audit record: callerOf has answered when it returns
-// false. An API key's caller is shared by its requests: never modify it.
+// false. The caller is shared by the requests of its key or token: never
+// modify it.
 func (s *server) callerOf(w http.ResponseWriter, r *http.Request) (*caller, bool) {
 	auth := r.Header.Get("Authorization")
 	scheme, token, ok := strings.Cut(auth, " ")
@@ -265,8 +298,7 @@ func (s *server) callerOf(w http.ResponseWriter, r *http.Request) (*caller, bool
 			s.authFailed(w, r, "invalid access token", err)
 			return nil, false
 		}
-		c = newCaller("user", cl.Username, cl.Role)
-		c.fresh, c.claims = cl.IsFresh(s.now()), cl
+		c = s.users.caller(cl, s.now())
 	}
 	noteCaller(r, c.kind, c.name)
 	return c, true

@@ -24,6 +24,8 @@ type Timeouts struct {
 // HTTPServer returns the http.Server that serves h with the limits t (log:
 // net/http's own errors). Use it, not a bare http.Server: t.Body is
 // applied by the handler it wraps h in (bodyDeadline), not by net/http.
+// Serve it on CoarseDeadlines(listener), as serve does, so that the
+// deadlines net/http sets on every request cost no timer.
 func (h *Server) HTTPServer(t Timeouts, errorLog *log.Logger) *http.Server {
 	return &http.Server{
 		Handler: h.s.bodyDeadline(h.Handler, t.Body),

@@ -118,6 +118,7 @@ type server struct {
 	version   string
 	maxBody   int64
 	keys      *keyCache
+	users     userCallers // the callers of users' access tokens
 	auth      *auth.Service
 	authStore tokenkeeper.AuthStore
 	auditw    *auditWriter // nil without an AuthStore
