@@ -6,10 +6,10 @@ import (
 	"crypto/subtle"
 	"fmt"
 	"slices"
-	"sync"
 	"time"
 
 	"github.com/tokenkeeper/tokenkeeper"
+	"github.com/tokenkeeper/tokenkeeper/internal/memo"
 )
 
 // ClientSecretPrefix starts every service client secret, so that a secret
@@ -136,8 +136,7 @@ func withoutSecretHash(c *tokenkeeper.ServiceClient) *tokenkeeper.ServiceClient 
 // client ids that do not exist (a nil client).
 type clientCache struct {
 	ttl     time.Duration
-	mu      sync.RWMutex
-	entries map[string]cachedClient // guarded by mu
+	entries memo.Map[string, *cachedClient]
 }
 
 type cachedClient struct {
@@ -148,15 +147,15 @@ type cachedClient struct {
 const maxCachedClients = 10_000
 
 func newClientCache(ttl time.Duration) *clientCache {
-	return &clientCache{ttl: ttl, entries: make(map[string]cachedClient)}
+	c := &clientCache{ttl: ttl}
+	c.entries.Max = maxCachedClients
+	return c
 }
 
 // get returns the cached client for id (nil for a known-absent id) and
 // whether the cache had an unexpired answer.
 func (c *clientCache) get(id string, now time.Time) (*tokenkeeper.ServiceClient, bool) {
-	c.mu.RLock()
-	e, ok := c.entries[id]
-	c.mu.RUnlock()
+	e, ok := c.entries.Load(id)
 	if !ok || !now.Before(e.until) {
 		return nil, false
 	}
@@ -167,33 +166,11 @@ func (c *clientCache) put(id string, cl *tokenkeeper.ServiceClient, now time.Tim
 	if c.ttl <= 0 {
 		return
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if len(c.entries) >= maxCachedClients {
-		for k, e := range c.entries {
-			if !now.Before(e.until) {
-				delete(c.entries, k)
-			}
-		}
-		if len(c.entries) >= maxCachedClients {
-			clear(c.entries) // a flood of distinct ids: start over rather than grow
-		}
-	}
-	c.entries[id] = cachedClient{client: cl, until: now.Add(c.ttl)}
+	c.entries.Store(id, &cachedClient{client: cl, until: now.Add(c.ttl)}, func(e *cachedClient) bool { return !now.Before(e.until) })
 }
 
-func (c *clientCache) drop(id string) {
-	c.mu.Lock()
-	delete(c.entries, id)
-	c.mu.Unlock()
-}
+func (c *clientCache) drop(id string) { c.entries.Delete(id) }
 
 func (c *clientCache) sweep(now time.Time) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	for id, e := range c.entries {
-		if !now.Before(e.until) {
-			delete(c.entries, id)
-		}
-	}
+	c.entries.DeleteIf(func(e *cachedClient) bool { return !now.Before(e.until) })
 }

@@ -1034,11 +1034,11 @@ func TestClientCacheBounded(t *testing.T) {
 	for i := range maxCachedClients + 5 {
 		c.put(strconv.Itoa(i), nil, testNow)
 	}
-	if n := len(c.entries); n > maxCachedClients {
+	if n := c.entries.Len(); n > maxCachedClients {
 		t.Fatalf("%d entries", n)
 	}
 	c.sweep(testNow.Add(time.Second))
-	if n := len(c.entries); n != 0 {
+	if n := c.entries.Len(); n != 0 {
 		t.Fatalf("%d entries after expiry", n)
 	}
 }

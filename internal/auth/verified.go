@@ -2,8 +2,9 @@ package auth
 
 import (
 	"strings"
-	"sync"
 	"time"
+
+	"github.com/tokenkeeper/tokenkeeper/internal/memo"
 )
 
 // maxVerified bounds the verified-token cache: past it, expired entries are
@@ -20,11 +21,7 @@ const maxVerified = 10_000
 // signature, issuer, audience, type, the claims' shape) cannot change for
 // the same bytes.
 type verifiedCache struct {
-	m sync.Map // signature segment → *verified: reads take no lock
-	// n counts the entries; mu serialises the writers, so that the bound
-	// holds (the readers do not take it).
-	mu sync.Mutex
-	n  int // guarded by mu
+	m memo.Map[string, *verified] // by signature segment
 }
 
 // verified is a token Verify accepted.
@@ -36,7 +33,9 @@ type verified struct {
 }
 
 func newVerifiedCache() *verifiedCache {
-	return &verifiedCache{}
+	c := &verifiedCache{}
+	c.m.Max = maxVerified
+	return c
 }
 
 // signature returns the signature segment of tok, "" if it has none of
@@ -50,12 +49,8 @@ func signature(tok string) string {
 
 // get returns the entry of tok, nil if there is none.
 func (c *verifiedCache) get(tok string) *verified {
-	sig := signature(tok)
-	if sig == "" {
-		return nil
-	}
-	if v, ok := c.m.Load(sig); ok {
-		if v := v.(*verified); v.token == tok {
+	if sig := signature(tok); sig != "" {
+		if v, ok := c.m.Load(sig); ok && v.token == tok {
 			return v
 		}
 	}
@@ -65,45 +60,16 @@ func (c *verifiedCache) get(tok string) *verified {
 // put remembers v, a copy of whose token it holds.
 func (c *verifiedCache) put(v *verified, now time.Time) {
 	v.token = strings.Clone(v.token) // not a part of a larger string it would keep alive
-	sig := signature(v.token)
-	if sig == "" {
-		return
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.n >= maxVerified {
-		c.m.Range(func(k, e any) bool {
-			if now.Unix() >= e.(*verified).until {
-				c.m.Delete(k)
-				c.n--
-			}
-			return true
-		})
-		if c.n >= maxVerified {
-			c.m.Clear()
-			c.n = 0
-		}
-	}
-	if _, loaded := c.m.Swap(sig, v); !loaded {
-		c.n++
+	if sig := signature(v.token); sig != "" {
+		c.m.Store(sig, v, func(e *verified) bool { return now.Unix() >= e.until })
 	}
 }
 
 // drop forgets v.
-func (c *verifiedCache) drop(v *verified) {
-	c.mu.Lock()
-	if c.m.CompareAndDelete(signature(v.token), v) {
-		c.n--
-	}
-	c.mu.Unlock()
-}
+func (c *verifiedCache) drop(v *verified) { c.m.CompareAndDelete(signature(v.token), v) }
 
 // len returns the number of tokens remembered.
-func (c *verifiedCache) len() int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.n
-}
+func (c *verifiedCache) len() int { return c.m.Len() }
 
 // ok reports whether v still holds at now, with the keys ks and the
 // revocations revoked: not expired, its key known and not retired, its

@@ -11,11 +11,11 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/tokenkeeper/tokenkeeper"
 	"github.com/tokenkeeper/tokenkeeper/internal/auth"
+	"github.com/tokenkeeper/tokenkeeper/internal/memo"
 )
 
 // APIKeyPrefix starts every API key, so that a key is recognisable in a
@@ -103,11 +103,7 @@ func keyHash(key string) [sha256.Size]byte {
 type keyCache struct {
 	ttl      time.Duration
 	maxStale time.Duration
-	entries  sync.Map // [sha256.Size]byte → *cachedKey: reads take no lock
-	// mu serialises the writers and guards n, the number of entries, so
-	// that the cache stays bounded; readers do not take it.
-	mu sync.Mutex
-	n  int
+	entries  memo.Map[[sha256.Size]byte, *cachedKey]
 }
 
 type cachedKey struct {
@@ -122,12 +118,13 @@ func apiKeyCaller(k *tokenkeeper.APIKey) *caller {
 	return c
 }
 
-// maxCachedKeys bounds the key cache: past it, entries past maxStale are
-// dropped, and if none is, all.
+// maxCachedKeys bounds the key cache and the users' callers.
 const maxCachedKeys = 10_000
 
 func newKeyCache(ttl, maxStale time.Duration) *keyCache {
-	return &keyCache{ttl: ttl, maxStale: max(maxStale, ttl)}
+	c := &keyCache{ttl: ttl, maxStale: max(maxStale, ttl)}
+	c.entries.Max = maxCachedKeys
+	return c
 }
 
 // get returns the cached key and whether its entry is still fresh. A stale
@@ -135,14 +132,13 @@ func newKeyCache(ttl, maxStale time.Duration) *keyCache {
 // before keeps working for a while when the store cannot be reached; an
 // older one is evicted and nil is returned.
 func (c *keyCache) get(h [sha256.Size]byte, now time.Time) (k *caller, fresh bool) {
-	v, ok := c.entries.Load(h)
+	e, ok := c.entries.Load(h)
 	if !ok {
 		return nil, false
 	}
-	e := v.(*cachedKey)
 	age := now.Sub(e.checked)
 	if age > c.maxStale {
-		c.drop(h)
+		c.entries.CompareAndDelete(h, e)
 		return nil, false
 	}
 	return e.caller, age <= c.ttl
@@ -150,84 +146,38 @@ func (c *keyCache) get(h [sha256.Size]byte, now time.Time) (k *caller, fresh boo
 
 // put caches the key k under its hash h and returns its caller.
 func (c *keyCache) put(h [sha256.Size]byte, k *tokenkeeper.APIKey, now time.Time) *caller {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.n >= maxCachedKeys {
-		c.evictLocked(now)
-		if c.n >= maxCachedKeys {
-			c.entries.Clear()
-			c.n = 0
-		}
-	}
 	e := &cachedKey{caller: apiKeyCaller(k), checked: now}
-	if _, loaded := c.entries.Swap(h, e); !loaded {
-		c.n++
-	}
+	c.entries.Store(h, e, func(e *cachedKey) bool { return now.Sub(e.checked) > c.maxStale })
 	return e.caller
 }
 
 // evictStale removes the entries past maxStale; the server calls it
 // periodically so that keys no longer used do not linger in memory.
 func (c *keyCache) evictStale(now time.Time) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.evictLocked(now)
+	c.entries.DeleteIf(func(e *cachedKey) bool { return now.Sub(e.checked) > c.maxStale })
 }
 
-func (c *keyCache) evictLocked(now time.Time) {
-	c.entries.Range(func(h, v any) bool {
-		if now.Sub(v.(*cachedKey).checked) > c.maxStale {
-			c.entries.Delete(h)
-			c.n--
-		}
-		return true
-	})
-}
+func (c *keyCache) drop(h [sha256.Size]byte) { c.entries.Delete(h) }
 
-func (c *keyCache) drop(h [sha256.Size]byte) {
-	c.mu.Lock()
-	if _, loaded := c.entries.LoadAndDelete(h); loaded {
-		c.n--
-	}
-	c.mu.Unlock()
-}
-
-func (c *keyCache) purge() {
-	c.mu.Lock()
-	c.entries.Clear()
-	c.n = 0
-	c.mu.Unlock()
-}
+func (c *keyCache) purge() { c.entries.Clear() }
 
 // userCallers holds the caller of each user's access token Verify
 // accepted, so that a token used again is not made a caller again. An
 // entry is keyed by the token's Claims, which Verify returns the same for
-// the same token while it remembers it.
+// the same token while it remembers it; it is bounded by maxCachedKeys.
 type userCallers struct {
-	m  sync.Map // *auth.Claims → *caller (read-only, shared by the token's requests)
-	mu sync.Mutex
-	n  int // entries; guarded by mu
+	m memo.Map[*auth.Claims, *caller] // callers are read-only, shared by the token's requests
 }
 
 // caller returns the caller of the verified claims cl at now.
 func (u *userCallers) caller(cl *auth.Claims, now time.Time) *caller {
 	fresh := cl.IsFresh(now)
-	if v, ok := u.m.Load(cl); ok {
-		if c := v.(*caller); c.fresh == fresh {
-			return c
-		}
+	if c, ok := u.m.Load(cl); ok && c.fresh == fresh {
+		return c
 	}
 	c := newCaller("user", cl.Username, cl.Role)
 	c.fresh, c.claims = fresh, cl
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	if u.n >= maxCachedKeys { // tokens Verify no longer remembers leave no trace
-		u.m.Clear()
-		u.n = 0
-	}
-	if _, loaded := u.m.Swap(cl, c); !loaded {
-		u.n++
-	}
+	u.m.Store(cl, c, nil) // full: start over (Verify forgets tokens, this cache does not hear of it)
 	return c
 }
 

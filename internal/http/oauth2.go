@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"unicode"
 
 	"github.com/tokenkeeper/tokenkeeper"
 )
@@ -112,15 +113,15 @@ func (s *server) handleOAuth2Token() http.Handler {
 			writeOAuthError(w, &oauthError{status: 400, Code: "unsupported_grant_type", Description: "only client_credentials is supported"})
 			return
 		}
-		scopes := strings.Fields(form.Get("scope"))
-		if len(scopes) != 1 || !strings.HasPrefix(scopes[0], CredentialScopePrefix) {
+		scope, one := oneScope(form.Get("scope"))
+		if !one || !strings.HasPrefix(scope, CredentialScopePrefix) {
 			writeOAuthError(w, &oauthError{status: 400, Code: "invalid_scope", Description: "ask for exactly one scope of the form credential:NAME"})
 			return
 		}
-		name := strings.TrimPrefix(scopes[0], CredentialScopePrefix)
+		name := strings.TrimPrefix(scope, CredentialScopePrefix)
 		if !client.CanRead(name) {
 			s.audit(r, "client:"+client.ClientID, "token.read", name, "denied", "")
-			writeOAuthError(w, &oauthError{status: 400, Code: "invalid_scope", Description: "the client may not read " + scopes[0]})
+			writeOAuthError(w, &oauthError{status: 400, Code: "invalid_scope", Description: "the client may not read " + scope})
 			return
 		}
 		ctx, end := s.tracer.TokenRead(r.Context(), name)
@@ -130,7 +131,7 @@ func (s *server) handleOAuth2Token() http.Handler {
 		if err != nil {
 			switch tokenkeeper.ErrorCode(err) {
 			case tokenkeeper.ENOTFOUND:
-				writeOAuthError(w, &oauthError{status: 400, Code: "invalid_scope", Description: "the client may not read " + scopes[0]})
+				writeOAuthError(w, &oauthError{status: 400, Code: "invalid_scope", Description: "the client may not read " + scope})
 			default:
 				writeOAuthError(w, &oauthError{status: 503, Code: "temporarily_unavailable", Description: tokenkeeper.ErrorMessage(err)})
 			}
@@ -146,8 +147,19 @@ func (s *server) handleOAuth2Token() http.Handler {
 			in = expiresIn(sv.ExpiresAt, now)
 		}
 		bp := tokenBufs.Get().(*[]byte)
-		answerToken(w, bp, appendOAuthToken((*bp)[:0], sv.Token.AccessToken, scopes[0], in), true)
+		answerToken(w, bp, appendOAuthToken((*bp)[:0], sv.Token.AccessToken, scope, in), true)
 	})
+}
+
+// oneScope returns the one scope that s, a space-delimited list (RFC 6749
+// §3.3), names, and false if it names none or several (as
+// strings.Fields would find them, without making a slice).
+func oneScope(s string) (string, bool) {
+	s = strings.TrimSpace(s)
+	if s == "" || strings.IndexFunc(s, unicode.IsSpace) >= 0 {
+		return "", false
+	}
+	return s, true
 }
 
 // oauth2TokenPattern is the token endpoint's route.

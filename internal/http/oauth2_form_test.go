@@ -70,3 +70,14 @@ func TestAppendOAuthTokenIsJSON(t *testing.T) {
 		}
 	}
 }
+
+// oneScope finds what strings.Fields finds when that is one field.
+func TestOneScope(t *testing.T) {
+	for _, s := range []string{"", " ", "credential:a", " credential:a\t", "a b", "a\u00a0b", "\u2003a\u2003", "a\nb", "credential:a credential:b"} {
+		f := strings.Fields(s)
+		got, ok := oneScope(s)
+		if ok != (len(f) == 1) || (ok && got != f[0]) {
+			t.Errorf("oneScope(%q) = %q, %v; strings.Fields: %q", s, got, ok, f)
+		}
+	}
+}

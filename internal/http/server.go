@@ -240,6 +240,7 @@ func NewServer(cfg Config) *Server {
 		failRate:       newBuckets(cfg.AuthFailuresPerSecond, time.Second, cfg.AuthFailuresBurst),
 		forceRate:      newBuckets(cfg.ForcedRefreshPerMinute, time.Minute, cfg.ForcedRefreshBurst),
 	}
+	s.users.m.Max = maxCachedKeys
 	if cfg.AuthStore != nil {
 		s.auditw = newAuditWriter(cfg.AuthStore, s.logger, cfg.Now, 4096, cfg.AuditReadWindow)
 	}

@@ -13,6 +13,7 @@ import (
 // caller that is not fresh; the cache stays bounded.
 func TestUserCallers(t *testing.T) {
 	var u userCallers
+	u.m.Max = maxCachedKeys // as NewServer sets it
 	now := time.Unix(1_800_000_000, 0)
 	cl := &auth.Claims{Username: "ada", Role: tokenkeeper.RoleAdmin, Fresh: true, FreshUntil: now.Add(time.Minute)}
 	a := u.caller(cl, now)
@@ -32,7 +33,7 @@ func TestUserCallers(t *testing.T) {
 	for i := range 2 * maxCachedKeys {
 		u.caller(&auth.Claims{Username: "u", Role: tokenkeeper.RoleViewer, ID: string(rune(i))}, now)
 	}
-	if u.n > maxCachedKeys {
-		t.Fatalf("%d callers cached, more than %d", u.n, maxCachedKeys)
+	if n := u.m.Len(); n > maxCachedKeys {
+		t.Fatalf("%d callers cached, more than %d", n, maxCachedKeys)
 	}
 }
