@@ -25,33 +25,56 @@ const heapFloor = 64 << 20
 // maxGCPercent bounds the GOGC the floor sets, for a heap nearly empty.
 const maxGCPercent = 5000
 
-var tuneGCOnce sync.Once
+// gcTuning counts the brokers running in this process that asked for the
+// floor (tuneGC), and holds the tuner while there are any.
+var gcTuning struct {
+	mu      sync.Mutex
+	brokers int      // guarded by mu
+	tuner   *gcTuner // guarded by mu; nil: GOGC is Go's default
+}
 
-// tuneGC keeps the heap goal at least heapFloor for the rest of the
-// process: after each collection it sets GOGC so that the next goal is
-// heapFloor, or leaves GOGC at 100 once the live heap is half of it or
-// more. Setting GOGC recomputes the goal at once; no collection is forced.
-// An operator's own GOGC or GOMEMLIMIT (in the environment) wins: then it
-// does nothing.
-func tuneGC() {
-	tuneGCOnce.Do(func() {
-		if _, ok := os.LookupEnv("GOGC"); ok {
-			return
-		}
-		if _, ok := os.LookupEnv("GOMEMLIMIT"); ok {
-			return
-		}
+// tuneGC keeps the heap goal at least heapFloor while a broker runs in
+// this process, and returns the func to call once it has stopped (once
+// the last one has, GOGC is 100 again): after each collection it sets GOGC
+// so that the next goal is heapFloor, or leaves GOGC at 100 once the live
+// heap is half of it or more. Setting GOGC recomputes the goal at once; no
+// collection is forced. An operator's own GOGC or GOMEMLIMIT (in the
+// environment) wins: then it does nothing. (bench scale stops its brokers
+// to seed the database: its seeding runs on Go's default.)
+func tuneGC() (release func()) {
+	if _, ok := os.LookupEnv("GOGC"); ok {
+		return func() {}
+	}
+	if _, ok := os.LookupEnv("GOMEMLIMIT"); ok {
+		return func() {}
+	}
+	gcTuning.mu.Lock()
+	defer gcTuning.mu.Unlock()
+	if gcTuning.brokers++; gcTuning.brokers == 1 {
 		t := &gcTuner{samples: []metrics.Sample{{Name: "/gc/heap/live:bytes"}}, percent: 100}
 		t.tune()
 		t.arm()
-	})
+		gcTuning.tuner = t
+	}
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			gcTuning.mu.Lock()
+			defer gcTuning.mu.Unlock()
+			if gcTuning.brokers--; gcTuning.brokers == 0 {
+				gcTuning.tuner.stop()
+				gcTuning.tuner = nil
+			}
+		})
+	}
 }
 
-// gcTuner adjusts GOGC after each collection; only the finalizer
-// goroutine (and tuneGC, before it arms) touches it.
+// gcTuner adjusts GOGC after each collection until stopped.
 type gcTuner struct {
+	mu      sync.Mutex
+	stopped bool // guarded by mu
 	samples []metrics.Sample
-	percent int // the GOGC last set
+	percent int // the GOGC last set; guarded by mu
 }
 
 // gcSentinel is an object no one references: its finalizer runs after the
@@ -64,16 +87,33 @@ type gcSentinel struct {
 func (t *gcTuner) arm() {
 	s := &gcSentinel{t: t}
 	runtime.SetFinalizer(s, func(s *gcSentinel) {
-		s.t.tune()
-		s.t.arm()
+		if s.t.tune() {
+			s.t.arm()
+		}
 	})
 }
 
-// tune sets GOGC for the live heap the last collection found.
-func (t *gcTuner) tune() {
+// stop sets GOGC back to 100 and ends the tuning.
+func (t *gcTuner) stop() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.stopped = true
+	if t.percent != 100 {
+		debug.SetGCPercent(100)
+	}
+}
+
+// tune sets GOGC for the live heap the last collection found; false once
+// the tuner is stopped.
+func (t *gcTuner) tune() bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.stopped {
+		return false
+	}
 	metrics.Read(t.samples)
 	if t.samples[0].Value.Kind() != metrics.KindUint64 {
-		return
+		return true
 	}
 	p := gcPercentFor(t.samples[0].Value.Uint64())
 	// Only a change of a tenth or more: each call takes the heap lock.
@@ -81,6 +121,7 @@ func (t *gcTuner) tune() {
 		debug.SetGCPercent(p)
 		t.percent = p
 	}
+	return true
 }
 
 // gcPercentFor returns the GOGC that makes the heap goal (live times

@@ -32,14 +32,15 @@ func TestGCPercentFor(t *testing.T) {
 }
 
 // TestTuneGC runs the tuner in a child process (it changes the process's
-// collector for good): after a collection GOGC is set for the floor, and
-// an operator's GOGC is left alone.
+// collector): after a collection GOGC is set for the floor while a broker
+// runs, set back to 100 once the last has stopped, and an operator's GOGC
+// is left alone.
 func TestTuneGC(t *testing.T) {
 	if os.Getenv("TK_TUNEGC_CHILD") != "" {
 		s := []metrics.Sample{{Name: "/gc/gogc:percent"}}
 		metrics.Read(s)
 		before := s[0].Value.Uint64()
-		tuneGC()
+		release := tuneGC()
 		for range 3 {
 			runtime.GC() // each collection runs the tuner (a finalizer) again
 		}
@@ -49,27 +50,48 @@ func TestTuneGC(t *testing.T) {
 			}
 		}
 		fmt.Printf("gogc=%d\n", s[0].Value.Uint64())
+		second := tuneGC() // another broker
+		release()
+		release() // twice: counts once
+		runtime.GC()
+		time.Sleep(50 * time.Millisecond)
+		metrics.Read(s)
+		fmt.Printf("one left=%d\n", s[0].Value.Uint64())
+		second()
+		for range 3 {
+			runtime.GC() // no tuner left to raise it again
+		}
+		time.Sleep(50 * time.Millisecond)
+		metrics.Read(s)
+		fmt.Printf("none left=%d\n", s[0].Value.Uint64())
 		return
 	}
-	run := func(env ...string) string {
+	run := func(env ...string) map[string]string {
 		cmd := exec.Command(os.Args[0], "-test.run=^TestTuneGC$", "-test.count=1")
 		cmd.Env = append(os.Environ(), append(env, "TK_TUNEGC_CHILD=1")...)
 		out, err := cmd.CombinedOutput()
 		if err != nil {
 			t.Fatalf("child: %v\n%s", err, out)
 		}
+		got := map[string]string{}
 		for _, l := range strings.Split(string(out), "\n") {
-			if v, ok := strings.CutPrefix(l, "gogc="); ok {
-				return v
+			if k, v, ok := strings.Cut(l, "="); ok {
+				got[k] = v
 			}
 		}
-		t.Fatalf("child printed no gogc:\n%s", out)
-		return ""
+		if got["gogc"] == "" {
+			t.Fatalf("child printed no gogc:\n%s", out)
+		}
+		return got
 	}
-	if got := run(); got == "100" {
-		t.Errorf("GOGC after a collection with the tuner on: %s, want it raised for a heap of a few MiB", got)
+	got := run()
+	if got["gogc"] == "100" || got["one left"] == "100" {
+		t.Errorf("GOGC after a collection with the tuner on: %s, with one of two brokers left: %s; want it raised for a heap of a few MiB", got["gogc"], got["one left"])
 	}
-	if got := run("GOGC=150"); got != "150" {
-		t.Errorf("GOGC=150 set by the operator: the tuner made it %s", got)
+	if got["none left"] != "100" {
+		t.Errorf("GOGC once every broker stopped: %s, want 100", got["none left"])
+	}
+	if got := run("GOGC=150"); got["gogc"] != "150" || got["none left"] != "150" {
+		t.Errorf("GOGC=150 set by the operator: the tuner made it %v", got)
 	}
 }

@@ -198,7 +198,6 @@ func startBroker(ctx context.Context, store tokenkeeper.Store, opts brokerOption
 		providerClient = netguard.NewHTTPClient(opts.providerTimeout, false)
 		tokenURLCheck = netguard.CheckURL
 	}
-	tuneGC()
 	obs, err := newObservability(ctx, store, opts.obs, logger)
 	if err != nil {
 		return nil, err
@@ -277,6 +276,7 @@ func startBroker(ctx context.Context, store tokenkeeper.Store, opts brokerOption
 		obs.close()
 		return nil, err
 	}
+	releaseGC := tuneGC() // until the broker has stopped
 	b := &broker{
 		URL: "http://" + ln.Addr().String(), Store: store, Refresher: ref, Connect: connectSvc, done: make(chan struct{}),
 		opts: opts, logger: logger, obs: obs, MetricsURL: obs.metricsURL(),
@@ -341,6 +341,7 @@ func startBroker(ctx context.Context, store tokenkeeper.Store, opts brokerOption
 		if err := store.Close(); err != nil && b.err == nil {
 			b.err = fmt.Errorf("close store: %w", err)
 		}
+		releaseGC()
 		close(b.done)
 	}()
 	go func() {
