@@ -302,6 +302,12 @@ func verifyToken(tok string, ks *keySet, revoked revokedSet, p *verifyParams, no
 	return checkClaims(&w, revoked, p, now)
 }
 
+// leewaySeconds is the leeway in whole seconds, rounded up: exp, nbf and
+// iat are whole seconds.
+func (p *verifyParams) leewaySeconds() int64 {
+	return int64((p.leeway + time.Second - 1) / time.Second)
+}
+
 // checkClaims validates authenticated claims and converts them.
 func checkClaims(w *wireClaims, revoked revokedSet, p *verifyParams, now time.Time) (*Claims, error) {
 	if w.Type != typAccess {
@@ -324,7 +330,7 @@ func checkClaims(w *wireClaims, revoked revokedSet, p *verifyParams, now time.Ti
 		return nil, errBadClaims
 	}
 	nowSec := now.Unix()
-	leeway := int64((p.leeway + time.Second - 1) / time.Second)
+	leeway := p.leewaySeconds()
 	if nowSec >= w.Expiry+leeway {
 		return nil, errExpired
 	}

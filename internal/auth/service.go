@@ -385,9 +385,6 @@ func (s *Service) addSigningKey(ctx context.Context) (string, error) {
 // shared by every use of the token: never modify them.
 func (s *Service) Verify(ctx context.Context, accessToken string) (*Claims, error) {
 	now, ks, revoked := s.now(), s.keys.Load(), *s.revoked.Load()
-	if len(accessToken) > MaxTokenSize {
-		return nil, errTooLarge
-	}
 	if v := s.verified.get(accessToken); v != nil {
 		if v.ok(ks, revoked, now) {
 			return v.claims, nil
@@ -399,8 +396,7 @@ func (s *Service) Verify(ctx context.Context, accessToken string) (*Claims, erro
 		return nil, err
 	}
 	header, _, _ := strings.Cut(accessToken, ".")
-	leeway := int64((s.params.leeway + time.Second - 1) / time.Second)
-	s.verified.put(&verified{token: accessToken, claims: c, header: strings.Clone(header), until: c.ExpiresAt.Unix() + leeway}, now)
+	s.verified.put(&verified{token: accessToken, claims: c, header: strings.Clone(header), until: c.ExpiresAt.Unix() + s.params.leewaySeconds()}, now)
 	return c, nil
 }
 

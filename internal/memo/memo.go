@@ -1,6 +1,6 @@
-// Package memo holds Map, the bounded map behind the caches that the token
-// read path consults on every request (API keys, verified access tokens,
-// their callers, service clients).
+// Package memo holds Map, the map behind the caches that the token read
+// path consults on every request (the refresher's tokens, API keys,
+// verified access tokens and their callers, service clients).
 package memo
 
 import "sync"
@@ -32,9 +32,21 @@ func (m *Map[K, V]) Load(k K) (V, bool) {
 // reports true of are removed first, and if that frees nothing, all of them: a flood of
 // distinct keys starts the cache over rather than grow it.
 func (m *Map[K, V]) Store(k K, v V, stale func(V) bool) {
+	m.Update(k, func(V, bool) (V, bool) { return v, true }, stale)
+}
+
+// Update sets k to what f returns, given k's value (ok: it has one), in
+// one step with the other writers (a check and its store); when f returns
+// false, k stays as it is. Bounded as Store is.
+func (m *Map[K, V]) Update(k K, f func(old V, ok bool) (V, bool), stale func(V) bool) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if _, ok := m.m.Load(k); !ok && m.Max > 0 && m.n >= m.Max {
+	old, ok := m.Load(k)
+	v, set := f(old, ok)
+	if !set {
+		return
+	}
+	if !ok && m.Max > 0 && m.n >= m.Max {
 		m.deleteLocked(stale)
 		if m.n >= m.Max {
 			m.m.Clear()
@@ -44,6 +56,16 @@ func (m *Map[K, V]) Store(k K, v V, stale func(V) bool) {
 	if _, loaded := m.m.Swap(k, v); !loaded {
 		m.n++
 	}
+}
+
+// UpdateAll replaces each value with what f returns for it.
+func (m *Map[K, V]) UpdateAll(f func(V) V) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.m.Range(func(k, v any) bool {
+		m.m.Store(k, f(v.(V)))
+		return true
+	})
 }
 
 // Delete removes k.

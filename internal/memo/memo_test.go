@@ -71,3 +71,28 @@ func TestMapConcurrent(t *testing.T) {
 		t.Fatalf("Len %d, outside 0..100", n)
 	}
 }
+
+func TestMapUpdate(t *testing.T) {
+	m := &Map[string, int]{Max: 2}
+	keepBigger := func(v int) func(int, bool) (int, bool) {
+		return func(old int, ok bool) (int, bool) { return v, !ok || v > old }
+	}
+	m.Update("a", keepBigger(5), nil)
+	m.Update("a", keepBigger(3), nil) // refused: smaller
+	if v, _ := m.Load("a"); v != 5 {
+		t.Fatalf("a = %d, want 5 (the update returning false changes nothing)", v)
+	}
+	m.Update("a", keepBigger(7), nil)
+	m.Update("b", keepBigger(1), nil)
+	if v, _ := m.Load("a"); v != 7 || m.Len() != 2 {
+		t.Fatalf("a = %d, Len %d; want 7, 2", v, m.Len())
+	}
+	m.UpdateAll(func(v int) int { return v * 10 })
+	if a, _ := m.Load("a"); a != 70 || m.Len() != 2 {
+		t.Fatalf("after UpdateAll: a = %d, Len %d", a, m.Len())
+	}
+	m.Update("c", keepBigger(1), func(v int) bool { return v < 50 }) // full: b (10) is stale
+	if _, ok := m.Load("b"); ok || m.Len() != 2 {
+		t.Fatalf("b kept or Len %d after a new key filled the map", m.Len())
+	}
+}

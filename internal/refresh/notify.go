@@ -57,25 +57,21 @@ func (r *Refresher) applyChange(ch tokenkeeper.Change) {
 // stale marks the entry of name for a reload at its next read, unless it is
 // the credential with id and already at version or later (when id is "").
 func (c *cache) stale(name, id string, version int64) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	e := c.get(name)
-	if e == nil || (id != "" && e.id == id && e.version >= version) {
-		return
-	}
-	cp := *e
-	cp.checkAfter = time.Time{}
-	c.storeLocked(name, &cp)
+	c.entries.Update(name, func(e *entry, ok bool) (*entry, bool) {
+		if !ok || (id != "" && e.id == id && e.version >= version) {
+			return nil, false
+		}
+		cp := *e
+		cp.checkAfter = time.Time{}
+		return &cp, true
+	}, nil)
 }
 
 // staleAll marks every entry for a reload at its next read.
 func (c *cache) staleAll() {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.entries.Range(func(name, v any) bool {
-		cp := *v.(*entry)
+	c.entries.UpdateAll(func(e *entry) *entry {
+		cp := *e
 		cp.checkAfter = time.Time{}
-		c.entries.Store(name, &cp)
-		return true
+		return &cp
 	})
 }

@@ -5,10 +5,10 @@ import (
 	"crypto/subtle"
 	"fmt"
 	"math"
-	"sync"
 	"time"
 
 	"github.com/tokenkeeper/tokenkeeper"
+	"github.com/tokenkeeper/tokenkeeper/internal/memo"
 )
 
 // Served is what a token read returns: the token with the expiry to
@@ -125,11 +125,8 @@ type cache struct {
 	// still show within it.
 	maxAge time.Duration
 	// entries maps names to *entry, which are never mutated: a change
-	// stores a new one. Readers take no lock; mu serialises the writers,
-	// so that each one's look and store are one step, and guards n.
-	entries sync.Map
-	mu      sync.Mutex
-	n       int // the number of entries; guarded by mu
+	// stores a new one. Readers take no lock.
+	entries memo.Map[string, *entry]
 }
 
 func newCache(maxAge time.Duration) *cache {
@@ -137,17 +134,8 @@ func newCache(maxAge time.Duration) *cache {
 }
 
 func (c *cache) get(name string) *entry {
-	if v, ok := c.entries.Load(name); ok {
-		return v.(*entry)
-	}
-	return nil
-}
-
-// storeLocked sets the entry of name; c.mu must be held.
-func (c *cache) storeLocked(name string, e *entry) {
-	if _, loaded := c.entries.Swap(name, e); !loaded {
-		c.n++
-	}
+	e, _ := c.entries.Load(name)
+	return e
 }
 
 // put stores the state of cred, unless the cache already holds a newer
@@ -193,13 +181,15 @@ func (c *cache) put(cred *tokenkeeper.Credential, now time.Time) *entry {
 		e.checkAfter = cred.Token.ExpiresAt
 	}
 	e.sv = Served{Name: e.name, Token: e.token, ExpiresAt: e.expiresAt, Status: e.status, LastErrorCode: e.lastErrorCode}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if old := c.get(cred.Name); old != nil && old.id == cred.ID && old.version > cred.Version {
-		return old
-	}
-	c.storeLocked(cred.Name, e)
-	return e
+	kept := e
+	c.entries.Update(cred.Name, func(old *entry, ok bool) (*entry, bool) {
+		if ok && old.id == cred.ID && old.version > cred.Version {
+			kept = old
+			return nil, false
+		}
+		return e, true
+	}, nil)
+	return kept
 }
 
 // replace stores the state of cred like put, but only if the cache already
@@ -212,9 +202,7 @@ func (c *cache) replace(cred *tokenkeeper.Credential, now time.Time) {
 
 // len returns how many entries the cache holds.
 func (c *cache) len() int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.n
+	return c.entries.Len()
 }
 
 // Cached returns how many credentials the token cache holds: those read
@@ -223,13 +211,14 @@ func (r *Refresher) Cached() int { return r.cache.len() }
 
 // retryLater postpones the next reload of e, unless it was replaced.
 func (c *cache) retryLater(e *entry, at time.Time) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.get(e.name) == e {
+	c.entries.Update(e.name, func(old *entry, ok bool) (*entry, bool) {
+		if !ok || old != e {
+			return nil, false
+		}
 		cp := *e
 		cp.checkAfter = at
-		c.storeLocked(e.name, &cp)
-	}
+		return &cp, true
+	}, nil)
 }
 
 func minTime(a, b time.Time) time.Time {
@@ -240,11 +229,7 @@ func minTime(a, b time.Time) time.Time {
 }
 
 func (c *cache) invalidate(name string) {
-	c.mu.Lock()
-	if _, loaded := c.entries.LoadAndDelete(name); loaded {
-		c.n--
-	}
-	c.mu.Unlock()
+	c.entries.Delete(name)
 }
 
 // Forget drops the cached state of a credential; call it after the
