@@ -9,6 +9,7 @@ import (
 
 	"github.com/tokenkeeper/tokenkeeper"
 	"github.com/tokenkeeper/tokenkeeper/internal/memo"
+	"golang.org/x/sync/singleflight"
 )
 
 // Served is what a token read returns: the token with the expiry to
@@ -115,6 +116,13 @@ type entry struct {
 	// refresh time has passed and another process may have refreshed it): a
 	// read after it reloads the credential from the store once.
 	checkAfter time.Time
+	// revalidateAt, when not zero, is when a read starts a reload in the
+	// background and answers from the entry without waiting: set when
+	// checkAfter is the cache's maxAge bound (nothing is known to change
+	// before it), a quarter of maxAge before it, so that an entry read
+	// steadily is reloaded before it must be and no read waits for the
+	// store only because the entry is old.
+	revalidateAt time.Time
 	sv         Served // what reads are answered with: served
 }
 
@@ -176,9 +184,13 @@ func (c *cache) put(cred *tokenkeeper.Credential, now time.Time) *entry {
 	if cred.Status != tokenkeeper.StatusActive || cred.Token == nil || e.checkAfter.Before(now) {
 		e.checkAfter = now.Add(time.Second)
 	}
-	e.checkAfter = minTime(e.checkAfter, now.Add(c.maxAge))
+	aged := now.Add(c.maxAge)
+	e.checkAfter = minTime(e.checkAfter, aged)
 	if cred.Token != nil && !cred.Token.ExpiresAt.IsZero() && cred.Token.ExpiresAt.Before(e.checkAfter) {
 		e.checkAfter = cred.Token.ExpiresAt
+	}
+	if e.checkAfter.Equal(aged) && cred.Status == tokenkeeper.StatusActive && cred.Token != nil {
+		e.revalidateAt = aged.Add(-c.maxAge / 4)
 	}
 	e.sv = Served{Name: e.name, Token: e.token, ExpiresAt: e.expiresAt, Status: e.status, LastErrorCode: e.lastErrorCode}
 	kept := e
@@ -219,6 +231,23 @@ func (c *cache) retryLater(e *entry, at time.Time) {
 		cp.checkAfter = at
 		return &cp, true
 	}, nil)
+}
+
+// claimRevalidation reports whether the caller is the one to reload e in
+// the background: the first to ask since e was stored. It stores a copy of
+// e without revalidateAt, unless e was replaced.
+func (c *cache) claimRevalidation(e *entry) bool {
+	claimed := false
+	c.entries.Update(e.name, func(old *entry, ok bool) (*entry, bool) {
+		if !ok || old != e {
+			return nil, false
+		}
+		cp := *e
+		cp.revalidateAt = time.Time{}
+		claimed = true
+		return &cp, true
+	}, nil)
+	return claimed
 }
 
 func minTime(a, b time.Time) time.Time {
@@ -287,6 +316,10 @@ func (r *Refresher) Token(ctx context.Context, name string, minTTL time.Duration
 		default:
 			return nil, err
 		}
+	}
+	if !e.revalidateAt.IsZero() && now.After(e.revalidateAt) && r.cache.claimRevalidation(e) {
+		// Old, not yet stale: answer from it, reload it for later reads.
+		r.loadShared(context.WithoutCancel(ctx), name)
 	}
 	if e.status == tokenkeeper.StatusDisabled {
 		// Switched off by an operator: no token is served, valid or not.
@@ -401,7 +434,27 @@ const staleWait = 200 * time.Millisecond
 // one name share a query, which takes at most StoreTimeout. The caller waits
 // at most wait (and no longer than ctx) and then gets EUNAVAILABLE.
 func (r *Refresher) load(ctx context.Context, name string, wait time.Duration) (*entry, error) {
-	ch := r.group.DoChan("load\x00"+name, func() (any, error) {
+	ch := r.loadShared(ctx, name)
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	select {
+	case res := <-ch:
+		if res.Err != nil {
+			return nil, res.Err
+		}
+		return res.Val.(*entry), nil
+	case <-t.C:
+		return nil, tokenkeeper.Errorf(tokenkeeper.EUNAVAILABLE, "the store did not answer within %s", wait)
+	case <-ctx.Done():
+		return nil, tokenkeeper.Errorf(tokenkeeper.EUNAVAILABLE, "reading credential %q: %v", name, ctx.Err())
+	}
+}
+
+// loadShared starts loading the named credential into the cache, or joins
+// the load in progress, and returns where its outcome arrives (an *entry);
+// the load goes on, bounded by StoreTimeout, if no one waits for it.
+func (r *Refresher) loadShared(ctx context.Context, name string) <-chan singleflight.Result {
+	return r.group.DoChan("load\x00"+name, func() (any, error) {
 		// Bounded: a read never waits long for a database that is down.
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.cfg.StoreTimeout)
 		defer cancel()
@@ -416,19 +469,6 @@ func (r *Refresher) load(ctx context.Context, name string, wait time.Duration) (
 		}
 		return r.cache.put(c, r.now()), nil
 	})
-	t := time.NewTimer(wait)
-	defer t.Stop()
-	select {
-	case res := <-ch:
-		if res.Err != nil {
-			return nil, res.Err
-		}
-		return res.Val.(*entry), nil
-	case <-t.C:
-		return nil, tokenkeeper.Errorf(tokenkeeper.EUNAVAILABLE, "the store did not answer within %s", wait)
-	case <-ctx.Done():
-		return nil, tokenkeeper.Errorf(tokenkeeper.EUNAVAILABLE, "reading credential %q: %v", name, ctx.Err())
-	}
 }
 
 // Refresh forces a refresh of the named credential, whatever its schedule and
