@@ -189,13 +189,15 @@ type broker struct {
 // startBroker starts the refresher and the HTTP server on opts.addr. The
 // broker owns store from here on and closes it when stopped.
 func startBroker(ctx context.Context, store tokenkeeper.Store, opts brokerOptions, logger *slog.Logger, onAttempt func(*tokenkeeper.Credential, *tokenkeeper.Event)) (*broker, error) {
-	var providerClient *http.Client // nil: the refresher's default
+	// With the guard, provider calls never reach internal networks:
+	// checked when dialled (DNS rebinding included) and, for literal
+	// addresses, when a credential is created or changed.
+	providerClient := netguard.NewHTTPClient(opts.providerTimeout, !opts.guard)
+	// As many connections to a provider kept as refreshes in flight.
+	tr := providerClient.Transport.(*http.Transport)
+	tr.MaxIdleConnsPerHost = max(tr.MaxIdleConnsPerHost, opts.concurrency)
 	var tokenURLCheck func(string) error
 	if opts.guard {
-		// Provider calls never reach internal networks: checked when
-		// dialled (DNS rebinding included) and, for literal addresses,
-		// when a credential is created or changed.
-		providerClient = netguard.NewHTTPClient(opts.providerTimeout, false)
 		tokenURLCheck = netguard.CheckURL
 	}
 	obs, err := newObservability(ctx, store, opts.obs, logger)

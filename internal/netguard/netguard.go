@@ -49,12 +49,23 @@ func Control(network, address string, _ syscall.RawConn) error {
 	return nil
 }
 
+// IdleConnsPerHost is how many idle connections to one host the clients of
+// NewHTTPClient keep for reuse. Go's default is 2: a broker refreshing
+// the credentials of one provider 64 at a time (one token endpoint, one
+// host) closed 62 connections after each round and opened them again, a
+// TCP and TLS handshake per refresh.
+const IdleConnsPerHost = 64
+
 // NewHTTPClient returns a client for calls to providers with the given
-// timeout. Unless allowPrivate, its connections refuse internal addresses
-// (see Control), and it uses no proxy from the environment, since a proxy
-// would connect on its behalf where the check cannot see.
+// timeout, keeping IdleConnsPerHost idle connections per host (raise it on
+// the returned Transport for more concurrent calls). Unless allowPrivate,
+// its connections refuse internal addresses (see Control), and it uses no
+// proxy from the environment, since a proxy would connect on its behalf
+// where the check cannot see.
 func NewHTTPClient(timeout time.Duration, allowPrivate bool) *http.Client {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.MaxIdleConnsPerHost = IdleConnsPerHost
+	tr.MaxIdleConns = 0 // no bound but per host
 	if !allowPrivate {
 		d := &net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second, Control: Control}
 		tr.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {

@@ -90,3 +90,50 @@ func TestCheckURL(t *testing.T) {
 		}
 	}
 }
+
+// TestIdleConnectionsKept sends rounds of 32 concurrent requests to one
+// host: the client keeps the connections of a round for the next, where
+// Go's default transport keeps 2 and opens 30 anew each round.
+func TestIdleConnectionsKept(t *testing.T) {
+	const inFlight, rounds = 32, 3
+	var conns atomic.Int64
+	release := make(chan struct{})
+	var arrived atomic.Int64
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if arrived.Add(1)%inFlight == 0 {
+			close(release)
+		}
+		<-release
+	}))
+	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			conns.Add(1)
+		}
+	}
+	srv.Start()
+	defer srv.Close()
+	c := NewHTTPClient(5*time.Second, true)
+	for range rounds {
+		// All of a round's requests are in flight at once: the handler
+		// holds them until the last arrives.
+		release = make(chan struct{})
+		errs := make(chan error, inFlight)
+		for range inFlight {
+			go func() {
+				resp, err := c.Get(srv.URL)
+				if err == nil {
+					resp.Body.Close()
+				}
+				errs <- err
+			}()
+		}
+		for range inFlight {
+			if err := <-errs; err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if n := conns.Load(); n != inFlight {
+		t.Fatalf("%d rounds of %d concurrent requests opened %d connections, want %d", rounds, inFlight, n, inFlight)
+	}
+}

@@ -111,7 +111,6 @@ func New(cfg Config) *Proxy {
 	if cfg.Transport == nil {
 		tr := netguard.NewHTTPClient(0, cfg.AllowPrivate).Transport.(*http.Transport)
 		tr.ResponseHeaderTimeout = cfg.Timeout
-		tr.MaxIdleConnsPerHost = 64
 		tr.Proxy = nil
 		cfg.Transport = tr
 	}

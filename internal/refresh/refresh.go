@@ -75,7 +75,8 @@ type Config struct {
 	// that a live worker never loses its claim mid-call. Default
 	// ProviderTimeout + 5s.
 	Lease time.Duration
-	// HTTPClient calls the providers; default a client with ProviderTimeout.
+	// HTTPClient calls the providers; default a client with ProviderTimeout
+	// that keeps Concurrency idle connections per host.
 	HTTPClient *http.Client
 	// DefaultLifetime is assumed for tokens whose response has no expires_in.
 	DefaultLifetime time.Duration
@@ -219,7 +220,13 @@ func New(cfg Config) (*Refresher, error) {
 		return nil, fmt.Errorf("refresh: lease %s must be longer than the provider timeout %s", cfg.Lease, cfg.ProviderTimeout)
 	}
 	if cfg.HTTPClient == nil {
-		cfg.HTTPClient = &http.Client{Timeout: cfg.ProviderTimeout}
+		// Concurrency refreshes may call one provider at once: keep as
+		// many connections to it (Go's default keeps 2, and each refresh
+		// beyond them paid a new connection).
+		tr := http.DefaultTransport.(*http.Transport).Clone()
+		tr.MaxIdleConnsPerHost = cfg.Concurrency
+		tr.MaxIdleConns = 0
+		cfg.HTTPClient = &http.Client{Timeout: cfg.ProviderTimeout, Transport: tr}
 	}
 	if cfg.KeepAliveInterval <= 0 {
 		cfg.KeepAliveInterval = catalog.DefaultKeepAlive

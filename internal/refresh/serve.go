@@ -123,7 +123,7 @@ type entry struct {
 	// steadily is reloaded before it must be and no read waits for the
 	// store only because the entry is old.
 	revalidateAt time.Time
-	sv         Served // what reads are answered with: served
+	sv           Served // what reads are answered with: served
 }
 
 // cache holds one entry per credential name.
