@@ -1,11 +1,64 @@
 package main
 
 import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
 	"os"
+	"os/exec"
+	"strings"
 	"time"
 
 	"github.com/tokenkeeper/tokenkeeper/internal/bench"
 )
+
+// runReadLoad runs l in a child process, bin bench read-load, which reads
+// it (API key included) on its standard input, never its command line, and
+// prints what it measured.
+func runReadLoad(ctx context.Context, bin string, l bench.ReadLoad) (bench.ReadRun, error) {
+	in, err := json.Marshal(l)
+	if err != nil {
+		return bench.ReadRun{}, err
+	}
+	cmd := exec.CommandContext(ctx, bin, "bench", "read-load")
+	cmd.Stdin = bytes.NewReader(in)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	if err := cmd.Run(); err != nil {
+		return bench.ReadRun{}, fmt.Errorf("%s bench read-load: %w: %s", bin, err, strings.TrimSpace(errb.String()))
+	}
+	var run bench.ReadRun
+	if err := json.Unmarshal(out.Bytes(), &run); err != nil {
+		return bench.ReadRun{}, fmt.Errorf("%s bench read-load printed no report: %w", bin, err)
+	}
+	return run, nil
+}
+
+// cmdBenchReadLoad is the hidden command behind runReadLoad.
+func (e *env) cmdBenchReadLoad(c *command) runFunc {
+	c.commandEnv()
+	c.describe("tokenkeeper bench read-load < LOAD.json",
+		`Runs the token reads of bench scale, described as JSON on standard input
+(base URL, API key, read targets, connections, rate, duration), in this
+process, and prints what it measured as JSON. bench scale runs it; it is not
+meant to be run by hand.`)
+	return func(args []string) error {
+		if _, err := c.args(0, "no arguments"); err != nil {
+			return err
+		}
+		var l bench.ReadLoad
+		dec := json.NewDecoder(e.stdin)
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&l); err != nil {
+			return usagef("bench read-load: standard input is not a read load: %v", err)
+		}
+		if l.Connections < 1 || l.Rate < 1 || len(l.Targets) == 0 || l.Duration <= 0 || l.Base == "" {
+			return usagef("bench read-load: the load needs a base URL, targets, and positive connections, rate and duration")
+		}
+		return printJSON(e.stdout, l.Run(e.ctx))
+	}
+}
 
 func (e *env) cmdBenchScale(c *command) runFunc {
 	c.describe("tokenkeeper bench scale [--credentials 1000000] [--lifetime 1h] [--window 10m] [--database PATH_OR_URL] [--replicas N]",
@@ -19,7 +72,8 @@ expiry, refreshes per second (per replica with --replicas), provider calls
 per token, refresh lag before expiry (p1, p50, p99), peak RSS, time from
 start to the first token served and to the first refresh, token read
 latency p50/p99 under the refresh load and, measured before the seeding,
-without it; database growth per hour and per day, and bytes written to disk
+without it (from this process, or with --reader-process from a separate
+one); database growth per hour and per day, and bytes written to disk
 per refresh (SQLite, from /proc/self/io). --database postgres://... runs on
 a fresh schema of that database, dropped afterwards; the default is a
 temporary SQLite file. Every figure and setting is printed; --json for a
@@ -37,7 +91,10 @@ machine.`)
 	c.fs.DurationVar(&cfg.QuietWindow, "quiet-window", 15*time.Second, "reading time without refresh load, before seeding")
 	asJSON := c.fs.Bool("json", false, "print JSON")
 	cpuProfile := c.fs.String("cpu-profile", "", "write a CPU profile of the window (go tool pprof) to this file")
+	readerProcess := c.fs.Bool("reader-process", false, "drive the token reads from a separate process, as a service's would, instead of from this one (whose scheduler they share with the refreshes)")
+	binary := c.fs.String("binary", "", "with --reader-process: the tokenkeeper binary to run it with (default: this one)")
 	c.commandEnv() // a tool: its variables must not be the broker's
+	c.envless("binary")
 	return func(args []string) error {
 		if *cpuProfile != "" {
 			f, err := os.Create(*cpuProfile)
@@ -47,7 +104,18 @@ machine.`)
 			defer f.Close()
 			cfg.CPUProfile = f
 		}
-		rep, err := bench.Scale(e.ctx, cfg, e.benchWiring(), e.benchLogf)
+		w := e.benchWiring()
+		if *readerProcess {
+			bin := *binary
+			if bin == "" {
+				var err error
+				if bin, err = os.Executable(); err != nil {
+					return fmt.Errorf("find this binary: %w", err)
+				}
+			}
+			w.RunReads = func(ctx context.Context, l bench.ReadLoad) (bench.ReadRun, error) { return runReadLoad(ctx, bin, l) }
+		}
+		rep, err := bench.Scale(e.ctx, cfg, w, e.benchLogf)
 		if err != nil {
 			return benchError(err)
 		}

@@ -43,6 +43,7 @@ func TestBenchScale(t *testing.T) {
 		QuietErrors              int     `json:"read_quiet_errors"`
 		LoadedErrors             int     `json:"read_loaded_errors"`
 		DatabaseBytesEnd         int64   `json:"database_bytes_end"`
+		ReadsFrom                string  `json:"reads_from"`
 		WrittenBytes             int64   `json:"written_bytes"`
 		WrittenPerRefresh        float64 `json:"written_bytes_per_refresh"`
 	}
@@ -62,7 +63,8 @@ func TestBenchScale(t *testing.T) {
 		t.Errorf("%.2f%% before expiry, lag p50 %.2fs p99 %.2fs (lead 10s)", rep.RefreshedBeforeExpiryPct, rep.LagP50, rep.LagP99)
 	}
 	if rep.PeakRSSMiB <= 0 || rep.FirstToken <= 0 || rep.FirstRefresh <= 0 || rep.QuietP99 <= 0 || rep.LoadedP99 <= 0 ||
-		rep.QuietErrors != 0 || rep.LoadedErrors != 0 || rep.DatabaseBytesEnd <= 0 || rep.WrittenBytes <= 0 || rep.WrittenPerRefresh <= 0 {
+		rep.QuietErrors != 0 || rep.LoadedErrors != 0 || rep.DatabaseBytesEnd <= 0 || rep.WrittenBytes <= 0 || rep.WrittenPerRefresh <= 0 ||
+		rep.ReadsFrom != "this process" {
 		t.Errorf("figures not measured: %s", out.String())
 	}
 	if !strings.Contains(errb.String(), "bench scale: 200 credentials, lifetime 30s (refreshed 10s before expiry)") {
@@ -99,12 +101,13 @@ func TestBenchScalePostgresReplicas(t *testing.T) {
 		t.Skip("runs for about 15 s")
 	}
 	db := storetest.PostgresURL(t)
+	bin := buildBinary(t, t.TempDir())
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	var out, errb syncBuffer
 	err := run(ctx, []string{"tokenkeeper", "bench", "scale", "--credentials", "300", "--lifetime", "30s", "--window", "5s",
 		"--quiet-window", "1s", "--latency", "1ms", "--read-connections", "4", "--read-rate", "100", "--replicas", "2",
-		"--database", db, "--json"},
+		"--database", db, "--reader-process", "--binary", bin, "--json"},
 		func(string) string { return "" }, strings.NewReader(""), &out, &errb)
 	if err != nil {
 		t.Fatalf("bench scale: %v\n%s", err, errb.String())
@@ -114,6 +117,11 @@ func TestBenchScalePostgresReplicas(t *testing.T) {
 		RefreshesPerReplica []int   `json:"refreshes_per_replica"`
 		CallsPerToken       float64 `json:"provider_calls_per_token"`
 		DatabaseBytesEnd    int64   `json:"database_bytes_end"`
+		ReadsFrom           string  `json:"reads_from"`
+		QuietP99            float64 `json:"read_quiet_p99_ms"`
+		LoadedP99           float64 `json:"read_loaded_p99_ms"`
+		LoadedRPS           float64 `json:"read_loaded_rps"`
+		LoadedErrors        int     `json:"read_loaded_errors"`
 	}
 	if err := json.Unmarshal([]byte(out.String()), &rep); err != nil {
 		t.Fatalf("bench scale --json: %v\n%s", err, out.String())
@@ -122,7 +130,38 @@ func TestBenchScalePostgresReplicas(t *testing.T) {
 		rep.Refreshes < 20 || rep.CallsPerToken < 0.9 || rep.CallsPerToken > 1.1 || rep.DatabaseBytesEnd <= 0 {
 		t.Errorf("report: %s", out.String())
 	}
+	// The reads ran in the child process (bench read-load) and came back.
+	if rep.ReadsFrom != "a separate process" || rep.QuietP99 <= 0 || rep.LoadedP99 <= 0 || rep.LoadedRPS < 50 || rep.LoadedErrors != 0 {
+		t.Errorf("reads from a separate process: %s", out.String())
+	}
 	if !strings.Contains(errb.String(), "vacuumed and analyzed in ") {
 		t.Errorf("the seeded schema was not vacuumed before the window: %s", errb.String())
+	}
+}
+
+// TestBenchReadLoadInput: the hidden command behind --reader-process
+// refuses a load it cannot run, with a usage error, before any request.
+func TestBenchReadLoadInput(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{"", "standard input is not a read load"},
+		{"not json", "standard input is not a read load"},
+		{`{"base":"http://127.0.0.1:1","surprise":1}`, "unknown field"},
+		{`{"base":"http://127.0.0.1:1","key":"k","targets":["/x"],"connections":0,"rate":10,"duration":"1s"}`, "positive connections"},
+		{`{"key":"k","targets":["/x"],"connections":1,"rate":10,"duration":"1s"}`, "needs a base URL"},
+	} {
+		var out, errb syncBuffer
+		err := run(context.Background(), []string{"tokenkeeper", "bench", "read-load"}, func(string) string { return "" },
+			strings.NewReader(tc.in), &out, &errb)
+		if err == nil || !strings.Contains(err.Error(), tc.want) || exitCode(err) != 2 {
+			t.Errorf("%q: err %v; want a usage error containing %q", tc.in, err, tc.want)
+		}
+	}
+	// Not in the help: bench scale runs it.
+	var out, errb syncBuffer
+	if err := run(context.Background(), []string{"tokenkeeper", "bench", "--help"}, func(string) string { return "" }, nil, &out, &errb); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(out.String(), "read-load") || !strings.Contains(out.String(), "scale") {
+		t.Errorf("bench --help:\n%s", out.String())
 	}
 }

@@ -178,6 +178,7 @@ func (e *env) commands() *cobra.Command {
 			e.leaf("refresh", e.cmdBenchRefresh),
 			e.leaf("read", e.cmdBenchRead),
 			e.leaf("scale", e.cmdBenchScale),
+			hidden(e.leaf("read-load", e.cmdBenchReadLoad)),
 			e.leaf("chaos", e.cmdBenchChaos)),
 	)
 	return root
@@ -298,6 +299,13 @@ type env struct {
 // leaf returns a command that runs: define declares its flags, and the
 // body it returns runs once cobra has parsed the command line and bind has
 // read the environment.
+// hidden leaves cc out of the help and completions: a command that other
+// commands run.
+func hidden(cc *cobra.Command) *cobra.Command {
+	cc.Hidden = true
+	return cc
+}
+
 func (e *env) leaf(name string, define defineFunc, aliases ...string) *cobra.Command {
 	cc := &cobra.Command{Use: name, Aliases: aliases, Args: cobra.ArbitraryArgs,
 		ValidArgsFunction: cobra.NoFileCompletions} // names, not files, unless the command says otherwise
@@ -324,14 +332,24 @@ func (e *env) leaf(name string, define defineFunc, aliases ...string) *cobra.Com
 func (e *env) group(name string, aliases []string, short string, subs ...*cobra.Command) *cobra.Command {
 	cc := &cobra.Command{Use: name, Aliases: aliases, Short: short, Args: cobra.ArbitraryArgs}
 	cc.AddCommand(subs...)
+	// The subcommands a person runs: not the hidden ones.
+	shown := func() []*cobra.Command {
+		var out []*cobra.Command
+		for _, s := range cc.Commands() {
+			if !s.Hidden {
+				out = append(out, s)
+			}
+		}
+		return out
+	}
 	usage := func(w io.Writer) {
 		var names []string
-		for _, s := range cc.Commands() {
+		for _, s := range shown() {
 			names = append(names, s.Name())
 		}
 		fmt.Fprintf(w, "Usage: tokenkeeper %s %s [flags]\n\n", name, strings.Join(names, "|"))
 		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-		for _, s := range cc.Commands() {
+		for _, s := range shown() {
 			also := ""
 			if len(s.Aliases) > 0 {
 				also = " (also " + strings.Join(s.Aliases, ", ") + ")"
@@ -352,7 +370,7 @@ func (e *env) group(name string, aliases []string, short string, subs ...*cobra.
 			return nil
 		}
 		var names []string
-		for _, s := range cc.Commands() {
+		for _, s := range shown() {
 			names = append(names, s.Name())
 		}
 		return usagef("unknown subcommand %q of %s%s; expected one of %s", args[0], name, suggest(cmd, args[0]), strings.Join(names, ", "))

@@ -78,6 +78,10 @@ type ScaleReport struct {
 	ReadConnections int      `json:"read_connections"`
 	ReadRate        int      `json:"read_rate"`
 	QuietWindow     Duration `json:"quiet_window"`
+	// ReadsFrom says where the reads ran: "a separate process" (as a
+	// service's would) or "this process" (sharing its scheduler with the
+	// broker's refreshes, which adds their waits to the reads').
+	ReadsFrom string `json:"reads_from"`
 
 	SeedSeconds float64 `json:"seed_seconds"` // bulk insert of every credential
 	// HistoryEvents is how many refresh events were seeded as history, and
@@ -296,8 +300,18 @@ func Scale(ctx context.Context, cfg ScaleConfig, w Wiring, logf Logf) (*ScaleRep
 	}
 
 	// Reads without refresh load: nothing is due yet.
-	logf("  reading %d tokens/s over %d connections for %s without refresh load", cfg.ReadRate, cfg.ReadConnections, cfg.QuietWindow)
-	quiet := pacedReads(ctx, brokers[0].URL, key, readTargets, cfg.ReadConnections, cfg.ReadRate, cfg.QuietWindow)
+	runReads := func(ctx context.Context, l ReadLoad) (ReadRun, error) { return l.Run(ctx), nil }
+	rep.ReadsFrom = "this process"
+	if w.RunReads != nil {
+		runReads, rep.ReadsFrom = w.RunReads, "a separate process"
+	}
+	load := ReadLoad{Base: brokers[0].URL, Key: key, Targets: readTargets, Connections: cfg.ReadConnections, Rate: cfg.ReadRate}
+	logf("  reading %d tokens/s over %d connections from %s for %s without refresh load", cfg.ReadRate, cfg.ReadConnections, rep.ReadsFrom, cfg.QuietWindow)
+	load.Duration = Duration(cfg.QuietWindow)
+	quiet, err := runReads(ctx, load)
+	if err != nil {
+		return nil, fmt.Errorf("reads without refresh load: %w", err)
+	}
 	rep.ReadQuietP50MS, rep.ReadQuietP99MS, rep.ReadQuietErrors = millis(quiet.P50), millis(quiet.P99), quiet.Errors
 	if ctx.Err() != nil {
 		return nil, ctx.Err()
@@ -456,9 +470,13 @@ func Scale(ctx context.Context, cfg ScaleConfig, w Wiring, logf Logf) (*ScaleRep
 	tr.measuring = true
 	tr.callFrom = windowStart.UnixNano()
 	tr.mu.Unlock()
-	loaded := pacedReads(ctx, brokers[0].URL, key, readTargets, cfg.ReadConnections, cfg.ReadRate, cfg.Window)
+	load.Base, load.Duration = brokers[0].URL, Duration(cfg.Window)
+	loaded, err := runReads(ctx, load)
 	if ctx.Err() != nil {
 		return nil, ctx.Err()
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reads under refresh load: %w", err)
 	}
 	elapsed := time.Since(windowStart)
 	if cfg.CPUProfile != nil {
@@ -637,10 +655,28 @@ func getOK(ctx context.Context, hc *http.Client, url, key string) (bool, error) 
 	return resp.StatusCode == http.StatusOK, nil
 }
 
-// pacedReads reads the targets in turn (GET base+target with the API key)
-// from conns keep-alive connections for d, rate requests per second in
-// all, each connection sending at its own even pace (and at once when it
-// is behind), and measures the latencies.
+// ReadLoad is the token reads of a Scale run: GET Base+target for each of
+// Targets in turn, with the API key Key, from Connections keep-alive
+// connections for Duration, Rate requests per second in all.
+type ReadLoad struct {
+	Base        string   `json:"base"`
+	Key         string   `json:"key"`
+	Targets     []string `json:"targets"`
+	Connections int      `json:"connections"`
+	Rate        int      `json:"rate"`
+	Duration    Duration `json:"duration"`
+}
+
+// Run drives l from this process, each connection sending at its own even
+// pace (and at once when it is behind), and measures the latencies.
+func (l ReadLoad) Run(ctx context.Context) ReadRun {
+	if l.Connections < 1 || l.Rate < 1 || len(l.Targets) == 0 {
+		return ReadRun{}
+	}
+	return pacedReads(ctx, l.Base, l.Key, l.Targets, l.Connections, l.Rate, time.Duration(l.Duration))
+}
+
+// pacedReads is ReadLoad.Run.
 func pacedReads(ctx context.Context, base, key string, targets []string, conns, rate int, d time.Duration) ReadRun {
 	ctx, cancel := context.WithTimeout(ctx, d)
 	defer cancel()
@@ -702,8 +738,8 @@ func (r *ScaleReport) WriteText(w io.Writer) error {
 	tw.printf("bench scale on %s\n", r.Database)
 	tw.printf("  settings                        %d credentials, token lifetime %s (refreshed %s before expiry), provider latency %s, concurrency %d, %d replica(s)\n",
 		r.Credentials, r.Lifetime, r.Lead, r.ProviderLatency, r.Concurrency, r.Replicas)
-	tw.printf("  reads                           %d/s over %d keep-alive connections; %s without refresh load, then throughout the window\n",
-		r.ReadRate, r.ReadConnections, r.QuietWindow)
+	tw.printf("  reads                           %d/s over %d keep-alive connections from %s; %s without refresh load, then throughout the window\n",
+		r.ReadRate, r.ReadConnections, r.ReadsFrom, r.QuietWindow)
 	tw.printf("  seeding                         %.1fs; %d events of history (%s)\n", r.SeedSeconds, r.HistoryEvents, r.HistoryNote)
 	tw.printf("  start to first token served     %.3fs\n", r.StartToFirstTokenSeconds)
 	tw.printf("  start to first refresh          %.3fs (the schedule is the database's index: nothing to load)\n", r.StartToFirstRefreshSeconds)

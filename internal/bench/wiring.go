@@ -23,6 +23,10 @@ type Wiring struct {
 	// CreateAdminKey creates an admin API key named name in store and
 	// returns it. Used by Read.
 	CreateAdminKey func(ctx context.Context, store tokenkeeper.Store, name string) (string, error)
+	// RunReads, if not nil, drives a read load from another process, as a
+	// service reading tokens would, and returns what it measured; Scale
+	// drives its reads with it, and from this process without it.
+	RunReads func(ctx context.Context, l ReadLoad) (ReadRun, error)
 	// EventRetention is how many refresh events the store keeps per
 	// credential (sqlstore.DefaultRefreshEventCount for serve);
 	// Chaos uses it to tell a credential whose events were truncated.
