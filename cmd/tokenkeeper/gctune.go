@@ -135,3 +135,49 @@ func gcPercentFor(live uint64) int {
 	}
 	return int(min(max((heapFloor-live)*100/live, 100), maxGCPercent))
 }
+
+// procTuning counts the brokers running in this process that raised
+// GOMAXPROCS (tuneProcs).
+var procTuning struct {
+	mu      sync.Mutex
+	brokers int // guarded by mu
+}
+
+// tuneProcs runs the Go scheduler with one P (a thread running Go code)
+// more than its default, which is the CPUs this process may use, while a
+// broker runs in this process, and returns the func to call once it has
+// stopped (once the last one has, the default is back).
+//
+// Measured on 2 CPUs: wrk against token reads with GOMAXPROCS=3 reached
+// 0.92 to 1.00 of a bare handler's request rate where the default reached
+// 0.86 to 0.91 (three runs of three rounds each), and in bench scale (200,000
+// credentials refreshed 560 times a second, 1,000 reads a second) the read
+// p99 under the refresh load fell from 4.1 to 2.0 ms. Our reading of the
+// execution traces: a goroutine that enters a system call keeps its P until
+// the call returns or the runtime's monitor hands the P over, which takes
+// from 20 µs to 10 ms, and a broker makes many (socket reads and writes,
+// and SQLite's file writes, locks and fsync on its writer); meanwhile the
+// goroutines queued on that P wait, although a CPU is free. With one P
+// more, the CPUs stay busy, and the kernel's scheduler, not the runtime's
+// queue, shares them. An operator's own GOMAXPROCS (in the environment)
+// wins: then it does nothing.
+func tuneProcs() (release func()) {
+	if _, ok := os.LookupEnv("GOMAXPROCS"); ok {
+		return func() {}
+	}
+	procTuning.mu.Lock()
+	defer procTuning.mu.Unlock()
+	if procTuning.brokers++; procTuning.brokers == 1 {
+		runtime.GOMAXPROCS(runtime.GOMAXPROCS(0) + 1)
+	}
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			procTuning.mu.Lock()
+			defer procTuning.mu.Unlock()
+			if procTuning.brokers--; procTuning.brokers == 0 {
+				runtime.SetDefaultGOMAXPROCS()
+			}
+		})
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"os/exec"
 	"runtime"
 	"runtime/metrics"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -93,5 +94,52 @@ func TestTuneGC(t *testing.T) {
 	}
 	if got := run("GOGC=150"); got["gogc"] != "150" || got["none left"] != "150" {
 		t.Errorf("GOGC=150 set by the operator: the tuner made it %v", got)
+	}
+}
+
+// TestTuneProcs runs tuneProcs in a child process (it changes the
+// process's scheduler): one P more than the default while a broker runs,
+// the default again once the last has stopped, and an operator's
+// GOMAXPROCS left alone.
+func TestTuneProcs(t *testing.T) {
+	if os.Getenv("TK_TUNEPROCS_CHILD") != "" {
+		fmt.Printf("before=%d\n", runtime.GOMAXPROCS(0))
+		release := tuneProcs()
+		fmt.Printf("one=%d\n", runtime.GOMAXPROCS(0))
+		second := tuneProcs() // another broker: no more
+		fmt.Printf("two=%d\n", runtime.GOMAXPROCS(0))
+		release()
+		release() // twice: counts once
+		fmt.Printf("one left=%d\n", runtime.GOMAXPROCS(0))
+		second()
+		fmt.Printf("none left=%d\n", runtime.GOMAXPROCS(0))
+		return
+	}
+	run := func(env ...string) map[string]string {
+		cmd := exec.Command(os.Args[0], "-test.run=^TestTuneProcs$", "-test.count=1")
+		cmd.Env = append(os.Environ(), append(env, "TK_TUNEPROCS_CHILD=1")...)
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("child: %v\n%s", err, out)
+		}
+		got := map[string]string{}
+		for _, l := range strings.Split(string(out), "\n") {
+			if k, v, ok := strings.Cut(l, "="); ok {
+				got[k] = v
+			}
+		}
+		if got["before"] == "" {
+			t.Fatalf("child printed nothing:\n%s", out)
+		}
+		return got
+	}
+	got := run()
+	before, _ := strconv.Atoi(got["before"])
+	want := strconv.Itoa(before + 1)
+	if got["one"] != want || got["two"] != want || got["one left"] != want || got["none left"] != got["before"] {
+		t.Errorf("GOMAXPROCS %v; want %s while a broker runs, %s once none does", got, want, got["before"])
+	}
+	if got := run("GOMAXPROCS=1"); got["before"] != "1" || got["one"] != "1" || got["none left"] != "1" {
+		t.Errorf("GOMAXPROCS=1 set by the operator: the tuner made it %v", got)
 	}
 }

@@ -278,7 +278,7 @@ func startBroker(ctx context.Context, store tokenkeeper.Store, opts brokerOption
 		obs.close()
 		return nil, err
 	}
-	releaseGC := tuneGC() // until the broker has stopped
+	releaseGC, releaseProcs := tuneGC(), tuneProcs() // until the broker has stopped
 	b := &broker{
 		URL: "http://" + ln.Addr().String(), Store: store, Refresher: ref, Connect: connectSvc, done: make(chan struct{}),
 		opts: opts, logger: logger, obs: obs, MetricsURL: obs.metricsURL(),
@@ -344,6 +344,7 @@ func startBroker(ctx context.Context, store tokenkeeper.Store, opts brokerOption
 			b.err = fmt.Errorf("close store: %w", err)
 		}
 		releaseGC()
+		releaseProcs()
 		close(b.done)
 	}()
 	go func() {
