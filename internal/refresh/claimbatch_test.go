@@ -12,9 +12,10 @@ import (
 
 // While refreshes are in flight, credentials coming due one after another
 // are claimed together (ClaimBatchWait): at 200 due a second with 20 ms
-// provider calls, a claim every 50 ms takes about ten of them, where
-// claiming on every pass takes them one or two at a time. Every one is
-// still refreshed, once.
+// provider calls, a claim every 300 ms takes up to sixty of them, where
+// claiming on every pass takes them one or two at a time (on a busy
+// machine under -race, ten or more: a claim itself takes tens of
+// milliseconds). Every one is still refreshed, once.
 func TestClaimBatchWaitClaimsTogether(t *testing.T) {
 	var unbatched float64
 	for _, tc := range []struct {
@@ -22,13 +23,19 @@ func TestClaimBatchWaitClaimsTogether(t *testing.T) {
 		wait time.Duration
 	}{
 		{"unbatched", -1},
-		{"batched", 50 * time.Millisecond},
+		{"batched", 300 * time.Millisecond},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			w := newWorld(t, false, nil, oauthtest.WithLatency(20*time.Millisecond))
 			st := w.open("a", nil)
 			const n = 200
-			start := time.Now().Add(500 * time.Millisecond)
+			// The first comes due once all are created: on a busy machine
+			// under -race a creation takes 10 ms or more, and credentials
+			// created after their due time would be claimed together in
+			// either case. A probe times one.
+			t0 := time.Now()
+			w.credential(st, "probe", time.Now().Add(time.Hour))
+			start := time.Now().Add(500*time.Millisecond + 2*n*time.Since(t0))
 			for i := range n {
 				w.credential(st, fmt.Sprintf("c%03d", i), start.Add(time.Duration(i)*5*time.Millisecond))
 			}
