@@ -68,22 +68,7 @@ func TestTuneGC(t *testing.T) {
 		return
 	}
 	run := func(env ...string) map[string]string {
-		cmd := exec.Command(os.Args[0], "-test.run=^TestTuneGC$", "-test.count=1")
-		cmd.Env = append(os.Environ(), append(env, "TK_TUNEGC_CHILD=1")...)
-		out, err := cmd.CombinedOutput()
-		if err != nil {
-			t.Fatalf("child: %v\n%s", err, out)
-		}
-		got := map[string]string{}
-		for _, l := range strings.Split(string(out), "\n") {
-			if k, v, ok := strings.Cut(l, "="); ok {
-				got[k] = v
-			}
-		}
-		if got["gogc"] == "" {
-			t.Fatalf("child printed no gogc:\n%s", out)
-		}
-		return got
+		return runTestChild(t, "TestTuneGC", "gogc", append(env, "TK_TUNEGC_CHILD=1")...)
 	}
 	got := run()
 	if got["gogc"] == "100" || got["one left"] == "100" {
@@ -116,22 +101,7 @@ func TestTuneProcs(t *testing.T) {
 		return
 	}
 	run := func(env ...string) map[string]string {
-		cmd := exec.Command(os.Args[0], "-test.run=^TestTuneProcs$", "-test.count=1")
-		cmd.Env = append(os.Environ(), append(env, "TK_TUNEPROCS_CHILD=1")...)
-		out, err := cmd.CombinedOutput()
-		if err != nil {
-			t.Fatalf("child: %v\n%s", err, out)
-		}
-		got := map[string]string{}
-		for _, l := range strings.Split(string(out), "\n") {
-			if k, v, ok := strings.Cut(l, "="); ok {
-				got[k] = v
-			}
-		}
-		if got["before"] == "" {
-			t.Fatalf("child printed nothing:\n%s", out)
-		}
-		return got
+		return runTestChild(t, "TestTuneProcs", "before", append(env, "TK_TUNEPROCS_CHILD=1")...)
 	}
 	got := run()
 	before, _ := strconv.Atoi(got["before"])
@@ -142,4 +112,28 @@ func TestTuneProcs(t *testing.T) {
 	if got := run("GOMAXPROCS=1"); got["before"] != "1" || got["one"] != "1" || got["none left"] != "1" {
 		t.Errorf("GOMAXPROCS=1 set by the operator: the tuner made it %v", got)
 	}
+}
+
+// runTestChild runs the test named test again in a child process with env
+// added to its environment (the test does its work there when it finds
+// its variable), and returns the KEY=VALUE lines it printed; the child
+// must print key.
+func runTestChild(t *testing.T, test, key string, env ...string) map[string]string {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^"+test+"$", "-test.count=1")
+	cmd.Env = append(os.Environ(), env...)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("child: %v\n%s", err, out)
+	}
+	got := map[string]string{}
+	for _, l := range strings.Split(string(out), "\n") {
+		if k, v, ok := strings.Cut(l, "="); ok {
+			got[k] = v
+		}
+	}
+	if got[key] == "" {
+		t.Fatalf("child printed no %s:\n%s", key, out)
+	}
+	return got
 }

@@ -45,6 +45,7 @@ import (
 
 	"github.com/tokenkeeper/tokenkeeper"
 	"github.com/tokenkeeper/tokenkeeper/internal/catalog"
+	"github.com/tokenkeeper/tokenkeeper/internal/netguard"
 	"github.com/tokenkeeper/tokenkeeper/internal/oauth"
 )
 
@@ -223,10 +224,9 @@ func New(cfg Config) (*Refresher, error) {
 		// Concurrency refreshes may call one provider at once: keep as
 		// many connections to it (Go's default keeps 2, and each refresh
 		// beyond them paid a new connection).
-		tr := http.DefaultTransport.(*http.Transport).Clone()
-		tr.MaxIdleConnsPerHost = cfg.Concurrency
-		tr.MaxIdleConns = 0
-		cfg.HTTPClient = &http.Client{Timeout: cfg.ProviderTimeout, Transport: tr}
+		cfg.HTTPClient = netguard.NewHTTPClient(cfg.ProviderTimeout, true)
+		tr := cfg.HTTPClient.Transport.(*http.Transport)
+		tr.MaxIdleConnsPerHost = max(tr.MaxIdleConnsPerHost, cfg.Concurrency)
 	}
 	if cfg.KeepAliveInterval <= 0 {
 		cfg.KeepAliveInterval = catalog.DefaultKeepAlive
