@@ -205,6 +205,12 @@ func TestDeliverSignedWithRetries(t *testing.T) {
 	if ds[0].Attempts != 3 || ds[0].LastStatusCode != 204 {
 		t.Fatalf("log: %+v", ds[0])
 	}
+	// OnAttempt runs after the attempt is logged in the store: wait for it.
+	waitFor(t, "the delivered attempt reported", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return outcomes[webhook.OutcomeDelivered] > 0
+	})
 	mu.Lock()
 	defer mu.Unlock()
 	if outcomes[webhook.OutcomeRetry] != 2 || outcomes[webhook.OutcomeDelivered] != 1 {
