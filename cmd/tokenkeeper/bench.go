@@ -89,22 +89,41 @@ schema of that database, dropped afterwards; the default is a temporary SQLite f
 
 func (e *env) cmdBenchRead(c *command) runFunc {
 	c.commandEnv() // a tool: its variables must not be the broker's
-	c.describe("tokenkeeper bench read [--connections 64] [--duration 10s]",
+	c.describe("tokenkeeper bench read [--connections 64] [--duration 10s] [--rounds N] [--wrk wrk]",
 		`Measures the token read path: drives GET /v1/credentials/NAME/token over
 loopback keep-alive connections against a broker in this process (SQLite in
 a temporary directory, or a fresh schema of --database postgres://...), as an
 API key, as a user's access token (JWT), and as a service client at
 /oauth2/token; and in the same run a bare net/http handler answering a body
 of the same size. Reports each request rate, its ratio to the bare handler's
-and the p99 latencies. Tokens are served from memory, so the database only
-matters for authentication misses and the audit writer.`)
+and the p99 latencies, and each p99's ratio to the bare handler's. Tokens are
+served from memory, so the database only matters for authentication misses
+and the audit writer.
+
+The built-in driver works like wrk: a fixed number of keep-alive connections,
+one request in flight on each. --wrk wrk drives the load with wrk itself
+(Debian: apt-get install wrk; each request's headers are set by a Lua script
+in a private temporary directory, never on its command line). --rounds N runs
+the bare handler and the three callers in turn N times and reports the
+medians: --wrk wrk --rounds 3 --duration 8s is wrk -t2 -c64 -d8s, three
+alternating rounds.`)
 	var cfg bench.ReadConfig
 	c.fs.IntVar(&cfg.Connections, "connections", 64, "concurrent keep-alive connections")
-	c.fs.DurationVar(&cfg.Duration, "duration", 10*time.Second, "duration of each of the two runs")
+	c.fs.DurationVar(&cfg.Duration, "duration", 10*time.Second, "duration of each run (four runs a round: the bare handler, then the three callers)")
 	c.fs.StringVar(&cfg.Database, "database", "", "postgres:// URL (default: a temporary SQLite file)")
+	c.fs.IntVar(&cfg.Rounds, "rounds", 1, "alternating rounds of the four runs; the report gives each figure's median")
+	c.fs.StringVar(&cfg.Wrk, "wrk", "", "drive the load with wrk, this binary (a path or a name on PATH), instead of the built-in driver")
+	c.fs.IntVar(&cfg.WrkThreads, "wrk-threads", 2, "with --wrk: wrk's threads (-t)")
 	withMetrics := c.fs.Bool("metrics", false, "run the broker with /metrics on (as serve --metrics-addr does), to measure what metrics cost")
 	asJSON := c.fs.Bool("json", false, "print JSON")
 	return func(args []string) error {
+		// The library reads 0 as the default; on the command line it is a mistake.
+		if cfg.Rounds < 1 {
+			return usagef("--rounds must be from 1 to 100")
+		}
+		if cfg.WrkThreads < 1 {
+			return usagef("--wrk-threads must be from 1 to 256")
+		}
 		var obs observabilityOptions
 		if *withMetrics {
 			obs.metricsAddr, obs.metricsPoll = "127.0.0.1:0", 15*time.Second

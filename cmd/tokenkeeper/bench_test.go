@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"os"
+	"os/exec"
 	"regexp"
 	"strings"
 	"testing"
@@ -51,6 +53,46 @@ func TestBenchRefreshAndRead(t *testing.T) {
 	}
 }
 
+// TestBenchReadWrk drives bench read with the real wrk, two short rounds:
+// every caller's requests succeed, each figure is there, and no secret is
+// on wrk's command line (its requests are set by a Lua script).
+func TestBenchReadWrk(t *testing.T) {
+	if _, err := exec.LookPath("wrk"); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("wrk is required in CI (apt-get install wrk)")
+		}
+		t.Skip("wrk is not installed")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	var out, errb syncBuffer
+	err := run(ctx, []string{"tokenkeeper", "bench", "read", "--wrk", "wrk", "--connections", "4", "--duration", "1s", "--rounds", "2", "--json"},
+		func(string) string { return "" }, strings.NewReader(""), &out, &errb)
+	if err != nil {
+		t.Fatalf("bench read --wrk: %v\n%s", err, errb.String())
+	}
+	var rep map[string]any
+	if err := json.Unmarshal([]byte(out.String()), &rep); err != nil {
+		t.Fatalf("bench read --wrk --json: %v\n%s", err, out.String())
+	}
+	if rep["driver"] != "wrk -t2" || rep["rounds"] != 2.0 || rep["connections"] != 4.0 {
+		t.Errorf("report: %s", out.String())
+	}
+	for _, k := range []string{"bare", "apikey", "jwt", "client"} {
+		// Tens of thousands of requests a second on loopback; a caller
+		// whose requests were refused would show as errors.
+		if rps, _ := rep[k+"_rps"].(float64); rps < 100 || rep[k+"_errors"] != 0.0 || rep[k+"_p99_ms"].(float64) <= 0 {
+			t.Errorf("%s: rps %v, errors %v, p99 %v", k, rep[k+"_rps"], rep[k+"_errors"], rep[k+"_p99_ms"])
+		}
+		if r, _ := rep[k+"_ratio"].(float64); k != "bare" && (r <= 0 || r > 10) {
+			t.Errorf("%s ratio %v", k, r)
+		}
+	}
+	if n := strings.Count(errb.String(), "round 2: "); n != 4 {
+		t.Errorf("progress shows %d runs of round 2, want 4:\n%s", n, errb.String())
+	}
+}
+
 func TestBenchFlags(t *testing.T) {
 	for _, tc := range []struct {
 		args []string
@@ -62,6 +104,9 @@ func TestBenchFlags(t *testing.T) {
 		{[]string{"read", "--connections", "0"}, "--connections must be from 1 to 4096"},
 		{[]string{"read", "--duration", "0s"}, "--duration positive"},
 		{[]string{"read", "--connections", "x"}, "invalid value"},
+		{[]string{"read", "--wrk", "wrk", "--duration", "500ms"}, "--duration must be whole seconds with --wrk"},
+		{[]string{"read", "--rounds", "0"}, "--rounds must be from 1 to 100"},
+		{[]string{"read", "--wrk-threads", "0"}, "--wrk-threads must be from 1 to 256"},
 	} {
 		var out, errb syncBuffer
 		err := run(context.Background(), append([]string{"tokenkeeper", "bench"}, tc.args...),

@@ -22,11 +22,29 @@ type ReadConfig struct {
 	Connections int           // concurrent keep-alive connections, 1 to 4096
 	Duration    time.Duration // of each run, positive
 	Database    string        // postgres:// URL; "": a temporary SQLite file
+	Rounds      int           // alternating rounds of every run, 1 to 100; 0: 1
+	Wrk         string        // drive the load with this wrk binary (a path or a name on PATH); "": the built-in driver
+	WrkThreads  int           // wrk -t; 0: 2
 }
 
 func (c *ReadConfig) validate() error {
 	if c.Connections < 1 || c.Connections > 4096 || c.Duration <= 0 {
 		return configErrorf("--connections must be from 1 to 4096 and --duration positive")
+	}
+	if c.Rounds == 0 {
+		c.Rounds = 1
+	}
+	if c.Rounds < 1 || c.Rounds > 100 {
+		return configErrorf("--rounds must be from 1 to 100")
+	}
+	if c.WrkThreads == 0 {
+		c.WrkThreads = 2
+	}
+	if c.WrkThreads < 1 || c.WrkThreads > 256 {
+		return configErrorf("--wrk-threads must be from 1 to 256")
+	}
+	if c.Wrk != "" && (c.Duration < time.Second || c.Duration%time.Second != 0) {
+		return configErrorf("--duration must be whole seconds with --wrk (wrk counts in seconds), not %s", c.Duration)
 	}
 	return nil
 }
@@ -41,12 +59,16 @@ type ReadRun struct {
 }
 
 // ReadReport is what a Read run measured: the bare handler's run first,
-// then the broker's, one per kind of caller.
+// then the broker's, one per kind of caller. With several rounds, Runs
+// holds each kind's medians (errors and requests summed) and Rounds each
+// round's runs, in the same order.
 type ReadReport struct {
 	Connections int
 	Duration    time.Duration
-	BodyBytes   int // of the token answer, which the bare handler also sends
+	BodyBytes   int    // of the token answer, which the bare handler also sends
+	Driver      string // "" for the built-in driver, "wrk -t2" for wrk
 	Runs        []ReadRun
+	Rounds      [][]ReadRun
 }
 
 // MarshalJSON writes the report as one flat object, as the command has
@@ -54,32 +76,75 @@ type ReadReport struct {
 // KEY_rps, KEY_p99_ms, KEY_errors and (but for the bare handler) KEY_ratio,
 // the run's request rate over the bare handler's.
 func (r *ReadReport) MarshalJSON() ([]byte, error) {
-	out := map[string]any{"connections": r.Connections, "duration": r.Duration.String(), "body_bytes": r.BodyBytes}
+	driver := r.Driver
+	if driver == "" {
+		driver = "built-in"
+	}
+	out := map[string]any{"connections": r.Connections, "duration": r.Duration.String(), "body_bytes": r.BodyBytes,
+		"driver": driver, "rounds": max(1, len(r.Rounds))}
 	for i, run := range r.Runs {
 		k := run.Key
 		out[k+"_rps"], out[k+"_p99_ms"], out[k+"_errors"] = run.RequestsPerSecond, millis(run.P99), run.Errors
 		if i > 0 {
-			out[k+"_ratio"] = r.ratio(i)
+			out[k+"_ratio"], out[k+"_p99_ratio"] = r.ratio(i), r.p99Ratio(i)
 		}
 	}
 	return json.Marshal(out)
 }
 
-// ratio is run i's request rate over the bare handler's.
+// ratio is run i's request rate over the bare handler's: with several
+// rounds, the median of each round's ratio.
 func (r *ReadReport) ratio(i int) float64 {
-	return r.Runs[i].RequestsPerSecond / r.Runs[0].RequestsPerSecond
+	return r.overRounds(i, func(run, bare ReadRun) float64 { return run.RequestsPerSecond / bare.RequestsPerSecond })
+}
+
+// p99Ratio is run i's p99 latency over the bare handler's, the median
+// over the rounds as ratio's.
+func (r *ReadReport) p99Ratio(i int) float64 {
+	return r.overRounds(i, func(run, bare ReadRun) float64 { return float64(run.P99) / float64(bare.P99) })
+}
+
+func (r *ReadReport) overRounds(i int, f func(run, bare ReadRun) float64) float64 {
+	if len(r.Rounds) == 0 {
+		return f(r.Runs[i], r.Runs[0])
+	}
+	vs := make([]float64, len(r.Rounds))
+	for j, round := range r.Rounds {
+		vs[j] = f(round[i], round[0])
+	}
+	return median(vs)
 }
 
 // WriteText prints the report as the command does without --json.
 func (r *ReadReport) WriteText(w io.Writer) error {
 	var tw textWriter
-	tw.printf("bench read: %d connections, %s each, body %d bytes\n", r.Connections, r.Duration, r.BodyBytes)
+	how := ""
+	if r.Driver != "" {
+		how = "; load from " + r.Driver
+	}
+	if len(r.Rounds) > 1 {
+		how += fmt.Sprintf("; %d alternating rounds, medians", len(r.Rounds))
+	}
+	tw.printf("bench read: %d connections, %s each, body %d bytes%s\n", r.Connections, r.Duration, r.BodyBytes, how)
 	for i, run := range r.Runs {
 		ratio := ""
 		if i > 0 {
-			ratio = fmt.Sprintf("  ratio %.2f", r.ratio(i))
+			ratio = fmt.Sprintf("  ratio %.2f, p99 %.2f×", r.ratio(i), r.p99Ratio(i))
 		}
 		tw.printf("  %-28s %9.0f req/s  p50 %s  p99 %s  errors %d%s\n", run.Name, run.RequestsPerSecond, ms(run.P50), ms(run.P99), run.Errors, ratio)
+	}
+	if len(r.Rounds) > 1 {
+		for j, round := range r.Rounds {
+			parts := make([]string, len(round))
+			for i, run := range round {
+				if i == 0 {
+					parts[i] = fmt.Sprintf("%s %.0f req/s p99 %s", run.Key, run.RequestsPerSecond, ms(run.P99))
+				} else {
+					parts[i] = fmt.Sprintf("%s %.2f (p99 %.2f×)", run.Key, run.RequestsPerSecond/round[0].RequestsPerSecond, float64(run.P99)/float64(round[0].P99))
+				}
+			}
+			tw.printf("  round %-22d %s\n", j+1, strings.Join(parts, ", "))
+		}
 	}
 	return tw.flush(w)
 }
@@ -93,6 +158,15 @@ func (r *ReadReport) WriteText(w io.Writer) error {
 func Read(ctx context.Context, cfg ReadConfig, w Wiring, logf Logf) (*ReadReport, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
+	}
+	var wrk *wrkDriver
+	if cfg.Wrk != "" {
+		var err error
+		// wrk refuses more threads than connections.
+		if wrk, err = newWrkDriver(ctx, cfg.Wrk, min(cfg.WrkThreads, cfg.Connections)); err != nil {
+			return nil, err
+		}
+		defer wrk.close()
 	}
 	if err := w.need("OpenStore", "StartBroker", "CreateAdminKey"); err != nil {
 		return nil, err
@@ -134,14 +208,67 @@ func Read(ctx context.Context, cfg ReadConfig, w Wiring, logf Logf) (*ReadReport
 	defer bare.Close()
 	runs = append([]loadTarget{{key: "bare", name: "bare net/http handler", target: "http://" + ln.Addr().String() + "/"}}, runs...)
 
-	logf("bench read: %d connections, %s per run, %s", cfg.Connections, cfg.Duration, db.desc)
 	rep := &ReadReport{Connections: cfg.Connections, Duration: cfg.Duration, BodyBytes: len(body)}
-	for _, t := range runs {
-		res := drive(ctx, t, cfg.Connections, cfg.Duration)
-		res.Key, res.Name = t.key, t.name
-		rep.Runs = append(rep.Runs, res)
+	driveOne := func(ctx context.Context, t loadTarget) (ReadRun, error) {
+		return drive(ctx, t, cfg.Connections, cfg.Duration), nil
+	}
+	if wrk != nil {
+		rep.Driver = wrk.describe()
+		driveOne = func(ctx context.Context, t loadTarget) (ReadRun, error) {
+			return wrk.run(ctx, t, cfg.Connections, cfg.Duration)
+		}
+	}
+	logf("bench read: %d connections, %s per run, %d round(s), %s", cfg.Connections, cfg.Duration, cfg.Rounds, db.desc)
+	for round := range cfg.Rounds {
+		var runs1 []ReadRun
+		for _, t := range runs {
+			res, err := driveOne(ctx, t)
+			if err != nil {
+				return nil, err
+			}
+			if err := ctx.Err(); err != nil {
+				return nil, err
+			}
+			res.Key, res.Name = t.key, t.name
+			runs1 = append(runs1, res)
+			logf("  round %d: %s %.0f req/s, p99 %s", round+1, t.name, res.RequestsPerSecond, ms(res.P99))
+		}
+		rep.Rounds = append(rep.Rounds, runs1)
+	}
+	rep.Runs = medianRuns(rep.Rounds)
+	if len(rep.Rounds) == 1 {
+		rep.Rounds = nil
 	}
 	return rep, nil
+}
+
+// medianRuns is each kind's median over the rounds: its request rate,
+// p50 and p99 (each on its own); requests and errors are summed.
+func medianRuns(rounds [][]ReadRun) []ReadRun {
+	out := make([]ReadRun, len(rounds[0]))
+	for i := range out {
+		var rps, p50, p99 []float64
+		out[i] = ReadRun{Key: rounds[0][i].Key, Name: rounds[0][i].Name}
+		for _, round := range rounds {
+			r := round[i]
+			rps, p50, p99 = append(rps, r.RequestsPerSecond), append(p50, float64(r.P50)), append(p99, float64(r.P99))
+			out[i].Requests += r.Requests
+			out[i].Errors += r.Errors
+		}
+		out[i].RequestsPerSecond, out[i].P50, out[i].P99 = median(rps), time.Duration(median(p50)), time.Duration(median(p99))
+	}
+	return out
+}
+
+// median of vs (not empty), the mean of the middle two for an even count.
+func median(vs []float64) float64 {
+	s := slices.Clone(vs)
+	slices.Sort(s)
+	n := len(s)
+	if n%2 == 1 {
+		return s[n/2]
+	}
+	return (s[n/2-1] + s[n/2]) / 2
 }
 
 // loadTarget is one kind of request a Read run sends.

@@ -74,7 +74,7 @@ func TestRefreshReportText(t *testing.T) {
 
 func readReport() *ReadReport {
 	return &ReadReport{Connections: 16, Duration: 3 * time.Second, BodyBytes: 150, Runs: []ReadRun{
-		{Key: "bare", Name: "bare net/http handler", RequestsPerSecond: 40000, P50: 200 * time.Microsecond, P99: 2200 * time.Microsecond},
+		{Key: "bare", Name: "bare net/http handler", RequestsPerSecond: 40000, P50: 200 * time.Microsecond, P99: 2 * time.Millisecond},
 		{Key: "apikey", Name: "GET .../token, API key", RequestsPerSecond: 36000, P50: 250 * time.Microsecond, P99: 2 * time.Millisecond},
 		{Key: "jwt", Name: "GET .../token, user JWT", RequestsPerSecond: 32000, P99: 3 * time.Millisecond, Errors: 2},
 		{Key: "client", Name: "POST /oauth2/token, client", RequestsPerSecond: 30000, P99: 4 * time.Millisecond},
@@ -91,11 +91,11 @@ func TestReadReportJSON(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := map[string]any{
-		"connections": 16.0, "duration": "3s", "body_bytes": 150.0,
-		"bare_rps": 40000.0, "bare_p99_ms": 2.2, "bare_errors": 0.0,
-		"apikey_rps": 36000.0, "apikey_p99_ms": 2.0, "apikey_errors": 0.0, "apikey_ratio": 0.9,
-		"jwt_rps": 32000.0, "jwt_p99_ms": 3.0, "jwt_errors": 2.0, "jwt_ratio": 0.8,
-		"client_rps": 30000.0, "client_p99_ms": 4.0, "client_errors": 0.0, "client_ratio": 0.75,
+		"connections": 16.0, "duration": "3s", "body_bytes": 150.0, "driver": "built-in", "rounds": 1.0,
+		"bare_rps": 40000.0, "bare_p99_ms": 2.0, "bare_errors": 0.0,
+		"apikey_rps": 36000.0, "apikey_p99_ms": 2.0, "apikey_errors": 0.0, "apikey_ratio": 0.9, "apikey_p99_ratio": 1.0,
+		"jwt_rps": 32000.0, "jwt_p99_ms": 3.0, "jwt_errors": 2.0, "jwt_ratio": 0.8, "jwt_p99_ratio": 1.5,
+		"client_rps": 30000.0, "client_p99_ms": 4.0, "client_errors": 0.0, "client_ratio": 0.75, "client_p99_ratio": 2.0,
 	}
 	if len(m) != len(want) {
 		t.Errorf("%d keys, want %d: %s", len(m), len(want), b)
@@ -113,10 +113,10 @@ func TestReadReportText(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := `bench read: 16 connections, 3s each, body 150 bytes
-  bare net/http handler            40000 req/s  p50 0.2ms  p99 2.2ms  errors 0
-  GET .../token, API key           36000 req/s  p50 0.2ms  p99 2.0ms  errors 0  ratio 0.90
-  GET .../token, user JWT          32000 req/s  p50 0.0ms  p99 3.0ms  errors 2  ratio 0.80
-  POST /oauth2/token, client       30000 req/s  p50 0.0ms  p99 4.0ms  errors 0  ratio 0.75
+  bare net/http handler            40000 req/s  p50 0.2ms  p99 2.0ms  errors 0
+  GET .../token, API key           36000 req/s  p50 0.2ms  p99 2.0ms  errors 0  ratio 0.90, p99 1.00×
+  GET .../token, user JWT          32000 req/s  p50 0.0ms  p99 3.0ms  errors 2  ratio 0.80, p99 1.50×
+  POST /oauth2/token, client       30000 req/s  p50 0.0ms  p99 4.0ms  errors 0  ratio 0.75, p99 2.00×
 `
 	if buf.String() != want {
 		t.Errorf("got:\n%s\nwant:\n%s", buf.String(), want)
