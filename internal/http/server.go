@@ -15,6 +15,7 @@ import (
 	"github.com/tokenkeeper/tokenkeeper"
 	"github.com/tokenkeeper/tokenkeeper/internal/auth"
 	"github.com/tokenkeeper/tokenkeeper/internal/connect"
+	"github.com/tokenkeeper/tokenkeeper/internal/lowprio"
 	"github.com/tokenkeeper/tokenkeeper/internal/metrics"
 	"github.com/tokenkeeper/tokenkeeper/internal/proxy"
 	"github.com/tokenkeeper/tokenkeeper/internal/refresh"
@@ -159,20 +160,22 @@ type Server struct {
 // retention, and evicts API keys that have not been checked against the
 // store for too long from its cache.
 func (h *Server) Run(ctx context.Context) {
+	// The audit writes run on threads of lower CPU priority than the
+	// requests' (package lowprio).
 	done := make(chan struct{})
-	go func() {
+	lowprio.Go(func() {
 		defer close(done)
 		if h.s.auditw != nil {
 			h.s.auditw.run(ctx)
 		}
-	}()
+	})
 	pruned := make(chan struct{})
-	go func() {
+	lowprio.Go(func() {
 		defer close(pruned)
 		if h.s.authStore != nil && h.s.auditRetention > 0 {
 			h.s.pruneAuditLoop(ctx)
 		}
-	}()
+	})
 	defer func() { <-pruned }()
 	tick := time.NewTicker(10 * time.Second)
 	defer tick.Stop()

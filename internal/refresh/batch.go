@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/tokenkeeper/tokenkeeper"
+	"github.com/tokenkeeper/tokenkeeper/internal/lowprio"
 )
 
 // DefaultCommitBatchWait is how long, by default, a background refresh's
@@ -58,7 +59,8 @@ func (b *batcher) complete(ctx context.Context, c tokenkeeper.RefreshCommit, urg
 	}
 	if !b.flushing {
 		b.flushing = true
-		go b.flush()
+		lowprio.Go(b.flush) // a thread of lower CPU priority than the requests'
+
 	}
 	b.mu.Unlock()
 	select {

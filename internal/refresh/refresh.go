@@ -45,6 +45,7 @@ import (
 
 	"github.com/tokenkeeper/tokenkeeper"
 	"github.com/tokenkeeper/tokenkeeper/internal/catalog"
+	"github.com/tokenkeeper/tokenkeeper/internal/lowprio"
 	"github.com/tokenkeeper/tokenkeeper/internal/netguard"
 	"github.com/tokenkeeper/tokenkeeper/internal/oauth"
 )
@@ -329,22 +330,32 @@ func (r *Refresher) Run(ctx context.Context) error {
 	if p, ok := r.store.(EventPruner); ok && r.cfg.EventPruneInterval > 0 {
 		pctx, stop := context.WithCancel(ctx)
 		done := make(chan struct{})
-		go func() { defer close(done); r.pruneEventsLoop(pctx, p) }()
+		lowprio.Go(func() { defer close(done); r.pruneEventsLoop(pctx, p) })
 		defer func() { stop(); <-done }()
 	}
 	if v, ok := r.store.(Vacuumer); ok && r.cfg.VacuumInterval > 0 {
 		vctx, stop := context.WithCancel(ctx)
 		done := make(chan struct{})
-		go func() { defer close(done); r.vacuumLoop(vctx, v) }()
+		lowprio.Go(func() { defer close(done); r.vacuumLoop(vctx, v) })
 		defer func() { stop(); <-done }()
 	}
 
+	// The loop claims on a thread of lower CPU priority than the requests'
+	// (package lowprio), as the commits, the pruning and the vacuuming do.
+	done := make(chan struct{})
+	lowprio.Go(func() { defer close(done); r.loop(ctx) })
+	<-done
+	return nil
+}
+
+// loop claims due credentials and starts their refreshes until ctx ends.
+func (r *Refresher) loop(ctx context.Context) {
 	timer := time.NewTimer(0)
 	defer timer.Stop()
 	for {
 		select {
 		case <-ctx.Done():
-			return nil
+			return
 		case <-timer.C:
 		case <-r.wake:
 		}

@@ -1,0 +1,68 @@
+package lowprio
+
+import (
+	"os"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+)
+
+// threadNice is the calling thread's nice value, from the kernel's
+// /proc/thread-self/stat (field 19), which the runtime does not cache.
+func threadNice(t *testing.T) int {
+	b, err := os.ReadFile("/proc/thread-self/stat")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := string(b)
+	fields := strings.Fields(s[strings.LastIndexByte(s, ')')+1:]) // the name may hold spaces
+	n, err := strconv.Atoi(fields[16])                             // field 3 is fields[0]
+	if err != nil {
+		t.Fatalf("nice in %q: %v", s, err)
+	}
+	return n
+}
+
+// TestGoLowersItsThreadOnly: f runs on a thread whose nice value is
+// Nice more than the process's; threads running other goroutines, also
+// after f has returned, keep theirs.
+func TestGoLowersItsThreadOnly(t *testing.T) {
+	runtime.LockOSThread()
+	base := threadNice(t)
+	runtime.UnlockOSThread()
+
+	got := make(chan int, 8)
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Add(1)
+		Go(func() { defer wg.Done(); got <- threadNice(t) })
+	}
+	wg.Wait()
+	close(got)
+	want := min(base+Nice, 19)
+	for n := range got {
+		if n != want {
+			t.Errorf("a background goroutine's thread has nice %d, want %d (process: %d)", n, want, base)
+		}
+	}
+	// The threads that ran them are gone: every thread now running a
+	// goroutine has the process's priority.
+	var mu sync.Mutex
+	others := map[int]bool{}
+	for range 32 {
+		wg.Go(func() {
+			runtime.LockOSThread()
+			defer runtime.UnlockOSThread()
+			n := threadNice(t)
+			mu.Lock()
+			others[n] = true
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+	if len(others) != 1 || !others[base] {
+		t.Errorf("other goroutines' threads have nice values %v, want only %d", others, base)
+	}
+}
