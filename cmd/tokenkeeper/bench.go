@@ -1,10 +1,16 @@
 package main
 
 import (
+	"bufio"
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"os"
+	"os/exec"
+	"strings"
 	"time"
 
 	"github.com/tokenkeeper/tokenkeeper"
@@ -114,6 +120,10 @@ alternating rounds.`)
 	c.fs.IntVar(&cfg.Rounds, "rounds", 1, "alternating rounds of the four runs; the report gives each figure's median")
 	c.fs.StringVar(&cfg.Wrk, "wrk", "", "drive the load with wrk, this binary (a path or a name on PATH), instead of the built-in driver")
 	c.fs.IntVar(&cfg.WrkThreads, "wrk-threads", 2, "with --wrk: wrk's threads (-t)")
+	cpuProfile := c.fs.String("cpu-profile", "", "write a CPU profile of the first round's runs of the broker (go tool pprof) to this file")
+	bareProcess := c.fs.Bool("bare-process", false, "run the bare handler as a separate program with Go's default settings, instead of in this process (whose scheduler and collector settings are the broker's)")
+	binary := c.fs.String("binary", "", "with --bare-process: the tokenkeeper binary to run it with (default: this one)")
+	c.envless("binary")
 	withMetrics := c.fs.Bool("metrics", false, "run the broker with /metrics on (as serve --metrics-addr does), to measure what metrics cost")
 	asJSON := c.fs.Bool("json", false, "print JSON")
 	return func(args []string) error {
@@ -124,11 +134,30 @@ alternating rounds.`)
 		if cfg.WrkThreads < 1 {
 			return usagef("--wrk-threads must be from 1 to 256")
 		}
+		if *cpuProfile != "" {
+			f, err := os.Create(*cpuProfile)
+			if err != nil {
+				return usagef("--cpu-profile: %v", err)
+			}
+			defer f.Close()
+			cfg.CPUProfile = f
+		}
 		var obs observabilityOptions
 		if *withMetrics {
 			obs.metricsAddr, obs.metricsPoll = "127.0.0.1:0", 15*time.Second
 		}
-		rep, err := bench.Read(e.ctx, cfg, e.benchWiringObs(obs), e.benchLogf)
+		w := e.benchWiringObs(obs)
+		if *bareProcess {
+			bin := *binary
+			if bin == "" {
+				var err error
+				if bin, err = os.Executable(); err != nil {
+					return fmt.Errorf("find this binary: %w", err)
+				}
+			}
+			w.StartBare = func(ctx context.Context, body []byte) (string, func(), error) { return startBare(ctx, bin, body) }
+		}
+		rep, err := bench.Read(e.ctx, cfg, w, e.benchLogf)
 		if err != nil {
 			return benchError(err)
 		}
@@ -136,5 +165,108 @@ alternating rounds.`)
 			return printJSON(e.stdout, rep)
 		}
 		return rep.WriteText(e.stdout)
+	}
+}
+
+// bareInput is what bench read sends the hidden bench bare-handler on its
+// standard input: the body to answer.
+type bareInput struct {
+	Body []byte `json:"body"`
+}
+
+// startBare runs bench read's bare handler in a child process, bin bench
+// bare-handler, with Go's default settings: it prints its URL, and ends
+// when its standard input is closed (stop) or it is killed.
+func startBare(ctx context.Context, bin string, body []byte) (string, func(), error) {
+	in, err := json.Marshal(bareInput{Body: body})
+	if err != nil {
+		return "", nil, err
+	}
+	cmd := exec.Command(bin, "bench", "bare-handler")
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		return "", nil, err
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return "", nil, err
+	}
+	var errb bytes.Buffer
+	cmd.Stderr = &errb
+	if err := cmd.Start(); err != nil {
+		return "", nil, fmt.Errorf("%s bench bare-handler: %w", bin, err)
+	}
+	stop := func() {
+		stdin.Close()
+		done := make(chan struct{})
+		go func() { _ = cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			_ = cmd.Process.Kill()
+			<-done
+		}
+	}
+	if _, err := stdin.Write(append(in, '\n')); err != nil {
+		stop()
+		return "", nil, fmt.Errorf("%s bench bare-handler: %w", bin, err)
+	}
+	line := make(chan string, 1)
+	go func() {
+		s := bufio.NewScanner(stdout)
+		s.Scan()
+		line <- s.Text()
+		_, _ = io.Copy(io.Discard, stdout)
+	}()
+	select {
+	case url := <-line:
+		if !strings.HasPrefix(url, "http://127.0.0.1:") {
+			stop()
+			return "", nil, fmt.Errorf("%s bench bare-handler printed no URL: %s", bin, strings.TrimSpace(errb.String()))
+		}
+		return url, stop, nil
+	case <-time.After(30 * time.Second):
+	case <-ctx.Done():
+	}
+	_ = cmd.Process.Kill()
+	stop()
+	return "", nil, fmt.Errorf("%s bench bare-handler did not start", bin)
+}
+
+// cmdBenchBareHandler is the hidden command behind startBare.
+func (e *env) cmdBenchBareHandler(c *command) runFunc {
+	c.commandEnv()
+	c.describe("tokenkeeper bench bare-handler < BODY.json",
+		`Serves bench read's bare handler on a free loopback port with Go's
+default settings: a net/http server answering the body it reads, as JSON
+on standard input, to every request. It prints its URL and serves until
+its standard input ends. bench read --bare-process runs it; it is not
+meant to be run by hand.`)
+	return func(args []string) error {
+		if _, err := c.args(0, "no arguments"); err != nil {
+			return err
+		}
+		r := bufio.NewReader(e.stdin)
+		line, err := r.ReadBytes('\n')
+		var in bareInput
+		if err == nil {
+			err = json.Unmarshal(line, &in)
+		}
+		if err != nil || len(in.Body) == 0 {
+			return usagef("bench bare-handler: standard input holds no body: %v", err)
+		}
+		url, stop, err := bench.ServeBare("127.0.0.1:0", in.Body)
+		if err != nil {
+			return err
+		}
+		defer stop()
+		fmt.Fprintln(e.stdout, url)
+		ended := make(chan struct{})
+		go func() { _, _ = io.Copy(io.Discard, r); close(ended) }()
+		select {
+		case <-ended:
+		case <-e.ctx.Done():
+		}
+		return nil
 	}
 }

@@ -3,6 +3,9 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"regexp"
@@ -63,11 +66,13 @@ func TestBenchReadWrk(t *testing.T) {
 		}
 		t.Skip("wrk is not installed")
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
+	// The bare handler in a child process of the real binary.
+	bin := buildBinary(t, t.TempDir())
 	var out, errb syncBuffer
-	err := run(ctx, []string{"tokenkeeper", "bench", "read", "--wrk", "wrk", "--connections", "4", "--duration", "1s", "--rounds", "2", "--json"},
-		func(string) string { return "" }, strings.NewReader(""), &out, &errb)
+	err := run(ctx, []string{"tokenkeeper", "bench", "read", "--wrk", "wrk", "--connections", "4", "--duration", "1s", "--rounds", "2", "--json",
+		"--bare-process", "--binary", bin}, func(string) string { return "" }, strings.NewReader(""), &out, &errb)
 	if err != nil {
 		t.Fatalf("bench read --wrk: %v\n%s", err, errb.String())
 	}
@@ -75,7 +80,7 @@ func TestBenchReadWrk(t *testing.T) {
 	if err := json.Unmarshal([]byte(out.String()), &rep); err != nil {
 		t.Fatalf("bench read --wrk --json: %v\n%s", err, out.String())
 	}
-	if rep["driver"] != "wrk -t2" || rep["rounds"] != 2.0 || rep["connections"] != 4.0 {
+	if rep["driver"] != "wrk -t2" || rep["rounds"] != 2.0 || rep["connections"] != 4.0 || rep["bare_in"] != "a separate process" {
 		t.Errorf("report: %s", out.String())
 	}
 	for _, k := range []string{"bare", "apikey", "jwt", "client"} {
@@ -90,6 +95,49 @@ func TestBenchReadWrk(t *testing.T) {
 	}
 	if n := strings.Count(errb.String(), "round 2: "); n != 4 {
 		t.Errorf("progress shows %d runs of round 2, want 4:\n%s", n, errb.String())
+	}
+}
+
+// TestBenchBareHandler: the hidden command behind bench read
+// --bare-process answers its body until its standard input ends, and
+// refuses an input without one.
+func TestBenchBareHandler(t *testing.T) {
+	for _, in := range []string{"", "not json\n", `{"body":""}` + "\n", `{"body":"e30="}`} { // the last: no newline
+		var out, errb syncBuffer
+		err := run(context.Background(), []string{"tokenkeeper", "bench", "bare-handler"}, func(string) string { return "" },
+			strings.NewReader(in), &out, &errb)
+		if err == nil || !strings.Contains(err.Error(), "standard input holds no body") || exitCode(err) != 2 {
+			t.Errorf("%q: err %v; want a usage error", in, err)
+		}
+	}
+	pr, pw := io.Pipe()
+	var out, errb syncBuffer
+	done := make(chan error, 1)
+	go func() {
+		done <- run(context.Background(), []string{"tokenkeeper", "bench", "bare-handler"}, func(string) string { return "" }, pr, &out, &errb)
+	}()
+	fmt.Fprintln(pw, `{"body":"eyJhIjoxfQo="}`) // {"a":1}\n
+	var url string
+	for deadline := time.Now().Add(10 * time.Second); url == "" && time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		url = strings.TrimSpace(out.String())
+	}
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatalf("GET %q: %v", url, err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if string(body) != "{\"a\":1}\n" || resp.Header.Get("Content-Type") != "application/json" || resp.Header.Get("Cache-Control") != "no-store" {
+		t.Errorf("answer %q, headers %v", body, resp.Header)
+	}
+	pw.Close()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("bare-handler: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("bare-handler still runs after its standard input ended")
 	}
 }
 

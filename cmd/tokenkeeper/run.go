@@ -179,6 +179,7 @@ func (e *env) commands() *cobra.Command {
 			e.leaf("read", e.cmdBenchRead),
 			e.leaf("scale", e.cmdBenchScale),
 			hidden(e.leaf("read-load", e.cmdBenchReadLoad)),
+			hidden(e.leaf("bare-handler", e.cmdBenchBareHandler)),
 			e.leaf("chaos", e.cmdBenchChaos)),
 	)
 	return root

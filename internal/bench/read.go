@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"runtime/pprof"
 	"slices"
 	"strings"
 	"sync"
@@ -25,6 +26,9 @@ type ReadConfig struct {
 	Rounds      int           // alternating rounds of every run, 1 to 100; 0: 1
 	Wrk         string        // drive the load with this wrk binary (a path or a name on PATH); "": the built-in driver
 	WrkThreads  int           // wrk -t; 0: 2
+	// CPUProfile, if not nil, receives a CPU profile of the first
+	// round's runs of the broker (the bare handler's is left out).
+	CPUProfile io.Writer
 }
 
 func (c *ReadConfig) validate() error {
@@ -67,6 +71,7 @@ type ReadReport struct {
 	Duration    time.Duration
 	BodyBytes   int    // of the token answer, which the bare handler also sends
 	Driver      string // "" for the built-in driver, "wrk -t2" for wrk
+	BareIn      string // where the bare handler ran: "this process" or "a separate process"
 	Runs        []ReadRun
 	Rounds      [][]ReadRun
 }
@@ -82,6 +87,9 @@ func (r *ReadReport) MarshalJSON() ([]byte, error) {
 	}
 	out := map[string]any{"connections": r.Connections, "duration": r.Duration.String(), "body_bytes": r.BodyBytes,
 		"driver": driver, "rounds": max(1, len(r.Rounds))}
+	if r.BareIn != "" {
+		out["bare_in"] = r.BareIn
+	}
 	for i, run := range r.Runs {
 		k := run.Key
 		out[k+"_rps"], out[k+"_p99_ms"], out[k+"_errors"] = run.RequestsPerSecond, millis(run.P99), run.Errors
@@ -124,6 +132,9 @@ func (r *ReadReport) WriteText(w io.Writer) error {
 	}
 	if len(r.Rounds) > 1 {
 		how += fmt.Sprintf("; %d alternating rounds, medians", len(r.Rounds))
+	}
+	if r.BareIn == "a separate process" {
+		how += "; bare handler in a separate process"
 	}
 	tw.printf("bench read: %d connections, %s each, body %d bytes%s\n", r.Connections, r.Duration, r.BodyBytes, how)
 	for i, run := range r.Runs {
@@ -194,21 +205,27 @@ func Read(ctx context.Context, cfg ReadConfig, w Wiring, logf Logf) (*ReadReport
 	if err != nil {
 		return nil, err
 	}
-	// The bare handler: same body size, no work.
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return nil, err
+	// The bare handler: same body, no work; in this process, or in
+	// another with Go's default settings (this one has the broker's).
+	rep := &ReadReport{Connections: cfg.Connections, Duration: cfg.Duration, BodyBytes: len(body), BareIn: "this process"}
+	var bareURL string
+	if w.StartBare != nil {
+		url, stop, err := w.StartBare(ctx, body)
+		if err != nil {
+			return nil, fmt.Errorf("start the bare handler: %w", err)
+		}
+		defer stop()
+		bareURL, rep.BareIn = url, "a separate process"
+	} else {
+		url, stop, err := ServeBare("127.0.0.1:0", body)
+		if err != nil {
+			return nil, err
+		}
+		defer stop()
+		bareURL = url
 	}
-	bare := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		w.Header().Set("Cache-Control", "no-store")
-		_, _ = w.Write(body)
-	})}
-	go func() { _ = bare.Serve(ln) }()
-	defer bare.Close()
-	runs = append([]loadTarget{{key: "bare", name: "bare net/http handler", target: "http://" + ln.Addr().String() + "/"}}, runs...)
+	runs = append([]loadTarget{{key: "bare", name: "bare net/http handler", target: bareURL}}, runs...)
 
-	rep := &ReadReport{Connections: cfg.Connections, Duration: cfg.Duration, BodyBytes: len(body)}
 	driveOne := func(ctx context.Context, t loadTarget) (ReadRun, error) {
 		return drive(ctx, t, cfg.Connections, cfg.Duration), nil
 	}
@@ -221,9 +238,18 @@ func Read(ctx context.Context, cfg ReadConfig, w Wiring, logf Logf) (*ReadReport
 	logf("bench read: %d connections, %s per run, %d round(s), %s", cfg.Connections, cfg.Duration, cfg.Rounds, db.desc)
 	for round := range cfg.Rounds {
 		var runs1 []ReadRun
-		for _, t := range runs {
+		for i, t := range runs {
+			if round == 0 && i == 1 && cfg.CPUProfile != nil {
+				if err := pprof.StartCPUProfile(cfg.CPUProfile); err != nil {
+					return nil, fmt.Errorf("CPU profile: %w", err)
+				}
+			}
 			res, err := driveOne(ctx, t)
+			if round == 0 && i == len(runs)-1 && cfg.CPUProfile != nil {
+				pprof.StopCPUProfile()
+			}
 			if err != nil {
+				pprof.StopCPUProfile() // if it runs
 				return nil, err
 			}
 			if err := ctx.Err(); err != nil {
@@ -269,6 +295,23 @@ func median(vs []float64) float64 {
 		return s[n/2]
 	}
 	return (s[n/2-1] + s[n/2]) / 2
+}
+
+// ServeBare serves the bare handler of Read on addr: a net/http server
+// with Go's defaults answering body, as JSON not to be cached, to every
+// request. It returns its URL and a function that stops it.
+func ServeBare(addr string, body []byte) (url string, stop func(), err error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return "", nil, err
+	}
+	bare := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Cache-Control", "no-store")
+		_, _ = w.Write(body)
+	})}
+	go func() { _ = bare.Serve(ln) }()
+	return "http://" + ln.Addr().String() + "/", func() { _ = bare.Close() }, nil
 }
 
 // loadTarget is one kind of request a Read run sends.

@@ -27,6 +27,10 @@ type Wiring struct {
 	// service reading tokens would, and returns what it measured; Scale
 	// drives its reads with it, and from this process without it.
 	RunReads func(ctx context.Context, l ReadLoad) (ReadRun, error)
+	// StartBare, if not nil, starts Read's bare handler in another
+	// process, answering body to every request, and returns its URL and a
+	// function that stops it; Read runs it in this process without it.
+	StartBare func(ctx context.Context, body []byte) (url string, stop func(), err error)
 	// EventRetention is how many refresh events the store keeps per
 	// credential (sqlstore.DefaultRefreshEventCount for serve);
 	// Chaos uses it to tell a credential whose events were truncated.

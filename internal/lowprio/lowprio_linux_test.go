@@ -18,7 +18,7 @@ func threadNice(t *testing.T) int {
 	}
 	s := string(b)
 	fields := strings.Fields(s[strings.LastIndexByte(s, ')')+1:]) // the name may hold spaces
-	n, err := strconv.Atoi(fields[16])                             // field 3 is fields[0]
+	n, err := strconv.Atoi(fields[16])                            // field 3 is fields[0]
 	if err != nil {
 		t.Fatalf("nice in %q: %v", s, err)
 	}
