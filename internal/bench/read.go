@@ -79,7 +79,9 @@ type ReadReport struct {
 // MarshalJSON writes the report as one flat object, as the command has
 // always printed it: connections, duration, body_bytes and, per run,
 // KEY_rps, KEY_p99_ms, KEY_errors and (but for the bare handler) KEY_ratio,
-// the run's request rate over the bare handler's.
+// the run's request rate over the bare handler's, and KEY_p99_ratio, its
+// p99 over the bare handler's; since --wrk and --rounds, also driver,
+// rounds and bare_in (where the bare handler ran).
 func (r *ReadReport) MarshalJSON() ([]byte, error) {
 	driver := r.Driver
 	if driver == "" {

@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"unicode"
+	"unicode/utf8"
 
 	"github.com/tokenkeeper/tokenkeeper"
 )
@@ -50,7 +51,7 @@ const CredentialScopePrefix = "credential:"
 // life (see tokenJSON).
 func (s *server) handleOAuth2Token() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if ct := r.Header.Get("Content-Type"); ct != formContentType {
+		if ct := headerValue(r.Header, "Content-Type"); ct != formContentType {
 			if mt, _, _ := mime.ParseMediaType(ct); mt != formContentType {
 				writeOAuthError(w, &oauthError{status: 400, Code: "invalid_request", Description: "the body must be application/x-www-form-urlencoded"})
 				return
@@ -147,7 +148,7 @@ func (s *server) handleOAuth2Token() http.Handler {
 			in = expiresIn(sv.ExpiresAt, now)
 		}
 		bp := tokenBufs.Get().(*[]byte)
-		answerToken(w, bp, appendOAuthToken((*bp)[:0], sv.Token.AccessToken, scope, in), true)
+		answerToken(w, bp, appendOAuthToken((*bp)[:0], sv.Token.AccessToken, scope, in), true, now)
 	})
 }
 
@@ -156,10 +157,33 @@ func (s *server) handleOAuth2Token() http.Handler {
 // strings.Fields would find them, without making a slice).
 func oneScope(s string) (string, bool) {
 	s = strings.TrimSpace(s)
-	if s == "" || strings.IndexFunc(s, unicode.IsSpace) >= 0 {
+	if s == "" {
 		return "", false
 	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c >= utf8.RuneSelf {
+			// Unicode spaces too, as strings.Fields finds them.
+			if strings.IndexFunc(s, unicode.IsSpace) >= 0 {
+				return "", false
+			}
+			break
+		} else if asciiSpace[c] {
+			return "", false
+		}
+	}
 	return s, true
+}
+
+// asciiSpace holds the ASCII bytes unicode.IsSpace reports.
+var asciiSpace = [utf8.RuneSelf]bool{'\t': true, '\n': true, '\v': true, '\f': true, '\r': true, ' ': true}
+
+// headerValue is h's first value for key, a canonical header name, as
+// h.Get without canonicalizing key again.
+func headerValue(h http.Header, key string) string {
+	if v := h[key]; len(v) > 0 {
+		return v[0]
+	}
+	return ""
 }
 
 // oauth2TokenPattern is the token endpoint's route.

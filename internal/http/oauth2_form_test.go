@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 )
 
 // parseTokenForm reads what url.ParseQuery reads, and refuses what it
@@ -73,11 +74,24 @@ func TestAppendOAuthTokenIsJSON(t *testing.T) {
 
 // oneScope finds what strings.Fields finds when that is one field.
 func TestOneScope(t *testing.T) {
-	for _, s := range []string{"", " ", "credential:a", " credential:a\t", "a b", "a\u00a0b", "\u2003a\u2003", "a\nb", "credential:a credential:b"} {
+	for _, s := range []string{"", " ", "credential:a", " credential:a\t", "a b", "a\u00a0b", "\u2003a\u2003", "a\nb", "credential:a credential:b",
+		"a\vb", "a\fb", "a\rb", "\u00e9", "\u00e9 b", "\u00e9\u0085b", "a\u0085", "credential:\u00e9t\u00e9", "a\u3000b"} {
 		f := strings.Fields(s)
 		got, ok := oneScope(s)
 		if ok != (len(f) == 1) || (ok && got != f[0]) {
 			t.Errorf("oneScope(%q) = %q, %v; strings.Fields: %q", s, got, ok, f)
 		}
+	}
+}
+
+// httpDate is net/http's Date for the second, formatted once a second.
+func TestHTTPDate(t *testing.T) {
+	t0 := time.Date(2026, 11, 29, 22, 9, 30, 100, time.FixedZone("X", 3600))
+	a, b := httpDate(t0), httpDate(t0.Add(800*time.Millisecond))
+	if a[0] != "Sun, 29 Nov 2026 21:09:30 GMT" || b[0] != a[0] || cap(a) != 1 || cap(b) != 1 {
+		t.Errorf("%q, %q: want the second's value, in GMT, of capacity 1 (an append copies it)", a, b)
+	}
+	if c := httpDate(t0.Add(time.Second)); c[0] != "Sun, 29 Nov 2026 21:09:31 GMT" || a[0] != "Sun, 29 Nov 2026 21:09:30 GMT" {
+		t.Errorf("the next second: %q (the last: %q)", c, a)
 	}
 }

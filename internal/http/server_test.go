@@ -275,6 +275,12 @@ func TestCredentialLifecycle(t *testing.T) {
 	if r.header.Get("Cache-Control") != "no-store" {
 		t.Fatal("token response is cacheable")
 	}
+	// Its Date, formatted once a second by the server (httpDate), is
+	// the server's second, in net/http's format.
+	if d, err := http.ParseTime(r.header.Get("Date")); err != nil || len(r.header["Date"]) != 1 ||
+		d.After(time.Now()) || time.Since(d) > 5*time.Second || r.header.Get("Date") != d.Format(http.TimeFormat) {
+		t.Fatalf("Date %q: %v", r.header["Date"], err)
+	}
 
 	for _, path := range []string{"/v1/credentials", "/v1/credentials/payments", "/v1/credentials/payments/events"} {
 		r := h.do("GET", path, h.admin, nil)
