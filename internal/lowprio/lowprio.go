@@ -16,8 +16,6 @@
 // is a plain go statement.
 package lowprio
 
-import "runtime"
-
 // Nice is the nice value added to a background thread's. 10 gives a
 // serving thread about ten times its weight in the kernel's scheduler
 // (Linux's weights: 1024 at 0, 110 at 10).
@@ -25,10 +23,4 @@ const Nice = 10
 
 // Go runs f in a new goroutine on a thread of its own with lower CPU
 // priority (see the package's documentation).
-func Go(f func()) {
-	go func() {
-		runtime.LockOSThread() // never unlocked: the thread exits with f
-		lower()
-		f()
-	}()
-}
+func Go(f func()) { start(f) }

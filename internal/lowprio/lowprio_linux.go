@@ -1,6 +1,18 @@
 package lowprio
 
-import "golang.org/x/sys/unix"
+import (
+	"runtime"
+
+	"golang.org/x/sys/unix"
+)
+
+func start(f func()) {
+	go func() {
+		runtime.LockOSThread() // never unlocked: the thread exits with f
+		lower()
+		f()
+	}()
+}
 
 // lower raises the calling thread's nice value by Nice (on Linux a
 // priority is per thread, and PRIO_PROCESS with a thread id sets one
@@ -12,6 +24,6 @@ func lower() {
 	if err != nil {
 		return
 	}
-	// The raw syscall returns 20 - nice.
+	// The raw system call returns 20 - nice.
 	_ = unix.Setpriority(unix.PRIO_PROCESS, tid, min(20-cur+Nice, 19))
 }
