@@ -134,26 +134,20 @@ alternating rounds.`)
 		if cfg.WrkThreads < 1 {
 			return usagef("--wrk-threads must be from 1 to 256")
 		}
-		if *cpuProfile != "" {
-			f, err := os.Create(*cpuProfile)
-			if err != nil {
-				return usagef("--cpu-profile: %v", err)
-			}
-			defer f.Close()
-			cfg.CPUProfile = f
+		closeProfile, err := openProfile(*cpuProfile, &cfg.CPUProfile)
+		if err != nil {
+			return err
 		}
+		defer closeProfile()
 		var obs observabilityOptions
 		if *withMetrics {
 			obs.metricsAddr, obs.metricsPoll = "127.0.0.1:0", 15*time.Second
 		}
 		w := e.benchWiringObs(obs)
 		if *bareProcess {
-			bin := *binary
-			if bin == "" {
-				var err error
-				if bin, err = os.Executable(); err != nil {
-					return fmt.Errorf("find this binary: %w", err)
-				}
+			bin, err := binaryOrThis(*binary)
+			if err != nil {
+				return err
 			}
 			w.StartBare = func(ctx context.Context, body []byte) (string, func(), error) { return startBare(ctx, bin, body) }
 		}
@@ -166,6 +160,33 @@ alternating rounds.`)
 		}
 		return rep.WriteText(e.stdout)
 	}
+}
+
+// openProfile creates the file of a --cpu-profile flag, unless path is
+// empty, and points *w at it; call close when the bench is done.
+func openProfile(path string, w *io.Writer) (close func(), err error) {
+	if path == "" {
+		return func() {}, nil
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, usagef("--cpu-profile: %v", err)
+	}
+	*w = f
+	return func() { _ = f.Close() }, nil
+}
+
+// binaryOrThis is bin, a --binary flag, or this binary's path if it is
+// empty: the tokenkeeper a bench runs its child processes with.
+func binaryOrThis(bin string) (string, error) {
+	if bin != "" {
+		return bin, nil
+	}
+	bin, err := os.Executable()
+	if err != nil {
+		return "", fmt.Errorf("find this binary: %w", err)
+	}
+	return bin, nil
 }
 
 // bareInput is what bench read sends the hidden bench bare-handler on its

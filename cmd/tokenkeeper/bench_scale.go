@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"os"
 	"os/exec"
 	"strings"
 	"time"
@@ -96,22 +95,16 @@ machine.`)
 	c.commandEnv() // a tool: its variables must not be the broker's
 	c.envless("binary")
 	return func(args []string) error {
-		if *cpuProfile != "" {
-			f, err := os.Create(*cpuProfile)
-			if err != nil {
-				return usagef("--cpu-profile: %v", err)
-			}
-			defer f.Close()
-			cfg.CPUProfile = f
+		closeProfile, err := openProfile(*cpuProfile, &cfg.CPUProfile)
+		if err != nil {
+			return err
 		}
+		defer closeProfile()
 		w := e.benchWiring()
 		if *readerProcess {
-			bin := *binary
-			if bin == "" {
-				var err error
-				if bin, err = os.Executable(); err != nil {
-					return fmt.Errorf("find this binary: %w", err)
-				}
+			bin, err := binaryOrThis(*binary)
+			if err != nil {
+				return err
 			}
 			w.RunReads = func(ctx context.Context, l bench.ReadLoad) (bench.ReadRun, error) { return runReadLoad(ctx, bin, l) }
 		}

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -40,13 +41,18 @@ func TestBenchRefreshAndRead(t *testing.T) {
 	}
 
 	out = syncBuffer{}
-	err = run(ctx, []string{"tokenkeeper", "bench", "read", "--connections", "2", "--duration", "200ms"}, noEnv, strings.NewReader(""), &out, &errb)
+	prof := filepath.Join(t.TempDir(), "read.prof")
+	err = run(ctx, []string{"tokenkeeper", "bench", "read", "--connections", "2", "--duration", "200ms", "--cpu-profile", prof}, noEnv, strings.NewReader(""), &out, &errb)
 	if err != nil {
 		t.Fatalf("bench read: %v\n%s", err, errb.String())
 	}
 	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
 	if len(lines) != 5 || !regexp.MustCompile(`^bench read: 2 connections, 200ms each, body \d+ bytes$`).MatchString(lines[0]) {
 		t.Fatalf("bench read printed:\n%s", out.String())
+	}
+	// The profile of the broker's runs, gzipped protobuf as pprof writes it.
+	if b, err := os.ReadFile(prof); err != nil || len(b) < 2 || b[0] != 0x1f || b[1] != 0x8b {
+		t.Errorf("--cpu-profile wrote %d bytes (%v), not a gzipped profile", len(b), err)
 	}
 	for i, name := range []string{"bare net/http handler", "GET .../token, API key", "GET .../token, user JWT", "POST /oauth2/token, client"} {
 		l := lines[i+1]
@@ -154,6 +160,8 @@ func TestBenchFlags(t *testing.T) {
 		{[]string{"read", "--connections", "x"}, "invalid value"},
 		{[]string{"read", "--wrk", "wrk", "--duration", "500ms"}, "--duration must be whole seconds with --wrk"},
 		{[]string{"read", "--rounds", "0"}, "--rounds must be from 1 to 100"},
+		{[]string{"read", "--cpu-profile", "/nonexistent/dir/read.prof"}, "--cpu-profile: open /nonexistent/dir/read.prof"},
+		{[]string{"scale", "--cpu-profile", "/nonexistent/dir/scale.prof"}, "--cpu-profile: open /nonexistent/dir/scale.prof"},
 		{[]string{"read", "--wrk-threads", "0"}, "--wrk-threads must be from 1 to 256"},
 	} {
 		var out, errb syncBuffer
