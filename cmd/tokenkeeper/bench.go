@@ -95,7 +95,7 @@ schema of that database, dropped afterwards; the default is a temporary SQLite f
 
 func (e *env) cmdBenchRead(c *command) runFunc {
 	c.commandEnv() // a tool: its variables must not be the broker's
-	c.describe("tokenkeeper bench read [--connections 64] [--duration 10s] [--rounds N] [--wrk wrk]",
+	c.describe("tokenkeeper bench read [--connections 64] [--duration 10s] [--rounds N] [--wrk wrk] [--bare-process]",
 		`Measures the token read path: drives GET /v1/credentials/NAME/token over
 loopback keep-alive connections against a broker in this process (SQLite in
 a temporary directory, or a fresh schema of --database postgres://...), as an
@@ -112,7 +112,9 @@ one request in flight on each. --wrk wrk drives the load with wrk itself
 in a private temporary directory, never on its command line). --rounds N runs
 the bare handler and the three callers in turn N times and reports the
 medians: --wrk wrk --rounds 3 --duration 8s is wrk -t2 -c64 -d8s, three
-alternating rounds.`)
+alternating rounds. The bare handler runs in this process, which has the
+broker's scheduler and collector settings; --bare-process runs it as a
+separate program with Go's defaults, as a bare handler someone wrote would.`)
 	var cfg bench.ReadConfig
 	c.fs.IntVar(&cfg.Connections, "connections", 64, "concurrent keep-alive connections")
 	c.fs.DurationVar(&cfg.Duration, "duration", 10*time.Second, "duration of each run (four runs a round: the bare handler, then the three callers)")
