@@ -25,13 +25,41 @@ const heapFloor = 64 << 20
 // maxGCPercent bounds the GOGC the floor sets, for a heap nearly empty.
 const maxGCPercent = 5000
 
-// gcTuning counts the brokers running in this process that asked for the
-// floor (tuneGC), and holds the tuner while there are any.
-var gcTuning struct {
+// brokerCount counts the brokers running in this process that asked for
+// a setting, which holds while there are any.
+type brokerCount struct {
 	mu      sync.Mutex
-	brokers int      // guarded by mu
-	tuner   *gcTuner // guarded by mu; nil: GOGC is Go's default
+	brokers int // guarded by mu
 }
+
+// acquire counts one broker more, calling first (under the count's lock)
+// if it is the only one; release counts it out, once, calling last if it
+// was the last.
+func (c *brokerCount) acquire(first, last func()) (release func()) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.brokers++; c.brokers == 1 {
+		first()
+	}
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			c.mu.Lock()
+			defer c.mu.Unlock()
+			if c.brokers--; c.brokers == 0 {
+				last()
+			}
+		})
+	}
+}
+
+// gcTuning counts the brokers that asked for the floor (tuneGC), and
+// gcTuned is the tuner while there are any (guarded by gcTuning.mu; nil:
+// GOGC is Go's default).
+var (
+	gcTuning brokerCount
+	gcTuned  *gcTuner
+)
 
 // tuneGC keeps the heap goal at least heapFloor while a broker runs in
 // this process, and returns the func to call once it has stopped (once
@@ -48,25 +76,15 @@ func tuneGC() (release func()) {
 	if _, ok := os.LookupEnv("GOMEMLIMIT"); ok {
 		return func() {}
 	}
-	gcTuning.mu.Lock()
-	defer gcTuning.mu.Unlock()
-	if gcTuning.brokers++; gcTuning.brokers == 1 {
+	return gcTuning.acquire(func() {
 		t := &gcTuner{samples: []metrics.Sample{{Name: "/gc/heap/live:bytes"}}, percent: 100}
 		t.tune()
 		t.arm()
-		gcTuning.tuner = t
-	}
-	var once sync.Once
-	return func() {
-		once.Do(func() {
-			gcTuning.mu.Lock()
-			defer gcTuning.mu.Unlock()
-			if gcTuning.brokers--; gcTuning.brokers == 0 {
-				gcTuning.tuner.stop()
-				gcTuning.tuner = nil
-			}
-		})
-	}
+		gcTuned = t
+	}, func() {
+		gcTuned.stop()
+		gcTuned = nil
+	})
 }
 
 // gcTuner adjusts GOGC after each collection until stopped.
@@ -138,10 +156,7 @@ func gcPercentFor(live uint64) int {
 
 // procTuning counts the brokers running in this process that raised
 // GOMAXPROCS (tuneProcs).
-var procTuning struct {
-	mu      sync.Mutex
-	brokers int // guarded by mu
-}
+var procTuning brokerCount
 
 // tuneProcs runs the Go scheduler with one P (a thread running Go code)
 // more than its default, which is the CPUs this process may use, while a
@@ -165,19 +180,5 @@ func tuneProcs() (release func()) {
 	if _, ok := os.LookupEnv("GOMAXPROCS"); ok {
 		return func() {}
 	}
-	procTuning.mu.Lock()
-	defer procTuning.mu.Unlock()
-	if procTuning.brokers++; procTuning.brokers == 1 {
-		runtime.GOMAXPROCS(runtime.GOMAXPROCS(0) + 1)
-	}
-	var once sync.Once
-	return func() {
-		once.Do(func() {
-			procTuning.mu.Lock()
-			defer procTuning.mu.Unlock()
-			if procTuning.brokers--; procTuning.brokers == 0 {
-				runtime.SetDefaultGOMAXPROCS()
-			}
-		})
-	}
+	return procTuning.acquire(func() { runtime.GOMAXPROCS(runtime.GOMAXPROCS(0) + 1) }, runtime.SetDefaultGOMAXPROCS)
 }

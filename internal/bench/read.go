@@ -237,6 +237,15 @@ func Read(ctx context.Context, cfg ReadConfig, w Wiring, logf Logf) (*ReadReport
 			return wrk.run(ctx, t, cfg.Connections, cfg.Duration)
 		}
 	}
+	// The CPU profile covers the first round's runs of the broker.
+	profiling := false
+	stopProfile := func() {
+		if profiling {
+			pprof.StopCPUProfile()
+			profiling = false
+		}
+	}
+	defer stopProfile()
 	logf("bench read: %d connections, %s per run, %d round(s), %s", cfg.Connections, cfg.Duration, cfg.Rounds, db.desc)
 	for round := range cfg.Rounds {
 		var runs1 []ReadRun
@@ -245,13 +254,13 @@ func Read(ctx context.Context, cfg ReadConfig, w Wiring, logf Logf) (*ReadReport
 				if err := pprof.StartCPUProfile(cfg.CPUProfile); err != nil {
 					return nil, fmt.Errorf("CPU profile: %w", err)
 				}
+				profiling = true
 			}
 			res, err := driveOne(ctx, t)
-			if round == 0 && i == len(runs)-1 && cfg.CPUProfile != nil {
-				pprof.StopCPUProfile()
+			if i == len(runs)-1 {
+				stopProfile()
 			}
 			if err != nil {
-				pprof.StopCPUProfile() // if it runs
 				return nil, err
 			}
 			if err := ctx.Err(); err != nil {

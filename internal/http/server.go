@@ -162,16 +162,12 @@ type Server struct {
 func (h *Server) Run(ctx context.Context) {
 	// The audit writes run on threads of lower CPU priority than the
 	// requests' (package lowprio).
-	done := make(chan struct{})
-	lowprio.Go(func() {
-		defer close(done)
+	done := lowprio.Go(func() {
 		if h.s.auditw != nil {
 			h.s.auditw.run(ctx)
 		}
 	})
-	pruned := make(chan struct{})
-	lowprio.Go(func() {
-		defer close(pruned)
+	pruned := lowprio.Go(func() {
 		if h.s.authStore != nil && h.s.auditRetention > 0 {
 			h.s.pruneAuditLoop(ctx)
 		}

@@ -22,5 +22,10 @@ package lowprio
 const Nice = 10
 
 // Go runs f in a new goroutine on a thread of its own with lower CPU
-// priority (see the package's documentation).
-func Go(f func()) { start(f) }
+// priority (see the package's documentation). The channel it returns is
+// closed when f has returned.
+func Go(f func()) <-chan struct{} {
+	done := make(chan struct{})
+	start(func() { defer close(done); f() })
+	return done
+}

@@ -33,13 +33,18 @@ func TestGoLowersItsThreadOnly(t *testing.T) {
 	base := threadNice(t)
 	runtime.UnlockOSThread()
 
+	// Each goroutine's channel is closed once it has returned.
 	got := make(chan int, 8)
-	var wg sync.WaitGroup
+	var dones []<-chan struct{}
 	for range 8 {
-		wg.Add(1)
-		Go(func() { defer wg.Done(); got <- threadNice(t) })
+		dones = append(dones, Go(func() { got <- threadNice(t) }))
 	}
-	wg.Wait()
+	for _, d := range dones {
+		<-d
+	}
+	if len(got) != 8 {
+		t.Fatalf("%d of 8 goroutines had run when their channels were closed", len(got))
+	}
 	close(got)
 	want := min(base+Nice, 19)
 	for n := range got {
@@ -49,6 +54,7 @@ func TestGoLowersItsThreadOnly(t *testing.T) {
 	}
 	// The threads that ran them are gone: every thread now running a
 	// goroutine has the process's priority.
+	var wg sync.WaitGroup
 	var mu sync.Mutex
 	others := map[int]bool{}
 	for range 32 {

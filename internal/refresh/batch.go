@@ -60,7 +60,6 @@ func (b *batcher) complete(ctx context.Context, c tokenkeeper.RefreshCommit, urg
 	if !b.flushing {
 		b.flushing = true
 		lowprio.Go(b.flush) // a thread of lower CPU priority than the requests'
-
 	}
 	b.mu.Unlock()
 	select {

@@ -329,22 +329,18 @@ func (r *Refresher) Run(ctx context.Context) error {
 	defer r.shutdown()
 	if p, ok := r.store.(EventPruner); ok && r.cfg.EventPruneInterval > 0 {
 		pctx, stop := context.WithCancel(ctx)
-		done := make(chan struct{})
-		lowprio.Go(func() { defer close(done); r.pruneEventsLoop(pctx, p) })
+		done := lowprio.Go(func() { r.pruneEventsLoop(pctx, p) })
 		defer func() { stop(); <-done }()
 	}
 	if v, ok := r.store.(Vacuumer); ok && r.cfg.VacuumInterval > 0 {
 		vctx, stop := context.WithCancel(ctx)
-		done := make(chan struct{})
-		lowprio.Go(func() { defer close(done); r.vacuumLoop(vctx, v) })
+		done := lowprio.Go(func() { r.vacuumLoop(vctx, v) })
 		defer func() { stop(); <-done }()
 	}
 
 	// The loop claims on a thread of lower CPU priority than the requests'
 	// (package lowprio), as the commits, the pruning and the vacuuming do.
-	done := make(chan struct{})
-	lowprio.Go(func() { defer close(done); r.loop(ctx) })
-	<-done
+	<-lowprio.Go(func() { r.loop(ctx) })
 	return nil
 }
 
