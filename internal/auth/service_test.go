@@ -1075,3 +1075,20 @@ func TestLoginLockoutNeedsManyAddresses(t *testing.T) {
 		t.Fatalf("guesses from many addresses limited after %d, want the per-user burst (about 50 left of 60)", spread)
 	}
 }
+
+// Sum256 is sha256.Sum256 for every length, the stack buffer's edges
+// included, and allocates nothing for a secret of the usual size.
+func TestSum256(t *testing.T) {
+	for _, n := range []int{0, 1, 32, 33, 127, 128, 129, 600} {
+		s := strings.Repeat("k", n)
+		if got, want := Sum256(s), sha256.Sum256([]byte(s)); got != want {
+			t.Errorf("Sum256 of %d bytes: %x, want %x", n, got, want)
+		}
+	}
+	secret, _ := NewClientSecret()
+	var sink [sha256.Size]byte
+	if a := testing.AllocsPerRun(100, func() { sink = Sum256(secret) }); a != 0 {
+		t.Errorf("Sum256 of a %d-byte secret allocates %.0f objects, want 0", len(secret), a)
+	}
+	_ = sink
+}

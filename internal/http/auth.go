@@ -83,17 +83,6 @@ func callerFrom(ctx context.Context) *caller {
 	return c
 }
 
-// keyHash is the SHA-256 of an API key, as stored. Keys of the usual size
-// are hashed from a buffer on the stack: no allocation per request.
-func keyHash(key string) [sha256.Size]byte {
-	var buf [128]byte
-	if len(key) > len(buf) {
-		return sha256.Sum256([]byte(key))
-	}
-	n := copy(buf[:], key)
-	return sha256.Sum256(buf[:n])
-}
-
 // keyCache remembers recently authenticated API keys so that the token read
 // path costs no database query per request. An entry is trusted without a
 // query for ttl; past that, each use asks the store, and while the store
@@ -204,9 +193,9 @@ func withCaller(r *http.Request, c *caller) *http.Request {
 // false. The caller is shared by the requests of its key or token: never
 // modify it.
 func (s *server) callerOf(w http.ResponseWriter, r *http.Request) (*caller, bool) {
-	auth := r.Header.Get("Authorization")
-	scheme, token, ok := strings.Cut(auth, " ")
-	if auth == "" {
+	header := r.Header.Get("Authorization")
+	scheme, token, ok := strings.Cut(header, " ")
+	if header == "" {
 		s.Error(w, r, tokenkeeper.Errorf(tokenkeeper.EUNAUTHORIZED, "authentication required: send Authorization: Bearer with an API key or an access token"))
 		return nil, false
 	}
@@ -216,7 +205,7 @@ func (s *server) callerOf(w http.ResponseWriter, r *http.Request) (*caller, bool
 	}
 	var c *caller
 	if strings.HasPrefix(token, APIKeyPrefix) {
-		h, now := keyHash(token), s.now()
+		h, now := auth.Sum256(token), s.now()
 		cached, fresh := s.keys.get(h, now)
 		if fresh {
 			c = cached // the hot path: a key checked against the store within KeyCacheTTL

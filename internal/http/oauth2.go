@@ -57,7 +57,8 @@ func (s *server) handleOAuth2Token() http.Handler {
 				return
 			}
 		}
-		form, err := readTokenForm(w, r)
+		var params [6]formParam // the form's room on the stack: no allocation for the usual few
+		form, err := readTokenForm(w, r, params[:0])
 		if err != nil {
 			var mbe *http.MaxBytesError
 			var rep repeatedParam
@@ -245,9 +246,10 @@ const maxTokenForm = 16 << 10
 // readTokenForm reads and parses the urlencoded body of a token request
 // (at most maxTokenForm bytes: a *http.MaxBytesError beyond), as
 // url.ParseQuery does (a semicolon or a bad escape is an error), refusing
-// a parameter given twice (repeatedParam). It is the token endpoint's hot
+// a parameter given twice (repeatedParam), into form (its room: the
+// parameters are appended to form[:0]). It is the token endpoint's hot
 // path: one read into a buffer, no map.
-func readTokenForm(w http.ResponseWriter, r *http.Request) (tokenForm, error) {
+func readTokenForm(w http.ResponseWriter, r *http.Request, form tokenForm) (tokenForm, error) {
 	bp := tokenBufs.Get().(*[]byte)
 	defer tokenBufs.Put(bp)
 	if n := r.ContentLength; n >= 0 && n <= maxTokenForm {
@@ -258,7 +260,7 @@ func readTokenForm(w http.ResponseWriter, r *http.Request) (tokenForm, error) {
 		if _, err := io.ReadFull(r.Body, b); err != nil {
 			return nil, err
 		}
-		return parseTokenForm(string(b)) // a copy: the values outlive the buffer
+		return parseTokenForm(string(b), form) // a copy: the values outlive the buffer
 	}
 	buf := bytes.NewBuffer((*bp)[:0])
 	_, err := buf.ReadFrom(http.MaxBytesReader(w, r.Body, maxTokenForm))
@@ -266,11 +268,12 @@ func readTokenForm(w http.ResponseWriter, r *http.Request) (tokenForm, error) {
 	if err != nil {
 		return nil, err
 	}
-	return parseTokenForm(buf.String()) // a copy: the values outlive the buffer
+	return parseTokenForm(buf.String(), form) // a copy: the values outlive the buffer
 }
 
-func parseTokenForm(body string) (tokenForm, error) {
-	form := make(tokenForm, 0, 4)
+// parseTokenForm parses body into form[:0] (growing it past its capacity).
+func parseTokenForm(body string, form tokenForm) (tokenForm, error) {
+	form = form[:0]
 	var seen map[string]bool // past a few parameters: repeats found in O(1)
 	for body != "" {
 		var kv string

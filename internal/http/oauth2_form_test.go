@@ -20,7 +20,7 @@ func TestParseTokenFormAgreesWithParseQuery(t *testing.T) {
 		"p0=0&p1=1&p2=2&p3=3&p4=4&p5=5&p6=6&p7=7&p8=8&p9=9&p10=10",
 	} {
 		want, werr := url.ParseQuery(body)
-		got, err := parseTokenForm(body)
+		got, err := parseTokenForm(body, nil)
 		if (err != nil) != (werr != nil) {
 			t.Errorf("%q: error %v, url.ParseQuery's %v", body, err, werr)
 			continue
@@ -39,7 +39,7 @@ func TestParseTokenFormAgreesWithParseQuery(t *testing.T) {
 	}
 	for _, body := range []string{"a=1&a=2", "scope=x&grant_type=y&scope=x", "a=1&a", "a%3D=1&a%3d=2",
 		"p0=0&p1=1&p2=2&p3=3&p4=4&p5=5&p6=6&p7=7&p8=8&p9=9&p3=x", "p0=0&p1=1&p2=2&p3=3&p4=4&p5=5&p6=6&p7=7&p3=3"} {
-		_, err := parseTokenForm(body)
+		_, err := parseTokenForm(body, nil)
 		var rep repeatedParam
 		if !errors.As(err, &rep) {
 			t.Errorf("%q: %v, want a repeated parameter", body, err)
@@ -50,7 +50,7 @@ func TestParseTokenFormAgreesWithParseQuery(t *testing.T) {
 	for i := 0; sb.Len() < maxTokenForm-16; i++ {
 		fmt.Fprintf(&sb, "p%d&", i)
 	}
-	if _, err := parseTokenForm(sb.String()); err != nil {
+	if _, err := parseTokenForm(sb.String(), nil); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -3,7 +3,9 @@ package http_test
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -102,7 +104,7 @@ func TestTokenReadFastPathAnswersAsTheRoute(t *testing.T) {
 // once. It guards the hot path against a regression that a benchmark
 // would only show as a slower figure.
 func TestTokenReadAllocations(t *testing.T) {
-	srv, apiKey := readPathServer(t, tkhttp.Config{})
+	srv, apiKey, _ := readPathServer(t, tkhttp.Config{})
 	req, _ := http.NewRequest("GET", "/v1/credentials/api/token", nil)
 	req.Header.Set("Authorization", "Bearer "+apiKey)
 	req.RemoteAddr = "127.0.0.1:5000"
@@ -122,6 +124,40 @@ func TestTokenReadAllocations(t *testing.T) {
 	// One: the refresher's answer (refresh.Served).
 	if allocs > 1 {
 		t.Fatalf("a token read allocates %.1f objects, want at most 1", allocs)
+	}
+}
+
+// The same guard for a service client's POST /oauth2/token, which reads
+// and parses a form and checks a client secret on every request.
+func TestOAuth2TokenAllocations(t *testing.T) {
+	srv, _, basic := readPathServer(t, tkhttp.Config{})
+	const form = "grant_type=client_credentials&scope=credential%3Aapi"
+	body := strings.NewReader(form)
+	req, _ := http.NewRequest("POST", "/oauth2/token", io.NopCloser(body))
+	req.ContentLength = int64(len(form))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Authorization", basic)
+	req.RemoteAddr = "127.0.0.1:5000"
+	w := &discardWriter{header: http.Header{}}
+	serve := func() {
+		clear(w.header)
+		w.status = 0
+		body.Reset(form)
+		srv.ServeHTTP(w, req)
+	}
+	serve() // fills the caches
+	if w.status != http.StatusOK {
+		t.Fatalf("token request: %d", w.status)
+	}
+	allocs := testing.AllocsPerRun(200, serve)
+	if w.status != http.StatusOK {
+		t.Fatalf("token request: %d", w.status)
+	}
+	// Five: the form's copy and its one escaped value (scope), the decoded
+	// Basic credentials and their string (net/http's BasicAuth), the audit
+	// actor "client:ID".
+	if allocs > 5 {
+		t.Fatalf("a token request allocates %.1f objects, want at most 5", allocs)
 	}
 }
 
