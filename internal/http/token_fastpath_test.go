@@ -155,9 +155,15 @@ func TestOAuth2TokenAllocations(t *testing.T) {
 	}
 	// Five: the form's copy and its one escaped value (scope), the decoded
 	// Basic credentials and their string (net/http's BasicAuth), the audit
-	// actor "client:ID".
-	if allocs > 5 {
-		t.Fatalf("a token request allocates %.1f objects, want at most 5", allocs)
+	// actor "client:ID". With -race, sync.Pool drops a random quarter of
+	// what is put back, so either of the request's two pooled buffers may
+	// be made anew.
+	want := 5.0
+	if raceDetector {
+		want += 2
+	}
+	if allocs > want {
+		t.Fatalf("a token request allocates %.1f objects, want at most %.0f", allocs, want)
 	}
 }
 
