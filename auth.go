@@ -125,7 +125,9 @@ type AuthStore interface {
 	// RevokeUserSessions revokes all of a user's families (with
 	// revocations until accessExpiresAt) and refuses the families of
 	// logins whose AuthTime is not after now. It returns how many
-	// families it revoked. Returns EINVALID or ENOTFOUND.
+	// sessions it ended: the families that were live at now (a current
+	// token neither revoked nor expired), so that a second call returns
+	// 0. Returns EINVALID or ENOTFOUND.
 	RevokeUserSessions(ctx context.Context, username string, now, accessExpiresAt time.Time) (int, error)
 	// DeleteUser removes a user and revokes all its families (with
 	// revocations until accessExpiresAt). Returns ENOTFOUND.

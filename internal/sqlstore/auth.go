@@ -135,7 +135,8 @@ func (s *Store) deleteUser(ctx context.Context, tx Querier, username string, now
 // revokeUserFamilies revokes, in tx, every refresh-token family of the
 // user with id userID and records revocations of their access tokens until
 // accessExpiresAt (never shortening an earlier one). It returns how many
-// families it recorded.
+// sessions it ended: the families that were live at now (a current token
+// neither revoked nor expired), not those revoked or expired before.
 func (s *Store) revokeUserFamilies(ctx context.Context, tx Querier, userID string, now, accessExpiresAt time.Time) (int, error) {
 	families, err := collect(ctx, tx, `SELECT family_id FROM refresh_tokens WHERE user_id = $1 GROUP BY family_id ORDER BY family_id COLLATE "C"`,
 		[]any{userID}, scanString)
@@ -147,6 +148,11 @@ func (s *Store) revokeUserFamilies(ctx context.Context, tx Querier, userID strin
 			return 0, err
 		}
 	}
+	var live int
+	if err := tx.QueryRow(ctx, `SELECT COUNT(DISTINCT family_id) FROM refresh_tokens WHERE user_id = $1
+		AND revoked_at IS NULL AND rotated_at IS NULL AND expires_at > $2 AND family_expires_at > $2`, userID, now).Scan(&live); err != nil {
+		return 0, err
+	}
 	if _, err := tx.Exec(ctx, `UPDATE refresh_tokens SET revoked_at = $2 WHERE user_id = $1 AND revoked_at IS NULL`, userID, now); err != nil {
 		return 0, err
 	}
@@ -155,7 +161,7 @@ func (s *Store) revokeUserFamilies(ctx context.Context, tx Querier, userID strin
 		ON CONFLICT (family_id) DO UPDATE SET expires_at = CASE WHEN excluded.expires_at > revocations.expires_at
 			THEN excluded.expires_at ELSE revocations.expires_at END`,
 		userID, now, accessExpiresAt)
-	return len(families), err
+	return live, err
 }
 
 // Refresh tokens

@@ -23,8 +23,9 @@ func (s *Store) ChangeUserPassword(ctx context.Context, username, hash string, n
 // tokens until accessExpiresAt, and marks the user's sessions revoked at
 // now, so that a login that read the user before now and has not yet
 // stored its family fails (CreateRefreshToken compares the family's
-// AuthTime). It returns how many families it revoked. Returns EINVALID or
-// ENOTFOUND.
+// AuthTime). It returns how many sessions it ended: the families that
+// were live (a current token neither revoked nor expired). Returns
+// EINVALID or ENOTFOUND.
 func (s *Store) RevokeUserSessions(ctx context.Context, username string, now, accessExpiresAt time.Time) (int, error) {
 	return s.revokeSessions(ctx, "revoke user sessions", username, "", now, accessExpiresAt)
 }
