@@ -121,23 +121,6 @@ func (e *env) cmdUserList(c *command) runFunc {
 	}
 }
 
-func (e *env) cmdUserRemove(c *command) runFunc {
-	c.describe("tokenkeeper user rm NAME", "Deletes a user and ends all its sessions.")
-	var ao apiOptions
-	ao.register(c)
-	return func(args []string) error {
-		pos, cl, err := e.clientCommand(c, &ao, 1, "the user name")
-		if err != nil {
-			return err
-		}
-		if err := cl.do(e.ctx, "DELETE", "/v1/users/"+url.PathEscape(pos[0]), nil, nil); err != nil {
-			return fmt.Errorf("remove user: %w", err)
-		}
-		fmt.Fprintf(e.stdout, "Removed user %q.\n", pos[0])
-		return nil
-	}
-}
-
 func (e *env) cmdUserPasswd(c *command) runFunc {
 	c.describe("tokenkeeper user passwd NAME [--password-stdin]", "Sets a user's password and ends all the user's sessions.")
 	var ao apiOptions
@@ -162,23 +145,29 @@ func (e *env) cmdUserPasswd(c *command) runFunc {
 }
 
 func (e *env) cmdUserRevokeSessions(c *command) runFunc {
-	c.describe("tokenkeeper user revoke-sessions NAME",
+	c.describe("tokenkeeper user revoke-sessions NAME [--json]",
 		`Ends every session of a user: its refresh tokens stop working at once and its
 access tokens within a second on every replica. The password stays.`)
 	var ao apiOptions
 	ao.register(c)
+	asJSON := c.fs.Bool("json", false, "print JSON")
 	return func(args []string) error {
 		pos, cl, err := e.clientCommand(c, &ao, 1, "the user name")
 		if err != nil {
 			return err
 		}
 		var out struct {
-			Revoked int `json:"revoked_sessions"`
+			Username string `json:"username"`
+			Revoked  int    `json:"revoked_sessions"`
 		}
 		if err := cl.do(e.ctx, "POST", "/v1/users/"+url.PathEscape(pos[0])+"/revoke-sessions", nil, &out); err != nil {
 			return fmt.Errorf("revoke sessions: %w", err)
 		}
-		fmt.Fprintf(e.stdout, "Ended %d sessions of %q.\n", out.Revoked, pos[0])
+		if *asJSON {
+			out.Username = pos[0]
+			return printJSON(e.stdout, out)
+		}
+		fmt.Fprintf(e.stdout, "Ended %d %s of %q.\n", out.Revoked, plural(out.Revoked, "session", "sessions"), pos[0])
 		return nil
 	}
 }
@@ -247,23 +236,6 @@ func (e *env) cmdClientList(c *command) runFunc {
 			fmt.Fprintf(tw, "%s\t%s\t%s\n", cc.ClientID, dash(strings.Join(cc.Credentials, ",")), cc.CreatedAt.Local().Format(timeLayout))
 		}
 		return tw.Flush()
-	}
-}
-
-func (e *env) cmdClientRemove(c *command) runFunc {
-	c.describe("tokenkeeper client rm CLIENT_ID", "Deletes a service client.")
-	var ao apiOptions
-	ao.register(c)
-	return func(args []string) error {
-		pos, cl, err := e.clientCommand(c, &ao, 1, "the client id")
-		if err != nil {
-			return err
-		}
-		if err := cl.do(e.ctx, "DELETE", "/v1/clients/"+url.PathEscape(pos[0]), nil, nil); err != nil {
-			return fmt.Errorf("remove client: %w", err)
-		}
-		fmt.Fprintf(e.stdout, "Removed client %q.\n", pos[0])
-		return nil
 	}
 }
 

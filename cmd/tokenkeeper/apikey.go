@@ -97,9 +97,10 @@ func (e *env) cmdAPIKeyList(c *command) runFunc {
 }
 
 func (e *env) cmdAPIKeyRevoke(c *command) runFunc {
-	c.describe("tokenkeeper apikey rm ID_OR_NAME", "Revokes an API key; it stops working at once on this broker, within seconds on other replicas.")
+	c.describe("tokenkeeper apikey rm ID_OR_NAME [--json]", "Revokes an API key; it stops working at once on this broker, within seconds on other replicas.")
 	var ao apiOptions
 	ao.register(c)
+	asJSON := c.fs.Bool("json", false, "print JSON")
 	return func(args []string) error {
 		pos, cl, err := e.clientCommand(c, &ao, 1, "the key's id or name")
 		if err != nil {
@@ -110,6 +111,9 @@ func (e *env) cmdAPIKeyRevoke(c *command) runFunc {
 		}
 		if err := cl.do(e.ctx, "DELETE", "/v1/apikeys/"+url.PathEscape(pos[0]), nil, &out); err != nil {
 			return fmt.Errorf("revoke API key: %w", err)
+		}
+		if *asJSON {
+			return printJSON(e.stdout, map[string]any{"revoked": true, "already_revoked": out.AlreadyRevoked, "name": pos[0]})
 		}
 		if out.AlreadyRevoked {
 			fmt.Fprintf(e.stdout, "API key %q was already revoked; nothing changed.\n", pos[0])

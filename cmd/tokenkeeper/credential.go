@@ -414,23 +414,6 @@ at once. --status disabled stops its refreshes; --status active resumes them.`)
 	}
 }
 
-func (e *env) cmdCredentialRemove(c *command) runFunc {
-	c.describe("tokenkeeper credential rm NAME", "Deletes a credential, its secrets and its events.")
-	var ao apiOptions
-	ao.register(c)
-	return func(args []string) error {
-		pos, cl, err := e.clientCommand(c, &ao, 1, "the credential name")
-		if err != nil {
-			return err
-		}
-		if err := cl.do(e.ctx, "DELETE", "/v1/credentials/"+url.PathEscape(pos[0]), nil, nil); err != nil {
-			return fmt.Errorf("remove credential: %w", err)
-		}
-		fmt.Fprintf(e.stdout, "Removed credential %q.\n", pos[0])
-		return nil
-	}
-}
-
 type tokenView struct {
 	AccessToken string     `json:"access_token"`
 	TokenType   string     `json:"token_type"`

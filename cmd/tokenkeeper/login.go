@@ -42,7 +42,7 @@ func (e *env) readLoginPassword(fromStdin bool, prompt string) (string, error) {
 }
 
 func (e *env) cmdLogin(c *command) runFunc {
-	c.describe("tokenkeeper login USER [--password-stdin] [--server URL]",
+	c.describe("tokenkeeper login USER [--password-stdin] [--server URL] [--json]",
 		`Signs in to the broker as a user and keeps the session for later commands,
 which then need no API key: the refresh token, rotated on every use, and the
 current access token, in $XDG_CONFIG_HOME/tokenkeeper/sessions.json (default
@@ -54,6 +54,7 @@ longer fresh. $TOKENKEEPER_API_KEY, when set, wins over the session.`)
 	var ao apiOptions
 	ao.registerServer(c)
 	stdin := c.fs.Bool("password-stdin", false, "read the password from standard input (the first line)")
+	asJSON := c.fs.Bool("json", false, "print JSON (never the session's tokens)")
 	c.envless("password-stdin")
 	return func(args []string) error {
 		pos, err := c.args(1, "the user name")
@@ -80,19 +81,23 @@ longer fresh. $TOKENKEEPER_API_KEY, when set, wins over the session.`)
 		if err := store.update(base, func(*session) (*session, error) { return ans.session(pos[0], time.Now()), nil }); err != nil {
 			return err
 		}
-		fmt.Fprintf(e.stdout, "Logged in to %s as %s. The session is kept in %s.\n", base, pos[0], store.path())
 		if e.getenv("TOKENKEEPER_API_KEY") != "" {
 			fmt.Fprintln(e.stderr, "warning: $TOKENKEEPER_API_KEY is set and wins over the session: unset it to use the login")
 		}
+		if *asJSON {
+			return printJSON(e.stdout, sessionView{LoggedIn: true, Server: base, Username: pos[0], SessionsFile: store.path()})
+		}
+		fmt.Fprintf(e.stdout, "Logged in to %s as %s. The session is kept in %s.\n", base, pos[0], store.path())
 		return nil
 	}
 }
 
 func (e *env) cmdLogout(c *command) runFunc {
-	c.describe("tokenkeeper logout [--server URL]",
+	c.describe("tokenkeeper logout [--server URL] [--json]",
 		"Ends the login session with this broker: the broker revokes it, and it is removed from the sessions file.")
 	var ao apiOptions
 	ao.registerServer(c)
+	asJSON := c.fs.Bool("json", false, "print JSON")
 	return func(args []string) error {
 		if _, err := c.args(0, "no arguments"); err != nil {
 			return err
@@ -110,6 +115,9 @@ func (e *env) cmdLogout(c *command) runFunc {
 			return err
 		}
 		if sess == nil {
+			if *asJSON {
+				return printJSON(e.stdout, sessionView{Server: base, SessionsFile: store.path()})
+			}
 			fmt.Fprintf(e.stdout, "Not logged in to %s.\n", base)
 			return nil
 		}
@@ -123,9 +131,22 @@ func (e *env) cmdLogout(c *command) runFunc {
 		if err := store.update(base, func(*session) (*session, error) { return nil, nil }); err != nil {
 			return err
 		}
+		if *asJSON {
+			return printJSON(e.stdout, sessionView{LoggedOut: true, Server: base, Username: sess.Username, SessionsFile: store.path()})
+		}
 		fmt.Fprintf(e.stdout, "Logged out of %s (user %s).\n", base, sess.Username)
 		return nil
 	}
+}
+
+// sessionView is what login and logout print with --json: which session
+// changed, and where sessions are kept (never a token).
+type sessionView struct {
+	LoggedIn     bool   `json:"logged_in,omitempty"`
+	LoggedOut    bool   `json:"logged_out,omitempty"`
+	Server       string `json:"server"`
+	Username     string `json:"username,omitempty"`
+	SessionsFile string `json:"sessions_file"`
 }
 
 func (e *env) cmdWhoami(c *command) runFunc {

@@ -409,20 +409,3 @@ another host clears the stored client secret unless a new one is given.`)
 		return nil
 	}
 }
-
-func (e *env) cmdProviderRemove(c *command) runFunc {
-	c.describe("tokenkeeper provider rm NAME", "Deletes a provider that no credential uses.")
-	var ao apiOptions
-	ao.register(c)
-	return func(args []string) error {
-		pos, cl, err := e.clientCommand(c, &ao, 1, "the provider name")
-		if err != nil {
-			return err
-		}
-		if err := cl.do(e.ctx, "DELETE", "/v1/providers/"+url.PathEscape(pos[0]), nil, nil); err != nil {
-			return fmt.Errorf("remove provider: %w", err)
-		}
-		fmt.Fprintf(e.stdout, "Removed provider %q.\n", pos[0])
-		return nil
-	}
-}

@@ -43,7 +43,7 @@ func TestUserRevokeSessionsCommand(t *testing.T) {
 		t.Fatalf("whoami before: %d", st)
 	}
 	out, err := cli("", "user", "revoke-sessions", "ann")
-	if err != nil || !strings.Contains(out, `Ended 1 sessions of "ann"`) {
+	if err != nil || !strings.Contains(out, `Ended 1 session of "ann"`) {
 		t.Fatalf("revoke-sessions: %v %s", err, out)
 	}
 	if st := apiDo(t, "GET", sb.url+"/v1/auth/whoami", tokens.AccessToken, nil, nil); st != http.StatusUnauthorized {

@@ -86,23 +86,6 @@ func (e *env) cmdWebhookList(c *command) runFunc {
 	}
 }
 
-func (e *env) cmdWebhookRemove(c *command) runFunc {
-	c.describe("tokenkeeper webhook rm ID", "Removes a webhook endpoint and its pending deliveries and log.")
-	var ao apiOptions
-	ao.register(c)
-	return func(args []string) error {
-		pos, cl, err := e.clientCommand(c, &ao, 1, "the webhook's id")
-		if err != nil {
-			return err
-		}
-		if err := cl.do(e.ctx, "DELETE", "/v1/webhooks/"+url.PathEscape(pos[0]), nil, nil); err != nil {
-			return fmt.Errorf("remove webhook: %w", err)
-		}
-		fmt.Fprintf(e.stdout, "Removed webhook %s.\n", pos[0])
-		return nil
-	}
-}
-
 func (e *env) cmdWebhookTest(c *command) runFunc {
 	c.describe("tokenkeeper webhook test ID [--json]",
 		"Queues a signed webhook.test delivery to the endpoint; see 'tokenkeeper webhook deliveries ID' for the outcome.")
