@@ -15,7 +15,8 @@ import (
 // provider calls, a claim every 300 ms takes up to sixty of them, where
 // claiming on every pass takes them one or two at a time (on a busy
 // machine under -race, ten or more: a claim itself takes tens of
-// milliseconds). Every one is still refreshed, once.
+// milliseconds, and then batching is held to at most twelve claims). Every
+// one is still refreshed, once.
 func TestClaimBatchWaitClaimsTogether(t *testing.T) {
 	var unbatched float64
 	for _, tc := range []struct {
@@ -54,8 +55,13 @@ func TestClaimBatchWaitClaimsTogether(t *testing.T) {
 			t.Logf("%d credentials claimed in %d claims: %.1f a claim", claimed, claims, batch)
 			if tc.wait < 0 {
 				unbatched = batch
-			} else if batch < max(3, 2*unbatched) {
-				t.Errorf("%.1f credentials a claim, want at least 3 and twice the %.1f of claims on every pass", batch, unbatched)
+			} else if most := float64(n) / 12; batch < 3 || (batch < 2*unbatched && batch < most) {
+				// Twice the claims on every pass; or, on a machine slow
+				// enough that those take fifteen or more at a time (a CI
+				// run under -race: 15.4, when batching took 25), at most
+				// twelve claims for the second over which the 200 come
+				// due (about five at one claim per 300 ms).
+				t.Errorf("%.1f credentials a claim, want at least 3, and twice the %.1f of claims on every pass or %.1f", batch, unbatched, most)
 			}
 			if got := w.refreshes(); got != n {
 				t.Errorf("%d refreshes, want %d", got, n)
