@@ -1,5 +1,5 @@
-// Package lowprio runs a broker's background work (claiming and committing
-// refreshes, pruning, writing audit records) on operating-system threads
+// Package lowprio runs a broker's background work that may wait (pruning
+// events, vacuuming, writing audit records) on operating-system threads
 // of lower CPU priority than the threads that serve requests.
 //
 // Go's scheduler has no priorities: a token read that becomes runnable
@@ -8,8 +8,12 @@
 // slices of milliseconds. A goroutine started with Go runs locked to a
 // thread of its own whose nice value is raised: when that thread and a
 // serving thread are both ready, the kernel runs the serving one first,
-// and the background work takes the CPU time the serving leaves. Nothing
-// is starved: on an otherwise idle CPU a niced thread runs at full speed.
+// and the background work takes the CPU time the serving leaves. On an
+// otherwise idle CPU a niced thread runs at full speed; but it yields to
+// every other process's threads too (unless the process has a CPU cgroup
+// of its own), so on a host busy elsewhere it may wait for seconds. Work
+// that keeps tokens fresh (claiming and committing refreshes) must not
+// run here.
 //
 // The thread ends with its goroutine (the goroutine never unlocks it), so
 // its priority never passes to other goroutines. Elsewhere than Linux, Go
@@ -29,3 +33,8 @@ func Go(f func()) <-chan struct{} {
 	start(func() { defer close(done); f() })
 	return done
 }
+
+// Lowered reports whether the calling goroutine runs on a thread whose
+// priority Go lowered (false elsewhere than Linux). For tests: the
+// goroutine must be locked to its thread for the answer to hold.
+func Lowered() bool { return lowered() }

@@ -72,3 +72,19 @@ func TestGoLowersItsThreadOnly(t *testing.T) {
 		t.Errorf("other goroutines' threads have nice values %v, want only %d", others, base)
 	}
 }
+
+// Lowered tells a goroutine started by Go from one that was not, even
+// locked to a thread of its own.
+func TestLowered(t *testing.T) {
+	var in bool
+	<-Go(func() { in = Lowered() })
+	out := make(chan bool)
+	go func() {
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		out <- Lowered()
+	}()
+	if !in || <-out || Lowered() {
+		t.Fatalf("Lowered: %v in Go, want true; false elsewhere", in)
+	}
+}

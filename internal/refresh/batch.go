@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/tokenkeeper/tokenkeeper"
-	"github.com/tokenkeeper/tokenkeeper/internal/lowprio"
 )
 
 // DefaultCommitBatchWait is how long, by default, a background refresh's
@@ -59,7 +58,10 @@ func (b *batcher) complete(ctx context.Context, c tokenkeeper.RefreshCommit, urg
 	}
 	if !b.flushing {
 		b.flushing = true
-		lowprio.Go(b.flush) // a thread of lower CPU priority than the requests'
+		// At the process's priority, not lowprio's: a niced thread
+		// yields to every other process's threads too, and a host busy
+		// elsewhere would hold back the commits that keep tokens fresh.
+		go b.flush()
 	}
 	b.mu.Unlock()
 	select {

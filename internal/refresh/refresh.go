@@ -338,9 +338,11 @@ func (r *Refresher) Run(ctx context.Context) error {
 		defer func() { stop(); <-done }()
 	}
 
-	// The loop claims on a thread of lower CPU priority than the requests'
-	// (package lowprio), as the commits, the pruning and the vacuuming do.
-	<-lowprio.Go(func() { r.loop(ctx) })
+	// The pruning and the vacuuming run on threads of lower CPU priority
+	// (package lowprio); the claims and commits do not: a niced thread
+	// yields to every other process's threads too, and on a host busy
+	// elsewhere tokens would expire unrefreshed.
+	r.loop(ctx)
 	return nil
 }
 
