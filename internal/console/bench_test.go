@@ -17,7 +17,7 @@ import (
 // tenth of them failing, a third holding a token), through the whole
 // handler: session check, store queries, in-process API call, template.
 func BenchmarkPages10k(b *testing.B) {
-	h := newHarnessRefreshing(b, false)
+	h := newHarnessWith(b, harnessConfig{noRefresher: true})
 	ctx := context.Background()
 	if st, out := h.api("POST", "/v1/providers", map[string]any{"name": "idp", "authorization_url": h.idp.AuthorizeURL(),
 		"token_url": h.idp.TokenURL(), "client_id": "app", "client_secret": h.secret}); st != http.StatusCreated {

@@ -3,6 +3,7 @@ package console_test
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -22,8 +23,21 @@ import (
 func run(t *testing.T, ctx context.Context, what string, steps ...chromedp.Action[chromedp.Void]) {
 	t.Helper()
 	if err := chromedp.Do(ctx, steps...); err != nil {
-		t.Fatalf("%s: %v", what, err)
+		t.Fatalf("%s: %v\n%s", what, err, whereAmI(ctx))
 	}
+}
+
+// whereAmI says which page the browser shows and what it says, for a
+// failed step: its context may be over, so it asks with 5 s of its own.
+func whereAmI(ctx context.Context) string {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	page, err := chromedp.Run(ctx, chromedp.Evaluate[string](
+		`location.href + " (" + document.title + "):\n" + document.body.innerText.slice(0, 2000)`))
+	if err != nil {
+		return "the page cannot be read: " + err.Error()
+	}
+	return "the browser shows " + page
 }
 
 // eval evaluates a JavaScript expression in the page.
@@ -225,12 +239,23 @@ func screenshots(t *testing.T, ctx context.Context, h *harness) {
 // TestBrowserViewerCSRFAndStaleSession, in chromium: a viewer sees the
 // same pages with no buttons, and a direct POST as a viewer is refused; a
 // form POST without a CSRF token is refused; a stale session asks for the
-// password before a delete.
+// password before a delete, and the delete's answer is the next page.
+//
+// The event streams' heartbeat is 100 ms here, and the API takes 1 s
+// more to delete: the re-sign-in ends the stale session's family before
+// the delete, the page's event stream says "expired" at its next
+// heartbeat while the form's answer is awaited, and the page must not
+// answer that by renewing the ended session (which signs out the browser)
+// or leaving for the sign-in page while its form is being submitted.
 func TestBrowserViewerCSRFAndStaleSession(t *testing.T) {
 	if testing.Short() && browsertestShortSkip() {
 		t.Skip("the browser journeys take a while; they run without -short (the same rules are tested over HTTP)")
 	}
-	h := newHarness(t)
+	h := newHarnessWith(t, harnessConfig{heartbeat: 100 * time.Millisecond, beforeAPI: func(r *http.Request) {
+		if r.Method == http.MethodDelete {
+			time.Sleep(time.Second)
+		}
+	}})
 	h.credential("cal")
 
 	// 4. The viewer.

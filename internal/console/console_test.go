@@ -236,6 +236,68 @@ func TestStaleSessionAsksForPassword(t *testing.T) {
 	}
 }
 
+// TestLiveFetchNeverClearsTheSession: a re-sign-in before a delete ends
+// the stale session's family; a page's live fetch (X-Console-Live) that
+// still carries the ended session is sent to sign in without clearing the
+// cookies (its answer may reach the browser after the delete's, which set
+// the new session), while a navigation carrying it has them cleared. The
+// new session works throughout.
+func TestLiveFetchNeverClearsTheSession(t *testing.T) {
+	h := newHarness(t)
+	h.credential("cal")
+	b := h.browser()
+	b.signIn(adminUser, adminPassword)
+	h.authSkew.Store(int64(20 * time.Minute)) // the access token has expired; the refresh token has not
+	b.get("/ui/credentials/cal")              // renews: a session that is not fresh
+	u, _ := url.Parse(h.url + "/ui/")
+	stale := b.jar.Cookies(u)
+	resp := b.post("/ui/credentials/cal/delete", url.Values{"csrf": {b.csrf()}, "confirm": {"cal"}, "confirm_password": {adminPassword}})
+	if resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("delete with the password: %d %.600s", resp.StatusCode, b.last)
+	}
+	h.authSkew.Store(int64(40 * time.Minute)) // the stale session's access token has expired too: the next request renews
+	noJar := &http.Client{Timeout: 30 * time.Second, CheckRedirect: b.c.CheckRedirect}
+	fetch := func(live bool) *http.Response {
+		t.Helper()
+		req, _ := http.NewRequest(http.MethodGet, h.url+"/ui/credentials/cal", nil)
+		for _, ck := range stale {
+			req.AddCookie(ck)
+		}
+		if live {
+			req.Header.Set("X-Console-Live", "1")
+		}
+		// Another cookie store (none): this request's answer must not
+		// reach the jar's.
+		resp, err := noJar.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusSeeOther || !strings.HasPrefix(resp.Header.Get("Location"), "/ui/login") {
+			t.Fatalf("the ended session (live %v): %d %s", live, resp.StatusCode, resp.Header.Get("Location"))
+		}
+		return resp
+	}
+	cleared := func(resp *http.Response) (names []string) {
+		for _, ck := range resp.Cookies() {
+			if (ck.Name == "tk_console_at" || ck.Name == "tk_console_rt") && ck.MaxAge < 0 {
+				names = append(names, ck.Name)
+			}
+		}
+		return names
+	}
+	if got := cleared(fetch(true)); len(got) != 0 {
+		t.Fatalf("a live fetch cleared %v", got)
+	}
+	if got := cleared(fetch(false)); len(got) != 2 {
+		t.Fatalf("a navigation with the ended session cleared %v, not both cookies", got)
+	}
+	// The jar holds the session the delete's answer set: it works.
+	if resp := b.get("/ui/credentials"); resp.StatusCode != http.StatusOK || !strings.Contains(b.last, `id="whoami"`) {
+		t.Fatalf("the new session: %d %.300s", resp.StatusCode, b.last)
+	}
+}
+
 // TestNoSecretOnAnyPage renders every page of a broker holding a
 // connected credential and finds none of its secrets, nor any in a URL.
 func TestNoSecretOnAnyPage(t *testing.T) {

@@ -2,6 +2,7 @@ package console_test
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/base64"
@@ -78,12 +79,20 @@ func randomSecret() string {
 
 func newHarness(t testing.TB, idpOpts ...oauthtest.Option) *harness {
 	t.Helper()
-	return newHarnessRefreshing(t, true, idpOpts...)
+	return newHarnessWith(t, harnessConfig{}, idpOpts...)
 }
 
-// newHarnessRefreshing is newHarness, with the refresher's loop running
-// or not (a benchmark arranges the credentials' state itself).
-func newHarnessRefreshing(t testing.TB, refreshing bool, idpOpts ...oauthtest.Option) *harness {
+// harnessConfig changes what newHarnessWith builds.
+type harnessConfig struct {
+	noRefresher bool          // the refresher's loop does not run (a benchmark arranges the credentials' state itself)
+	heartbeat   time.Duration // the event streams' (2 s if 0)
+	// beforeAPI, if set, runs before the API answers each of the console's
+	// calls (to hold one back).
+	beforeAPI func(*http.Request)
+}
+
+// newHarnessWith is newHarness, changed by hc.
+func newHarnessWith(t testing.TB, hc harnessConfig, idpOpts ...oauthtest.Option) *harness {
 	t.Helper()
 	h := &harness{t: t, logs: &syncBuffer{}, secret: randomSecret()}
 	logger := slog.New(slog.NewTextHandler(h.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
@@ -128,18 +137,24 @@ func newHarnessRefreshing(t testing.TB, refreshing bool, idpOpts ...oauthtest.Op
 		t.Fatal(err)
 	}
 	ui, err := console.New(console.Config{Store: store, Auth: h.auth, Logger: logger,
-		RedirectURI: conn.RedirectURI(), PollInterval: 200 * time.Millisecond, Heartbeat: 2 * time.Second})
+		RedirectURI: conn.RedirectURI(), PollInterval: 200 * time.Millisecond, Heartbeat: cmp.Or(hc.heartbeat, 2*time.Second)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	handler := tkhttp.NewServer(tkhttp.Config{Store: store, Refresher: ref, Logger: logger, Auth: h.auth, AuthStore: store,
 		ForcedRefreshFloor: -1, ForcedRefreshPerMinute: 1 << 30, ForcedRefreshBurst: 1 << 30,
-		AuthFailuresPerSecond: 1 << 30, AuthFailuresBurst: 1 << 30, Connect: conn, Console: ui.Handler})
+		AuthFailuresPerSecond: 1 << 30, AuthFailuresBurst: 1 << 30, Connect: conn, Console: func(api http.Handler) http.Handler {
+			if hc.beforeAPI != nil {
+				next := api
+				api = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { hc.beforeAPI(r); next.ServeHTTP(w, r) })
+			}
+			return ui.Handler(api)
+		}})
 	var wg sync.WaitGroup
 	for _, f := range []func(){
 		func() {
-			if refreshing {
+			if !hc.noRefresher {
 				_ = ref.Run(ctx)
 			}
 		}, func() { _ = h.auth.Run(ctx) }, func() { handler.Run(ctx) }, func() { conn.Run(ctx) },
@@ -161,6 +176,10 @@ func newHarnessRefreshing(t testing.TB, refreshing bool, idpOpts ...oauthtest.Op
 		wg.Wait()
 		store.Close()
 		logs := h.logs.String()
+		if t.Failed() { // the broker's last words, for a failure
+			lines := strings.Split(strings.TrimSpace(logs), "\n")
+			t.Logf("the broker's log, last %d lines:\n%s", min(len(lines), 40), strings.Join(lines[max(0, len(lines)-40):], "\n"))
+		}
 		for _, s := range []string{h.secret, h.admin, adminPassword, viewerPassword} {
 			if s != "" && strings.Contains(logs, s) {
 				t.Errorf("a secret appears in the logs")

@@ -342,7 +342,7 @@ func (c *Console) finish(p *request, err error) {
 			msg = "Your role may not do this: " + ae.Detail
 		case http.StatusUnauthorized:
 			if !ae.freshRequired() {
-				c.clearSession(p.w)
+				c.dropSession(p.w, p.r)
 				http.Redirect(p.w, p.r, loginURL(p.r.URL.RequestURI()), http.StatusSeeOther)
 				return
 			}

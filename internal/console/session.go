@@ -122,7 +122,7 @@ func (c *Console) session(w http.ResponseWriter, r *http.Request, api *apiClient
 	}
 	if rt == "" {
 		if at != "" {
-			c.clearSession(w)
+			c.dropSession(w, r)
 		}
 		return nil
 	}
@@ -132,12 +132,12 @@ func (c *Console) session(w http.ResponseWriter, r *http.Request, api *apiClient
 		if !errors.As(err, &ae) || ae.Status != http.StatusUnauthorized {
 			c.log.Warn("cannot renew a console session", "err", err)
 		}
-		c.clearSession(w)
+		c.dropSession(w, r)
 		return nil
 	}
 	cl, err := c.cfg.Auth.Verify(r.Context(), toks.AccessToken)
 	if err != nil {
-		c.clearSession(w)
+		c.dropSession(w, r)
 		return nil
 	}
 	c.setCookie(w, cookieAccess, toks.AccessToken)
@@ -185,6 +185,22 @@ func (c *Console) renew(r *http.Request, api *apiClient, rt string) (*tokens, er
 	close(rn.done)
 	return rn.toks, rn.err
 }
+
+// dropSession clears the cookies of a session that no longer works, but
+// not in the answer to a page's live fetch (header X-Console-Live): it
+// runs beside the page's navigations and forms, its answer may reach the
+// browser after theirs, and it must not clear the session one of them set
+// meanwhile (a re-sign-in before a delete ends the stale session while a
+// live fetch may still carry it).
+func (c *Console) dropSession(w http.ResponseWriter, r *http.Request) {
+	if r.Header.Get(headerLive) != "" {
+		return
+	}
+	c.clearSession(w)
+}
+
+// headerLive marks a page's live fetch (console.js).
+const headerLive = "X-Console-Live"
 
 func (c *Console) clearSession(w http.ResponseWriter) {
 	c.setCookie(w, cookieAccess, "")

@@ -38,18 +38,25 @@
   // Live regions: after a change, the page is fetched again and each
   // [data-live] element is replaced by its new version. Forms outside the
   // live regions keep what the user is typing.
-  var busy = false, again = false;
+  //
+  // Once a form is submitted, its answer is the next page, and the page
+  // stops: a form may end the session the page's requests carry (a
+  // re-sign-in before a delete ends the stale session), and a fetch that
+  // renewed or left for the sign-in page meanwhile would undo the form's.
+  var busy = false, again = false, leaving = false;
   function reload() {
+    if (leaving) return;
     if (busy) { again = true; return; }
     busy = true;
     return fetch(location.href, { credentials: "same-origin", headers: { "X-Console-Live": "1" } })
       .then(function (r) {
+        if (leaving) return;
         if (r.redirected && r.url.indexOf("/ui/login") >= 0) { location.assign(r.url); return; }
         if (!r.ok) throw new Error("HTTP " + r.status);
         return r.text();
       })
       .then(function (html) {
-        if (!html) return;
+        if (!html || leaving) return;
         var doc = new DOMParser().parseFromString(html, "text/html");
         document.querySelectorAll("[data-live]").forEach(function (el) {
           var n = doc.getElementById(el.id);
@@ -71,6 +78,7 @@
     document.body.setAttribute("data-live-state", on ? "lost" : "live");
   }
   function listen() {
+    if (leaving) return;
     if (!window.EventSource) { setLost(true); return; }
     source = new EventSource("/ui/events");
     source.onopen = function () { setLost(false); };
@@ -90,6 +98,24 @@
       }
     };
   }
+
+  function stop() {
+    leaving = true;
+    clearTimeout(timer);
+    if (source) source.close();
+  }
+  document.addEventListener("submit", function (ev) {
+    // A GET form (a filter) leaves the session alone; a handler that
+    // cancels the submission keeps the page.
+    if (ev.defaultPrevented || (ev.target.method || "").toLowerCase() !== "post") return;
+    stop();
+  });
+  // Back to this page from the history: it listens again.
+  window.addEventListener("pageshow", function (ev) {
+    if (!ev.persisted || !leaving) return;
+    leaving = false;
+    if (document.body.hasAttribute("data-live-page")) { reload(); listen(); }
+  });
 
   document.addEventListener("DOMContentLoaded", function () {
     tick();
