@@ -139,3 +139,43 @@ func TestOldEntryReloadedInBackground(t *testing.T) {
 		t.Fatalf("read once the store answers: %v", err)
 	}
 }
+
+// TestDeletedElsewhereLeavesTheCacheOnReload: a credential deleted
+// elsewhere (no notifications) is read in the last quarter of the time the
+// cache trusts its entry; the background reload finds it gone and drops the
+// entry, so that reads answer ENOTFOUND from then on, not the deleted
+// credential's token until the entry would have gone stale anyway.
+func TestDeletedElsewhereLeavesTheCacheOnReload(t *testing.T) {
+	w := newWorld(t, false, nil)
+	ctx := context.Background()
+	st := w.open("a", nil)
+	w.credential(st, "c", time.Time{})
+	const maxAge = 4 * time.Second
+	r := w.replica("a", st, refresh.Config{PollInterval: maxAge}, false)
+	eventually(t, 10*time.Second, "first refresh", func() bool { return stored(t, st, "c").Token != nil })
+	loaded := time.Now()
+	first, err := r.Token(ctx, "c", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.DeleteCredential(ctx, "c"); err != nil {
+		t.Fatal(err)
+	}
+	// Before the last quarter: the cache answers, as it always has.
+	if s, err := r.Token(ctx, "c", 0); err != nil || s.Token.AccessToken != first.Token.AccessToken {
+		t.Fatalf("read before the last quarter: %v, %v", s, err)
+	}
+	time.Sleep(time.Until(loaded.Add(maxAge*3/4 + 100*time.Millisecond)))
+	// This read starts the reload (and may still answer from the cache).
+	_, _ = r.Token(ctx, "c", 0)
+	eventually(t, maxAge, "ENOTFOUND once the reload found the credential gone", func() bool {
+		_, err := r.Token(ctx, "c", 0)
+		return tokenkeeper.ErrorCode(err) == tokenkeeper.ENOTFOUND
+	})
+	if at := time.Since(loaded); at >= maxAge {
+		t.Fatalf("the deletion showed %s after the first read, when the entry was stale anyway (%s)", at.Round(time.Millisecond), maxAge)
+	}
+	if n := r.Cached(); n != 0 {
+		t.Fatalf("the cache holds %d entries after the deletion showed", n)
+	}
+}

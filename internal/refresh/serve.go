@@ -464,6 +464,12 @@ func (r *Refresher) loadShared(ctx context.Context, name string) <-chan singlefl
 			// the pooled connections fail once each.
 			c, err = r.store.Credential(ctx, name)
 		}
+		if tokenkeeper.ErrorCode(err) == tokenkeeper.ENOTFOUND {
+			// Deleted elsewhere: the entry goes at once, as on a
+			// notification, whether a read waits for this load or a
+			// background reload runs it.
+			r.cache.invalidate(name)
+		}
 		if err != nil {
 			return nil, r.storeTimeout(ctx, err)
 		}
