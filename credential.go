@@ -206,6 +206,8 @@ type RefreshResult struct {
 	// otherwise it discards the result and releases the lease at once. A
 	// nil Claimed keeps the plain fence: refused, the lease left to expire.
 	// The lease owner of a commit with Claimed must be unique to its claim.
+	// A Claimed at the commit's version is the state the commit replaces:
+	// its Status and FailureCount decide the webhooks, unread.
 	Claimed *Credential
 }
 

@@ -73,11 +73,7 @@ func (s *Store) decodeProvider(ctx context.Context, q Querier, r *rawProvider) (
 	if err := json.Unmarshal([]byte(r.templateVars), &p.TemplateVars); err != nil {
 		return nil, fmt.Errorf("decode template_vars of provider %s: %w", p.ID, errors.Join(errUndecodable, err))
 	}
-	if err := json.Unmarshal([]byte(r.templateVars), &p.TemplateVars); err != nil {
-		return nil, fmt.Errorf("decode template_vars of provider %s: %w", p.ID, errors.Join(errUndecodable, err))
-	}
 	p.Scopes, p.AuthorizeParams, p.TokenParams = cloneList(p.Scopes), cloneParams(p.AuthorizeParams), cloneParams(p.TokenParams)
-	p.TemplateVars = cloneParams(p.TemplateVars)
 	p.TemplateVars = cloneParams(p.TemplateVars)
 	if err := s.openParamsIn(ctx, q, providerAuthorizeParams, p.ID, p.AuthorizeParams); err != nil {
 		return nil, err

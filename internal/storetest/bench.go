@@ -32,7 +32,8 @@ func benchStore(b *testing.B, newHarness NewHarness, n int, next func(i int) tim
 }
 
 // benchClaimComplete measures one refresh's store work: claim one due
-// credential, commit a new token with a rotated refresh token and an event.
+// credential, commit a new token with a rotated refresh token and an event,
+// saying what it claimed as the refresher does.
 func benchClaimComplete(b *testing.B, newHarness NewHarness) {
 	ctx := context.Background()
 	s := benchStore(b, newHarness, 100, func(int) time.Time { return start })
@@ -47,7 +48,8 @@ func benchClaimComplete(b *testing.B, newHarness NewHarness) {
 		if _, err := s.CompleteRefresh(ctx, c.ID, "bench", c.Version, &tokenkeeper.RefreshResult{
 			Token: &tokenkeeper.Token{AccessToken: at, TokenType: "Bearer", ExpiresAt: start.Add(time.Hour)}, RefreshToken: rt,
 			Status: tokenkeeper.StatusActive, LastRefreshAt: start, NextRefreshAt: start,
-			Event: &tokenkeeper.Event{Kind: tokenkeeper.EventRefresh, Outcome: tokenkeeper.OutcomeOK},
+			Event:   &tokenkeeper.Event{Kind: tokenkeeper.EventRefresh, Outcome: tokenkeeper.OutcomeOK},
+			Claimed: c, // as the refresher commits
 		}); err != nil {
 			b.Fatal(err)
 		}

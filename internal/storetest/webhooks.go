@@ -19,7 +19,8 @@ var webhookTests = []struct {
 }{
 	{"WebhookEndpoints", testWebhookEndpoints},
 	{"WebhookEndpointInvalid", testWebhookEndpointInvalid},
-	{"WebhookOutbox", testWebhookOutbox},
+	{"WebhookOutbox", func(e *env) { testWebhookOutbox(e, false) }},
+	{"WebhookOutboxClaimed", func(e *env) { testWebhookOutbox(e, true) }},
 	{"WebhookOutboxFencedWritesNothing", testWebhookOutboxFenced},
 	{"WebhookOrderPerCredential", testWebhookOrder},
 	{"WebhookLeaseAndFencing", testWebhookLease},
@@ -72,11 +73,23 @@ func types(ds []*tokenkeeper.WebhookDelivery) []string {
 	return out
 }
 
-// commit claims c and commits a refresh result with status and failures.
+// commit claims c and commits a refresh result with status and failures,
+// as the refresher does: saying what it claimed (RefreshResult.Claimed).
 func (e *env) commit(c *tokenkeeper.Credential, status tokenkeeper.Status, failures int) {
+	e.t.Helper()
+	e.commitSaying(c, status, failures, true)
+}
+
+// commitSaying is commit, which says what it claimed only if claimed is
+// set: then the store takes the state the commit replaces from the claim,
+// and otherwise reads it.
+func (e *env) commitSaying(c *tokenkeeper.Credential, status tokenkeeper.Status, failures int, claimed bool) {
 	e.t.Helper()
 	cl := e.claim(c.ID, "w")
 	r := &tokenkeeper.RefreshResult{Status: status, FailureCount: failures, LastErrorCode: "invalid_grant"}
+	if claimed {
+		r.Claimed = cl
+	}
 	if status == tokenkeeper.StatusActive {
 		r.Token = &tokenkeeper.Token{AccessToken: secret("at"), ExpiresAt: e.clock.Now().Add(time.Hour)}
 		r.LastErrorCode = ""
@@ -155,29 +168,34 @@ func testWebhookEndpointInvalid(e *env) {
 }
 
 // testWebhookOutbox: each status change writes one delivery per subscribed
-// endpoint, in the change's transaction, with a payload free of secrets.
-func testWebhookOutbox(e *env) {
+// endpoint, in the change's transaction, with a payload free of secrets;
+// the same whether the commits say what they claimed or not.
+func testWebhookOutbox(e *env, claimed bool) {
 	t := e.t
+	commit := func(c *tokenkeeper.Credential, status tokenkeeper.Status, failures int) {
+		t.Helper()
+		e.commitSaying(c, status, failures, claimed)
+	}
 	all := e.endpoint(tokenkeeper.WebhookCredentialNeedsReauth, tokenkeeper.WebhookCredentialError,
 		tokenkeeper.WebhookCredentialRecovered, tokenkeeper.WebhookCredentialDeleted)
 	delOnly := e.endpoint(tokenkeeper.WebhookCredentialDeleted)
 	c := e.create(newCred("hooked"))
-	e.commit(c, tokenkeeper.StatusActive, 0) // active → active: nothing
-	e.commit(c, tokenkeeper.StatusNeedsReauth, 0)
-	e.commit(c, tokenkeeper.StatusNeedsReauth, 0) // a forced refresh refused again: no second event
+	commit(c, tokenkeeper.StatusActive, 0) // active → active: nothing
+	commit(c, tokenkeeper.StatusNeedsReauth, 0)
+	commit(c, tokenkeeper.StatusNeedsReauth, 0) // a forced refresh refused again: no second event
 	rt := secret("new-refresh-token")
 	if _, err := e.s.UpdateCredential(e.ctx, c.Name, tokenkeeper.CredentialUpdate{RefreshToken: &rt}, nil); err != nil {
 		t.Fatal(err)
 	}
 	// Temporary failures: credential.error once the third in a row commits.
-	e.commit(c, tokenkeeper.StatusError, 1)
-	e.commit(c, tokenkeeper.StatusError, 2)
+	commit(c, tokenkeeper.StatusError, 1)
+	commit(c, tokenkeeper.StatusError, 2)
 	if got := types(e.deliveries(all)); len(got) != 2 {
 		t.Fatalf("after two failures: %v", got)
 	}
-	e.commit(c, tokenkeeper.StatusError, 3)
-	e.commit(c, tokenkeeper.StatusError, 4)
-	e.commit(c, tokenkeeper.StatusActive, 0)
+	commit(c, tokenkeeper.StatusError, 3)
+	commit(c, tokenkeeper.StatusError, 4)
+	commit(c, tokenkeeper.StatusActive, 0)
 	if err := e.s.DeleteCredential(e.ctx, c.Name); err != nil {
 		t.Fatal(err)
 	}
