@@ -46,8 +46,6 @@ func TestBenchScale(t *testing.T) {
 		ReadsFrom                string  `json:"reads_from"`
 		WrittenBytes             int64   `json:"written_bytes"`
 		WrittenPerRefresh        float64 `json:"written_bytes_per_refresh"`
-		NicedJobs                int64   `json:"niced_jobs"`
-		DirectJobs               int64   `json:"direct_jobs"`
 	}
 	if err := json.Unmarshal([]byte(out.String()), &rep); err != nil {
 		t.Fatalf("bench scale --json: %v\n%s", err, out.String())
@@ -69,7 +67,7 @@ func TestBenchScale(t *testing.T) {
 	}
 	if rep.PeakRSSMiB <= 0 || rep.FirstToken <= 0 || rep.FirstRefresh <= 0 || rep.QuietP99 <= 0 || rep.LoadedP99 <= 0 ||
 		rep.QuietErrors != 0 || rep.LoadedErrors != 0 || rep.DatabaseBytesEnd <= 0 || rep.WrittenBytes <= 0 || rep.WrittenPerRefresh <= 0 ||
-		rep.ReadsFrom != "this process" || rep.NicedJobs+rep.DirectJobs == 0 {
+		rep.ReadsFrom != "this process" {
 		t.Errorf("figures not measured: %s", out.String())
 	}
 	if !strings.Contains(errb.String(), "bench scale: 300 credentials, lifetime 2m0s (refreshed 40s before expiry)") {

@@ -178,9 +178,9 @@ func TestBenchFlags(t *testing.T) {
 
 // TestBenchRefreshOnABusyHost: with busy loops in other processes at the
 // broker's own priority, two for each CPU, tokens of 2 s are all still
-// refreshed before they expire. Claims and commits run on threads of
-// lower priority only while those keep up (lowprio.Lane): niced for good,
-// they yielded to the busy loops and every token here expired unrefreshed.
+// refreshed before they expire. Claims and commits run at the process's
+// priority (TestClaimsAndCommitsAtTheProcessPriority): on niced threads
+// they yielded to the busy loops, and tokens here came late.
 func TestBenchRefreshOnABusyHost(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()

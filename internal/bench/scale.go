@@ -20,7 +20,6 @@ import (
 	"time"
 
 	"github.com/tokenkeeper/tokenkeeper"
-	"github.com/tokenkeeper/tokenkeeper/internal/lowprio"
 	"github.com/tokenkeeper/tokenkeeper/internal/sqlstore"
 	"github.com/tokenkeeper/tokenkeeper/oauthtest"
 )
@@ -115,13 +114,6 @@ type ScaleReport struct {
 	LagP1Seconds  float64 `json:"lag_p1_seconds"`
 	LagP50Seconds float64 `json:"lag_p50_seconds"`
 	LagP99Seconds float64 `json:"lag_p99_seconds"`
-
-	// The claims and commits of refreshes in the window: run on threads of
-	// lower CPU priority, or at the process's (lowprio.Lane), and how
-	// many times they went back to the process's priority.
-	NicedJobs      int64 `json:"niced_jobs"`
-	DirectJobs     int64 `json:"direct_jobs"`
-	PriorityRaises int64 `json:"priority_raises"`
 
 	PeakRSSMiB     float64 `json:"peak_rss_mib"`      // from the restart on (seeding excluded)
 	SeedPeakRSSMiB float64 `json:"seed_peak_rss_mib"` // up to the restart
@@ -467,7 +459,6 @@ func Scale(ctx context.Context, cfg ScaleConfig, w Wiring, logf Logf) (*ScaleRep
 		return nil, fmt.Errorf("count rows: %w", err)
 	}
 	ioStart := writtenBytes()
-	nicedStart, directStart, raisesStart := lowprio.Totals()
 	callsStart := sum(idp.Stats().TokenRequests)
 	if cfg.CPUProfile != nil {
 		if err := pprof.StartCPUProfile(cfg.CPUProfile); err != nil {
@@ -493,8 +484,6 @@ func Scale(ctx context.Context, cfg ScaleConfig, w Wiring, logf Logf) (*ScaleRep
 	}
 	calls := sum(idp.Stats().TokenRequests) - callsStart
 	written := writtenBytes() - ioStart
-	niced, direct, raises := lowprio.Totals()
-	rep.NicedJobs, rep.DirectJobs, rep.PriorityRaises = niced-nicedStart, direct-directStart, raises-raisesStart
 	tr.mu.Lock()
 	tr.measuring = false
 	end := time.Now().UnixNano()
@@ -763,7 +752,6 @@ func (r *ScaleReport) WriteText(w io.Writer) error {
 	tw.printf("  refreshed before expiry         %.2f%% (%d late, %d expired unrefreshed)\n", r.RefreshedBeforeExpiryPct, r.LateRefreshes, r.ExpiredUnrefreshed)
 	tw.printf("  provider calls per token        %.3f (%d calls in the window)\n", r.ProviderCallsPerToken, r.ProviderCalls)
 	tw.printf("  refresh lag before expiry       p1 %.2fs, p50 %.2fs, p99 %.2fs\n", r.LagP1Seconds, r.LagP50Seconds, r.LagP99Seconds)
-	tw.printf("  claims and commits              %s\n", nicedShare(r.NicedJobs, r.DirectJobs, r.PriorityRaises))
 	tw.printf("  peak RSS                        %.0f MiB (seeding: %.0f MiB)\n", r.PeakRSSMiB, r.SeedPeakRSSMiB)
 	ratio := math.NaN()
 	if r.ReadQuietP99MS > 0 {
@@ -781,13 +769,4 @@ func (r *ScaleReport) WriteText(w io.Writer) error {
 		tw.printf("  written to disk                 not measured (PostgreSQL writes in its own processes)\n")
 	}
 	return tw.flush(w)
-}
-
-// nicedShare says how the claims and commits of a window ran.
-func nicedShare(niced, direct, raises int64) string {
-	if niced+direct == 0 {
-		return "none in the window"
-	}
-	return fmt.Sprintf("%.1f%% of %d at a lower CPU priority, the rest at the process's; back at the process's priority %d times",
-		100*float64(niced)/float64(niced+direct), niced+direct, raises)
 }

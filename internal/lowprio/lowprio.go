@@ -13,8 +13,7 @@
 // every other process's threads too (unless the process has a CPU cgroup
 // of its own), so on a host busy elsewhere it may wait for seconds. Work
 // that keeps tokens fresh (claiming and committing refreshes) must not
-// run on Go's threads: it runs on a Lane, which runs it niced only while
-// the host leaves the CPUs to this process and its niced thread keeps up.
+// run here.
 //
 // The thread ends with its goroutine (the goroutine never unlocks it), so
 // its priority never passes to other goroutines. Elsewhere than Linux, Go

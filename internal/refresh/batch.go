@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/tokenkeeper/tokenkeeper"
-	"github.com/tokenkeeper/tokenkeeper/internal/lowprio"
 )
 
 // DefaultCommitBatchWait is how long, by default, a background refresh's
@@ -38,10 +37,6 @@ type batcher struct {
 	wait    time.Duration
 	timeout time.Duration // of one transaction
 	kick    chan struct{} // capacity 1: an urgent result is pending
-	// lane runs the commits that no caller waits for (lowprio.Lane; nil:
-	// at the process's priority); a batch with an urgent result commits at
-	// the process's priority.
-	lane *lowprio.Lane
 
 	mu       sync.Mutex
 	pending  []*commitReq // guarded by mu
@@ -63,6 +58,9 @@ func (b *batcher) complete(ctx context.Context, c tokenkeeper.RefreshCommit, urg
 	}
 	if !b.flushing {
 		b.flushing = true
+		// At the process's priority, not lowprio's: a niced thread
+		// yields to every other process's threads too, and a host busy
+		// elsewhere would hold back the commits that keep tokens fresh.
 		go b.flush()
 	}
 	b.mu.Unlock()
@@ -110,7 +108,6 @@ func (b *batcher) flush() {
 func (b *batcher) commit(batch []*commitReq) {
 	live := batch[:0:0]
 	items := make([]tokenkeeper.RefreshCommit, 0, len(batch))
-	urgent := false
 	for _, r := range batch {
 		if r.ctx.Err() != nil {
 			r.err = r.ctx.Err()
@@ -119,21 +116,13 @@ func (b *batcher) commit(batch []*commitReq) {
 		}
 		live = append(live, r)
 		items = append(items, r.commit)
-		urgent = urgent || r.urgent
 	}
 	if len(live) == 0 {
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), b.timeout)
 	defer cancel()
-	var creds []*tokenkeeper.Credential
-	var errs []error
-	write := func() { creds, errs = b.store.CompleteRefreshes(ctx, items) }
-	if urgent {
-		write()
-	} else {
-		b.lane.Run(write) // nil: directly
-	}
+	creds, errs := b.store.CompleteRefreshes(ctx, items)
 	for i, r := range live {
 		r.cred, r.err = creds[i], errs[i]
 		close(r.done)

@@ -115,13 +115,6 @@ type Config struct {
 	// pass). With nothing in flight the loop claims at once. Forced
 	// refreshes and reads never wait for it.
 	ClaimBatchWait time.Duration
-	// PriorityMaxDelay is how long a background claim or commit may wait
-	// for its thread of lower CPU priority, or that thread for a CPU,
-	// before claims and commits run at the process's priority for a while
-	// (lowprio.Lane; default lowprio.DefaultMaxDelay). They never run
-	// niced while other processes keep the host's CPUs busy. Negative:
-	// always at the process's priority.
-	PriorityMaxDelay time.Duration
 	// EventPruneInterval is how often Run deletes events past the store's
 	// retention, when the store is an EventPruner (default
 	// DefaultEventPruneInterval; negative: never).
@@ -170,12 +163,6 @@ type Refresher struct {
 	cache *cache
 	batch *batcher // nil: results are committed one by one
 
-	// claimLane runs the loop's claims, and batch's lane its commits, on
-	// threads of lower CPU priority while the host is not busy elsewhere
-	// and those threads keep up (lowprio.Lane; nil: at the process's
-	// priority).
-	claimLane *lowprio.Lane
-
 	claims atomic.Int64 // numbers each claim's owner string
 	// nextPass is when the loop plans its next pass, in Unix nanoseconds of
 	// the refresher's clock; 0 while a pass runs or before Run. A change
@@ -199,10 +186,6 @@ type Refresher struct {
 	// ClaimBatchWait).
 	lastClaim time.Time
 }
-
-// laneBusyElsewhere is the lanes' look at the host; nil: lowprio's own.
-// Tests replace it (export_test.go).
-var laneBusyElsewhere func() bool
 
 // DefaultClaimBatchWait is the default Config.ClaimBatchWait.
 const DefaultClaimBatchWait = 10 * time.Millisecond
@@ -300,18 +283,12 @@ func New(cfg Config) (*Refresher, error) {
 		slots:  make(chan struct{}, cfg.Concurrency),
 	}
 	r.cache = newCache(cfg.PollInterval)
-	if cfg.PriorityMaxDelay >= 0 {
-		r.claimLane = &lowprio.Lane{MaxDelay: cfg.PriorityMaxDelay, BusyElsewhere: laneBusyElsewhere}
-	}
 	if bc, ok := cfg.Store.(tokenkeeper.RefreshBatchCommitter); ok && cfg.CommitBatchWait >= 0 {
 		if cfg.CommitBatchWait == 0 {
 			cfg.CommitBatchWait = DefaultCommitBatchWait
 		}
 		r.cfg.CommitBatchWait = cfg.CommitBatchWait
 		r.batch = &batcher{store: bc, wait: cfg.CommitBatchWait, timeout: cfg.StoreTimeout, kick: make(chan struct{}, 1)}
-		if cfg.PriorityMaxDelay >= 0 {
-			r.batch.lane = &lowprio.Lane{MaxDelay: cfg.PriorityMaxDelay, BusyElsewhere: laneBusyElsewhere}
-		}
 	}
 	if cfg.ClaimBatchWait == 0 {
 		r.cfg.ClaimBatchWait = DefaultClaimBatchWait
@@ -362,17 +339,9 @@ func (r *Refresher) Run(ctx context.Context) error {
 	}
 
 	// The pruning and the vacuuming run on threads of lower CPU priority
-	// (package lowprio). The claims and the commits of background
-	// refreshes do too, but only while the host leaves its CPUs to this
-	// process and those threads keep up: a niced thread yields to every
-	// other process's threads too, and on a host busy elsewhere tokens
-	// would expire unrefreshed (lowprio.Lane). The lanes close before
-	// shutdown waits for the refreshes in flight (defers run last first):
-	// their last commits run at the process's priority.
-	defer r.claimLane.Close()
-	if r.batch != nil {
-		defer r.batch.lane.Close()
-	}
+	// (package lowprio); the claims and commits do not: a niced thread
+	// yields to every other process's threads too, and on a host busy
+	// elsewhere tokens would expire unrefreshed.
 	r.loop(ctx)
 	return nil
 }
@@ -456,9 +425,7 @@ func (r *Refresher) pass(ctx context.Context) time.Duration {
 		// A claim that takes long eats into the lease the provider call
 		// needs (attempt cuts the call short rather than outlive the lease).
 		cctx, cancel := context.WithTimeout(ctx, max(r.cfg.Lease-r.cfg.ProviderTimeout, r.cfg.StoreTimeout))
-		var claimed []*tokenkeeper.Credential
-		var err error
-		r.claimLane.Run(func() { claimed, err = r.store.ClaimDue(cctx, r.claimOwner(), now, r.cfg.Lease, free) })
+		claimed, err := r.store.ClaimDue(cctx, r.claimOwner(), now, r.cfg.Lease, free)
 		cancel()
 		if err != nil {
 			return r.loopFailed(ctx, "claim due credentials", err)
