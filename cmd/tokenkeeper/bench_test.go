@@ -12,10 +12,9 @@ import (
 	"regexp"
 	"runtime"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
-
-	"github.com/tokenkeeper/tokenkeeper/internal/lowprio/lowpriotest"
 )
 
 // TestBenchRefreshAndRead runs both benchmarks at a tiny size through the
@@ -184,7 +183,7 @@ func TestBenchFlags(t *testing.T) {
 func TestBenchRefreshOnABusyHost(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	lowpriotest.Spin(t, 2*runtime.NumCPU())
+	spin(t, 2*runtime.NumCPU())
 	var out, errb syncBuffer
 	err := run(ctx, []string{"tokenkeeper", "bench", "refresh", "--credentials", "20", "--lifetime", "2s", "--window", "4s", "--latency", "1ms", "--json"},
 		func(string) string { return "" }, strings.NewReader(""), &out, &errb)
@@ -204,4 +203,23 @@ func TestBenchRefreshOnABusyHost(t *testing.T) {
 		t.Errorf("on a busy host: %d refreshes, %.2f%% before expiry, %d late, %d expired unrefreshed; want 20 or more, 100%%, 0, 0",
 			rep.Refreshes, rep.Pct, rep.Late, rep.Expired)
 	}
+}
+
+// spin starts n processes that each keep a CPU busy at the test's own
+// priority, until the test ends, or a minute has passed if the test
+// process dies first (coreutils' timeout ends them): a host busy
+// elsewhere.
+func spin(t *testing.T, n int) {
+	t.Helper()
+	for range n {
+		cmd := exec.Command("timeout", "-s", "KILL", "60", "sh", "-c", "while :; do :; done")
+		if err := cmd.Start(); err != nil {
+			t.Fatalf("starting a busy loop: %v", err)
+		}
+		t.Cleanup(func() {
+			_ = cmd.Process.Signal(syscall.SIGTERM) // timeout passes it on to the loop
+			_ = cmd.Wait()
+		})
+	}
+	time.Sleep(100 * time.Millisecond) // they are running
 }
