@@ -72,11 +72,12 @@ per token, refresh lag before expiry (p1, p50, p99), peak RSS, time from
 start to the first token served and to the first refresh, token read
 latency p50/p99 under the refresh load and, measured before the seeding,
 without it (from this process, or with --reader-process from a separate
-one); database growth per hour and per day, and bytes written to disk
-per refresh (SQLite, from /proc/self/io). --database postgres://... runs on
-a fresh schema of that database, dropped afterwards; the default is a
-temporary SQLite file. Every figure and setting is printed; --json for a
-machine.`)
+one), each with the share of CPU time the host stole meanwhile (on a
+virtual machine, a stolen slice delays reads too); database growth per
+hour and per day, and bytes written to disk per refresh (SQLite, from
+/proc/self/io). --database postgres://... runs on a fresh schema of that
+database, dropped afterwards; the default is a temporary SQLite file.
+Every figure and setting is printed; --json for a machine.`)
 	var cfg bench.ScaleConfig
 	c.fs.IntVar(&cfg.Credentials, "credentials", 1_000_000, "number of credentials seeded")
 	c.fs.DurationVar(&cfg.Lifetime, "lifetime", time.Hour, "access token lifetime at the test provider")

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -46,6 +47,8 @@ func TestBenchScale(t *testing.T) {
 		ReadsFrom                string  `json:"reads_from"`
 		WrittenBytes             int64   `json:"written_bytes"`
 		WrittenPerRefresh        float64 `json:"written_bytes_per_refresh"`
+		StealQuietPct            float64 `json:"host_steal_quiet_pct"`
+		StealLoadedPct           float64 `json:"host_steal_loaded_pct"`
 	}
 	if err := json.Unmarshal([]byte(out.String()), &rep); err != nil {
 		t.Fatalf("bench scale --json: %v\n%s", err, out.String())
@@ -69,6 +72,13 @@ func TestBenchScale(t *testing.T) {
 		rep.QuietErrors != 0 || rep.LoadedErrors != 0 || rep.DatabaseBytesEnd <= 0 || rep.WrittenBytes <= 0 || rep.WrittenPerRefresh <= 0 ||
 		rep.ReadsFrom != "this process" {
 		t.Errorf("figures not measured: %s", out.String())
+	}
+	// The host's steal while the reads ran: measured (this test runs on
+	// Linux), a share of the CPU time.
+	for _, pct := range []float64{rep.StealQuietPct, rep.StealLoadedPct} {
+		if runtime.GOOS == "linux" && (pct < 0 || pct > 100) {
+			t.Errorf("host steal %.2f%%: %s", pct, out.String())
+		}
 	}
 	if !strings.Contains(errb.String(), "bench scale: 300 credentials, lifetime 2m0s (refreshed 40s before expiry)") {
 		t.Errorf("progress: %s", errb.String())

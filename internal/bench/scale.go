@@ -125,6 +125,15 @@ type ScaleReport struct {
 	ReadLoadedP99MS  float64 `json:"read_loaded_p99_ms"`
 	ReadLoadedErrors int64   `json:"read_loaded_errors"`
 	ReadLoadedRPS    float64 `json:"read_loaded_rps"`
+	// The share of the machine's CPU time that its host stole (/proc/stat
+	// steal: a virtual CPU ready to run while the host ran something
+	// else), in percent, while the reads without and with the refresh
+	// load ran; -1 where unknown. On a virtual machine a stolen slice
+	// delays whatever was to run on that CPU, token reads included, so a
+	// read p99 measured under much steal is the host's as well as the
+	// broker's.
+	StealQuietPct  float64 `json:"host_steal_quiet_pct"`
+	StealLoadedPct float64 `json:"host_steal_loaded_pct"`
 
 	DatabaseBytesStart    int64   `json:"database_bytes_start"`
 	DatabaseBytesEnd      int64   `json:"database_bytes_end"`
@@ -308,7 +317,10 @@ func Scale(ctx context.Context, cfg ScaleConfig, w Wiring, logf Logf) (*ScaleRep
 	load := ReadLoad{Base: brokers[0].URL, Key: key, Targets: readTargets, Connections: cfg.ReadConnections, Rate: cfg.ReadRate}
 	logf("  reading %d tokens/s over %d connections from %s for %s without refresh load", cfg.ReadRate, cfg.ReadConnections, rep.ReadsFrom, cfg.QuietWindow)
 	load.Duration = Duration(cfg.QuietWindow)
+	cpuFrom, fromOK := readCPUTimes()
 	quiet, err := runReads(ctx, load)
+	cpuTo, toOK := readCPUTimes()
+	rep.StealQuietPct = stealPct(cpuFrom, fromOK, cpuTo, toOK)
 	if err != nil {
 		return nil, fmt.Errorf("reads without refresh load: %w", err)
 	}
@@ -471,7 +483,10 @@ func Scale(ctx context.Context, cfg ScaleConfig, w Wiring, logf Logf) (*ScaleRep
 	tr.callFrom = windowStart.UnixNano()
 	tr.mu.Unlock()
 	load.Base, load.Duration = brokers[0].URL, Duration(cfg.Window)
+	cpuFrom, fromOK = readCPUTimes()
 	loaded, err := runReads(ctx, load)
+	cpuTo, toOK = readCPUTimes()
+	rep.StealLoadedPct = stealPct(cpuFrom, fromOK, cpuTo, toOK)
 	if ctx.Err() != nil {
 		return nil, ctx.Err()
 	}
@@ -732,6 +747,15 @@ func pacedReads(ctx context.Context, base, key string, targets []string, conns, 
 		P50: percentile(all, 0.5), P99: percentile(all, 0.99)}
 }
 
+// stealNote is the host's steal in the report's text: nothing where it is
+// unknown.
+func stealNote(pct float64) string {
+	if pct < 0 {
+		return ""
+	}
+	return fmt.Sprintf("; host stole %.2f%% of CPU time meanwhile", pct)
+}
+
 // WriteText prints the report as the command does without --json.
 func (r *ScaleReport) WriteText(w io.Writer) error {
 	var tw textWriter
@@ -757,9 +781,9 @@ func (r *ScaleReport) WriteText(w io.Writer) error {
 	if r.ReadQuietP99MS > 0 {
 		ratio = r.ReadLoadedP99MS / r.ReadQuietP99MS
 	}
-	tw.printf("  token reads, no refresh load    p50 %.2fms, p99 %.2fms, %d errors\n", r.ReadQuietP50MS, r.ReadQuietP99MS, r.ReadQuietErrors)
-	tw.printf("  token reads, under load         p50 %.2fms, p99 %.2fms (%.2f× the p99 without), %d errors, %.0f req/s\n",
-		r.ReadLoadedP50MS, r.ReadLoadedP99MS, ratio, r.ReadLoadedErrors, r.ReadLoadedRPS)
+	tw.printf("  token reads, no refresh load    p50 %.2fms, p99 %.2fms, %d errors%s\n", r.ReadQuietP50MS, r.ReadQuietP99MS, r.ReadQuietErrors, stealNote(r.StealQuietPct))
+	tw.printf("  token reads, under load         p50 %.2fms, p99 %.2fms (%.2f× the p99 without), %d errors, %.0f req/s%s\n",
+		r.ReadLoadedP50MS, r.ReadLoadedP99MS, ratio, r.ReadLoadedErrors, r.ReadLoadedRPS, stealNote(r.StealLoadedPct))
 	tw.printf("  database                        %.1f MiB → %.1f MiB: %.1f MiB/hour, %.2f GiB/day extrapolated\n",
 		float64(r.DatabaseBytesStart)/(1<<20), float64(r.DatabaseBytesEnd)/(1<<20), r.DatabaseGrowthPerHour, r.DatabaseGrowthPerDay)
 	tw.printf("  rows added in the window        events %+d (inserted less pruned), audit records %+d (the token reads')\n", r.EventRowsAdded, r.AuditRowsAdded)

@@ -114,3 +114,50 @@ func writtenBytes() int64 {
 	}
 	return -1
 }
+
+// cpuTimes is the machine's CPU time from /proc/stat, in clock ticks: all
+// of it, and the part stolen, the time the host ran something else while a
+// virtual CPU of this machine was ready to run.
+type cpuTimes struct{ total, steal int64 }
+
+// readCPUTimes reads the machine's CPU times; ok is false where
+// /proc/stat is missing or unreadable (not Linux).
+func readCPUTimes() (t cpuTimes, ok bool) {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return cpuTimes{}, false
+	}
+	return parseCPUTimes(string(b))
+}
+
+// parseCPUTimes reads the first line of /proc/stat, "cpu  user nice
+// system idle iowait irq softirq steal guest guest_nice" (guest time is
+// already counted in user and nice, so it is not added again).
+func parseCPUTimes(stat string) (cpuTimes, bool) {
+	line, _, _ := strings.Cut(stat, "\n")
+	f := strings.Fields(line)
+	if len(f) < 9 || f[0] != "cpu" {
+		return cpuTimes{}, false
+	}
+	var t cpuTimes
+	for i, v := range f[1:min(len(f), 9)] {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n < 0 {
+			return cpuTimes{}, false
+		}
+		t.total += n
+		if i == 7 {
+			t.steal = n
+		}
+	}
+	return t, true
+}
+
+// stealPct is the share of the machine's CPU time stolen by its host
+// between from and to, in percent; -1 when unknown.
+func stealPct(from cpuTimes, fromOK bool, to cpuTimes, toOK bool) float64 {
+	if !fromOK || !toOK || to.total <= from.total || to.steal < from.steal {
+		return -1
+	}
+	return float64(to.steal-from.steal) * 100 / float64(to.total-from.total)
+}

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -77,6 +78,73 @@ func TestParsePeakRSS(t *testing.T) {
 	}
 	if rss := peakRSS(); rss < 0 {
 		t.Errorf("peakRSS() = %d", rss)
+	}
+}
+
+func TestParseCPUTimes(t *testing.T) {
+	for _, tc := range []struct {
+		name, stat string
+		want       cpuTimes
+		ok         bool
+	}{
+		{"ten fields", "cpu  100 2 30 800 4 0 5 9 7 1\ncpu0 50 1 15 400 2 0 2 4 3 0\n", cpuTimes{total: 950, steal: 9}, true},
+		{"old kernel, no guest", "cpu  100 2 30 800 4 0 5 9\n", cpuTimes{total: 950, steal: 9}, true},
+		{"no steal field", "cpu  100 2 30 800 4 0 5\n", cpuTimes{}, false},
+		{"not the total line", "cpu0 100 2 30 800 4 0 5 9 7 1\n", cpuTimes{}, false},
+		{"unparsable", "cpu  100 2 x 800 4 0 5 9 7 1\n", cpuTimes{}, false},
+		{"negative", "cpu  100 2 -3 800 4 0 5 9 7 1\n", cpuTimes{}, false},
+		{"empty", "", cpuTimes{}, false},
+	} {
+		got, ok := parseCPUTimes(tc.stat)
+		if got != tc.want || ok != tc.ok {
+			t.Errorf("%s: %+v %v, want %+v %v", tc.name, got, ok, tc.want, tc.ok)
+		}
+	}
+	a, b := cpuTimes{total: 1000, steal: 10}, cpuTimes{total: 3000, steal: 70}
+	if got := stealPct(a, true, b, true); got != 3 {
+		t.Errorf("stealPct = %v, want 3", got)
+	}
+	for _, tc := range []struct {
+		name   string
+		a, b   cpuTimes
+		oa, ob bool
+	}{
+		{"unknown start", a, b, false, true},
+		{"unknown end", a, b, true, false},
+		{"no time passed", a, a, true, true},
+		{"steal went back", b, cpuTimes{total: 4000, steal: 5}, true, true},
+	} {
+		if got := stealPct(tc.a, tc.oa, tc.b, tc.ob); got != -1 {
+			t.Errorf("%s: stealPct = %v, want -1 (unknown)", tc.name, got)
+		}
+	}
+	if _, ok := readCPUTimes(); !ok && runtime.GOOS == "linux" {
+		t.Error("readCPUTimes found no CPU times in /proc/stat on Linux")
+	}
+}
+
+// TestScaleReportSteal: the text report names the host's steal beside the
+// reads it was measured with, and says nothing of it where it is unknown.
+func TestScaleReportSteal(t *testing.T) {
+	r := &ScaleReport{ReadQuietP99MS: 0.5, ReadLoadedP99MS: 0.9, StealQuietPct: -1, StealLoadedPct: 3.456}
+	var b bytes.Buffer
+	if err := r.WriteText(&b); err != nil {
+		t.Fatal(err)
+	}
+	var quiet, loaded string
+	for line := range strings.SplitSeq(b.String(), "\n") {
+		switch {
+		case strings.Contains(line, "token reads, no refresh load"):
+			quiet = line
+		case strings.Contains(line, "token reads, under load"):
+			loaded = line
+		}
+	}
+	if strings.Contains(quiet, "stole") {
+		t.Errorf("unknown steal printed: %q", quiet)
+	}
+	if !strings.HasSuffix(loaded, "; host stole 3.46% of CPU time meanwhile") || !strings.Contains(loaded, "(1.80× the p99 without)") {
+		t.Errorf("loaded reads: %q", loaded)
 	}
 }
 
