@@ -30,7 +30,7 @@ const heapFloor = 64 << 20
 const maxGCPercent = 5000
 
 // gcSpacing is how long the tuner lets the heap grow between collections
-// at the rate the broker allocates, within maxHeadroom: at least 10 s.
+// at the rate the broker allocates, within maxHeadroom: 10 s.
 //
 // A collection is not free for the token reads that run beside it: its
 // marking takes one of the broker's Ps and a CPU, and the goroutines that
