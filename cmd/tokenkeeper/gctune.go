@@ -203,9 +203,7 @@ func gcPercentFor(live uint64, rate float64, headroom uint64) int {
 	if heapFloor > live {
 		grow = heapFloor - live
 	}
-	if r := rate * gcSpacing.Seconds(); r > float64(grow) {
-		grow = uint64(min(r, float64(max(headroom, grow))))
-	}
+	grow = max(grow, uint64(min(rate*gcSpacing.Seconds(), float64(headroom))))
 	return int(min(max(grow*100/live, 100), maxGCPercent))
 }
 
