@@ -73,8 +73,10 @@ start to the first token served and to the first refresh, token read
 latency p50/p99 under the refresh load and, measured before the seeding,
 without it (from this process, or with --reader-process from a separate
 one), each with the share of CPU time the host stole meanwhile (on a
-virtual machine, a stolen slice delays reads too); database growth per
-hour and per day, and bytes written to disk per refresh (SQLite, from
+virtual machine, a stolen slice delays reads too), and, as a control, the
+same reads of a bare net/http handler in a separate process without and
+beside the refresh load (--bare-control=false leaves it out); database
+growth per hour and per day, and bytes written to disk per refresh (SQLite, from
 /proc/self/io). --database postgres://... runs on a fresh schema of that
 database, dropped afterwards; the default is a temporary SQLite file.
 Every figure and setting is printed; --json for a machine.`)
@@ -91,8 +93,9 @@ Every figure and setting is printed; --json for a machine.`)
 	c.fs.DurationVar(&cfg.QuietWindow, "quiet-window", 15*time.Second, "reading time without refresh load, before seeding")
 	asJSON := c.fs.Bool("json", false, "print JSON")
 	cpuProfile := c.fs.String("cpu-profile", "", "write a CPU profile of the window (go tool pprof) to this file")
+	c.fs.BoolVar(&cfg.BareControl, "bare-control", true, "also read a bare net/http handler in a separate process the same way, without and beside the refresh load: what the machine does to any server's reads under that load")
 	readerProcess := c.fs.Bool("reader-process", false, "drive the token reads from a separate process, as a service's would, instead of from this one (whose scheduler they share with the refreshes)")
-	binary := c.fs.String("binary", "", "with --reader-process: the tokenkeeper binary to run it with (default: this one)")
+	binary := c.fs.String("binary", "", "with --reader-process or --bare-control: the tokenkeeper binary to run them with (default: this one)")
 	c.commandEnv() // a tool: its variables must not be the broker's
 	c.envless("binary")
 	return func(args []string) error {
@@ -102,12 +105,15 @@ Every figure and setting is printed; --json for a machine.`)
 		}
 		defer closeProfile()
 		w := e.benchWiring()
-		if *readerProcess {
+		if *readerProcess || cfg.BareControl {
 			bin, err := binaryOrThis(*binary)
 			if err != nil {
 				return err
 			}
-			w.RunReads = func(ctx context.Context, l bench.ReadLoad) (bench.ReadRun, error) { return runReadLoad(ctx, bin, l) }
+			if *readerProcess {
+				w.RunReads = func(ctx context.Context, l bench.ReadLoad) (bench.ReadRun, error) { return runReadLoad(ctx, bin, l) }
+			}
+			w.StartBare = func(ctx context.Context, body []byte) (string, func(), error) { return startBare(ctx, bin, body) }
 		}
 		rep, err := bench.Scale(e.ctx, cfg, w, e.benchLogf)
 		if err != nil {

@@ -17,11 +17,13 @@ func TestBenchScale(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs for about 15 s")
 	}
+	// The control's bare handler runs as a separate program: this one.
+	bin := buildBinary(t, t.TempDir())
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	var out, errb syncBuffer
 	err := run(ctx, []string{"tokenkeeper", "bench", "scale", "--credentials", "300", "--lifetime", "2m", "--window", "8s",
-		"--quiet-window", "1s", "--latency", "1ms", "--read-connections", "4", "--read-rate", "100", "--json"},
+		"--quiet-window", "1s", "--latency", "1ms", "--read-connections", "4", "--read-rate", "100", "--binary", bin, "--json"},
 		func(string) string { return "" }, strings.NewReader(""), &out, &errb)
 	if err != nil {
 		t.Fatalf("bench scale: %v\n%s", err, errb.String())
@@ -49,6 +51,11 @@ func TestBenchScale(t *testing.T) {
 		WrittenPerRefresh        float64 `json:"written_bytes_per_refresh"`
 		StealQuietPct            float64 `json:"host_steal_quiet_pct"`
 		StealLoadedPct           float64 `json:"host_steal_loaded_pct"`
+		BareIn                   string  `json:"bare_in"`
+		BareBodyBytes            int     `json:"bare_body_bytes"`
+		BareQuietP99             float64 `json:"bare_quiet_p99_ms"`
+		BareLoadedP99            float64 `json:"bare_loaded_p99_ms"`
+		BareErrors               int     `json:"bare_errors"`
 	}
 	if err := json.Unmarshal([]byte(out.String()), &rep); err != nil {
 		t.Fatalf("bench scale --json: %v\n%s", err, out.String())
@@ -72,6 +79,15 @@ func TestBenchScale(t *testing.T) {
 		rep.QuietErrors != 0 || rep.LoadedErrors != 0 || rep.DatabaseBytesEnd <= 0 || rep.WrittenBytes <= 0 || rep.WrittenPerRefresh <= 0 ||
 		rep.ReadsFrom != "this process" {
 		t.Errorf("figures not measured: %s", out.String())
+	}
+	// The control, on by default: the bare handler in a separate process,
+	// answering as many bytes as a token read (a JSON token answer), read
+	// without and beside the refresh load.
+	if rep.BareIn != "a separate process" || rep.BareBodyBytes < 50 || rep.BareQuietP99 <= 0 || rep.BareLoadedP99 <= 0 || rep.BareErrors != 0 {
+		t.Errorf("bare handler control not measured: %s", out.String())
+	}
+	if !strings.Contains(errb.String(), "reading the bare handler for 1s beside the refresh load") {
+		t.Errorf("progress: %s", errb.String())
 	}
 	// The host's steal while the reads ran: measured (this test runs on
 	// Linux), a share of the CPU time.
@@ -120,7 +136,7 @@ func TestBenchScalePostgresReplicas(t *testing.T) {
 	var out, errb syncBuffer
 	err := run(ctx, []string{"tokenkeeper", "bench", "scale", "--credentials", "600", "--lifetime", "2m", "--window", "8s",
 		"--quiet-window", "1s", "--latency", "1ms", "--read-connections", "4", "--read-rate", "100", "--replicas", "2",
-		"--database", db, "--reader-process", "--binary", bin, "--json"},
+		"--database", db, "--reader-process", "--binary", bin, "--bare-control=false", "--json"},
 		func(string) string { return "" }, strings.NewReader(""), &out, &errb)
 	if err != nil {
 		t.Fatalf("bench scale: %v\n%s", err, errb.String())
@@ -135,9 +151,14 @@ func TestBenchScalePostgresReplicas(t *testing.T) {
 		LoadedP99           float64 `json:"read_loaded_p99_ms"`
 		LoadedRPS           float64 `json:"read_loaded_rps"`
 		LoadedErrors        int     `json:"read_loaded_errors"`
+		BareIn              *string `json:"bare_in"`
 	}
 	if err := json.Unmarshal([]byte(out.String()), &rep); err != nil {
 		t.Fatalf("bench scale --json: %v\n%s", err, out.String())
+	}
+	// --bare-control=false: no control, and none of its keys.
+	if rep.BareIn != nil || strings.Contains(out.String(), `"bare_`) || strings.Contains(errb.String(), "bare handler") {
+		t.Errorf("the control ran with --bare-control=false: %s\n%s", out.String(), errb.String())
 	}
 	if len(rep.RefreshesPerReplica) != 2 || rep.RefreshesPerReplica[0]+rep.RefreshesPerReplica[1] != rep.Refreshes ||
 		rep.Refreshes < 20 || rep.CallsPerToken < 0.9 || rep.CallsPerToken > 1.1 || rep.DatabaseBytesEnd <= 0 {

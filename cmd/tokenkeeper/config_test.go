@@ -93,6 +93,8 @@ func defaultText(f *pflag.Flag) string {
 		return "—"
 	case d == "false":
 		return "off"
+	case d == "true":
+		return "on"
 	case f.Value.Type() == "duration":
 		dur, _ := time.ParseDuration(d)
 		s := dur.String() // 1h0m0s: 1h

@@ -209,23 +209,12 @@ func Read(ctx context.Context, cfg ReadConfig, w Wiring, logf Logf) (*ReadReport
 	}
 	// The bare handler: same body, no work; in this process, or in
 	// another with Go's default settings (this one has the broker's).
-	rep := &ReadReport{Connections: cfg.Connections, Duration: cfg.Duration, BodyBytes: len(body), BareIn: "this process"}
-	var bareURL string
-	if w.StartBare != nil {
-		url, stop, err := w.StartBare(ctx, body)
-		if err != nil {
-			return nil, fmt.Errorf("start the bare handler: %w", err)
-		}
-		defer stop()
-		bareURL, rep.BareIn = url, "a separate process"
-	} else {
-		url, stop, err := ServeBare("127.0.0.1:0", body)
-		if err != nil {
-			return nil, err
-		}
-		defer stop()
-		bareURL = url
+	bareURL, bareIn, stopBare, err := startBareHandler(ctx, w, body)
+	if err != nil {
+		return nil, err
 	}
+	defer stopBare()
+	rep := &ReadReport{Connections: cfg.Connections, Duration: cfg.Duration, BodyBytes: len(body), BareIn: bareIn}
 	runs = append([]loadTarget{{key: "bare", name: "bare net/http handler", target: bareURL}}, runs...)
 
 	driveOne := func(ctx context.Context, t loadTarget) (ReadRun, error) {
@@ -306,6 +295,24 @@ func median(vs []float64) float64 {
 		return s[n/2]
 	}
 	return (s[n/2-1] + s[n/2]) / 2
+}
+
+// startBareHandler starts the bare handler answering body: in another
+// process with w.StartBare, in this one without. It returns its URL, where
+// it runs ("a separate process" or "this process") and what stops it.
+func startBareHandler(ctx context.Context, w Wiring, body []byte) (url, where string, stop func(), err error) {
+	if w.StartBare != nil {
+		url, stop, err := w.StartBare(ctx, body)
+		if err != nil {
+			return "", "", nil, fmt.Errorf("start the bare handler: %w", err)
+		}
+		return url, "a separate process", stop, nil
+	}
+	url, stop, err = ServeBare("127.0.0.1:0", body)
+	if err != nil {
+		return "", "", nil, err
+	}
+	return url, "this process", stop, nil
 }
 
 // ServeBare serves the bare handler of Read on addr: a net/http server

@@ -39,6 +39,14 @@ type ScaleConfig struct {
 	ReadConnections int
 	ReadRate        int
 	QuietWindow     time.Duration
+	// BareControl, if set, runs the same reads for QuietWindow against a
+	// bare net/http handler answering a body of the token answer's size
+	// (in another process with Wiring.StartBare): once before the
+	// seeding, and once after the window beside the same refresh load.
+	// What the load does to the bare handler's p99 is what the machine
+	// does to any server's beside it; the broker's ratio is read against
+	// that.
+	BareControl bool
 	// CPUProfile, if not nil, receives a CPU profile of the window.
 	CPUProfile io.Writer
 }
@@ -134,6 +142,18 @@ type ScaleReport struct {
 	// broker's.
 	StealQuietPct  float64 `json:"host_steal_quiet_pct"`
 	StealLoadedPct float64 `json:"host_steal_loaded_pct"`
+	// The control (ScaleConfig.BareControl): the same reads of a bare
+	// handler, where it ran, the size of its answer, and its latencies
+	// without and beside the refresh load; zero without the control.
+	BareIn             string  `json:"bare_in,omitempty"`
+	BareBodyBytes      int     `json:"bare_body_bytes,omitempty"`
+	BareQuietP50MS     float64 `json:"bare_quiet_p50_ms,omitempty"`
+	BareQuietP99MS     float64 `json:"bare_quiet_p99_ms,omitempty"`
+	BareLoadedP50MS    float64 `json:"bare_loaded_p50_ms,omitempty"`
+	BareLoadedP99MS    float64 `json:"bare_loaded_p99_ms,omitempty"`
+	BareErrors         int64   `json:"bare_errors,omitempty"`
+	StealBareQuietPct  float64 `json:"host_steal_bare_quiet_pct,omitempty"`
+	StealBareLoadedPct float64 `json:"host_steal_bare_loaded_pct,omitempty"`
 
 	DatabaseBytesStart    int64   `json:"database_bytes_start"`
 	DatabaseBytesEnd      int64   `json:"database_bytes_end"`
@@ -317,16 +337,33 @@ func Scale(ctx context.Context, cfg ScaleConfig, w Wiring, logf Logf) (*ScaleRep
 	load := ReadLoad{Base: brokers[0].URL, Key: key, Targets: readTargets, Connections: cfg.ReadConnections, Rate: cfg.ReadRate}
 	logf("  reading %d tokens/s over %d connections from %s for %s without refresh load", cfg.ReadRate, cfg.ReadConnections, rep.ReadsFrom, cfg.QuietWindow)
 	load.Duration = Duration(cfg.QuietWindow)
-	cpuFrom, fromOK := readCPUTimes()
-	quiet, err := runReads(ctx, load)
-	cpuTo, toOK := readCPUTimes()
-	rep.StealQuietPct = stealPct(cpuFrom, fromOK, cpuTo, toOK)
+	quiet, steal, err := measureReads(ctx, runReads, load)
 	if err != nil {
 		return nil, fmt.Errorf("reads without refresh load: %w", err)
 	}
-	rep.ReadQuietP50MS, rep.ReadQuietP99MS, rep.ReadQuietErrors = millis(quiet.P50), millis(quiet.P99), quiet.Errors
-	if ctx.Err() != nil {
-		return nil, ctx.Err()
+	rep.ReadQuietP50MS, rep.ReadQuietP99MS, rep.ReadQuietErrors, rep.StealQuietPct = millis(quiet.P50), millis(quiet.P99), quiet.Errors, steal
+	// The control's reads without the load: the same reads of a bare
+	// handler answering what a token read answers.
+	var bareLoad ReadLoad
+	if cfg.BareControl {
+		body, err := getBody(ctx, brokers[0].URL+readTargets[0], key)
+		if err != nil {
+			return nil, fmt.Errorf("read a token for the bare handler's answer: %w", err)
+		}
+		url, where, stop, err := startBareHandler(ctx, w, body)
+		if err != nil {
+			return nil, err
+		}
+		defer stop()
+		rep.BareIn, rep.BareBodyBytes = where, len(body)
+		bareLoad = load
+		bareLoad.Base, bareLoad.Targets = url, readTargets[:1]
+		logf("  reading a bare handler in %s the same way for %s without refresh load", where, cfg.QuietWindow)
+		run, steal, err := measureReads(ctx, runReads, bareLoad)
+		if err != nil {
+			return nil, fmt.Errorf("bare handler reads without refresh load: %w", err)
+		}
+		rep.BareQuietP50MS, rep.BareQuietP99MS, rep.BareErrors, rep.StealBareQuietPct = millis(run.P50), millis(run.P99), run.Errors, steal
 	}
 
 	// Seed, with the brokers stopped: first the credentials, their
@@ -483,16 +520,11 @@ func Scale(ctx context.Context, cfg ScaleConfig, w Wiring, logf Logf) (*ScaleRep
 	tr.callFrom = windowStart.UnixNano()
 	tr.mu.Unlock()
 	load.Base, load.Duration = brokers[0].URL, Duration(cfg.Window)
-	cpuFrom, fromOK = readCPUTimes()
-	loaded, err := runReads(ctx, load)
-	cpuTo, toOK = readCPUTimes()
-	rep.StealLoadedPct = stealPct(cpuFrom, fromOK, cpuTo, toOK)
-	if ctx.Err() != nil {
-		return nil, ctx.Err()
-	}
+	loaded, steal, err := measureReads(ctx, runReads, load)
 	if err != nil {
 		return nil, fmt.Errorf("reads under refresh load: %w", err)
 	}
+	rep.StealLoadedPct = steal
 	elapsed := time.Since(windowStart)
 	if cfg.CPUProfile != nil {
 		pprof.StopCPUProfile()
@@ -524,6 +556,16 @@ func Scale(ctx context.Context, cfg ScaleConfig, w Wiring, logf Logf) (*ScaleRep
 		return nil, fmt.Errorf("count rows: %w", err)
 	}
 	rep.EventRowsAdded, rep.AuditRowsAdded = eventsEnd-eventsStart, auditEnd-auditStart
+	// The control's reads beside the refresh load, which goes on.
+	if cfg.BareControl {
+		logf("  reading the bare handler for %s beside the refresh load", cfg.QuietWindow)
+		run, steal, err := measureReads(ctx, runReads, bareLoad)
+		if err != nil {
+			return nil, fmt.Errorf("bare handler reads beside the refresh load: %w", err)
+		}
+		rep.BareLoadedP50MS, rep.BareLoadedP99MS, rep.StealBareLoadedPct = millis(run.P50), millis(run.P99), steal
+		rep.BareErrors += run.Errors
+	}
 	// Provider calls per token: the calls the provider received in the
 	// window over the successful attempts whose call started in it, once
 	// the brokers have stopped and committed the ones in flight.
@@ -649,6 +691,41 @@ func startScaleBrokers(ctx context.Context, w Wiring, db *benchStore, first toke
 		out = append(out, b)
 	}
 	return out, nil
+}
+
+// measureReads runs l with run and returns what it measured and the share
+// of CPU time the host stole meanwhile (-1: unknown).
+func measureReads(ctx context.Context, run func(context.Context, ReadLoad) (ReadRun, error), l ReadLoad) (ReadRun, float64, error) {
+	from, fromOK := readCPUTimes()
+	r, err := run(ctx, l)
+	to, toOK := readCPUTimes()
+	if err == nil && ctx.Err() != nil {
+		err = ctx.Err()
+	}
+	return r, stealPct(from, fromOK, to, toOK), err
+}
+
+// getBody returns the body of a GET of url with the API key, which must
+// answer 200.
+func getBody(ctx context.Context, url, key string) ([]byte, error) {
+	req, err := http.NewRequestWithContext(ctx, "GET", url, nil)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Authorization", "Bearer "+key)
+	resp, err := (&http.Client{Timeout: 10 * time.Second}).Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("GET %s: %s", url, resp.Status)
+	}
+	return body, nil
 }
 
 // getOK reports whether a GET of url with the API key answers 200.
@@ -784,6 +861,16 @@ func (r *ScaleReport) WriteText(w io.Writer) error {
 	tw.printf("  token reads, no refresh load    p50 %.2fms, p99 %.2fms, %d errors%s\n", r.ReadQuietP50MS, r.ReadQuietP99MS, r.ReadQuietErrors, stealNote(r.StealQuietPct))
 	tw.printf("  token reads, under load         p50 %.2fms, p99 %.2fms (%.2f× the p99 without), %d errors, %.0f req/s%s\n",
 		r.ReadLoadedP50MS, r.ReadLoadedP99MS, ratio, r.ReadLoadedErrors, r.ReadLoadedRPS, stealNote(r.StealLoadedPct))
+	if r.BareIn != "" {
+		bareRatio := math.NaN()
+		if r.BareQuietP99MS > 0 {
+			bareRatio = r.BareLoadedP99MS / r.BareQuietP99MS
+		}
+		tw.printf("  bare handler, no refresh load   p50 %.2fms, p99 %.2fms (the same reads of a bare net/http handler in %s answering %d bytes)%s\n",
+			r.BareQuietP50MS, r.BareQuietP99MS, r.BareIn, r.BareBodyBytes, stealNote(r.StealBareQuietPct))
+		tw.printf("  bare handler, under load        p50 %.2fms, p99 %.2fms (%.2f× the p99 without; read for %s after the window, beside the same refresh load), %d errors%s\n",
+			r.BareLoadedP50MS, r.BareLoadedP99MS, bareRatio, r.QuietWindow, r.BareErrors, stealNote(r.StealBareLoadedPct))
+	}
 	tw.printf("  database                        %.1f MiB → %.1f MiB: %.1f MiB/hour, %.2f GiB/day extrapolated\n",
 		float64(r.DatabaseBytesStart)/(1<<20), float64(r.DatabaseBytesEnd)/(1<<20), r.DatabaseGrowthPerHour, r.DatabaseGrowthPerDay)
 	tw.printf("  rows added in the window        events %+d (inserted less pruned), audit records %+d (the token reads')\n", r.EventRowsAdded, r.AuditRowsAdded)

@@ -148,6 +148,42 @@ func TestScaleReportSteal(t *testing.T) {
 	}
 }
 
+// TestScaleReportBare: the control's lines, with the bare handler's own
+// ratio, are printed only when it ran.
+func TestScaleReportBare(t *testing.T) {
+	r := &ScaleReport{QuietWindow: Duration(15 * time.Second), ReadQuietP99MS: 0.5, ReadLoadedP99MS: 1.5, StealQuietPct: -1, StealLoadedPct: -1}
+	var b bytes.Buffer
+	if err := r.WriteText(&b); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(b.String(), "bare handler") {
+		t.Errorf("the control printed without running:\n%s", b.String())
+	}
+	r.BareIn, r.BareBodyBytes, r.BareQuietP50MS, r.BareQuietP99MS, r.BareLoadedP50MS, r.BareLoadedP99MS = "a separate process", 141, 0.2, 0.8, 0.3, 1.2
+	r.StealBareQuietPct, r.StealBareLoadedPct = -1, 1.5
+	b.Reset()
+	if err := r.WriteText(&b); err != nil {
+		t.Fatal(err)
+	}
+	var quiet, loaded string
+	for line := range strings.SplitSeq(b.String(), "\n") {
+		switch {
+		case strings.Contains(line, "bare handler, no refresh load"):
+			quiet = line
+		case strings.Contains(line, "bare handler, under load"):
+			loaded = line
+		}
+	}
+	if !strings.Contains(quiet, "p50 0.20ms, p99 0.80ms (the same reads of a bare net/http handler in a separate process answering 141 bytes)") ||
+		strings.Contains(quiet, "stole") {
+		t.Errorf("bare handler without load: %q", quiet)
+	}
+	if !strings.Contains(loaded, "p50 0.30ms, p99 1.20ms (1.50× the p99 without; read for 15s after the window, beside the same refresh load), 0 errors") ||
+		!strings.HasSuffix(loaded, "; host stole 1.50% of CPU time meanwhile") {
+		t.Errorf("bare handler under load: %q", loaded)
+	}
+}
+
 func TestFormatCounts(t *testing.T) {
 	for _, tc := range []struct {
 		m    map[string]int
