@@ -127,19 +127,8 @@ func TestParseCPUTimes(t *testing.T) {
 // reads it was measured with, and says nothing of it where it is unknown.
 func TestScaleReportSteal(t *testing.T) {
 	r := &ScaleReport{ReadQuietP99MS: 0.5, ReadLoadedP99MS: 0.9, StealQuietPct: -1, StealLoadedPct: 3.456}
-	var b bytes.Buffer
-	if err := r.WriteText(&b); err != nil {
-		t.Fatal(err)
-	}
-	var quiet, loaded string
-	for line := range strings.SplitSeq(b.String(), "\n") {
-		switch {
-		case strings.Contains(line, "token reads, no refresh load"):
-			quiet = line
-		case strings.Contains(line, "token reads, under load"):
-			loaded = line
-		}
-	}
+	text := reportText(t, r)
+	quiet, loaded := lineWith(text, "token reads, no refresh load"), lineWith(text, "token reads, under load")
 	if strings.Contains(quiet, "stole") {
 		t.Errorf("unknown steal printed: %q", quiet)
 	}
@@ -152,28 +141,13 @@ func TestScaleReportSteal(t *testing.T) {
 // ratio, are printed only when it ran.
 func TestScaleReportBare(t *testing.T) {
 	r := &ScaleReport{QuietWindow: Duration(15 * time.Second), ReadQuietP99MS: 0.5, ReadLoadedP99MS: 1.5, StealQuietPct: -1, StealLoadedPct: -1}
-	var b bytes.Buffer
-	if err := r.WriteText(&b); err != nil {
-		t.Fatal(err)
-	}
-	if strings.Contains(b.String(), "bare handler") {
-		t.Errorf("the control printed without running:\n%s", b.String())
+	if text := reportText(t, r); strings.Contains(text, "bare handler") {
+		t.Errorf("the control printed without running:\n%s", text)
 	}
 	r.BareIn, r.BareBodyBytes, r.BareQuietP50MS, r.BareQuietP99MS, r.BareLoadedP50MS, r.BareLoadedP99MS = "a separate process", 141, 0.2, 0.8, 0.3, 1.2
 	r.StealBareQuietPct, r.StealBareLoadedPct = -1, 1.5
-	b.Reset()
-	if err := r.WriteText(&b); err != nil {
-		t.Fatal(err)
-	}
-	var quiet, loaded string
-	for line := range strings.SplitSeq(b.String(), "\n") {
-		switch {
-		case strings.Contains(line, "bare handler, no refresh load"):
-			quiet = line
-		case strings.Contains(line, "bare handler, under load"):
-			loaded = line
-		}
-	}
+	text := reportText(t, r)
+	quiet, loaded := lineWith(text, "bare handler, no refresh load"), lineWith(text, "bare handler, under load")
 	if !strings.Contains(quiet, "p50 0.20ms, p99 0.80ms (the same reads of a bare net/http handler in a separate process answering 141 bytes)") ||
 		strings.Contains(quiet, "stole") {
 		t.Errorf("bare handler without load: %q", quiet)
@@ -251,4 +225,24 @@ func TestTextWriter(t *testing.T) {
 	if err := tw.flush(&buf); err != nil || buf.String() != "a 1\nb two\n" {
 		t.Errorf("%q, %v", buf.String(), err)
 	}
+}
+
+// reportText returns r's text report.
+func reportText(t *testing.T, r *ScaleReport) string {
+	t.Helper()
+	var b bytes.Buffer
+	if err := r.WriteText(&b); err != nil {
+		t.Fatal(err)
+	}
+	return b.String()
+}
+
+// lineWith returns the first line of text that contains key, or "".
+func lineWith(text, key string) string {
+	for line := range strings.SplitSeq(text, "\n") {
+		if strings.Contains(line, key) {
+			return line
+		}
+	}
+	return ""
 }
