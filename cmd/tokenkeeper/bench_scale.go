@@ -76,10 +76,10 @@ one), each with the share of CPU time the host stole meanwhile (on a
 virtual machine, a stolen slice delays reads too), and, as a control, the
 same reads of a bare net/http handler in a separate process without and
 beside the refresh load (--bare-control=false leaves it out); database
-growth per hour and per day, and bytes written to disk per refresh (SQLite, from
-/proc/self/io). --database postgres://... runs on a fresh schema of that
-database, dropped afterwards; the default is a temporary SQLite file.
-Every figure and setting is printed; --json for a machine.`)
+growth per hour and per day, and bytes written to disk per refresh
+(SQLite, from /proc/self/io). --database postgres://... runs on a fresh
+schema of that database, dropped afterwards; the default is a temporary
+SQLite file. Every figure and setting is printed; --json for a machine.`)
 	var cfg bench.ScaleConfig
 	c.fs.IntVar(&cfg.Credentials, "credentials", 1_000_000, "number of credentials seeded")
 	c.fs.DurationVar(&cfg.Lifetime, "lifetime", time.Hour, "access token lifetime at the test provider")
