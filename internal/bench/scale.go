@@ -142,18 +142,8 @@ type ScaleReport struct {
 	// broker's.
 	StealQuietPct  float64 `json:"host_steal_quiet_pct"`
 	StealLoadedPct float64 `json:"host_steal_loaded_pct"`
-	// The control (ScaleConfig.BareControl): the same reads of a bare
-	// handler, where it ran, the size of its answer, and its latencies
-	// without and beside the refresh load; zero without the control.
-	BareIn             string  `json:"bare_in,omitempty"`
-	BareBodyBytes      int     `json:"bare_body_bytes,omitempty"`
-	BareQuietP50MS     float64 `json:"bare_quiet_p50_ms,omitempty"`
-	BareQuietP99MS     float64 `json:"bare_quiet_p99_ms,omitempty"`
-	BareLoadedP50MS    float64 `json:"bare_loaded_p50_ms,omitempty"`
-	BareLoadedP99MS    float64 `json:"bare_loaded_p99_ms,omitempty"`
-	BareErrors         int64   `json:"bare_errors,omitempty"`
-	StealBareQuietPct  float64 `json:"host_steal_bare_quiet_pct,omitempty"`
-	StealBareLoadedPct float64 `json:"host_steal_bare_loaded_pct,omitempty"`
+	// Bare is the control (ScaleConfig.BareControl); nil without it.
+	Bare *BareControl `json:"bare_control,omitempty"`
 
 	DatabaseBytesStart    int64   `json:"database_bytes_start"`
 	DatabaseBytesEnd      int64   `json:"database_bytes_end"`
@@ -170,6 +160,22 @@ type ScaleReport struct {
 	// PostgreSQL server writes in its own processes).
 	WrittenBytes           int64   `json:"written_bytes"`
 	WrittenBytesPerRefresh float64 `json:"written_bytes_per_refresh"`
+}
+
+// BareControl is what the control of a Scale run measured: the same reads
+// of a bare handler, without and beside the refresh load.
+type BareControl struct {
+	In        string `json:"in"`         // where it ran: "a separate process" or "this process"
+	BodyBytes int    `json:"body_bytes"` // its answer, as long as a token read's
+	// Latencies without and beside the refresh load, the errors of both,
+	// and the host's steal meanwhile (-1: unknown), as for the token reads.
+	QuietP50MS     float64 `json:"quiet_p50_ms"`
+	QuietP99MS     float64 `json:"quiet_p99_ms"`
+	LoadedP50MS    float64 `json:"loaded_p50_ms"`
+	LoadedP99MS    float64 `json:"loaded_p99_ms"`
+	Errors         int64   `json:"errors"`
+	StealQuietPct  float64 `json:"host_steal_quiet_pct"`
+	StealLoadedPct float64 `json:"host_steal_loaded_pct"`
 }
 
 // scaleTracker follows every seeded credential's token expiry (by its
@@ -355,7 +361,7 @@ func Scale(ctx context.Context, cfg ScaleConfig, w Wiring, logf Logf) (*ScaleRep
 			return nil, err
 		}
 		defer stop()
-		rep.BareIn, rep.BareBodyBytes = where, len(body)
+		rep.Bare = &BareControl{In: where, BodyBytes: len(body)}
 		bareLoad = load
 		bareLoad.Base, bareLoad.Targets = url, readTargets[:1]
 		logf("  reading a bare handler in %s the same way for %s without refresh load", where, cfg.QuietWindow)
@@ -363,7 +369,7 @@ func Scale(ctx context.Context, cfg ScaleConfig, w Wiring, logf Logf) (*ScaleRep
 		if err != nil {
 			return nil, fmt.Errorf("bare handler reads without refresh load: %w", err)
 		}
-		rep.BareQuietP50MS, rep.BareQuietP99MS, rep.BareErrors, rep.StealBareQuietPct = millis(run.P50), millis(run.P99), run.Errors, steal
+		rep.Bare.QuietP50MS, rep.Bare.QuietP99MS, rep.Bare.Errors, rep.Bare.StealQuietPct = millis(run.P50), millis(run.P99), run.Errors, steal
 	}
 
 	// Seed, with the brokers stopped: first the credentials, their
@@ -563,8 +569,8 @@ func Scale(ctx context.Context, cfg ScaleConfig, w Wiring, logf Logf) (*ScaleRep
 		if err != nil {
 			return nil, fmt.Errorf("bare handler reads beside the refresh load: %w", err)
 		}
-		rep.BareLoadedP50MS, rep.BareLoadedP99MS, rep.StealBareLoadedPct = millis(run.P50), millis(run.P99), steal
-		rep.BareErrors += run.Errors
+		rep.Bare.LoadedP50MS, rep.Bare.LoadedP99MS, rep.Bare.StealLoadedPct = millis(run.P50), millis(run.P99), steal
+		rep.Bare.Errors += run.Errors
 	}
 	// Provider calls per token: the calls the provider received in the
 	// window over the successful attempts whose call started in it, once
@@ -861,15 +867,15 @@ func (r *ScaleReport) WriteText(w io.Writer) error {
 	tw.printf("  token reads, no refresh load    p50 %.2fms, p99 %.2fms, %d errors%s\n", r.ReadQuietP50MS, r.ReadQuietP99MS, r.ReadQuietErrors, stealNote(r.StealQuietPct))
 	tw.printf("  token reads, under load         p50 %.2fms, p99 %.2fms (%.2f× the p99 without), %d errors, %.0f req/s%s\n",
 		r.ReadLoadedP50MS, r.ReadLoadedP99MS, ratio, r.ReadLoadedErrors, r.ReadLoadedRPS, stealNote(r.StealLoadedPct))
-	if r.BareIn != "" {
+	if b := r.Bare; b != nil {
 		bareRatio := math.NaN()
-		if r.BareQuietP99MS > 0 {
-			bareRatio = r.BareLoadedP99MS / r.BareQuietP99MS
+		if b.QuietP99MS > 0 {
+			bareRatio = b.LoadedP99MS / b.QuietP99MS
 		}
 		tw.printf("  bare handler, no refresh load   p50 %.2fms, p99 %.2fms (the same reads of a bare net/http handler in %s answering %d bytes)%s\n",
-			r.BareQuietP50MS, r.BareQuietP99MS, r.BareIn, r.BareBodyBytes, stealNote(r.StealBareQuietPct))
+			b.QuietP50MS, b.QuietP99MS, b.In, b.BodyBytes, stealNote(b.StealQuietPct))
 		tw.printf("  bare handler, under load        p50 %.2fms, p99 %.2fms (%.2f× the p99 without; read for %s after the window, beside the same refresh load), %d errors%s\n",
-			r.BareLoadedP50MS, r.BareLoadedP99MS, bareRatio, r.QuietWindow, r.BareErrors, stealNote(r.StealBareLoadedPct))
+			b.LoadedP50MS, b.LoadedP99MS, bareRatio, r.QuietWindow, b.Errors, stealNote(b.StealLoadedPct))
 	}
 	tw.printf("  database                        %.1f MiB → %.1f MiB: %.1f MiB/hour, %.2f GiB/day extrapolated\n",
 		float64(r.DatabaseBytesStart)/(1<<20), float64(r.DatabaseBytesEnd)/(1<<20), r.DatabaseGrowthPerHour, r.DatabaseGrowthPerDay)

@@ -144,8 +144,8 @@ func TestScaleReportBare(t *testing.T) {
 	if text := reportText(t, r); strings.Contains(text, "bare handler") {
 		t.Errorf("the control printed without running:\n%s", text)
 	}
-	r.BareIn, r.BareBodyBytes, r.BareQuietP50MS, r.BareQuietP99MS, r.BareLoadedP50MS, r.BareLoadedP99MS = "a separate process", 141, 0.2, 0.8, 0.3, 1.2
-	r.StealBareQuietPct, r.StealBareLoadedPct = -1, 1.5
+	r.Bare = &BareControl{In: "a separate process", BodyBytes: 141, QuietP50MS: 0.2, QuietP99MS: 0.8, LoadedP50MS: 0.3, LoadedP99MS: 1.2,
+		StealQuietPct: -1, StealLoadedPct: 1.5}
 	text := reportText(t, r)
 	quiet, loaded := lineWith(text, "bare handler, no refresh load"), lineWith(text, "bare handler, under load")
 	if !strings.Contains(quiet, "p50 0.20ms, p99 0.80ms (the same reads of a bare net/http handler in a separate process answering 141 bytes)") ||
