@@ -352,7 +352,7 @@ func Scale(ctx context.Context, cfg ScaleConfig, w Wiring, logf Logf) (*ScaleRep
 	// handler answering what a token read answers.
 	var bareLoad ReadLoad
 	if cfg.BareControl {
-		body, err := getBody(ctx, brokers[0].URL+readTargets[0], key)
+		body, err := getBody(ctx, &http.Client{Timeout: 10 * time.Second}, brokers[0].URL+readTargets[0], key)
 		if err != nil {
 			return nil, fmt.Errorf("read a token for the bare handler's answer: %w", err)
 		}
@@ -711,46 +711,44 @@ func measureReads(ctx context.Context, run func(context.Context, ReadLoad) (Read
 	return r, stealPct(from, fromOK, to, toOK), err
 }
 
-// getBody returns the body of a GET of url with the API key, which must
-// answer 200.
-func getBody(ctx context.Context, url, key string) ([]byte, error) {
+// get sends a GET of url with the API key and returns the answer's status
+// and body.
+func get(ctx context.Context, hc *http.Client, url, key string) (int, []byte, error) {
 	req, err := http.NewRequestWithContext(ctx, "GET", url, nil)
 	if err != nil {
-		return nil, err
-	}
-	req.Header.Set("Authorization", "Bearer "+key)
-	resp, err := (&http.Client{Timeout: 10 * time.Second}).Do(req)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return nil, err
-	}
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("GET %s: %s", url, resp.Status)
-	}
-	return body, nil
-}
-
-// getOK reports whether a GET of url with the API key answers 200.
-func getOK(ctx context.Context, hc *http.Client, url, key string) (bool, error) {
-	req, err := http.NewRequestWithContext(ctx, "GET", url, nil)
-	if err != nil {
-		return false, err
+		return 0, nil, err
 	}
 	req.Header.Set("Authorization", "Bearer "+key)
 	resp, err := hc.Do(req)
 	if err != nil {
-		if ctx.Err() != nil {
-			return false, ctx.Err()
-		}
-		return false, nil
+		return 0, nil, err
 	}
-	_, _ = io.Copy(io.Discard, resp.Body)
-	resp.Body.Close()
-	return resp.StatusCode == http.StatusOK, nil
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	return resp.StatusCode, body, err
+}
+
+// getBody returns the body of a GET of url with the API key, which must
+// answer 200.
+func getBody(ctx context.Context, hc *http.Client, url, key string) ([]byte, error) {
+	status, body, err := get(ctx, hc, url, key)
+	if err != nil {
+		return nil, err
+	}
+	if status != http.StatusOK {
+		return nil, fmt.Errorf("GET %s: %d %s", url, status, http.StatusText(status))
+	}
+	return body, nil
+}
+
+// getOK reports whether a GET of url with the API key answers 200; a
+// request that fails is not an error unless ctx is done.
+func getOK(ctx context.Context, hc *http.Client, url, key string) (bool, error) {
+	status, _, err := get(ctx, hc, url, key)
+	if err != nil {
+		return false, ctx.Err()
+	}
+	return status == http.StatusOK, nil
 }
 
 // ReadLoad is the token reads of a Scale run: GET Base+target for each of
