@@ -105,15 +105,17 @@ type Config struct {
 	// others to share its commit transaction, on a store that is a
 	// tokenkeeper.RefreshBatchCommitter (default DefaultCommitBatchWait;
 	// negative: every result is committed on its own). Results that a
-	// caller waits for (forced refreshes, reads) do not wait.
+	// caller waits for (forced refreshes, reads) do not wait, nor do
+	// results once half of Concurrency are pending.
 	CommitBatchWait time.Duration
 	// ClaimBatchWait is the least time between two claims of due
 	// credentials while refreshes are in flight, so that at a steady rate
 	// one claim (a write transaction: a scan of the due index, a commit)
 	// serves the credentials that came due meanwhile rather than each
 	// alone (default DefaultClaimBatchWait; negative: claim on every
-	// pass). With nothing in flight the loop claims at once. Forced
-	// refreshes and reads never wait for it.
+	// pass). With nothing in flight the loop claims at once, and so it
+	// does with a quarter of the slots free after a claim that took every
+	// free slot (a backlog). Forced refreshes and reads never wait for it.
 	ClaimBatchWait time.Duration
 	// EventPruneInterval is how often Run deletes events past the store's
 	// retention, when the store is an EventPruner (default
@@ -183,12 +185,14 @@ type Refresher struct {
 	loopFailures              int
 	loopDownSince, loopLogged time.Time
 	// lastClaim is when the loop last claimed due credentials (see
-	// ClaimBatchWait).
-	lastClaim time.Time
+	// ClaimBatchWait), and claimedFull whether that claim took every free
+	// slot.
+	lastClaim   time.Time
+	claimedFull bool
 }
 
 // DefaultClaimBatchWait is the default Config.ClaimBatchWait.
-const DefaultClaimBatchWait = 10 * time.Millisecond
+const DefaultClaimBatchWait = 50 * time.Millisecond
 
 // claimOwner returns a lease owner unique to one claim: this process's name
 // and a sequence number. Two claims in one process (a background refresh and
@@ -288,7 +292,8 @@ func New(cfg Config) (*Refresher, error) {
 			cfg.CommitBatchWait = DefaultCommitBatchWait
 		}
 		r.cfg.CommitBatchWait = cfg.CommitBatchWait
-		r.batch = &batcher{store: bc, wait: cfg.CommitBatchWait, timeout: cfg.StoreTimeout, kick: make(chan struct{}, 1)}
+		r.batch = &batcher{store: bc, wait: cfg.CommitBatchWait, timeout: cfg.StoreTimeout, kick: make(chan struct{}, 1),
+			enough: max(1, cfg.Concurrency/2)}
 	}
 	if cfg.ClaimBatchWait == 0 {
 		r.cfg.ClaimBatchWait = DefaultClaimBatchWait
@@ -412,7 +417,11 @@ func (r *Refresher) shutdown() {
 // pass claims what is due and returns how long to sleep before the next one.
 func (r *Refresher) pass(ctx context.Context) time.Duration {
 	free := cap(r.slots) - len(r.slots)
-	if free > 0 && len(r.slots) > 0 && r.cfg.ClaimBatchWait > 0 {
+	// After a claim that took every free slot (a backlog: more were due),
+	// a quarter of the slots free is worth a claim at once: waiting would
+	// hold the refresh rate below what the slots allow.
+	backlog := r.claimedFull && free >= max(1, cap(r.slots)/4)
+	if free > 0 && len(r.slots) > 0 && r.cfg.ClaimBatchWait > 0 && !backlog {
 		// Refreshes in flight: the credentials due now wait a moment for
 		// those coming due, to be claimed together.
 		if since := time.Since(r.lastClaim); since < r.cfg.ClaimBatchWait {
@@ -446,7 +455,8 @@ func (r *Refresher) pass(ctx context.Context) time.Duration {
 				r.refresh(r.calls, r.commits, c, false, true)
 			}()
 		}
-		if len(claimed) == free {
+		r.claimedFull = len(claimed) == free
+		if r.claimedFull {
 			return 0 // there may be more due; loop once a slot frees (Wake) or now
 		}
 	}

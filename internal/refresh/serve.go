@@ -583,6 +583,11 @@ func (r *Refresher) forced(ctx context.Context, name, rejected string, reject bo
 			return nil, err
 		}
 		// Another worker is refreshing it: wait for its commit and use that.
+		// When that worker is this process's loop, its result need not
+		// wait for others to share the commit.
+		if r.batch != nil {
+			r.batch.hurry(c.ID)
+		}
 		if c, err = r.awaitRelease(ctx, name); err != nil {
 			return nil, err
 		}
