@@ -28,20 +28,8 @@ func TestReadHurriesBackgroundCommit(t *testing.T) {
 	w.credential(st, "rd", readDue)
 	r := w.replica("a", st, refresh.Config{CommitBatchWait: linger}, false)
 
-	leased := func(name string) bool {
-		c, err := st.Credential(ctx, name)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return c.LeaseOwner != ""
-	}
-	committed := func(name string) bool {
-		c, err := st.Credential(ctx, name)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return c.Token != nil && c.LeaseOwner == ""
-	}
+	leased := func(name string) bool { return stored(t, st, name).LeaseOwner != "" }
+	committed := func(name string) bool { c := stored(t, st, name); return c.Token != nil && c.LeaseOwner == "" }
 
 	// Control: nobody reads bg, so its result waits out the batch.
 	eventually(t, 5*time.Second, "bg claimed", func() bool { return leased("bg") })
