@@ -7,10 +7,12 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/tokenkeeper/tokenkeeper"
+	tkhttp "github.com/tokenkeeper/tokenkeeper/internal/http"
 	"github.com/tokenkeeper/tokenkeeper/oauthtest"
 )
 
@@ -540,20 +542,30 @@ func TestConnectLogsNoSecrets(t *testing.T) {
 // TestConnectSessionExpiresUnused: a session nobody opened reads as failed
 // with reason expired once past its expiry.
 func TestConnectSessionExpiresUnused(t *testing.T) {
-	h := newHarness(t, oauthtest.WithLifetime(time.Hour))
+	// The server's clock moves by hand: a session read under a loaded
+	// machine must not expire on the wall clock before the first read.
+	var skew atomic.Int64
+	h := newHarnessWith(t, func(c *tkhttp.Config) {
+		c.Now = func() time.Time { return time.Now().Add(time.Duration(skew.Load())) }
+	}, oauthtest.WithLifetime(time.Hour))
 	h.connectProvider()
 	cs := &tokenkeeper.ConnectSession{Kind: tokenkeeper.ConnectAuthorizationCode, Provider: "idp", CredentialName: "never",
 		LinkHash: strings.Repeat("a", 64), StateHash: strings.Repeat("b", 64), CodeVerifier: strings.Repeat("v", 43),
-		ExpiresAt: time.Now().Add(300 * time.Millisecond)}
+		ExpiresAt: time.Now().Add(10 * time.Minute)}
 	if err := h.store.CreateConnectSession(context.Background(), cs); err != nil {
 		t.Fatal(err)
 	}
 	if s := h.session(cs.ID); s["status"] != "pending" {
 		t.Fatalf("fresh session: %v", s)
 	}
-	time.Sleep(400 * time.Millisecond)
+	skew.Store(int64(10*time.Minute + time.Second))
 	if s := h.session(cs.ID); s["status"] != "failed" || s["reason"] != "expired" {
 		t.Fatalf("expired session: %v", s)
+	}
+	// It stays failed when the clock is back: the expiry was written.
+	skew.Store(0)
+	if s := h.session(cs.ID); s["status"] != "failed" || s["reason"] != "expired" {
+		t.Fatalf("expired session, read again: %v", s)
 	}
 }
 
