@@ -605,14 +605,20 @@ func Scale(ctx context.Context, cfg ScaleConfig, w Wiring, logf Logf) (*ScaleRep
 
 // seedHistory seeds the refresh events that bring the events table into
 // its steady state for a window starting at or soon after windowStart,
-// given the store's retention: when the age limit binds (a credential
-// refreshes fewer times within it than the count limit), the events that
-// reach that age from windowStart to five minutes after the window's
-// length, which the pruner deletes as new ones
-// arrive; when the count limit binds, that many events per credential, of
-// which each new one pushes out the oldest. Credential i's history lies
-// before the seeded token's refresh, one period apart. It returns how many
-// it seeded and why.
+// given the store's retention. When the age limit binds (a credential
+// refreshes fewer times within it than the count limit), the credentials
+// with a history are those that the window touches: those with an event
+// that reaches that age from windowStart to five minutes after the
+// window's length, which the pruner deletes as new ones arrive, and those
+// refreshed in that time, whose new event is indexed among their older
+// ones. Each of them gets its whole history within the age limit, as in
+// the steady state: an index page then holds the events of few
+// credentials, and a refresh adds one to them, where a page of one event
+// each for a hundred credentials refreshed within a second would split,
+// which the steady state never does. When the count limit binds, every
+// credential gets that many events, of which each new one pushes out the
+// oldest. Credential i's history ends with the refresh that issued the
+// seeded token, one period apart. It returns how many it seeded and why.
 func seedHistory(ctx context.Context, im interface {
 	ImportEvents(ctx context.Context, events []*tokenkeeper.Event) error
 }, ret sqlstore.EventRetention, idOf func(int) string, cfg ScaleConfig, period, lead time.Duration, windowStart time.Time) (int, string, error) {
@@ -625,10 +631,9 @@ func seedHistory(ctx context.Context, im interface {
 		// or so after windowStart: five minutes more cover its end.
 		from = windowStart.Add(-ret.RefreshMaxAge)
 		to = from.Add(cfg.Window + 5*time.Minute)
-		why = fmt.Sprintf("the age limit binds: the events that turn %s old during the window", ret.RefreshMaxAge)
 	}
 	msg := fmt.Sprintf("new token valid for %s", cfg.Lifetime)
-	total := 0
+	total, with := 0, 0
 	var batch []*tokenkeeper.Event
 	flush := func() error {
 		if len(batch) == 0 {
@@ -644,11 +649,25 @@ func seedHistory(ctx context.Context, im interface {
 		// a period before now.
 		next := now.Add(time.Duration(float64(period) * float64(i+1) / float64(cfg.Credentials)))
 		issued := next.Add(lead - cfg.Lifetime)
-		n := 0
-		for t := issued.Add(-period); !t.Before(from) && (ageBinds || n < ret.RefreshCount); t = t.Add(-period) {
-			if t.After(to) {
+		if ageBinds {
+			pruned := false
+			for t := issued.Add(-period); !t.Before(from); t = t.Add(-period) {
+				if !t.After(to) {
+					pruned = true
+					break
+				}
+			}
+			refresh := next
+			for refresh.Before(windowStart) {
+				refresh = refresh.Add(period)
+			}
+			if !pruned && refresh.After(windowStart.Add(cfg.Window+5*time.Minute)) {
 				continue
 			}
+		}
+		with++
+		n := 0
+		for t := issued; !t.Before(from) && (ageBinds || n < ret.RefreshCount); t = t.Add(-period) {
 			batch = append(batch, &tokenkeeper.Event{CredentialID: idOf(i), CredentialName: fmt.Sprintf("scale-%07d", i), Time: t,
 				Kind: tokenkeeper.EventRefresh, Outcome: tokenkeeper.OutcomeOK, Message: msg, Latency: cfg.Latency, Actor: "refresher:seeded"})
 			n++
@@ -661,6 +680,9 @@ func seedHistory(ctx context.Context, im interface {
 	}
 	if err := flush(); err != nil {
 		return total, why, fmt.Errorf("seed history: %w", err)
+	}
+	if ageBinds {
+		why = fmt.Sprintf("the age limit binds: all events younger than %s of the %d credentials whose events reach that age or that are refreshed during the window", ret.RefreshMaxAge, with)
 	}
 	return total, why, nil
 }
