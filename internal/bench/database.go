@@ -16,6 +16,7 @@ import (
 	_ "modernc.org/sqlite" // the "sqlite" driver, for sqliteUsedBytes
 
 	"github.com/tokenkeeper/tokenkeeper"
+	"github.com/tokenkeeper/tokenkeeper/internal/postgres"
 	"github.com/tokenkeeper/tokenkeeper/internal/seal"
 )
 
@@ -98,8 +99,15 @@ type benchStore struct {
 	// never input).
 	rows func(ctx context.Context, table string) (int64, error)
 	// settle, if not nil, brings a freshly seeded database into the state
-	// a long-running one is in (PostgreSQL: VACUUM ANALYZE).
-	settle func(ctx context.Context) error
+	// a long-running one is in (PostgreSQL: VACUUM ANALYZE). Before that,
+	// on a database whose churned tables take back the space of dead rows
+	// only in vacuums, it leaves the credentials table the free space of
+	// one vacuum's worth of dead row versions: it updates the
+	// vacuumThreshold credentials refreshed last, and returns how many.
+	settle func(ctx context.Context) (int, error)
+	// vacuumThreshold, if not nil, is the number of dead rows at which the
+	// broker vacuums a table of live rows (postgres.VacuumThreshold).
+	vacuumThreshold func(live int64) int64
 }
 
 // openBenchStore opens the store a benchmark runs on, with a random master
@@ -168,23 +176,36 @@ func openBenchStore(ctx context.Context, w Wiring, database string) (*benchStore
 		err := conn.QueryRow(ctx, "SELECT COUNT(*) FROM "+pgx.Identifier{schema, table}.Sanitize()).Scan(&n)
 		return n, err
 	}
-	settle := func(ctx context.Context) error {
+	settle := func(ctx context.Context) (int, error) {
+		// The row versions the refreshes before the window left dead,
+		// up to the broker's vacuum: new versions of the credentials
+		// refreshed last (the fencing version moves; nothing else).
+		live, err := rows(ctx, "credentials")
+		if err != nil {
+			return 0, err
+		}
+		creds := pgx.Identifier{schema, "credentials"}.Sanitize()
+		tag, err := conn.Exec(ctx, `UPDATE `+creds+` SET version = version + 1 WHERE id IN (
+			SELECT id FROM `+creds+` ORDER BY next_refresh_at DESC LIMIT $1)`, postgres.VacuumThreshold(live))
+		if err != nil {
+			return 0, err
+		}
 		var tables []string
-		rows, err := conn.Query(ctx, `SELECT tablename FROM pg_tables WHERE schemaname = $1 ORDER BY 1`, schema)
+		tablesRows, err := conn.Query(ctx, `SELECT tablename FROM pg_tables WHERE schemaname = $1 ORDER BY 1`, schema)
 		if err == nil {
-			tables, err = pgx.CollectRows(rows, pgx.RowTo[string])
+			tables, err = pgx.CollectRows(tablesRows, pgx.RowTo[string])
 		}
 		if err != nil || len(tables) == 0 {
-			return err
+			return int(tag.RowsAffected()), err
 		}
 		for i, t := range tables {
 			tables[i] = pgx.Identifier{schema, t}.Sanitize()
 		}
 		_, err = conn.Exec(ctx, "VACUUM ANALYZE "+strings.Join(tables, ", "))
-		return err
+		return int(tag.RowsAffected()), err
 	}
 	return &benchStore{store: store, desc: "PostgreSQL (schema " + schema + ")", cleanup: func() { store.Close(); drop() },
-		database: dbURL, size: size, key: key, rows: rows, settle: settle}, nil
+		database: dbURL, size: size, key: key, rows: rows, settle: settle, vacuumThreshold: postgres.VacuumThreshold}, nil
 }
 
 // sqliteUsedBytes returns the bytes of the SQLite database at path that

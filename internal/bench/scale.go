@@ -96,6 +96,12 @@ type ScaleReport struct {
 	// HistoryNote which retention limit they bring into steady state.
 	HistoryEvents int    `json:"history_events"`
 	HistoryNote   string `json:"history_note"`
+	// CycleEvents and CycleCredentials are the rows of the vacuum cycle
+	// before the window (PostgreSQL): events seeded and pruned, and
+	// credentials given a new row version, before the last vacuum, so that
+	// the tables hold the free space they hold in the steady state.
+	CycleEvents      int `json:"cycle_events,omitempty"`
+	CycleCredentials int `json:"cycle_credentials,omitempty"`
 	// Start-up, from opening the store (the process's start, minus the Go
 	// runtime's) with every credential in it: to the first token served
 	// over HTTP, and to the first refresh committed (the schedule is the
@@ -391,6 +397,7 @@ func Scale(ctx context.Context, cfg ScaleConfig, w Wiring, logf Logf) (*ScaleRep
 	seeder, ok := seedStore.(interface {
 		ImportCredentials(ctx context.Context, provider string, cs []*tokenkeeper.Credential) error
 		ImportEvents(ctx context.Context, events []*tokenkeeper.Event) error
+		PruneEvents(ctx context.Context, now time.Time, limit int) (int, error)
 		EventRetention() sqlstore.EventRetention
 	})
 	if !ok {
@@ -428,21 +435,64 @@ func Scale(ctx context.Context, cfg ScaleConfig, w Wiring, logf Logf) (*ScaleRep
 	// start, before it: the window prunes what it would in the steady
 	// state, no more and no less.
 	histStart := time.Now()
-	n, why, err := seedHistory(ctx, seeder, seeder.EventRetention(), idOf, cfg, period, lead, histStart)
+	ret := seeder.EventRetention()
+	// The vacuum cycle before the window. Where only a vacuum takes back
+	// the space of dead rows (PostgreSQL), the broker vacuums a table once
+	// vacuumThreshold of its rows are dead: in the steady state, just
+	// after a vacuum, a churned table holds that much free space, which
+	// the rows written until the next one take. A freshly seeded table
+	// holds none, and would grow by a vacuum's worth of rows once, in the
+	// window, which the steady state never does. So the events that aged
+	// out in that cycle are seeded (first: a vacuum gives the empty pages
+	// at a table's end back to the file system) and pruned, and the
+	// credentials refreshed in it get new row versions (settle), before
+	// the vacuum.
+	cycle := 0
+	if db.vacuumThreshold != nil && historyAgeBinds(ret, period) {
+		var count eventCounter
+		n, _, err := seedHistory(ctx, &count, ret, idOf, cfg, period, lead, histStart)
+		if err != nil {
+			return nil, err
+		}
+		if cycle, err = seedPrunedCycle(ctx, seeder, ret, idOf, cfg, period, lead, histStart, int(db.vacuumThreshold(int64(n)))); err != nil {
+			return nil, err
+		}
+	}
+	n, why, err := seedHistory(ctx, seeder, ret, idOf, cfg, period, lead, histStart)
 	if err != nil {
 		return nil, err
 	}
 	rep.HistoryEvents, rep.HistoryNote = n, why
 	logf("  seeded %d events of history in %s: %s", n, time.Since(histStart).Round(time.Millisecond), why)
+	if cycle > 0 {
+		pruneStart := time.Now()
+		pruned := 0
+		for {
+			k, err := seeder.PruneEvents(ctx, histStart, sqlstore.MaxPruneBatch)
+			if err != nil {
+				return nil, fmt.Errorf("prune the cycle before the window: %w", err)
+			}
+			if pruned += k; k == 0 {
+				break
+			}
+		}
+		if pruned != cycle {
+			return nil, fmt.Errorf("bench scale: %d events seeded for the cycle before the window, %d pruned", cycle, pruned)
+		}
+		rep.CycleEvents = pruned
+		logf("  pruned the %d events that aged out in the vacuum cycle before the window in %s", pruned, time.Since(pruneStart).Round(time.Millisecond))
+	}
 	// A database in its steady state has been vacuumed and analyzed
 	// (PostgreSQL's advice after a bulk load): its free space map, its
 	// visibility map and the planner's statistics exist before the window.
 	if db.settle != nil {
 		settleStart := time.Now()
-		if err := db.settle(ctx); err != nil {
+		updated, err := db.settle(ctx)
+		if err != nil {
 			return nil, fmt.Errorf("vacuum and analyze after seeding: %w", err)
 		}
-		logf("  vacuumed and analyzed in %s", time.Since(settleStart).Round(time.Millisecond))
+		rep.CycleCredentials = updated
+		logf("  updated the %d credentials refreshed last, then vacuumed and analyzed in %s", updated, time.Since(settleStart).Round(time.Millisecond))
 	}
 	seedStore.Close()
 	seedStore = nil
@@ -623,7 +673,7 @@ func seedHistory(ctx context.Context, im interface {
 	ImportEvents(ctx context.Context, events []*tokenkeeper.Event) error
 }, ret sqlstore.EventRetention, idOf func(int) string, cfg ScaleConfig, period, lead time.Duration, windowStart time.Time) (int, string, error) {
 	now := time.Now()
-	ageBinds := int(ret.RefreshMaxAge/period) <= ret.RefreshCount
+	ageBinds := historyAgeBinds(ret, period)
 	from, to := now.Add(-ret.RefreshMaxAge-time.Minute), now
 	why := fmt.Sprintf("the count limit binds: %d events per credential", ret.RefreshCount)
 	if ageBinds {
@@ -668,8 +718,7 @@ func seedHistory(ctx context.Context, im interface {
 		with++
 		n := 0
 		for t := issued; !t.Before(from) && (ageBinds || n < ret.RefreshCount); t = t.Add(-period) {
-			batch = append(batch, &tokenkeeper.Event{CredentialID: idOf(i), CredentialName: fmt.Sprintf("scale-%07d", i), Time: t,
-				Kind: tokenkeeper.EventRefresh, Outcome: tokenkeeper.OutcomeOK, Message: msg, Latency: cfg.Latency, Actor: "refresher:seeded"})
+			batch = append(batch, seededEvent(idOf, i, t, msg, cfg.Latency))
 			n++
 		}
 		if len(batch) >= 5*importBatch {
@@ -685,6 +734,60 @@ func seedHistory(ctx context.Context, im interface {
 		why = fmt.Sprintf("the age limit binds: all events younger than %s of the %d credentials whose events reach that age or that are refreshed during the window", ret.RefreshMaxAge, with)
 	}
 	return total, why, nil
+}
+
+// seededEvent is the event of credential i's refresh at t, as seeded.
+func seededEvent(idOf func(int) string, i int, t time.Time, msg string, latency time.Duration) *tokenkeeper.Event {
+	return &tokenkeeper.Event{CredentialID: idOf(i), CredentialName: fmt.Sprintf("scale-%07d", i), Time: t,
+		Kind: tokenkeeper.EventRefresh, Outcome: tokenkeeper.OutcomeOK, Message: msg, Latency: latency, Actor: "refresher:seeded"}
+}
+
+// historyAgeBinds reports whether a credential refreshed every period has
+// fewer refresh events within the retention's age limit than its count
+// limit: then the age limit prunes them.
+func historyAgeBinds(ret sqlstore.EventRetention, period time.Duration) bool {
+	return int(ret.RefreshMaxAge/period) <= ret.RefreshCount
+}
+
+// eventCounter counts the events imported into it, and keeps none.
+type eventCounter struct{ n int }
+
+func (c *eventCounter) ImportEvents(_ context.Context, es []*tokenkeeper.Event) error {
+	c.n += len(es)
+	return nil
+}
+
+// seedPrunedCycle seeds the count refresh events that aged out in the
+// vacuum cycle before the window: those that turned the age limit old in
+// the count/rate seconds before windowStart, at rate = credentials per
+// period, each of its credential's history (one period apart, as
+// seedHistory's). It returns how many it seeded: the store's pruning at
+// windowStart deletes just these.
+func seedPrunedCycle(ctx context.Context, im interface {
+	ImportEvents(ctx context.Context, events []*tokenkeeper.Event) error
+}, ret sqlstore.EventRetention, idOf func(int) string, cfg ScaleConfig, period, lead time.Duration, windowStart time.Time, count int) (int, error) {
+	now := time.Now()
+	to := windowStart.Add(-ret.RefreshMaxAge)
+	from := to.Add(-time.Duration(float64(count) / float64(cfg.Credentials) * float64(period)))
+	msg := fmt.Sprintf("new token valid for %s", cfg.Lifetime)
+	total := 0
+	var batch []*tokenkeeper.Event
+	for i := range cfg.Credentials {
+		next := now.Add(time.Duration(float64(period) * float64(i+1) / float64(cfg.Credentials)))
+		for t := next.Add(lead - cfg.Lifetime); !t.Before(from); t = t.Add(-period) {
+			if t.Before(to) {
+				batch = append(batch, seededEvent(idOf, i, t, msg, cfg.Latency))
+			}
+		}
+		if len(batch) >= 5*importBatch || (i == cfg.Credentials-1 && len(batch) > 0) {
+			if err := im.ImportEvents(ctx, batch); err != nil {
+				return total, fmt.Errorf("seed the cycle before the window: %w", err)
+			}
+			total += len(batch)
+			batch = batch[:0]
+		}
+	}
+	return total, nil
 }
 
 // randomHexID returns n random bytes in hexadecimal.
@@ -868,6 +971,10 @@ func (r *ScaleReport) WriteText(w io.Writer) error {
 	tw.printf("  reads                           %d/s over %d keep-alive connections from %s; %s without refresh load, then throughout the window\n",
 		r.ReadRate, r.ReadConnections, r.ReadsFrom, r.QuietWindow)
 	tw.printf("  seeding                         %.1fs; %d events of history (%s)\n", r.SeedSeconds, r.HistoryEvents, r.HistoryNote)
+	if r.CycleEvents > 0 || r.CycleCredentials > 0 {
+		tw.printf("  vacuum cycle before the window  %d events aged out and pruned, %d credentials given new row versions, then vacuumed: the free space of the steady state\n",
+			r.CycleEvents, r.CycleCredentials)
+	}
 	tw.printf("  start to first token served     %.3fs\n", r.StartToFirstTokenSeconds)
 	tw.printf("  start to first refresh          %.3fs (the schedule is the database's index: nothing to load)\n", r.StartToFirstRefreshSeconds)
 	tw.printf("  backlog at start                %d credentials due, refreshed %.3fs after the start\n", r.BacklogAtStart, r.BacklogClearedSeconds)

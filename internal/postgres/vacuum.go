@@ -29,6 +29,14 @@ const (
 	vacuumAnalyzeFraction = 0.10
 )
 
+// VacuumThreshold is the number of dead row versions at which Vacuum
+// vacuums a table of live rows. Between two vacuums a churned table takes
+// about this many rows' space beyond its live rows: the dead ones, whose
+// space the next vacuum frees for the rows written after it.
+func VacuumThreshold(live int64) int64 {
+	return vacuumMinDead + int64(vacuumDeadFraction*float64(live))
+}
+
 // Vacuum vacuums the tables that refreshes churn (vacuumTables) whose dead
 // row versions, by the database's statistics, passed the thresholds above,
 // and returns their names (refresh.Vacuumer). A plain VACUUM blocks no
@@ -58,7 +66,7 @@ func (db *DB) Vacuum(ctx context.Context) ([]string, error) {
 	}
 	var done []string
 	for _, s := range stats {
-		vacuum := float64(s.dead) >= vacuumMinDead+vacuumDeadFraction*float64(s.live)
+		vacuum := s.dead >= VacuumThreshold(s.live)
 		analyze := s.sinceAnalyze > 0 && (!s.analyzed || float64(s.sinceAnalyze) >= vacuumAnalyzeFraction*float64(s.live))
 		if !vacuum && !analyze {
 			continue
