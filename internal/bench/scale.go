@@ -668,7 +668,8 @@ func Scale(ctx context.Context, cfg ScaleConfig, w Wiring, logf Logf) (*ScaleRep
 // which the steady state never does. When the count limit binds, every
 // credential gets that many events, of which each new one pushes out the
 // oldest. Credential i's history ends with the refresh that issued the
-// seeded token, one period apart. It returns how many it seeded and why.
+// seeded token, one period apart; the events are imported oldest first
+// (importInTimeOrder). It returns how many it seeded and why.
 func seedHistory(ctx context.Context, im interface {
 	ImportEvents(ctx context.Context, events []*tokenkeeper.Event) error
 }, ret sqlstore.EventRetention, idOf func(int) string, cfg ScaleConfig, period, lead time.Duration, windowStart time.Time) (int, string, error) {
@@ -682,23 +683,17 @@ func seedHistory(ctx context.Context, im interface {
 		from = windowStart.Add(-ret.RefreshMaxAge)
 		to = from.Add(cfg.Window + 5*time.Minute)
 	}
-	msg := fmt.Sprintf("new token valid for %s", cfg.Lifetime)
-	total, with := 0, 0
-	var batch []*tokenkeeper.Event
-	flush := func() error {
-		if len(batch) == 0 {
-			return nil
-		}
-		err := im.ImportEvents(ctx, batch)
-		total += len(batch)
-		batch = batch[:0]
-		return err
-	}
-	for i := range cfg.Credentials {
+	// The credentials with a history.
+	issuedOf := func(i int) time.Time {
 		// As the credentials are seeded: the token's refresh is at most
 		// a period before now.
 		next := now.Add(time.Duration(float64(period) * float64(i+1) / float64(cfg.Credentials)))
-		issued := next.Add(lead - cfg.Lifetime)
+		return next.Add(lead - cfg.Lifetime)
+	}
+	touched := make([]bool, cfg.Credentials)
+	with := 0
+	for i := range cfg.Credentials {
+		issued := issuedOf(i)
 		if ageBinds {
 			pruned := false
 			for t := issued.Add(-period); !t.Before(from); t = t.Add(-period) {
@@ -707,7 +702,7 @@ func seedHistory(ctx context.Context, im interface {
 					break
 				}
 			}
-			refresh := next
+			refresh := issued.Add(period)
 			for refresh.Before(windowStart) {
 				refresh = refresh.Add(period)
 			}
@@ -715,19 +710,13 @@ func seedHistory(ctx context.Context, im interface {
 				continue
 			}
 		}
+		touched[i] = true
 		with++
-		n := 0
-		for t := issued; !t.Before(from) && (ageBinds || n < ret.RefreshCount); t = t.Add(-period) {
-			batch = append(batch, seededEvent(idOf, i, t, msg, cfg.Latency))
-			n++
-		}
-		if len(batch) >= 5*importBatch {
-			if err := flush(); err != nil {
-				return total, why, fmt.Errorf("seed history: %w", err)
-			}
-		}
 	}
-	if err := flush(); err != nil {
+	total, err := importInTimeOrder(ctx, im, idOf, cfg, period, issuedOf, from, func(i, k int) bool {
+		return touched[i] && (ageBinds || k < ret.RefreshCount)
+	})
+	if err != nil {
 		return total, why, fmt.Errorf("seed history: %w", err)
 	}
 	if ageBinds {
@@ -769,23 +758,59 @@ func seedPrunedCycle(ctx context.Context, im interface {
 	now := time.Now()
 	to := windowStart.Add(-ret.RefreshMaxAge)
 	from := to.Add(-time.Duration(float64(count) / float64(cfg.Credentials) * float64(period)))
+	issuedOf := func(i int) time.Time {
+		next := now.Add(time.Duration(float64(period) * float64(i+1) / float64(cfg.Credentials)))
+		return next.Add(lead - cfg.Lifetime)
+	}
+	total, err := importInTimeOrder(ctx, im, idOf, cfg, period, issuedOf, from, func(i, k int) bool {
+		return issuedOf(i).Add(-time.Duration(k) * period).Before(to)
+	})
+	if err != nil {
+		return total, fmt.Errorf("seed the cycle before the window: %w", err)
+	}
+	return total, nil
+}
+
+// importInTimeOrder imports, oldest first as the broker writes them, the
+// refresh events of credential i at issuedOf(i) less k periods, for every
+// k with the event not before from and keep(i, k). A store prunes the
+// oldest events first: in time order, they lie together in the table and
+// its indexes, and their pages empty as they would in the steady state.
+// For a given k, the events of credentials 0 to n-1 lie within one
+// period, before those of k-1: k from the largest down, i upwards, is time
+// order.
+func importInTimeOrder(ctx context.Context, im interface {
+	ImportEvents(ctx context.Context, events []*tokenkeeper.Event) error
+}, idOf func(int) string, cfg ScaleConfig, period time.Duration, issuedOf func(i int) time.Time, from time.Time, keep func(i, k int) bool) (int, error) {
 	msg := fmt.Sprintf("new token valid for %s", cfg.Lifetime)
+	newest := issuedOf(cfg.Credentials - 1)
+	kmax := 0
+	for !newest.Add(-time.Duration(kmax+1) * period).Before(from) {
+		kmax++
+	}
 	total := 0
 	var batch []*tokenkeeper.Event
-	for i := range cfg.Credentials {
-		next := now.Add(time.Duration(float64(period) * float64(i+1) / float64(cfg.Credentials)))
-		for t := next.Add(lead - cfg.Lifetime); !t.Before(from); t = t.Add(-period) {
-			if t.Before(to) {
-				batch = append(batch, seededEvent(idOf, i, t, msg, cfg.Latency))
+	for k := kmax; k >= 0; k-- {
+		for i := range cfg.Credentials {
+			t := issuedOf(i).Add(-time.Duration(k) * period)
+			if t.Before(from) || !keep(i, k) {
+				continue
+			}
+			batch = append(batch, seededEvent(idOf, i, t, msg, cfg.Latency))
+			if len(batch) >= 5*importBatch {
+				if err := im.ImportEvents(ctx, batch); err != nil {
+					return total, err
+				}
+				total += len(batch)
+				batch = batch[:0]
 			}
 		}
-		if len(batch) >= 5*importBatch || (i == cfg.Credentials-1 && len(batch) > 0) {
-			if err := im.ImportEvents(ctx, batch); err != nil {
-				return total, fmt.Errorf("seed the cycle before the window: %w", err)
-			}
-			total += len(batch)
-			batch = batch[:0]
+	}
+	if len(batch) > 0 {
+		if err := im.ImportEvents(ctx, batch); err != nil {
+			return total, err
 		}
+		total += len(batch)
 	}
 	return total, nil
 }
