@@ -157,9 +157,16 @@ func TestBenchScalePostgresReplicas(t *testing.T) {
 		LoadedRPS           float64          `json:"read_loaded_rps"`
 		LoadedErrors        int              `json:"read_loaded_errors"`
 		Bare                *json.RawMessage `json:"bare_control"`
+		CycleCredentials    int              `json:"cycle_credentials"`
 	}
 	if err := json.Unmarshal([]byte(out.String()), &rep); err != nil {
 		t.Fatalf("bench scale --json: %v\n%s", err, out.String())
+	}
+	// The vacuum cycle before the window: the broker's threshold (2000
+	// dead rows and more) is over the 600 seeded credentials and the read
+	// set's, so every one got a new row version before the vacuum.
+	if rep.CycleCredentials < 600 || rep.CycleCredentials > 2000 {
+		t.Errorf("cycle_credentials = %d, want every credential (600 seeded and the read set): %s", rep.CycleCredentials, out.String())
 	}
 	// --bare-control=false: no control, and none of its keys.
 	if rep.Bare != nil || strings.Contains(out.String(), `"bare_`) || strings.Contains(errb.String(), "bare handler") {

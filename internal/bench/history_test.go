@@ -57,6 +57,10 @@ func TestSeedHistorySteadyState(t *testing.T) {
 		t.Fatalf("seedHistory = %d, %q, %v; %d events", total, why, err, len(sink.events))
 	}
 	inTimeOrder(t, sink.events)
+	// Counted without an importer, as Scale sizes the vacuum cycle: as many.
+	if counted, _, err := seedHistory(context.Background(), nil, ret, historyID, cfg, period, lead, windowStart); err != nil || counted != total {
+		t.Fatalf("seedHistory without an importer counted %d, %v; imported %d", counted, err, total)
+	}
 	per := map[string][]time.Time{}
 	for _, e := range sink.events {
 		per[e.CredentialID] = append(per[e.CredentialID], e.Time)

@@ -450,8 +450,7 @@ func Scale(ctx context.Context, cfg ScaleConfig, w Wiring, logf Logf) (*ScaleRep
 	// the vacuum.
 	cycle := 0
 	if db.vacuumThreshold != nil && historyAgeBinds(ret, period) {
-		var count eventCounter
-		n, _, err := seedHistory(ctx, &count, ret, idOf, cfg, period, lead, histStart)
+		n, _, err := seedHistory(ctx, nil, ret, idOf, cfg, period, lead, histStart) // how many
 		if err != nil {
 			return nil, err
 		}
@@ -691,7 +690,8 @@ func Scale(ctx context.Context, cfg ScaleConfig, w Wiring, logf Logf) (*ScaleRep
 // credential gets that many events, of which each new one pushes out the
 // oldest. Credential i's history ends with the refresh that issued the
 // seeded token, one period apart; the events are imported oldest first
-// (importInTimeOrder). It returns how many it seeded and why.
+// (importInTimeOrder; with im nil, only counted). It returns how many it
+// seeded and why.
 func seedHistory(ctx context.Context, im interface {
 	ImportEvents(ctx context.Context, events []*tokenkeeper.Event) error
 }, ret sqlstore.EventRetention, idOf func(int) string, cfg ScaleConfig, period, lead time.Duration, windowStart time.Time) (int, string, error) {
@@ -706,12 +706,7 @@ func seedHistory(ctx context.Context, im interface {
 		to = from.Add(cfg.Window + 5*time.Minute)
 	}
 	// The credentials with a history.
-	issuedOf := func(i int) time.Time {
-		// As the credentials are seeded: the token's refresh is at most
-		// a period before now.
-		next := now.Add(time.Duration(float64(period) * float64(i+1) / float64(cfg.Credentials)))
-		return next.Add(lead - cfg.Lifetime)
-	}
+	issuedOf := seededIssue(now, cfg, period, lead)
 	touched := make([]bool, cfg.Credentials)
 	with := 0
 	for i := range cfg.Credentials {
@@ -747,6 +742,16 @@ func seedHistory(ctx context.Context, im interface {
 	return total, why, nil
 }
 
+// seededIssue returns the time at which credential i's seeded token was
+// issued, for credentials seeded at now: its refresh is at most a period
+// after now, spread evenly (as Scale seeds them).
+func seededIssue(now time.Time, cfg ScaleConfig, period, lead time.Duration) func(i int) time.Time {
+	return func(i int) time.Time {
+		next := now.Add(time.Duration(float64(period) * float64(i+1) / float64(cfg.Credentials)))
+		return next.Add(lead - cfg.Lifetime)
+	}
+}
+
 // seededEvent is the event of credential i's refresh at t, as seeded.
 func seededEvent(idOf func(int) string, i int, t time.Time, msg string, latency time.Duration) *tokenkeeper.Event {
 	return &tokenkeeper.Event{CredentialID: idOf(i), CredentialName: fmt.Sprintf("scale-%07d", i), Time: t,
@@ -758,14 +763,6 @@ func seededEvent(idOf func(int) string, i int, t time.Time, msg string, latency 
 // limit: then the age limit prunes them.
 func historyAgeBinds(ret sqlstore.EventRetention, period time.Duration) bool {
 	return int(ret.RefreshMaxAge/period) <= ret.RefreshCount
-}
-
-// eventCounter counts the events imported into it, and keeps none.
-type eventCounter struct{ n int }
-
-func (c *eventCounter) ImportEvents(_ context.Context, es []*tokenkeeper.Event) error {
-	c.n += len(es)
-	return nil
 }
 
 // seedPrunedCycle seeds the count refresh events that aged out in the
@@ -780,10 +777,7 @@ func seedPrunedCycle(ctx context.Context, im interface {
 	now := time.Now()
 	to := windowStart.Add(-ret.RefreshMaxAge)
 	from := to.Add(-time.Duration(float64(count) / float64(cfg.Credentials) * float64(period)))
-	issuedOf := func(i int) time.Time {
-		next := now.Add(time.Duration(float64(period) * float64(i+1) / float64(cfg.Credentials)))
-		return next.Add(lead - cfg.Lifetime)
-	}
+	issuedOf := seededIssue(now, cfg, period, lead)
 	total, err := importInTimeOrder(ctx, im, idOf, cfg, period, issuedOf, from, func(i, k int) bool {
 		return issuedOf(i).Add(-time.Duration(k) * period).Before(to)
 	})
@@ -800,7 +794,7 @@ func seedPrunedCycle(ctx context.Context, im interface {
 // its indexes, and their pages empty as they would in the steady state.
 // For a given k, the events of credentials 0 to n-1 lie within one
 // period, before those of k-1: k from the largest down, i upwards, is time
-// order.
+// order. With im nil, it only counts them.
 func importInTimeOrder(ctx context.Context, im interface {
 	ImportEvents(ctx context.Context, events []*tokenkeeper.Event) error
 }, idOf func(int) string, cfg ScaleConfig, period time.Duration, issuedOf func(i int) time.Time, from time.Time, keep func(i, k int) bool) (int, error) {
@@ -816,6 +810,10 @@ func importInTimeOrder(ctx context.Context, im interface {
 		for i := range cfg.Credentials {
 			t := issuedOf(i).Add(-time.Duration(k) * period)
 			if t.Before(from) || !keep(i, k) {
+				continue
+			}
+			if im == nil {
+				total++
 				continue
 			}
 			batch = append(batch, seededEvent(idOf, i, t, msg, cfg.Latency))
