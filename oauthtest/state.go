@@ -27,6 +27,13 @@ const (
 	codePrefix    = "oac_"
 )
 
+// NewAccessToken returns a new random access token of the form this
+// server issues (the prefix oat_ and 256 bits, 47 characters in all), for
+// a harness that seeds a store with tokens as if the server had issued
+// them: a refresh then replaces a token by one of the same length, as it
+// does in a store that the server filled. No server knows the token.
+func NewAccessToken() string { return newToken(accessPrefix) }
+
 // newToken returns prefix followed by 256 random bits, base64url-encoded.
 func newToken(prefix string) string {
 	var b [32]byte

@@ -51,6 +51,8 @@ func TestBenchScale(t *testing.T) {
 		WrittenPerRefresh        float64 `json:"written_bytes_per_refresh"`
 		StealQuietPct            float64 `json:"host_steal_quiet_pct"`
 		StealLoadedPct           float64 `json:"host_steal_loaded_pct"`
+		LeaseCycle               int     `json:"lease_cycle_credentials"`
+		HistoryCover             float64 `json:"history_cover_seconds"`
 		Bare                     *struct {
 			In             string  `json:"in"`
 			BodyBytes      int     `json:"body_bytes"`
@@ -83,6 +85,15 @@ func TestBenchScale(t *testing.T) {
 		rep.QuietErrors != 0 || rep.LoadedErrors != 0 || rep.DatabaseBytesEnd <= 0 || rep.WrittenBytes <= 0 || rep.WrittenPerRefresh <= 0 ||
 		rep.ReadsFrom != "this process" {
 		t.Errorf("figures not measured: %s", out.String())
+	}
+	// SQLite: every credential (the 300 and the read set's 256) leased
+	// and released once after the seeding, as a refresh does.
+	if rep.LeaseCycle != 300+256 || !strings.Contains(errb.String(), "leased and released the 556 credentials, 64 at a time") {
+		t.Errorf("lease cycle: %d credentials: %s\n%s", rep.LeaseCycle, out.String(), errb.String())
+	}
+	// The history covers the window and 5 minutes at least.
+	if rep.HistoryCover < 308 {
+		t.Errorf("history_cover_seconds = %.0f, under the window and 5 minutes", rep.HistoryCover)
 	}
 	// The control, on by default: the bare handler in a separate process,
 	// answering as many bytes as a token read (a JSON token answer), read

@@ -102,6 +102,20 @@ type ScaleReport struct {
 	// the tables hold the free space they hold in the steady state.
 	CycleEvents      int `json:"cycle_events,omitempty"`
 	CycleCredentials int `json:"cycle_credentials,omitempty"`
+	// HistoryCoverSeconds: the history holds the events that age out, and
+	// those of the credentials refreshed, from the start of its seeding
+	// until this many seconds later, long enough for a window that starts
+	// after the seeding, the restart and the backlog (planHistoryCover).
+	// HistoryShortSeconds is how long the window ran past that (then
+	// nothing aged out, and database growth is overstated); 0 if it did
+	// not.
+	HistoryCoverSeconds float64 `json:"history_cover_seconds"`
+	HistoryShortSeconds float64 `json:"history_short_seconds,omitempty"`
+	// LeaseCycleCredentials were leased and released once after seeding,
+	// as a refresh does, where that leaves its row on a page the bulk
+	// seeding filled (SQLite): the table's pages hold the slack of the
+	// steady state (sqliteLeaseCycle).
+	LeaseCycleCredentials int `json:"lease_cycle_credentials,omitempty"`
 	// Start-up, from opening the store (the process's start, minus the Go
 	// runtime's) with every credential in it: to the first token served
 	// over HTTP, and to the first refresh committed (the schedule is the
@@ -384,7 +398,11 @@ func Scale(ctx context.Context, cfg ScaleConfig, w Wiring, logf Logf) (*ScaleRep
 	// seeding, tokens issued one lifetime before their expiry (the ones
 	// that come due before the restart are the backlog the restarted
 	// brokers clear first), then the history: events that bring the
-	// events table into its steady state for the window.
+	// events table into its steady state for the window. The tokens have
+	// the provider's form: a refresh replaces one by a token of the same
+	// length, as in the steady state. Shorter ones (39 characters for its
+	// 47) grew every row a refresh rewrote, and split the full pages of
+	// SQLite's credentials table.
 	stopAll()
 	seedStore, err := w.OpenStore(ctx, db.database, db.key)
 	if err != nil {
@@ -416,7 +434,7 @@ func Scale(ctx context.Context, cfg ScaleConfig, w Wiring, logf Logf) (*ScaleRep
 			exp := next.Add(lead)
 			tr.expiry[i] = exp.UnixNano()
 			batch = append(batch, &tokenkeeper.Credential{ID: idOf(i), Name: fmt.Sprintf("scale-%07d", i), GrantType: tokenkeeper.GrantClientCredentials,
-				Token:         &tokenkeeper.Token{AccessToken: "seeded-" + randomSecret(), TokenType: "Bearer", ExpiresAt: exp},
+				Token:         &tokenkeeper.Token{AccessToken: oauthtest.NewAccessToken(), TokenType: "Bearer", ExpiresAt: exp},
 				LastRefreshAt: exp.Add(-cfg.Lifetime), NextRefreshAt: next})
 		}
 		tr.mu.Unlock()
@@ -427,14 +445,25 @@ func Scale(ctx context.Context, cfg ScaleConfig, w Wiring, logf Logf) (*ScaleRep
 			logf("  seeded %d credentials in %s", end, time.Since(seedStart).Round(time.Second))
 		}
 	}
-	logf("  seeded %d credentials in %s", cfg.Credentials, time.Since(seedStart).Round(time.Millisecond))
+	credSeeded := time.Since(seedStart)
+	logf("  seeded %d credentials in %s", cfg.Credentials, credSeeded.Round(time.Millisecond))
+	// Where a refresh's lease leaves its row on a page the seeding filled
+	// (SQLite), every credential goes through one, as in the steady state.
+	if db.leaseCycle != nil {
+		cycleStart := time.Now()
+		n, err := db.leaseCycle(ctx, cfg.Concurrency)
+		if err != nil {
+			return nil, fmt.Errorf("lease cycle after seeding: %w", err)
+		}
+		rep.LeaseCycleCredentials = n
+		logf("  leased and released the %d credentials, %d at a time, in %s", n, cfg.Concurrency, time.Since(cycleStart).Round(time.Millisecond))
+	}
 	// The history, once the credentials are in: the events that turn
-	// old enough to be pruned from now until five minutes past the
-	// window's length.
-	// The window starts later than now (the restart, the backlog), and
-	// the events that age out before it are pruned when the brokers
-	// start, before it: the window prunes what it would in the steady
-	// state, no more and no less.
+	// old enough to be pruned from now until the window's end, which
+	// planHistoryCover estimates. The window starts later than now (the
+	// history, the restart, the backlog), and the events that age out
+	// before it are pruned when the brokers start, before it: the window
+	// prunes what it would in the steady state, no more and no less.
 	histStart := time.Now()
 	ret := seeder.EventRetention()
 	// The vacuum cycle before the window. Where only a vacuum takes back
@@ -448,22 +477,30 @@ func Scale(ctx context.Context, cfg ScaleConfig, w Wiring, logf Logf) (*ScaleRep
 	// at a table's end back to the file system) and pruned, and the
 	// credentials refreshed in it get new row versions (settle), before
 	// the vacuum.
+	span := historySpan{seedStart: seedStart, start: histStart}
+	if span.cover, err = planHistoryCover(func(cover time.Duration) (int, error) {
+		n, _, err := seedHistory(ctx, nil, ret, idOf, cfg, period, lead, historySpan{seedStart, histStart, cover}) // how many
+		return n, err
+	}, cfg, credSeeded); err != nil {
+		return nil, err
+	}
+	rep.HistoryCoverSeconds = span.cover.Seconds()
 	cycle := 0
 	if db.vacuumThreshold != nil && historyAgeBinds(ret, period) {
-		n, _, err := seedHistory(ctx, nil, ret, idOf, cfg, period, lead, histStart) // how many
+		n, _, err := seedHistory(ctx, nil, ret, idOf, cfg, period, lead, span) // how many
 		if err != nil {
 			return nil, err
 		}
-		if cycle, err = seedPrunedCycle(ctx, seeder, ret, idOf, cfg, period, lead, histStart, int(db.vacuumThreshold(int64(n)))); err != nil {
+		if cycle, err = seedPrunedCycle(ctx, seeder, ret, idOf, cfg, period, lead, span, int(db.vacuumThreshold(int64(n)))); err != nil {
 			return nil, err
 		}
 	}
-	n, why, err := seedHistory(ctx, seeder, ret, idOf, cfg, period, lead, histStart)
+	n, why, err := seedHistory(ctx, seeder, ret, idOf, cfg, period, lead, span)
 	if err != nil {
 		return nil, err
 	}
 	rep.HistoryEvents, rep.HistoryNote = n, why
-	logf("  seeded %d events of history in %s: %s", n, time.Since(histStart).Round(time.Millisecond), why)
+	logf("  seeded %d events of history in %s, for a window that ends within %s of its start: %s", n, time.Since(histStart).Round(time.Millisecond), span.cover.Round(time.Second), why)
 	if cycle > 0 {
 		pruneStart := time.Now()
 		pruned := 0
@@ -623,6 +660,12 @@ func Scale(ctx context.Context, cfg ScaleConfig, w Wiring, logf Logf) (*ScaleRep
 	tr.callTo = end
 	tr.mu.Unlock()
 	rep.PeakRSSMiB = float64(peakRSS()) / (1 << 20)
+	if short := time.Unix(0, end).Sub(histStart.Add(span.cover)); short > 0 && historyAgeBinds(ret, period) {
+		// Past the history, nothing ages out: the events table gains
+		// every refresh's event.
+		rep.HistoryShortSeconds = short.Seconds()
+		logf("  the window ended %s after the end of the history seeded for it: database growth is overstated", short.Round(time.Second))
+	}
 	sizeEnd, err := db.size(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("database size: %w", err)
@@ -674,39 +717,74 @@ func Scale(ctx context.Context, cfg ScaleConfig, w Wiring, logf Logf) (*ScaleRep
 	return rep, nil
 }
 
+// historySpan is what a history is seeded for: the credentials were
+// seeded at seedStart (credential i's first refresh is a share i+1 of a
+// period later, as Scale seeds them), and a window starts at start or
+// later and ends within cover of start.
+type historySpan struct {
+	seedStart, start time.Time
+	cover            time.Duration
+}
+
+// planHistoryCover returns how long after the start of the history's
+// seeding the window may end: after the seeding itself, the restart, the
+// backlog (what came due meanwhile) and the window, with a margin. It
+// estimates them from how long the credentials took to seed (seeded):
+// an event of history as half a credential's time, and the backlog as
+// three tenths of everything seeded (on SQLite at a million, 0.48 and
+// 0.19 measured; less on PostgreSQL). A longer cover means more
+// credentials with a history, so it counts the events of each cover
+// (count) until the estimate stays within it. Scale reports a window
+// that ran past it.
+func planHistoryCover(count func(cover time.Duration) (int, error), cfg ScaleConfig, seeded time.Duration) (time.Duration, error) {
+	const margin = 3 * time.Minute
+	perEvent := float64(seeded) / float64(max(cfg.Credentials, 1)) / 2
+	cover := cfg.Window + 5*time.Minute
+	for range 8 {
+		n, err := count(cover)
+		if err != nil {
+			return 0, err
+		}
+		history := time.Duration(float64(n) * perEvent)
+		start := history + 15*time.Second + (seeded+history)*3/10
+		need := (start + cfg.Window + margin).Round(time.Second)
+		if need <= cover {
+			break
+		}
+		cover = need
+	}
+	return cover, nil
+}
+
 // seedHistory seeds the refresh events that bring the events table into
-// its steady state for a window starting at or soon after windowStart,
-// given the store's retention. When the age limit binds (a credential
-// refreshes fewer times within it than the count limit), the credentials
-// with a history are those that the window touches: those with an event
-// that reaches that age from windowStart to five minutes after the
-// window's length, which the pruner deletes as new ones arrive, and those
-// refreshed in that time, whose new event is indexed among their older
-// ones. Each of them gets its whole history within the age limit, as in
-// the steady state: an index page then holds the events of few
-// credentials, and a refresh adds one to them, where a page of one event
-// each for a hundred credentials refreshed within a second would split,
-// which the steady state never does. When the count limit binds, every
-// credential gets that many events, of which each new one pushes out the
-// oldest. Credential i's history ends with the refresh that issued the
-// seeded token, one period apart; the events are imported oldest first
-// (importInTimeOrder; with im nil, only counted). It returns how many it
-// seeded and why.
+// its steady state for a window in span, given the store's retention.
+// When the age limit binds (a credential refreshes fewer times within it
+// than the count limit), the credentials with a history are those that
+// the window touches: those with an event that reaches that age from
+// span.start to span.cover after it, which the pruner deletes as new
+// ones arrive, and those refreshed in that time, whose new event is
+// indexed among their older ones. Each of them gets its whole history
+// within the age limit, as in the steady state: an index page then holds
+// the events of few credentials, and a refresh adds one to them, where a
+// page of one event each for a hundred credentials refreshed within a
+// second would split, which the steady state never does. When the count
+// limit binds, every credential gets that many events, of which each new
+// one pushes out the oldest. Credential i's history ends with the
+// refresh that issued its seeded token, one period apart; the events are
+// imported oldest first (importInTimeOrder; with im nil, only counted).
+// It returns how many it seeded and why.
 func seedHistory(ctx context.Context, im interface {
 	ImportEvents(ctx context.Context, events []*tokenkeeper.Event) error
-}, ret sqlstore.EventRetention, idOf func(int) string, cfg ScaleConfig, period, lead time.Duration, windowStart time.Time) (int, string, error) {
-	now := time.Now()
+}, ret sqlstore.EventRetention, idOf func(int) string, cfg ScaleConfig, period, lead time.Duration, span historySpan) (int, string, error) {
 	ageBinds := historyAgeBinds(ret, period)
-	from, to := now.Add(-ret.RefreshMaxAge-time.Minute), now
+	from, to := span.start.Add(-ret.RefreshMaxAge-time.Minute), span.start
 	why := fmt.Sprintf("the count limit binds: %d events per credential", ret.RefreshCount)
 	if ageBinds {
-		// The window starts after the restart and the backlog, a minute
-		// or so after windowStart: five minutes more cover its end.
-		from = windowStart.Add(-ret.RefreshMaxAge)
-		to = from.Add(cfg.Window + 5*time.Minute)
+		from = span.start.Add(-ret.RefreshMaxAge)
+		to = from.Add(span.cover)
 	}
 	// The credentials with a history.
-	issuedOf := seededIssue(now, cfg, period, lead)
+	issuedOf := seededIssue(span.seedStart, cfg, period, lead)
 	touched := make([]bool, cfg.Credentials)
 	with := 0
 	for i := range cfg.Credentials {
@@ -720,10 +798,10 @@ func seedHistory(ctx context.Context, im interface {
 				}
 			}
 			refresh := issued.Add(period)
-			for refresh.Before(windowStart) {
+			for refresh.Before(span.start) {
 				refresh = refresh.Add(period)
 			}
-			if !pruned && refresh.After(windowStart.Add(cfg.Window+5*time.Minute)) {
+			if !pruned && refresh.After(span.start.Add(span.cover)) {
 				continue
 			}
 		}
@@ -743,11 +821,11 @@ func seedHistory(ctx context.Context, im interface {
 }
 
 // seededIssue returns the time at which credential i's seeded token was
-// issued, for credentials seeded at now: its refresh is at most a period
-// after now, spread evenly (as Scale seeds them).
-func seededIssue(now time.Time, cfg ScaleConfig, period, lead time.Duration) func(i int) time.Time {
+// issued, for credentials seeded at seedStart: its refresh is at most a
+// period after seedStart, spread evenly (as Scale seeds them).
+func seededIssue(seedStart time.Time, cfg ScaleConfig, period, lead time.Duration) func(i int) time.Time {
 	return func(i int) time.Time {
-		next := now.Add(time.Duration(float64(period) * float64(i+1) / float64(cfg.Credentials)))
+		next := seedStart.Add(time.Duration(float64(period) * float64(i+1) / float64(cfg.Credentials)))
 		return next.Add(lead - cfg.Lifetime)
 	}
 }
@@ -767,17 +845,16 @@ func historyAgeBinds(ret sqlstore.EventRetention, period time.Duration) bool {
 
 // seedPrunedCycle seeds the count refresh events that aged out in the
 // vacuum cycle before the window: those that turned the age limit old in
-// the count/rate seconds before windowStart, at rate = credentials per
+// the count/rate seconds before span.start, at rate = credentials per
 // period, each of its credential's history (one period apart, as
 // seedHistory's). It returns how many it seeded: the store's pruning at
-// windowStart deletes just these.
+// span.start deletes just these.
 func seedPrunedCycle(ctx context.Context, im interface {
 	ImportEvents(ctx context.Context, events []*tokenkeeper.Event) error
-}, ret sqlstore.EventRetention, idOf func(int) string, cfg ScaleConfig, period, lead time.Duration, windowStart time.Time, count int) (int, error) {
-	now := time.Now()
-	to := windowStart.Add(-ret.RefreshMaxAge)
+}, ret sqlstore.EventRetention, idOf func(int) string, cfg ScaleConfig, period, lead time.Duration, span historySpan, count int) (int, error) {
+	to := span.start.Add(-ret.RefreshMaxAge)
 	from := to.Add(-time.Duration(float64(count) / float64(cfg.Credentials) * float64(period)))
-	issuedOf := seededIssue(now, cfg, period, lead)
+	issuedOf := seededIssue(span.seedStart, cfg, period, lead)
 	total, err := importInTimeOrder(ctx, im, idOf, cfg, period, issuedOf, from, func(i, k int) bool {
 		return issuedOf(i).Add(-time.Duration(k) * period).Before(to)
 	})
@@ -1015,7 +1092,14 @@ func (r *ScaleReport) WriteText(w io.Writer) error {
 		r.Credentials, r.Lifetime, r.Lead, r.ProviderLatency, r.Concurrency, r.Replicas)
 	tw.printf("  reads                           %d/s over %d keep-alive connections from %s; %s without refresh load, then throughout the window\n",
 		r.ReadRate, r.ReadConnections, r.ReadsFrom, r.QuietWindow)
-	tw.printf("  seeding                         %.1fs; %d events of history (%s)\n", r.SeedSeconds, r.HistoryEvents, r.HistoryNote)
+	tw.printf("  seeding                         %.1fs; %d events of history (%s), for a window that ends within %s of the start of their seeding\n",
+		r.SeedSeconds, r.HistoryEvents, r.HistoryNote, time.Duration(r.HistoryCoverSeconds*float64(time.Second)).Round(time.Second))
+	if r.HistoryShortSeconds > 0 {
+		tw.printf("  HISTORY SHORT                   the window ran %.0fs past the history seeded for it: nothing aged out then, and the database growth below is overstated\n", r.HistoryShortSeconds)
+	}
+	if r.LeaseCycleCredentials > 0 {
+		tw.printf("  lease cycle before the window   %d credentials leased and released once, as a refresh does: their pages hold the slack of the steady state\n", r.LeaseCycleCredentials)
+	}
 	if r.CycleEvents > 0 || r.CycleCredentials > 0 {
 		tw.printf("  vacuum cycle before the window  %d events aged out and pruned, %d credentials given new row versions, then vacuumed: the free space of the steady state\n",
 			r.CycleEvents, r.CycleCredentials)

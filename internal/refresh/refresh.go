@@ -67,7 +67,7 @@ const (
 type Config struct {
 	Store  tokenkeeper.Store
 	Logger *slog.Logger
-	// Owner names this process in leases; default host-pid-random.
+	// Owner names this process in leases; default DefaultOwner().
 	Owner string
 	// Concurrency bounds the refreshes in flight in this process.
 	Concurrency int
@@ -210,8 +210,7 @@ func New(cfg Config) (*Refresher, error) {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	if cfg.Owner == "" {
-		host, _ := os.Hostname()
-		cfg.Owner = fmt.Sprintf("%s-%d-%s", host, os.Getpid(), randomHex(4))
+		cfg.Owner = DefaultOwner()
 	}
 	if cfg.Concurrency <= 0 {
 		cfg.Concurrency = DefaultConcurrency
@@ -801,6 +800,14 @@ func (r *Refresher) backoff(failures int, retryAfter time.Duration) time.Duratio
 	exp := math.Min(float64(r.cfg.BackoffMin)*math.Pow(2, float64(max(failures-1, 0))), float64(r.cfg.BackoffMax))
 	d := time.Duration(exp/2) + time.Duration(mrand.Int64N(int64(exp/2)+1))
 	return max(d, min(retryAfter, r.cfg.RetryAfterMax))
+}
+
+// DefaultOwner returns a new lease owner name for a refresher whose
+// Config leaves Owner empty: the host name, the process id and 8 random
+// hex digits, unique across replicas and restarts.
+func DefaultOwner() string {
+	host, _ := os.Hostname()
+	return fmt.Sprintf("%s-%d-%s", host, os.Getpid(), randomHex(4))
 }
 
 func randomHex(n int) string {
