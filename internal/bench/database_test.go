@@ -88,7 +88,7 @@ func leaseCycleCase(t *testing.T, n int, cycle bool) (seeded, refreshed int) {
 			if _, err := db.CompleteRefresh(ctx, c.ID, "bench-owner-0123456789", c.Version, &tokenkeeper.RefreshResult{
 				Token:  &tokenkeeper.Token{AccessToken: oauthtest.NewAccessToken(), TokenType: "Bearer", ExpiresAt: now.Add(2 * time.Hour)},
 				Status: tokenkeeper.StatusActive, LastRefreshAt: now, NextRefreshAt: now.Add(2 * time.Hour),
-				Event:  &tokenkeeper.Event{Kind: tokenkeeper.EventRefresh, Outcome: tokenkeeper.OutcomeOK}, Claimed: c,
+				Event: &tokenkeeper.Event{Kind: tokenkeeper.EventRefresh, Outcome: tokenkeeper.OutcomeOK}, Claimed: c,
 			}); err != nil {
 				t.Fatal(err)
 			}
