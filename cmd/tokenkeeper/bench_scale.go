@@ -65,10 +65,13 @@ func (e *env) cmdBenchScale(c *command) runFunc {
 seeds --credentials credentials of one provider (the test provider, client
 credentials, --latency per call) directly in the store, each with a sealed
 token, their refresh times spread evenly over one refresh period (lifetime
-less the lead, a third of it, at most 5 minutes), and the refresh events
-of the last 12 hours of the credentials the window touches (on PostgreSQL,
-with the vacuum cycle before the window run, so that the tables hold the
-free space of the steady state), then restarts the broker on the full
+less the lead, a third of it, at most 5 minutes), each leased and
+released once on SQLite (as a refresh does: the pages then hold the slack
+of the steady state), and the refresh events of the last 12 hours of the
+credentials the window touches, until the window's end as estimated (a
+window that runs past them is flagged: its growth is overstated; on
+PostgreSQL, with the vacuum cycle before the window run, so that the tables
+hold the free space of the steady state), then restarts the broker on the full
 database and measures for --window: the share refreshed before
 expiry, refreshes per second (per replica with --replicas), provider calls
 per token, refresh lag before expiry (p1, p50, p99), peak RSS, time from
