@@ -400,9 +400,8 @@ func Scale(ctx context.Context, cfg ScaleConfig, w Wiring, logf Logf) (*ScaleRep
 	// brokers clear first), then the history: events that bring the
 	// events table into its steady state for the window. The tokens have
 	// the provider's form: a refresh replaces one by a token of the same
-	// length, as in the steady state. Shorter ones (39 characters for its
-	// 47) grew every row a refresh rewrote, and split the full pages of
-	// SQLite's credentials table.
+	// length, as in the steady state, where shorter ones (39 characters
+	// for its 47) grew every row a refresh rewrote.
 	stopAll()
 	seedStore, err := w.OpenStore(ctx, db.database, db.key)
 	if err != nil {
