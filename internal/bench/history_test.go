@@ -149,41 +149,32 @@ func TestPlanHistoryCover(t *testing.T) {
 	cfg := ScaleConfig{Credentials: 1_000_000, Lifetime: time.Hour, Window: 10 * time.Minute}
 	// At a million with 1 h tokens: 13.1 events for each credential whose
 	// refresh or pruned event falls in the cover, or the 5 minutes before.
-	counted := map[time.Duration]int{}
 	count := func(cover time.Duration) (int, error) {
-		n := int(min(1, float64(cover+5*time.Minute)/float64(55*time.Minute)) * float64(cfg.Credentials) * 13.1)
-		counted[cover] = n
-		return n, nil
+		return int(min(1, float64(cover+5*time.Minute)/float64(55*time.Minute)) * float64(cfg.Credentials) * 13.1), nil
 	}
-	plan := func(seeded time.Duration) time.Duration {
+	plan := func(seeded time.Duration) (time.Duration, int) {
 		t.Helper()
-		clear(counted)
-		cover, err := planHistoryCover(count, cfg, seeded)
+		cover, n, err := planHistoryCover(count, cfg, seeded)
 		if err != nil {
 			t.Fatal(err)
 		}
-		return cover
+		// The count returned is the cover's.
+		if want, _ := count(cover); n != want {
+			t.Fatalf("cover %s: %d events returned, %d counted", cover, n, want)
+		}
+		return cover, n
 	}
 	// Seeding in no time: the window and 5 minutes.
-	if got := plan(0); got != cfg.Window+5*time.Minute {
+	if got, _ := plan(0); got != cfg.Window+5*time.Minute {
 		t.Fatalf("instant seeding: cover %s, want %s", got, cfg.Window+5*time.Minute)
 	}
 	// As measured on SQLite at a million (credentials in 140 s): the
 	// history of 4.8 million events took 323 s and the backlog 88 s, so
 	// the window ended 7 min 1 s + 10 min after the history's start. The
 	// plan covers that, and its own estimate for the events it counted.
-	got := plan(140 * time.Second)
+	got, n := plan(140 * time.Second)
 	if got < 17*time.Minute+time.Second {
 		t.Fatalf("credentials seeded in 140 s: cover %s, short of the 17m1s measured", got)
-	}
-	n, ok := counted[got]
-	if !ok {
-		// The last cover planned was not counted: the loop stopped at
-		// one that fitted and returned it, or it ran out of rounds.
-		var err error
-		if n, err = count(got); err != nil {
-			t.Fatal(err)
-		}
 	}
 	history := time.Duration(float64(n) * float64(140*time.Second) / float64(cfg.Credentials) / 2)
 	if end := history + 15*time.Second + (140*time.Second+history)*3/10 + cfg.Window; end > got {
@@ -193,11 +184,11 @@ func TestPlanHistoryCover(t *testing.T) {
 		t.Fatalf("cover %s: more than the whole period's credentials need", got)
 	}
 	// Slower seeding, a longer cover.
-	if slower := plan(280 * time.Second); slower <= got {
+	if slower, _ := plan(280 * time.Second); slower <= got {
 		t.Fatalf("credentials seeded in 280 s: cover %s, not longer than %s for 140 s", slower, got)
 	}
 	// A count that fails fails the plan.
-	if _, err := planHistoryCover(func(time.Duration) (int, error) { return 0, errors.New("boom") }, cfg, time.Minute); err == nil {
+	if _, _, err := planHistoryCover(func(time.Duration) (int, error) { return 0, errors.New("boom") }, cfg, time.Minute); err == nil {
 		t.Fatal("planHistoryCover: no error from a failing count")
 	}
 }

@@ -424,17 +424,18 @@ func Scale(ctx context.Context, cfg ScaleConfig, w Wiring, logf Logf) (*ScaleRep
 	idPrefix := randomHexID(8)
 	idOf := func(i int) string { return fmt.Sprintf("%s%016x", idPrefix, i) }
 	seedStart := time.Now()
+	issuedOf := seededIssue(seedStart, cfg, period, lead) // as the history reckons them
 	for start := 0; start < cfg.Credentials; start += importBatch {
 		end := min(start+importBatch, cfg.Credentials)
 		batch := make([]*tokenkeeper.Credential, 0, end-start)
 		tr.mu.Lock()
 		for i := start; i < end; i++ {
-			next := seedStart.Add(time.Duration(float64(period) * float64(i+1) / float64(cfg.Credentials)))
-			exp := next.Add(lead)
+			issued := issuedOf(i)
+			exp := issued.Add(cfg.Lifetime)
 			tr.expiry[i] = exp.UnixNano()
 			batch = append(batch, &tokenkeeper.Credential{ID: idOf(i), Name: fmt.Sprintf("scale-%07d", i), GrantType: tokenkeeper.GrantClientCredentials,
 				Token:         &tokenkeeper.Token{AccessToken: oauthtest.NewAccessToken(), TokenType: "Bearer", ExpiresAt: exp},
-				LastRefreshAt: exp.Add(-cfg.Lifetime), NextRefreshAt: next})
+				LastRefreshAt: issued, NextRefreshAt: exp.Add(-lead)})
 		}
 		tr.mu.Unlock()
 		if err := seeder.ImportCredentials(ctx, "scale", batch); err != nil {
@@ -477,7 +478,8 @@ func Scale(ctx context.Context, cfg ScaleConfig, w Wiring, logf Logf) (*ScaleRep
 	// credentials refreshed in it get new row versions (settle), before
 	// the vacuum.
 	span := historySpan{seedStart: seedStart, start: histStart}
-	if span.cover, err = planHistoryCover(func(cover time.Duration) (int, error) {
+	var planned int // events of history, counted
+	if span.cover, planned, err = planHistoryCover(func(cover time.Duration) (int, error) {
 		n, _, err := seedHistory(ctx, nil, ret, idOf, cfg, period, lead, historySpan{seedStart, histStart, cover}) // how many
 		return n, err
 	}, cfg, credSeeded); err != nil {
@@ -486,11 +488,7 @@ func Scale(ctx context.Context, cfg ScaleConfig, w Wiring, logf Logf) (*ScaleRep
 	rep.HistoryCoverSeconds = span.cover.Seconds()
 	cycle := 0
 	if db.vacuumThreshold != nil && historyAgeBinds(ret, period) {
-		n, _, err := seedHistory(ctx, nil, ret, idOf, cfg, period, lead, span) // how many
-		if err != nil {
-			return nil, err
-		}
-		if cycle, err = seedPrunedCycle(ctx, seeder, ret, idOf, cfg, period, lead, span, int(db.vacuumThreshold(int64(n)))); err != nil {
+		if cycle, err = seedPrunedCycle(ctx, seeder, ret, idOf, cfg, period, lead, span, int(db.vacuumThreshold(int64(planned)))); err != nil {
 			return nil, err
 		}
 	}
@@ -733,26 +731,25 @@ type historySpan struct {
 // three tenths of everything seeded (on SQLite at a million, 0.48 and
 // 0.19 measured; less on PostgreSQL). A longer cover means more
 // credentials with a history, so it counts the events of each cover
-// (count) until the estimate stays within it. Scale reports a window
-// that ran past it.
-func planHistoryCover(count func(cover time.Duration) (int, error), cfg ScaleConfig, seeded time.Duration) (time.Duration, error) {
+// (count) until the estimate stays within it, and returns the cover with
+// its count. Scale reports a window that ran past it.
+func planHistoryCover(count func(cover time.Duration) (int, error), cfg ScaleConfig, seeded time.Duration) (time.Duration, int, error) {
 	const margin = 3 * time.Minute
 	perEvent := float64(seeded) / float64(max(cfg.Credentials, 1)) / 2
 	cover := cfg.Window + 5*time.Minute
-	for range 8 {
+	for round := 0; ; round++ {
 		n, err := count(cover)
 		if err != nil {
-			return 0, err
+			return 0, 0, err
 		}
 		history := time.Duration(float64(n) * perEvent)
 		start := history + 15*time.Second + (seeded+history)*3/10
 		need := (start + cfg.Window + margin).Round(time.Second)
-		if need <= cover {
-			break
+		if need <= cover || round == 8 {
+			return cover, n, nil
 		}
 		cover = need
 	}
-	return cover, nil
 }
 
 // seedHistory seeds the refresh events that bring the events table into
